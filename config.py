@@ -1,0 +1,210 @@
+"""Run configuration: defaults, YAML loading with `inherit:`, KEY=VALUE overrides, validation.
+
+Every key a run understands is in DEFAULTS (or in its method's `defaults` under `optim.`);
+anything else is an error that names the nearest known key.
+"""
+import copy
+import difflib
+import hashlib
+import json
+import os
+
+import yaml
+
+DEFAULTS = {
+    "dataset": "digits",       # digits | cifar10 | cifar100
+    "data_dir": "data",
+    "download": True,          # fetch CIFAR into data_dir when it is missing
+    "model": "resnet20",
+    "width": 1.0,              # channel multiplier (small for CPU runs)
+    "epochs": 10,
+    "batch_size": 128,
+    "eval_batch_size": 500,
+    "augment": True,           # padded random crop + horizontal flip
+    "train_subset": 0,         # train on the first N training images only (0: all); smoke tests
+    "seed": 0,
+    "device": "auto",          # auto | cpu | cuda
+    "precision": "fp32",       # fp32 | bf16 (autocast)
+    "channels_last": False,
+    "compile": False,          # torch.compile the forward pass
+    "init_from": "",           # a run folder or model.pt to start from instead of random init
+    "method": "sgd",
+    "optim": {},               # the method's own keys, see optim/<method>.py `defaults`
+}
+CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("fp32", "bf16")}
+POSITIVE = ("width", "epochs", "batch_size", "eval_batch_size")
+NON_NEGATIVE = ("train_subset",)
+# Keys that change where things are read from, not what is computed: kept out of the hash.
+NOT_HASHED = ("data_dir", "download", "device")
+
+
+class ConfigError(ValueError):
+    """A one-line message naming the bad key or value."""
+
+
+def _merge(base, over):
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_yaml(path, _seen=()):
+    """Read a config file; `inherit: other.yaml` (relative to the file) is merged underneath."""
+    path = os.path.abspath(path)
+    if path in _seen:
+        raise ConfigError(f"{path}: inherit cycle")
+    try:
+        with open(path) as f:
+            cfg = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    parent = cfg.pop("inherit", None)
+    if parent:
+        cfg = _merge(load_yaml(os.path.join(os.path.dirname(path), parent), _seen + (path,)), cfg)
+    return cfg
+
+
+def parse_overrides(items):
+    """['optim.lam=1e-5', 'epochs=2'] -> nested dict; values parsed as YAML scalars."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' is not KEY=VALUE")
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = _scalar(value)
+    return out
+
+
+def _scalar(text):
+    try:
+        v = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    # YAML 1.1 reads 1e-5 as a string; accept it as a number.
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            pass
+    return v
+
+
+def _unknown(key, known, prefix=""):
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown config key '{prefix}{key}'{hint}")
+
+
+def _check_type(key, value, default):
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple))
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(f"config key '{key}' must be {type(default).__name__}, got {value!r}")
+    return float(value) if isinstance(default, float) else value
+
+
+def resolve(cfg):
+    """Fill defaults, check every key and value; returns a new dict (the resolved config)."""
+    import data
+    import models
+    from optim import get_method
+
+    for k in cfg:
+        if k not in DEFAULTS:
+            raise _unknown(k, DEFAULTS)
+    out = _merge(DEFAULTS, {k: v for k, v in cfg.items() if k != "optim"})
+    for k, v in out.items():
+        if k != "optim":
+            out[k] = _check_type(k, v, DEFAULTS[k])
+    for k, allowed in CHOICES.items():
+        if out[k] not in allowed:
+            raise ConfigError(f"config key '{k}' must be one of {', '.join(allowed)}, got {out[k]!r}")
+    for k in POSITIVE:
+        if out[k] <= 0:
+            raise ConfigError(f"config key '{k}' must be positive, got {out[k]!r}")
+    for k in NON_NEGATIVE:
+        if out[k] < 0:
+            raise ConfigError(f"config key '{k}' must be >= 0, got {out[k]!r}")
+    if out["dataset"] not in data.NUM_CLASSES:
+        raise ConfigError(f"unknown dataset '{out['dataset']}'; known: {', '.join(data.NUM_CLASSES)}")
+    if out["model"] not in models.names():
+        try:
+            models.get_model(out["model"])
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    try:
+        method = get_method(out["method"])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+    optim_cfg = cfg.get("optim") or {}
+    if not isinstance(optim_cfg, dict):
+        raise ConfigError("config key 'optim' must be a mapping")
+    for k in optim_cfg:
+        if k not in method.defaults:
+            raise _unknown(k, method.defaults, prefix="optim.")
+    hp = _merge(method.defaults, optim_cfg)
+    for k, v in hp.items():
+        hp[k] = _check_type(f"optim.{k}", v, method.defaults[k])
+        if k in method.choices and hp[k] not in method.choices[k]:
+            raise ConfigError(f"config key 'optim.{k}' must be one of "
+                              f"{', '.join(method.choices[k])}, got {hp[k]!r}")
+    try:
+        method.validate(hp)
+    except ValueError as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
+    out["optim"] = hp
+    return out
+
+
+def config_hash(cfg):
+    """Hash of what differs from the defaults, so adding a default later keeps old names."""
+    from optim import get_method
+
+    diff = {k: v for k, v in cfg.items()
+            if k not in NOT_HASHED and k != "optim" and v != DEFAULTS[k]}
+    defaults = get_method(cfg["method"]).defaults
+    diff["optim"] = {k: v for k, v in cfg["optim"].items() if v != defaults[k]}
+    diff["method"] = cfg["method"]
+    return hashlib.sha1(json.dumps(diff, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def run_name(cfg):
+    """Readable name plus hash: cifar10-vgg16-xrda-lam1e-06-s0-1a2b3c4d."""
+    o = cfg["optim"]
+    parts = [cfg["dataset"], cfg["model"]]
+    if cfg["width"] != 1.0:
+        parts.append(f"w{cfg['width']:g}")
+    parts.append(cfg["method"])
+    if o.get("mode", "elementwise") != "elementwise":
+        parts.append(o["mode"])
+    for key, tag in (("lam", "lam"), ("target", "t"), ("final_threshold", "D")):
+        if o.get(key):
+            parts.append(f"{tag}{o[key]:g}")
+    parts.append(f"s{cfg['seed']}")
+    parts.append(config_hash(cfg))
+    return "-".join(parts)
+
+
+def build(path=None, overrides=()):
+    cfg = load_yaml(path) if path else {}
+    return resolve(_merge(cfg, parse_overrides(overrides)))

@@ -1,0 +1,75 @@
+"""Recompute accuracy, sparsity, FLOPs and the per-layer table from saved weights.
+
+    python eval.py RUN_DIR_or_model.pt [--json] [--layers] [--data-dir DIR]
+
+Numbers come from the weights, never from the run's logs.
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+import config as C
+import data as D
+import metrics
+import models
+from train import autocast, pick_device
+
+
+def evaluate_file(path, data_dir=None, device="auto"):
+    run_dir = path if os.path.isdir(path) else os.path.dirname(path)
+    model_path = os.path.join(path, "model.pt") if os.path.isdir(path) else path
+    if not os.path.exists(model_path):
+        raise FileNotFoundError(f"{model_path} not found (is the run finished?)")
+    saved = torch.load(model_path, map_location="cpu", weights_only=True)
+    cfg_path = os.path.join(run_dir, "config.yaml")
+    # The run's own precision and memory format, so that the numbers match its summary.
+    cfg = C.resolve(C.load_yaml(cfg_path)) if os.path.exists(cfg_path) else dict(
+        C.DEFAULTS, dataset=saved["dataset"], model=saved["model"], width=saved["width"])
+    dev = pick_device(device)
+    model = models.get_model(saved["model"], num_classes=saved["num_classes"], width=saved["width"])
+    model.load_state_dict(saved["state_dict"])
+    model.to(dev)
+    if cfg["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    data = D.load(saved["dataset"], data_dir or cfg["data_dir"], device=dev, download=False)
+    with autocast(cfg, dev):
+        loss, acc = metrics.evaluate(model, data.test_batches(cfg["eval_batch_size"],
+                                                              channels_last=cfg["channels_last"]))
+    return {"model_file": model_path, "dataset": saved["dataset"], "model": saved["model"],
+            "test_acc": acc, "test_loss": loss, **metrics.counts(model)}, metrics.layer_table(model)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("path", help="a run folder or a model.pt")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--layers", action="store_true", help="also print the per-layer table")
+    p.add_argument("--data-dir", help="where the data set lives (default: the run's data_dir)")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    try:
+        result, layers = evaluate_file(args.path, args.data_dir, args.device)
+    except (FileNotFoundError, D.DataError, C.ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({**result, **({"layers": layers} if args.layers else {})}))
+        return 0
+    print(f"{result['model']} on {result['dataset']}: test acc {result['test_acc']:.2f}% "
+          f"(loss {result['test_loss']:.4f})")
+    print(f"sparsity {result['sparsity']:.4f} of {result['n_weights']:,} conv/linear weights "
+          f"({result['nnz']:,} nonzero), {result['sparsity_all']:.4f} of all {result['n_params']:,} "
+          f"parameters; FLOPs {result['flops_nonzero']:,.0f} of {result['flops_dense']:,} "
+          f"({result['flops_dense'] / max(result['flops_nonzero'], 1):.1f}x fewer)")
+    if args.layers:
+        import pandas as pd
+        print(pd.DataFrame(layers)[["layer", "shape", "nnz", "sparsity", "zero_kernels",
+                                    "zero_filters", "flops_nonzero"]].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Accuracy, sparsity and FLOPs: pure functions of a model (and data for accuracy).
+
+Counts use the weights the forward pass uses (`module.weight`, which is the
+thresholded or masked tensor when a method parametrizes the layer).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from optim.base import penalized_modules
+
+
+@torch.no_grad()
+def evaluate(model, batches):
+    """(mean cross-entropy, accuracy in percent) over an iterable of (x, y)."""
+    was_training = model.training
+    model.eval()
+    loss = correct = n = 0
+    for x, y in batches:
+        out = model(x).float()
+        loss += F.cross_entropy(out, y, reduction="sum").item()
+        correct += (out.argmax(1) == y).sum().item()
+        n += y.numel()
+    model.train(was_training)
+    return loss / n, 100.0 * correct / n
+
+
+@torch.no_grad()
+def layer_table(model, input_shape=(1, 3, 32, 32)):
+    """One dict per conv/linear layer: shape, entries, nonzeros, structured zeros, MACs."""
+    sizes = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: sizes.__setitem__(n, o.shape))
+             for n, m in penalized_modules(model)]
+    was_training = model.training
+    model.eval()
+    p = next(model.parameters())
+    try:
+        model(torch.zeros(input_shape, device=p.device, dtype=p.dtype))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    rows = []
+    for name, m in penalized_modules(model):
+        w = m.weight.detach()
+        nnz = int(torch.count_nonzero(w))
+        if isinstance(m, nn.Conv2d):
+            out_hw = sizes[name][-2] * sizes[name][-1]
+            macs = out_hw * w.numel()  # weight already holds C_in/groups
+            kernels = w.flatten(2).abs().sum(-1)
+            zero_kernels = int((kernels == 0).sum())
+            zero_filters = int((w.flatten(1).abs().sum(-1) == 0).sum())
+            n_kernels, n_filters = kernels.numel(), w.shape[0]
+        else:
+            macs = w.numel()
+            zero_kernels = n_kernels = 0
+            zero_filters = int((w.abs().sum(-1) == 0).sum())
+            n_filters = w.shape[0]
+        rows.append({"layer": name, "type": type(m).__name__, "shape": "x".join(map(str, w.shape)),
+                     "n_weights": w.numel(), "nnz": nnz, "sparsity": 1 - nnz / w.numel(),
+                     "kernels": n_kernels, "zero_kernels": zero_kernels,
+                     "filters": n_filters, "zero_filters": zero_filters,
+                     "flops_dense": macs, "flops_nonzero": macs * nnz / w.numel()})
+    return rows
+
+
+@torch.no_grad()
+def counts(model, input_shape=(1, 3, 32, 32)):
+    """Model-level sparsity and FLOPs (multiply-adds) of conv and linear layers.
+
+    Expects a plain model (weights as used, no parametrization): train.py and eval.py
+    count on the model rebuilt from Method.export().
+    """
+    rows = layer_table(model, input_shape)
+    n_weights = sum(r["n_weights"] for r in rows)
+    nnz = sum(r["nnz"] for r in rows)
+    params = list(model.parameters())
+    n_params = sum(p.numel() for p in params)
+    nnz_all = sum(int(torch.count_nonzero(p)) for p in params)
+    return {"sparsity": 1 - nnz / n_weights, "sparsity_all": 1 - nnz_all / n_params,
+            "nnz": nnz, "n_weights": n_weights, "n_params": n_params,
+            "flops_dense": sum(r["flops_dense"] for r in rows),
+            "flops_nonzero": sum(r["flops_nonzero"] for r in rows)}
+
+
+@torch.no_grad()
+def sparsity(model):
+    """(fraction of exact zeros, nonzeros) over conv and linear weights, without a forward."""
+    ws = [m.weight.detach() for _, m in penalized_modules(model)]
+    n = sum(w.numel() for w in ws)
+    nnz = sum(int(torch.count_nonzero(w)) for w in ws)
+    return 1 - nnz / n, nnz

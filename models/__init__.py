@@ -1,0 +1,35 @@
+"""Model registry: name -> constructor(num_classes, width). Add a model = one file + one line."""
+import difflib
+
+from .densenet import densenet40, densenet_bc100
+from .resnet import resnet18, resnet20, resnet32, resnet44, resnet56, resnet110
+from .vgg import vgg11, vgg13, vgg16, vgg19
+
+_REGISTRY = {
+    "vgg11": vgg11,
+    "vgg13": vgg13,
+    "vgg16": vgg16,
+    "vgg19": vgg19,
+    "resnet20": resnet20,
+    "resnet32": resnet32,
+    "resnet44": resnet44,
+    "resnet56": resnet56,
+    "resnet110": resnet110,
+    "resnet18": resnet18,
+    "densenet40": densenet40,
+    "densenet_bc100": densenet_bc100,
+}
+
+
+def names():
+    return sorted(_REGISTRY)
+
+
+def get_model(name, num_classes=10, width=1.0):
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, names(), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"unknown model '{name}'; known: {', '.join(names())}" + hint)
+    if not width > 0:  # also rejects NaN
+        raise ValueError(f"model width must be > 0, got {width}")
+    return _REGISTRY[name](num_classes=num_classes, width=width)

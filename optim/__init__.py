@@ -1,0 +1,17 @@
+"""Method registry: a config's `method:` names one of these."""
+import difflib
+
+from .base import Method
+from .sgd import SGD
+
+METHODS = {cls.name: cls for cls in (
+    SGD,
+)}
+
+
+def get_method(name):
+    if name not in METHODS:
+        close = difflib.get_close_matches(name, METHODS, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"unknown method '{name}'; known: {', '.join(sorted(METHODS))}{hint}")
+    return METHODS[name]

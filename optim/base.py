@@ -1,0 +1,88 @@
+"""The method interface: everything that changes weights lives behind it.
+
+train.py only calls zero_grad(), step() after each backward pass, end_epoch() after
+each epoch, and state_dict()/load_state_dict() for checkpoints. A new method is one
+file with one subclass and one registry line in optim/__init__.py.
+"""
+import copy
+
+import torch
+from torch import nn
+
+
+def penalized_modules(model):
+    """Conv and linear layers: the weights that sparsity is counted on and penalized."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def is_penalized(p):
+    """Conv (4-D) and linear (2-D) weights; BatchNorm parameters and biases are 1-D."""
+    return p.dim() in (2, 4)
+
+
+class Method:
+    name = ""
+    # The method's `optim.*` keys with their defaults: any other key is a config error.
+    defaults = {}
+    # Allowed values of string keys, e.g. {"schedule": ("cosine", "step")}.
+    choices = {}
+    # What the run is sparse in: dense, elementwise, kernel or channel.
+    mode = "elementwise"
+
+    def __init__(self, model, hp, steps_per_epoch, epochs):
+        self.model = model
+        self.hp = hp
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs = epochs
+        self.optimizer = None
+        self.schedule = None
+
+    @classmethod
+    def validate(cls, hp):
+        """Raise ValueError (one line) for a bad value; called before anything is built."""
+
+    def zero_grad(self):
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self):
+        """Called once per batch after loss.backward()."""
+        self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step()
+
+    def end_epoch(self, epoch):
+        """Called after each epoch (0-indexed); returns extra metrics.csv columns."""
+        return {}
+
+    @property
+    def lr(self):
+        return self.optimizer.param_groups[0]["lr"]
+
+    def state_dict(self):
+        return {"optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict() if self.schedule is not None else None}
+
+    def load_state_dict(self, state):
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.schedule is not None:
+            self.schedule.load_state_dict(state["schedule"])
+
+    def export(self):
+        """The weights as the forward pass uses them, under plain module keys."""
+        return copy.deepcopy(self.model.state_dict())
+
+    def summary(self):
+        """Extra summary.json fields: the penalty for penalty-driven methods, target and
+        achieved sparsity for target-driven ones."""
+        return {"lam": float(self.hp.get("lam", 0.0))}
+
+
+def split_decay(model, weight_decay):
+    """One param group: the papers decay every tensor, BatchNorm and biases included."""
+    return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+
+
+@torch.no_grad()
+def soft_threshold_(x, tau):
+    """In place S(x, tau) = sign(x) * max(|x| - tau, 0); tau a scalar or a tensor like x."""
+    return x.copy_(torch.sign(x) * torch.clamp(x.abs() - tau, min=0))

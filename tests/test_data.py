@@ -1,0 +1,315 @@
+"""data.py: real on-disk CIFAR formats (tiny), digits, normalization, augmentation, batching."""
+
+import os
+import pickle
+import tarfile
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+
+import data
+
+MEAN = torch.tensor(data.MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(data.STD).view(1, 3, 1, 1)
+
+
+# ---- tiny data sets in the official python-pickle formats ----------------------------------
+
+def _rows(n, seed):
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 3072), dtype=np.uint8)
+
+
+def _dump(path, obj):
+    with open(path, "wb") as f:
+        pickle.dump(obj, f)
+
+
+def write_cifar10(root, n=4):
+    """5 train batches of n images + a test batch of n; returns (train rows, labels, test ...)."""
+    folder = os.path.join(root, "cifar-10-batches-py")
+    os.makedirs(folder)
+    xs, ys = [], []
+    for i in range(1, 6):
+        x, y = _rows(n, i), [(i + j) % 10 for j in range(n)]
+        _dump(os.path.join(folder, f"data_batch_{i}"),
+              {b"batch_label": b"training batch", b"labels": y, b"data": x,
+               b"filenames": [b"f.png"] * n})
+        xs.append(x)
+        ys += y
+    tx, ty = _rows(n, 99), [9 - j for j in range(n)]
+    _dump(os.path.join(folder, "test_batch"), {b"labels": ty, b"data": tx})
+    return np.concatenate(xs), np.array(ys), tx, np.array(ty)
+
+
+def write_cifar100(root, n_train=6, n_test=3):
+    folder = os.path.join(root, "cifar-100-python")
+    os.makedirs(folder)
+    x, tx = _rows(n_train, 1), _rows(n_test, 2)
+    y, ty = [17 * j % 100 for j in range(n_train)], [99, 0, 50][:n_test]
+    _dump(os.path.join(folder, "train"),
+          {b"data": x, b"fine_labels": y, b"coarse_labels": [v // 5 for v in y]})
+    _dump(os.path.join(folder, "test"),
+          {b"data": tx, b"fine_labels": ty, b"coarse_labels": [v // 5 for v in ty]})
+    return x, np.array(y), tx, np.array(ty)
+
+
+def check_loaded(d, arrays, num_classes):
+    x, y, tx, ty = arrays
+    assert d.num_classes == num_classes
+    for got, rows in ((d.train_x, x), (d.test_x, tx)):
+        assert got.dtype == torch.uint8 and got.shape == (len(rows), 3, 32, 32)
+        # channel-major rows: the first 1024 bytes are the red plane, row by row
+        assert torch.equal(got, torch.from_numpy(rows).view(-1, 3, 32, 32))
+        assert torch.equal(got[:, 0].reshape(len(rows), -1), torch.from_numpy(rows[:, :1024]))
+    for got, labels in ((d.train_y, y), (d.test_y, ty)):
+        assert got.dtype == torch.int64
+        assert got.tolist() == labels.tolist()
+
+
+def test_cifar10_pickles(tmp_path):
+    arrays = write_cifar10(str(tmp_path))
+    d = data.load("cifar10", root=str(tmp_path), download=False)
+    assert d.name == "cifar10" and len(d.train_y) == 20 and len(d.test_y) == 4
+    check_loaded(d, arrays, 10)
+
+
+def test_cifar100_pickles_use_fine_labels(tmp_path):
+    arrays = write_cifar100(str(tmp_path))
+    d = data.load("cifar100", root=str(tmp_path), download=False)
+    check_loaded(d, arrays, 100)
+
+
+@pytest.mark.parametrize("name, folder, archive, writer", [
+    ("cifar10", "cifar-10-batches-py", "cifar-10-python.tar.gz", write_cifar10),
+    ("cifar100", "cifar-100-python", "cifar-100-python.tar.gz", write_cifar100),
+])
+def test_archive_is_extracted(tmp_path, name, folder, archive, writer):
+    src, root = tmp_path / "src", tmp_path / "root"
+    arrays = writer(str(src))
+    root.mkdir()
+    with tarfile.open(root / archive, "w:gz") as tar:
+        tar.add(src / folder, arcname=folder)
+    d = data.load(name, root=str(root), download=False)
+    assert (root / folder).is_dir()
+    check_loaded(d, arrays, data.NUM_CLASSES[name])
+
+
+def _assert_one_line_missing(msg, root):
+    assert "\n" not in msg
+    assert "cifar-10-python.tar.gz" in msg
+    assert os.path.join(str(root), "cifar-10-batches-py") in msg
+
+
+def test_missing_offline_is_one_line(tmp_path):
+    with pytest.raises(data.DataError) as e:
+        data.load("cifar10", root=str(tmp_path), download=False)
+    _assert_one_line_missing(str(e.value), tmp_path)
+
+
+def test_download_failure_is_one_line(tmp_path, monkeypatch):
+    calls = []
+
+    def no_network(*args, **kwargs):
+        calls.append(args)
+        raise urllib.error.URLError("no network in tests")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    with pytest.raises(data.DataError) as e:
+        data.load("cifar10", root=str(tmp_path), download=True)
+    assert calls, "the download was not attempted"
+    msg = str(e.value)
+    _assert_one_line_missing(msg, tmp_path)
+    assert "could not be downloaded" in msg and "no network in tests" in msg
+
+
+def test_unknown_name_and_corrupt_file(tmp_path):
+    with pytest.raises(data.DataError) as e:
+        data.load("mnist")
+    assert "\n" not in str(e.value) and "cifar100" in str(e.value)
+    write_cifar10(str(tmp_path))
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(data.DataError) as e:
+        data.load("cifar10", root=str(tmp_path), download=False)
+    assert "\n" not in str(e.value) and "data_batch_3" in str(e.value)
+    os.remove(tmp_path / "cifar-10-batches-py" / "test_batch")
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(data.DataError) as e:
+        data.load("cifar10", root=str(tmp_path), download=False)
+    assert "\n" not in str(e.value) and "data_batch_3" in str(e.value)
+
+
+def test_corrupt_archive(tmp_path):
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"garbage")
+    with pytest.raises(data.DataError) as e:
+        data.load("cifar10", root=str(tmp_path), download=False)
+    assert "\n" not in str(e.value) and "cifar-10-python.tar.gz" in str(e.value)
+
+
+# ---- digits ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits")
+
+
+def test_digits(digits):
+    d = digits
+    assert d.num_classes == 10 and data.NUM_CLASSES["digits"] == 10
+    assert d.train_x.shape == (1437, 3, 32, 32) and d.test_x.shape == (360, 3, 32, 32)
+    assert d.train_x.dtype == torch.uint8 and d.train_y.dtype == torch.int64
+    for x in (d.train_x, d.test_x):
+        assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 0], x[:, 2])
+    assert sorted(d.train_y.unique().tolist()) == list(range(10))
+    assert sorted(d.test_y.unique().tolist()) == list(range(10))
+    assert torch.bincount(d.test_y).min() >= 35   # stratified: 36 of each class, give or take
+    assert d.train_x.max() > 200 and d.train_x.min() == 0
+    again = data.load("digits")
+    for a, b in ((d.train_x, again.train_x), (d.train_y, again.train_y),
+                 (d.test_x, again.test_x), (d.test_y, again.test_y)):
+        assert torch.equal(a, b)
+
+
+# ---- batching ---------------------------------------------------------------------------------
+
+def make_data(n_train, n_test=8, train_x=None):
+    """In-memory Data whose pixels encode (image, channel, row, col): values are unique."""
+    if train_x is None:
+        train_x = torch.randint(0, 256, (n_train, 3, 32, 32), dtype=torch.uint8)
+    y = torch.arange(n_train) % 10
+    tx = torch.randint(0, 256, (n_test, 3, 32, 32), dtype=torch.uint8)
+    return data.Data("fake", train_x, y, tx, torch.arange(n_test) % 10, num_classes=10)
+
+
+def test_normalization_constant_image():
+    values = [0, 1, 128, 255]
+    x = torch.tensor(values, dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 32, 32)
+    d = make_data(4, train_x=x.clone())
+    d.test_x = x.clone()
+    d.test_y = torch.arange(4)
+    expected = (torch.tensor(values, dtype=torch.float32).view(-1, 1, 1, 1) / 255 - MEAN) / STD
+    (tx, ty), = list(d.test_batches(10))
+    assert tx.dtype == torch.float32 and ty.tolist() == [0, 1, 2, 3]
+    assert torch.allclose(tx, expected.expand(-1, 3, 32, 32), rtol=0, atol=1e-5)
+    (x1, y1), = list(d.train_batches(10, seed=0, epoch=0, augment=False))
+    assert torch.allclose(x1, expected[y1].expand(-1, 3, 32, 32), rtol=0, atol=1e-5)
+
+
+def _coordinate_images(n):
+    """Every pixel's value encodes its coordinates: channel 0 = row + 1, channel 1 = col + 1."""
+    r = torch.arange(1, 33).view(32, 1).expand(32, 32)
+    img = torch.stack([r, r.t(), torch.full((32, 32), 255)]).to(torch.uint8)
+    return img.expand(n, -1, -1, -1).clone()
+
+
+def _random_images(n):
+    """Random pixels in 1..255 (0 is reserved for the padding)."""
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(1, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+
+
+def _windows(img):
+    """All crops of the zero-padded image, flipped or not: {bytes: (dy, dx, flipped)}."""
+    p = torch.nn.functional.pad(img, (4, 4, 4, 4))
+    assert p.shape == (3, 40, 40)
+    out = {}
+    for dy in range(9):
+        for dx in range(9):
+            w = p[:, dy:dy + 32, dx:dx + 32]
+            out[w.numpy().tobytes()] = (dy, dx, False)
+            out[w.flip(-1).numpy().tobytes()] = (dy, dx, True)
+    assert len(out) == 162   # every (dy, dx, flip) gives a different image
+    return out
+
+
+@pytest.mark.parametrize("images", [_coordinate_images, _random_images])
+def test_augmentation_is_a_padded_crop_maybe_flipped(images):
+    n = 300
+    raw = images(n)
+    d = make_data(n, train_x=raw)
+    d.train_y = torch.arange(n)          # label = index, to find the source image
+    windows = {}
+    seen = []
+    for x, y in d.train_batches(64, seed=3, epoch=5):
+        u = ((x * STD + MEAN) * 255).round().clamp(0, 255).to(torch.uint8)  # undo normalization
+        assert torch.allclose(u.float(), (x * STD + MEAN) * 255, atol=1e-3)
+        for img, i in zip(u, y.tolist()):
+            key = raw[i].numpy().tobytes()
+            if key not in windows:
+                windows[key] = _windows(raw[i])
+            where = windows[key].get(img.numpy().tobytes())
+            assert where is not None, "augmented image is not a (flipped) window of the padded one"
+            seen.append(where)
+    assert len(seen) == n
+    assert {w[2] for w in seen} == {False, True}
+    assert 0.35 < np.mean([w[2] for w in seen]) < 0.65
+    assert {w[0] for w in seen} == set(range(9)) and {w[1] for w in seen} == set(range(9))
+    assert len({w[:2] for w in seen}) >= 40
+
+
+def test_padding_is_zero():
+    # an all-255 image: outside the crop window the padded border must be exactly 0
+    n = 200
+    d = make_data(n, train_x=torch.full((n, 3, 32, 32), 255, dtype=torch.uint8))
+    zero = ((0 - MEAN) / STD).view(3)
+    n_border = 0
+    for x, _ in d.train_batches(100, seed=1, epoch=0):
+        is_zero = torch.isclose(x, zero.view(1, 3, 1, 1).expand_as(x), atol=1e-5)
+        n_border += int(is_zero[:, 0].flatten(1).any(1).sum())
+        assert (is_zero | torch.isclose(x, ((1 - MEAN) / STD).expand_as(x), atol=1e-5)).all()
+    assert n_border > n // 2   # most crops include some border
+
+
+def _order(d, bs, seed, epoch, **kw):
+    return torch.cat([y for _, y in d.train_batches(bs, seed=seed, epoch=epoch, **kw)])
+
+
+def test_determinism_order_and_partial_batch():
+    n = 103
+    d = make_data(n)
+    d.train_y = torch.arange(n)
+    a = list(d.train_batches(16, seed=7, epoch=2))
+    b = list(d.train_batches(16, seed=7, epoch=2))
+    assert len(a) == d.steps_per_epoch(16) == 7
+    assert [len(y) for _, y in a] == [16] * 6 + [7]
+    for (xa, ya), (xb, yb) in zip(a, b):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    order = torch.cat([y for _, y in a])
+    assert sorted(order.tolist()) == list(range(n))          # each example exactly once
+    assert not torch.equal(order, _order(d, 16, 7, 3))       # another epoch: another order
+    assert not torch.equal(order, _order(d, 16, 8, 2))       # another seed: another order
+    assert torch.equal(order, _order(d, 16, 7, 2, augment=False))   # same order unaugmented
+    assert torch.equal(order, _order(d, 50, 7, 2))           # batch size does not change it
+    assert not torch.equal(a[0][0], next(d.train_batches(16, seed=7, epoch=3))[0])
+
+
+def test_unaugmented_batches_are_the_images():
+    d = make_data(10)
+    d.train_y = torch.arange(10)
+    for x, y in d.train_batches(4, seed=0, epoch=0, augment=False):
+        expected = (d.train_x[y].float() / 255 - MEAN) / STD
+        assert torch.allclose(x, expected, atol=1e-5)
+    tx = torch.cat([x for x, _ in d.test_batches(3)])
+    assert torch.allclose(tx, (d.test_x.float() / 255 - MEAN) / STD, atol=1e-5)
+    assert torch.equal(torch.cat([y for _, y in d.test_batches(3)]), d.test_y)
+
+
+def test_channels_last_and_bf16():
+    d = make_data(20)
+    ref = next(d.train_batches(8, seed=0, epoch=0))[0]
+    for augment in (True, False):
+        x, y = next(d.train_batches(8, seed=0, epoch=0, augment=augment, dtype=torch.bfloat16,
+                                    channels_last=True))
+        assert x.dtype == torch.bfloat16 and x.shape == (8, 3, 32, 32) and y.dtype == torch.int64
+        assert x.is_contiguous(memory_format=torch.channels_last)
+        if augment:
+            assert torch.allclose(x.float(), ref, atol=0.05)   # same crops, bf16 rounding
+    x, _ = next(d.test_batches(8, dtype=torch.bfloat16, channels_last=True))
+    assert x.dtype == torch.bfloat16 and x.is_contiguous(memory_format=torch.channels_last)
+    x, _ = next(d.train_batches(8, seed=0, epoch=0, channels_last=True))
+    assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x, ref)
+    x, _ = next(d.test_batches(8))
+    assert x.is_contiguous()

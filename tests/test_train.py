@@ -1,0 +1,154 @@
+"""End to end on the bundled digits set: the run-folder contract, eval, resume, skip, NaN."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import config as C
+import data
+import eval as E
+import train
+
+FAMILIES = {"vgg16": 0.125, "resnet20": 0.25, "resnet56": 0.125, "densenet40": 0.125}
+SUMMARY_KEYS = ("run dataset model method mode seed epochs lam test_acc sparsity sparsity_all nnz "
+                "n_weights n_params flops_dense flops_nonzero train_seconds config_hash").split()
+METRICS_COLUMNS = "epoch lr train_loss train_acc test_loss test_acc sparsity nnz seconds".split()
+
+
+def cfg_for(model="resnet20", epochs=2, *extra):
+    """A small, fast run: reduced width, 256 training images (2 batches of 128)."""
+    return C.build(None, [f"model={model}", f"width={FAMILIES.get(model, 0.25)}", f"epochs={epochs}",
+                          "device=cpu", "train_subset=256", "channels_last=true", *extra])
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_two_epochs_write_the_contract_and_eval_agrees(tmp_path, model):
+    cfg = cfg_for(model)
+    s = train.train(cfg, results=str(tmp_path), quiet=True)
+    run = tmp_path / "runs" / C.run_name(cfg)
+    for f in ("config.yaml", "metrics.csv", "layers.csv", "summary.json", "checkpoint.pt", "model.pt"):
+        assert (run / f).is_file(), f
+    assert not [f for f in os.listdir(run) if f.startswith(".tmp")]
+    rows = read_csv(run / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert list(rows[0])[:len(METRICS_COLUMNS)] == METRICS_COLUMNS
+    summary = json.loads((run / "summary.json").read_text())
+    assert all(k in summary for k in SUMMARY_KEYS)
+    assert summary["test_acc"] == float(rows[-1]["test_acc"]) == s["test_acc"]
+    assert summary["method"] == "sgd" and summary["mode"] == "dense" and summary["epochs"] == 2
+    assert summary["n_params"] == sum(p.numel() for p in train.build_model(cfg, 10, "cpu").parameters())
+    layers = read_csv(run / "layers.csv")
+    assert sum(int(r["n_weights"]) for r in layers) == summary["n_weights"]
+    runs = read_csv(tmp_path / "runs.csv")
+    assert [r["run"] for r in runs] == [summary["run"]]
+    # eval.py recomputes from the saved weights and agrees with the run's own numbers
+    result, _ = E.evaluate_file(str(run))
+    for k in ("test_acc", "sparsity", "sparsity_all", "nnz", "n_params", "flops_dense"):
+        assert result[k] == pytest.approx(summary[k], abs=1e-9), k
+    # the saved config reproduces the run (same hash, same name)
+    again = C.resolve(C.load_yaml(run / "config.yaml"))
+    assert C.run_name(again) == summary["run"]
+
+
+def test_finished_run_is_skipped(tmp_path, capsys):
+    cfg = cfg_for("resnet20", 1)
+    train.train(cfg, results=str(tmp_path))
+    run = tmp_path / "runs" / C.run_name(cfg)
+    before = {f: os.stat(run / f).st_mtime_ns for f in os.listdir(run)}
+    capsys.readouterr()
+    train.train(cfg, results=str(tmp_path))
+    assert "finished already, skipped" in capsys.readouterr().err
+    assert {f: os.stat(run / f).st_mtime_ns for f in os.listdir(run)} == before
+    assert len(read_csv(tmp_path / "runs.csv")) == 1
+
+
+def test_run_folder_with_other_config_is_refused(tmp_path):
+    out = tmp_path / "run"
+    train.train(cfg_for("resnet20", 1), out=str(out), results=str(tmp_path), quiet=True)
+    with pytest.raises(train.RunError, match="another config"):
+        train.train(cfg_for("resnet20", 1, "seed=5"), out=str(out), results=str(tmp_path), quiet=True)
+
+
+def test_resume_after_kill_is_bit_identical(tmp_path):
+    args = ["configs/quick/sgd.yaml", "model=resnet20", "width=0.25", "epochs=3", "train_subset=512", "--quiet"]
+    straight = tmp_path / "straight"
+    subprocess.run([sys.executable, "train.py", *args, "--out", str(straight), "--results", str(tmp_path)],
+                   check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    p = subprocess.Popen([sys.executable, "train.py", *args, "--out", str(killed), "--results", str(tmp_path)])
+    deadline = time.time() + 300
+    while not (killed / "checkpoint.pt").exists():
+        assert p.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (killed / "summary.json").exists()
+    done = len(read_csv(killed / "metrics.csv"))
+    assert 1 <= done < 3
+    r = subprocess.run([sys.executable, "train.py", *args[:-1], "--out", str(killed), "--results", str(tmp_path)],
+                       capture_output=True, text=True, check=True)
+    assert f"resuming after epoch {done}" in r.stderr
+    a = torch.load(straight / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(killed / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert read_csv(straight / "metrics.csv")[-1]["test_acc"] == read_csv(killed / "metrics.csv")[-1]["test_acc"]
+    # tqdm stays quiet when output is not a terminal: no carriage-return progress lines
+    assert "\r" not in r.stderr and "epoch 3/3" in r.stderr
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    real = data.Data.train_batches
+
+    def poisoned(self, batch_size, seed, epoch, **kw):
+        for x, y in real(self, batch_size, seed, epoch, **kw):
+            yield (x * float("nan") if epoch == 1 else x), y
+
+    monkeypatch.setattr(data.Data, "train_batches", poisoned)
+    cfg = cfg_for("resnet20", 3)
+    with pytest.raises(train.RunError, match=r"loss became nan in epoch 2 \(kept the checkpoint of epoch 1") as e:
+        train.train(cfg, results=str(tmp_path), quiet=True)
+    assert e.value.code == 3
+    run = tmp_path / "runs" / C.run_name(cfg)
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["epoch"] == 0
+    assert len(read_csv(run / "metrics.csv")) == 1
+    assert not (run / "summary.json").exists() and not (tmp_path / "runs.csv").exists()
+
+
+def test_nan_cli_exit_code(tmp_path):
+    r = subprocess.run([sys.executable, "train.py", "configs/quick/sgd.yaml", "model=resnet20", "width=0.125",
+                        "epochs=1", "train_subset=384", "optim.lr=1e30", "--results", str(tmp_path), "--quiet"],
+                       capture_output=True, text=True)
+    assert r.returncode == 3
+    assert r.stderr.count("\n") == 1 and "loss became nan in epoch 1 (no checkpoint yet" in r.stderr
+
+
+def test_gpu_switches_run_on_cpu(tmp_path):
+    """bf16 autocast, channels_last and torch.compile are config switches that work on the CPU."""
+    cfg = cfg_for("resnet20", 1, "width=0.125", "precision=bf16", "channels_last=true", "compile=true")
+    s = train.train(cfg, results=str(tmp_path), quiet=True)
+    assert 0 <= s["test_acc"] <= 100
+    result, _ = E.evaluate_file(s["run_dir"])
+    assert result["test_acc"] == pytest.approx(s["test_acc"])
+
+
+def test_init_from_loads_weights_and_checks_architecture(tmp_path):
+    first = train.train(cfg_for("resnet20", 1), results=str(tmp_path), quiet=True)
+    cfg = cfg_for("resnet20", 1, f"init_from={first['run_dir']}", "optim.lr=1e-12", "augment=false")
+    s = train.train(cfg, results=str(tmp_path), quiet=True)
+    assert s["init_from"].endswith("model.pt")
+    # a vanishing step size leaves the loaded weights (and so accuracy) where they were
+    assert s["test_acc"] == pytest.approx(first["test_acc"], abs=1.0)
+    bad = cfg_for("resnet20", 1, f"init_from={first['run_dir']}", "width=0.5")
+    with pytest.raises(train.RunError, match="holds width=0.25"):
+        train.train(bad, results=str(tmp_path), quiet=True)
