@@ -2,10 +2,16 @@
 import difflib
 
 from .base import Method
+from .rda_methods import ProxSGD, RDAL1, SGDL1, XRDAMethod
 from .sgd import SGD
+from .xrda import XRDA
 
 METHODS = {cls.name: cls for cls in (
     SGD,
+    XRDAMethod,
+    RDAL1,
+    ProxSGD,
+    SGDL1,
 )}
 
 

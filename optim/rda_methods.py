@@ -1,0 +1,151 @@
+"""The paper's method and its ablations as registry methods (METHODS.md section 1).
+
+xrda      xRDA with adaptive (log) reweighting, M = max_factor (500 by default)
+rda_l1    the same optimizer with M = 1: RDA-style averaging with plain ℓ1
+prox_sgd  the same optimizer with a ≡ 0: proximal SGD with momentum (reweighted unless
+          max_factor: 1)
+sgd_l1    the naive baseline: torch.optim.SGD with momentum and the ℓ1 subgradient λ·sign(w)
+          added to the conv/linear weights' gradients; it almost never produces exact zeros
+
+The xRDA family is parameterized as in the paper: `lr` is the step size h (h = 1 with
+momentum_ts = 9.5 is about lr 0.1, momentum 0.9), schedules move h and the averaging weight
+a together. sgd_l1 uses plain lr/momentum; its penalty means the same objective
+L + λ·‖w‖₁ as prox_sgd with max_factor 1 when lr / (1 − momentum) equals h.
+"""
+import math
+
+import torch
+
+from .base import Method, is_penalized, split_decay
+from .schedules import KINDS, Schedule
+from .xrda import MODES, XRDA
+
+
+def _num(hp, key, low=None, high=None, strict_low=False):
+    """Check hp[key] is a finite number within bounds; raise a one-line ValueError."""
+    v = hp[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"optim.{key} must be a finite number, got {v!r}")
+    if low is not None and (v <= low if strict_low else v < low):
+        raise ValueError(f"optim.{key} must be {'>' if strict_low else '>='} {low:g}, got {v!r}")
+    if high is not None and v > high:
+        raise ValueError(f"optim.{key} must be <= {high:g}, got {v!r}")
+
+
+def _check_schedule(hp):
+    if hp["schedule"] not in KINDS:
+        raise ValueError(f"optim.schedule must be one of {', '.join(KINDS)}, got {hp['schedule']!r}")
+    _num(hp, "gamma", 0.0, 1.0, strict_low=True)
+    ms = hp["milestones"]
+    if not isinstance(ms, (list, tuple)) or not all(
+            isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in ms):
+        raise ValueError(f"optim.milestones must be a list of epoch indices >= 0, got {ms!r}")
+    if list(ms) != sorted(set(ms)):
+        raise ValueError(f"optim.milestones must be strictly increasing, got {ms!r}")
+
+
+class _RDAFamily(Method):
+    """Shared construction of the xRDA-based methods."""
+    choices = {"mode": MODES, "schedule": KINDS}
+    fixed = {}  # hyperparameters a subclass pins (not config keys)
+
+    def __init__(self, model, hp, steps_per_epoch, epochs):
+        hp = {**self.defaults, **hp, **self.fixed}
+        super().__init__(model, hp, steps_per_epoch, epochs)
+        self.mode = hp["mode"]
+        has_avg = "avg" not in self.fixed  # prox_sgd pins a = 0: the schedule leaves it alone
+        self.optimizer = XRDA(split_decay(model, hp["weight_decay"]), lr=hp["lr"],
+                              avg=hp.get("avg", 0.0), lam=hp["lam"], max_factor=hp["max_factor"],
+                              momentum_ts=hp["momentum_ts"], magnitude_ts=hp["magnitude_ts"],
+                              weight_decay=hp["weight_decay"], mode=hp["mode"],
+                              fused=hp.get("fused", False))
+        self.schedule = Schedule(self.optimizer, hp["schedule"], steps_per_epoch * epochs,
+                                 steps_per_epoch, hp["milestones"], hp["gamma"],
+                                 avg=hp.get("avg", 0.0) if has_avg else None)
+
+    @classmethod
+    def validate(cls, hp):
+        hp = {**cls.defaults, **hp, **cls.fixed}
+        _num(hp, "lr", 0.0, strict_low=True)
+        _num(hp, "lam", 0.0)
+        _num(hp, "max_factor", 1.0)
+        _num(hp, "momentum_ts", 0.0, strict_low=True)
+        _num(hp, "magnitude_ts", 0.0, strict_low=True)
+        _num(hp, "weight_decay", 0.0)
+        _num(hp, "avg", 0.0, 1.0)
+        if hp["mode"] not in MODES:
+            raise ValueError(f"optim.mode must be one of {', '.join(MODES)}, got {hp['mode']!r}")
+        if not isinstance(hp.get("fused", False), bool):
+            raise ValueError(f"optim.fused must be true or false, got {hp['fused']!r}")
+        _check_schedule(hp)
+
+    def summary(self):
+        return {"lam": float(self.hp["lam"]), "max_factor": float(self.hp["max_factor"])}
+
+
+_COMMON = {"lr": 1.0, "momentum_ts": 9.5, "magnitude_ts": 9.5, "weight_decay": 5e-4,
+           "lam": 1e-6, "mode": "elementwise", "schedule": "cosine", "milestones": [],
+           "gamma": 0.5, "fused": False}
+
+
+class XRDAMethod(_RDAFamily):
+    """The paper's method. `avg` is a for schedule: constant and the starting a of schedule:
+    step (the paper starts at 0); the cosine schedule sets a itself."""
+    name = "xrda"
+    defaults = {**_COMMON, "max_factor": 500.0, "avg": 0.0}
+
+
+class RDAL1(_RDAFamily):
+    """Ablation: no reweighting (M = 1), i.e. generalized RDA with plain ℓ1."""
+    name = "rda_l1"
+    defaults = {**_COMMON, "avg": 0.0}
+    fixed = {"max_factor": 1.0}
+
+
+class ProxSGD(_RDAFamily):
+    """Ablation: a ≡ 0 (proximal SGD with momentum); h follows the schedule.
+    Reweighted by default; max_factor: 1 gives plain proximal SGD with ℓ1."""
+    name = "prox_sgd"
+    defaults = {**_COMMON, "max_factor": 500.0}
+    fixed = {"avg": 0.0}
+
+
+class SGDL1(Method):
+    """Baseline: momentum SGD on L + λ·‖w‖₁ through the subgradient λ·sign(w) on conv and
+    linear weights (sign(0) = 0). Weight decay on every tensor as in the other methods."""
+    name = "sgd_l1"
+    mode = "elementwise"
+    defaults = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "lam": 1e-6,
+                "schedule": "cosine", "milestones": [], "gamma": 0.5}
+    choices = {"schedule": KINDS}
+
+    def __init__(self, model, hp, steps_per_epoch, epochs):
+        hp = {**self.defaults, **hp}
+        super().__init__(model, hp, steps_per_epoch, epochs)
+        self.penalized = [p for p in model.parameters() if p.requires_grad and is_penalized(p)]
+        self.optimizer = torch.optim.SGD(split_decay(model, hp["weight_decay"]), lr=hp["lr"],
+                                         momentum=hp["momentum"], foreach=True)
+        self.schedule = Schedule(self.optimizer, hp["schedule"], steps_per_epoch * epochs,
+                                 steps_per_epoch, hp["milestones"], hp["gamma"])
+
+    @classmethod
+    def validate(cls, hp):
+        hp = {**cls.defaults, **hp}
+        _num(hp, "lr", 0.0, strict_low=True)
+        _num(hp, "momentum", 0.0, 1.0)
+        if hp["momentum"] >= 1.0:
+            raise ValueError(f"optim.momentum must be < 1, got {hp['momentum']!r}")
+        _num(hp, "weight_decay", 0.0)
+        _num(hp, "lam", 0.0)
+        _check_schedule(hp)
+
+    @torch.no_grad()
+    def step(self):
+        lam = float(self.hp["lam"])
+        ps = [p for p in self.penalized if p.grad is not None]
+        if lam and ps:
+            torch._foreach_add_([p.grad for p in ps], torch._foreach_sign(ps), alpha=lam)
+        super().step()
+
+    def summary(self):
+        return {"lam": float(self.hp["lam"]), "max_factor": 1.0}
