@@ -155,6 +155,8 @@ def resolve(cfg):
         method = get_method(out["method"])
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if getattr(method, "needs_init_from", False) and not out["init_from"]:
+        raise ConfigError(f"method '{out['method']}' needs init_from: a finished dense run folder or its model.pt")
 
     optim_cfg = cfg.get("optim") or {}
     if not isinstance(optim_cfg, dict):

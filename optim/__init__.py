@@ -2,8 +2,10 @@
 import difflib
 
 from .base import Method
+from .magnitude import GMP, FilterPrune, MagnitudeFinetune
 from .rda_methods import ProxSGD, RDAL1, SGDL1, XRDAMethod
 from .sgd import SGD
+from .soft_threshold import SoftThreshold
 from .xrda import XRDA
 
 METHODS = {cls.name: cls for cls in (
@@ -12,6 +14,10 @@ METHODS = {cls.name: cls for cls in (
     RDAL1,
     ProxSGD,
     SGDL1,
+    SoftThreshold,
+    GMP,
+    MagnitudeFinetune,
+    FilterPrune,
 )}
 
 

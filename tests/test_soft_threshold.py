@@ -1,0 +1,262 @@
+"""Soft-threshold pruning (METHODS.md section 2): the reparameterization, its gradient, the
+threshold schedules, resume and the saved model."""
+import copy
+import csv
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import config as C
+import data
+import eval as E
+import train
+from optim import get_method
+from optim.soft_threshold import SoftThreshold
+
+FAMILIES = {"vgg16": 0.125, "resnet20": 0.25, "resnet56": 0.125, "densenet40": 0.125}
+
+
+def S(theta, d):
+    """The definition: sign(θ)·max(|θ| − d, 0)."""
+    return torch.sign(theta) * torch.clamp(theta.abs() - d, min=0)
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                      nn.Flatten(), nn.Linear(8, 5))
+    return m.to(memory_format=torch.channels_last)
+
+
+def make(model, steps=3, epochs=2, **hp):
+    hp = {**SoftThreshold.defaults, **hp}
+    SoftThreshold.validate(hp)
+    return get_method("soft_threshold")(model, hp, steps, epochs)
+
+
+def thetas(model):
+    return [m.parametrizations.weight.original for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def layers(model):
+    return [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def one_step(model, method, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(6, 3, 8, 8, generator=g).to(memory_format=torch.channels_last)
+    method.zero_grad()
+    model(x).square().sum().backward()
+    method.step()
+
+
+def test_forward_weight_is_exactly_S_of_theta_and_theta_starts_at_w0():
+    model = tiny_model()
+    w0 = [m.weight.detach().clone() for m in layers(model)]
+    method = make(model, lam=0.5)
+    for theta, w in zip(thetas(model), w0):
+        assert torch.equal(theta, w)  # d_0 = 0: θ = sign(w0)(|w0| + 0)
+    d = 0.11
+    method.threshold.fill_(d)
+    for theta, m in zip(thetas(model), layers(model)):
+        w = m.weight
+        assert torch.equal(w, S(theta, torch.tensor(d)))
+        assert (w == 0).any() and (w != 0).any()
+    # the threshold tensor is one, shared by every layer
+    assert all(m.parametrizations.weight[0].threshold is method.threshold for m in layers(model))
+    # export gives the plain keys and S(θ, d); a plain model with it computes the same outputs
+    state = method.export()
+    assert not any("parametrizations" in k for k in state)
+    plain = tiny_model()
+    plain.load_state_dict(state)
+    for theta, m in zip(thetas(model), layers(plain)):
+        assert torch.equal(m.weight, S(theta, torch.tensor(d)))
+    x = torch.randn(4, 3, 8, 8).to(memory_format=torch.channels_last)
+    model.eval(), plain.eval()
+    assert torch.equal(model(x), plain(x))
+
+
+def test_gradient_passes_straight_through_where_w_is_zero():
+    model = tiny_model()
+    method = make(model, lam=0.5)
+    method.threshold.fill_(0.15)
+    plain = tiny_model()
+    plain.load_state_dict(method.export())
+    x = torch.randn(6, 3, 8, 8).to(memory_format=torch.channels_last)
+    model(x).square().sum().backward()
+    plain(x).square().sum().backward()
+    for theta, m_plain, m in zip(thetas(model), layers(plain), layers(model)):
+        zero = m.weight.detach() == 0
+        assert zero.any()
+        assert torch.allclose(theta.grad, m_plain.weight.grad, rtol=1e-6, atol=1e-7)  # ∂w/∂θ = 1
+        assert (theta.grad[zero] != 0).any()  # pruned weights get gradient: they can grow back
+
+
+@pytest.mark.parametrize("schedule,milestones", [("cosine", []), ("step", [1, 3])])
+def test_lats_threshold_is_lambda_times_the_sum_of_lrs_used(schedule, milestones):
+    steps, epochs, lam = 3, 5, 0.02
+    model = tiny_model()
+    method = make(model, steps, epochs, lam=lam, schedule=schedule, milestones=milestones, gamma=0.5)
+    used = []
+    for t in range(steps * epochs):
+        used.append(method.optimizer.param_groups[0]["lr"])
+        one_step(model, method, t)
+        # λ·Σ η_s in float64, stored once as the float32 threshold tensor: exact
+        assert method.threshold.item() == torch.tensor(lam * sum(used), dtype=torch.float32).item()
+        assert method.threshold.dtype == torch.float32
+    assert len(set(used)) > 2  # the lr did change along the run
+    assert method.summary()["lam"] == lam
+
+
+@pytest.mark.parametrize("schedule,milestones", [("cosine", []), ("step", [1, 3])])
+def test_lats_set_by_final_threshold_reaches_D_at_the_last_step(schedule, milestones):
+    steps, epochs, D = 3, 5, 0.07
+    model = tiny_model()
+    method = make(model, steps, epochs, final_threshold=D, schedule=schedule, milestones=milestones, gamma=0.5)
+    used, d = [], []
+    for t in range(steps * epochs):
+        used.append(method.optimizer.param_groups[0]["lr"])
+        one_step(model, method, t)
+        d.append(method.threshold.item())
+    assert d[-1] == pytest.approx(D, rel=1e-6)
+    # below D as long as some learning rate is still to come (cosine's last lr is 0)
+    assert all(d[t] < D for t in range(len(d)) if sum(used[t + 1:]) > 1e-9)
+    assert d == sorted(d)
+    lam = method.summary()["lam"]
+    assert lam == pytest.approx(D / sum(used), rel=1e-12)
+    if schedule == "cosine":  # the S-LATS curve: d_t = D (t/N + sin(π t/N)/π) for the continuous lr
+        N = steps * epochs
+        assert method.threshold_at(N // 2, sum(used[:N // 2])) == pytest.approx(D * (0.5 + 1 / math.pi), rel=0.1)
+
+
+def test_lats_uses_the_lr_actually_used_not_the_planned_one():
+    """A warm-up (or any change of the lr outside the schedule) moves the threshold with it."""
+    model = tiny_model()
+    method = make(model, 3, 2, lam=0.1)
+    lrs = iter([0.01, 0.03, 0.05, 0.2, 0.2, 0.1])
+
+    class Warmup:
+        def step(self):
+            method.optimizer.param_groups[0]["lr"] = next(lrs, 0.0)
+
+        def state_dict(self):
+            return {}
+
+    method.schedule = Warmup()
+    method.schedule.step()
+    used = []
+    for t in range(6):
+        used.append(method.optimizer.param_groups[0]["lr"])
+        one_step(model, method, t)
+        assert method.threshold.item() == pytest.approx(0.1 * sum(used), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["linear", "sine"])
+def test_linear_and_sine_ablations(kind):
+    steps, epochs, D = 2, 3, 0.05
+    model = tiny_model()
+    method = make(model, steps, epochs, threshold_schedule=kind, final_threshold=D)
+    N = steps * epochs
+    for t in range(1, N + 1):
+        one_step(model, method, t)
+        want = D * t / N if kind == "linear" else D * math.sin(math.pi * t / (2 * N))
+        assert method.threshold.item() == pytest.approx(want, rel=1e-6)
+    assert method.summary()["threshold_schedule"] == kind
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["optim.lam=0.1", "optim.final_threshold=0.1"], "give one"),
+    (["optim.threshold_schedule=linear"], "needs optim.final_threshold"),
+    (["optim.threshold_schedule=sine", "optim.final_threshold=0.1", "optim.lam=0.1"], "no optim.lam"),
+    (["optim.lam=-1"], "optim.lam must be"),
+    (["optim.threshold_schedule=cubic"], "must be one of"),
+])
+def test_bad_configs_are_one_line_errors(overrides, message):
+    with pytest.raises(C.ConfigError, match=message):
+        C.build("configs/quick/soft_threshold.yaml", overrides)
+
+
+def test_state_dict_round_trip_restores_threshold_and_lr_sum():
+    model = tiny_model()
+    method = make(model, 3, 2, final_threshold=0.05)
+    for t in range(4):
+        one_step(model, method, t)
+    state = copy.deepcopy(method.state_dict())
+    model_state = copy.deepcopy(model.state_dict())
+    model2 = tiny_model()
+    method2 = make(model2, 3, 2, final_threshold=0.05)
+    model2.load_state_dict(model_state)
+    method2.load_state_dict(state)
+    assert method2.threshold.item() == method.threshold.item() and method2.lr_sum == method.lr_sum
+    for a, b in zip(layers(model), layers(model2)):
+        assert torch.equal(a.weight, b.weight)
+    one_step(model, method, 9), one_step(model2, method2, 9)
+    assert method2.threshold.item() == method.threshold.item()
+    for a, b in zip(layers(model), layers(model2)):
+        assert torch.equal(a.weight, b.weight)
+
+
+# ---- end to end ------------------------------------------------------------------------------
+
+def cfg_for(model, epochs=2, *extra):
+    return C.build("configs/quick/soft_threshold.yaml",
+                   [f"model={model}", f"width={FAMILIES[model]}", f"epochs={epochs}", "device=cpu",
+                    "train_subset=256", "channels_last=true", *extra])
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_two_epochs_end_to_end_and_eval_reproduces_the_summary(tmp_path, model):
+    cfg = cfg_for(model, 2, "optim.lam=0.05")
+    s = train.train(cfg, results=str(tmp_path), quiet=True)
+    run = tmp_path / "runs" / C.run_name(cfg)
+    for f in ("config.yaml", "metrics.csv", "layers.csv", "summary.json", "checkpoint.pt", "model.pt"):
+        assert (run / f).is_file(), f
+    rows = read_csv(run / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    d = [float(r["threshold"]) for r in rows]
+    assert 0 < d[0] < d[1]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["method"] == "soft_threshold" and summary["mode"] == "elementwise"
+    assert summary["lam"] == 0.05 and summary["threshold_schedule"] == "lats"
+    assert summary["final_threshold"] == pytest.approx(d[-1])
+    assert summary["sparsity"] > 0
+    saved = torch.load(run / "model.pt", weights_only=True)["state_dict"]
+    assert not any("parametrizations" in k for k in saved)
+    result, _ = E.evaluate_file(str(run))
+    for k in ("test_acc", "test_loss", "sparsity", "sparsity_all", "nnz", "flops_nonzero"):
+        assert result[k] == pytest.approx(summary[k], abs=1e-9), k
+    assert s["test_acc"] == summary["test_acc"]
+
+
+def test_resume_gives_the_same_model_and_thresholds(tmp_path, monkeypatch):
+    cfg = cfg_for("resnet20", 2, "optim.lam=0.05", "optim.schedule=step", "optim.milestones=[1]")
+    straight = train.train(cfg, out=str(tmp_path / "straight"), results=str(tmp_path), quiet=True)
+    real = data.Data.train_batches
+
+    def killed(self, batch_size, seed, epoch, **kw):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        yield from real(self, batch_size, seed, epoch, **kw)
+
+    monkeypatch.setattr(data.Data, "train_batches", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(cfg, out=str(tmp_path / "resumed"), results=str(tmp_path), quiet=True)
+    monkeypatch.undo()
+    ckpt = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    assert ckpt["epoch"] == 0 and ckpt["method"]["threshold"] > 0
+    resumed = train.train(cfg, out=str(tmp_path / "resumed"), results=str(tmp_path), quiet=True)
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ra, rb = (read_csv(tmp_path / r / "metrics.csv") for r in ("straight", "resumed"))
+    assert [r["threshold"] for r in ra] == [r["threshold"] for r in rb]
+    assert [r["test_acc"] for r in ra] == [r["test_acc"] for r in rb]
+    assert straight["final_threshold"] == resumed["final_threshold"]
