@@ -1,34 +1,136 @@
-"""Expand a profile into runs and launch them.
+"""Expand a profile into runs and launch them, locally or on SLURM.
 
-    python sweep.py PROFILE [--jobs N] [--dry-run] [--results DIR]
+    python sweep.py PROFILE [--dry-run] [--jobs N] [--threads T] [--results DIR]
+                            [--only ENTRY,...] [--set KEY=VALUE ...]
+    python sweep.py PROFILE --launcher slurm --partition gpu --time 24:00:00 --gpus 1 \\
+                            --array-parallelism 32
 
-A profile (configs/profiles/<name>.yaml) lists base configs, grids of overrides and seeds:
+PROFILE is a YAML file or a name under configs/profiles/. The format:
 
-    seeds: [0, 1]
-    overrides: [epochs=6]                 # applied to every run
+    defs: {...}                   # free-form: a place for YAML anchors (&name), ignored
+    seeds: [0, 1]                 # every run once per seed (an entry may set its own)
+    overrides: [epochs=6]         # KEY=VALUE applied to every run
+    inherit: paper.yaml           # optional: take the other profile's keys, override some
+    row_keys: [dataset, model]    # what `at:` takes from a row (default: ROW_KEYS below;
+                                  # dotted keys such as optim.lr reach into the optimizer)
+    epochs_scale: 0.1             # optional: multiply epochs and epoch-valued keys, >= 1
+    epoch_keys: [optim.milestones]  # the epoch-valued keys it scales (default: EPOCH_KEYS,
+                                  # where a run has them; negative indices count from the end)
     runs:
-      - config: configs/quick/xrda.yaml
-        grid:
-          arch: [{model: vgg16, width: 0.125}, {model: resnet20, width: 0.25}]   # a bundle axis
+      - name: xrda                # entries are referred to by name (default: entry<i>)
+        config: configs/quick/xrda.yaml   # a path, a glob, or a list of them
+        overrides: [optim.mode=elementwise]
+        grid:                     # cartesian product of the axes
+          arch:                   # an axis whose values are mappings sets several keys
+            - {model: vgg16, width: 0.125}
+            - {model: resnet20, width: 0.25}
           optim.lam: [1.0e-4, 1.0e-3]     # a plain axis
-Each run is the cartesian product of its grid axes (an axis whose values are mappings sets
-several keys at once) times the seeds. Finished runs are skipped; unfinished ones resume.
+        # grid may also be a list of such mappings: the union of their products
+      - name: gmp
+        config: configs/quick/gmp.yaml
+        target_from: xrda         # optim.target = that run's final sparsity
+        grid: {arch: [...]}
+      - name: filters
+        config: configs/quick/filter_prune.yaml
+        target_from: xrda_channel
+        target_metric: filter_sparsity    # or kernel_sparsity: from the run's layers.csv
+      - name: finetune
+        config: configs/quick/magnitude_finetune.yaml
+        init_from: sgd            # init_from = that run's folder
+        target_from: xrda
+      - name: dense
+        at: configs/paper/c10-*.yaml      # one run per row: the row's ROW_KEYS on top of
+        overrides: [method=sgd]           # this entry's config (none here: defaults)
+
+Runs of an entry are its grid points times its seeds, in that order. The order of the
+overrides of one run: row keys, profile overrides, entry overrides, grid values, epoch
+scaling, seed, then what its dependencies give (optim.target, init_from).
+
+Dependencies. `target_from: NAME` and `init_from: NAME` name an earlier entry. A run
+depends on that entry's runs whose grid point agrees with its own on every axis the two
+entries share (`row` is the axis of `at:` and of a `config:` that lists several files);
+it is repeated once per matching point of the other entry where that entry has more axes
+(a gmp entry with only `arch` gets one run per xRDA λ, each matched to it).
+`target_from` sets `optim.target` to the mean final `sparsity` (summary.json; with
+`target_metric`, the fraction of conv filters or kernels entirely zero, from layers.csv)
+over all seeds of the matched point, rounded to 6 decimals: baselines are matched to xRDA
+by construction, and all their seeds share one target. `init_from` uses the matched run of
+the same seed. Such a run starts only when its dependencies have finished (the local
+launcher starts it as soon as they have; SLURM submits in waves) and is reported as blocked
+if one of them failed. Until then its name (which holds the target and a hash) is unknown:
+--dry-run lists it as waiting. An entry naming a run another entry names already (the same
+resolved config) gets that run, trained once.
+
+Finished runs (summary.json present) are skipped, unfinished ones resume from their
+checkpoint (train.py does both). Each run is its own process with its log in
+RESULTS/logs/<run>.log (appended to on each attempt); one failing does not stop the others; at the end a table of
+finished, skipped, failed and blocked runs, and exit status 1 if any failed or was blocked.
 """
 import argparse
+import concurrent.futures as cf
+import glob
 import itertools
+import json
 import os
+import queue
+import shlex
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 
 import config as C
 
+REPO = os.path.dirname(os.path.abspath(__file__))
+# What `at: ROW` takes from the row's resolved config: the data, the model and the budget.
+ROW_KEYS = ["dataset", "model", "width", "epochs", "batch_size", "eval_batch_size", "augment",
+            "precision", "channels_last", "compile", "device"]
+ENTRY_KEYS = {"name", "config", "at", "grid", "overrides", "seeds", "target_from", "init_from",
+              "row_keys", "target_metric"}
+# What `target_from` reads from a finished run: its sparsity (summary.json), or the fraction of
+# its conv filters / kernels that are entirely zero (layers.csv), for structured baselines.
+TARGET_METRICS = ("sparsity", "filter_sparsity", "kernel_sparsity")
+PROFILE_KEYS = {"seeds", "overrides", "runs", "row_keys", "epochs_scale", "epoch_keys", "defs", "inherit"}
+# Config keys that count epochs, scaled with them by `epochs_scale` (the short profile).
+EPOCH_KEYS = ["optim.milestones", "optim.prune_start", "optim.prune_end"]
+TERMINAL = ("finished", "skipped", "failed", "blocked")
+
 
 class ProfileError(ValueError):
     pass
+
+
+# ----------------------------------------------------------------------------- expansion
+
+class Spec:
+    """One run of a profile. Its config is known once its dependencies have finished."""
+
+    def __init__(self, entry, config, overrides, point, seed, target_from=(), init_from=None,
+                 target_metric="sparsity"):
+        self.entry, self.config, self.overrides = entry, config, list(overrides)
+        self.target_metric = target_metric
+        self.point, self.seed = point, seed
+        self.target_from, self.init_from = list(target_from), init_from
+        self.name = self.cfg = None
+        self.dependents = 0
+
+    @property
+    def deps(self):
+        return self.target_from + ([self.init_from] if self.init_from else [])
+
+    def label(self):
+        """Readable identity before the name is known: entry and grid point."""
+        pt = ", ".join(f"{k}={_short(v)}" for k, v in self.point.items())
+        return f"{self.entry}[{pt}{', ' if pt else ''}seed={self.seed}]"
+
+
+def _short(v):
+    if isinstance(v, dict):
+        return "/".join(_short(x) for x in v.values())
+    if isinstance(v, str) and v.endswith(".yaml"):
+        return os.path.basename(v)[:-5]
+    return _fmt(v)
 
 
 def _flatten(d, prefix=""):
@@ -42,95 +144,636 @@ def _flatten(d, prefix=""):
 
 
 def _fmt(v):
-    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("\n...").strip()
+    return yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
 
-def expand(profile_path):
-    """[(config path, [KEY=VALUE ...])] for every run of the profile, in order."""
+def _paths(value, where):
+    """A path, a glob or a list of them -> sorted absolute paths (repo-relative input)."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ProfileError(f"{where}: expected a path or a glob, got {item!r}")
+        pat = item if os.path.isabs(item) else os.path.join(REPO, item)
+        hits = sorted(glob.glob(pat)) if any(c in item for c in "*?[") else [pat]
+        if not hits:
+            raise ProfileError(f"{where}: '{item}' matches no file")
+        for h in hits:
+            if not os.path.isfile(h):
+                raise ProfileError(f"{where}: config file '{item}' not found")
+        out += hits
+    return out
+
+
+def _rel(path):
+    return os.path.relpath(path, REPO) if path.startswith(REPO + os.sep) else path
+
+
+def _row_overrides(row, keys):
     try:
-        with open(profile_path) as f:
+        cfg = C.build(row)
+    except C.ConfigError as e:
+        raise ProfileError(f"row {_rel(row)}: {e}") from None
+    out = []
+    for key in keys:  # dotted keys reach into optim: (optim.lr)
+        node = cfg
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ProfileError(f"row {_rel(row)} has no key '{key}'")
+            node = node[part]
+        out.append(f"{key}={_fmt(node)}")
+    return out
+
+
+def _scaled(config, overrides, scale, keys):
+    """Overrides that multiply epochs and the epoch-valued keys by `scale` (at least 1)."""
+    try:
+        cfg = C.build(config, overrides)
+    except C.ConfigError as e:
+        raise ProfileError(f"{_rel(config) if config else 'run'}: {e}") from None
+    epochs = max(1, round(cfg["epochs"] * scale))
+    out = [f"epochs={epochs}"]
+    for key in keys:
+        node = cfg
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, list):
+            vals = sorted({max(1, round(v * scale)) for v in node})
+            out.append(f"{key}={_fmt([v for v in vals if v < epochs])}")
+        elif isinstance(node, int) and not isinstance(node, bool):  # negative: counted from the end
+            v = min(epochs - 1, round(node * scale)) if node >= 0 else -min(epochs, max(1, round(-node * scale)))
+            out.append(f"{key}={v}")
+    return out
+
+
+def _agrees(a, b):
+    return all(a[k] == b[k] for k in a.keys() & b.keys())
+
+
+def load_profile(path, _seen=()):
+    """The profile as a dict; `inherit: other.yaml` (next to it) supplies the keys it lacks."""
+    if os.path.abspath(path) in _seen:
+        raise ProfileError(f"{path}: inherit cycle")
+    try:
+        with open(path) as f:
             prof = yaml.safe_load(f) or {}
     except OSError as e:
-        raise ProfileError(f"cannot read profile {profile_path}: {e.strerror}") from None
+        raise ProfileError(f"cannot read profile {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ProfileError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if isinstance(prof, dict) and prof.get("inherit"):
+        parent = load_profile(os.path.join(os.path.dirname(os.path.abspath(path)), prof["inherit"]),
+                              _seen + (os.path.abspath(path),))
+        prof = {**parent, **{k: v for k, v in prof.items() if k != "inherit"}}
     if not isinstance(prof, dict) or not isinstance(prof.get("runs"), list):
-        raise ProfileError(f"{profile_path}: expected a mapping with a 'runs' list")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(profile_path))))
+        raise ProfileError(f"{path}: expected a mapping with a 'runs' list")
+    bad = set(prof) - PROFILE_KEYS
+    if bad:
+        raise ProfileError(f"{path}: unknown profile key(s) {', '.join(sorted(bad))}; "
+                           f"known: {', '.join(sorted(PROFILE_KEYS))}")
+    return prof
+
+
+def expand(profile_path, extra=()):
+    """[Spec] for every run of the profile, in profile order (dependencies reference Specs);
+    `extra` KEY=VALUE overrides come after the profile's own (sweep.py --set)."""
+    prof = load_profile(profile_path)
+    extra = [str(o) for o in extra]
     seeds = prof.get("seeds", [0])
-    common = [str(o) for o in prof.get("overrides", [])]
-    runs = []
-    for entry in prof["runs"]:
-        path = entry["config"]
-        path = path if os.path.isabs(path) else os.path.join(root, path)
-        grid = entry.get("grid") or {}
-        axes = [[_flatten(v) if isinstance(v, dict) else {k: v} for v in vals] for k, vals in grid.items()]
-        extra = [str(o) for o in entry.get("overrides", [])]
-        for combo in itertools.product(*axes):
-            point = {k: v for d in combo for k, v in d.items()}
+    common = [str(o) for o in prof.get("overrides") or []]
+    scale = prof.get("epochs_scale")
+    epoch_keys = prof.get("epoch_keys", EPOCH_KEYS)
+    by_entry, specs = {}, []
+    for i, entry in enumerate(prof["runs"]):
+        ename = str(entry.get("name", f"entry{i}")) if isinstance(entry, dict) else f"entry{i}"
+        where = f"{os.path.basename(profile_path)}: runs[{i}] ({ename})"
+        if not isinstance(entry, dict):
+            raise ProfileError(f"{where}: expected a mapping")
+        bad = set(entry) - ENTRY_KEYS
+        if bad:
+            raise ProfileError(f"{where}: unknown key(s) {', '.join(sorted(bad))}; "
+                               f"known: {', '.join(sorted(ENTRY_KEYS))}")
+        if ename in by_entry:
+            raise ProfileError(f"{where}: duplicate entry name '{ename}'")
+        configs = _paths(entry.get("config"), where)
+        rows = _paths(entry.get("at"), where)
+        if len(configs) > 1 and rows:
+            raise ProfileError(f"{where}: give several configs or 'at' rows, not both")
+        if not configs and not rows and not entry.get("overrides"):
+            raise ProfileError(f"{where}: needs a 'config', an 'at' or 'overrides'")
+        row_keys = entry.get("row_keys", prof.get("row_keys", ROW_KEYS))
+        grids = entry.get("grid") or {}
+        grids = grids if isinstance(grids, list) else [grids]
+        axes_list = []
+        for grid in grids:
+            if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+                raise ProfileError(f"{where}: 'grid' must map each axis to a non-empty list "
+                                   f"(or be a list of such mappings)")
+            axes = {k: list(v) for k, v in grid.items()}
+            if len(configs) > 1:
+                axes = {"row": [_rel(c) for c in configs], **axes}
+            elif rows:
+                axes = {"row": [_rel(r) for r in rows], **axes}
+            axes_list.append(axes)
+        deps = {}
+        for kind in ("target_from", "init_from"):
+            if entry.get(kind) is not None:
+                if entry[kind] not in by_entry:
+                    raise ProfileError(f"{where}: {kind}: '{entry[kind]}' is not an earlier entry")
+                deps[kind] = by_entry[entry[kind]]
+        metric = entry.get("target_metric", "sparsity")
+        if metric not in TARGET_METRICS:
+            raise ProfileError(f"{where}: target_metric must be one of {', '.join(TARGET_METRICS)}")
+        own = [str(o) for o in entry.get("overrides") or []]
+        mine = []
+        for axes, combo in ((a, c) for a in axes_list for c in itertools.product(*a.values())):
+            point = dict(zip(axes, combo))
+            row = point.get("row")
+            config = os.path.join(REPO, row) if row and len(configs) > 1 else (configs[0] if configs else None)
+            base = _row_overrides(os.path.join(REPO, row), row_keys) if rows else []
+            sets = [f"{k}={_fmt(v)}" for key, val in point.items() if key != "row"
+                    for k, v in (_flatten(val) if isinstance(val, dict) else {key: val}).items()]
+            static = base + common + own + sets
+            if scale:  # (init_from is only known later; some methods refuse a config without it)
+                pending = ["init_from=pending"] if "init_from" in deps else []
+                static += _scaled(config, static + extra + pending, float(scale), epoch_keys)
+            static += extra
             for seed in entry.get("seeds", seeds):
-                runs.append((path, common + extra + [f"{k}={_fmt(v)}" for k, v in point.items()] + [f"seed={seed}"]))
-    return runs
+                mine += _with_deps(ename, where, config, static, point, seed, deps, metric)
+        by_entry[ename] = mine
+        specs += mine
+    return specs
+
+
+def _with_deps(ename, where, config, static, point, seed, deps, metric):
+    """The runs of one grid point and seed: one per matching point of each dependency."""
+    choices = []
+    for kind, dep_specs in deps.items():
+        groups = {}
+        for d in dep_specs:
+            if _agrees(point, d.point):
+                groups.setdefault(json.dumps(d.point, sort_keys=True, default=str), []).append(d)
+        if kind == "init_from":
+            groups = {k: [d for d in g if d.seed == seed] for k, g in groups.items()}
+            if any(not g for g in groups.values()):
+                raise ProfileError(f"{where}: init_from has no run with seed {seed}")
+        if not groups:
+            raise ProfileError(f"{where}: {kind} matches no run of '{dep_specs[0].entry if dep_specs else '?'}'"
+                               f" at {point}")
+        choices.append([(kind, g) for g in groups.values()])
+    out = []
+    for combo in itertools.product(*choices):
+        pt, tf, init = dict(point), [], None
+        for kind, group in combo:
+            pt = {**group[0].point, **pt}
+            if kind == "target_from":
+                tf = group
+            else:
+                init = group[0]
+        spec = Spec(ename, config, static + [f"seed={seed}"], pt, seed, tf, init, metric)
+        for d in spec.deps:
+            d.dependents += 1
+        out.append(spec)
+    return out
+
+
+# ----------------------------------------------------------------------------- run state
+
+def only(specs, names):
+    """The runs of the named entries and, transitively, the runs they depend on."""
+    known = {s.entry for s in specs}
+    bad = [n for n in names if n not in known]
+    if bad:
+        entries = ", ".join(dict.fromkeys(s.entry for s in specs))
+        raise ProfileError(f"--only: no entry {', '.join(bad)}; entries: {entries}")
+    keep = set()
+    todo = [s for s in specs if s.entry in names]
+    while todo:
+        s = todo.pop()
+        if id(s) not in keep:
+            keep.add(id(s))
+            todo += s.deps
+    return [s for s in specs if id(s) in keep]
+
+
+def run_dir(results, name):
+    return os.path.join(results, "runs", name)
 
 
 def is_finished(cfg, results):
-    return os.path.exists(os.path.join(results, "runs", C.run_name(cfg), "summary.json"))
+    return os.path.exists(os.path.join(run_dir(results, C.run_name(cfg)), "summary.json"))
 
 
-def launch_local(runs, results, jobs, threads):
-    """Run each as its own train.py process, `jobs` at a time; returns {name: returncode}."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    logs = os.path.join(results, "logs")
-    os.makedirs(logs, exist_ok=True)
+def target_value(results, spec, metric="sparsity"):
+    """A finished run's sparsity, or the fraction of its conv filters or kernels all zero."""
+    folder = run_dir(results, spec.name)
+    if metric == "sparsity":
+        with open(os.path.join(folder, "summary.json")) as f:
+            return float(json.load(f)["sparsity"])
+    import csv
 
-    def one(item):
-        name, (path, overrides) = item
-        with open(os.path.join(logs, name + ".log"), "w") as log:
-            code = subprocess.run([sys.executable, "train.py", path, *overrides, "--results", results],
-                                  stdout=log, stderr=subprocess.STDOUT, env=env,
-                                  cwd=os.path.dirname(os.path.abspath(__file__))).returncode
-        print(f"{'done ' if code == 0 else 'FAILED'} {name}" + (f" (exit {code}, see {logs}/{name}.log)" if code else ""),
-              flush=True)
-        return name, code
+    unit = "filters" if metric == "filter_sparsity" else "kernels"
+    with open(os.path.join(folder, "layers.csv"), newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["type"] == "Conv2d"]
+    total = sum(int(r[unit]) for r in rows)
+    return sum(int(r["zero_" + unit]) for r in rows) / total if total else 0.0
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return dict(pool.map(one, runs.items()))
+
+def dependency_overrides(spec, results):
+    """What finished dependencies give: optim.target (mean sparsity over the matched point's
+    seeds, 6 decimals) and init_from (the run folder, repo-relative when inside the repo)."""
+    ov = []
+    if spec.target_from:
+        vals = [target_value(results, d, spec.target_metric) for d in spec.target_from]
+        ov.append(f"optim.target={round(sum(vals) / len(vals), 6)!r}")
+    if spec.init_from:
+        ov.append(f"init_from={_rel(os.path.abspath(run_dir(results, spec.init_from.name)))}")
+    return ov
+
+
+def materialize(spec, results):
+    """Fill in what the dependencies give and resolve the config; sets spec.cfg and spec.name."""
+    ov = spec.overrides + dependency_overrides(spec, results)
+    spec.cfg = C.build(spec.config, ov)
+    spec.overrides = ov
+    spec.name = C.run_name(spec.cfg)
+    return spec
+
+
+def _known_now(spec, results):
+    """Materialize a run whose dependencies are finished on disk already (for --dry-run)."""
+    if spec.name or spec.cfg:
+        return True
+    for d in spec.deps:
+        if not _known_now(d, results) or not is_finished(d.cfg, results):
+            return False
+    materialize(spec, results)
+    return True
+
+
+def train_argv(spec, results):
+    config = [spec.config] if spec.config else []
+    return [sys.executable, os.path.join(REPO, "train.py"), *config, *spec.overrides,
+            "--results", results]
+
+
+def log_path(results, name):
+    return os.path.join(results, "logs", name + ".log")
+
+
+MARK = "=== sweep.py: "
+
+
+def _header(spec, results):
+    return f"{MARK}{time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(train_argv(spec, results)[1:])}"
+
+
+def _last_line(path):
+    """The last error line of a run's latest attempt (its log keeps every attempt)."""
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return ""
+    text = text[text.rfind(MARK):] if MARK in text else text
+    lines = [ln.strip() for ln in text.splitlines()[1 if MARK in text else 0:] if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith(("error:", "config error:"))]
+    return (errors or lines or [""])[-1][:300]
+
+
+# ----------------------------------------------------------------------------- launchers
+
+class LocalLauncher:
+    """Each run its own train.py process, `jobs` at a time: one per visible GPU (round robin
+    when jobs > GPUs), otherwise CPU processes with `threads` threads each."""
+
+    def __init__(self, results, jobs, threads, gpus):
+        self.results, self.threads, self.jobs = results, threads, jobs
+        self.pool = cf.ThreadPoolExecutor(max_workers=jobs)
+        self.slots = queue.Queue()
+        for i in range(jobs):
+            self.slots.put(gpus[i % len(gpus)] if gpus else None)
+
+    def _run(self, spec):
+        gpu = self.slots.get()
+        try:
+            env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
+            if gpu is not None:
+                env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+            log = log_path(self.results, spec.name)
+            with open(log, "a") as f:
+                print(_header(spec, self.results), file=f, flush=True)
+                code = subprocess.run(train_argv(spec, self.results), stdout=f, stderr=subprocess.STDOUT,
+                                      env=env, cwd=REPO).returncode
+            return code, "" if code == 0 else f"exit {code}: {_last_line(log)} (log: {log})"
+        finally:
+            self.slots.put(gpu)
+
+    def free(self, running):
+        return max(0, self.jobs - running)
+
+    def submit(self, specs):
+        return {self.pool.submit(self._run, s): s for s in specs}
+
+    def wait(self, handles):
+        done, _ = cf.wait(list(handles), return_when=cf.FIRST_COMPLETED)
+        return [(handles[h], *h.result()) for h in done]
+
+    def close(self, cancel=False, handles=()):
+        self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+class SlurmLauncher:
+    """One job per run through submitit, each wave of ready runs as one job array. The sweep
+    waits for each wave (polling); if it is stopped, running jobs go on, and a rerun skips
+    what has finished (a run still running would be started a second time: wait for it)."""
+
+    def __init__(self, results, args):
+        import submitit
+
+        self.results, self.cpus = results, args.cpus
+        folder = os.path.abspath(args.slurm_folder or os.path.join(results, "slurm"))
+        self.executor = submitit.AutoExecutor(folder=os.path.join(folder, "%j"), cluster=args.cluster)
+        params = dict(timeout_min=_minutes(args.time), gpus_per_node=args.gpus,
+                      cpus_per_task=args.cpus, tasks_per_node=1, nodes=1, name="sweep",
+                      slurm_array_parallelism=args.array_parallelism)
+        if args.partition:
+            params["slurm_partition"] = args.partition
+        if args.mem_gb:
+            params["mem_gb"] = args.mem_gb
+        for item in args.slurm_opt or []:
+            k, _, v = item.partition("=")
+            params[f"slurm_{k}"] = yaml.safe_load(v) if v else True
+        self.executor.update_parameters(**params)
+        self.poll = args.poll
+
+    def free(self, running):
+        return 0 if running else 1 << 30   # waves: everything ready, once the last wave is done
+
+    def submit(self, specs):
+        cmds = []
+        for s in specs:
+            log = shlex.quote(log_path(self.results, s.name))
+            cmd = (f"echo {shlex.quote(_header(s, self.results))} >> {log} && cd {shlex.quote(REPO)} && "
+                   f"export OMP_NUM_THREADS={self.cpus} MKL_NUM_THREADS={self.cpus} && "
+                   f"exec {shlex.join(train_argv(s, self.results))} >> {log} 2>&1")
+            cmds.append(["bash", "-c", cmd])
+        # subprocess.call is importable on any node: nothing of this repo is pickled.
+        jobs = self.executor.map_array(subprocess.call, cmds)
+        for j, s in zip(jobs, specs):
+            print(f"  submitted {s.name} (job {j.job_id})", flush=True)
+        return dict(zip(jobs, specs))
+
+    def wait(self, handles):
+        while not all(j.done() for j in handles):
+            time.sleep(self.poll)
+        out = []
+        for j, s in handles.items():
+            log = log_path(self.results, s.name)
+            try:
+                code = j.result()
+                note = "" if code == 0 else f"exit {code}: {_last_line(log)} (log: {log})"
+            except Exception as e:  # killed, timed out, node failure: submitit's own error
+                why = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
+                code, note = 1, f"job {j.job_id} failed: {why} (log: {log})"
+            out.append((s, code, note))
+        return out
+
+    def close(self, cancel=False, handles=()):
+        for j in handles:
+            if not j.done():
+                j.cancel(check=False)
+
+
+def _minutes(text):
+    """'90' (minutes) or 'H:MM:SS' / 'D-HH:MM:SS' -> minutes."""
+    text = str(text)
+    days = 0
+    if "-" in text:
+        d, text = text.split("-", 1)
+        days = int(d)
+    parts = [int(p) for p in text.split(":")]
+    if len(parts) == 1:
+        return days * 1440 + parts[0]
+    while len(parts) < 3:
+        parts.append(0)
+    h, m, s = parts
+    return days * 1440 + h * 60 + m + (1 if s else 0)
+
+
+# ----------------------------------------------------------------------------- scheduling
+
+def run_all(specs, results, launcher):
+    """Launch every run whose dependencies are done; returns {id(spec): (status, note)}.
+
+    Ready runs wait in one queue, runs that others depend on first, then in profile order
+    (profiles list their expensive runs first); the local launcher takes from it whenever a
+    slot is free, the SLURM launcher takes all of it (one job array per wave)."""
+    state, claimed, running, queue = {}, {}, {}, []
+    order = {id(s): i for i, s in enumerate(specs)}
+    pending = list(specs)
+    try:
+        while pending or running or queue:
+            still, settled = [], len(state)
+            for s in pending:
+                dep_states = [state.get(id(d), ("",))[0] for d in s.deps]
+                bad = [d for d, st in zip(s.deps, dep_states) if st in ("failed", "blocked")]
+                if bad:
+                    state[id(s)] = ("blocked", f"{bad[0].name or bad[0].label()} {state[id(bad[0])][0]}")
+                    print(f"blocked {s.label()}: {state[id(s)][1]}", flush=True)
+                    continue
+                if not all(st in ("finished", "skipped") for st in dep_states):
+                    still.append(s)
+                    continue
+                if s.cfg is None:
+                    try:
+                        materialize(s, results)
+                    except (C.ConfigError, OSError, KeyError, ValueError) as e:
+                        state[id(s)] = ("failed", f"config: {e}")
+                        print(f"FAILED {s.label()}: {e}", flush=True)
+                        continue
+                other = claimed.get(s.name)
+                if other is not None and other is not s:   # the same run twice in a profile
+                    if id(other) in state:
+                        st = state[id(other)]
+                        state[id(s)] = ("skipped", "") if st[0] in ("finished", "skipped") else st
+                    else:
+                        still.append(s)
+                    continue
+                claimed[s.name] = s
+                if is_finished(s.cfg, results):
+                    state[id(s)] = ("skipped", "")
+                else:
+                    queue.append(s)
+            pending = still
+            queue.sort(key=lambda s: (not s.dependents, order[id(s)]))
+            n = launcher.free(len(running))
+            if n and queue:
+                running.update(launcher.submit(queue[:n]))
+                queue = queue[n:]
+            if not running:
+                if pending and not queue and len(state) == settled:  # cannot progress (a bug)
+                    for s in pending:
+                        state[id(s)] = ("blocked", "dependency never finished")
+                    pending = []
+                continue
+            for s, code, note in launcher.wait(running):
+                for h in [h for h, v in running.items() if v is s]:
+                    del running[h]
+                state[id(s)] = ("finished", "") if code == 0 else ("failed", note)
+                print(f"{'done  ' if code == 0 else 'FAILED'} {s.name}" + (f" ({note})" if note else ""),
+                      flush=True)
+    except KeyboardInterrupt:
+        launcher.close(cancel=True, handles=running)
+        raise
+    launcher.close()
+    return state
+
+
+def print_table(specs, state, seconds=None):
+    counts = {k: 0 for k in TERMINAL}
+    for s in specs:
+        counts[state[id(s)][0]] += 1
+    print("\n| status   | runs |\n|----------|-----:|")
+    for k in TERMINAL:
+        print(f"| {k:<8} | {counts[k]:>4} |")
+    if seconds is not None:
+        print(f"\n{len(specs)} runs in {seconds:.0f}s")
+    for kind in ("failed", "blocked"):
+        for s in specs:
+            st, note = state[id(s)]
+            if st == kind:
+                print(f"  {kind}: {s.name or s.label()}: {note}")
+    return counts
+
+
+def dry_run(specs, results):
+    done = todo = wait = dup = 0
+    seen = set()
+    for s in specs:
+        try:
+            known = _known_now(s, results)
+        except C.ConfigError as e:
+            print(f"  error {s.label()}: {e}")
+            todo += 1
+            continue
+        if not known:
+            wait += 1
+            what = ", ".join(sorted({d.name or d.label() for d in s.deps}))
+            kinds = "/".join(k for k in ("target_from", "init_from")
+                             if (s.target_from if k == "target_from" else s.init_from))
+            print(f"  wait  {s.label()}  ({kinds} {what})")
+        elif s.name in seen:
+            dup += 1
+            print(f"  same  {s.name}  ({s.entry}: the same run as above, run once)")
+        elif is_finished(s.cfg, results):
+            done += 1
+            print(f"  done  {s.name}")
+        else:
+            todo += 1
+            print(f"  todo  {s.name}")
+        if s.name:
+            seen.add(s.name)
+    print(f"{len(specs) - dup} runs: {done} finished, {todo} to run, {wait} waiting on a dependency"
+          + (f" ({dup} entries name a run listed already)" if dup else ""))
+    return 0
+
+
+def find_profile(name):
+    if os.path.exists(name):
+        return name
+    path = os.path.join(REPO, "configs", "profiles", name + ".yaml")
+    if not os.path.exists(path):
+        folder = os.path.join(REPO, "configs", "profiles")
+        known = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml"))
+        raise ProfileError(f"no profile '{name}'; known: {', '.join(known)}")
+    return path
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("profile", help="a profile YAML or a name under configs/profiles/")
-    p.add_argument("--results", default="results")
-    p.add_argument("--jobs", type=int, default=0, help="runs at once (default: GPUs, or CPU cores / threads)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads per run")
+    p.add_argument("--results", default="results", help="where runs.csv, runs/ and logs/ live")
     p.add_argument("--dry-run", action="store_true", help="list the runs and what is done; run nothing")
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local")
+    p.add_argument("--only", metavar="ENTRY[,ENTRY]",
+                   help="only these entries of the profile (and the runs they depend on)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="an override for every run, after the profile's (repeatable; e.g. a smoke "
+                        "test with --set epochs=1 --set train_subset=128: other run names)")
+    g = p.add_argument_group("local launcher")
+    g.add_argument("--jobs", type=int, default=0,
+                   help="runs at once (default: one per visible GPU, else CPU cores / --threads)")
+    g.add_argument("--threads", type=int, default=0,
+                   help="CPU threads per run (default: CPU cores / jobs)")
+    g = p.add_argument_group("slurm launcher (submitit)")
+    g.add_argument("--partition", help="SLURM partition")
+    g.add_argument("--time", default="24:00:00", help="time limit per run: minutes or H:MM:SS")
+    g.add_argument("--gpus", type=int, default=1, help="GPUs per run")
+    g.add_argument("--cpus", type=int, default=8, help="CPU cores per run")
+    g.add_argument("--mem-gb", type=float, default=0, help="memory per run (default: the cluster's)")
+    g.add_argument("--array-parallelism", type=int, default=64, help="runs of one array at once")
+    g.add_argument("--slurm-opt", action="append", metavar="KEY=VALUE",
+                   help="any other sbatch option, e.g. account=abc or qos=high (repeatable)")
+    g.add_argument("--slurm-folder", help="submitit's logs and pickles (default: RESULTS/slurm)")
+    g.add_argument("--cluster", default="slurm", choices=("slurm", "local", "debug"),
+                   help=argparse.SUPPRESS)  # 'local': submitit's local executor (tests)
+    g.add_argument("--poll", type=float, default=10.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    path = args.profile
-    if not os.path.exists(path):
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "profiles", args.profile + ".yaml")
+    results = os.path.abspath(args.results)
     try:
-        runs = {}
-        for cfg_path, overrides in expand(path):
-            cfg = C.build(cfg_path, overrides)
-            runs[C.run_name(cfg)] = (cfg_path, overrides, is_finished(cfg, args.results))
+        specs = expand(find_profile(args.profile), args.set or ())
+        if args.only:
+            specs = only(specs, args.only.split(","))
+        for s in specs:  # resolve what is known now: catches config errors before launching
+            if not s.deps:
+                materialize(s, results)
     except (ProfileError, C.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    done = [n for n, r in runs.items() if r[2]]
-    todo = {n: r[:2] for n, r in runs.items() if not r[2]}
-    print(f"{len(runs)} runs: {len(done)} finished, {len(todo)} to run")
     if args.dry_run:
-        for n, r in runs.items():
-            print(f"  {'done' if r[2] else 'todo'}  {n}")
-        return 0
-    import torch
-    jobs = args.jobs or max(1, torch.cuda.device_count() or (os.cpu_count() or 1) // args.threads)
+        return dry_run(specs, results)
+    n_done = sum(1 for s in specs if s.cfg is not None and is_finished(s.cfg, results))
+    print(f"{len(specs)} runs: {n_done} finished already, {len(specs) - n_done} to run or check", flush=True)
+    if args.launcher == "local":
+        gpus = _visible_gpus()
+        cores = os.cpu_count() or 1
+        jobs = args.jobs or (len(gpus) or max(1, cores // max(1, args.threads or 1)))
+        threads = args.threads or max(1, cores // jobs)
+        print(f"local: {jobs} at once, " + (f"GPUs {','.join(map(str, gpus))}" if gpus else "CPU")
+              + f", {threads} thread(s) each", flush=True)
+        launcher = LocalLauncher(results, jobs, threads, gpus)
+    else:
+        try:
+            launcher = SlurmLauncher(results, args)
+        except Exception as e:  # no sbatch, bad parameter: one line
+            print(f"error: slurm launcher: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                  file=sys.stderr)
+            return 2
+    os.makedirs(os.path.join(results, "logs"), exist_ok=True)
     t0 = time.time()
-    codes = launch_local(todo, args.results, jobs, args.threads)
-    failed = sorted(n for n, c in codes.items() if c)
-    print(f"finished {len(codes) - len(failed)}, skipped {len(done)}, failed {len(failed)} "
-          f"in {time.time() - t0:.0f}s")
-    for n in failed:
-        print(f"  failed: {n}")
-    return 1 if failed else 0
+    state = run_all(specs, results, launcher)
+    counts = print_table(specs, state, time.time() - t0)
+    return 1 if counts["failed"] or counts["blocked"] else 0
+
+
+def _visible_gpus():
+    """GPU ids to put in CUDA_VISIBLE_DEVICES, one per local job."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        import torch
+        n = torch.cuda.device_count()
+    except Exception:
+        n = 0
+    if not n:
+        return []
+    if env:
+        ids = [x.strip() for x in env.split(",") if x.strip()]
+        return ids[:n]
+    return list(range(n))
 
 
 if __name__ == "__main__":
