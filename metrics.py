@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optim.base import penalized_modules
+from optim.base import penalized_modules, probe
 
 
 @torch.no_grad()
@@ -31,15 +31,7 @@ def layer_table(model, input_shape=(1, 3, 32, 32)):
     sizes = {}
     hooks = [m.register_forward_hook(lambda m, i, o, n=n: sizes.__setitem__(n, o.shape))
              for n, m in penalized_modules(model)]
-    was_training = model.training
-    model.eval()
-    p = next(model.parameters())
-    try:
-        model(torch.zeros(input_shape, device=p.device, dtype=p.dtype))
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
+    probe(model, hooks, input_shape)
     rows = []
     for name, m in penalized_modules(model):
         w = m.weight.detach()

@@ -61,7 +61,7 @@ if one of them failed. Until then its name (which holds the target and a hash) i
 --dry-run lists it as waiting. An entry naming a run another entry names already (the same
 resolved config) gets that run, trained once.
 
-Finished runs (summary.json present) are skipped, unfinished ones resume from their
+Finished runs (summary.json and model.pt present) are skipped, unfinished ones resume from their
 checkpoint (train.py does both). Each run is its own process with its log in
 RESULTS/logs/<run>.log (appended to on each attempt); one failing does not stop the others; at the end a table of
 finished, skipped, failed and blocked runs, and exit status 1 if any failed or was blocked.
@@ -363,7 +363,8 @@ def run_dir(results, name):
 
 
 def is_finished(cfg, results):
-    return os.path.exists(os.path.join(run_dir(results, C.run_name(cfg)), "summary.json"))
+    from train import finished_summary  # one definition of "finished" for both
+    return finished_summary(run_dir(results, C.run_name(cfg))) is not None
 
 
 def target_value(results, spec, metric="sparsity"):

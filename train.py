@@ -75,18 +75,27 @@ def model_file(cfg, num_classes, state_dict):
             "dataset": cfg["dataset"], "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}}
 
 
+def finished_summary(out):
+    """The summary of the run finished in folder `out`, or None. A summary without model.pt
+    (results committed to git, whose weights are not) does not count: running the config
+    again trains it here and writes this machine's numbers over the committed ones."""
+    path = os.path.join(out, "summary.json")
+    if not (os.path.exists(path) and os.path.exists(os.path.join(out, "model.pt"))):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def train(cfg, out=None, results="results", quiet=False):
     """Run (or resume, or skip) one training run; returns its summary dict."""
     name, chash = C.run_name(cfg), C.config_hash(cfg)
     out = out or os.path.join(results, "runs", name)
     say = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
     summary_path = os.path.join(out, "summary.json")
-    if os.path.exists(summary_path):
-        with open(summary_path) as f:
-            summary = json.load(f)
-        if summary.get("config_hash") == chash:
-            say(f"{name}: finished already, skipped")
-            return summary
+    summary = finished_summary(out)
+    if summary is not None and summary.get("config_hash") == chash:
+        say(f"{name}: finished already, skipped")
+        return summary
     cfg_path = os.path.join(out, "config.yaml")
     if os.path.exists(cfg_path):
         other = C.resolve(C.load_yaml(cfg_path))

@@ -15,6 +15,21 @@ def penalized_modules(model):
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
+@torch.no_grad()
+def probe(model, hooks, input_shape=(1, 3, 32, 32)):
+    """One forward pass of zeros in eval mode (running statistics untouched), then remove
+    `hooks`: for hooks that record output shapes or which layer feeds which."""
+    was_training = model.training
+    model.eval()
+    p = next(model.parameters())
+    try:
+        model(torch.zeros(input_shape, device=p.device, dtype=p.dtype))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+
+
 def is_penalized(p):
     """Conv (4-D) and linear (2-D) weights; BatchNorm parameters and biases are 1-D."""
     return p.dim() in (2, 4)

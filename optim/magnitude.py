@@ -51,7 +51,7 @@ import math
 import torch
 from torch import nn
 
-from .base import penalized_modules
+from .base import penalized_modules, probe
 from .sgd import SGD
 
 
@@ -107,15 +107,7 @@ def conv_bn_pairs(model, convs, input_shape=(2, 3, 32, 32)):
     hooks = [c.register_forward_hook(after_conv) for c in convs]
     hooks += [m.register_forward_pre_hook(before_bn) for m in model.modules()
               if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    was_training = model.training
-    model.eval()
-    p = next(model.parameters())
-    try:
-        model(torch.zeros(input_shape, device=p.device, dtype=p.dtype))
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
+    probe(model, hooks, input_shape)
     return pairs
 
 

@@ -21,9 +21,10 @@ def profile(tmp_path, text, name="p.yaml"):
 
 
 def finish(results, spec, sparsity=0.5):
-    """Pretend a run finished: its summary.json, as train.py writes it."""
+    """Pretend a run finished: its summary.json and model.pt, as train.py writes them."""
     d = os.path.join(results, "runs", spec.name)
     os.makedirs(d, exist_ok=True)
+    open(os.path.join(d, "model.pt"), "wb").close()
     with open(os.path.join(d, "summary.json"), "w") as f:
         json.dump({"run": spec.name, "sparsity": sparsity, "config_hash": C.config_hash(spec.cfg)}, f)
 

@@ -71,6 +71,12 @@ def test_finished_run_is_skipped(tmp_path, capsys):
     assert "finished already, skipped" in capsys.readouterr().err
     assert {f: os.stat(run / f).st_mtime_ns for f in os.listdir(run)} == before
     assert len(read_csv(tmp_path / "runs.csv")) == 1
+    # a summary without weights (results committed to git) is trained again, not skipped
+    (run / "model.pt").unlink()
+    (run / "checkpoint.pt").unlink()
+    train.train(cfg, results=str(tmp_path))
+    assert "finished already" not in capsys.readouterr().err
+    assert (run / "model.pt").exists() and len(read_csv(tmp_path / "runs.csv")) == 1
 
 
 def test_run_folder_with_other_config_is_refused(tmp_path):
