@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 import config as C
-import data
 import eval as E
 import rundir
 import train
@@ -289,20 +288,10 @@ def test_magnitude_finetune_from_a_dense_run_folder(tmp_path):
     assert kept.float().mean().item() == pytest.approx(0.3, abs=1 / kept.numel())
 
 
-def test_gmp_resume_restores_the_masks(tmp_path, monkeypatch):
+def test_gmp_resume_restores_the_masks(tmp_path, train_then_crash):
     cfg = cfg_for("gmp", "resnet20", 2, "optim.prune_start=0", "optim.prune_end=0")  # masks from epoch 0 on
     train.train(cfg, out=str(tmp_path / "straight"), results=str(tmp_path), quiet=True)
-    real = data.Data.train_batches
-
-    def killed(self, batch_size, seed, epoch, **kw):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        yield from real(self, batch_size, seed, epoch, **kw)
-
-    monkeypatch.setattr(data.Data, "train_batches", killed)
-    with pytest.raises(KeyboardInterrupt):
-        train.train(cfg, out=str(tmp_path / "resumed"), results=str(tmp_path), quiet=True)
-    monkeypatch.undo()
+    train_then_crash(cfg, str(tmp_path / "resumed"), str(tmp_path))
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["method"]["active"]
     train.train(cfg, out=str(tmp_path / "resumed"), results=str(tmp_path), quiet=True)
     a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["state_dict"]

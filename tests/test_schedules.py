@@ -10,13 +10,7 @@ from optim import XRDA
 from optim.schedules import Schedule
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one thread is faster and spares the shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

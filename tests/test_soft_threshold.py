@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 import config as C
-import data
 import eval as E
 import train
 from optim import get_method
@@ -236,20 +235,10 @@ def test_two_epochs_end_to_end_and_eval_reproduces_the_summary(tmp_path, model):
     assert s["test_acc"] == summary["test_acc"]
 
 
-def test_resume_gives_the_same_model_and_thresholds(tmp_path, monkeypatch):
+def test_resume_gives_the_same_model_and_thresholds(tmp_path, train_then_crash):
     cfg = cfg_for("resnet20", 2, "optim.lam=0.05", "optim.schedule=step", "optim.milestones=[1]")
     straight = train.train(cfg, out=str(tmp_path / "straight"), results=str(tmp_path), quiet=True)
-    real = data.Data.train_batches
-
-    def killed(self, batch_size, seed, epoch, **kw):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        yield from real(self, batch_size, seed, epoch, **kw)
-
-    monkeypatch.setattr(data.Data, "train_batches", killed)
-    with pytest.raises(KeyboardInterrupt):
-        train.train(cfg, out=str(tmp_path / "resumed"), results=str(tmp_path), quiet=True)
-    monkeypatch.undo()
+    train_then_crash(cfg, str(tmp_path / "resumed"), str(tmp_path))
     ckpt = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
     assert ckpt["epoch"] == 0 and ckpt["method"]["threshold"] > 0
     resumed = train.train(cfg, out=str(tmp_path / "resumed"), results=str(tmp_path), quiet=True)

@@ -17,13 +17,7 @@ from optim.schedules import Schedule
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one thread is faster and spares the shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 # ---------------------------------------------------------------- the formulas, by hand
 def reference_trace(ws, grads, hs, avgs, lams, M, Tm, Tb, wd, mode):
