@@ -49,6 +49,17 @@ def _merge(base, over):
     return out
 
 
+def flatten(d, prefix=""):
+    """{'optim': {'lam': 1}} -> {'optim.lam': 1}: the dotted keys that overrides use."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def load_yaml(path, _seen=()):
     """Read a config file; `inherit: other.yaml` (relative to the file) is merged underneath."""
     path = os.path.abspath(path)

@@ -81,16 +81,6 @@ def _numeric(df, cols, path):
     return df
 
 
-def _flat(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
-
-
 def _init_tag(path, dataset, model):
     """'results/runs/digits-vgg16-w0.125-sgd-s0-1a2b3c4d' -> 'sgd' (what it started from)."""
     if not isinstance(path, str) or not path:
@@ -107,6 +97,8 @@ def load(results):
     """runs.csv plus each run's config, as one DataFrame row per run."""
     import pandas as pd
     import yaml
+
+    import config as C
 
     path = os.path.join(results, "runs.csv")
     df = _read_csv(path, REQUIRED, "run sweep.py or train.py first")
@@ -139,7 +131,7 @@ def load(results):
         if os.path.exists(cpath):
             try:
                 with open(cpath) as f:
-                    cfg = _flat(yaml.safe_load(f) or {})
+                    cfg = C.flatten(yaml.safe_load(f) or {})
             except (yaml.YAMLError, AttributeError) as e:
                 raise ReportError(f"{cpath}: not valid YAML ({str(e).splitlines()[0]})") from None
         configs.append(cfg)

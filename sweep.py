@@ -133,16 +133,6 @@ def _short(v):
     return _fmt(v)
 
 
-def _flatten(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _fmt(v):
     return yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
@@ -294,7 +284,7 @@ def expand(profile_path, extra=()):
             config = os.path.join(REPO, row) if row and len(configs) > 1 else (configs[0] if configs else None)
             base = _row_overrides(os.path.join(REPO, row), row_keys) if rows else []
             sets = [f"{k}={_fmt(v)}" for key, val in point.items() if key != "row"
-                    for k, v in (_flatten(val) if isinstance(val, dict) else {key: val}).items()]
+                    for k, v in (C.flatten(val) if isinstance(val, dict) else {key: val}).items()]
             static = base + common + own + sets
             if scale:  # (init_from is only known later; some methods refuse a config without it)
                 pending = ["init_from=pending"] if "init_from" in deps else []

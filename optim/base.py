@@ -4,8 +4,6 @@ train.py only calls zero_grad(), step() after each backward pass, end_epoch() af
 each epoch, and state_dict()/load_state_dict() for checkpoints. A new method is one
 file with one subclass and one registry line in optim/__init__.py.
 """
-import copy
-
 import torch
 from torch import nn
 
@@ -83,8 +81,9 @@ class Method:
             self.schedule.load_state_dict(state["schedule"])
 
     def export(self):
-        """The weights as the forward pass uses them, under plain module keys."""
-        return copy.deepcopy(self.model.state_dict())
+        """The weights as the forward pass uses them, under plain module keys. Callers only
+        read it (load_state_dict and torch.save copy), so no copy is made here."""
+        return self.model.state_dict()
 
     def summary(self):
         """Extra summary.json fields: the penalty for penalty-driven methods, target and
@@ -96,8 +95,3 @@ def split_decay(model, weight_decay):
     """One param group: the papers decay every tensor, BatchNorm and biases included."""
     return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
 
-
-@torch.no_grad()
-def soft_threshold_(x, tau):
-    """In place S(x, tau) = sign(x) * max(|x| - tau, 0); tau a scalar or a tensor like x."""
-    return x.copy_(torch.sign(x) * torch.clamp(x.abs() - tau, min=0))
