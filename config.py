@@ -20,7 +20,10 @@ DEFAULTS = {
     "epochs": 10,
     "batch_size": 128,
     "eval_batch_size": 500,
-    "augment": True,           # padded random crop + horizontal flip
+    "augment": True,           # training augmentation on/off (the three keys below)
+    "crop_padding": "auto",    # random crop of the zero-padded image; auto: data.AUGMENT
+    "flip": "auto",            # random horizontal flip; auto: data.AUGMENT (none for digits)
+    "erase": 0.0,              # random erasing probability (the authors' C10 ResNet-20 only)
     "train_subset": 0,         # train on the first N training images only (0: all); smoke tests
     "seed": 0,
     "device": "auto",          # auto | cpu | cuda
@@ -30,12 +33,18 @@ DEFAULTS = {
     "init_from": "",           # a run folder or model.pt to start from instead of random init
     "method": "sgd",
     "optim": {},               # the method's own keys, see optim/<method>.py `defaults`
+    "identity": {},            # what the run is, written by sweep.py (IDENTITY); not hashed
 }
+# What a sweep records about a run (summary.json has the same fields): the report reads these
+# and never parses run names. Ad-hoc runs leave them empty.
+IDENTITY = {"profile": "", "entry": "", "role": "", "row": "", "swept_key": "", "swept_value": "",
+            "calibration_target": float("nan"), "calibration_round": 0}
+ROLES = ("dense", "reference", "baseline", "ablation")
 CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("fp32", "bf16")}
 POSITIVE = ("width", "epochs", "batch_size", "eval_batch_size")
 NON_NEGATIVE = ("train_subset",)
 # Keys that change where things are read from, not what is computed: kept out of the hash.
-NOT_HASHED = ("data_dir", "download", "device")
+NOT_HASHED = ("data_dir", "download", "device", "identity")
 
 
 class ConfigError(ValueError):
@@ -142,10 +151,16 @@ def resolve(cfg):
     for k in cfg:
         if k not in DEFAULTS:
             raise _unknown(k, DEFAULTS)
-    out = _merge(DEFAULTS, {k: v for k, v in cfg.items() if k != "optim"})
+    out = _merge(DEFAULTS, {k: v for k, v in cfg.items() if k not in ("optim", "identity")})
+    if out["dataset"] not in data.NUM_CLASSES:
+        raise ConfigError(f"unknown dataset '{out['dataset']}'; known: {', '.join(data.NUM_CLASSES)}")
+    auto = data.AUGMENT[out["dataset"]]
     for k, v in out.items():
-        if k != "optim":
-            out[k] = _check_type(k, v, DEFAULTS[k])
+        if out[k] == "auto" and k in auto:
+            out[k] = auto[k]
+        if k not in ("optim", "identity"):
+            out[k] = _check_type(k, out[k], auto.get(k, DEFAULTS[k]))
+    out["identity"] = _identity(cfg.get("identity"))
     for k, allowed in CHOICES.items():
         if out[k] not in allowed:
             raise ConfigError(f"config key '{k}' must be one of {', '.join(allowed)}, got {out[k]!r}")
@@ -155,8 +170,10 @@ def resolve(cfg):
     for k in NON_NEGATIVE:
         if out[k] < 0:
             raise ConfigError(f"config key '{k}' must be >= 0, got {out[k]!r}")
-    if out["dataset"] not in data.NUM_CLASSES:
-        raise ConfigError(f"unknown dataset '{out['dataset']}'; known: {', '.join(data.NUM_CLASSES)}")
+    if out["crop_padding"] < 0:
+        raise ConfigError(f"config key 'crop_padding' must be >= 0, got {out['crop_padding']!r}")
+    if not 0.0 <= out["erase"] <= 1.0:
+        raise ConfigError(f"config key 'erase' must be a probability in [0, 1], got {out['erase']!r}")
     if out["model"] not in models.names():
         try:
             models.get_model(out["model"])
@@ -189,12 +206,35 @@ def resolve(cfg):
     return out
 
 
+def _identity(ident):
+    if ident in (None, {}):
+        return dict(IDENTITY)
+    if not isinstance(ident, dict):
+        raise ConfigError("config key 'identity' must be a mapping")
+    for k in ident:
+        if k not in IDENTITY:
+            raise _unknown(k, IDENTITY, prefix="identity.")
+    out = {**IDENTITY, **ident}
+    if out["role"] not in ("",) + ROLES:
+        raise ConfigError(f"config key 'identity.role' must be one of {', '.join(ROLES)}, got {out['role']!r}")
+    out["swept_value"] = "" if out["swept_value"] is None else str(out["swept_value"])
+    for k in ("profile", "entry", "row", "swept_key"):
+        out[k] = str(out[k])
+    out["calibration_target"] = float(out["calibration_target"])
+    out["calibration_round"] = int(out["calibration_round"])
+    return out
+
+
 def config_hash(cfg):
-    """Hash of what differs from the defaults, so adding a default later keeps old names."""
+    """Hash of what differs from the defaults, so adding a default later keeps old names.
+    Keys whose default depends on the data set (crop_padding, flip) count only where they
+    differ from that data set's default."""
+    import data
     from optim import get_method
 
+    defaults = {**DEFAULTS, **data.AUGMENT.get(cfg["dataset"], {})}
     diff = {k: v for k, v in cfg.items()
-            if k not in NOT_HASHED and k != "optim" and v != DEFAULTS[k]}
+            if k not in NOT_HASHED and k != "optim" and v != defaults[k]}
     defaults = get_method(cfg["method"]).defaults
     diff["optim"] = {k: v for k, v in cfg["optim"].items() if v != defaults[k]}
     diff["method"] = cfg["method"]

@@ -10,10 +10,16 @@ Data sets: "cifar10", "cifar100" (the official python-pickle archives, read dire
 copy in the real format works) and "digits" (scikit-learn's bundled 8x8 digits, resized to
 32x32 RGB, no download), so every CIFAR model runs unchanged on CPU.
 
-Augmentation as in the papers: a random 32x32 crop of the 4-pixel zero-padded image
-(torchvision's RandomCrop(32, padding=4)) and a horizontal flip with p=0.5, per image, done
-batched on the device by two gathers over the training set padded once (rows, then columns; no
-per-image Python work), then normalization (x/255 - MEAN)/STD on the device.
+Augmentation as in the papers, per data set (AUGMENT; a config may override each key): a
+random 32x32 crop of the zero-padded image (torchvision's RandomCrop(32, padding=4) for CIFAR)
+and a horizontal flip with p=0.5, per image, done batched on the device by two gathers over
+the training set padded once (rows, then columns; no per-image Python work), then
+normalization (x/255 - MEAN)/STD on the device, then optionally random erasing (torchvision's
+RandomErasing(p, scale=(0, 0.4), ratio=(0.3, 3.3)), value 0) as one batched mask.
+
+Digits are not CIFAR: a mirrored 2, 3 or 7 is another glyph or none, so no flips; and each of
+their 8x8 pixels became a 4x4 block when upsampled to 32x32, so a 4-pixel shift moves a glyph
+by a whole original pixel (1/8 of the image): they get 2 pixels of padding.
 """
 
 import math
@@ -29,8 +35,16 @@ MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
 NUM_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100}
 
-PAD = 4     # zero padding of the random crop
+PAD = 4     # zero padding of the random crop (CIFAR)
 SIZE = 32   # image side
+# What `crop_padding: auto` and `flip: auto` mean per data set (see the module docstring).
+AUGMENT = {"cifar10": {"crop_padding": PAD, "flip": True},
+           "cifar100": {"crop_padding": PAD, "flip": True},
+           "digits": {"crop_padding": 2, "flip": False}}
+# Random erasing as in the authors' C10 ResNet-20 script: area fraction and aspect ratio ranges.
+ERASE_SCALE = (0.0, 0.4)
+ERASE_RATIO = (0.3, 3.3)
+ERASE_TRIES = 10   # torchvision's attempts at a box that fits before giving up on an image
 
 _CIFAR = {
     # name: (label, folder, archive, url, train files, test files, label key)
@@ -77,7 +91,7 @@ class Data:
         self.train_y = train_y.to(device=device, dtype=torch.int64).contiguous()
         self.test_x = test_x.to(device=device, dtype=torch.uint8).contiguous()
         self.test_y = test_y.to(device=device, dtype=torch.int64).contiguous()
-        self._padded = None   # zero-padded training set as rows [N*3*40, 40], made on first use
+        self._padded = {}     # padding -> zero-padded training set as rows, made on first use
         self._affine = {}     # device -> (scale, shift) of the normalization
 
     def __repr__(self):
@@ -91,47 +105,58 @@ class Data:
     # ---- batching -------------------------------------------------------------------------
 
     def train_batches(self, batch_size, seed, epoch, augment=True, dtype=torch.float32,
-                      channels_last=False):
+                      channels_last=False, crop_padding=None, flip=None, erase=0.0):
         """Yield (x, y) for one shuffled epoch; x normalized [B,3,32,32] of `dtype`, y int64.
 
-        Order, crop offsets and flips come from epoch_generator(seed, epoch) (see there): the
-        same (seed, epoch) always gives the same batches. They are drawn in the same order
-        whether or not `augment` is set, so the batch order does not depend on it.
+        crop_padding and flip default to this data set's AUGMENT; erase is the probability of
+        random erasing. Order, crop offsets, flips and erasing come from
+        epoch_generator(seed, epoch) (see there): the same (seed, epoch) always gives the same
+        batches. They are drawn in the same order whether or not `augment` is set, so the batch
+        order does not depend on it.
         """
+        auto = AUGMENT.get(self.name, AUGMENT["cifar10"])
+        pad = auto["crop_padding"] if crop_padding is None else int(crop_padding)
+        flip_on = auto["flip"] if flip is None else bool(flip)
         n = len(self.train_y)
         g = epoch_generator(seed, epoch)
         perm = torch.randperm(n, generator=g)
-        # per position in the epoch: crop offsets (rows, cols) in [0, 8] and a flip with p=0.5
-        offset = torch.randint(0, 2 * PAD + 1, (2, n), generator=g)
-        flip = torch.rand(n, generator=g) < 0.5
+        # per position in the epoch: crop offsets (rows, cols) in [0, 2*pad] and a flip with p=0.5
+        offset = torch.randint(0, 2 * pad + 1, (2, n), generator=g)
+        flips = torch.rand(n, generator=g) < 0.5
+        boxes = erase_boxes(n, erase, g) if augment and erase > 0 else None
         dev = self.device
         perm = perm.to(dev, non_blocking=True)
         if augment:
-            rows = self._padded_rows()                   # [N*3*40, 40]: one padded row each
-            side = SIZE + 2 * PAD
+            rows = self._padded_rows(pad)                # [N*3*side, side]: one padded row each
+            side = SIZE + 2 * pad
             offset = offset.to(dev, non_blocking=True)
-            flip = flip.to(dev, non_blocking=True)
+            flips = (flips if flip_on else torch.zeros_like(flips)).to(dev, non_blocking=True)
             first_row = perm * (3 * side) + offset[0]    # row of the crop's top-left pixel
             r = torch.arange(SIZE, device=dev)
             row_step = (torch.arange(3, device=dev) * side).view(1, 3, 1) + r.view(1, 1, SIZE)
             col_step, col_step_flipped = r.view(1, SIZE), r.flip(0).view(1, SIZE)
+            if boxes is not None:
+                boxes = boxes.to(dev, non_blocking=True)
         for i in range(0, n, batch_size):
             sl = slice(i, i + batch_size)
             y = self.train_y.index_select(0, perm[sl])
             if augment:
-                # a crop in two gathers: its 3x32 rows of 40 pixels, then 32 columns per image
-                # (reversed when flipped); no per-image Python work
+                # a crop in two gathers: its 3x32 rows of `side` pixels, then 32 columns per
+                # image (reversed when flipped); no per-image Python work
                 row_idx = first_row[sl].view(-1, 1, 1) + row_step                  # [B,3,32]
                 b = row_idx.shape[0]
                 x = rows.index_select(0, row_idx.view(-1)).view(b, 3, SIZE, side)
                 col_idx = offset[1][sl].view(-1, 1) + torch.where(
-                    flip[sl].view(-1, 1), col_step_flipped, col_step)               # [B,32]
+                    flips[sl].view(-1, 1), col_step_flipped, col_step)              # [B,32]
                 x = torch.gather(x, 3, col_idx.view(b, 1, 1, SIZE).expand(b, 3, SIZE, SIZE))
             else:
                 x = self.train_x.index_select(0, perm[sl])
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield self._normalize(x, dtype), y
+            x = self._normalize(x, dtype)
+            if boxes is not None:
+                x = x.masked_fill(erase_mask(boxes[sl]), 0.0)
+            yield x, y
 
     def test_batches(self, batch_size, dtype=torch.float32, channels_last=False):
         """Yield (x, y) over the test set in fixed order, no augmentation."""
@@ -143,14 +168,14 @@ class Data:
 
     # ---- helpers ----------------------------------------------------------------------------
 
-    def _padded_rows(self):
-        """The zero-padded training set [N,3,40,40], made once on first use, as rows [N*120, 40]."""
-        if self._padded is None:
-            n, side = len(self.train_y), SIZE + 2 * PAD
+    def _padded_rows(self, pad):
+        """The zero-padded training set [N,3,side,side], made once per padding, as rows."""
+        if pad not in self._padded:
+            n, side = len(self.train_y), SIZE + 2 * pad
             p = torch.zeros(n, 3, side, side, dtype=torch.uint8, device=self.device)
-            p[:, :, PAD:PAD + SIZE, PAD:PAD + SIZE] = self.train_x
-            self._padded = p.view(n * 3 * side, side)
-        return self._padded
+            p[:, :, pad:pad + SIZE, pad:pad + SIZE] = self.train_x
+            self._padded[pad] = p.view(n * 3 * side, side)
+        return self._padded[pad]
 
     def _normalize(self, x, dtype):
         # (x/255 - mean)/std as one multiply-add in float32, then cast; keeps the memory format
@@ -161,6 +186,39 @@ class Data:
         scale, shift = self._affine[x.device]
         out = torch.addcmul(shift, x.to(torch.float32), scale)
         return out if dtype == torch.float32 else out.to(dtype)
+
+
+def erase_boxes(n, p, g, size=SIZE):
+    """Random erasing boxes [n, 4] (top, left, height, width; height 0: not erased) drawn as
+    torchvision's RandomErasing(p, ERASE_SCALE, ERASE_RATIO) draws them: with probability p,
+    up to ERASE_TRIES (area, log-aspect) draws, the first box that fits is used, at a uniform
+    position. All tries are drawn at once from generator `g`; no per-image Python work."""
+    erased = torch.rand(n, generator=g) < p
+    area = size * size * (ERASE_SCALE[0] + (ERASE_SCALE[1] - ERASE_SCALE[0])
+                          * torch.rand(n, ERASE_TRIES, generator=g))
+    lo, hi = math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1])
+    aspect = torch.exp(lo + (hi - lo) * torch.rand(n, ERASE_TRIES, generator=g))
+    h = torch.sqrt(area * aspect).round().long()
+    w = torch.sqrt(area / aspect).round().long()
+    pos = torch.rand(n, ERASE_TRIES, 2, generator=g)
+    fits = (h < size) & (w < size)
+    first = fits.long().argmax(1, keepdim=True)               # first try that fits
+    pick = lambda t: t.gather(1, first).squeeze(1)
+    h, w = pick(h), pick(w)
+    top = (pick(pos[..., 0]) * (size - h + 1)).long()
+    left = (pick(pos[..., 1]) * (size - w + 1)).long()
+    ok = erased & fits.any(1)
+    h, w = torch.where(ok, h, 0), torch.where(ok, w, 0)
+    return torch.stack([top, left, h, w], 1)
+
+
+def erase_mask(boxes, size=SIZE):
+    """[B,1,size,size] True inside each image's box (broadcasts over channels)."""
+    r = torch.arange(size, device=boxes.device)
+    top, left, h, w = (boxes[:, i].view(-1, 1) for i in range(4))
+    rows = (r >= top) & (r < top + h)                           # [B,size]
+    cols = (r >= left) & (r < left + w)
+    return (rows.view(-1, 1, size, 1) & cols.view(-1, 1, 1, size))
 
 
 # ---- loading ------------------------------------------------------------------------------

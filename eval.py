@@ -14,28 +14,23 @@ import torch
 import config as C
 import data as D
 import metrics
-import models
-from train import autocast, pick_device
+import runs
 
 
 def evaluate_file(path, data_dir=None, device="auto"):
     run_dir = path if os.path.isdir(path) else os.path.dirname(path)
-    model_path = os.path.join(path, "model.pt") if os.path.isdir(path) else path
-    if not os.path.exists(model_path):
-        raise FileNotFoundError(f"{model_path} not found (is the run finished?)")
-    saved = torch.load(model_path, map_location="cpu", weights_only=True)
-    cfg_path = os.path.join(run_dir, "config.yaml")
+    model_path = runs.model_path(path)
+    saved = runs.load_model_file(path)
+    cfg_path = runs.path(run_dir, runs.CONFIG)
     # The run's own precision and memory format, so that the numbers match its summary.
     cfg = C.resolve(C.load_yaml(cfg_path)) if os.path.exists(cfg_path) else dict(
         C.DEFAULTS, dataset=saved["dataset"], model=saved["model"], width=saved["width"])
-    dev = pick_device(device)
-    model = models.get_model(saved["model"], num_classes=saved["num_classes"], width=saved["width"])
-    model.load_state_dict(saved["state_dict"])
-    model.to(dev)
+    dev = runs.pick_device(device)
+    model = runs.load_model(path, dev)
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     data = D.load(saved["dataset"], data_dir or cfg["data_dir"], device=dev, download=False)
-    with autocast(cfg, dev):
+    with runs.autocast(cfg, dev):
         loss, acc = metrics.evaluate(model, data.test_batches(cfg["eval_batch_size"],
                                                               channels_last=cfg["channels_last"]))
     return {"model_file": model_path, "dataset": saved["dataset"], "model": saved["model"],
@@ -52,7 +47,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         result, layers = evaluate_file(args.path, args.data_dir, args.device)
-    except (FileNotFoundError, D.DataError, C.ConfigError) as e:
+    except (runs.RunFolderError, D.DataError, C.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.json:

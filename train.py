@@ -2,14 +2,13 @@
 
     python train.py CONFIG.yaml [KEY=VALUE ...] [--out DIR] [--results DIR]
 
-The run folder (default results/runs/<name>-<hash>/) gets config.yaml, metrics.csv (one
-row per epoch), checkpoint.pt (every epoch, for resume), and at the end model.pt,
-layers.csv, summary.json and a row in results/runs.csv. A finished run with the same
-resolved config is skipped; an unfinished one resumes from its last epoch.
+The run folder (default RESULTS/runs/<name>-<hash>/, RESULTS = scratch/ for ad-hoc runs;
+sweeps pass results/) gets config.yaml, metrics.csv (one row per epoch), checkpoint.pt
+(every epoch, for resume), and at the end model.pt, layers.csv, summary.json and a row in
+RESULTS/runs.csv (runs.py owns these names and the summary's fields). A finished run with
+the same resolved config is skipped; an unfinished one resumes from its last epoch.
 """
 import argparse
-import contextlib
-import json
 import math
 import os
 import random
@@ -26,7 +25,7 @@ import config as C
 import data as D
 import metrics
 import models
-import rundir
+import runs
 from optim import get_method
 
 
@@ -34,20 +33,6 @@ class RunError(Exception):
     def __init__(self, message, code=1):
         super().__init__(message)
         self.code = code
-
-
-def pick_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RunError("device: cuda was asked for but no GPU is visible; use device=auto or cpu", 2)
-    return torch.device(name)
-
-
-def autocast(cfg, device):
-    if cfg["precision"] == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def build_model(cfg, num_classes, device):
@@ -59,10 +44,10 @@ def build_model(cfg, num_classes, device):
 
 def load_weights(path, model, cfg):
     """Load a model.pt (or a run folder's) into `model`; the architecture must match."""
-    path = os.path.join(path, "model.pt") if os.path.isdir(path) else path
+    path = runs.model_path(path)
     if not os.path.exists(path):
         raise RunError(f"init_from: {path} not found (finish that run first)", 2)
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = runs.load_model_file(path)
     for key in ("model", "width"):
         if saved[key] != cfg[key]:
             raise RunError(f"init_from: {path} holds {key}={saved[key]!r}, this run has {cfg[key]!r}", 2)
@@ -70,33 +55,28 @@ def load_weights(path, model, cfg):
     return path
 
 
-def model_file(cfg, num_classes, state_dict):
-    return {"model": cfg["model"], "width": cfg["width"], "num_classes": num_classes,
-            "dataset": cfg["dataset"], "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}}
+def epochs_before(init_path):
+    """Training epochs already spent on the weights a run starts from (0 for random init):
+    that run's total_epochs from its summary, so budgets add up along init_from chains."""
+    if not init_path:
+        return 0
+    s = os.path.join(os.path.dirname(init_path), runs.SUMMARY)
+    if not os.path.exists(s):
+        return 0
+    prev = runs.read_summary(os.path.dirname(init_path))
+    return int(prev.get("total_epochs", prev.get("epochs", 0)))
 
 
-def finished_summary(out):
-    """The summary of the run finished in folder `out`, or None. A summary without model.pt
-    (results committed to git, whose weights are not) does not count: running the config
-    again trains it here and writes this machine's numbers over the committed ones."""
-    path = os.path.join(out, "summary.json")
-    if not (os.path.exists(path) and os.path.exists(os.path.join(out, "model.pt"))):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-def train(cfg, out=None, results="results", quiet=False):
+def train(cfg, out=None, results=runs.SCRATCH, quiet=False):
     """Run (or resume, or skip) one training run; returns its summary dict."""
     name, chash = C.run_name(cfg), C.config_hash(cfg)
     out = out or os.path.join(results, "runs", name)
     say = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
-    summary_path = os.path.join(out, "summary.json")
-    summary = finished_summary(out)
+    summary = runs.finished_summary(out)
     if summary is not None and summary.get("config_hash") == chash:
         say(f"{name}: finished already, skipped")
         return summary
-    cfg_path = os.path.join(out, "config.yaml")
+    cfg_path = runs.path(out, runs.CONFIG)
     if os.path.exists(cfg_path):
         other = C.resolve(C.load_yaml(cfg_path))
         if C.config_hash(other) != chash:
@@ -106,7 +86,10 @@ def train(cfg, out=None, results="results", quiet=False):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    device = pick_device(cfg["device"])
+    try:
+        device = runs.pick_device(cfg["device"])
+    except runs.RunFolderError as e:
+        raise RunError(str(e), 2) from None
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     try:
@@ -122,7 +105,7 @@ def train(cfg, out=None, results="results", quiet=False):
     method = get_method(cfg["method"])(model, cfg["optim"], steps, cfg["epochs"])
     eval_model = build_model(cfg, data.num_classes, device)  # the exported weights, as eval.py sees them
 
-    ckpt_path = os.path.join(out, "checkpoint.pt")
+    ckpt_path = runs.path(out, runs.CHECKPOINT)
     rows, start, train_seconds = [], 0, 0.0
     if os.path.exists(ckpt_path):
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -132,7 +115,7 @@ def train(cfg, out=None, results="results", quiet=False):
         rows, start, train_seconds = ckpt["rows"], ckpt["epoch"] + 1, ckpt["train_seconds"]
         say(f"{name}: resuming after epoch {start}")
     else:
-        rundir.atomic_write(cfg_path, yaml.safe_dump(cfg, sort_keys=False))
+        runs.atomic_write(cfg_path, yaml.safe_dump(cfg, sort_keys=False))
 
     fwd = torch.compile(model) if cfg["compile"] else model
     mem = dict(channels_last=cfg["channels_last"])
@@ -144,9 +127,11 @@ def train(cfg, out=None, results="results", quiet=False):
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         n = 0
-        for x, y in data.train_batches(cfg["batch_size"], seed, epoch, augment=cfg["augment"], **mem):
+        for x, y in data.train_batches(cfg["batch_size"], seed, epoch, augment=cfg["augment"],
+                                       crop_padding=cfg["crop_padding"], flip=cfg["flip"],
+                                       erase=cfg["erase"], **mem):
             method.zero_grad()
-            with autocast(cfg, device):
+            with runs.autocast(cfg, device):
                 logits = fwd(x)
             loss = F.cross_entropy(logits.float(), y)
             loss.backward()
@@ -166,15 +151,15 @@ def train(cfg, out=None, results="results", quiet=False):
                            f"{out}); lower optim.lr or optim.lam", 3)
         extras = method.end_epoch(epoch)
         eval_model.load_state_dict(method.export())
-        with autocast(cfg, device):
+        with runs.autocast(cfg, device):
             test_loss, test_acc = metrics.evaluate(eval_model, data.test_batches(cfg["eval_batch_size"], **mem))
         sp, nnz = metrics.sparsity(eval_model)
         row = {"epoch": epoch + 1, "lr": method.lr, "train_loss": train_loss,
                "train_acc": 100.0 * correct.item() / n, "test_loss": test_loss, "test_acc": test_acc,
                "sparsity": sp, "nnz": nnz, "seconds": time.perf_counter() - t0, **extras}
         rows.append(row)
-        rundir.save_csv(rows, os.path.join(out, "metrics.csv"))
-        rundir.save_torch({"model": model.state_dict(), "method": method.state_dict(),
+        runs.save_csv(rows, runs.path(out, runs.METRICS))
+        runs.save_torch({"model": model.state_dict(), "method": method.state_dict(),
                            "rng": torch.get_rng_state(), "rows": rows, "epoch": epoch,
                            "train_seconds": train_seconds, "config_hash": chash}, ckpt_path)
         start = epoch + 1
@@ -185,19 +170,20 @@ def train(cfg, out=None, results="results", quiet=False):
 
     state = method.export()
     eval_model.load_state_dict(state)
-    rundir.save_torch(model_file(cfg, data.num_classes, state), os.path.join(out, "model.pt"))
+    runs.save_torch(runs.model_file(cfg, data.num_classes, state), runs.path(out, runs.MODEL))
     layers = metrics.layer_table(eval_model)
-    rundir.save_csv(layers, os.path.join(out, "layers.csv"))
+    runs.save_csv(layers, runs.path(out, runs.LAYERS))
     last = rows[-1]
     summary = {"run": name, "dataset": cfg["dataset"], "model": cfg["model"], "width": cfg["width"],
                "method": cfg["method"], "mode": method.mode, "seed": seed, "epochs": cfg["epochs"],
+               "total_epochs": cfg["epochs"] + epochs_before(init_path),
                "lam": 0.0, **method.summary(), "test_acc": last["test_acc"],
                "test_loss": last["test_loss"], "train_acc": last["train_acc"],
                "train_loss": last["train_loss"], **metrics.counts(eval_model),
                "train_seconds": train_seconds, "config_hash": chash, "init_from": init_path,
-               "run_dir": os.path.abspath(out)}
-    rundir.save_json(summary, summary_path)
-    rundir.upsert_row(os.path.join(results, "runs.csv"), summary)
+               **cfg["identity"], **runs.environment()}
+    runs.save_json(summary, runs.path(out, runs.SUMMARY))
+    runs.upsert_row(os.path.join(results, runs.INDEX), summary)
     say(f"{name}: test acc {summary['test_acc']:.2f}%, sparsity {summary['sparsity']:.4f}, "
         f"{summary['train_seconds']:.0f}s -> {out}")
     return summary
@@ -208,7 +194,9 @@ def main(argv=None):
     p.add_argument("config", help="YAML config file")
     p.add_argument("overrides", nargs="*", help="dotted KEY=VALUE, e.g. epochs=2 optim.lam=1e-5")
     p.add_argument("--out", help="run folder (default: RESULTS/runs/<run name>)")
-    p.add_argument("--results", default="results", help="where runs.csv and runs/ live")
+    p.add_argument("--results", default=runs.SCRATCH,
+                   help=f"where runs.csv and runs/ live (default: {runs.SCRATCH}/, git-ignored; "
+                        f"sweeps write {runs.RESULTS}/)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     args = p.parse_args(argv)
     try:
@@ -220,6 +208,9 @@ def main(argv=None):
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.code
+    except runs.RunFolderError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -35,6 +35,13 @@ def is_penalized(p):
 
 class Method:
     name = ""
+    # How the report shows the method and what it is in a comparison (the registry is the
+    # one place a new method declares these): dense, reference (the paper's method),
+    # baseline or ablation; a colour from the Okabe-Ito colour-blind-safe palette.
+    label = ""
+    role = "baseline"
+    color = "#000000"
+    marker = "o"
     # The method's `optim.*` keys with their defaults: any other key is a config error.
     defaults = {}
     # Allowed values of string keys, e.g. {"schedule": ("cosine", "step")}.

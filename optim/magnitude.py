@@ -222,6 +222,7 @@ class _Masked(SGD):
 
 class GMP(_Masked):
     name = "gmp"
+    label, role, color, marker = "GMP", "baseline", "#009E73", "^"
     defaults = {**SGD.defaults, "target": 0.9, "scope": "global", "prune_start": 0, "prune_end": -1}
     choices = {**SGD.choices, "scope": ("global", "layer")}
 
@@ -264,6 +265,7 @@ class GMP(_Masked):
 
 class MagnitudeFinetune(_Masked):
     name = "magnitude_finetune"
+    label, role, color, marker = "prune + fine-tune", "baseline", "#E69F00", "v"
     needs_init_from = True  # config.resolve refuses a config without init_from
     defaults = {**SGD.defaults, "lr": 0.01, "target": 0.9}
 
@@ -274,6 +276,7 @@ class MagnitudeFinetune(_Masked):
 
 class FilterPrune(GMP):
     name = "filter_prune"
+    label, role, color, marker = "filter pruning", "baseline", "#CC79A7", "D"
     mode = "channel"
     defaults = {**SGD.defaults, "target": 0.5, "prune_start": 0, "prune_end": -1}
     choices = SGD.choices

@@ -92,12 +92,14 @@ class XRDAMethod(_RDAFamily):
     """The paper's method. `avg` is a for schedule: constant and the starting a of schedule:
     step (the paper starts at 0); the cosine schedule sets a itself."""
     name = "xrda"
+    label, role, color, marker = "xRDA", "reference", "#D55E00", "o"
     defaults = {**_COMMON, "max_factor": 500.0, "avg": 0.0}
 
 
 class RDAL1(_RDAFamily):
     """Ablation: no reweighting (M = 1), i.e. generalized RDA with plain ℓ1."""
     name = "rda_l1"
+    label, role, color, marker = "RDA ℓ1 (M=1)", "ablation", "#56B4E9", "P"
     defaults = {**_COMMON, "avg": 0.0}
     fixed = {"max_factor": 1.0}
 
@@ -106,6 +108,7 @@ class ProxSGD(_RDAFamily):
     """Ablation: a ≡ 0 (proximal SGD with momentum); h follows the schedule.
     Reweighted by default; max_factor: 1 gives plain proximal SGD with ℓ1."""
     name = "prox_sgd"
+    label, role, color, marker = "prox. SGD (a=0)", "ablation", "#7F7F7F", "X"
     defaults = {**_COMMON, "max_factor": 500.0}
     fixed = {"avg": 0.0}
 
@@ -114,6 +117,7 @@ class SGDL1(Method):
     """Baseline: momentum SGD on L + λ·‖w‖₁ through the subgradient λ·sign(w) on conv and
     linear weights (sign(0) = 0). Weight decay on every tensor as in the other methods."""
     name = "sgd_l1"
+    label, role, color, marker = "SGD + ℓ1 subgrad.", "ablation", "#B59B00", "*"
     mode = "elementwise"
     defaults = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "lam": 1e-6,
                 "schedule": "cosine", "milestones": [], "gamma": 0.5}

@@ -7,6 +7,7 @@ from .schedules import KINDS, Schedule
 
 class SGD(Method):
     name = "sgd"
+    label, role, color, marker = "dense SGD", "dense", "#000000", "."
     mode = "dense"
     defaults = {"lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
                 "schedule": "cosine", "milestones": [], "gamma": 0.1}

@@ -77,6 +77,7 @@ class SoftThresholdParam(nn.Module):
 
 class SoftThreshold(SGD):
     name = "soft_threshold"
+    label, role, color, marker = "soft threshold (LATS)", "baseline", "#0072B2", "s"
     mode = "elementwise"
     defaults = {**SGD.defaults, "threshold_schedule": "lats", "lam": 0.0, "final_threshold": 0.0}
     choices = {**SGD.choices, "threshold_schedule": THRESHOLD_SCHEDULES}

@@ -13,6 +13,7 @@ import torch
 import config as C
 import data
 import eval as E
+import runs
 import train
 
 FAMILIES = {"vgg16": 0.125, "resnet20": 0.25, "resnet56": 0.125, "densenet40": 0.125}
@@ -144,17 +145,17 @@ def test_gpu_switches_run_on_cpu(tmp_path):
     cfg = cfg_for("resnet20", 1, "width=0.125", "precision=bf16", "channels_last=true", "compile=true")
     s = train.train(cfg, results=str(tmp_path), quiet=True)
     assert 0 <= s["test_acc"] <= 100
-    result, _ = E.evaluate_file(s["run_dir"])
+    result, _ = E.evaluate_file(runs.run_dir(str(tmp_path), s['run']))
     assert result["test_acc"] == pytest.approx(s["test_acc"])
 
 
 def test_init_from_loads_weights_and_checks_architecture(tmp_path):
     first = train.train(cfg_for("resnet20", 1), results=str(tmp_path), quiet=True)
-    cfg = cfg_for("resnet20", 1, f"init_from={first['run_dir']}", "optim.lr=1e-12", "augment=false")
+    cfg = cfg_for("resnet20", 1, f"init_from={runs.run_dir(str(tmp_path), first['run'])}", "optim.lr=1e-12", "augment=false")
     s = train.train(cfg, results=str(tmp_path), quiet=True)
     assert s["init_from"].endswith("model.pt")
     # a vanishing step size leaves the loaded weights (and so accuracy) where they were
     assert s["test_acc"] == pytest.approx(first["test_acc"], abs=1.0)
-    bad = cfg_for("resnet20", 1, f"init_from={first['run_dir']}", "width=0.5")
+    bad = cfg_for("resnet20", 1, f"init_from={runs.run_dir(str(tmp_path), first['run'])}", "width=0.5")
     with pytest.raises(train.RunError, match="holds width=0.25"):
         train.train(bad, results=str(tmp_path), quiet=True)

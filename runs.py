@@ -1,0 +1,230 @@
+"""The run folder: its file names, what summary.json holds, when a run counts as finished,
+atomic writes, the results index (runs.csv) and loading a run's model.
+
+train.py writes run folders, eval.py, sweep.py, report.py and export.py read them: all of
+them go through this module, so the contract (README, "Run folders") lives in one place.
+
+    RESULTS/runs/<run name>/   config.yaml metrics.csv layers.csv summary.json
+                               checkpoint.pt model.pt
+    RESULTS/runs.csv           one row per finished run (an index; the folders are the truth)
+
+Sweeps write to `results/`; an ad-hoc `python train.py` writes to `scratch/` (git-ignored)
+unless it is given --results, so experiments never mix into the committed results.
+"""
+import contextlib
+import csv
+import fcntl
+import io
+import json
+import os
+import platform
+import tempfile
+
+import torch
+
+RESULTS = "results"     # where sweeps write
+SCRATCH = "scratch"     # where ad-hoc train.py runs go by default (git-ignored)
+
+CONFIG, METRICS, LAYERS, SUMMARY = "config.yaml", "metrics.csv", "layers.csv", "summary.json"
+CHECKPOINT, MODEL = "checkpoint.pt", "model.pt"
+INDEX = "runs.csv"
+
+# summary.json, field by field (a runs.csv row is the same dict). Methods add their own
+# fields after these (method.summary(): lam, target, threshold, ...).
+SUMMARY_FIELDS = {
+    "run": "the run's name (readable part + config hash); also its folder name",
+    "dataset": "data set", "model": "architecture", "width": "channel multiplier",
+    "method": "training method (optim/)", "mode": "dense | elementwise | kernel | channel",
+    "seed": "random seed", "epochs": "epochs this run trained",
+    "total_epochs": "epochs including those of the run it started from (init_from)",
+    "lam": "penalty strength (0 for methods without one)",
+    "test_acc": "final-epoch test accuracy, percent", "test_loss": "final-epoch test loss",
+    "train_acc": "last epoch's training accuracy, percent", "train_loss": "last epoch's loss",
+    "sparsity": "zeros among conv + linear weights (fraction)",
+    "sparsity_all": "zeros among all parameters (fraction)",
+    "nnz": "nonzero conv + linear weights", "n_weights": "conv + linear weights",
+    "n_params": "all parameters", "flops_dense": "multiply-adds of one image, dense",
+    "flops_nonzero": "multiply-adds with nonzero weights",
+    "train_seconds": "training time (evaluation excluded)",
+    "config_hash": "hash of the non-default config values",
+    "init_from": "the model.pt this run started from ('' for random init)",
+    # what the run is, written by the sweep (empty for ad-hoc runs); see config.IDENTITY
+    "profile": "profile that asked for the run", "entry": "profile entry",
+    "role": "dense | reference | baseline | ablation",
+    "row": "the comparison it belongs to (a paper row, or dataset-model-width)",
+    "swept_key": "the key its entry sweeps ('' if none)", "swept_value": "its value here",
+    "calibration_target": "target sparsity of a λ search (NaN if none)",
+    "calibration_round": "round of that search (0 if none)",
+    # where and with what it ran
+    "torch": "torch version", "torchvision": "torchvision version", "numpy": "numpy version",
+    "device_name": "CPU or GPU it trained on", "threads": "torch CPU threads",
+}
+
+
+class RunFolderError(Exception):
+    """One line: which run file is missing or unreadable."""
+
+
+def path(out, name):
+    return os.path.join(out, name)
+
+
+def run_dir(results, name):
+    return os.path.join(results, "runs", name)
+
+
+# ----------------------------------------------------------------------------- writing
+
+def atomic_write(target, data):
+    """Write bytes or text to `target` via a temporary file in the same folder + os.replace,
+    so a crash never leaves half a CSV or checkpoint."""
+    target = os.fspath(target)
+    d = os.path.dirname(target) or "."
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-" + os.path.basename(target))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_torch(obj, target):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(target, buf.getvalue())
+
+
+def save_json(obj, target):
+    atomic_write(target, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def csv_text(rows, columns=None):
+    """Rows (dicts) as CSV text; columns default to the union in first-seen order."""
+    if columns is None:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def save_csv(rows, target, columns=None):
+    atomic_write(target, csv_text(rows, columns))
+
+
+def upsert_row(target, row, key="run"):
+    """Add `row` to the CSV at `target`, replacing a row with the same key; safe when several
+    processes finish at once (an exclusive lock on a side file serializes them)."""
+    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    with open(target + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = []
+        if os.path.exists(target):
+            with open(target, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if r.get(key) != str(row[key])]
+        rows.append(row)
+        save_csv(rows, target)
+
+
+def environment():
+    """Versions and hardware a run's numbers depend on, for its summary."""
+    import numpy
+    try:
+        import torchvision
+        tv = torchvision.__version__
+    except ImportError:
+        tv = ""
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+    else:
+        device = _cpu_name() or platform.processor() or platform.machine()
+    return {"torch": torch.__version__, "torchvision": tv, "numpy": numpy.__version__,
+            "device_name": device, "threads": torch.get_num_threads()}
+
+
+def _cpu_name():
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return ""
+
+
+# ----------------------------------------------------------------------------- reading
+
+def finished_summary(out):
+    """The summary of the run finished in folder `out`, or None. A run is finished when both
+    summary.json and model.pt exist: results committed to git (no weights) do not count, so
+    running their config again trains it here instead of trusting another machine's numbers."""
+    s = path(out, SUMMARY)
+    if not (os.path.exists(s) and os.path.exists(path(out, MODEL))):
+        return None
+    return read_summary(out)
+
+
+def read_summary(out):
+    try:
+        with open(path(out, SUMMARY)) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise RunFolderError(f"{path(out, SUMMARY)}: unreadable ({e}); delete the run folder "
+                             f"to retrain it") from None
+
+
+def is_finished(results, name):
+    return finished_summary(run_dir(results, name)) is not None
+
+
+def model_file(cfg, num_classes, state_dict):
+    """What model.pt holds: enough to rebuild the model without the config."""
+    return {"model": cfg["model"], "width": cfg["width"], "num_classes": num_classes,
+            "dataset": cfg["dataset"], "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}}
+
+
+def model_path(run_or_file):
+    return path(run_or_file, MODEL) if os.path.isdir(run_or_file) else run_or_file
+
+
+def load_model_file(run_or_file):
+    p = model_path(run_or_file)
+    if not os.path.exists(p):
+        raise RunFolderError(f"{p} not found (is the run finished?)")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise RunFolderError(f"{p}: unreadable ({type(e).__name__}); delete it to retrain the run") from None
+
+
+def load_model(run_or_file, device="cpu"):
+    """A finished run's model (a run folder or its model.pt) with its trained sparse weights,
+    in eval mode. The forward pass is the one training evaluated (thresholds applied)."""
+    import models
+
+    saved = load_model_file(run_or_file)
+    model = models.get_model(saved["model"], num_classes=saved["num_classes"], width=saved["width"])
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval()
+
+
+# ----------------------------------------------------------------------------- devices
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RunFolderError("device: cuda was asked for but no GPU is visible; use device=auto or cpu")
+    return torch.device(name)
+
+
+def autocast(cfg, device):
+    if cfg["precision"] == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
