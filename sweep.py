@@ -42,6 +42,30 @@ PROFILE is a YAML file or a name under configs/profiles/. The format:
         at: configs/paper/c10-*.yaml      # one run per row: the row's ROW_KEYS on top of
         overrides: [method=sgd]           # this entry's config (none here: defaults)
 
+      - name: soft_threshold      # a λ search per target sparsity (see Calibration)
+        config: configs/quick/soft_threshold.yaml
+        target_sparsity: [0.9, 0.99]      # or target_from: xrda (match each xRDA point)
+        calibrate: {key: optim.lam, start: 1.0e-2, tolerance: 0.3, rounds: 6}
+
+Other entry keys: `role` (dense, reference, baseline or ablation; default: the method's,
+optim/), `epochs_scale` (this entry's epochs and epoch keys times this, on top of the
+profile's: a prune-and-fine-tune entry at 0.5 after a dense entry at 0.5 spends the row's
+budget). Profile keys: `evidence: none | small-scale | paper-scale` says what the report
+may conclude from the profile's runs (none: a pipeline check, tables and figures only).
+
+Identity. Every run is told what it is (config key `identity`, copied into summary.json):
+the profile, its entry, its role, the row it belongs to (the `at:`/config row, else
+dataset-model-width), the key its entry sweeps and its value. The report reads these.
+
+Calibration. Penalty methods cannot be asked for a sparsity; `calibrate` searches the key
+(λ or D) with full runs of the first seed: round 1 at `start`; then it brackets the target
+(steps of up to ×10 along the secant of log λ against log(1 − sparsity)) and interpolates
+between the closest points on both sides, until a round's nonzero fraction is within
+`tolerance` of the target's (0.3: ±30% nonzeros, 0.3 pp at 99%) or `rounds` runs were made.
+Every round's run is kept; the closest is the calibrated point, and the other seeds run at
+its λ. A target no λ reaches (sparsity stuck, or a round fails) ends the search with a
+message and blocks those seeds.
+
 Runs of an entry are its grid points times its seeds, in that order. The order of the
 overrides of one run: row keys, profile overrides, entry overrides, grid values, epoch
 scaling, seed, then what its dependencies give (optim.target, init_from).
@@ -76,22 +100,28 @@ import queue
 import shlex
 import subprocess
 import sys
+import math
 import time
 
 import yaml
 
 import config as C
+import runs
+from optim import get_method
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 # What `at: ROW` takes from the row's resolved config: the data, the model and the budget.
 ROW_KEYS = ["dataset", "model", "width", "epochs", "batch_size", "eval_batch_size", "augment",
             "precision", "channels_last", "compile", "device"]
 ENTRY_KEYS = {"name", "config", "at", "grid", "overrides", "seeds", "target_from", "init_from",
-              "row_keys", "target_metric"}
+              "row_keys", "target_metric", "role", "epochs_scale", "target_sparsity", "calibrate"}
+CALIBRATE_KEYS = {"key": None, "start": None, "tolerance": 0.3, "rounds": 6}
+EVIDENCE = ("none", "small-scale", "paper-scale")
 # What `target_from` reads from a finished run: its sparsity (summary.json), or the fraction of
 # its conv filters / kernels that are entirely zero (layers.csv), for structured baselines.
 TARGET_METRICS = ("sparsity", "filter_sparsity", "kernel_sparsity")
-PROFILE_KEYS = {"seeds", "overrides", "runs", "row_keys", "epochs_scale", "epoch_keys", "defs", "inherit"}
+PROFILE_KEYS = {"seeds", "overrides", "runs", "row_keys", "epochs_scale", "epoch_keys", "defs", "inherit",
+                "evidence"}
 # Config keys that count epochs, scaled with them by `epochs_scale` (the short profile).
 EPOCH_KEYS = ["optim.milestones", "optim.prune_start", "optim.prune_end"]
 TERMINAL = ("finished", "skipped", "failed", "blocked")
@@ -107,17 +137,23 @@ class Spec:
     """One run of a profile. Its config is known once its dependencies have finished."""
 
     def __init__(self, entry, config, overrides, point, seed, target_from=(), init_from=None,
-                 target_metric="sparsity"):
+                 target_metric="sparsity", identity=None, search=None, after=None):
         self.entry, self.config, self.overrides = entry, config, list(overrides)
         self.target_metric = target_metric
         self.point, self.seed = point, seed
         self.target_from, self.init_from = list(target_from), init_from
+        self.identity = dict(identity or {})   # profile, entry, role, swept key (row: at build)
+        self.search = search    # the Search this run is a round of
+        self.after = after      # the Search whose calibrated value this run takes
         self.name = self.cfg = None
         self.dependents = 0
 
     @property
     def deps(self):
         return self.target_from + ([self.init_from] if self.init_from else [])
+
+    def waiting_on_search(self):
+        return self.after is not None and not self.after.done
 
     def label(self):
         """Readable identity before the name is known: entry and grid point."""
@@ -230,6 +266,7 @@ def expand(profile_path, extra=()):
     """[Spec] for every run of the profile, in profile order (dependencies reference Specs);
     `extra` KEY=VALUE overrides come after the profile's own (sweep.py --set)."""
     prof = load_profile(profile_path)
+    pname = profile_name(profile_path)
     extra = [str(o) for o in extra]
     seeds = prof.get("seeds", [0])
     common = [str(o) for o in prof.get("overrides") or []]
@@ -276,6 +313,22 @@ def expand(profile_path, extra=()):
         metric = entry.get("target_metric", "sparsity")
         if metric not in TARGET_METRICS:
             raise ProfileError(f"{where}: target_metric must be one of {', '.join(TARGET_METRICS)}")
+        role = entry.get("role")
+        if role is not None and role not in C.ROLES:
+            raise ProfileError(f"{where}: role must be one of {', '.join(C.ROLES)}")
+        calib = _calibration(entry, where)
+        if calib and "target_sparsity" not in entry and "target_from" not in deps:
+            raise ProfileError(f"{where}: calibrate needs target_sparsity or target_from")
+        if entry.get("target_sparsity") is not None and not calib:
+            raise ProfileError(f"{where}: target_sparsity needs calibrate: {{key: optim.lam, start: ...}}")
+        targets = entry.get("target_sparsity") or [None]
+        if not isinstance(targets, list) or not all(t is None or (isinstance(t, (int, float))
+                                                                  and 0 < t < 1) for t in targets):
+            raise ProfileError(f"{where}: target_sparsity must be a list of fractions in (0, 1)")
+        escale = entry.get("epochs_scale")
+        if escale is not None and not (isinstance(escale, (int, float)) and escale > 0):
+            raise ProfileError(f"{where}: epochs_scale must be a positive number")
+        total_scale = (scale or 1.0) * (escale or 1.0) if (scale or escale) else None
         own = [str(o) for o in entry.get("overrides") or []]
         mine = []
         for axes, combo in ((a, c) for a in axes_list for c in itertools.product(*a.values())):
@@ -286,18 +339,28 @@ def expand(profile_path, extra=()):
             sets = [f"{k}={_fmt(v)}" for key, val in point.items() if key != "row"
                     for k, v in (C.flatten(val) if isinstance(val, dict) else {key: val}).items()]
             static = base + common + own + sets
-            if scale:  # (init_from is only known later; some methods refuse a config without it)
+            if total_scale:  # (init_from is only known later; some methods refuse a config without it)
                 pending = ["init_from=pending"] if "init_from" in deps else []
-                static += _scaled(config, static + extra + pending, float(scale), epoch_keys)
+                static += _scaled(config, static + extra + pending, float(total_scale), epoch_keys)
             static += extra
-            for seed in entry.get("seeds", seeds):
-                mine += _with_deps(ename, where, config, static, point, seed, deps, metric)
+            swept = {k: v for k, v in point.items() if k != "row" and not isinstance(v, dict)}
+            ident = {"profile": pname, "entry": ename, "role": role,
+                     "swept_key": ",".join(swept), "swept_value": ",".join(_fmt(v) for v in swept.values())}
+            ent_seeds = entry.get("seeds", seeds)
+            for target in targets:
+                if calib:
+                    mine += _searches(ename, where, config, static, point, ent_seeds, deps, metric,
+                                      ident, calib, target)
+                    continue
+                for seed in ent_seeds:
+                    mine += _with_deps(ename, where, config, static, point, seed, deps, metric, ident)
         by_entry[ename] = mine
         specs += mine
     return specs
 
 
-def _with_deps(ename, where, config, static, point, seed, deps, metric):
+def _with_deps(ename, where, config, static, point, seed, deps, metric, ident=None, search=None,
+               after=None):
     """The runs of one grid point and seed: one per matching point of each dependency."""
     choices = []
     for kind, dep_specs in deps.items():
@@ -322,11 +385,147 @@ def _with_deps(ename, where, config, static, point, seed, deps, metric):
                 tf = group
             else:
                 init = group[0]
-        spec = Spec(ename, config, static + [f"seed={seed}"], pt, seed, tf, init, metric)
+        spec = Spec(ename, config, static + [f"seed={seed}"], pt, seed, tf, init, metric, ident,
+                    search, after)
         for d in spec.deps:
             d.dependents += 1
         out.append(spec)
     return out
+
+
+def _calibration(entry, where):
+    c = entry.get("calibrate")
+    if c is None:
+        return None
+    if not isinstance(c, dict) or set(c) - set(CALIBRATE_KEYS):
+        raise ProfileError(f"{where}: calibrate must map {', '.join(CALIBRATE_KEYS)}")
+    c = {**CALIBRATE_KEYS, **c}
+    if not isinstance(c["key"], str) or not c["key"]:
+        raise ProfileError(f"{where}: calibrate.key must name the swept key, e.g. optim.lam")
+    if not (isinstance(c["start"], (int, float)) and c["start"] > 0):
+        raise ProfileError(f"{where}: calibrate.start must be a positive number")
+    if not (isinstance(c["tolerance"], (int, float)) and 0 < c["tolerance"] < 1):
+        raise ProfileError(f"{where}: calibrate.tolerance must be in (0, 1)")
+    if not (isinstance(c["rounds"], int) and c["rounds"] >= 1):
+        raise ProfileError(f"{where}: calibrate.rounds must be a positive integer")
+    return c
+
+
+class Search:
+    """A λ search for one target sparsity (a profile's `calibrate`). next_value() is a pure
+    function of the rounds so far, so a rerun replays the same rounds (and skips them)."""
+
+    MAX_STEP = 10.0   # at most ×10 (or ÷10) per round while bracketing
+
+    def __init__(self, key, start, tolerance, rounds, target=None, label=""):
+        self.key, self.start, self.tolerance, self.rounds = key, float(start), tolerance, rounds
+        self.target, self.label = target, label
+        self.history = []          # [(value, sparsity)] in round order
+        self.done = False
+        self.failed = ""           # why no calibrated value exists
+        self.specs = []            # the round runs made so far
+
+    def _y(self, sparsity):
+        return math.log(max(1.0 - sparsity, 1e-9))
+
+    def within(self, sparsity):
+        return abs((1.0 - sparsity) / (1.0 - self.target) - 1.0) <= self.tolerance
+
+    def best(self):
+        """The round closest to the target in log nonzeros: the calibrated point."""
+        yt = self._y(self.target)
+        return min(self.history, key=lambda h: abs(self._y(h[1]) - yt))
+
+    def record(self, value, sparsity):
+        """Add a finished round; returns the next value to run, or None when done."""
+        self.history.append((float(value), float(sparsity)))
+        if self.within(sparsity):
+            self.done = True
+            return None
+        if len(self.history) >= self.rounds:
+            self.done = True
+            b = self.best()
+            if not self.within(b[1]):
+                self.failed = (f"target sparsity {self.target:g} not reached within {self.rounds} rounds "
+                               f"(closest: {b[1]:.4f} at {self.key}={b[0]:g})")
+            return None
+        nxt = self.next_value()
+        if nxt is None:
+            self.done = True
+        return nxt
+
+    def next_value(self):
+        yt = self._y(self.target)
+        pts = sorted((math.log(v), self._y(sp)) for v, sp in self.history)
+        below = [p for p in pts if p[1] > yt]   # not sparse enough: more penalty needed
+        above = [p for p in pts if p[1] < yt]   # too sparse
+        if below and above:                     # bracketed: interpolate between the closest
+            (x0, y0), (x1, y1) = max(below), min(above)
+            x = x0 + (yt - y0) * (x1 - x0) / (y1 - y0) if y1 != y0 else (x0 + x1) / 2
+            return math.exp(x)
+        side = below if below else above
+        direction = 1.0 if below else -1.0
+        last = self.history[-1]
+        if len(side) >= 2:
+            (x0, y0), (x1, y1) = side[-2], side[-1]
+            if below and abs(y1 - y0) < 1e-3 and last[0] == math.exp(x1):
+                # ×10 more penalty changed nothing: sparsity is stuck below the target
+                self.failed = (f"target sparsity {self.target:g} is not reachable: sparsity stays at "
+                               f"{1 - math.exp(y1):.4f} for {self.key} from {math.exp(x0):g} to {math.exp(x1):g}")
+                return None
+            slope = (y1 - y0) / (x1 - x0) if x1 != x0 else 0.0
+        else:
+            slope = -1.0   # guess: nonzeros shrink in proportion to λ
+        x_last = math.log(last[0])
+        step = (yt - self._y(last[1])) / slope if slope < 0 else direction * math.log(self.MAX_STEP)
+        step = direction * min(max(abs(step), math.log(1.5)), math.log(self.MAX_STEP))
+        return math.exp(x_last + step)
+
+
+def _searches(ename, where, config, static, point, seeds, deps, metric, ident, calib, target):
+    """Round 1 of a λ search (first seed) and the other seeds' runs waiting for its result;
+    with target_from, one search per matched point of that entry (its mean sparsity)."""
+    first = _with_deps(ename, where, config, static, point, seeds[0], deps, metric, ident)
+    out = []
+    for r1 in first:
+        search = Search(calib["key"], calib["start"], calib["tolerance"], calib["rounds"], target,
+                        label=r1.label())
+        r1.search = search
+        r1.overrides.append(f"{calib['key']}={search.start!r}")
+        r1.identity.update(swept_key=calib["key"], calibration_round=1)
+        search.specs.append(r1)
+        out.append(r1)
+        for seed in seeds[1:]:
+            follower = Spec(ename, config, static + [f"seed={seed}"], r1.point, seed, r1.target_from,
+                            None, metric, {**ident, "swept_key": calib["key"]}, after=search)
+            if deps.get("init_from"):
+                raise ProfileError(f"{where}: calibrate with init_from is not supported")
+            out.append(follower)
+    return out
+
+
+def next_round(spec, results):
+    """After round `spec` of a search finished: the next round's Spec, or None (search done)."""
+    search = spec.search
+    value = _override_value(spec.overrides, search.key)
+    nxt = search.record(value, target_value(results, spec, "sparsity"))
+    if nxt is None:
+        return None
+    ov = [o for o in spec.overrides if not o.startswith(search.key + "=")] + [f"{search.key}={nxt!r}"]
+    new = Spec(spec.entry, spec.config, ov, spec.point, spec.seed, spec.target_from, spec.init_from,
+               spec.target_metric, {**spec.identity, "calibration_round": len(search.history) + 1},
+               search=search)
+    new.cfg = None
+    search.specs.append(new)
+    return new
+
+
+def _override_value(overrides, key):
+    for o in reversed(overrides):
+        k, _, v = o.partition("=")
+        if k == key:
+            return float(v)
+    raise KeyError(key)
 
 
 # ----------------------------------------------------------------------------- run state
@@ -349,24 +548,22 @@ def only(specs, names):
 
 
 def run_dir(results, name):
-    return os.path.join(results, "runs", name)
+    return runs.run_dir(results, name)
 
 
 def is_finished(cfg, results):
-    from train import finished_summary  # one definition of "finished" for both
-    return finished_summary(run_dir(results, C.run_name(cfg))) is not None
+    return runs.is_finished(results, C.run_name(cfg))
 
 
 def target_value(results, spec, metric="sparsity"):
     """A finished run's sparsity, or the fraction of its conv filters or kernels all zero."""
     folder = run_dir(results, spec.name)
     if metric == "sparsity":
-        with open(os.path.join(folder, "summary.json")) as f:
-            return float(json.load(f)["sparsity"])
+        return float(runs.read_summary(folder)["sparsity"])
     import csv
 
     unit = "filters" if metric == "filter_sparsity" else "kernels"
-    with open(os.path.join(folder, "layers.csv"), newline="") as f:
+    with open(runs.path(folder, runs.LAYERS), newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["type"] == "Conv2d"]
     total = sum(int(r[unit]) for r in rows)
     return sum(int(r["zero_" + unit]) for r in rows) / total if total else 0.0
@@ -374,23 +571,57 @@ def target_value(results, spec, metric="sparsity"):
 
 def dependency_overrides(spec, results):
     """What finished dependencies give: optim.target (mean sparsity over the matched point's
-    seeds, 6 decimals) and init_from (the run folder, repo-relative when inside the repo)."""
+    seeds, 6 decimals; a search's target instead, for a calibrated entry), the calibrated
+    value for the seeds after a search, and init_from (the run folder, repo-relative when
+    inside the repo)."""
     ov = []
+    search = spec.search or spec.after
     if spec.target_from:
         vals = [target_value(results, d, spec.target_metric) for d in spec.target_from]
-        ov.append(f"optim.target={round(sum(vals) / len(vals), 6)!r}")
+        target = round(sum(vals) / len(vals), 6)
+        if search is None:
+            ov.append(f"optim.target={target!r}")
+        elif search.target is None or not search.history:
+            search.target = target
+    if spec.after is not None:
+        ov.append(f"{spec.after.key}={spec.after.best()[0]!r}")
     if spec.init_from:
         ov.append(f"init_from={_rel(os.path.abspath(run_dir(results, spec.init_from.name)))}")
     return ov
 
 
 def materialize(spec, results):
-    """Fill in what the dependencies give and resolve the config; sets spec.cfg and spec.name."""
+    """Fill in what the dependencies give and resolve the config; sets spec.cfg and spec.name.
+    The run's identity goes in as `identity.*` overrides (not hashed: names do not change)."""
     ov = spec.overrides + dependency_overrides(spec, results)
+    cfg = C.build(spec.config, ov)
+    ident = dict(spec.identity)
+    ident["role"] = ident.get("role") or get_method(cfg["method"]).role
+    ident["row"] = row_label(spec.point, cfg)
+    search = spec.search or spec.after
+    if search is not None:
+        ident["calibration_target"] = search.target
+        ident["swept_value"] = _fmt(_override_value(ov, search.key))
+    elif spec.target_from and not ident.get("swept_key"):
+        ident.update(swept_key="optim.target", swept_value=_fmt(cfg["optim"]["target"]))
+    ov = ov + [f"identity.{k}={_fmt(v)}" for k, v in ident.items() if v not in (None, "")]
     spec.cfg = C.build(spec.config, ov)
     spec.overrides = ov
     spec.name = C.run_name(spec.cfg)
     return spec
+
+
+def row_label(point, cfg):
+    """The comparison a run belongs to: its paper row (the `at:`/config file), else
+    dataset-model-width."""
+    if point.get("row"):
+        return os.path.basename(point["row"]).removesuffix(".yaml")
+    w = f"-w{cfg['width']:g}" if cfg["width"] != 1.0 else ""
+    return f"{cfg['dataset']}-{cfg['model']}{w}"
+
+
+def profile_name(path):
+    return os.path.basename(path).removesuffix(".yaml")
 
 
 def _known_now(spec, results):
@@ -402,6 +633,26 @@ def _known_now(spec, results):
             return False
     materialize(spec, results)
     return True
+
+
+def known(specs, results):
+    """The runs whose names the run folders on disk determine, in profile order, with the λ
+    searches replayed from their finished rounds; and the runs still waiting (on a dependency
+    or a search). For --dry-run and the report: the same rules as run_all, nothing trained."""
+    specs, out, waiting = list(specs), [], []
+    i = 0
+    while i < len(specs):
+        s = specs[i]
+        i += 1
+        if s.waiting_on_search() or (s.after is not None and s.after.failed) or not _known_now(s, results):
+            waiting.append(s)
+            continue
+        out.append(s)
+        if s.search is not None and not s.search.done and is_finished(s.cfg, results):
+            nxt = next_round(s, results)
+            if nxt is not None:
+                specs.insert(i, nxt)
+    return out, waiting
 
 
 def train_argv(spec, results):
@@ -561,51 +812,76 @@ def run_all(specs, results, launcher):
 
     Ready runs wait in one queue, runs that others depend on first, then in profile order
     (profiles list their expensive runs first); the local launcher takes from it whenever a
-    slot is free, the SLURM launcher takes all of it (one job array per wave)."""
+    slot is free, the SLURM launcher takes all of it (one job array per wave). A finished
+    round of a λ search adds the next round to `specs` (and to the queue's inputs)."""
     state, claimed, running, queue = {}, {}, {}, []
     order = {id(s): i for i, s in enumerate(specs)}
-    pending = list(specs)
+    pending, born = list(specs), []
+
+    def settle(s, status, note=""):
+        state[id(s)] = (status, note)
+        if s.search is None or status not in ("finished", "skipped"):
+            if s.search is not None:
+                s.search.done, s.search.failed = True, f"round {s.name or s.label()} {status}"
+            return
+        try:
+            nxt = next_round(s, results)
+        except (OSError, KeyError, ValueError, runs.RunFolderError) as e:
+            s.search.done, s.search.failed = True, f"cannot read round {s.name}: {e}"
+            nxt = None
+        if nxt is not None:
+            order[id(nxt)] = order[id(s)]
+            specs.insert(specs.index(s) + 1, nxt)
+            born.append(nxt)
+        elif s.search.failed:
+            print(f"calibration {s.search.label}: {s.search.failed}", flush=True)
+
     try:
-        while pending or running or queue:
+        while pending or running or queue or born:
+            pending, born[:] = pending + born, []
             still, settled = [], len(state)
             for s in pending:
                 dep_states = [state.get(id(d), ("",))[0] for d in s.deps]
                 bad = [d for d, st in zip(s.deps, dep_states) if st in ("failed", "blocked")]
+                if not bad and s.after is not None and s.after.done and s.after.failed:
+                    state[id(s)] = ("blocked", f"calibration: {s.after.failed}")
+                    print(f"blocked {s.label()}: {state[id(s)][1]}", flush=True)
+                    continue
                 if bad:
                     state[id(s)] = ("blocked", f"{bad[0].name or bad[0].label()} {state[id(bad[0])][0]}")
                     print(f"blocked {s.label()}: {state[id(s)][1]}", flush=True)
                     continue
-                if not all(st in ("finished", "skipped") for st in dep_states):
+                if not all(st in ("finished", "skipped") for st in dep_states) or s.waiting_on_search():
                     still.append(s)
                     continue
                 if s.cfg is None:
                     try:
                         materialize(s, results)
-                    except (C.ConfigError, OSError, KeyError, ValueError) as e:
-                        state[id(s)] = ("failed", f"config: {e}")
+                    except (C.ConfigError, OSError, KeyError, ValueError, runs.RunFolderError) as e:
+                        settle(s, "failed", f"config: {e}")
                         print(f"FAILED {s.label()}: {e}", flush=True)
                         continue
                 other = claimed.get(s.name)
                 if other is not None and other is not s:   # the same run twice in a profile
                     if id(other) in state:
                         st = state[id(other)]
-                        state[id(s)] = ("skipped", "") if st[0] in ("finished", "skipped") else st
+                        settle(s, *(("skipped", "") if st[0] in ("finished", "skipped") else st))
                     else:
                         still.append(s)
                     continue
                 claimed[s.name] = s
                 if is_finished(s.cfg, results):
-                    state[id(s)] = ("skipped", "")
+                    settle(s, "skipped")
                 else:
                     queue.append(s)
             pending = still
-            queue.sort(key=lambda s: (not s.dependents, order[id(s)]))
+            queue.sort(key=lambda s: (not s.dependents and s.search is None, order[id(s)]))
             n = launcher.free(len(running))
             if n and queue:
                 running.update(launcher.submit(queue[:n]))
                 queue = queue[n:]
             if not running:
-                if pending and not queue and len(state) == settled:  # cannot progress (a bug)
+                if pending and not queue and not born and len(state) == settled:  # a bug
                     for s in pending:
                         state[id(s)] = ("blocked", "dependency never finished")
                     pending = []
@@ -613,9 +889,9 @@ def run_all(specs, results, launcher):
             for s, code, note in launcher.wait(running):
                 for h in [h for h, v in running.items() if v is s]:
                     del running[h]
-                state[id(s)] = ("finished", "") if code == 0 else ("failed", note)
                 print(f"{'done  ' if code == 0 else 'FAILED'} {s.name}" + (f" ({note})" if note else ""),
                       flush=True)
+                settle(s, *(("finished", "") if code == 0 else ("failed", note)))
     except KeyboardInterrupt:
         launcher.close(cancel=True, handles=running)
         raise
@@ -641,22 +917,15 @@ def print_table(specs, state, seconds=None):
 
 
 def dry_run(specs, results):
-    done = todo = wait = dup = 0
+    done = todo = dup = 0
     seen = set()
-    for s in specs:
-        try:
-            known = _known_now(s, results)
-        except C.ConfigError as e:
-            print(f"  error {s.label()}: {e}")
-            todo += 1
-            continue
-        if not known:
-            wait += 1
-            what = ", ".join(sorted({d.name or d.label() for d in s.deps}))
-            kinds = "/".join(k for k in ("target_from", "init_from")
-                             if (s.target_from if k == "target_from" else s.init_from))
-            print(f"  wait  {s.label()}  ({kinds} {what})")
-        elif s.name in seen:
+    try:
+        ready, waiting = known(specs, results)
+    except (C.ConfigError, runs.RunFolderError) as e:
+        print(f"  error: {e}")
+        return 2
+    for s in ready:
+        if s.name in seen:
             dup += 1
             print(f"  same  {s.name}  ({s.entry}: the same run as above, run once)")
         elif is_finished(s.cfg, results):
@@ -665,10 +934,18 @@ def dry_run(specs, results):
         else:
             todo += 1
             print(f"  todo  {s.name}")
-        if s.name:
-            seen.add(s.name)
-    print(f"{len(specs) - dup} runs: {done} finished, {todo} to run, {wait} waiting on a dependency"
-          + (f" ({dup} entries name a run listed already)" if dup else ""))
+        seen.add(s.name)
+    for s in waiting:
+        if s.after is not None:
+            why = f"calibration: {s.after.failed}" if s.after.failed else f"the λ search of {s.after.label}"
+        else:
+            what = ", ".join(sorted({d.name or d.label() for d in s.deps}))
+            kinds = "/".join(k for k in ("target_from", "init_from")
+                             if (s.target_from if k == "target_from" else s.init_from))
+            why = f"{kinds} {what}"
+        print(f"  wait  {s.label()}  ({why})")
+    print(f"{len(ready) - dup + len(waiting)} runs: {done} finished, {todo} to run, {len(waiting)} waiting "
+          f"on a dependency or a λ search" + (f" ({dup} entries name a run listed already)" if dup else ""))
     return 0
 
 
@@ -720,7 +997,7 @@ def main(argv=None):
         if args.only:
             specs = only(specs, args.only.split(","))
         for s in specs:  # resolve what is known now: catches config errors before launching
-            if not s.deps:
+            if not s.deps and s.after is None:
                 materialize(s, results)
     except (ProfileError, C.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -728,6 +1005,9 @@ def main(argv=None):
     if args.dry_run:
         return dry_run(specs, results)
     n_done = sum(1 for s in specs if s.cfg is not None and is_finished(s.cfg, results))
+    if args.launcher == "local" and args.jobs < 0:
+        print("error: --jobs must be >= 1 (0: one per GPU or CPU core)", file=sys.stderr)
+        return 2
     print(f"{len(specs)} runs: {n_done} finished already, {len(specs) - n_done} to run or check", flush=True)
     if args.launcher == "local":
         gpus = _visible_gpus()

@@ -1,0 +1,144 @@
+"""The λ search of a profile's `calibrate` on synthetic sparsity(λ) curves, and end to end
+through the scheduler with train.py replaced by a stub that writes what a run would."""
+import math
+
+import pytest
+
+import sweep
+
+
+def search_until_done(curve, target, start=1e-3, tol=0.3, rounds=6):
+    s = sweep.Search("optim.lam", start, tol, rounds, target)
+    value = start
+    while value is not None:
+        value = s.record(value, curve(value))
+    return s
+
+
+def logistic(lam, mid=1e-3, k=1.2):
+    """Nonzero fraction falls as a power of λ: log(1 - s) linear in log λ (a smooth curve)."""
+    return 1.0 - 1.0 / (1.0 + (lam / mid) ** k)
+
+
+@pytest.mark.parametrize("target", [0.8, 0.9, 0.95, 0.99, 0.995])
+@pytest.mark.parametrize("start", [1e-5, 1e-3, 1e-1])
+def test_search_hits_the_tolerance_within_the_round_limit_and_keeps_every_round(target, start):
+    s = search_until_done(logistic, target, start=start)
+    assert not s.failed
+    lam, sp = s.history[-1]
+    assert s.within(sp) and abs((1 - sp) / (1 - target) - 1) <= 0.3
+    assert s.best() == s.history[-1]
+    assert 1 <= len(s.history) <= 6
+    assert s.history[0][0] == start                     # every round is kept, in order
+    assert len({v for v, _ in s.history}) == len(s.history)
+
+
+def test_a_target_no_lambda_reaches_ends_with_a_clear_message():
+    stuck = lambda lam: min(0.9, logistic(lam))         # saturates at 90% sparsity
+    s = search_until_done(stuck, 0.99, rounds=8)
+    assert s.done and s.failed
+    assert "0.99" in s.failed and ("not reachable" in s.failed or "not reached" in s.failed)
+    assert s.best()[1] == pytest.approx(0.9)
+
+
+def test_round_limit_keeps_the_closest_round():
+    s = search_until_done(lambda lam: logistic(lam, k=0.05), 0.99, rounds=3)  # a very flat curve
+    assert len(s.history) == 3 and s.failed.startswith("target sparsity 0.99 not reached within 3 rounds")
+    yt = math.log(0.01)
+    assert s.best() == min(s.history, key=lambda h: abs(math.log(1 - h[1]) - yt))
+
+
+def test_bracketing_steps_at_most_tenfold_then_interpolates():
+    s = sweep.Search("optim.lam", 1e-6, 0.3, 10, 0.99)
+    nxt = s.record(1e-6, logistic(1e-6))
+    assert nxt == pytest.approx(1e-5)                   # far below: the ×10 cap
+    # once bracketed, the next value lies between the closest points on both sides
+    s = sweep.Search("optim.lam", 1e-3, 0.3, 10, 0.9)
+    s.history = [(1e-3, 0.5), (1e-1, 0.999)]
+    v = s.next_value()
+    assert 1e-3 < v < 1e-1
+    # log-log interpolation: y = log(1-s) linear in log λ between the two points
+    t = (math.log(0.1) - math.log(0.5)) / (math.log(0.001) - math.log(0.5))
+    assert math.log(v) == pytest.approx(math.log(1e-3) + t * (math.log(1e-1) - math.log(1e-3)))
+
+
+class FakeLauncher:
+    """Runs nothing: 'finishes' each run by writing what train.py would, with the sparsity a
+    synthetic curve gives for its λ. Records every run it was asked to start."""
+
+    def __init__(self, results, curve):
+        self.results, self.curve, self.started = results, curve, []
+
+    def free(self, running):
+        return 2 - running
+
+    def submit(self, specs):
+        out = {}
+        for s in specs:
+            self.started.append(s.name)
+            lam = s.cfg["optim"]["lam"]
+            sp = self.curve(lam) if s.cfg["method"] != "sgd" else 0.0
+            import runs
+            d = runs.run_dir(self.results, s.name)
+            runs.save_json({"run": s.name, "sparsity": sp, **s.cfg["identity"]}, runs.path(d, runs.SUMMARY))
+            open(runs.path(d, runs.MODEL), "wb").close()
+            out[object()] = s
+        return out
+
+    def wait(self, handles):
+        return [(s, 0, "") for s in handles.values()]
+
+    def close(self, cancel=False, handles=()):
+        pass
+
+
+PROFILE = """
+seeds: [0, 1, 2]
+runs:
+  - name: st
+    config: {repo}/configs/quick/soft_threshold.yaml
+    target_sparsity: [0.9, 0.99]
+    calibrate: {{key: optim.lam, start: 1.0e-2, tolerance: 0.3, rounds: 6}}
+"""
+
+
+def test_scheduler_runs_rounds_then_the_other_seeds_at_the_calibrated_value(tmp_path, capsys):
+    prof = tmp_path / "p.yaml"
+    prof.write_text(PROFILE.format(repo=sweep.REPO))
+    results = str(tmp_path / "results")
+    curve = lambda lam: logistic(lam, mid=0.05)
+    specs = sweep.expand(str(prof))
+    launcher = FakeLauncher(results, curve)
+    state = sweep.run_all(specs, results, launcher)
+    # both searches start at λ = 1e-2: one run, trained once, serves both
+    assert all(st in ("finished", "skipped") for st, _ in state.values())
+    assert len(launcher.started) == len(set(launcher.started)) == len({s.name for s in specs})
+    for target in (0.9, 0.99):
+        mine = [s for s in specs if (s.search or s.after).target == target]
+        rounds = [s for s in mine if s.search is not None]
+        others = [s for s in mine if s.after is not None]
+        assert [s.cfg["identity"]["calibration_round"] for s in rounds] == list(range(1, len(rounds) + 1))
+        assert {s.seed for s in rounds} == {0} and sorted(s.seed for s in others) == [1, 2]
+        final = rounds[-1].cfg["optim"]["lam"]
+        assert rounds[0].search.within(curve(final))
+        assert all(s.cfg["optim"]["lam"] == final for s in others)
+        assert all(s.cfg["identity"]["swept_key"] == "optim.lam" and s.cfg["identity"]["entry"] == "st"
+                   for s in mine)
+        assert all(s.cfg["identity"]["calibration_target"] == target for s in mine[1:])
+    # a rerun replays the same rounds from disk and starts nothing
+    again = FakeLauncher(results, curve)
+    state = sweep.run_all(sweep.expand(str(prof)), results, again)
+    assert again.started == [] and all(st == "skipped" for st, _ in state.values())
+    ready, waiting = sweep.known(sweep.expand(str(prof)), results)
+    assert len(ready) == len(specs) and not waiting
+
+
+def test_unreachable_target_blocks_the_other_seeds(tmp_path):
+    prof = tmp_path / "p.yaml"
+    prof.write_text(PROFILE.format(repo=sweep.REPO).replace("[0.9, 0.99]", "[0.99]"))
+    results = str(tmp_path / "results")
+    state = sweep.run_all(specs := sweep.expand(str(prof)), results,
+                          FakeLauncher(results, lambda lam: min(0.5, logistic(lam, mid=0.05))))
+    blocked = [s for s in specs if state[id(s)][0] == "blocked"]
+    assert sorted(s.seed for s in blocked) == [1, 2]
+    assert "0.99" in state[id(blocked[0])][1]
