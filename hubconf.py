@@ -1,0 +1,55 @@
+"""torch.hub entry points: a trained sparse model in one line.
+
+    model = torch.hub.load("path/to/this/repo", "sparse_model", run="RUN_DIR", source="local")
+    from hubconf import sparse_model; model = sparse_model("RUN_DIR")
+
+`run` is a finished run folder (or its model.pt), relative to the caller's working directory.
+The model comes back with the run's trained weights (exact zeros included) in eval mode.
+"""
+import contextlib
+import importlib
+import os
+import sys
+
+dependencies = ["torch"]
+
+_REPO = os.path.dirname(os.path.abspath(__file__))
+_OURS = ("runs", "models")     # the repository's modules sparse_model imports
+
+
+@contextlib.contextmanager
+def _repo_modules():
+    """Import this repository's runs/models even when the caller runs elsewhere or already
+    imported other modules of those names (a `models` package is common): those are set
+    aside while the model is built and put back afterwards."""
+    def ours(mod):
+        f = getattr(mod, "__file__", None) or ""
+        return os.path.abspath(f).startswith(_REPO + os.sep)
+
+    before = {k: v for k, v in sys.modules.items() if k.split(".")[0] in _OURS}
+    hidden = {k: v for k, v in before.items() if not ours(v)}
+    for k in hidden:
+        del sys.modules[k]
+    sys.path.insert(0, _REPO)
+    try:
+        yield importlib.import_module("runs")
+    finally:
+        sys.path.remove(_REPO)
+        if hidden:      # put sys.modules back exactly as the caller had it
+            for k in [k for k in sys.modules if k.split(".")[0] in _OURS]:
+                del sys.modules[k]
+            sys.modules.update(before)
+
+
+def sparse_model(run, device="cpu"):
+    """The trained model of a finished run folder (or a model.pt), sparse weights, eval mode.
+    A missing or unfinished run raises runs.RunFolderError with a one-line message."""
+    path = os.path.abspath(os.fspath(run))
+    with _repo_modules() as runs:
+        if not os.path.exists(path):
+            raise runs.RunFolderError(f"{run}: no such run folder or model file")
+        if os.path.isdir(path) and runs.finished_summary(path) is None:
+            missing = [f for f in (runs.SUMMARY, runs.MODEL) if not os.path.exists(os.path.join(path, f))]
+            raise runs.RunFolderError(f"{run}: run not finished (no {' or '.join(missing)}); "
+                                      f"finish it with train.py first")
+        return runs.load_model(path, device)
