@@ -179,6 +179,25 @@ def read_summary(out):
                              f"to retrain it") from None
 
 
+def complete_summary(out):
+    """The summary of a run whose results are all there, weights or not, or None: summary.json
+    readable with every SUMMARY_FIELDS key, and metrics.csv with one row per epoch trained.
+    This is what the report reads: results committed to git are complete (but not finished,
+    so a sweep retrains them); a run killed before its summary, or whose metrics were cut
+    short, is not."""
+    if not os.path.exists(path(out, SUMMARY)):
+        return None
+    s = read_summary(out)
+    if not isinstance(s, dict) or any(k not in s for k in SUMMARY_FIELDS):
+        return None
+    try:
+        with open(path(out, METRICS), newline="") as f:
+            epochs = sum(1 for _ in csv.DictReader(f))
+    except OSError:
+        return None
+    return s if epochs == int(s["epochs"]) else None
+
+
 def is_finished(results, name):
     return finished_summary(run_dir(results, name)) is not None
 

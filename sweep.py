@@ -112,7 +112,7 @@ from optim import get_method
 REPO = os.path.dirname(os.path.abspath(__file__))
 # What `at: ROW` takes from the row's resolved config: the data, the model and the budget.
 ROW_KEYS = ["dataset", "model", "width", "epochs", "batch_size", "eval_batch_size", "augment",
-            "precision", "channels_last", "compile", "device"]
+            "crop_padding", "flip", "erase", "precision", "channels_last", "compile", "device"]
 ENTRY_KEYS = {"name", "config", "at", "grid", "overrides", "seeds", "target_from", "init_from",
               "row_keys", "target_metric", "role", "epochs_scale", "target_sparsity", "calibrate"}
 CALIBRATE_KEYS = {"key": None, "start": None, "tolerance": 0.3, "rounds": 6}
@@ -624,18 +624,19 @@ def profile_name(path):
     return os.path.basename(path).removesuffix(".yaml")
 
 
-def _known_now(spec, results):
+def _known_now(spec, results, done=None):
     """Materialize a run whose dependencies are finished on disk already (for --dry-run)."""
+    done = done or is_finished
     if spec.name or spec.cfg:
         return True
     for d in spec.deps:
-        if not _known_now(d, results) or not is_finished(d.cfg, results):
+        if not _known_now(d, results, done) or not done(d.cfg, results):
             return False
     materialize(spec, results)
     return True
 
 
-def known(specs, results):
+def known(specs, results, done=None):
     """The runs whose names the run folders on disk determine, in profile order, with the λ
     searches replayed from their finished rounds; and the runs still waiting (on a dependency
     or a search). For --dry-run and the report: the same rules as run_all, nothing trained."""
@@ -644,11 +645,11 @@ def known(specs, results):
     while i < len(specs):
         s = specs[i]
         i += 1
-        if s.waiting_on_search() or (s.after is not None and s.after.failed) or not _known_now(s, results):
+        if s.waiting_on_search() or (s.after is not None and s.after.failed) or not _known_now(s, results, done):
             waiting.append(s)
             continue
         out.append(s)
-        if s.search is not None and not s.search.done and is_finished(s.cfg, results):
+        if s.search is not None and not s.search.done and (done or is_finished)(s.cfg, results):
             nxt = next_round(s, results)
             if nxt is not None:
                 specs.insert(i, nxt)

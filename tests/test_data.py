@@ -313,3 +313,91 @@ def test_channels_last_and_bf16():
     assert torch.equal(x, ref)
     x, _ = next(d.test_batches(8))
     assert x.is_contiguous()
+
+
+# ---- per-dataset augmentation and random erasing -------------------------------------------
+
+def _crops_seen(name, n=200):
+    """(dy, dx, flipped) of every augmented image of a data set named `name`, found by
+    matching against all windows of its padded source image (any padding up to 4)."""
+    raw = _random_images(n)
+    d = data.Data(name, raw, torch.arange(n), raw[:4], torch.arange(4), num_classes=10)
+    pad = data.AUGMENT[name]["crop_padding"]
+    seen = []
+    for x, y in d.train_batches(50, seed=0, epoch=1):
+        u = ((x * STD + MEAN) * 255).round().clamp(0, 255).to(torch.uint8)
+        for img, i in zip(u, y.tolist()):
+            p = torch.nn.functional.pad(raw[i], (pad,) * 4)
+            hit = [(dy, dx, f) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1) for f in (0, 1)
+                   if torch.equal(p[:, dy:dy + 32, dx:dx + 32].flip(-1) if f else p[:, dy:dy + 32, dx:dx + 32], img)]
+            assert hit, "not a window of the padded image"
+            seen.append(hit[0])
+    return seen, pad
+
+
+def test_digits_are_never_flipped_and_crop_by_two_pixels_cifar_flips():
+    seen, pad = _crops_seen("digits")
+    assert pad == 2 and not any(f for _, _, f in seen)
+    assert {dy for dy, _, _ in seen} == set(range(5)) == {dx for _, dx, _ in seen}
+    seen, pad = _crops_seen("cifar10")
+    assert pad == 4 and 0.35 < np.mean([f for _, _, f in seen]) < 0.65
+
+
+def test_config_resolves_augmentation_per_dataset():
+    import config as C
+
+    dig = C.resolve({"dataset": "digits"})
+    cif = C.resolve({"dataset": "cifar10"})
+    assert (dig["flip"], dig["crop_padding"], dig["erase"]) == (False, 2, 0.0)
+    assert (cif["flip"], cif["crop_padding"]) == (True, 4)
+    assert C.resolve({"dataset": "digits", "flip": True})["flip"] is True
+    # the data set's own default is not a difference: it leaves the run name alone
+    assert C.config_hash(dig) == C.config_hash(C.resolve({"dataset": "digits", "crop_padding": 2}))
+    assert C.config_hash(dig) != C.config_hash(C.resolve({"dataset": "digits", "crop_padding": 4}))
+
+
+def test_erasing_boxes_follow_torchvision_random_erasing():
+    from torchvision import transforms
+
+    n = 20000
+    boxes = data.erase_boxes(n, 0.5, torch.Generator().manual_seed(0))
+    top, left, h, w = boxes.T
+    drawn = (h > 0) | (w > 0)        # a box of side 0 erases nothing, as in torchvision
+    assert abs(drawn.float().mean().item() - 0.5) < 0.015            # p = 0.5
+    erased = (h * w) > 0
+    area = (h * w).float()[erased] / 1024
+    assert area.max() <= 0.4 + 0.02 and area.min() > 0               # scale (0, 0.4), rounded sides
+    ratio = (h.float() / w.float())[erased & (w > 2) & (h > 2)]
+    assert ratio.min() >= 0.3 * 0.6 and ratio.max() <= 3.3 / 0.6
+    assert (top + h <= 32).all() and (left + w <= 32).all() and (top >= 0).all() and (left >= 0).all()
+    # the same distribution as torchvision's own sampler (area of the boxes it erases)
+    torch.manual_seed(0)
+    img = torch.zeros(3, 32, 32)
+    tv = []
+    for _ in range(4000):
+        i, j, hh, ww, _ = transforms.RandomErasing.get_params(img, scale=data.ERASE_SCALE,
+                                                              ratio=data.ERASE_RATIO, value=[0])
+        if (hh, ww) != (32, 32) and hh * ww > 0:
+            tv.append(hh * ww / 1024)
+    tv = torch.tensor(tv)
+    for q in (0.25, 0.5, 0.75):
+        assert abs(torch.quantile(area, q).item() - torch.quantile(tv, q).item()) < 0.02
+    # the mask covers exactly the box
+    m = data.erase_mask(torch.tensor([[3, 5, 4, 2]]))
+    assert m.shape == (1, 1, 32, 32) and m.sum() == 8 and m[0, 0, 3:7, 5:7].all()
+
+
+def test_erasing_in_batches_is_deterministic_and_keeps_the_order():
+    n = 400
+    d = make_data(n, train_x=_random_images(n))
+    d.train_y = torch.arange(n)
+    a = list(d.train_batches(64, seed=2, epoch=4, erase=0.5))
+    b = list(d.train_batches(64, seed=2, epoch=4, erase=0.5))
+    assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
+    assert torch.equal(torch.cat([y for _, y in a]), _order(d, 64, 2, 4))   # same order as without
+    x = torch.cat([x for x, _ in a])
+    # erased pixels are exactly 0 after normalization, in all three channels at once;
+    # _random_images has no pixel that normalizes to 0, so zeros mark the erased box
+    zero = (x == 0).all(1)
+    frac = zero.flatten(1).any(1).float().mean().item()
+    assert 0.4 < frac < 0.6

@@ -1,0 +1,200 @@
+"""Points, curves and the paper's four claims, from the tidy run table of reporting.load.
+
+A point is one setting of one entry in one row (its swept value), over seeds. A curve is an
+entry's points in a row. Curves are compared at fixed levels (reporting.compare): elementwise
+at fixed sparsity along log(nonzero weights), structured at fixed fractions of nonzero
+multiply-adds. Only curves with the same total training budget (epochs, init_from runs
+included) are compared; one comparison per row and pair of curves, its verdict combined over
+the levels both curves cover.
+
+Paper A's claims (abstract, arXiv 2008.09661), and what each compares:
+  1. sparser, more accurate networks than the baselines: xRDA elementwise (from scratch)
+     against every elementwise baseline of its row;
+  2. structured sparsity: xRDA kernel/channel mode against the structured baselines
+     (filter pruning), at matched nonzero MACs;
+  3. from scratch, not from a trained model: xRDA from random initialization against the
+     curves of its mode that start from a trained dense model (prune + fine-tune, xRDA from
+     the dense model);
+  4. a regularizer that improves generalization: xRDA against the dense model of its row.
+"""
+import math
+
+import numpy as np
+
+from . import compare as K
+
+STRUCTURED = ("kernel", "channel")
+
+
+def point_key(df):
+    return ["row", "entry", "mode", "swept_value"]
+
+
+def points(df):
+    """One row per point: seeds, mean and std of accuracy and sparsity, budget, identity."""
+    g = df.groupby(point_key(df), sort=False, dropna=False)
+    out = g.agg(method=("method", "first"), role=("role", "first"), model=("model", "first"),
+                width=("width", "first"), swept_key=("swept_key", "first"),
+                epochs=("total_epochs", "max"), epochs_min=("total_epochs", "min"),
+                seeds=("seed", "nunique"), acc=("acc", "mean"), acc_sd=("acc", "std"),
+                sparsity=("sparsity", "mean"), sparsity_sd=("sparsity", "std"),
+                nnz=("nnz", "mean"), n_weights=("n_weights", "first"),
+                compression=("compression", "mean"), mac_frac=("mac_frac", "mean"),
+                filter_sparsity=("filter_sparsity", "mean"), kernel_sparsity=("kernel_sparsity", "mean"),
+                train_acc=("train_acc", "mean"), calibration_target=("calibration_target", "first"),
+                calibration_round=("calibration_round", "max"), init=("init_from", "first"),
+                runs=("run", list)).reset_index()
+    out["from_trained"] = out["init"] != ""
+    return out
+
+
+def curves(df):
+    """{(row, entry): DataFrame of the entry's runs in that row}, in profile order."""
+    return {k: part for k, part in df.groupby(["row", "entry"], sort=False)}
+
+
+def _info(part):
+    r = part.iloc[0]
+    return {"row": r["row"], "entry": r["entry"], "method": r["method"], "mode": r["mode"],
+            "role": r["role"], "epochs": int(part["total_epochs"].max()),
+            "from_trained": bool((part["init_from"] != "").any()), "n_weights": float(r["n_weights"])}
+
+
+def _xs(part, kind):
+    if kind == "macs":
+        return [math.log(max(v, 1e-9)) for v in part["mac_frac"]]
+    return [K.log_nnz(s, n) for s, n in zip(part["sparsity"], part["n_weights"])]
+
+
+def _level_x(level, kind, n_weights):
+    return math.log(level) if kind == "macs" else K.log_nnz(level, n_weights)
+
+
+def levels_of(kind):
+    return K.MAC_LEVELS if kind == "macs" else K.SPARSITY_LEVELS
+
+
+def at_levels(part, kind):
+    """{level: [per-seed accuracy]} of one curve; empty lists outside its sweep."""
+    n = float(part["n_weights"].iloc[0])
+    pts = list(zip(part["seed"], _xs(part, kind), part["acc"]))
+    return K.at_levels(pts, levels_of(kind), lambda lv: _level_x(lv, kind, n))
+
+
+def compare_curves(a, b, kind, flat_b=False):
+    """Compare curve `a` with `b` at every level both cover. flat_b: b is a dense model (its
+    per-seed accuracy stands at every level). Returns (outcome, strength, [level rows])."""
+    va = at_levels(a, kind)
+    vb = ({lv: list(b["acc"]) for lv in levels_of(kind)} if flat_b else at_levels(b, kind))
+    rows, outcomes, strength = [], [], "significant"
+    for lv in levels_of(kind):
+        if not va[lv] or not vb[lv]:
+            continue
+        out, st, diff, p = K.verdict(va[lv], vb[lv])
+        strength = "suggestive" if st == "suggestive" else strength
+        outcomes.append(out)
+        rows.append({"level": lv, "a": va[lv], "b": vb[lv], "diff": diff, "p": p, "outcome": out,
+                     "strength": st})
+    return K.combine(outcomes), strength, rows
+
+
+CLAIMS = (
+    ("1", "Sparser and more accurate than the baselines (unstructured)",
+     "xRDA from scratch against each elementwise baseline of its row, at fixed sparsity levels"),
+    ("2", "Structured sparsity",
+     "xRDA kernel/channel mode against each structured baseline of its row, at fixed fractions "
+     "of nonzero multiply-adds"),
+    ("3", "Training from scratch in one run",
+     "xRDA from random initialization against the curves of its mode that start from a trained "
+     "dense model (prune + fine-tune, xRDA from the dense model), at fixed levels"),
+    ("4", "A regularizing effect (sparse at least as accurate as dense)",
+     "xRDA against the dense model of its row at every level its sweep covers"),
+)
+
+
+def _pairs(cv):
+    """(claim, reference curve, other curve, kind, flat) for every comparison the claims make."""
+    info = {k: _info(p) for k, p in cv.items()}
+    refs = [k for k, i in info.items() if i["role"] == "reference" and not i["from_trained"]]
+    out = []
+    for r in refs:
+        ri = info[r]
+        kind = "macs" if ri["mode"] in STRUCTURED else "nnz"
+        same_row = [k for k in cv if info[k]["row"] == ri["row"] and k != r]
+        for k in same_row:
+            oi = info[k]
+            if oi["role"] == "baseline" and ri["mode"] == "elementwise" and oi["mode"] == "elementwise":
+                out.append(("1", r, k, kind, False))
+            if oi["role"] == "baseline" and ri["mode"] in STRUCTURED and oi["mode"] in STRUCTURED:
+                out.append(("2", r, k, kind, False))
+            if oi["from_trained"] and oi["role"] != "dense" and oi["mode"] == ri["mode"]:
+                out.append(("3", r, k, kind, False))
+            if oi["role"] == "dense":
+                out.append(("4", r, k, kind, True))
+    return out, info
+
+
+def comparisons(df):
+    """Every comparison the claims make: dicts with claim, the two curves, budget check,
+    outcome (win/loss/inconclusive/mixed/unmatched/unequal budget), strength and levels."""
+    cv = curves(df)
+    pairs, info = _pairs(cv)
+    out = []
+    for claim, a, b, kind, flat in pairs:
+        ia, ib = info[a], info[b]
+        if claim == "4" and ib["epochs"] != ia["epochs"]:
+            # several dense entries (e.g. the half-budget start of prune + fine-tune): the
+            # equal-budget one is the comparison; the others are not this claim's
+            if any(i["role"] == "dense" and i["row"] == ia["row"] and i["epochs"] == ia["epochs"]
+                   for i in info.values()):
+                continue
+        row = {"claim": claim, "row": ia["row"], "a": ia, "b": ib, "kind": kind, "levels": []}
+        if ib["epochs"] != ia["epochs"]:
+            row.update(outcome="unequal budget", strength="")
+        else:
+            o, s, lv = compare_curves(cv[a], cv[b], kind, flat_b=flat)
+            row.update(outcome=o, strength=s, levels=lv)
+        out.append(row)
+    return out
+
+
+def claim_verdicts(comps):
+    """[(number, title, rule, verdict, [comparisons])] for the four claims."""
+    out = []
+    for num, title, rule in CLAIMS:
+        mine = [c for c in comps if c["claim"] == num]
+        counted = [c for c in mine if c["outcome"] in (K.WIN, K.LOSS, K.INCONCLUSIVE, "mixed")]
+        strength = "suggestive" if any(c["strength"] == "suggestive" for c in counted) else "significant"
+        v = K.claim_verdict([c["outcome"] if c["outcome"] != "mixed" else K.INCONCLUSIVE
+                             for c in counted], strength)
+        out.append((num, title, rule, v, mine))
+    return out
+
+
+def matched_points(df, pts):
+    """Reference points against each baseline's points within compare.MATCH_TOL in log
+    nonzeros (structured: log nonzero MACs): (ref point, baseline point or None, verdict)."""
+    out = []
+    info = {k: _info(p) for k, p in curves(df).items()}
+    for (row, entry), i in info.items():
+        if i["role"] != "reference" or i["from_trained"]:
+            continue
+        kind = "macs" if i["mode"] in STRUCTURED else "nnz"
+        ref = pts[(pts["row"] == row) & (pts["entry"] == entry)].reset_index(drop=True)
+        for (row2, entry2), j in info.items():
+            if row2 != row or j["role"] != "baseline" or (j["mode"] in STRUCTURED) != (kind == "macs"):
+                continue
+            base = pts[(pts["row"] == row) & (pts["entry"] == entry2)].reset_index(drop=True)
+            x = lambda p: (np.log(p["mac_frac"].clip(lower=1e-9)) if kind == "macs"
+                           else np.log(((1 - p["sparsity"]) * p["n_weights"]).clip(lower=0.5)))
+            pairs = {i_: (j_, d) for i_, j_, d in K.match_points(list(x(ref)), list(x(base)))}
+            for i_ in range(len(ref)):
+                a = ref.iloc[i_]
+                if i_ not in pairs:
+                    out.append((a, entry2, None, "unmatched"))
+                    continue
+                b = base.iloc[pairs[i_][0]]
+                va = list(df[df["run"].isin(a["runs"])]["acc"])
+                vb = list(df[df["run"].isin(b["runs"])]["acc"])
+                out.append((a, entry2, b, K.verdict(va, vb)[0]))
+    return out

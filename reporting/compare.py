@@ -1,0 +1,126 @@
+"""Sound comparisons between sparse-training methods: pure functions on per-seed numbers.
+
+A method's curve is its sweep inside one row (one λ, D or target per point, several seeds
+per point). Curves are compared at fixed sparsity levels, by interpolating each seed's
+accuracy linearly against log(nonzero weights) between the two points of its sweep that
+bracket the level, never outside the range the sweep covers (as sparse-training papers
+report accuracy at 90/95/98/99%). Structured modes are compared at fixed fractions of
+nonzero multiply-adds the same way. Points of two curves count as matched only within
+MATCH_TOL in log nonzeros. Every comparison is a win, a loss or inconclusive:
+
+  * two or more seeds on both sides: Welch's t-test on the per-seed accuracies, two-sided,
+    at ALPHA; the sign of the mean difference decides a significant result;
+  * fewer: the difference must exceed ONE_SEED_BAND (measured: the same config and seed on
+    two machines differed by up to 2.4 pp at the 75th percentile), and the verdict is only
+    "suggestive".
+"""
+import math
+
+import numpy as np
+
+SPARSITY_LEVELS = (0.9, 0.95, 0.98, 0.99, 0.995)    # fraction of weights that are zero
+MAC_LEVELS = (0.5, 0.3, 0.2, 0.1)                    # fraction of dense multiply-adds kept
+MATCH_TOL = 0.1          # |log(nnz_a / nnz_b)| at most this for two points to be matched
+ALPHA = 0.05
+ONE_SEED_BAND = 2.4      # pp; see the module docstring
+
+WIN, LOSS, INCONCLUSIVE = "win", "loss", "inconclusive"
+
+
+def interpolate(xs, ys, x):
+    """y at x on the polyline through (xs, ys) (any order), or NaN outside [min xs, max xs]."""
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    if len(xs) == 0 or not (xs.min() - 1e-12 <= x <= xs.max() + 1e-12):
+        return math.nan
+    order = np.argsort(xs, kind="stable")
+    xs, ys = xs[order], ys[order]
+    # equal x (two points of one seed at the same sparsity): average them
+    ux = np.unique(xs)
+    uy = np.array([ys[xs == u].mean() for u in ux])
+    if len(ux) == 1:
+        return float(uy[0])
+    return float(np.interp(x, ux, uy))
+
+
+def log_nnz(sparsity, n_weights):
+    """log of the nonzero count; a fully sparse model gets half a weight (finite, leftmost)."""
+    return math.log(max((1.0 - sparsity) * n_weights, 0.5))
+
+
+def at_levels(points, levels, x_of_level):
+    """Per level: the list of per-seed interpolated accuracies (seeds whose sweep covers it).
+
+    points: iterable of (seed, x, acc) for one curve; x_of_level(level) -> x."""
+    by_seed = {}
+    for seed, x, acc in points:
+        by_seed.setdefault(seed, []).append((x, acc))
+    out = {}
+    for level in levels:
+        x = x_of_level(level)
+        vals = [interpolate([p[0] for p in pts], [p[1] for p in pts], x) for pts in by_seed.values()]
+        out[level] = [v for v in vals if not math.isnan(v)]
+    return out
+
+
+def verdict(a, b, band=ONE_SEED_BAND, alpha=ALPHA):
+    """Compare per-seed accuracies `a` with `b` (lists). Returns (outcome, strength, diff, p):
+    outcome win/loss/inconclusive for a against b, strength 'significant' (seeds) or
+    'suggestive' (one seed on a side), diff = mean(a) - mean(b), p the t-test's p (or NaN)."""
+    a, b = [float(v) for v in a], [float(v) for v in b]
+    if not a or not b:
+        raise ValueError("verdict needs at least one value on each side")
+    diff = float(np.mean(a) - np.mean(b))
+    if len(a) >= 2 and len(b) >= 2:
+        from scipy import stats
+
+        if np.std(a) == 0 and np.std(b) == 0:
+            p = 0.0 if diff != 0 else 1.0
+        else:
+            p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+        outcome = (WIN if diff > 0 else LOSS) if p < alpha else INCONCLUSIVE
+        return outcome, "significant", diff, p
+    outcome = (WIN if diff > 0 else LOSS) if abs(diff) > band else INCONCLUSIVE
+    return outcome, "suggestive", diff, math.nan
+
+
+def match_points(a_points, b_points, tol=MATCH_TOL):
+    """Pairs (i, j, distance) of points of two curves within `tol` in log nonzeros, each
+    point used once, closest pairs first. a_points/b_points: lists of x = log(nnz)."""
+    pairs = sorted((abs(xa - xb), i, j) for i, xa in enumerate(a_points) for j, xb in enumerate(b_points))
+    used_a, used_b, out = set(), set(), []
+    for d, i, j in pairs:
+        if d <= tol and i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+            out.append((i, j, d))
+    return out
+
+
+def combine(outcomes):
+    """One row's verdict from its comparisons (levels or matched points): all decisive ones
+    agree -> that outcome; wins and losses both -> 'mixed'; none decisive -> inconclusive;
+    no comparison at all -> 'unmatched' (shown, not counted)."""
+    if not outcomes:
+        return "unmatched"
+    wins, losses = outcomes.count(WIN), outcomes.count(LOSS)
+    if wins and losses:
+        return "mixed"
+    return WIN if wins else LOSS if losses else INCONCLUSIVE
+
+
+def claim_verdict(row_verdicts, strength):
+    """A claim's verdict from its rows' verdicts (unmatched rows are not counted):
+    supported when wins outnumber the other counted rows and none is a loss; refuted the
+    other way round; else inconclusive. 'suggestive' when any side had one seed."""
+    counted = [v for v in row_verdicts if v != "unmatched"]
+    if not counted:
+        return "no evidence at this scale"
+    wins, losses = counted.count(WIN), counted.count(LOSS)
+    rest = len(counted) - wins - losses
+    if wins and not losses and wins >= rest:
+        v = "supported"
+    elif losses and not wins and losses >= rest:
+        v = "refuted"
+    else:
+        v = "inconclusive"
+    return f"{v} (suggestive only: one seed)" if strength == "suggestive" and v != "inconclusive" else v

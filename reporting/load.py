@@ -1,0 +1,135 @@
+"""Which runs a report covers, and their numbers as one tidy table.
+
+A report covers exactly the runs its profile expands to (sweep.py's own expansion, λ searches
+replayed from the rounds on disk) that are complete (runs.complete_summary: the numbers are all
+there; weights are not needed, so committed results report on a fresh clone). Every other row
+of RESULTS/runs.csv is left out and named. What a run is comes from the identity the sweep
+wrote into its summary (entry, role, row, swept key and value, total epochs); no run name is
+ever parsed.
+"""
+import csv
+import math
+import os
+
+import config as C
+import runs
+import sweep
+
+NUMERIC = ("width", "seed", "epochs", "total_epochs", "lam", "test_acc", "test_loss", "train_acc",
+           "train_loss", "sparsity", "sparsity_all", "nnz", "n_weights", "n_params", "flops_dense",
+           "flops_nonzero", "train_seconds", "calibration_target", "calibration_round", "threads")
+
+
+class ReportError(Exception):
+    """One line: which file or profile is wrong and what to do."""
+
+
+def profile_path(name):
+    """A profile name (configs/profiles/NAME.yaml) or a path to a profile file."""
+    if os.path.exists(name):
+        return name
+    p = os.path.join(sweep.REPO, "configs", "profiles", f"{name}.yaml")
+    if not os.path.exists(p):
+        known = sorted(f[:-5] for f in os.listdir(os.path.dirname(p)) if f.endswith(".yaml"))
+        raise ReportError(f"unknown profile '{name}'; known: {', '.join(known)}")
+    return p
+
+
+def _complete(cfg, results):
+    return runs.complete_summary(runs.run_dir(results, C.run_name(cfg))) is not None
+
+
+def expected(profile, results):
+    """(run names the profile expands to, in profile order without repeats; how many of its
+    runs cannot be named yet because a dependency or a λ search has not finished)."""
+    try:
+        specs = sweep.expand(profile_path(profile))
+        ready, waiting = sweep.known(specs, results, done=_complete)
+    except (sweep.ProfileError, C.ConfigError, runs.RunFolderError) as e:
+        raise ReportError(f"profile {profile}: {e}") from None
+    return list(dict.fromkeys(s.name for s in ready)), len(waiting)
+
+
+def evidence(profile):
+    return sweep.load_profile(profile_path(profile)).get("evidence", "none")
+
+
+def index_names(results):
+    """Run names listed in RESULTS/runs.csv (empty if there is none)."""
+    p = os.path.join(results, runs.INDEX)
+    if not os.path.exists(p):
+        return []
+    try:
+        with open(p, newline="") as f:
+            return [r["run"] for r in csv.DictReader(f) if r.get("run")]
+    except (OSError, KeyError, UnicodeDecodeError, csv.Error) as e:
+        raise ReportError(f"{p}: unreadable ({e}); rebuild it with the sweep") from None
+
+
+def profiles_in(results):
+    """Profiles named by the runs of RESULTS/runs.csv, in first-seen order (the default)."""
+    seen = []
+    for name in index_names(results):
+        folder = runs.run_dir(results, name)
+        try:
+            s = runs.complete_summary(folder)
+        except runs.RunFolderError:
+            continue
+        if s and s.get("profile") and s["profile"] not in seen:
+            seen.append(s["profile"])
+    return seen
+
+
+def layer_fractions(folder):
+    """Fractions of conv kernels and filters that are entirely zero (layers.csv)."""
+    try:
+        with open(runs.path(folder, runs.LAYERS), newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("type") == "Conv2d"]
+    except OSError:
+        return math.nan, math.nan
+    out = []
+    for unit in ("kernels", "filters"):
+        total = sum(int(r[unit]) for r in rows)
+        out.append(sum(int(r["zero_" + unit]) for r in rows) / total if total else math.nan)
+    return tuple(out)
+
+
+def load(profile, results):
+    """The profile's complete runs as a DataFrame (one row a run), and what was left out:
+    {"missing": names expected but not complete, "waiting": count, "other": runs.csv rows
+    that are not the profile's}."""
+    import pandas as pd
+
+    names, waiting = expected(profile, results)
+    rows, missing = [], []
+    for name in names:
+        folder = runs.run_dir(results, name)
+        s = runs.complete_summary(folder)
+        if s is None:
+            missing.append(name)
+            continue
+        s = dict(s, folder=folder)
+        s["kernel_sparsity"], s["filter_sparsity"] = layer_fractions(folder)
+        rows.append(s)
+    mine = set(names)
+    other = [n for n in dict.fromkeys(index_names(results)) if n not in mine]
+    if not rows:
+        raise ReportError(f"profile {profile}: none of its {len(names) + waiting} runs is complete in "
+                          f"{results}/runs/ (run `python sweep.py {profile}` first)")
+    df = pd.DataFrame(rows)
+    for c in NUMERIC:
+        if c in df.columns:
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+    for c in ("profile", "entry", "role", "row", "swept_key", "swept_value", "init_from"):
+        df[c] = df[c].fillna("").astype(str)
+    df["acc"] = df["test_acc"]
+    df["mac_frac"] = df["flops_nonzero"] / df["flops_dense"]
+    df["compression"] = df["n_weights"] / df["nnz"].clip(lower=1)
+    return df, {"missing": missing, "waiting": waiting, "other": other}
+
+
+def metrics_of(folder):
+    """A run's metrics.csv as a DataFrame (epoch, test_acc, sparsity, ...)."""
+    import pandas as pd
+
+    return pd.read_csv(runs.path(folder, runs.METRICS))
