@@ -485,6 +485,8 @@ class Search:
 def _searches(ename, where, config, static, point, seeds, deps, metric, ident, calib, target):
     """Round 1 of a λ search (first seed) and the other seeds' runs waiting for its result;
     with target_from, one search per matched point of that entry (its mean sparsity)."""
+    if target is not None:   # one point per target, so that dependents match each one
+        point = {**point, "target_sparsity": target}
     first = _with_deps(ename, where, config, static, point, seeds[0], deps, metric, ident)
     out = []
     for r1 in first:
@@ -577,7 +579,7 @@ def dependency_overrides(spec, results):
     ov = []
     search = spec.search or spec.after
     if spec.target_from:
-        vals = [target_value(results, d, spec.target_metric) for d in spec.target_from]
+        vals = [target_value(results, calibrated(d), spec.target_metric) for d in spec.target_from]
         target = round(sum(vals) / len(vals), 6)
         if search is None:
             ov.append(f"optim.target={target!r}")
@@ -588,6 +590,14 @@ def dependency_overrides(spec, results):
     if spec.init_from:
         ov.append(f"init_from={_rel(os.path.abspath(run_dir(results, spec.init_from.name)))}")
     return ov
+
+
+def calibrated(spec):
+    """The run that stands for `spec` as a dependency: for round 1 of a λ search, the
+    search's calibrated round (the closest to its target); otherwise spec itself."""
+    if spec.search is None or not spec.search.history:
+        return spec
+    return spec.search.specs[spec.search.history.index(spec.search.best())]
 
 
 def materialize(spec, results):

@@ -76,8 +76,8 @@ class FakeLauncher:
         out = {}
         for s in specs:
             self.started.append(s.name)
-            lam = s.cfg["optim"]["lam"]
-            sp = self.curve(lam) if s.cfg["method"] != "sgd" else 0.0
+            o = s.cfg["optim"]
+            sp = self.curve(o["lam"]) if "lam" in o else o.get("target", 0.0)
             import runs
             d = runs.run_dir(self.results, s.name)
             runs.save_json({"run": s.name, "sparsity": sp, **s.cfg["identity"]}, runs.path(d, runs.SUMMARY))
@@ -142,3 +142,26 @@ def test_unreachable_target_blocks_the_other_seeds(tmp_path):
     blocked = [s for s in specs if state[id(s)][0] == "blocked"]
     assert sorted(s.seed for s in blocked) == [1, 2]
     assert "0.99" in state[id(blocked[0])][1]
+
+
+def test_target_from_a_calibrated_entry_matches_each_target_at_its_calibrated_round(tmp_path):
+    prof = tmp_path / "p.yaml"
+    prof.write_text(PROFILE.format(repo=sweep.REPO) + f"""
+  - name: gmp
+    config: {sweep.REPO}/configs/quick/gmp.yaml
+    target_from: st
+""")
+    results = str(tmp_path / "results")
+    curve = lambda lam: logistic(lam, mid=0.05)
+    specs = sweep.expand(str(prof))
+    state = sweep.run_all(specs, results, FakeLauncher(results, curve))
+    assert all(st in ("finished", "skipped") for st, _ in state.values())
+    gmp = [s for s in specs if s.entry == "gmp"]
+    assert len(gmp) == 2 * 3                     # one run per target and seed
+    for target in (0.9, 0.99):
+        mine = [s for s in specs if s.entry == "st" and (s.search or s.after).target == target]
+        lam = [s for s in mine if s.search is not None][-1].cfg["optim"]["lam"]
+        # seed 0 at its calibrated round and seeds 1, 2 at the same λ: the mean of three
+        expected = round(curve(lam), 6)
+        got = {s.cfg["optim"]["target"] for s in gmp if s.point.get("target_sparsity") == target}
+        assert got == {expected}
