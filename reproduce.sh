@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Reproduce the paper's tables and figures: bootstrap .venv, run a profile's sweep, report.
-#   bash reproduce.sh --quick            CPU, bundled digits data, every model x method (< 20 min)
+#   bash reproduce.sh --quick            CPU, bundled digits data, every model x method (< 15 min)
 #   bash reproduce.sh                    the paper profile on GPU(s), released hyperparameters
-#   bash reproduce.sh --profile NAME     any profile in configs/profiles/ (quick, short, paper, ablation)
+#   bash reproduce.sh --profile NAME     any profile in configs/profiles/ (quick, digits, short, paper, ablation)
+# The report covers exactly that profile's runs: results/<profile>/REPORT.md, tables/, figures/.
 # Remaining options go to sweep.py, e.g. --jobs 4, --dry-run, --results DIR, or
 #   --launcher slurm --partition gpu --time 24:00:00 --gpus 1 --array-parallelism 32
 # Finished runs are skipped and unfinished ones resume, so rerunning after a failure or an
@@ -28,5 +29,5 @@ status=0
 python sweep.py "$profile" ${args[@]+"${args[@]}"} || status=$?
 [ $status -eq 2 ] && exit 2   # a bad profile or option: nothing ran
 case " ${args[*]:-} " in *" --dry-run "*) exit $status ;; esac
-python report.py ${report_args[@]+"${report_args[@]}"} || status=$?
+python report.py "$profile" ${report_args[@]+"${report_args[@]}"} || status=$?
 exit $status
