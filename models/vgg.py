@@ -1,4 +1,4 @@
-"""VGG-BN for CIFAR as in the network-slimming code (METHODS.md section 4).
+"""VGG-BN for CIFAR as in the network-slimming code (docs/methods.md §4).
 
 Four max-pools, not five: a 32x32 input is 2x2 after four, and the 2x2 average pool
 then gives one 512-vector, so a single Linear replaces ImageNet's three FC layers.
@@ -41,8 +41,8 @@ class VGG(nn.Module):
     def _init(self):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                # METHODS.md: fan-in and gamma = 1 for VGG (network-slimming's vgg.py
-                # used fan-out and gamma = 0.5; the paper's models follow METHODS.md).
+                # docs/methods.md §4: fan-in and gamma = 1 for VGG (network-slimming's
+                # vgg.py used fan-out and gamma = 0.5; the paper's models use fan-in).
                 k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels
                 nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / k))
             elif isinstance(m, nn.BatchNorm2d):

@@ -1,4 +1,4 @@
-"""Magnitude pruning baselines (METHODS.md section 3), all trained with momentum SGD.
+"""Magnitude pruning baselines (docs/methods.md §3), all trained with momentum SGD.
 
 gmp                 Zhu and Gupta: from scratch; at the end of epochs e0..e1 (0-indexed) prune
                     to s_e = s_f·(1 − (1 − (e − e0)/(e1 − e0))³) by |w|, over all conv and
@@ -30,7 +30,7 @@ Epoch indices may be negative (counted from the end, -1 = the last epoch) and ar
 to the run, so a run shorter than the schedule still reaches the target at its last epoch;
 summary.json records the effective prune_start/prune_end.
 
-Why not torch.nn.utils.prune (METHODS.md asks to use it or say why):
+Why not torch.nn.utils.prune (the spec asks to use it or say why; docs/methods.md §3):
   * it fails on channels_last weights, which every run here uses: global_unstructured and
     the first l1_unstructured call flatten with .view(-1) ("view size is not compatible with
     input tensor's size and stride", torch 2.14); the masks it builds for such weights come

@@ -1,4 +1,4 @@
-"""The paper's method and its ablations as registry methods (METHODS.md section 1).
+"""The paper's method and its ablations as registry methods (docs/methods.md §1.5).
 
 xrda      xRDA with adaptive (log) reweighting, M = max_factor (500 by default)
 rda_l1    the same optimizer with M = 1: RDA-style averaging with plain ℓ1

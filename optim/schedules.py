@@ -1,6 +1,6 @@
 """Per-step schedules of the step size (and, for xRDA, of the averaging weight a).
 
-Steps are counted t = 1..N as in METHODS.md; `step()` is called after every optimizer
+Steps are counted t = 1..N as in docs/methods.md; `step()` is called after every optimizer
 step and writes the values for the next step into the optimizer's param groups.
 """
 import math

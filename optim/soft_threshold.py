@@ -1,4 +1,4 @@
-"""Soft-threshold reparameterization with one shared threshold (METHODS.md section 2, paper B).
+"""Soft-threshold reparameterization with one shared threshold (docs/methods.md §2, paper B).
 
 Every conv and linear weight is stored as θ (`<layer>.parametrizations.weight.original`) and
 used as w = S(θ, d_t) in the forward pass through torch.nn.utils.parametrize, so the models

@@ -1,6 +1,6 @@
 """xRDA: generalized regularized dual averaging with momentum and an adaptive ℓ1 penalty.
 
-METHODS.md section 1, in the order written there. Per step, for every tensor w with
+docs/methods.md §1, in the order written there. Per step, for every tensor w with
 gradient g, step size h, averaging weight a, penalty λ and maximum factor M:
 
     g ← g + wd·w

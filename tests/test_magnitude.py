@@ -1,4 +1,4 @@
-"""Magnitude pruning baselines (METHODS.md section 3): gmp, magnitude_finetune, filter_prune."""
+"""Magnitude pruning baselines (docs/methods.md §3): gmp, magnitude_finetune, filter_prune."""
 import copy
 import csv
 import json

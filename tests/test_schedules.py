@@ -1,4 +1,4 @@
-"""optim.schedules.Schedule against hand-computed values (METHODS.md section 1, Schedules)."""
+"""optim.schedules.Schedule against hand-computed values (docs/methods.md §1.4)."""
 import glob
 import math
 import os
@@ -73,7 +73,8 @@ def test_bad_arguments():
         Schedule(opt(), "step", 10, 1, gamma=0.0)
 
 
-# The released rows of METHODS.md's table (the folder also holds baselines run `at:` them).
+# The released rows of the table in docs/methods.md §1.6 (the folder also holds baselines
+# run `at:` them).
 PAPER = sorted(glob.glob(os.path.join(ROOT, "configs", "paper", "c*-xrda*.yaml")))
 
 

@@ -1,4 +1,4 @@
-"""Soft-threshold pruning (METHODS.md section 2): the reparameterization, its gradient, the
+"""Soft-threshold pruning (docs/methods.md §2): the reparameterization, its gradient, the
 threshold schedules, resume and the saved model."""
 import copy
 import csv

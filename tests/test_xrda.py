@@ -1,4 +1,4 @@
-"""XRDA (METHODS.md section 1) against hand-computed values, SGD, the lasso and its claims."""
+"""XRDA (docs/methods.md §1) against hand-computed values, SGD, the lasso and its claims."""
 import copy
 import functools
 import io
