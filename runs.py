@@ -133,6 +133,28 @@ def upsert_row(target, row, key="run"):
         save_csv(rows, target)
 
 
+def reindex(results):
+    """Rebuild RESULTS/runs.csv from the run folders (the truth): one row per complete run,
+    in folder order. Returns (rows written, [folders skipped as incomplete or unreadable])."""
+    top = os.path.join(results, "runs")
+    rows, skipped = [], []
+    for name in sorted(os.listdir(top)) if os.path.isdir(top) else []:
+        folder = os.path.join(top, name)
+        try:
+            s = complete_summary(folder)
+        except RunFolderError:
+            s = None
+        if s is None:
+            skipped.append(folder)
+        else:
+            rows.append(s)
+    target = os.path.join(results, INDEX)
+    with open(target + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        save_csv(rows, target, list(dict.fromkeys(k for r in rows for k in r)) or ["run"])
+    return len(rows), skipped
+
+
 def environment():
     """Versions and hardware a run's numbers depend on, for its summary."""
     import numpy

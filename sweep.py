@@ -974,7 +974,9 @@ def find_profile(name):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("profile", help="a profile YAML or a name under configs/profiles/")
+    p.add_argument("profile", nargs="?", help="a profile YAML or a name under configs/profiles/")
+    p.add_argument("--reindex", action="store_true",
+                   help="rebuild RESULTS/runs.csv from the run folders, then exit (no profile needed)")
     p.add_argument("--results", default="results", help="where runs.csv, runs/ and logs/ live")
     p.add_argument("--dry-run", action="store_true", help="list the runs and what is done; run nothing")
     p.add_argument("--launcher", choices=("local", "slurm"), default="local")
@@ -1003,6 +1005,13 @@ def main(argv=None):
     g.add_argument("--poll", type=float, default=10.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     results = os.path.abspath(args.results)
+    if args.reindex:
+        n, skipped = runs.reindex(results)
+        print(f"{os.path.join(args.results, runs.INDEX)}: {n} runs from the run folders"
+              + (f"; {len(skipped)} incomplete folder(s) left out" if skipped else ""))
+        return 0
+    if not args.profile:
+        p.error("a profile is needed (or --reindex)")
     try:
         specs = expand(find_profile(args.profile), args.set or ())
         if args.only:

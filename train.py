@@ -109,6 +109,9 @@ def train(cfg, out=None, results=runs.SCRATCH, quiet=False):
     rows, start, train_seconds = [], 0, 0.0
     if os.path.exists(ckpt_path):
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt.get("config_hash") != chash:   # config.yaml deleted or edited: never mix two runs
+            raise RunError(f"{ckpt_path} was written by another config (hash {ckpt.get('config_hash')}, "
+                           f"this run {chash}); delete it to start over, or pick another --out", 2)
         model.load_state_dict(ckpt["model"])
         method.load_state_dict(ckpt["method"])
         torch.set_rng_state(ckpt["rng"])

@@ -238,3 +238,17 @@ def test_default_profiles_come_from_the_runs(tmp_path):
     from reporting import load
 
     assert load.profiles_in(results) == ["mine"]
+
+
+def test_runs_csv_rebuilt_from_the_folders_equals_the_original(tmp_path):
+    prof, results = make(tmp_path)
+    index = os.path.join(results, runs.INDEX)
+    with open(index, newline="") as f:
+        before = sorted(csv.DictReader(f), key=lambda r: r["run"])
+    open(index, "w").write("garbage,\x00\n")                  # damaged
+    p = subprocess.run([sys.executable, os.path.join(sweep.REPO, "sweep.py"), "--reindex", "--results", results],
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and "15 runs" in p.stdout
+    with open(index, newline="") as f:
+        after = sorted(csv.DictReader(f), key=lambda r: r["run"])
+    assert after == before

@@ -159,3 +159,13 @@ def test_init_from_loads_weights_and_checks_architecture(tmp_path):
     bad = cfg_for("resnet20", 1, f"init_from={runs.run_dir(str(tmp_path), first['run'])}", "width=0.5")
     with pytest.raises(train.RunError, match="holds width=0.25"):
         train.train(bad, results=str(tmp_path), quiet=True)
+
+
+def test_a_checkpoint_from_another_config_is_never_resumed(tmp_path):
+    out = str(tmp_path / "run")
+    cfg = cfg_for("resnet20", 2)
+    ckpt = {"config_hash": C.config_hash(cfg_for("resnet20", 2, "optim.lr=0.05")), "epoch": 0}
+    os.makedirs(out)
+    torch.save(ckpt, os.path.join(out, "checkpoint.pt"))     # config.yaml deleted, lr changed
+    with pytest.raises(train.RunError, match="written by another config"):
+        train.train(cfg, out=out, quiet=True)
