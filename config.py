@@ -5,6 +5,7 @@ anything else is an error that names the nearest known key.
 """
 import copy
 import difflib
+import math
 import hashlib
 import json
 import os
@@ -47,6 +48,33 @@ NON_NEGATIVE = ("train_subset",)
 NOT_HASHED = ("data_dir", "download", "device", "identity")
 
 
+# One set of value checks for every method's `optim.*` keys (a key a method does not have is
+# simply not checked): (predicate, what the value must be). Every number must be finite.
+OPTIM_RULES = {
+    "lr": (lambda v: v > 0, "> 0"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "gamma": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "lam": (lambda v: v >= 0, ">= 0"),
+    "final_threshold": (lambda v: v >= 0, ">= 0"),
+    "max_factor": (lambda v: v >= 1, ">= 1"),
+    "momentum_ts": (lambda v: v > 0, "> 0"),
+    "magnitude_ts": (lambda v: v > 0, "> 0"),
+    "avg": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "target": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    "milestones": (lambda v: all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in v),
+                   "a list of positive epoch numbers"),
+}
+
+
+def _check_value(key, value, rule=None):
+    """Finite numbers only; then the key's rule, if it has one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
+    if rule is not None and not rule[0](value):
+        raise ConfigError(f"config key '{key}' must be {rule[1]}, got {value!r}")
+
+
 class ConfigError(ValueError):
     """A one-line message naming the bad key or value."""
 
@@ -69,18 +97,36 @@ def flatten(d, prefix=""):
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml(path, _seen=()):
     """Read a config file; `inherit: other.yaml` (relative to the file) is merged underneath."""
     path = os.path.abspath(path)
     if path in _seen:
         raise ConfigError(f"{path}: inherit cycle")
     try:
-        with open(path) as f:
-            cfg = yaml.safe_load(f) or {}
+        with open(path, encoding="utf-8") as f:
+            cfg = yaml.load(f, Loader=_UniqueKeyLoader)
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (expected YAML)") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
+    if cfg is None:
+        raise ConfigError(f"{path}: empty config file (write at least `method: ...`)")
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values")
     parent = cfg.pop("inherit", None)
@@ -160,6 +206,9 @@ def resolve(cfg):
             out[k] = auto[k]
         if k not in ("optim", "identity"):
             out[k] = _check_type(k, out[k], auto.get(k, DEFAULTS[k]))
+    for k, v in out.items():
+        if k not in ("optim", "identity"):
+            _check_value(k, v)
     out["identity"] = _identity(cfg.get("identity"))
     for k, allowed in CHOICES.items():
         if out[k] not in allowed:
@@ -195,6 +244,7 @@ def resolve(cfg):
     hp = _merge(method.defaults, optim_cfg)
     for k, v in hp.items():
         hp[k] = _check_type(f"optim.{k}", v, method.defaults[k])
+        _check_value(f"optim.{k}", hp[k], OPTIM_RULES.get(k))
         if k in method.choices and hp[k] not in method.choices[k]:
             raise ConfigError(f"config key 'optim.{k}' must be one of "
                               f"{', '.join(method.choices[k])}, got {hp[k]!r}")

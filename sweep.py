@@ -243,12 +243,14 @@ def load_profile(path, _seen=()):
     if os.path.abspath(path) in _seen:
         raise ProfileError(f"{path}: inherit cycle")
     try:
-        with open(path) as f:
-            prof = yaml.safe_load(f) or {}
+        with open(path, encoding="utf-8") as f:
+            prof = yaml.load(f, Loader=C._UniqueKeyLoader) or {}
     except OSError as e:
         raise ProfileError(f"cannot read profile {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path}: not a text file (expected a YAML profile)") from None
     except yaml.YAMLError as e:
-        raise ProfileError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ProfileError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
     if isinstance(prof, dict) and prof.get("inherit"):
         parent = load_profile(os.path.join(os.path.dirname(os.path.abspath(path)), prof["inherit"]),
                               _seen + (os.path.abspath(path),))

@@ -25,5 +25,3 @@ class SGD(Method):
     def validate(cls, hp):
         if hp["nesterov"] and hp["momentum"] <= 0:
             raise ValueError("optim.nesterov needs optim.momentum > 0")
-        if hp["lr"] <= 0:
-            raise ValueError(f"optim.lr must be positive, got {hp['lr']}")

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -45,7 +46,7 @@ def test_hash_and_name_depend_on_what_matters(tmp_path):
     (["model=resnet21"], "unknown model 'resnet21'"),
     (["method=sgdd"], "unknown method 'sgdd'"),
     (["dataset=mnist"], "unknown dataset 'mnist'"),
-    (["optim.lr=-1"], "optim.lr must be positive"),
+    (["optim.lr=-1"], "config key 'optim.lr' must be > 0, got -1.0"),
     (["epochs"], "override 'epochs' is not KEY=VALUE"),
 ])
 def test_bad_config_exits_2_with_one_line(tmp_path, capsys, overrides, message):
@@ -71,3 +72,40 @@ def test_cli_exit_code_in_a_real_process(tmp_path):
     p = subprocess.run([sys.executable, "train.py", path], capture_output=True, text=True)
     assert p.returncode == 2
     assert p.stderr.strip() == "config error: unknown config key 'modell' (did you mean 'model'?)"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("width=nan", "'width' must be a finite number"),
+    ("width=inf", "'width' must be a finite number"),
+    ("optim.lr=nan", "'optim.lr' must be a finite number"),
+    ("optim.lr=inf", "'optim.lr' must be a finite number"),
+    ("optim.lr=0", "'optim.lr' must be > 0"),
+    ("optim.weight_decay=nan", "'optim.weight_decay' must be a finite number"),
+    ("optim.weight_decay=-1", "'optim.weight_decay' must be >= 0"),
+    ("optim.momentum=1.5", "'optim.momentum' must be in [0, 1)"),
+    ("optim.momentum=-1", "'optim.momentum' must be in [0, 1)"),
+    ("optim.gamma=-1", "'optim.gamma' must be in (0, 1]"),
+])
+def test_values_that_cannot_train_are_refused(override, message):
+    with pytest.raises(C.ConfigError, match=re.escape(message)):
+        C.build(None, ["method=sgd", override])
+
+
+def test_the_same_checks_serve_every_method():
+    for method, bad in (("xrda", "optim.lam=-1e-3"), ("xrda", "optim.max_factor=0.5"),
+                        ("gmp", "optim.target=1.5"), ("soft_threshold", "optim.lr=inf"),
+                        ("xrda", "optim.milestones=[0, 3]")):
+        with pytest.raises(C.ConfigError, match="must be"):
+            C.build(None, [f"method={method}", bad])
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty config file"),
+    (b"method: sgd\nepochs: 2\nepochs: 3\n", "given twice"),
+    (bytes(range(256)) * 2, "not a text file"),
+])
+def test_empty_duplicated_or_binary_config_files(tmp_path, content, message):
+    p = tmp_path / "c.yaml"
+    p.write_bytes(content)
+    with pytest.raises(C.ConfigError, match=message):
+        C.load_yaml(str(p))

@@ -170,7 +170,7 @@ def test_linear_and_sine_ablations(kind):
     (["optim.lam=0.1", "optim.final_threshold=0.1"], "give one"),
     (["optim.threshold_schedule=linear"], "needs optim.final_threshold"),
     (["optim.threshold_schedule=sine", "optim.final_threshold=0.1", "optim.lam=0.1"], "no optim.lam"),
-    (["optim.lam=-1"], "optim.lam must be"),
+    (["optim.lam=-1"], "'optim.lam' must be >= 0"),
     (["optim.threshold_schedule=cubic"], "must be one of"),
 ])
 def test_bad_configs_are_one_line_errors(overrides, message):
