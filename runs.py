@@ -26,7 +26,8 @@ RESULTS = "results"     # where sweeps write
 SCRATCH = "scratch"     # where ad-hoc train.py runs go by default (git-ignored)
 
 CONFIG, METRICS, LAYERS, SUMMARY = "config.yaml", "metrics.csv", "layers.csv", "summary.json"
-CHECKPOINT, MODEL = "checkpoint.pt", "model.pt"
+CHECKPOINT, CHECKPOINT_PREV, MODEL = "checkpoint.pt", "checkpoint.prev.pt", "model.pt"
+LOCK = "run.lock"       # held by the one process training the folder
 INDEX = "runs.csv"
 
 # summary.json, field by field (a runs.csv row is the same dict). Methods add their own
@@ -83,6 +84,7 @@ def atomic_write(target, data):
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-" + os.path.basename(target))
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)   # mkstemp makes 0600; collaborators must read results
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
@@ -94,10 +96,54 @@ def atomic_write(target, data):
         raise
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+class LockedError(Exception):
+    """Another process holds the run folder."""
+
+
+@contextlib.contextmanager
+def run_lock(out):
+    """Hold RUN/run.lock for as long as this process trains the folder (released by the
+    kernel however the process ends); a second process gets LockedError at once. Temporary
+    files a killed writer left behind are removed once the lock is ours."""
+    os.makedirs(out, exist_ok=True)
+    f = open(path(out, LOCK), "a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise LockedError(f"{out} is being trained by another process (pid {holder}); wait for "
+                              f"it to finish or stop it") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        for name in os.listdir(out):
+            if name.startswith(".tmp-"):
+                with contextlib.suppress(OSError):
+                    os.unlink(path(out, name))
+        yield
+    finally:
+        f.close()
+
+
 def save_torch(obj, target):
+    """torch.save through atomic_write; returns the number of bytes written."""
     buf = io.BytesIO()
     torch.save(obj, buf)
-    atomic_write(target, buf.getvalue())
+    data = buf.getvalue()
+    atomic_write(target, data)
+    return len(data)
 
 
 def save_json(obj, target):
@@ -182,14 +228,31 @@ def _cpu_name():
 
 # ----------------------------------------------------------------------------- reading
 
-def finished_summary(out):
-    """The summary of the run finished in folder `out`, or None. A run is finished when both
-    summary.json and model.pt exist: results committed to git (no weights) do not count, so
-    running their config again trains it here instead of trusting another machine's numbers."""
-    s = path(out, SUMMARY)
-    if not (os.path.exists(s) and os.path.exists(path(out, MODEL))):
+def finished_summary(out, warn=None):
+    """The summary of the run finished in folder `out`, or None. A run is finished when
+    summary.json reads back and model.pt exists at the size the summary recorded: results
+    committed to git (no weights) do not count, so running their config again trains it here
+    instead of trusting another machine's numbers; a damaged summary or a truncated model.pt
+    is not finished either (said through `warn`), and a rerun writes them again."""
+    s, m = path(out, SUMMARY), path(out, MODEL)
+    if not (os.path.exists(s) and os.path.exists(m)):
         return None
-    return read_summary(out)
+    try:
+        summary = read_summary(out)
+    except RunFolderError as e:
+        (warn or _stderr)(f"{e}: rerunning it")
+        return None
+    want = summary.get("model_bytes") if isinstance(summary, dict) else None
+    if not isinstance(summary, dict) or (want is not None and os.path.getsize(m) != want):
+        (warn or _stderr)(f"{m}: damaged ({os.path.getsize(m)} bytes, the run wrote {want}): rerunning it")
+        return None
+    return summary
+
+
+def _stderr(msg):
+    import sys
+
+    print(msg, file=sys.stderr)
 
 
 def read_summary(out):

@@ -12,6 +12,7 @@ import argparse
 import math
 import os
 import random
+import signal
 import sys
 import time
 
@@ -68,14 +69,43 @@ def epochs_before(init_path):
 
 
 def train(cfg, out=None, results=runs.SCRATCH, quiet=False):
-    """Run (or resume, or skip) one training run; returns its summary dict."""
-    name, chash = C.run_name(cfg), C.config_hash(cfg)
+    """Run (or resume, or skip) one training run; returns its summary dict. One process per
+    run folder: a second one exits at once (RunError, code 4) naming the holder."""
+    name = C.run_name(cfg)
     out = out or os.path.join(results, "runs", name)
     say = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
-    summary = runs.finished_summary(out)
-    if summary is not None and summary.get("config_hash") == chash:
+    summary = runs.finished_summary(out, warn=say)
+    if summary is not None and summary.get("config_hash") == C.config_hash(cfg):
         say(f"{name}: finished already, skipped")
         return summary
+    try:
+        with runs.run_lock(out):
+            return _train(cfg, out, results, say, quiet)
+    except runs.LockedError as e:
+        raise RunError(str(e), 4) from None
+
+
+def load_checkpoint(out, device, chash):
+    """The newest readable checkpoint (checkpoint.pt, else the one before it), or None."""
+    paths = [runs.path(out, runs.CHECKPOINT), runs.path(out, runs.CHECKPOINT_PREV)]
+    present = [p for p in paths if os.path.exists(p)]
+    for p in present:
+        try:
+            ckpt = torch.load(p, map_location=device, weights_only=True)
+        except Exception:   # truncated, garbage or not a checkpoint: try the previous one
+            continue
+        if ckpt.get("config_hash") != chash:   # config.yaml deleted or edited: never mix two runs
+            raise RunError(f"{p} was written by another config (hash {ckpt.get('config_hash')}, "
+                           f"this run {chash}); delete it to start over, or pick another --out", 2)
+        return ckpt, p
+    if present:
+        raise RunError(f"{' and '.join(present)} unreadable (damaged); delete "
+                       f"{'them' if len(present) > 1 else 'it'} to start the run over", 1)
+    return None, None
+
+
+def _train(cfg, out, results, say, quiet):
+    name, chash = C.run_name(cfg), C.config_hash(cfg)
     cfg_path = runs.path(out, runs.CONFIG)
     if os.path.exists(cfg_path):
         other = C.resolve(C.load_yaml(cfg_path))
@@ -107,16 +137,18 @@ def train(cfg, out=None, results=runs.SCRATCH, quiet=False):
 
     ckpt_path = runs.path(out, runs.CHECKPOINT)
     rows, start, train_seconds = [], 0, 0.0
-    if os.path.exists(ckpt_path):
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt.get("config_hash") != chash:   # config.yaml deleted or edited: never mix two runs
-            raise RunError(f"{ckpt_path} was written by another config (hash {ckpt.get('config_hash')}, "
-                           f"this run {chash}); delete it to start over, or pick another --out", 2)
+    ckpt, used = load_checkpoint(out, device, chash)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         method.load_state_dict(ckpt["method"])
         torch.set_rng_state(ckpt["rng"])
         rows, start, train_seconds = ckpt["rows"], ckpt["epoch"] + 1, ckpt["train_seconds"]
-        say(f"{name}: resuming after epoch {start}")
+        fell_back = "" if used == ckpt_path else f" ({runs.CHECKPOINT} was damaged: from {runs.CHECKPOINT_PREV})"
+        say(f"{name}: resuming after epoch {start}{fell_back}")
+        if ckpt.get("threads", torch.get_num_threads()) != torch.get_num_threads():
+            say(f"{name}: note: this checkpoint was written with {ckpt['threads']} CPU threads, this "
+                f"process has {torch.get_num_threads()}; on the CPU a resumed run is bit-identical "
+                f"only at the same thread count")
     else:
         runs.atomic_write(cfg_path, yaml.safe_dump(cfg, sort_keys=False))
 
@@ -156,15 +188,24 @@ def train(cfg, out=None, results=runs.SCRATCH, quiet=False):
         eval_model.load_state_dict(method.export())
         with runs.autocast(cfg, device):
             test_loss, test_acc = metrics.evaluate(eval_model, data.test_batches(cfg["eval_batch_size"], **mem))
+        bad = [k for k, v in eval_model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad or not math.isfinite(test_loss):
+            bar.close()
+            kept = f"kept the checkpoint of epoch {start}" if start else "no checkpoint yet"
+            what = f"{bad[0]} has non-finite values" if bad else f"test loss is {test_loss}"
+            raise RunError(f"after epoch {epoch + 1} {what} ({kept} in {out}); lower optim.lr or optim.lam", 3)
         sp, nnz = metrics.sparsity(eval_model)
         row = {"epoch": epoch + 1, "lr": method.lr, "train_loss": train_loss,
                "train_acc": 100.0 * correct.item() / n, "test_loss": test_loss, "test_acc": test_acc,
                "sparsity": sp, "nnz": nnz, "seconds": time.perf_counter() - t0, **extras}
         rows.append(row)
         runs.save_csv(rows, runs.path(out, runs.METRICS))
+        if os.path.exists(ckpt_path):   # keep the last two: a damaged newest one falls back
+            os.replace(ckpt_path, runs.path(out, runs.CHECKPOINT_PREV))
         runs.save_torch({"model": model.state_dict(), "method": method.state_dict(),
-                           "rng": torch.get_rng_state(), "rows": rows, "epoch": epoch,
-                           "train_seconds": train_seconds, "config_hash": chash}, ckpt_path)
+                         "rng": torch.get_rng_state(), "rows": rows, "epoch": epoch,
+                         "train_seconds": train_seconds, "config_hash": chash,
+                         "threads": torch.get_num_threads()}, ckpt_path)
         start = epoch + 1
         say(f"{name} epoch {epoch + 1}/{cfg['epochs']}: train loss {train_loss:.4f} "
             f"acc {row['train_acc']:.2f} | test loss {test_loss:.4f} acc {test_acc:.2f} | "
@@ -173,7 +214,7 @@ def train(cfg, out=None, results=runs.SCRATCH, quiet=False):
 
     state = method.export()
     eval_model.load_state_dict(state)
-    runs.save_torch(runs.model_file(cfg, data.num_classes, state), runs.path(out, runs.MODEL))
+    model_bytes = runs.save_torch(runs.model_file(cfg, data.num_classes, state), runs.path(out, runs.MODEL))
     layers = metrics.layer_table(eval_model)
     runs.save_csv(layers, runs.path(out, runs.LAYERS))
     last = rows[-1]
@@ -184,9 +225,11 @@ def train(cfg, out=None, results=runs.SCRATCH, quiet=False):
                "test_loss": last["test_loss"], "train_acc": last["train_acc"],
                "train_loss": last["train_loss"], **metrics.counts(eval_model),
                "train_seconds": train_seconds, "config_hash": chash, "init_from": init_path,
-               **cfg["identity"], **runs.environment()}
-    runs.save_json(summary, runs.path(out, runs.SUMMARY))
+               **cfg["identity"], **runs.environment(), "model_bytes": model_bytes}
+    # The index row first, the summary last: summary.json is what makes the run finished, so
+    # a row that could not be written (disk full, damaged runs.csv) is retried by a rerun.
     runs.upsert_row(os.path.join(results, runs.INDEX), summary)
+    runs.save_json(summary, runs.path(out, runs.SUMMARY))
     say(f"{name}: test acc {summary['test_acc']:.2f}%, sparsity {summary['sparsity']:.4f}, "
         f"{summary['train_seconds']:.0f}s -> {out}")
     return summary
@@ -202,6 +245,9 @@ def main(argv=None):
                         f"sweeps write {runs.RESULTS}/)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     args = p.parse_args(argv)
+    # SIGTERM (kill, SLURM preemption) ends like Ctrl-C: at the last finished epoch's
+    # checkpoint, with one line
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         cfg = C.build(args.config, args.overrides)
         train(cfg, out=args.out, results=args.results, quiet=args.quiet)
@@ -211,9 +257,13 @@ def main(argv=None):
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.code
-    except runs.RunFolderError as e:
+    except (runs.RunFolderError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; the last finished epoch is checkpointed: run the same command to "
+              "resume", file=sys.stderr)
+        return 130
     return 0
 
 

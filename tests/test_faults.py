@@ -1,0 +1,120 @@
+"""Nothing lost, nothing silent: damaged run files, a second process on one run folder,
+an index row that could not be written, file modes."""
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import config as C
+import runs
+import train
+
+
+def cfg_for(epochs=2, *extra):
+    return C.build(None, ["model=resnet20", "width=0.125", f"epochs={epochs}", "device=cpu",
+                          "train_subset=256", *extra])
+
+
+def weights(folder):
+    return torch.load(os.path.join(folder, runs.MODEL), weights_only=True)["state_dict"]
+
+
+def same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, train_then_crash):
+    cfg = cfg_for(3)
+    straight = str(tmp_path / "straight")
+    train.train(cfg, out=straight, results=str(tmp_path), quiet=True)
+    out = str(tmp_path / "crashed")
+    train_then_crash(cfg_for(3), out, str(tmp_path))       # epoch 0 checkpointed
+    # as if a later epoch's write was cut short: the newest checkpoint damaged, the one
+    # before it intact
+    ck = os.path.join(out, runs.CHECKPOINT)
+    prev = os.path.join(out, runs.CHECKPOINT_PREV)
+    good = open(ck, "rb").read()
+    open(prev, "wb").write(good)
+    open(ck, "wb").write(good[: len(good) // 3])           # newest one truncated
+    s = train.train(cfg, out=out, results=str(tmp_path), quiet=True)
+    assert s["epochs"] == 3 and same(weights(straight), weights(out))
+
+
+def test_both_checkpoints_damaged_is_one_line_naming_them(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / runs.CHECKPOINT).write_bytes(b"garbage")
+    (out / runs.CHECKPOINT_PREV).write_bytes(b"\x00" * 10)
+    with pytest.raises(train.RunError, match="unreadable \\(damaged\\); delete them") as e:
+        train.train(cfg_for(), out=str(out), quiet=True)
+    assert str(out / runs.CHECKPOINT) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_truncated_model_or_damaged_summary_is_not_finished_and_reruns(tmp_path):
+    cfg = cfg_for()
+    s = train.train(cfg, results=str(tmp_path), quiet=True)
+    folder = runs.run_dir(str(tmp_path), s["run"])
+    full = weights(folder)
+    m = os.path.join(folder, runs.MODEL)
+    open(m, "r+b").truncate(100)
+    assert runs.finished_summary(folder, warn=lambda _: None) is None
+    train.train(cfg, results=str(tmp_path), quiet=True)       # resumes at the end, rewrites
+    assert same(full, weights(folder))
+    open(os.path.join(folder, runs.SUMMARY), "w").write("{not json")
+    notes = []
+    assert runs.finished_summary(folder, warn=notes.append) is None and "summary.json" in notes[0]
+    again = train.train(cfg, results=str(tmp_path), quiet=True)
+    assert again["test_acc"] == s["test_acc"] and runs.finished_summary(folder) is not None
+
+
+def test_a_row_that_could_not_be_written_is_retried(tmp_path):
+    cfg = cfg_for()
+    results = tmp_path / "res"
+    (results / runs.INDEX).mkdir(parents=True)           # runs.csv cannot be written
+    with pytest.raises(OSError):
+        train.train(cfg, results=str(results), quiet=True)
+    folder = runs.run_dir(str(results), C.run_name(cfg))
+    assert runs.finished_summary(folder) is None            # not "finished, skipped" next time
+    (results / runs.INDEX).rmdir()
+    s = train.train(cfg, results=str(results), quiet=True)
+    assert s["run"] in (results / runs.INDEX).read_text()
+
+
+def test_a_second_process_on_the_same_run_exits_at_once(tmp_path):
+    args = [sys.executable, "train.py", "configs/quick/sgd.yaml", "model=resnet20", "width=0.25",
+            "epochs=30", "train_subset=512", "--quiet", "--out", str(tmp_path / "run"),
+            "--results", str(tmp_path)]
+    first = subprocess.Popen(args, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "run" / runs.LOCK).exists() or not (tmp_path / "run" / runs.LOCK).read_text():
+            assert first.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        t = time.time()
+        second = subprocess.run(args, capture_output=True, text=True)
+        assert time.time() - t < 30
+        assert second.returncode == 4 and f"pid {first.pid}" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+    finally:
+        first.terminate()
+        _, err = first.communicate(timeout=60)
+    # SIGTERM stops at a clean point with one line, and the run resumes later
+    assert first.returncode == 130 and err.decode().strip().splitlines()[-1].startswith("interrupted")
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    runs.atomic_write(str(tmp_path / "a.txt"), "x")
+    mode = stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode)
+    assert mode == 0o666 & ~runs._UMASK       # not mkstemp's 0600
+
+
+def test_stale_temp_files_are_removed_when_the_run_starts(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".tmp-checkpoint.ptabc").write_bytes(b"half a checkpoint")
+    train.train(cfg_for(1), out=str(out), quiet=True)
+    assert not any(p.name.startswith(".tmp-") for p in out.iterdir())
