@@ -98,6 +98,7 @@ import json
 import os
 import queue
 import shlex
+import signal
 import subprocess
 import sys
 import math
@@ -700,6 +701,18 @@ def _last_line(path):
 
 # ----------------------------------------------------------------------------- launchers
 
+def _die_with_parent():
+    """In the child, before exec: SIGTERM it when the sweep dies, however it dies (SIGKILL
+    included), so a killed sweep leaves no train.py racing a rerun (Linux; elsewhere a no-op).
+    train.py stops at its last checkpoint on SIGTERM."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class LocalLauncher:
     """Each run its own train.py process, `jobs` at a time: one per visible GPU (round robin
     when jobs > GPUs), otherwise CPU processes with `threads` threads each."""
@@ -721,7 +734,7 @@ class LocalLauncher:
             with open(log, "a") as f:
                 print(_header(spec, self.results), file=f, flush=True)
                 code = subprocess.run(train_argv(spec, self.results), stdout=f, stderr=subprocess.STDOUT,
-                                      env=env, cwd=REPO).returncode
+                                      env=env, cwd=REPO, preexec_fn=_die_with_parent).returncode
             return code, "" if code == 0 else f"exit {code}: {_last_line(log)} (log: {log})"
         finally:
             self.slots.put(gpu)

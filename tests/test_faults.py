@@ -118,3 +118,30 @@ def test_stale_temp_files_are_removed_when_the_run_starts(tmp_path):
     (out / ".tmp-checkpoint.ptabc").write_bytes(b"half a checkpoint")
     train.train(cfg_for(1), out=str(out), quiet=True)
     assert not any(p.name.startswith(".tmp-") for p in out.iterdir())
+
+
+def test_a_killed_sweep_takes_its_runs_with_it(tmp_path):
+    prof = tmp_path / "p.yaml"
+    import sweep
+
+    prof.write_text(f"runs:\n  - name: sgd\n    config: {sweep.REPO}/configs/quick/sgd.yaml\n"
+                    f"    overrides: [model=resnet20, width=0.25, epochs=50, train_subset=512]\n")
+    results = tmp_path / "res"
+    p = subprocess.Popen([sys.executable, os.path.join(sweep.REPO, "sweep.py"), str(prof), "--jobs", "1",
+                          "--results", str(results)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    lock = None
+    while lock is None or not lock.read_text().strip():
+        assert p.poll() is None and time.time() < deadline
+        found = list(results.glob(f"runs/*/{runs.LOCK}"))
+        lock = found[0] if found else None
+        time.sleep(0.1)
+    child = int(lock.read_text())
+    p.kill()
+    p.wait()
+    deadline = time.time() + 60
+    while os.path.exists(f"/proc/{child}") and time.time() < deadline:
+        if open(f"/proc/{child}/stat").read().split()[2] == "Z":
+            break
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z"
