@@ -144,8 +144,12 @@ def parse_overrides(items):
             raise ConfigError(f"override '{item}' is not KEY=VALUE")
         node = out
         parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(f"override '{item}': empty part in key '{key}'")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}' conflicts with an earlier '{p}=...'")
         node[parts[-1]] = _scalar(value)
     return out
 
