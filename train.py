@@ -257,8 +257,13 @@ def main(argv=None):
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.code
-    except (runs.RunFolderError, OSError) as e:
+    except runs.RunFolderError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:   # disk full, read-only folder, --out that is a file, ...
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e} (nothing written is half-written; fix it and rerun)",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; the last finished epoch is checkpointed: run the same command to "
