@@ -55,6 +55,10 @@ def build(profile, results, out):
             cap = (f"{row}: test accuracy (%) at fixed {'fractions of nonzero MACs' if kind == 'macs' else 'sparsity'}, "
                    f"interpolated along each method's sweep; mean ± std over seeds (count).")
             put(f"levels_{tag}.tex", T.tex(header, rows, cap, f"tab:{name}-{tag}".replace("_", "-")))
+    pairs = {role: T.pair_rows(CL.point_pairs(df, pts, role)) for role in ("baseline", "ablation")}
+    for role, rows in pairs.items():
+        if rows:
+            put(f"pairs_{role}.md", T.md(T.PAIR_HEADER, rows))
     put("points.md", T.md(T.POINT_HEADER, T.point_rows(pts)))
     put("points.csv", pts[T.POINT_COLUMNS].to_csv(index=False))
     flat = [{"claim": c["claim"], "row": c["row"], "a": c["a"]["entry"], "b": c["b"]["entry"],
@@ -76,7 +80,7 @@ def build(profile, results, out):
     sv_md = T.md(list(savings.COLUMNS), [[("—" if r[c] is None else r[c]) for c in savings.COLUMNS]
                                           for r in sv]) if sv else ""
     written.append(document.write(os.path.join(out, "REPORT.md"), name, evidence, df, left, pts, comps,
-                                  verdicts, level_tables, figs, sv_md))
+                                  verdicts, level_tables, figs, sv_md, pairs))
     return written, len(df), left
 
 

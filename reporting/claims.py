@@ -171,30 +171,48 @@ def claim_verdicts(comps):
     return out
 
 
-def matched_points(df, pts):
-    """Reference points against each baseline's points within compare.MATCH_TOL in log
-    nonzeros (structured: log nonzero MACs): (ref point, baseline point or None, verdict)."""
+def point_pairs(df, pts, role):
+    """Each point of every `role` curve (baseline or ablation) against the row's reference
+    point of the same mode (from scratch): at the same swept value when both sweep the same
+    key (an ablation at xRDA's λ), else the nearest within compare.MATCH_TOL in log nonzeros
+    (structured: log nonzero MACs), each reference point used once per curve; farther is
+    unmatched, shown and not counted. Returns dicts: row, entry, a (point), ref (point or
+    None), match (how), outcome of a against ref (per-seed Welch test)."""
     out = []
     info = {k: _info(p) for k, p in curves(df).items()}
+    acc = lambda p: list(df[df["run"].isin(p["runs"])]["acc"])
     for (row, entry), i in info.items():
-        if i["role"] != "reference" or i["from_trained"]:
+        if i["role"] != role:
             continue
+        refs = [k for k, j in info.items() if j["row"] == row and j["role"] == "reference"
+                and not j["from_trained"] and j["mode"] == i["mode"]]
+        mine = pts[(pts["row"] == row) & (pts["entry"] == entry)].reset_index(drop=True)
+        if not refs:
+            out += [{"row": row, "entry": entry, "a": mine.iloc[n], "ref": None, "match": "no reference",
+                     "outcome": "unmatched"} for n in range(len(mine))]
+            continue
+        ref = pts[(pts["row"] == row) & (pts["entry"] == refs[0][1])].reset_index(drop=True)
         kind = "macs" if i["mode"] in STRUCTURED else "nnz"
-        ref = pts[(pts["row"] == row) & (pts["entry"] == entry)].reset_index(drop=True)
-        for (row2, entry2), j in info.items():
-            if row2 != row or j["role"] != "baseline" or (j["mode"] in STRUCTURED) != (kind == "macs"):
-                continue
-            base = pts[(pts["row"] == row) & (pts["entry"] == entry2)].reset_index(drop=True)
-            x = lambda p: (np.log(p["mac_frac"].clip(lower=1e-9)) if kind == "macs"
+        x = lambda p: list(np.log(p["mac_frac"].clip(lower=1e-9)) if kind == "macs"
                            else np.log(((1 - p["sparsity"]) * p["n_weights"]).clip(lower=0.5)))
-            pairs = {i_: (j_, d) for i_, j_, d in K.match_points(list(x(ref)), list(x(base)))}
-            for i_ in range(len(ref)):
-                a = ref.iloc[i_]
-                if i_ not in pairs:
-                    out.append((a, entry2, None, "unmatched"))
-                    continue
-                b = base.iloc[pairs[i_][0]]
-                va = list(df[df["run"].isin(a["runs"])]["acc"])
-                vb = list(df[df["run"].isin(b["runs"])]["acc"])
-                out.append((a, entry2, b, K.verdict(va, vb)[0]))
+        same_key = len(mine) and len(ref) and mine["swept_key"].iloc[0] == ref["swept_key"].iloc[0] != ""
+        pairs = {}
+        if same_key:
+            for n in range(len(mine)):
+                hit = ref.index[ref["swept_value"] == mine["swept_value"].iloc[n]]
+                if len(hit):
+                    pairs[n] = (int(hit[0]), f"same {mine['swept_key'].iloc[0].split('.')[-1]}")
+        rest = [n for n in range(len(mine)) if n not in pairs]   # calibrated or other keys
+        xm, xr = x(mine), x(ref)
+        for n, m, d in K.match_points([xm[n] for n in rest], xr):
+            pairs[rest[n]] = (m, f"Δlog nnz {d:.2f}" if kind == "nnz" else f"Δlog MACs {d:.2f}")
+        for n in range(len(mine)):
+            a = mine.iloc[n]
+            if n not in pairs:
+                out.append({"row": row, "entry": entry, "a": a, "ref": None, "match": "unmatched",
+                            "outcome": "unmatched"})
+                continue
+            r = ref.iloc[pairs[n][0]]
+            out.append({"row": row, "entry": entry, "a": a, "ref": r, "match": pairs[n][1],
+                        "outcome": K.verdict(acc(a), acc(r))[0]})
     return out

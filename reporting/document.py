@@ -73,7 +73,8 @@ def environment(df):
     return "; ".join(parts)
 
 
-def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables, figs, savings_md=""):
+def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables, figs, savings_md="",
+          pairs=None):
     rel = lambda p: os.path.relpath(p, os.path.dirname(path))
     n_other = len(left["other"])
     L = [f"# Results: profile `{profile}`", "",
@@ -118,6 +119,16 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
     for row, kind, header, rows, name in level_tables:
         L += [f"### {row}: {'structured (nonzero MACs)' if kind == 'macs' else name}", "",
               T.md(header, rows, ["l"] + ["r"] * (len(header) - 1))]
+    pairs = pairs or {}
+    for role, what in (("ablation", "Ablations against xRDA, point by point"),
+                       ("baseline", "Baselines against xRDA, point by point")):
+        if pairs.get(role):
+            L += [f"### {what}", "",
+                  "Each point against the row's xRDA point of the same mode: at the same λ where both "
+                  f"sweep λ, else the nearest within |Δlog nonzeros| ≤ {K.MATCH_TOL} (farther: "
+                  "unmatched, not counted); outcome of the point against xRDA by the same test as "
+                  f"the claims (seed count in brackets). Also `tables/pairs_{role}.md`.", "",
+                  T.md(T.PAIR_HEADER, pairs[role], ["l"] * 3 + ["r"] * 2 + ["l"] + ["r"] * 2 + ["l", "l"])]
     L += ["### Every point", "",
           "Each entry's points (its swept value), mean ± std over seeds; `round` is a λ search's "
           "round (→ its target sparsity): every round is kept, the calibrated point is the one the "

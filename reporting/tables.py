@@ -94,6 +94,18 @@ POINT_HEADER = ["row", "entry", "method", "mode", "swept", "epochs", "seeds", "t
                 "sparsity (%)", "compression", "nonzero MACs (%)", "filters zero (%)", "round"]
 
 
+def swept(p):
+    """'lam=0.000305' from a point's swept key and value (4 significant digits)."""
+    if not p["swept_key"]:
+        return "—"
+    v = p["swept_value"]
+    try:
+        v = f"{float(v):.4g}"
+    except ValueError:
+        pass
+    return f"{p['swept_key'].split('.')[-1]}={v}"
+
+
 def _f(v, fmt):
     return "—" if v != v else fmt.format(v)
 
@@ -101,13 +113,12 @@ def _f(v, fmt):
 def point_rows(pts):
     rows = []
     for _, p in pts.iterrows():
-        swept = f"{p['swept_key'].split('.')[-1]}={p['swept_value']}" if p["swept_key"] else ""
         rnd = "" if not p["calibration_round"] else (
             f"{int(p['calibration_round'])} (→{100 * p['calibration_target']:g}%)")
         acc = f"{p['acc']:.2f}" + (f" ± {p['acc_sd']:.2f}" if p["seeds"] > 1 else "")
         sp = f"{100 * p['sparsity']:.2f}" + (f" ± {100 * p['sparsity_sd']:.2f}" if p["seeds"] > 1 else "")
         epochs = str(int(p["epochs"])) if p["epochs"] == p["epochs_min"] else f"{int(p['epochs_min'])}–{int(p['epochs'])}"
-        rows.append([p["row"], p["entry"], p["method"], p["mode"], swept, epochs, int(p["seeds"]), acc, sp,
+        rows.append([p["row"], p["entry"], p["method"], p["mode"], swept(p), epochs, int(p["seeds"]), acc, sp,
                      f"{p['compression']:.1f}×", _f(100 * p["mac_frac"], "{:.1f}"),
                      _f(100 * p["filter_sparsity"], "{:.1f}"), rnd])
     return rows
@@ -116,3 +127,27 @@ def point_rows(pts):
 POINT_COLUMNS = ["row", "entry", "method", "mode", "role", "swept_key", "swept_value", "epochs", "seeds",
                  "acc", "acc_sd", "sparsity", "sparsity_sd", "nnz", "n_weights", "compression", "mac_frac",
                  "filter_sparsity", "kernel_sparsity", "train_acc", "calibration_target", "calibration_round"]
+
+
+PAIR_HEADER = ["row", "entry", "point", "test acc (%)", "sparsity (%)", "xRDA point", "xRDA acc (%)",
+               "xRDA sparsity (%)", "matched", "outcome"]
+
+
+def _acc_sp(p):
+    acc = f"{p['acc']:.2f}" + (f" ± {p['acc_sd']:.2f}" if p["seeds"] > 1 else "") + f" ({int(p['seeds'])})"
+    return acc, f"{100 * p['sparsity']:.2f}"
+
+
+def pair_rows(pairs):
+    """Rows of claims.point_pairs: a point against the reference point it is matched with."""
+    rows = []
+    for q in pairs:
+        a = q["a"]
+        pt = swept(a)
+        if q["ref"] is None:
+            rows.append([q["row"], q["entry"], pt, *_acc_sp(a), "—", "—", "—", q["match"], "not counted"])
+            continue
+        r = q["ref"]
+        rpt = swept(r)
+        rows.append([q["row"], q["entry"], pt, *_acc_sp(a), rpt, *_acc_sp(r), q["match"], q["outcome"]])
+    return rows
