@@ -126,8 +126,8 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
             L += [f"### {what}", "",
                   "Each point against the row's xRDA point of the same mode: at the same λ where both "
                   f"sweep λ, else the nearest within |Δlog nonzeros| ≤ {K.MATCH_TOL} (farther: "
-                  "unmatched, not counted); outcome of the point against xRDA by the same test as "
-                  f"the claims (seed count in brackets). Also `tables/pairs_{role}.md`.", "",
+                  "unmatched, not counted); outcome of the point against xRDA by the test of "
+                  f"reporting/compare.py (seed count in brackets). Also `tables/pairs_{role}.md`.", "",
                   T.md(T.PAIR_HEADER, pairs[role], ["l"] * 3 + ["r"] * 2 + ["l"] + ["r"] * 2 + ["l", "l"])]
     L += ["### Every point", "",
           "Each entry's points (its swept value), mean ± std over seeds; `round` is a λ search's "
