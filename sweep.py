@@ -63,7 +63,7 @@ Calibration. Penalty methods cannot be asked for a sparsity; `calibrate` searche
 between the closest points on both sides, until a round's nonzero fraction is within
 `tolerance` of the target's (0.3: ±30% nonzeros, 0.3 pp at 99%) or `rounds` runs were made.
 Every round's run is kept; the closest is the calibrated point, and the other seeds run at
-its λ. A target no λ reaches (sparsity stuck, or a round fails) ends the search with a
+its λ (also when the rounds ran out before the tolerance was met: the sweep says so). A target no λ reaches (sparsity stuck, or a round fails) ends the search with a
 message and blocks those seeds.
 
 Runs of an entry are its grid points times its seeds, in that order. The order of the
@@ -426,6 +426,7 @@ class Search:
         self.history = []          # [(value, sparsity)] in round order
         self.done = False
         self.failed = ""           # why no calibrated value exists
+        self.note = ""             # round limit hit: the closest round stands, outside the tolerance
         self.specs = []            # the round runs made so far
 
     def _y(self, sparsity):
@@ -449,7 +450,7 @@ class Search:
             self.done = True
             b = self.best()
             if not self.within(b[1]):
-                self.failed = (f"target sparsity {self.target:g} not reached within {self.rounds} rounds "
+                self.note = (f"target sparsity {self.target:g} not reached within {self.rounds} rounds "
                                f"(closest: {b[1]:.4f} at {self.key}={b[0]:g})")
             return None
         nxt = self.next_value()
@@ -859,8 +860,9 @@ def run_all(specs, results, launcher):
             order[id(nxt)] = order[id(s)]
             specs.insert(specs.index(s) + 1, nxt)
             born.append(nxt)
-        elif s.search.failed:
-            print(f"calibration {s.search.label}: {s.search.failed}", flush=True)
+        elif s.search.failed or s.search.note:
+            print(f"calibration {s.search.label}: {s.search.failed or s.search.note}"
+                  + ("" if s.search.failed else "; the other seeds run at the closest round's value"), flush=True)
 
     try:
         while pending or running or queue or born:

@@ -36,14 +36,17 @@ def test_search_hits_the_tolerance_within_the_round_limit_and_keeps_every_round(
 def test_a_target_no_lambda_reaches_ends_with_a_clear_message():
     stuck = lambda lam: min(0.9, logistic(lam))         # saturates at 90% sparsity
     s = search_until_done(stuck, 0.99, rounds=8)
-    assert s.done and s.failed
-    assert "0.99" in s.failed and ("not reachable" in s.failed or "not reached" in s.failed)
+    assert s.done and (s.failed or s.note)
+    why = s.failed or s.note
+    assert "0.99" in why and ("not reachable" in why or "not reached" in why)
     assert s.best()[1] == pytest.approx(0.9)
 
 
 def test_round_limit_keeps_the_closest_round():
     s = search_until_done(lambda lam: logistic(lam, k=0.05), 0.99, rounds=3)  # a very flat curve
-    assert len(s.history) == 3 and s.failed.startswith("target sparsity 0.99 not reached within 3 rounds")
+    # the round limit is not a failure: the closest round is the calibrated point, with a note
+    assert len(s.history) == 3 and not s.failed
+    assert s.note.startswith("target sparsity 0.99 not reached within 3 rounds")
     yt = math.log(0.01)
     assert s.best() == min(s.history, key=lambda h: abs(math.log(1 - h[1]) - yt))
 
