@@ -86,16 +86,20 @@ def compare_curves(a, b, kind, flat_b=False):
     per-seed accuracy stands at every level). Returns (outcome, strength, [level rows])."""
     va = at_levels(a, kind)
     vb = ({lv: list(b["acc"]) for lv in levels_of(kind)} if flat_b else at_levels(b, kind))
-    rows, outcomes, strength = [], [], "significant"
+    rows, outcomes = [], []
     for lv in levels_of(kind):
         if not va[lv] or not vb[lv]:
             continue
         out, st, diff, p = K.verdict(va[lv], vb[lv])
-        strength = "suggestive" if st == "suggestive" else strength
         outcomes.append(out)
         rows.append({"level": lv, "a": va[lv], "b": vb[lv], "diff": diff, "p": p, "outcome": out,
                      "strength": st})
-    return K.combine(outcomes), strength, rows
+    outcome = K.combine(outcomes)
+    # significant when a level with seeds on both sides decides it (or, undecided, when every
+    # level had seeds on both sides); suggestive when only one-seed levels decide it
+    decisive = [r for r in rows if r["outcome"] in (K.WIN, K.LOSS)] or rows
+    strength = "significant" if any(r["strength"] == "significant" for r in decisive) else "suggestive"
+    return outcome, strength, rows
 
 
 CLAIMS = (
@@ -164,7 +168,8 @@ def claim_verdicts(comps):
     for num, title, rule in CLAIMS:
         mine = [c for c in comps if c["claim"] == num]
         counted = [c for c in mine if c["outcome"] in (K.WIN, K.LOSS, K.INCONCLUSIVE, "mixed")]
-        strength = "suggestive" if any(c["strength"] == "suggestive" for c in counted) else "significant"
+        # suggestive only when no counted comparison rests on seeds on both sides
+        strength = "significant" if any(c["strength"] == "significant" for c in counted) else "suggestive"
         v = K.claim_verdict([c["outcome"] if c["outcome"] != "mixed" else K.INCONCLUSIVE
                              for c in counted], strength)
         out.append((num, title, rule, v, mine))

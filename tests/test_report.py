@@ -252,3 +252,11 @@ def test_runs_csv_rebuilt_from_the_folders_equals_the_original(tmp_path):
     with open(index, newline="") as f:
         after = sorted(csv.DictReader(f), key=lambda r: r["run"])
     assert after == before
+
+
+def test_a_claim_is_suggestive_only_when_no_comparison_rests_on_seeds():
+    c = lambda out, st: {"claim": "1", "outcome": out, "strength": st}
+    v = {n: verdict for n, _, _, verdict, _ in CL.claim_verdicts([c("win", "significant"), c("win", "suggestive")])}
+    assert v["1"] == "supported"
+    v = {n: verdict for n, _, _, verdict, _ in CL.claim_verdicts([c("win", "suggestive")])}
+    assert v["1"] == "supported (suggestive only: one seed)"
