@@ -71,6 +71,8 @@ def build(profile, results, out):
 
     figs = [("Accuracy against sparsity (column width)", figures.tradeoff(pts, fdir, "nnz", "col")),
             ("Accuracy against sparsity (page width)", figures.tradeoff(pts, fdir, "nnz", "page")),
+            ("Ablations: accuracy against sparsity (column width)",
+             figures.tradeoff(pts, fdir, "nnz", "col", "ablation_col", roles=("reference", "ablation"))),
             ("Structured: accuracy against nonzero MACs (column width)", figures.tradeoff(pts, fdir, "macs", "col")),
             ("Structured: accuracy against nonzero MACs (page width)", figures.tradeoff(pts, fdir, "macs", "page")),
             ("Training dynamics", figures.dynamics(df, pts, fdir))]

@@ -87,14 +87,16 @@ def _legend(fig, axes, width):
                    frameon=False, handlelength=2.2)
 
 
-def tradeoff(pts, folder, kind="nnz", width="col", name=None):
-    """Accuracy against sparsity (kind nnz) or nonzero MACs (kind macs), a panel per row;
-    error bars: std over seeds; the dense model as a dotted line with its spread."""
+def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference", "baseline")):
+    """Accuracy against sparsity (kind nnz) or nonzero MACs (kind macs), a panel per row, for
+    the entries with these roles; error bars: std over seeds; the dense model as a dotted line
+    with its spread. Lines join an entry's points with its full seed count; single-seed
+    points (λ-search rounds) are small open markers."""
     plt = _plt()
     structured = kind == "macs"
     sel = pts[(pts["mode"].isin(["kernel", "channel"]) | (pts["role"] == "reference")) if structured
               else (pts["mode"] == "elementwise")]
-    sel = sel[~sel["role"].isin(["dense"])]
+    sel = sel[sel["role"].isin(roles)]
     rows = list(dict.fromkeys(sel["row"]))
     if not rows:
         return []
@@ -117,10 +119,15 @@ def tradeoff(pts, folder, kind="nnz", width="col", name=None):
             edge = x > hi - 0.1
             x = np.where(edge, hi - 0.05, x)   # 100% sparse (or no MACs): at the edge
             kw = look[(meth, entry)]
-            ax.errorbar(x, part["acc"], yerr=part["acc_sd"].fillna(0), capsize=1.5,
+            full = (part["seeds"] >= part["seeds"].max()).to_numpy()
+            acc = part["acc"].to_numpy()
+            ax.errorbar(x[full], acc[full], yerr=part["acc_sd"].fillna(0).to_numpy()[full], capsize=1.5,
                         label=style.label(meth, entry), **kw)
+            if (~full).any():
+                ax.plot(x[~full], acc[~full], ls="none", marker=kw["marker"], ms=2.5, mfc="white",
+                        mec=kw["color"], alpha=0.8)
             if edge.any():
-                ax.plot(x[edge], part["acc"][edge], ls="none", marker=">", color=kw["color"], ms=6)
+                ax.plot(x[edge], acc[edge], ls="none", marker=">", color=kw["color"], ms=6)
         if structured:
             labels = [1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01]
             ax.set_xticks(mac_x(labels), [f"{100 * v:g}%" for v in labels])
