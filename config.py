@@ -31,6 +31,7 @@ DEFAULTS = {
     "precision": "fp32",       # fp32 | bf16 (autocast)
     "channels_last": False,
     "compile": False,          # torch.compile the forward pass
+    "lr_scale": 1.0,           # multiplies the method's step size optim.lr (SGD's lr, xRDA's h)
     "init_from": "",           # a run folder or model.pt to start from instead of random init
     "method": "sgd",
     "optim": {},               # the method's own keys, see optim/<method>.py `defaults`
@@ -42,7 +43,7 @@ IDENTITY = {"profile": "", "entry": "", "role": "", "row": "", "swept_key": "", 
             "calibration_target": float("nan"), "calibration_round": 0}
 ROLES = ("dense", "reference", "baseline", "ablation")
 CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("fp32", "bf16")}
-POSITIVE = ("width", "epochs", "batch_size", "eval_batch_size")
+POSITIVE = ("width", "epochs", "batch_size", "eval_batch_size", "lr_scale")
 NON_NEGATIVE = ("train_subset",)
 # Keys that change where things are read from, not what is computed: kept out of the hash.
 NOT_HASHED = ("data_dir", "download", "device", "identity")

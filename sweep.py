@@ -113,7 +113,7 @@ from optim import get_method
 REPO = os.path.dirname(os.path.abspath(__file__))
 # What `at: ROW` takes from the row's resolved config: the data, the model and the budget.
 ROW_KEYS = ["dataset", "model", "width", "epochs", "batch_size", "eval_batch_size", "augment",
-            "crop_padding", "flip", "erase", "precision", "channels_last", "compile", "device"]
+            "crop_padding", "flip", "erase", "lr_scale", "precision", "channels_last", "compile", "device"]
 ENTRY_KEYS = {"name", "config", "at", "grid", "overrides", "seeds", "target_from", "init_from",
               "row_keys", "target_metric", "role", "epochs_scale", "target_sparsity", "calibrate"}
 CALIBRATE_KEYS = {"key": None, "start": None, "tolerance": 0.3, "rounds": 6}

@@ -132,7 +132,10 @@ def _train(cfg, out, results, say, quiet):
     model = build_model(cfg, data.num_classes, device)
     init_path = load_weights(cfg["init_from"], model, cfg) if cfg["init_from"] else ""
     steps = data.steps_per_epoch(cfg["batch_size"])
-    method = get_method(cfg["method"])(model, cfg["optim"], steps, cfg["epochs"])
+    hp = dict(cfg["optim"])
+    if "lr" in hp:   # a row's step-size scale (e.g. a deep, narrow net that needs a smaller step)
+        hp["lr"] = hp["lr"] * cfg["lr_scale"]
+    method = get_method(cfg["method"])(model, hp, steps, cfg["epochs"])
     eval_model = build_model(cfg, data.num_classes, device)  # the exported weights, as eval.py sees them
 
     ckpt_path = runs.path(out, runs.CHECKPOINT)
