@@ -33,3 +33,29 @@ def train_then_crash(monkeypatch):
         monkeypatch.undo()
 
     return run
+
+
+class StandInLauncher:
+    """A sweep launcher that trains nothing: `write(results, spec)` writes the run folder a
+    real run would have left (each test decides what), and every run 'finishes' at once.
+    Records the names it was asked to start."""
+
+    def __init__(self, results, write, slots=2):
+        self.results, self.write, self.slots, self.started = results, write, slots, []
+
+    def free(self, running):
+        return self.slots - running
+
+    def submit(self, specs):
+        out = {}
+        for s in specs:
+            self.started.append(s.name)
+            self.write(self.results, s)
+            out[object()] = s
+        return out
+
+    def wait(self, handles):
+        return [(s, 0, "") for s in handles.values()]
+
+    def close(self, cancel=False, handles=()):
+        pass

@@ -5,6 +5,7 @@ import math
 import pytest
 
 import sweep
+from tests.conftest import StandInLauncher
 
 
 def search_until_done(curve, target, start=1e-3, tol=0.3, rounds=6):
@@ -65,34 +66,19 @@ def test_bracketing_steps_at_most_tenfold_then_interpolates():
     assert math.log(v) == pytest.approx(math.log(1e-3) + t * (math.log(1e-1) - math.log(1e-3)))
 
 
-class FakeLauncher:
+def FakeLauncher(results, curve):
     """Runs nothing: 'finishes' each run by writing what train.py would, with the sparsity a
-    synthetic curve gives for its λ. Records every run it was asked to start."""
+    synthetic curve gives for its λ."""
+    import runs
 
-    def __init__(self, results, curve):
-        self.results, self.curve, self.started = results, curve, []
+    def write(results, s):
+        o = s.cfg["optim"]
+        sp = curve(o["lam"]) if "lam" in o else o.get("target", 0.0)
+        d = runs.run_dir(results, s.name)
+        runs.save_json({"run": s.name, "sparsity": sp, **s.cfg["identity"]}, runs.path(d, runs.SUMMARY))
+        open(runs.path(d, runs.MODEL), "wb").close()
 
-    def free(self, running):
-        return 2 - running
-
-    def submit(self, specs):
-        out = {}
-        for s in specs:
-            self.started.append(s.name)
-            o = s.cfg["optim"]
-            sp = self.curve(o["lam"]) if "lam" in o else o.get("target", 0.0)
-            import runs
-            d = runs.run_dir(self.results, s.name)
-            runs.save_json({"run": s.name, "sparsity": sp, **s.cfg["identity"]}, runs.path(d, runs.SUMMARY))
-            open(runs.path(d, runs.MODEL), "wb").close()
-            out[object()] = s
-        return out
-
-    def wait(self, handles):
-        return [(s, 0, "") for s in handles.values()]
-
-    def close(self, cancel=False, handles=()):
-        pass
+    return StandInLauncher(results, write)
 
 
 PROFILE = """

@@ -16,6 +16,7 @@ import runs
 import sweep
 from reporting import claims as CL
 from reporting import compare as K
+from tests.conftest import StandInLauncher
 
 N_WEIGHTS = 10_000
 
@@ -56,25 +57,8 @@ def write_run(results, name, cfg):
     runs.upsert_row(os.path.join(results, runs.INDEX), summary)
 
 
-class FakeLauncher:
-    def __init__(self, results):
-        self.results = results
-
-    def free(self, running):
-        return 4 - running
-
-    def submit(self, specs):
-        out = {}
-        for s in specs:
-            write_run(self.results, s.name, s.cfg)
-            out[object()] = s
-        return out
-
-    def wait(self, handles):
-        return [(s, 0, "") for s in handles.values()]
-
-    def close(self, cancel=False, handles=()):
-        pass
+def FakeLauncher(results):
+    return StandInLauncher(results, lambda results, s: write_run(results, s.name, s.cfg), slots=4)
 
 
 PROFILE = """
