@@ -67,8 +67,8 @@ def _panels(plt, n, width):
     ncols = 1 if width == "col" else min(n, 2)
     nrows = math.ceil(n / ncols)
     w = WIDTHS[width] * (0.72 if width == "page" and ncols == 1 else 1.0)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(w, 2.3 * nrows + (0.9 if width == "col" else 0)),
-                             squeeze=False)
+    per = 2.3 if nrows == 1 else 1.9
+    fig, axes = plt.subplots(nrows, ncols, figsize=(w, per * nrows), squeeze=False)
     return fig, list(axes.flat)
 
 
@@ -79,12 +79,9 @@ def _legend(fig, axes, width):
             handles.setdefault(lab, h)
     if not handles:
         return
-    if width == "col":
-        fig.legend(handles.values(), handles.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                   ncol=2, frameon=False, handlelength=2.2, columnspacing=1.0)
-    else:
-        fig.legend(handles.values(), handles.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5),
-                   frameon=False, handlelength=2.2)
+    # below the panels, so that the figure keeps the width it is printed at
+    fig.legend(handles.values(), handles.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=2 if width == "col" else 4, frameon=False, handlelength=2.2, columnspacing=1.0)
 
 
 def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference", "baseline")):
@@ -171,6 +168,6 @@ def dynamics(df, pts, folder):
         ax_s.set_ylabel("sparsity (log-spaced)")
         for ax in (ax_a, ax_s):
             ax.set_xlabel("epoch")
-    _legend(fig, list(axes.flat), "col")
+    _legend(fig, list(axes.flat), "page")
     fig.tight_layout()
     return _save(fig, folder, "dynamics_page")
