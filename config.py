@@ -124,12 +124,20 @@ def load_yaml(path, _seen=()):
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file (expected YAML)") from None
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, TypeError, ValueError, AttributeError) as e:  # PyYAML on odd input too
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
     if cfg is None:
         raise ConfigError(f"{path}: empty config file (write at least `method: ...`)")
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values")
+    def keys(d):
+        for k, v in d.items():
+            yield k
+            if isinstance(v, dict):
+                yield from keys(v)
+    bad = [k for k in keys(cfg) if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{path}: config keys must be names, got {bad[0]!r}")
     parent = cfg.pop("inherit", None)
     if parent:
         cfg = _merge(load_yaml(os.path.join(os.path.dirname(path), parent), _seen + (path,)), cfg)
@@ -142,15 +150,15 @@ def parse_overrides(items):
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override '{item}' is not KEY=VALUE")
+            raise ConfigError(f"override {item!r} is not KEY=VALUE")
         node = out
         parts = key.split(".")
         if not all(parts):
-            raise ConfigError(f"override '{item}': empty part in key '{key}'")
+            raise ConfigError(f"override {item!r}: empty part in key {key!r}")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override '{item}' conflicts with an earlier '{p}=...'")
+                raise ConfigError(f"override {item!r} conflicts with an earlier '{p}=...'")
         node[parts[-1]] = _scalar(value)
     return out
 
@@ -170,7 +178,8 @@ def _scalar(text):
 
 
 def _unknown(key, known, prefix=""):
-    close = difflib.get_close_matches(key, known, n=1)
+    key = str(key)
+    close = difflib.get_close_matches(key, list(map(str, known)), n=1)
     hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
     return ConfigError(f"unknown config key '{prefix}{key}'{hint}")
 
@@ -203,6 +212,8 @@ def resolve(cfg):
         if k not in DEFAULTS:
             raise _unknown(k, DEFAULTS)
     out = _merge(DEFAULTS, {k: v for k, v in cfg.items() if k not in ("optim", "identity")})
+    for k in ("dataset", "model", "method"):   # names are looked up below: strings first
+        _check_type(k, out[k], DEFAULTS[k])
     if out["dataset"] not in data.NUM_CLASSES:
         raise ConfigError(f"unknown dataset '{out['dataset']}'; known: {', '.join(data.NUM_CLASSES)}")
     auto = data.AUGMENT[out["dataset"]]

@@ -250,7 +250,7 @@ def load_profile(path, _seen=()):
         raise ProfileError(f"cannot read profile {path}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise ProfileError(f"{path}: not a text file (expected a YAML profile)") from None
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, TypeError, ValueError, AttributeError) as e:
         raise ProfileError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
     if isinstance(prof, dict) and prof.get("inherit"):
         parent = load_profile(os.path.join(os.path.dirname(os.path.abspath(path)), prof["inherit"]),
