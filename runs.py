@@ -283,6 +283,15 @@ def complete_summary(out):
     return s if epochs == int(s["epochs"]) else None
 
 
+def zero_fraction(out, unit):
+    """Fraction of the run's conv `unit`s ("filters" or "kernels") that are entirely zero, from
+    layers.csv; None when the model has no conv layer. OSError when layers.csv is missing."""
+    with open(path(out, LAYERS), newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("type") == "Conv2d"]
+    total = sum(int(r[unit]) for r in rows)
+    return sum(int(r["zero_" + unit]) for r in rows) / total if total else None
+
+
 def is_finished(results, name):
     return finished_summary(run_dir(results, name)) is not None
 

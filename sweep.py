@@ -566,13 +566,8 @@ def target_value(results, spec, metric="sparsity"):
     folder = run_dir(results, spec.name)
     if metric == "sparsity":
         return float(runs.read_summary(folder)["sparsity"])
-    import csv
-
-    unit = "filters" if metric == "filter_sparsity" else "kernels"
-    with open(runs.path(folder, runs.LAYERS), newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["type"] == "Conv2d"]
-    total = sum(int(r[unit]) for r in rows)
-    return sum(int(r["zero_" + unit]) for r in rows) / total if total else 0.0
+    v = runs.zero_fraction(folder, "filters" if metric == "filter_sparsity" else "kernels")
+    return 0.0 if v is None else v
 
 
 def dependency_overrides(spec, results):

@@ -26,13 +26,12 @@ from . import compare as K
 STRUCTURED = ("kernel", "channel")
 
 
-def point_key(df):
-    return ["row", "entry", "mode", "swept_value"]
+POINT_KEY = ["row", "entry", "mode", "swept_value"]   # a point: one swept value of an entry
 
 
 def points(df):
     """One row per point: seeds, mean and std of accuracy and sparsity, budget, identity."""
-    g = df.groupby(point_key(df), sort=False, dropna=False)
+    g = df.groupby(POINT_KEY, sort=False, dropna=False)
     out = g.agg(method=("method", "first"), role=("role", "first"), model=("model", "first"),
                 width=("width", "first"), swept_key=("swept_key", "first"),
                 epochs=("total_epochs", "max"), epochs_min=("total_epochs", "min"),

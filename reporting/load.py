@@ -83,15 +83,10 @@ def profiles_in(results):
 def layer_fractions(folder):
     """Fractions of conv kernels and filters that are entirely zero (layers.csv)."""
     try:
-        with open(runs.path(folder, runs.LAYERS), newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("type") == "Conv2d"]
+        vals = [runs.zero_fraction(folder, unit) for unit in ("kernels", "filters")]
     except OSError:
         return math.nan, math.nan
-    out = []
-    for unit in ("kernels", "filters"):
-        total = sum(int(r[unit]) for r in rows)
-        out.append(sum(int(r["zero_" + unit]) for r in rows) / total if total else math.nan)
-    return tuple(out)
+    return tuple(math.nan if v is None else v for v in vals)
 
 
 def load(profile, results):
