@@ -8,7 +8,18 @@
 
 Data sets: "cifar10", "cifar100" (the official python-pickle archives, read directly, so any
 copy in the real format works) and "digits" (scikit-learn's bundled 8x8 digits, resized to
-32x32 RGB, no download), so every CIFAR model runs unchanged on CPU.
+32x32 RGB, no download), so every CIFAR model runs unchanged on CPU. "imagenet" is the
+exception: an ImageFolder tree streamed from disk by DataLoader workers (imagefolder.py,
+class FolderData), with the same interface as Data here (name, num_classes, device,
+input_shape, steps_per_epoch, train_batches, test_batches, subset).
+
+Sharding for DistributedDataParallel (both classes): train_batches(..., rank=r, world=w)
+makes the epoch's order and augmentation for all positions exactly as world=1 does, then
+yields of global batch i only its positions arange(i*B, (i+1)*B).tensor_split(w)[r] (shard),
+so the ranks' parts of batch i, concatenated in rank order, are world=1's batch i; every rank
+yields steps_per_epoch(B) batches (an empty one where a short last batch has no part for it).
+test_batches(..., rank=r, world=w) gives rank r the contiguous part
+arange(N_test).tensor_split(w)[r] of the test set.
 
 Augmentation as in the papers, per data set (AUGMENT; a config may override each key): a
 random 32x32 crop of the zero-padded image (torchvision's RandomCrop(32, padding=4) for CIFAR)
@@ -33,14 +44,16 @@ import torch.nn.functional as F
 # The authors' constants (CIFAR-10 statistics), used for every data set: CIFAR-100 and digits too.
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
-NUM_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100}
+NUM_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100,
+               "imagenet": 1000}   # nominal: a FolderData has one class per class folder
 
 PAD = 4     # zero padding of the random crop (CIFAR)
 SIZE = 32   # image side
 # What `crop_padding: auto` and `flip: auto` mean per data set (see the module docstring).
 AUGMENT = {"cifar10": {"crop_padding": PAD, "flip": True},
            "cifar100": {"crop_padding": PAD, "flip": True},
-           "digits": {"crop_padding": 2, "flip": False}}
+           "digits": {"crop_padding": 2, "flip": False},
+           "imagenet": {"crop_padding": 0, "flip": True}}   # crop_padding unused (imagefolder.py)
 # Random erasing as in the authors' C10 ResNet-20 script: area fraction and aspect ratio ranges.
 ERASE_SCALE = (0.0, 0.4)
 ERASE_RATIO = (0.3, 3.3)
@@ -79,8 +92,19 @@ def epoch_generator(seed, epoch):
     return g
 
 
+def shard(start, stop, rank=0, world=1):
+    """Positions start..stop-1 of rank `rank` of `world`: arange(start, stop).tensor_split(world)[rank]."""
+    if isinstance(world, bool) or not isinstance(world, int) or world < 1:
+        raise ValueError(f"world must be an int >= 1, got {world!r}")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world:
+        raise ValueError(f"rank must be an int in [0, {world}), got {rank!r}")
+    return torch.arange(start, stop).tensor_split(world)[rank]
+
+
 class Data:
     """A whole data set on one device: uint8 images [N,3,32,32], int64 labels [N]."""
+
+    input_shape = (3, SIZE, SIZE)   # one image (C, H, W)
 
     def __init__(self, name, train_x, train_y, test_x, test_y, num_classes, device="cpu"):
         device = torch.device(device)
@@ -102,18 +126,26 @@ class Data:
         """Batches per training epoch: the last partial batch is kept."""
         return math.ceil(len(self.train_y) / batch_size)
 
+    def subset(self, n):
+        """Keep only the first n training images (and labels)."""
+        self.train_x, self.train_y = self.train_x[:int(n)], self.train_y[:int(n)]
+        self._padded = {}
+        return self
+
     # ---- batching -------------------------------------------------------------------------
 
     def train_batches(self, batch_size, seed, epoch, augment=True, dtype=torch.float32,
-                      channels_last=False, crop_padding=None, flip=None, erase=0.0):
+                      channels_last=False, crop_padding=None, flip=None, erase=0.0,
+                      rank=0, world=1):
         """Yield (x, y) for one shuffled epoch; x normalized [B,3,32,32] of `dtype`, y int64.
 
         crop_padding and flip default to this data set's AUGMENT; erase is the probability of
         random erasing. Order, crop offsets, flips and erasing come from
         epoch_generator(seed, epoch) (see there): the same (seed, epoch) always gives the same
         batches. They are drawn in the same order whether or not `augment` is set, so the batch
-        order does not depend on it.
+        order does not depend on it. With world > 1, only rank's part of each batch (shard).
         """
+        shard(0, 0, rank, world)   # checks rank and world
         auto = AUGMENT.get(self.name, AUGMENT["cifar10"])
         pad = auto["crop_padding"] if crop_padding is None else int(crop_padding)
         flip_on = auto["flip"] if flip is None else bool(flip)
@@ -138,7 +170,8 @@ class Data:
             if boxes is not None:
                 boxes = boxes.to(dev, non_blocking=True)
         for i in range(0, n, batch_size):
-            sl = slice(i, i + batch_size)
+            sl = (slice(i, i + batch_size) if world == 1
+                  else shard(i, min(i + batch_size, n), rank, world).to(dev))
             y = self.train_y.index_select(0, perm[sl])
             if augment:
                 # a crop in two gathers: its 3x32 rows of `side` pixels, then 32 columns per
@@ -155,16 +188,20 @@ class Data:
                 x = x.contiguous(memory_format=torch.channels_last)
             x = self._normalize(x, dtype)
             if boxes is not None:
-                x = x.masked_fill(erase_mask(boxes[sl]), 0.0)
+                x.masked_fill_(erase_mask(boxes[sl]), 0.0)   # in place: keeps channels_last
             yield x, y
 
-    def test_batches(self, batch_size, dtype=torch.float32, channels_last=False):
-        """Yield (x, y) over the test set in fixed order, no augmentation."""
-        for i in range(0, len(self.test_y), batch_size):
-            x = self.test_x[i:i + batch_size]
+    def test_batches(self, batch_size, dtype=torch.float32, channels_last=False, rank=0, world=1):
+        """Yield (x, y) over the test set (rank's contiguous part: shard) in fixed order, no
+        augmentation."""
+        mine = shard(0, len(self.test_y), rank, world)
+        lo, hi = (int(mine[0]), int(mine[-1]) + 1) if len(mine) else (0, 0)
+        for i in range(lo, hi, batch_size):
+            j = min(i + batch_size, hi)
+            x = self.test_x[i:j]
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield self._normalize(x, dtype), self.test_y[i:i + batch_size]
+            yield self._normalize(x, dtype), self.test_y[i:j]
 
     # ---- helpers ----------------------------------------------------------------------------
 
@@ -223,8 +260,15 @@ def erase_mask(boxes, size=SIZE):
 
 # ---- loading ------------------------------------------------------------------------------
 
-def load(name, root="data", device="cpu", download=True):
-    """Load a data set by name onto `device`; raise DataError (one line) if it is unavailable."""
+def load(name, root="data", device="cpu", download=True, workers=8):
+    """Load a data set by name onto `device`; raise DataError (one line) if it is unavailable.
+
+    "imagenet" gives an imagefolder.FolderData read from ROOT/imagenet/{train,val} (or
+    ROOT/{train,val}) by `workers` DataLoader processes (0: in this process); it cannot be
+    downloaded, so `download` does not apply. The in-memory sets ignore `workers`."""
+    if name == "imagenet":
+        import imagefolder
+        return imagefolder.load(name, root, device=device, workers=workers)
     if name == "digits":
         arrays = _load_digits()
     elif name in _CIFAR:

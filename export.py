@@ -11,9 +11,9 @@ slim   Conv filters whose weights are all zero, and channels that no later layer
        running mean (1x1 convs) or a bias; for padded 3x3 convs, whose border pixels read
        less of it than the interior, into a fixed [C, H, W] map added to the conv's output,
        or, where that map would outweigh the layer's weights, a one-channel kernel
-       convolved with ones (so the slim model expects 32x32 inputs, like the training
-       data). Residual-stream channels go only where every conv writing them is zero (then
-       the stream carries a constant there). Option-A shortcuts are the one hand-written case
+       convolved with ones (so the slim model expects inputs of the model's input_shape:
+       32x32 for the CIFAR models, like the training data). Residual-stream channels go
+       only where every conv writing them is zero (then the stream carries a constant there). Option-A shortcuts are the one hand-written case
        (_IndexShortcut says why). The file is the pruned network as a torch.fx GraphModule
        saved whole with torch.save: only torch.nn layers and generated code, so it loads
        without this repository (`load_slim(file)`, or torch.load(file, weights_only=False):
@@ -51,7 +51,7 @@ FORMATS = ("slim", "csr", "dense")
 EXPORT_JSON = "export.json"
 DEFAULT_OUT = {"slim": "model.slim.pt", "csr": "model.csr.pt", "dense": "model.dense.pt"}
 RTOL = 1e-4          # allowed |logit difference| / max(1, max |logit|)
-INPUT_SHAPE = (1, 3, 32, 32)
+INPUT_SHAPE = (1, 3, 32, 32)   # probe input of a model without `input_shape` (models.get_model sets it)
 
 
 class ExportError(Exception):
@@ -160,10 +160,11 @@ class _Slimmer:
 
         self.tp = tp
         self.model = model
+        self.input_shape = (1, *getattr(model, "input_shape", INPUT_SHAPE[1:]))
         self.sibling = _replace_shortcuts(model)
         with torch.enable_grad():      # the DependencyGraph traces through autograd
             self.DG = tp.DependencyGraph().build_dependency(
-                model, example_inputs=torch.zeros(INPUT_SHAPE),
+                model, example_inputs=torch.zeros(self.input_shape),
                 customized_pruners={_IndexShortcut: _index_shortcut_pruner()}, verbose=False)
         self.name = {m: n for n, m in model.named_modules()}
         self.kept = {m: list(range(m.weight.shape[0])) for m in model.modules()
@@ -191,7 +192,8 @@ class _Slimmer:
         hs = [m.register_forward_pre_hook(lambda m, i: seen.__setitem__(m, i[0].detach().clone()))
               for m in modules]
         g = torch.Generator().manual_seed(0)
-        x = torch.cat([torch.zeros(INPUT_SHAPE), 2 * torch.randn((3,) + INPUT_SHAPE[1:], generator=g)])
+        shape = self.input_shape
+        x = torch.cat([torch.zeros(shape), 2 * torch.randn((3,) + shape[1:], generator=g)])
         try:
             self.model(x)
         finally:
@@ -395,6 +397,7 @@ class _Slimmer:
                 node.replace_all_uses_with(add, delete_user_cb=lambda u: u is not add)
         gm.graph.lint()
         gm.recompile()
+        gm.input_shape = tuple(self.input_shape[1:])   # what the model was probed (and folded) at
         return gm.eval()
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optim.base import penalized_modules, probe
+from optim.base import penalized_modules, probe, probe_shape
 
 
 @torch.no_grad()
@@ -26,8 +26,11 @@ def evaluate(model, batches):
 
 
 @torch.no_grad()
-def layer_table(model, input_shape=(1, 3, 32, 32)):
-    """One dict per conv/linear layer: shape, entries, nonzeros, structured zeros, MACs."""
+def layer_table(model, input_shape=None):
+    """One dict per conv/linear layer: shape, entries, nonzeros, structured zeros, MACs.
+
+    MACs are those of one input of `input_shape` (N, C, H, W), by default one image of the
+    model's own `input_shape` (3x32x32 for a model without one)."""
     sizes = {}
     hooks = [m.register_forward_hook(lambda m, i, o, n=n: sizes.__setitem__(n, o.shape))
              for n, m in penalized_modules(model)]
@@ -57,7 +60,7 @@ def layer_table(model, input_shape=(1, 3, 32, 32)):
 
 
 @torch.no_grad()
-def counts(model, input_shape=(1, 3, 32, 32)):
+def counts(model, input_shape=None):
     """Model-level sparsity and FLOPs (multiply-adds) of conv and linear layers.
 
     Expects a plain model (weights as used, no parametrization): train.py and eval.py

@@ -1,8 +1,15 @@
-"""Model registry: name -> constructor(num_classes, width). Add a model = one file + one line."""
+"""Model registry: name -> constructor(num_classes, width). Add a model = one file + one line.
+
+Every model from get_model has `input_shape`, the (C, H, W) of one input image it is built
+for: (3, 224, 224) for the ImageNet models (resnet50, mobilenet_v1), (3, 32, 32) otherwise
+(CIFAR_INPUT_SHAPE). Shape probes (metrics FLOPs, optim.base.probe, export) use it.
+"""
 import difflib
 
 from .densenet import densenet40, densenet_bc100
+from .mobilenet import mobilenet_v1
 from .resnet import resnet18, resnet20, resnet32, resnet44, resnet56, resnet110
+from .resnet50 import resnet50
 from .vgg import vgg11, vgg13, vgg16, vgg19
 
 _REGISTRY = {
@@ -18,7 +25,11 @@ _REGISTRY = {
     "resnet18": resnet18,
     "densenet40": densenet40,
     "densenet_bc100": densenet_bc100,
+    "resnet50": resnet50,
+    "mobilenet_v1": mobilenet_v1,
 }
+
+CIFAR_INPUT_SHAPE = (3, 32, 32)
 
 
 def names():
@@ -32,4 +43,7 @@ def get_model(name, num_classes=10, width=1.0):
         raise ValueError(f"unknown model '{name}'; known: {', '.join(names())}" + hint)
     if not width > 0:  # also rejects NaN
         raise ValueError(f"model width must be > 0, got {width}")
-    return _REGISTRY[name](num_classes=num_classes, width=width)
+    model = _REGISTRY[name](num_classes=num_classes, width=width)
+    if not hasattr(model, "input_shape"):
+        model.input_shape = CIFAR_INPUT_SHAPE
+    return model

@@ -13,10 +13,21 @@ def penalized_modules(model):
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
+DEFAULT_IMAGE_SHAPE = (3, 32, 32)   # a model without `input_shape` (models.get_model sets it)
+
+
+def probe_shape(model, batch=1):
+    """(batch, C, H, W) of a probe input for `model`: its `input_shape`, else 3x32x32."""
+    return (batch, *getattr(model, "input_shape", DEFAULT_IMAGE_SHAPE))
+
+
 @torch.no_grad()
-def probe(model, hooks, input_shape=(1, 3, 32, 32)):
+def probe(model, hooks, input_shape=None):
     """One forward pass of zeros in eval mode (running statistics untouched), then remove
-    `hooks`: for hooks that record output shapes or which layer feeds which."""
+    `hooks`: for hooks that record output shapes or which layer feeds which. The input is
+    `input_shape` (N, C, H, W), by default one image of the model's own `input_shape`."""
+    if input_shape is None:
+        input_shape = probe_shape(model)
     was_training = model.training
     model.eval()
     p = next(model.parameters())

@@ -51,7 +51,7 @@ import math
 import torch
 from torch import nn
 
-from .base import penalized_modules, probe
+from .base import penalized_modules, probe, probe_shape
 from .sgd import SGD
 
 
@@ -90,9 +90,10 @@ def cubic_sparsity(epoch, start, end, target):
 
 
 @torch.no_grad()
-def conv_bn_pairs(model, convs, input_shape=(2, 3, 32, 32)):
+def conv_bn_pairs(model, convs, input_shape=None):
     """[(conv index, bn)] where the BatchNorm's input is that conv's output tensor itself,
-    found with one forward pass in eval mode (running statistics untouched)."""
+    found with one forward pass in eval mode (running statistics untouched); by default of
+    two images of the model's `input_shape`."""
     outs, pairs = {}, []
     index = {id(c): i for i, c in enumerate(convs)}
 
@@ -107,7 +108,7 @@ def conv_bn_pairs(model, convs, input_shape=(2, 3, 32, 32)):
     hooks = [c.register_forward_hook(after_conv) for c in convs]
     hooks += [m.register_forward_pre_hook(before_bn) for m in model.modules()
               if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    probe(model, hooks, input_shape)
+    probe(model, hooks, probe_shape(model, 2) if input_shape is None else input_shape)
     return pairs
 
 

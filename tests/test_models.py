@@ -36,6 +36,10 @@ EXACT = {
     "resnet18": 11_173_962,
     "densenet40": 1_059_298,
     "densenet_bc100": 769_162,
+    # torchvision's 25,557,032 with a 10-class head: - 2048*990 - 990
+    "resnet50": 23_528_522,
+    # 4,231,976 at 1000 classes (BN included), with a 10-class head: - 1024*990 - 990
+    "mobilenet_v1": 3_217_226,
 }
 
 # Published figures; 2% is loose enough for rounding, tight enough to catch a missing
@@ -135,3 +139,105 @@ def test_compiles_without_graph_breaks():
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(torch.compile(m, backend="eager", fullgraph=True)(x), m(x))
+
+
+# ---- ImageNet models ------------------------------------------------------------------------
+
+IMAGENET = ("resnet50", "mobilenet_v1")
+
+
+def test_input_shapes():
+    for name in models.names():
+        want = (3, 224, 224) if name in IMAGENET else (3, 32, 32)
+        assert models.get_model(name, width=0.25).input_shape == want, name
+
+
+def test_resnet50_is_torchvisions():
+    import torchvision
+    from models.resnet50 import ScaledResNet50
+
+    tv = models.get_model("resnet50", num_classes=1000)
+    assert type(tv) is torchvision.models.ResNet            # torchvision.models.resnet50 itself
+    assert n_params(tv) == 25_557_032                       # torchvision's documented count
+    # the scaled build at width 1 is the same network: same modules, same function
+    s = ScaledResNet50(1000, 1.0)
+    assert str(s).replace("ScaledResNet50", "ResNet") == str(tv)
+    assert [(k, v.shape) for k, v in s.state_dict().items()] == [(k, v.shape) for k, v in tv.state_dict().items()]
+    s.load_state_dict(tv.state_dict())
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(s.eval()(x), tv.eval()(x), atol=1e-5)
+
+
+def test_mobilenet_v1_structure():
+    m = models.get_model("mobilenet_v1", num_classes=1000, width=0.25)
+    convs = [c for c in m.modules() if isinstance(c, nn.Conv2d)]
+    assert len(convs) == 27                     # 3x3 stem + 13 x (depthwise, pointwise)
+    dw, pw = convs[1::2], convs[2::2]
+    assert all(c.groups == c.in_channels == c.out_channels and c.kernel_size == (3, 3) for c in dw)
+    assert all(c.groups == 1 and c.kernel_size == (1, 1) for c in pw)
+    assert [c.stride[0] for c in convs[::2]] == [2] + [1] * 13 and [c.stride[0] for c in dw] == \
+        [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
+    assert convs[0].out_channels == 8 and pw[-1].out_channels == 256     # 32α ... 1024α
+    assert sum(isinstance(b, nn.BatchNorm2d) for b in m.modules()) == 27
+    with torch.no_grad():
+        assert m(torch.zeros(1, 3, 224, 224)).shape == (1, 1000)
+        assert m.features(torch.zeros(1, 3, 224, 224)).shape == (1, 256, 7, 7)
+
+
+@pytest.mark.parametrize("name, params, macs", [
+    ("resnet50", 25.557e6, 4.09e9),       # torchvision: 25,557,032 params, 4.09 GMACs at 224
+    ("mobilenet_v1", 4.2e6, 569e6),       # Howard et al. Table 4: 4.2M params, 569M mult-adds
+])
+def test_imagenet_published_counts(name, params, macs):
+    import metrics
+
+    m = models.get_model(name, num_classes=1000)
+    assert abs(n_params(m) / params - 1) < 0.01
+    c = metrics.counts(m)                 # probes at the model's input_shape, 224x224
+    assert abs(c["flops_dense"] / macs - 1) < 0.01
+    assert c["n_params"] == n_params(m)
+
+
+def test_imagenet_width_scales_quadratically():
+    for name in IMAGENET:
+        ratio = n_params(models.get_model(name, width=0.5)) / n_params(models.get_model(name))
+        assert 0.2 < ratio < 0.3, name
+
+
+@pytest.mark.parametrize("name", IMAGENET)
+@pytest.mark.parametrize("method, hp", [
+    ("xrda", {"mode": "elementwise"}), ("xrda", {"mode": "kernel"}), ("xrda", {"mode": "channel"}),
+    ("soft_threshold", {"final_threshold": 1e-3}), ("gmp", {}), ("filter_prune", {})])
+def test_methods_step_on_imagenet_models(name, method, hp, one_thread):
+    """Each method builds (shape probes at the model's 224x224), takes a step on 64x64 inputs
+    and the exported weights count; gmp and filter_prune then prune to their targets."""
+    import metrics
+    from optim import get_method
+    from optim.magnitude import conv_bn_pairs
+
+    torch.manual_seed(0)
+    model = models.get_model(name, num_classes=5, width=1 / 16).to(memory_format=torch.channels_last)
+    cls = get_method(method)
+    hp = {**cls.defaults, **hp}
+    cls.validate(hp)
+    meth = cls(model, hp, 2, 2)          # 2 epochs of 2 steps: a step size > 0 at step 1
+    before = [p.detach().clone() for p in model.parameters()]
+    x = torch.randn(2, 3, 64, 64).to(memory_format=torch.channels_last)
+    meth.zero_grad()
+    nn.functional.cross_entropy(model(x), torch.tensor([0, 3])).backward()
+    meth.step()
+    meth.end_epoch(0)
+    meth.end_epoch(1)                      # gmp and filter_prune reach their targets here
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before))
+    plain = models.get_model(name, num_classes=5, width=1 / 16)
+    plain.load_state_dict(meth.export())
+    c = metrics.counts(plain)
+    rows = metrics.layer_table(plain)
+    assert c["flops_dense"] == sum(r["flops_dense"] for r in rows) > 0
+    if method == "gmp":
+        assert abs(c["sparsity"] - 0.9) < 0.01
+    if method == "filter_prune":
+        assert sum(r["zero_filters"] for r in rows if r["type"] == "Conv2d") > 0
+    convs = [m for m in plain.modules() if isinstance(m, nn.Conv2d)]
+    assert len(conv_bn_pairs(plain, convs)) == sum(isinstance(b, nn.BatchNorm2d) for b in plain.modules())

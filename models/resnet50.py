@@ -1,0 +1,47 @@
+"""ResNet-50 for ImageNet (He et al. 2016): torchvision's architecture, random init.
+
+width 1 is torchvision.models.resnet50 itself (25,557,032 parameters at 1000 classes). Other
+widths scale every stage's planes (stem 64, stages 64/128/256/512, bottleneck expansion 4)
+by `width`, built with torchvision's own Bottleneck, _make_layer, forward and init; at
+width 1 that build is the same network, module for module (tests/test_models.py checks it).
+"""
+import torch.nn as nn
+from torchvision.models import resnet as tv
+
+INPUT_SHAPE = (3, 224, 224)
+
+
+def _w(c, width):
+    return max(1, int(round(c * width)))
+
+
+class ScaledResNet50(tv.ResNet):
+    """torchvision's ResNet with Bottleneck blocks [3, 4, 6, 3] and planes scaled by width."""
+
+    def __init__(self, num_classes=1000, width=1.0):
+        nn.Module.__init__(self)
+        self._norm_layer = nn.BatchNorm2d
+        self.inplanes, self.dilation, self.groups, self.base_width = _w(64, width), 1, 1, 64
+        self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        planes = [_w(p, width) for p in (64, 128, 256, 512)]
+        self.layer1 = self._make_layer(tv.Bottleneck, planes[0], 3)
+        self.layer2 = self._make_layer(tv.Bottleneck, planes[1], 4, stride=2)
+        self.layer3 = self._make_layer(tv.Bottleneck, planes[2], 6, stride=2)
+        self.layer4 = self._make_layer(tv.Bottleneck, planes[3], 3, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(planes[3] * tv.Bottleneck.expansion, num_classes)
+        for m in self.modules():   # torchvision's init (zero_init_residual=False)
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+
+def resnet50(num_classes=1000, width=1.0):
+    m = tv.resnet50(weights=None, num_classes=num_classes) if width == 1 else ScaledResNet50(num_classes, width)
+    m.input_shape = INPUT_SHAPE
+    return m
