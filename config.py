@@ -13,7 +13,7 @@ import os
 import yaml
 
 DEFAULTS = {
-    "dataset": "digits",       # digits | cifar10 | cifar100
+    "dataset": "digits",       # digits | cifar10 | cifar100 | imagenet (an ImageFolder tree)
     "data_dir": "data",
     "download": True,          # fetch CIFAR into data_dir when it is missing
     "model": "resnet20",
@@ -32,6 +32,10 @@ DEFAULTS = {
     "channels_last": False,
     "compile": False,          # torch.compile the forward pass
     "lr_scale": 1.0,           # multiplies the method's step size optim.lr (SGD's lr, xRDA's h)
+    "warmup_epochs": 0,        # linear lr warm-up, then the method's schedule (paper B: 5)
+    "label_smoothing": 0.0,    # of the training loss (paper B's ImageNet recipe: 0.1)
+    "sync_bn": False,          # under DDP: BatchNorm statistics over the global batch
+    "workers": 8,              # DataLoader workers (ImageFolder data sets only)
     "init_from": "",           # a run folder or model.pt to start from instead of random init
     "method": "sgd",
     "optim": {},               # the method's own keys, see optim/<method>.py `defaults`
@@ -44,9 +48,9 @@ IDENTITY = {"profile": "", "entry": "", "role": "", "row": "", "swept_key": "", 
 ROLES = ("dense", "reference", "baseline", "ablation")
 CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("fp32", "bf16")}
 POSITIVE = ("width", "epochs", "batch_size", "eval_batch_size", "lr_scale")
-NON_NEGATIVE = ("train_subset",)
+NON_NEGATIVE = ("train_subset", "warmup_epochs", "workers")
 # Keys that change where things are read from, not what is computed: kept out of the hash.
-NOT_HASHED = ("data_dir", "download", "device", "identity")
+NOT_HASHED = ("data_dir", "download", "device", "identity", "workers")
 
 
 # One set of value checks for every method's `optim.*` keys (a key a method does not have is
@@ -237,6 +241,11 @@ def resolve(cfg):
             raise ConfigError(f"config key '{k}' must be >= 0, got {out[k]!r}")
     if out["crop_padding"] < 0:
         raise ConfigError(f"config key 'crop_padding' must be >= 0, got {out['crop_padding']!r}")
+    if not 0.0 <= out["label_smoothing"] < 1.0:
+        raise ConfigError(f"config key 'label_smoothing' must be in [0, 1), got {out['label_smoothing']!r}")
+    if out["warmup_epochs"] >= out["epochs"]:
+        raise ConfigError(f"config key 'warmup_epochs' ({out['warmup_epochs']}) must be less than "
+                          f"epochs ({out['epochs']})")
     if not 0.0 <= out["erase"] <= 1.0:
         raise ConfigError(f"config key 'erase' must be a probability in [0, 1], got {out['erase']!r}")
     if out["model"] not in models.names():

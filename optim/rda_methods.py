@@ -17,7 +17,7 @@ import math
 import torch
 
 from .base import Method, is_penalized, split_decay
-from .schedules import KINDS, Schedule
+from .schedules import KINDS, Schedule, warmup_steps
 from .xrda import MODES, XRDA
 
 
@@ -61,7 +61,8 @@ class _RDAFamily(Method):
                               fused=hp.get("fused", False))
         self.schedule = Schedule(self.optimizer, hp["schedule"], steps_per_epoch * epochs,
                                  steps_per_epoch, hp["milestones"], hp["gamma"],
-                                 avg=hp.get("avg", 0.0) if has_avg else None)
+                                 avg=hp.get("avg", 0.0) if has_avg else None,
+                                 warmup_steps=warmup_steps(hp, steps_per_epoch))
 
     @classmethod
     def validate(cls, hp):
@@ -130,7 +131,8 @@ class SGDL1(Method):
         self.optimizer = torch.optim.SGD(split_decay(model, hp["weight_decay"]), lr=hp["lr"],
                                          momentum=hp["momentum"], foreach=True)
         self.schedule = Schedule(self.optimizer, hp["schedule"], steps_per_epoch * epochs,
-                                 steps_per_epoch, hp["milestones"], hp["gamma"])
+                                 steps_per_epoch, hp["milestones"], hp["gamma"],
+                                 warmup_steps=warmup_steps(hp, steps_per_epoch))
 
     @classmethod
     def validate(cls, hp):

@@ -16,6 +16,11 @@ class Schedule:
               (1 - avg) *= gamma (the paper's step schedule: gamma = 0.5, avg starts at 0)
     constant: factor = 1, avg = avg0
 
+    warmup (W = warmup epochs x steps per epoch, config key `warmup_epochs`, paper B's
+    ImageNet recipe): factor rises linearly, t / W, over steps 1..W, and the cosine then runs
+    over the remaining N - W steps, t -> t - W (its avg stays 0 during the warm-up); under
+    step and constant the warm-up multiplies factor only. W = 0: none.
+
     t = 1..N counts optimizer steps (N = total_steps); epoch index of step t is
     (t - 1) // steps_per_epoch, so milestone m changes the values from the first step of
     epoch m on, after m epochs. The authors' step schedule halves at the end of epoch
@@ -24,7 +29,7 @@ class Schedule:
     """
 
     def __init__(self, optimizer, kind, total_steps, steps_per_epoch, milestones=(), gamma=0.1,
-                 avg=None):
+                 avg=None, warmup_steps=0):
         if kind not in KINDS:
             raise ValueError(f"unknown schedule '{kind}'; known: {', '.join(KINDS)}")
         if not 0 < gamma <= 1:
@@ -38,20 +43,31 @@ class Schedule:
         self.milestones = sorted(int(m) for m in milestones)
         self.gamma = float(gamma)
         self.avg0 = avg  # None: this optimizer has no averaging weight
+        self.warmup = int(warmup_steps)
+        if not 0 <= self.warmup < self.total_steps:
+            raise ValueError(f"warm-up of {self.warmup} steps must be shorter than the run "
+                             f"({self.total_steps} steps)")
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         self.t = 1
         self._apply()
 
     def factor(self, t):
+        warm = t / self.warmup if t < self.warmup else 1.0
         if self.kind == "cosine":
-            return (1 + math.cos(math.pi * t / self.total_steps)) / 2
+            return warm * (1 + math.cos(math.pi * self._after_warmup(t))) / 2
         if self.kind == "step":
-            return self.gamma ** self._passed(t)
-        return 1.0
+            return warm * self.gamma ** self._passed(t)
+        return warm
+
+    def _after_warmup(self, t):
+        """Where step t is in the cosine, in [0, 1]: t / N without warm-up."""
+        if not self.warmup:
+            return t / self.total_steps
+        return max(0, t - self.warmup) / (self.total_steps - self.warmup)
 
     def avg(self, t):
         if self.kind == "cosine":
-            return (1 - math.cos(math.pi * t / self.total_steps)) / 2
+            return (1 - math.cos(math.pi * self._after_warmup(t))) / 2
         if self.kind == "step":
             return 1 - (1 - self.avg0) * self.gamma ** self._passed(t)
         return self.avg0
@@ -78,3 +94,12 @@ class Schedule:
         self.t = state["t"]
         self.base_lrs = state["base_lrs"]
         self._apply()
+
+
+# The one hp key a method does not declare itself: train.py sets it from the run's
+# top-level `warmup_epochs`, so every method's schedule gets the same warm-up.
+WARMUP_KEY = "warmup_epochs"
+
+
+def warmup_steps(hp, steps_per_epoch):
+    return int(hp.get(WARMUP_KEY, 0)) * int(steps_per_epoch)

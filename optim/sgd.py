@@ -2,7 +2,7 @@
 import torch
 
 from .base import Method, split_decay
-from .schedules import KINDS, Schedule
+from .schedules import KINDS, Schedule, warmup_steps
 
 
 class SGD(Method):
@@ -19,7 +19,8 @@ class SGD(Method):
                                          momentum=hp["momentum"], nesterov=hp["nesterov"],
                                          foreach=True)
         self.schedule = Schedule(self.optimizer, hp["schedule"], steps_per_epoch * epochs,
-                                 steps_per_epoch, hp["milestones"], hp["gamma"])
+                                 steps_per_epoch, hp["milestones"], hp["gamma"],
+                                 warmup_steps=warmup_steps(hp, steps_per_epoch))
 
     @classmethod
     def validate(cls, hp):

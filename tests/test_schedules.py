@@ -58,6 +58,31 @@ def test_constant_and_schedule_without_avg():
     assert [a for _, a in v] == [0.0] * 4 and v[1][0] == pytest.approx(0.5)
 
 
+def test_warmup_rises_linearly_then_the_cosine_runs_over_the_rest():
+    # N = 10 steps, W = 4 (warmup_epochs 2 x 2 steps per epoch): h_t = h0 t/W for t < W,
+    # then h0 (1 + cos(pi (t - W)/(N - W)))/2; a stays 0 in the warm-up, then follows the cosine
+    s = Schedule(opt(2.0), "cosine", 10, 2, avg=0.0, warmup_steps=4)
+    v = values(s, 10)
+    assert [h for h, _ in v[:4]] == pytest.approx([0.5, 1.0, 1.5, 2.0])
+    assert [a for _, a in v[:4]] == pytest.approx([0.0, 0.0, 0.0, 0.0])
+    assert v[6] == pytest.approx((1.0, 0.5))           # t = 7: (t - W)/(N - W) = 1/2
+    assert v[9] == pytest.approx((0.0, 1.0))           # t = N
+    # under step and constant the warm-up multiplies h only
+    st = values(Schedule(opt(2.0), "step", 8, 2, milestones=[2], gamma=0.5, avg=0.0, warmup_steps=2), 8)
+    assert [h for h, _ in st] == pytest.approx([1.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0])
+    const = values(Schedule(opt(2.0), "constant", 6, 3, avg=0.25, warmup_steps=3), 6)
+    assert [h for h, _ in const] == pytest.approx([2 / 3, 4 / 3, 2.0, 2.0, 2.0, 2.0])
+    assert {a for _, a in const} == {0.25}
+    with pytest.raises(ValueError, match="warm-up"):
+        Schedule(opt(), "cosine", 10, 2, warmup_steps=10)
+
+
+def test_no_warmup_is_the_schedule_without_it():
+    a = values(Schedule(opt(1.0), "cosine", 12, 3, avg=0.0), 12)
+    b = values(Schedule(opt(1.0), "cosine", 12, 3, avg=0.0, warmup_steps=0), 12)
+    assert a == b
+
+
 def test_state_dict_round_trip():
     a = Schedule(opt(1.0), "step", 30, 3, milestones=[2, 4], gamma=0.5, avg=0.0)
     values(a, 7)
@@ -94,3 +119,52 @@ def test_paper_configs_resolve_with_the_released_schedule():
             assert o["milestones"] == list(range(61, 422, 40)) and o["gamma"] == 0.5
             assert o["avg"] == 0.0
     assert steps == 2
+
+
+def test_imagenet_configs_are_paper_bs_recipe_for_every_method():
+    import config as C
+    import models
+    import sweep
+    from optim import get_method
+
+    files = sorted(glob.glob(os.path.join(ROOT, "configs", "imagenet", "*.yaml")))
+    runnable = [f for f in files if os.path.basename(f) not in ("base.yaml", "slats.yaml")]
+    assert len(runnable) == 5
+    for f in runnable:
+        cfg = C.build(f)
+        assert (cfg["dataset"], cfg["epochs"], cfg["batch_size"]) == ("imagenet", 100, 256)
+        assert (cfg["warmup_epochs"], cfg["label_smoothing"]) == (5, 0.1)
+        assert cfg["optim"]["weight_decay"] == 3.05e-5 and cfg["optim"]["schedule"] == "cosine"
+        if cfg["method"] in ("sgd", "gmp", "soft_threshold"):
+            assert (cfg["optim"]["lr"], cfg["optim"]["momentum"]) == (0.256, 0.875)
+        # the warm-up reaches the method's schedule: lr at step 1 is lr/W of a 5-epoch warm-up
+        method = get_method(cfg["method"])
+        model = models.get_model("resnet20", width=0.125)   # the schedule does not care
+        hp = {**cfg["optim"], "warmup_epochs": cfg["warmup_epochs"]}
+        m = method(model, hp, 10, cfg["epochs"])
+        assert m.lr == pytest.approx(cfg["optim"]["lr"] / 50)
+    specs = sweep.expand(sweep.find_profile("imagenet"))
+    assert {s.entry for s in specs} == {"soft_threshold", "sgd", "xrda", "gmp"}
+
+
+def test_label_smoothing_is_the_training_loss(tmp_path):
+    """A run with label_smoothing 0.1 trains on torch's smoothed cross-entropy: its first
+    epoch's training loss is that of the initial model under it (lr ~ 0 in a 1-step run)."""
+    import torch.nn.functional as F
+
+    import config as C
+    import data
+    import train
+
+    cfg = C.build(None, ["model=resnet20", "width=0.125", "epochs=1", "batch_size=64",
+                         "train_subset=64", "device=cpu", "label_smoothing=0.1", "augment=false"])
+    s = train.train(cfg, out=str(tmp_path / "run"), quiet=True)
+    torch.manual_seed(0)
+    model = train.build_model(cfg, 10, torch.device("cpu"))
+    d = data.load("digits")
+    d.subset(64)
+    (x, y), = list(d.train_batches(64, 0, 0, augment=False))
+    model.train()
+    smoothed = F.cross_entropy(model(x), y, label_smoothing=0.1).item()
+    assert s["train_loss"] == pytest.approx(smoothed, rel=1e-5)
+    assert abs(F.cross_entropy(model(x), y).item() - smoothed) > 1e-3   # it is not the plain loss
