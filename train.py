@@ -1,6 +1,7 @@
 """One run: a config in, a run folder out.
 
     python train.py CONFIG.yaml [KEY=VALUE ...] [--out DIR] [--results DIR]
+    torchrun --nproc_per_node=N train.py CONFIG.yaml [...]     # one run across N processes
 
 The run folder (default RESULTS/runs/<name>-<hash>/, RESULTS = scratch/ for ad-hoc runs;
 sweeps pass results/) gets config.yaml, metrics.csv (one row per epoch), checkpoint.pt
@@ -9,6 +10,7 @@ RESULTS/runs.csv (runs.py owns these names and the summary's fields). A finished
 the same resolved config is skipped; an unfinished one resumes from its last epoch.
 """
 import argparse
+import contextlib
 import math
 import os
 import random
@@ -24,10 +26,12 @@ from tqdm import tqdm
 
 import config as C
 import data as D
+import distributed as dist_
 import metrics
 import models
 import runs
 from optim import get_method
+from optim.schedules import WARMUP_KEY
 
 
 class RunError(Exception):
@@ -36,8 +40,14 @@ class RunError(Exception):
         self.code = code
 
 
-def build_model(cfg, num_classes, device):
+class StopAfter(Exception):
+    """--stop-after N: N epochs trained in this invocation, checkpointed; not finished."""
+
+
+def build_model(cfg, num_classes, device, input_shape=None):
     model = models.get_model(cfg["model"], num_classes=num_classes, width=cfg["width"]).to(device)
+    if input_shape is not None:   # MACs are counted at the data's resolution
+        model.input_shape = tuple(input_shape)
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -68,9 +78,13 @@ def epochs_before(init_path):
     return int(prev.get("total_epochs", prev.get("epochs", 0)))
 
 
-def train(cfg, out=None, results=runs.SCRATCH, quiet=False):
+def train(cfg, out=None, results=runs.SCRATCH, quiet=False, dist=None, stop_after=0):
     """Run (or resume, or skip) one training run; returns its summary dict. One process per
-    run folder: a second one exits at once (RunError, code 4) naming the holder."""
+    run folder: a second one exits at once (RunError, code 4) naming the holder. Under
+    torchrun (`dist`, see distributed.py) every rank trains and rank 0 alone writes.
+    stop_after > 0: stop (StopAfter) once that many epochs are trained and checkpointed."""
+    d = dist or dist_.Dist()
+    quiet = quiet or not d.main
     name = C.run_name(cfg)
     out = out or os.path.join(results, "runs", name)
     say = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
@@ -78,11 +92,17 @@ def train(cfg, out=None, results=runs.SCRATCH, quiet=False):
     if summary is not None and summary.get("config_hash") == C.config_hash(cfg):
         say(f"{name}: finished already, skipped")
         return summary
-    try:
-        with runs.run_lock(out):
-            return _train(cfg, out, results, say, quiet)
-    except runs.LockedError as e:
-        raise RunError(str(e), 4) from None
+    with contextlib.ExitStack() as stack:
+        held = None
+        if d.main:
+            try:
+                stack.enter_context(runs.run_lock(out))
+            except runs.LockedError as e:
+                held = str(e)
+        held = d.broadcast(held)   # every rank stops when rank 0 could not take the folder
+        if held:
+            raise RunError(held, 4)
+        return _train(cfg, out, results, say, quiet, d, stop_after)
 
 
 def load_checkpoint(out, device, chash):
@@ -104,7 +124,23 @@ def load_checkpoint(out, device, chash):
     return None, None
 
 
-def _train(cfg, out, results, say, quiet):
+def _evaluate(model, batches, d):
+    """(mean loss, accuracy %) over the test set; under DDP each rank has a part of it."""
+    if not d.enabled:
+        return metrics.evaluate(model, batches)
+    n = 0
+
+    def counted():
+        nonlocal n
+        for x, y in batches:
+            n += y.numel()
+            yield x, y
+    loss, acc = metrics.evaluate(model, counted())
+    loss_sum, correct, total = d.sum(loss * n, acc * n / 100.0, n)
+    return loss_sum / total, 100.0 * round(correct) / total
+
+
+def _train(cfg, out, results, say, quiet, d, stop_after):
     name, chash = C.run_name(cfg), C.config_hash(cfg)
     cfg_path = runs.path(out, runs.CONFIG)
     if os.path.exists(cfg_path):
@@ -117,26 +153,31 @@ def _train(cfg, out, results, say, quiet):
     np.random.seed(seed)
     torch.manual_seed(seed)
     try:
-        device = runs.pick_device(cfg["device"])
+        device = dist_.device_for(d, runs.pick_device(cfg["device"]))
     except runs.RunFolderError as e:
         raise RunError(str(e), 2) from None
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     try:
-        data = D.load(cfg["dataset"], cfg["data_dir"], device=device, download=cfg["download"])
+        data = D.load(cfg["dataset"], cfg["data_dir"], device=device, download=cfg["download"],
+                      workers=cfg["workers"])
     except D.DataError as e:
         raise RunError(str(e), 1) from None
     if cfg["train_subset"]:
-        data.train_x, data.train_y = data.train_x[:cfg["train_subset"]], data.train_y[:cfg["train_subset"]]
+        data.subset(cfg["train_subset"])
 
-    model = build_model(cfg, data.num_classes, device)
+    model = build_model(cfg, data.num_classes, device, data.input_shape)
     init_path = load_weights(cfg["init_from"], model, cfg) if cfg["init_from"] else ""
+    if d.enabled and cfg["sync_bn"]:
+        model = dist_.sync_batchnorm(model, device)
     steps = data.steps_per_epoch(cfg["batch_size"])
     hp = dict(cfg["optim"])
     if "lr" in hp:   # a row's step-size scale (e.g. a deep, narrow net that needs a smaller step)
         hp["lr"] = hp["lr"] * cfg["lr_scale"]
+    if cfg["warmup_epochs"]:
+        hp[WARMUP_KEY] = cfg["warmup_epochs"]
     method = get_method(cfg["method"])(model, hp, steps, cfg["epochs"])
-    eval_model = build_model(cfg, data.num_classes, device)  # the exported weights, as eval.py sees them
+    eval_model = build_model(cfg, data.num_classes, device, data.input_shape)  # the exported weights, as eval.py sees them
 
     ckpt_path = runs.path(out, runs.CHECKPOINT)
     rows, start, train_seconds = [], 0, 0.0
@@ -148,15 +189,25 @@ def _train(cfg, out, results, say, quiet):
         rows, start, train_seconds = ckpt["rows"], ckpt["epoch"] + 1, ckpt["train_seconds"]
         fell_back = "" if used == ckpt_path else f" ({runs.CHECKPOINT} was damaged: from {runs.CHECKPOINT_PREV})"
         say(f"{name}: resuming after epoch {start}{fell_back}")
-        if ckpt.get("threads", torch.get_num_threads()) != torch.get_num_threads():
+        if ckpt.get("world_size", 1) != d.world:
+            say(f"{name}: note: this checkpoint was written by {ckpt.get('world_size', 1)} "
+                f"process(es), this run has {d.world}: the same batches, other rounding")
+        elif ckpt.get("threads", torch.get_num_threads()) != torch.get_num_threads():
             say(f"{name}: note: this checkpoint was written with {ckpt['threads']} CPU threads, this "
                 f"process has {torch.get_num_threads()}; on the CPU a resumed run is bit-identical "
                 f"only at the same thread count")
-    else:
+    elif d.main:
         runs.atomic_write(cfg_path, yaml.safe_dump(cfg, sort_keys=False))
 
-    fwd = torch.compile(model) if cfg["compile"] else model
+    fwd = dist_.wrap(model, d, device)
+    fwd = torch.compile(fwd) if cfg["compile"] else fwd
     mem = dict(channels_last=cfg["channels_last"])
+    shard = dict(rank=d.rank, world=d.world) if d.enabled else {}
+    bs, n_train = cfg["batch_size"], data.steps_per_epoch(1)   # global batch, training images
+    if d.enabled and (bs < d.world or 0 < n_train % bs < d.world):
+        raise RunError(f"batch_size {bs} with {n_train} training images leaves a batch with fewer "
+                       f"images than the {d.world} processes; change batch_size or train_subset", 2)
+    trained_now = 0
     bar = tqdm(total=cfg["epochs"] * steps, initial=start * steps, desc=name, leave=False,
                disable=True if quiet else None, dynamic_ncols=True)
     for epoch in range(start, cfg["epochs"]):
@@ -165,20 +216,27 @@ def _train(cfg, out, results, say, quiet):
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         n = 0
-        for x, y in data.train_batches(cfg["batch_size"], seed, epoch, augment=cfg["augment"],
-                                       crop_padding=cfg["crop_padding"], flip=cfg["flip"],
-                                       erase=cfg["erase"], **mem):
+        batches = data.train_batches(bs, seed, epoch, augment=cfg["augment"],
+                                     crop_padding=cfg["crop_padding"], flip=cfg["flip"],
+                                     erase=cfg["erase"], **mem, **shard)
+        for i, (x, y) in enumerate(batches):
             method.zero_grad()
             with runs.autocast(cfg, device):
                 logits = fwd(x)
-            loss = F.cross_entropy(logits.float(), y)
+            global_count = min(bs, n_train - i * bs)   # this step's images over all ranks
+            loss = dist_.cross_entropy(logits.float(), y, cfg["label_smoothing"], d, global_count)
             loss.backward()
             method.step()
-            loss_sum += loss.detach() * y.numel()
+            loss_sum += loss.detach() * (global_count / d.world if d.enabled else y.numel())
             correct += (logits.detach().argmax(1) == y).sum()
             n += y.numel()
             bar.update()
-        train_loss = loss_sum.item() / n
+        if d.enabled:
+            dist_.broadcast_buffers(model, d)
+            total, hits, n = d.sum(loss_sum.item(), correct.item(), n)
+            train_loss, correct = total / n, torch.tensor(round(hits))
+        else:
+            train_loss = loss_sum.item() / n
         if device.type == "cuda":
             torch.cuda.synchronize()
         train_seconds += time.perf_counter() - t0
@@ -190,7 +248,8 @@ def _train(cfg, out, results, say, quiet):
         extras = method.end_epoch(epoch)
         eval_model.load_state_dict(method.export())
         with runs.autocast(cfg, device):
-            test_loss, test_acc = metrics.evaluate(eval_model, data.test_batches(cfg["eval_batch_size"], **mem))
+            test_loss, test_acc = _evaluate(eval_model, data.test_batches(cfg["eval_batch_size"], **mem,
+                                                                          **shard), d)
         bad = [k for k, v in eval_model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad or not math.isfinite(test_loss):
             bar.close()
@@ -202,21 +261,31 @@ def _train(cfg, out, results, say, quiet):
                "train_acc": 100.0 * correct.item() / n, "test_loss": test_loss, "test_acc": test_acc,
                "sparsity": sp, "nnz": nnz, "seconds": time.perf_counter() - t0, **extras}
         rows.append(row)
-        runs.save_csv(rows, runs.path(out, runs.METRICS))
-        if os.path.exists(ckpt_path):   # keep the last two: a damaged newest one falls back
-            os.replace(ckpt_path, runs.path(out, runs.CHECKPOINT_PREV))
-        runs.save_torch({"model": model.state_dict(), "method": method.state_dict(),
-                         "rng": torch.get_rng_state(), "rows": rows, "epoch": epoch,
-                         "train_seconds": train_seconds, "config_hash": chash,
-                         "threads": torch.get_num_threads()}, ckpt_path)
+        if d.main:
+            runs.save_csv(rows, runs.path(out, runs.METRICS))
+            if os.path.exists(ckpt_path):   # keep the last two: a damaged newest one falls back
+                os.replace(ckpt_path, runs.path(out, runs.CHECKPOINT_PREV))
+            runs.save_torch({"model": model.state_dict(), "method": method.state_dict(),
+                             "rng": torch.get_rng_state(), "rows": rows, "epoch": epoch,
+                             "train_seconds": train_seconds, "config_hash": chash,
+                             "threads": torch.get_num_threads(), "world_size": d.world}, ckpt_path)
+        d.barrier()   # no rank runs ahead of the checkpoint it could be resumed from
         start = epoch + 1
         say(f"{name} epoch {epoch + 1}/{cfg['epochs']}: train loss {train_loss:.4f} "
             f"acc {row['train_acc']:.2f} | test loss {test_loss:.4f} acc {test_acc:.2f} | "
             f"sparsity {sp:.4f} | {row['seconds']:.1f}s")
+        trained_now += 1
+        if stop_after and trained_now >= stop_after and start < cfg["epochs"]:
+            bar.close()
+            raise StopAfter(f"{name}: stopped after {trained_now} epoch(s) as asked (--stop-after), "
+                            f"{start}/{cfg['epochs']} done: run the same command to resume")
     bar.close()
 
     state = method.export()
     eval_model.load_state_dict(state)
+    if not d.main:
+        d.barrier()   # rank 0 writes the run's files
+        return None
     model_bytes = runs.save_torch(runs.model_file(cfg, data.num_classes, state), runs.path(out, runs.MODEL))
     layers = metrics.layer_table(eval_model)
     runs.save_csv(layers, runs.path(out, runs.LAYERS))
@@ -228,11 +297,13 @@ def _train(cfg, out, results, say, quiet):
                "test_loss": last["test_loss"], "train_acc": last["train_acc"],
                "train_loss": last["train_loss"], **metrics.counts(eval_model),
                "train_seconds": train_seconds, "config_hash": chash, "init_from": init_path,
-               **cfg["identity"], **runs.environment(), "model_bytes": model_bytes}
+               **cfg["identity"], **runs.environment(), "world_size": d.world,
+               "model_bytes": model_bytes}
     # The index row first, the summary last: summary.json is what makes the run finished, so
     # a row that could not be written (disk full, damaged runs.csv) is retried by a rerun.
     runs.upsert_row(os.path.join(results, runs.INDEX), summary)
     runs.save_json(summary, runs.path(out, runs.SUMMARY))
+    d.barrier()
     say(f"{name}: test acc {summary['test_acc']:.2f}%, sparsity {summary['sparsity']:.4f}, "
         f"{summary['train_seconds']:.0f}s -> {out}")
     return summary
@@ -247,21 +318,34 @@ def main(argv=None):
                    help=f"where runs.csv and runs/ live (default: {runs.SCRATCH}/, git-ignored; "
                         f"sweeps write {runs.RESULTS}/)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--stop-after", type=int, default=0, metavar="N",
+                   help="train at most N epochs in this invocation, then stop at that checkpoint "
+                        "(exit 75; the same command resumes): for job slots shorter than a run")
     args = p.parse_args(argv)
-    # SIGTERM (kill, SLURM preemption) ends like Ctrl-C: at the last finished epoch's
-    # checkpoint, with one line
+    # SIGTERM (kill, SLURM preemption, torchrun passing it on) ends like Ctrl-C: at the last
+    # finished epoch's checkpoint, with one line
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    d = dist_.Dist()
+
+    def tell(msg):   # one line, from rank 0 only: every rank meets the same error
+        if d.main:
+            print(msg, file=sys.stderr)
     try:
+        d = dist_.from_env()
         cfg = C.build(args.config, args.overrides)
-        train(cfg, out=args.out, results=args.results, quiet=args.quiet)
+        train(cfg, out=args.out, results=args.results, quiet=args.quiet, dist=d,
+              stop_after=args.stop_after)
     except C.ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
+        tell(f"config error: {e}")
         return 2
     except RunError as e:
-        print(f"error: {e}", file=sys.stderr)
+        tell(f"error: {e}")
         return e.code
+    except StopAfter as e:
+        tell(str(e))
+        return 75
     except runs.RunFolderError as e:
-        print(f"error: {e}", file=sys.stderr)
+        tell(f"error: {e}")
         return 1
     except OSError as e:   # disk full, read-only folder, --out that is a file, ...
         where = f"{e.filename}: " if e.filename else ""
@@ -269,9 +353,10 @@ def main(argv=None):
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; the last finished epoch is checkpointed: run the same command to "
-              "resume", file=sys.stderr)
+        tell("interrupted; the last finished epoch is checkpointed: run the same command to resume")
         return 130
+    finally:
+        dist_.close(d)
     return 0
 
 
