@@ -201,6 +201,47 @@ def reindex(results):
     return len(rows), skipped
 
 
+def index_problem(results):
+    """Why RESULTS/runs.csv is not a true index of the run folders, or None: missing, damaged
+    (unreadable, no `run` column, ragged rows) or behind (a complete run it lacks, e.g. one
+    whose row failed to write, or a row for a folder that is gone)."""
+    target = os.path.join(results, INDEX)
+    top = os.path.join(results, "runs")
+    folders = sorted(os.listdir(top)) if os.path.isdir(top) else []
+    complete = set()
+    for name in folders:
+        with contextlib.suppress(RunFolderError):
+            if complete_summary(os.path.join(top, name)) is not None:
+                complete.add(name)
+    if not os.path.exists(target):
+        return "missing" if complete else None
+    try:
+        with open(target, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        return f"damaged ({type(e).__name__})"
+    if "run" not in header or any(None in r or None in r.values() for r in rows):
+        return "damaged (not a table of runs)"
+    listed = {r["run"] for r in rows}
+    lacking, gone = complete - listed, listed - set(folders)
+    if lacking or gone:
+        return "behind (" + ", ".join(p for p in (
+            f"{len(lacking)} complete run(s) not in it" if lacking else "",
+            f"{len(gone)} row(s) of folders that are gone" if gone else "") if p) + ")"
+    return None
+
+
+def ensure_index(results):
+    """Rebuild runs.csv when index_problem finds one; returns a line saying so, or None."""
+    problem = index_problem(results)
+    if problem is None:
+        return None
+    n, _ = reindex(results)
+    return f"{os.path.join(results, INDEX)} was {problem}: rebuilt from the run folders ({n} runs)"
+
+
 def environment():
     """Versions and hardware a run's numbers depend on, for its summary."""
     import numpy

@@ -1,9 +1,9 @@
 """Expand a profile into runs and launch them, locally or on SLURM.
 
-    python sweep.py PROFILE [--dry-run] [--jobs N] [--threads T] [--results DIR]
-                            [--only ENTRY,...] [--set KEY=VALUE ...]
+    python sweep.py PROFILE [--dry-run] [--jobs N] [--threads T] [--runs-per-gpu K]
+                            [--results DIR] [--only ENTRY,...] [--set KEY=VALUE ...]
     python sweep.py PROFILE --launcher slurm --partition gpu --time 24:00:00 --gpus 1 \\
-                            --array-parallelism 32
+                            [--nodes 1] --array-parallelism 32
 
 PROFILE is a YAML file or a name under configs/profiles/. The format:
 
@@ -92,16 +92,17 @@ finished, skipped, failed and blocked runs, and exit status 1 if any failed or w
 """
 import argparse
 import concurrent.futures as cf
+import functools
 import glob
 import itertools
 import json
 import os
-import queue
 import shlex
 import signal
 import subprocess
 import sys
 import math
+import threading
 import time
 
 import yaml
@@ -113,7 +114,8 @@ from optim import get_method
 REPO = os.path.dirname(os.path.abspath(__file__))
 # What `at: ROW` takes from the row's resolved config: the data, the model and the budget.
 ROW_KEYS = ["dataset", "model", "width", "epochs", "batch_size", "eval_batch_size", "augment",
-            "crop_padding", "flip", "erase", "lr_scale", "precision", "channels_last", "compile", "device"]
+            "crop_padding", "flip", "erase", "lr_scale", "warmup_epochs", "label_smoothing", "sync_bn",
+            "precision", "channels_last", "compile", "device"]
 ENTRY_KEYS = {"name", "config", "at", "grid", "overrides", "seeds", "target_from", "init_from",
               "row_keys", "target_metric", "role", "epochs_scale", "target_sparsity", "calibrate"}
 CALIBRATE_KEYS = {"key": None, "start": None, "tolerance": 0.3, "rounds": 6}
@@ -710,18 +712,35 @@ def _die_with_parent():
 
 
 class LocalLauncher:
-    """Each run its own train.py process, `jobs` at a time: one per visible GPU (round robin
-    when jobs > GPUs), otherwise CPU processes with `threads` threads each."""
+    """Each run its own train.py process, `jobs` at a time: on visible GPUs at most `per_gpu`
+    runs per GPU (each run on the least busy one, CUDA_VISIBLE_DEVICES set per run; jobs <=
+    per_gpu x GPUs), otherwise CPU processes with `threads` threads each."""
 
-    def __init__(self, results, jobs, threads, gpus):
+    def __init__(self, results, jobs, threads, gpus, per_gpu=1):
+        if gpus and jobs > per_gpu * len(gpus):
+            raise ValueError(f"{jobs} runs at once on {len(gpus)} GPU(s) is more than {per_gpu} per GPU")
         self.results, self.threads, self.jobs = results, threads, jobs
         self.pool = cf.ThreadPoolExecutor(max_workers=jobs)
-        self.slots = queue.Queue()
-        for i in range(jobs):
-            self.slots.put(gpus[i % len(gpus)] if gpus else None)
+        self.gpus, self.per_gpu = list(gpus), per_gpu
+        self.load = {g: 0 for g in self.gpus}     # runs on each GPU now
+        self.lock = threading.Lock()
+
+    def _take_gpu(self):
+        if not self.gpus:
+            return None
+        with self.lock:   # at most `jobs` runs hold one, so a GPU below per_gpu is always there
+            gpu = min(self.gpus, key=lambda g: self.load[g])
+            assert self.load[gpu] < self.per_gpu
+            self.load[gpu] += 1
+            return gpu
+
+    def _give_gpu(self, gpu):
+        if gpu is not None:
+            with self.lock:
+                self.load[gpu] -= 1
 
     def _run(self, spec):
-        gpu = self.slots.get()
+        gpu = self._take_gpu()
         try:
             env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
             if gpu is not None:
@@ -733,7 +752,7 @@ class LocalLauncher:
                                       env=env, cwd=REPO, preexec_fn=_die_with_parent).returncode
             return code, "" if code == 0 else f"exit {code}: {_last_line(log)} (log: {log})"
         finally:
-            self.slots.put(gpu)
+            self._give_gpu(gpu)
 
     def free(self, running):
         return max(0, self.jobs - running)
@@ -749,19 +768,79 @@ class LocalLauncher:
         self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
 
 
+# What a SLURM job runs (bash -c): train.py, under torchrun when a run spans several GPUs
+# or nodes, appending to the run's log; the header once per attempt (by the first node).
+# Time limits and preemption: SLURM signals every process of the job (USR2, submitit's
+# signal, slurm_signal_delay_s = 90 s before the limit; at preemption only where the cluster
+# sets SlurmctldParameters=preempt_send_user_signal). It is ignored here: submitit's process
+# catches it, calls the job's `checkpoint` (same command again: _requeueing_call) and
+# requeues the job with `scontrol requeue`; SLURM then stops the job with SIGTERM, train.py
+# stops at its last finished epoch (exit 130), and the requeued job resumes from there.
+# A SIGTERM without USR2 (preemption on other clusters, scancel) also gives 130: the script
+# then waits for SLURM to end or requeue the job instead of reporting 130 as the run's result.
+PREEMPT_WAIT_S = 300
+RDZV_PORT = (20000, 10000)   # rendezvous port 20000 + job id mod 10000 (below Linux's ephemeral range)
+
+
+def slurm_script(spec, results, gpus=1, nodes=1, cpus=8, signal_name="USR2"):
+    """The bash script of one run's SLURM job (one task per node). gpus x nodes > 1: torchrun
+    (python -m torch.distributed.run) on every node, `gpus` processes each (at least 1),
+    c10d rendezvous at the job's first host; CPU threads per process = cpus / processes."""
+    log = shlex.quote(log_path(results, spec.name))
+    argv = train_argv(spec, results)
+    procs = max(1, gpus)
+    dist = procs * nodes > 1
+    threads = max(1, cpus // procs) if dist else cpus
+    header = f'echo "{MARK}$(date "+%Y-%m-%d %H:%M:%S")" {shlex.quote(shlex.join(argv[1:]))}'   # as _header
+    lines = [f'if [ "${{SLURM_NODEID:-0}}" = 0 ]; then {header} >> {log}; fi',   # each attempt's own time
+             f"cd {shlex.quote(REPO)} || exit 1",
+             f"trap '' {signal_name}",   # ignored dispositions survive exec: train.py, torchrun, its workers
+             "trap : TERM",             # bash outlives train.py's SIGTERM stop (waited for below)
+             f"export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}"]
+    if dist:
+        lines += ['head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)',
+                  f"port=$(({RDZV_PORT[0]} + ${{SLURM_JOB_ID:-0}} % {RDZV_PORT[1]}))"]
+        run = (f"{shlex.quote(argv[0])} -m torch.distributed.run --nnodes \"$SLURM_NNODES\" "
+               f"--nproc_per_node {procs} --rdzv_id \"$SLURM_JOB_ID\" --rdzv_backend c10d "
+               f"--rdzv_endpoint \"$head:$port\" {shlex.join(argv[1:])}")
+    else:
+        run = shlex.join(argv)
+    lines += [f"{run} >> {log} 2>&1",
+              "code=$?",
+              f"if [ $code = 130 ]; then sleep {PREEMPT_WAIT_S}; fi",
+              "exit $code"]
+    return "\n".join(lines)
+
+
+def _requeueing_call():
+    """subprocess.call with a submitit `checkpoint`: a job of it that is preempted or times
+    out is requeued with the same command (train.py resumes from its checkpoint). Built from
+    functools.partial, subprocess.call and submitit's DelayedSubmission alone, so the pickle
+    submitit sends to the node holds nothing of this repository (any node can load it)."""
+    from submitit.helpers import DelayedSubmission
+
+    call = functools.partial(subprocess.call)
+    call.checkpoint = functools.partial(DelayedSubmission, call)   # checkpoint(cmd): call(cmd) again
+    return call
+
+
 class SlurmLauncher:
     """One job per run through submitit, each wave of ready runs as one job array. The sweep
     waits for each wave (polling); if it is stopped, running jobs go on, and a rerun skips
-    what has finished (a run still running would be started a second time: wait for it)."""
+    what has finished (a run still running would be started a second time: wait for it).
+    --gpus is per node; with --nodes or --gpus above 1 a run is one torchrun job (one task
+    per node). Preempted and timed-out jobs requeue themselves (see slurm_script)."""
 
     def __init__(self, results, args):
         import submitit
 
-        self.results, self.cpus = results, args.cpus
+        self.results, self.cpus, self.gpus, self.nodes = results, args.cpus, args.gpus, args.nodes
+        self.signal = submitit.JobEnvironment.USR_SIG
         folder = os.path.abspath(args.slurm_folder or os.path.join(results, "slurm"))
-        self.executor = submitit.AutoExecutor(folder=os.path.join(folder, "%j"), cluster=args.cluster)
+        self.executor = submitit.AutoExecutor(folder=os.path.join(folder, "%j"), cluster=args.cluster,
+                                              slurm_max_num_timeout=args.max_timeouts)
         params = dict(timeout_min=_minutes(args.time), gpus_per_node=args.gpus,
-                      cpus_per_task=args.cpus, tasks_per_node=1, nodes=1, name="sweep",
+                      cpus_per_task=args.cpus, tasks_per_node=1, nodes=args.nodes, name="sweep",
                       slurm_array_parallelism=args.array_parallelism)
         if args.partition:
             params["slurm_partition"] = args.partition
@@ -776,16 +855,11 @@ class SlurmLauncher:
     def free(self, running):
         return 0 if running else 1 << 30   # waves: everything ready, once the last wave is done
 
+    def command(self, spec):
+        return ["bash", "-c", slurm_script(spec, self.results, self.gpus, self.nodes, self.cpus, self.signal)]
+
     def submit(self, specs):
-        cmds = []
-        for s in specs:
-            log = shlex.quote(log_path(self.results, s.name))
-            cmd = (f"echo {shlex.quote(_header(s, self.results))} >> {log} && cd {shlex.quote(REPO)} && "
-                   f"export OMP_NUM_THREADS={self.cpus} MKL_NUM_THREADS={self.cpus} && "
-                   f"exec {shlex.join(train_argv(s, self.results))} >> {log} 2>&1")
-            cmds.append(["bash", "-c", cmd])
-        # subprocess.call is importable on any node: nothing of this repo is pickled.
-        jobs = self.executor.map_array(subprocess.call, cmds)
+        jobs = self.executor.map_array(_requeueing_call(), [self.command(s) for s in specs])
         for j, s in zip(jobs, specs):
             print(f"  submitted {s.name} (job {j.job_id})", flush=True)
         return dict(zip(jobs, specs))
@@ -797,7 +871,8 @@ class SlurmLauncher:
         for j, s in handles.items():
             log = log_path(self.results, s.name)
             try:
-                code = j.result()
+                codes = j.results()   # one per task (node); the first that failed counts
+                code = next((c for c in codes if c != 0), 0)
                 note = "" if code == 0 else f"exit {code}: {_last_line(log)} (log: {log})"
             except Exception as e:  # killed, timed out, node failure: submitit's own error
                 why = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
@@ -999,15 +1074,22 @@ def main(argv=None):
                         "test with --set epochs=1 --set train_subset=128: other run names)")
     g = p.add_argument_group("local launcher")
     g.add_argument("--jobs", type=int, default=0,
-                   help="runs at once (default: one per visible GPU, else CPU cores / --threads)")
+                   help="runs at once (default: --runs-per-gpu per visible GPU, else CPU cores / --threads)")
     g.add_argument("--threads", type=int, default=0,
                    help="CPU threads per run (default: CPU cores / jobs)")
+    g.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
+                   help="with visible GPUs: at most K runs share a GPU (default 1); --jobs defaults "
+                        "to K x GPUs and may not exceed it. Ignored on the CPU")
     g = p.add_argument_group("slurm launcher (submitit)")
     g.add_argument("--partition", help="SLURM partition")
     g.add_argument("--time", default="24:00:00", help="time limit per run: minutes or H:MM:SS")
-    g.add_argument("--gpus", type=int, default=1, help="GPUs per run")
-    g.add_argument("--cpus", type=int, default=8, help="CPU cores per run")
-    g.add_argument("--mem-gb", type=float, default=0, help="memory per run (default: the cluster's)")
+    g.add_argument("--gpus", type=int, default=1, help="GPUs per node of a run (above 1: torchrun)")
+    g.add_argument("--nodes", type=int, default=1, help="nodes per run (above 1: torchrun, one task per node)")
+    g.add_argument("--cpus", type=int, default=8, help="CPU cores per node of a run")
+    g.add_argument("--mem-gb", type=float, default=0, help="memory per node (default: the cluster's)")
+    g.add_argument("--max-timeouts", type=int, default=3,
+                   help="times a run that hits --time is requeued to resume (default 3; "
+                        "preemptions do not count)")
     g.add_argument("--array-parallelism", type=int, default=64, help="runs of one array at once")
     g.add_argument("--slurm-opt", action="append", metavar="KEY=VALUE",
                    help="any other sbatch option, e.g. account=abc or qos=high (repeatable)")
@@ -1024,6 +1106,11 @@ def main(argv=None):
         return 0
     if not args.profile:
         p.error("a profile is needed (or --reindex)")
+    for flag, value, low in (("--runs-per-gpu", args.runs_per_gpu, 1), ("--nodes", args.nodes, 1),
+                             ("--gpus", args.gpus, 0), ("--max-timeouts", args.max_timeouts, 0)):
+        if value < low:
+            print(f"error: {flag} must be >= {low}", file=sys.stderr)
+            return 2
     try:
         specs = expand(find_profile(args.profile), args.set or ())
         if args.only:
@@ -1035,20 +1122,36 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
+        problem = runs.index_problem(results)
+        if problem:
+            print(f"note: {os.path.join(args.results, runs.INDEX)} is {problem}; a real run "
+                  f"rebuilds it from the run folders")
         return dry_run(specs, results)
+    rebuilt = runs.ensure_index(results)   # a lost or damaged row is never lost for good
+    if rebuilt:
+        print(rebuilt, flush=True)
     n_done = sum(1 for s in specs if s.cfg is not None and is_finished(s.cfg, results))
     if args.launcher == "local" and args.jobs < 0:
         print("error: --jobs must be >= 1 (0: one per GPU or CPU core)", file=sys.stderr)
         return 2
-    print(f"{len(specs)} runs: {n_done} finished already, {len(specs) - n_done} to run or check", flush=True)
     if args.launcher == "local":
         gpus = _visible_gpus()
         cores = os.cpu_count() or 1
-        jobs = args.jobs or (len(gpus) or max(1, cores // max(1, args.threads or 1)))
+        if gpus:   # never more than --runs-per-gpu on one device
+            most = args.runs_per_gpu * len(gpus)
+            if args.jobs > most:
+                print(f"error: --jobs {args.jobs} is more than --runs-per-gpu {args.runs_per_gpu} x "
+                      f"{len(gpus)} GPU(s) = {most}; raise --runs-per-gpu to share a GPU", file=sys.stderr)
+                return 2
+            jobs = args.jobs or most
+        else:
+            jobs = args.jobs or max(1, cores // max(1, args.threads or 1))
         threads = args.threads or max(1, cores // jobs)
-        print(f"local: {jobs} at once, " + (f"GPUs {','.join(map(str, gpus))}" if gpus else "CPU")
-              + f", {threads} thread(s) each", flush=True)
-        launcher = LocalLauncher(results, jobs, threads, gpus)
+    print(f"{len(specs)} runs: {n_done} finished already, {len(specs) - n_done} to run or check", flush=True)
+    if args.launcher == "local":
+        where = (f"GPUs {','.join(map(str, gpus))} (at most {args.runs_per_gpu} per GPU)" if gpus else "CPU")
+        print(f"local: {jobs} at once, {where}, {threads} thread(s) each", flush=True)
+        launcher = LocalLauncher(results, jobs, threads, gpus, args.runs_per_gpu)
     else:
         try:
             launcher = SlurmLauncher(results, args)
@@ -1064,7 +1167,7 @@ def main(argv=None):
 
 
 def _visible_gpus():
-    """GPU ids to put in CUDA_VISIBLE_DEVICES, one per local job."""
+    """GPU ids to put in CUDA_VISIBLE_DEVICES (one per run, --runs-per-gpu runs each)."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     try:
         import torch

@@ -145,3 +145,81 @@ def test_a_killed_sweep_takes_its_runs_with_it(tmp_path):
             break
         time.sleep(0.1)
     assert not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z"
+
+
+def _sweep(prof, results, *extra):
+    import sweep
+    return [sys.executable, os.path.join(sweep.REPO, "sweep.py"), str(prof), "--jobs", "1",
+            "--results", str(results), *extra]
+
+
+def test_a_sweep_killed_with_sigkill_and_rerun_finishes_every_run_exactly_once(tmp_path):
+    import sweep
+
+    prof = tmp_path / "p.yaml"
+    prof.write_text(f"seeds: [0, 1, 2]\nruns:\n  - name: sgd\n    config: {sweep.REPO}/configs/quick/sgd.yaml\n"
+                    f"    overrides: [model=resnet20, width=0.125, epochs=6, train_subset=256]\n")
+    results = tmp_path / "res"
+    p = subprocess.Popen(_sweep(prof, results), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # kill it once one run has finished and the next one has checkpointed an epoch
+    deadline = time.time() + 240
+    while True:
+        assert p.poll() is None and time.time() < deadline
+        done = list(results.glob(f"runs/*/{runs.SUMMARY}"))
+        started = [c for c in results.glob(f"runs/*/{runs.CHECKPOINT}")
+                   if not (c.parent / runs.SUMMARY).exists()]
+        if done and started:
+            break
+        time.sleep(0.05)
+    p.kill()
+    p.wait()
+    first = done[0].parent
+    first_summary = (first / runs.SUMMARY).read_bytes()
+    deadline = time.time() + 60    # its child stops at a checkpoint (SIGTERM from the kernel)
+    while any((f / runs.LOCK).exists() and (f / runs.LOCK).read_text().strip()
+              and os.path.exists(f"/proc/{(f / runs.LOCK).read_text().strip()}")
+              for f in results.glob("runs/*")) and time.time() < deadline:
+        time.sleep(0.1)
+    rerun = subprocess.run(_sweep(prof, results), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    folders = sorted(results.glob("runs/*"))
+    assert len(folders) == 3
+    for f in folders:   # every epoch trained once: no epoch twice, none missing
+        epochs = [int(line.split(",")[0]) for line in (f / runs.METRICS).read_text().splitlines()[1:]]
+        assert epochs == [1, 2, 3, 4, 5, 6], (f.name, epochs)
+    assert (first / runs.SUMMARY).read_bytes() == first_summary       # not retrained
+    index = (results / runs.INDEX).read_text().splitlines()[1:]
+    assert sorted(line.split(",")[0] for line in index) == sorted(f.name for f in folders)
+    resumed = [f for f in folders if "resuming after epoch" in
+               (results / "logs" / f"{f.name}.log").read_text()]
+    assert len(resumed) == 1                                            # the killed one
+
+
+def test_a_missing_damaged_or_behind_index_is_rebuilt_by_the_next_sweep(tmp_path):
+    import csv
+    import io
+
+    import sweep
+
+    def table(text):   # the rows as sets of (column, value): column order is not the point
+        return sorted(sorted(r.items()) for r in csv.DictReader(io.StringIO(text)))
+
+    prof = tmp_path / "p.yaml"
+    prof.write_text(f"seeds: [0, 1]\nruns:\n  - name: sgd\n    config: {sweep.REPO}/configs/quick/sgd.yaml\n"
+                    f"    overrides: [model=resnet20, width=0.125, epochs=1, train_subset=128]\n")
+    results = tmp_path / "res"
+    assert sweep.main([str(prof), "--jobs", "1", "--results", str(results)]) == 0
+    index = results / runs.INDEX
+    original = index.read_text()
+    header, *rows = original.splitlines()
+    damages = {"missing": None, "damaged": "\x00\x01 not a csv\n", "behind": "\n".join([header, rows[0]]) + "\n",
+               "stale": original + rows[0].replace(rows[0].split(",")[0], "gone-run", 1) + "\n"}
+    for what, text in damages.items():
+        index.unlink()
+        if text is not None:
+            index.write_text(text)
+        assert runs.index_problem(str(results)) is not None, what
+        assert sweep.main([str(prof), "--jobs", "1", "--results", str(results), "--dry-run"]) == 0
+        assert sweep.main([str(prof), "--jobs", "1", "--results", str(results)]) == 0
+        assert table(index.read_text()) == table(original), what
+    assert runs.index_problem(str(results)) is None
