@@ -2,7 +2,10 @@
 of both data classes. The tree is written here: 3 classes x 4 train JPEGs, 3 x 2 val PNGs of
 varying sizes; each image is a flat colour that encodes (split, class, index) plus noise."""
 
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +14,10 @@ from PIL import Image
 
 import data
 import imagefolder
+import metrics
+import models
+import runs
+import train
 
 CLASSES = ["n01", "n02", "n03"]
 N_TRAIN, N_VAL = 4, 2
@@ -282,3 +289,31 @@ def test_config_knows_imagenet():
 
     cfg = C.resolve({"dataset": "imagenet", "model": "resnet50"})
     assert cfg["flip"] is True and cfg["crop_padding"] == 0
+
+
+# ---- whole runs ---------------------------------------------------------------------------
+
+def test_train_py_runs_on_the_folder_in_one_and_two_processes(root, tmp_path):
+    """The real CLI, end to end on ImageNet-shaped data: MobileNet-V1 under the paper B recipe
+    keys (warm-up, label smoothing), FLOPs counted at 224x224; then the same run under torchrun
+    with 2 gloo processes (DataLoader shards) trains to the same sparsity pattern size."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    args = [os.path.join(repo, "configs/imagenet/mobilenet_v1-slats.yaml"), f"data_dir={root}",
+            "width=0.125", "epochs=2", "batch_size=6", "eval_batch_size=3", "workers=0",
+            "device=cpu", "precision=fp32", "channels_last=false", "warmup_epochs=1",
+            "optim.final_threshold=0.02"]
+    one = str(tmp_path / "one")
+    assert train.main(args + ["--out", one, "--results", str(tmp_path), "--quiet"]) == 0
+    s = runs.read_summary(one)
+    m = models.get_model("mobilenet_v1", num_classes=3, width=0.125)
+    assert s["flops_dense"] == metrics.counts(m, (1, 3, 224, 224))["flops_dense"]
+    assert 0 < s["sparsity"] < 1 and s["world_size"] == 1
+    spec = tmp_path / "args.json"
+    two = str(tmp_path / "two")
+    spec.write_text(json.dumps([args + ["--out", two, "--results", str(tmp_path / "r2"), "--quiet"]]))
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        os.path.join(repo, "tests", "ddp_many.py"), str(spec)], capture_output=True, text=True,
+                       cwd=repo, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    s2 = runs.read_summary(two)
+    assert s2["world_size"] == 2 and s2["epochs"] == 2 and s2["n_weights"] == s["n_weights"]
