@@ -124,6 +124,19 @@ def load_checkpoint(out, device, chash):
     return None, None
 
 
+def keep_previous(ckpt_path, prev_path):
+    """The current checkpoint becomes the previous one while staying the current one until the
+    next is written (a hard link, no copy): a failed write (disk full) leaves both."""
+    link = prev_path + ".link"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(link)
+    try:
+        os.link(ckpt_path, link)
+        os.replace(link, prev_path)
+    except OSError:   # a file system without hard links: move it (a failed write leaves prev)
+        os.replace(ckpt_path, prev_path)
+
+
 def _evaluate(model, batches, d):
     """(mean loss, accuracy %) over the test set; under DDP each rank has a part of it."""
     if not d.enabled:
@@ -264,7 +277,7 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
         if d.main:
             runs.save_csv(rows, runs.path(out, runs.METRICS))
             if os.path.exists(ckpt_path):   # keep the last two: a damaged newest one falls back
-                os.replace(ckpt_path, runs.path(out, runs.CHECKPOINT_PREV))
+                keep_previous(ckpt_path, runs.path(out, runs.CHECKPOINT_PREV))
             runs.save_torch({"model": model.state_dict(), "method": method.state_dict(),
                              "rng": torch.get_rng_state(), "rows": rows, "epoch": epoch,
                              "train_seconds": train_seconds, "config_hash": chash,

@@ -223,3 +223,57 @@ def test_a_missing_damaged_or_behind_index_is_rebuilt_by_the_next_sweep(tmp_path
         assert sweep.main([str(prof), "--jobs", "1", "--results", str(results)]) == 0
         assert table(index.read_text()) == table(original), what
     assert runs.index_problem(str(results)) is None
+
+
+def _cli(tmp_path, *extra):
+    return [os.path.join(os.path.dirname(runs.__file__), "configs/quick/sgd.yaml"), "model=resnet20",
+            "width=0.125", "epochs=3", "train_subset=128", "device=cpu", "--results", str(tmp_path),
+            "--quiet", *extra]
+
+
+def test_disk_full_while_checkpointing_is_one_line_and_loses_nothing(tmp_path, monkeypatch, capsys):
+    """ENOSPC as the kernel reports it (at fsync) while epoch 2's checkpoint is written. Tests
+    run as root here, and a full file system cannot be made without privileges, so the error
+    is injected where the real one surfaces."""
+    import errno
+
+    out = tmp_path / "run"
+    real_fsync, calls = os.fsync, {"ckpt": 0}
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").split("/")[-1].startswith(".tmp-" + runs.CHECKPOINT):
+            calls["ckpt"] += 1
+            if calls["ckpt"] == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert train.main(_cli(tmp_path, "--out", str(out))) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0]
+    ckpt = torch.load(out / runs.CHECKPOINT, weights_only=True)
+    assert ckpt["epoch"] == 0                                      # epoch 1's, intact
+    assert not any(p.name.startswith(".tmp-") for p in out.iterdir())
+    monkeypatch.setattr(os, "fsync", real_fsync)                   # space again: resume, finish
+    assert train.main(_cli(tmp_path, "--out", str(out))) == 0
+    assert runs.finished_summary(str(out))["epochs"] == 3
+
+
+def test_out_that_is_a_file_or_an_unwritable_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    f = tmp_path / "a-file"
+    f.write_text("not a folder")
+    assert train.main(_cli(tmp_path, "--out", str(f))) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(f) in err[0] and f.read_text() == "not a folder"
+    # a read-only file system (root ignores permission bits, so EROFS is injected at mkstemp)
+    real = runs.tempfile.mkstemp
+
+    def mkstemp(*a, dir=None, **k):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), dir)
+    monkeypatch.setattr(runs.tempfile, "mkstemp", mkstemp)
+    assert train.main(_cli(tmp_path, "--out", str(tmp_path / "ro"))) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Read-only file system" in err[0] and str(tmp_path / "ro") in err[0]
+    monkeypatch.setattr(runs.tempfile, "mkstemp", real)
