@@ -29,7 +29,9 @@ def evaluate_file(path, data_dir=None, device="auto"):
     model = runs.load_model(path, dev)
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
-    data = D.load(saved["dataset"], data_dir or cfg["data_dir"], device=dev, download=False)
+    data = D.load(saved["dataset"], data_dir or cfg["data_dir"], device=dev, download=False,
+                  workers=cfg["workers"])
+    model.input_shape = tuple(data.input_shape)   # FLOPs at the data's resolution, as train.py
     with runs.autocast(cfg, dev):
         loss, acc = metrics.evaluate(model, data.test_batches(cfg["eval_batch_size"],
                                                               channels_last=cfg["channels_last"]))

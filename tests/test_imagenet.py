@@ -308,6 +308,9 @@ def test_train_py_runs_on_the_folder_in_one_and_two_processes(root, tmp_path):
     m = models.get_model("mobilenet_v1", num_classes=3, width=0.125)
     assert s["flops_dense"] == metrics.counts(m, (1, 3, 224, 224))["flops_dense"]
     assert 0 < s["sparsity"] < 1 and s["world_size"] == 1
+    import eval as E
+    again, _ = E.evaluate_file(one, device="cpu")                 # eval.py agrees with training
+    assert again["test_acc"] == pytest.approx(s["test_acc"]) and again["flops_dense"] == s["flops_dense"]
     spec = tmp_path / "args.json"
     two = str(tmp_path / "two")
     spec.write_text(json.dumps([args + ["--out", two, "--results", str(tmp_path / "r2"), "--quiet"]]))
