@@ -6,6 +6,8 @@
                                      [--quick]
                                      [--out FILE.csv]
 
+`--profiles imagenet` times ResNet-50 and MobileNet-V1 at 224x224 on synthetic tensors.
+
 For each distinct (model, width, method, mode, classes, batch) that a run of the profiles
 has (sweep.expand, each run's resolved config: precision, channels_last, compile and the
 method's hyperparameters as that run has them), on the current device: synthetic
@@ -48,7 +50,15 @@ import train  # noqa: E402
 from optim import get_method  # noqa: E402
 
 TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000
-CLASSES = {"cifar100": 100}
+CLASSES = {"cifar100": 100, "imagenet": 1000}
+# ImageNet-1k at 224x224 (the imagenet profile): images per epoch, test images. Its synthetic
+# batches are made on the device once and reused: the DataLoader's decoding is not timed.
+IMAGENET = (1_281_167, 50_000, 224)
+
+
+def images(cfg):
+    """(training images per epoch, test images) of the run's data set."""
+    return IMAGENET[:2] if cfg["dataset"] == "imagenet" else (TRAIN_IMAGES, TEST_IMAGES)
 COLUMNS = ["model", "width", "method", "mode", "classes", "batch", "steps_per_epoch", "ms_per_step",
            "eval_s", "s_per_epoch", "device"]
 
@@ -85,9 +95,35 @@ def profile_runs(name, width=None, batch=None):
     return out
 
 
+class SyntheticImages:
+    """Normalized random [B,3,S,S] batches on the device, the interface of data.Data: for
+    ImageNet-sized inputs, whose real pipeline is a DataLoader (not what this times)."""
+
+    def __init__(self, n_train, n_test, k, size, device, g):
+        self.num_classes, self.device, self.input_shape = k, device, (3, size, size)
+        self.n_train, self.n_test, self.g = n_train, n_test, g
+
+    def _batches(self, n, batch_size, channels_last):
+        x = torch.randn(min(n, batch_size), *self.input_shape, generator=self.g).to(self.device)
+        y = torch.randint(0, self.num_classes, (len(x),), generator=self.g).to(self.device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for i in range(0, n, batch_size):
+            m = min(batch_size, n - i)
+            yield x[:m], y[:m]
+
+    def train_batches(self, batch_size, seed, epoch, channels_last=False, **_):
+        return self._batches(self.n_train, batch_size, channels_last)
+
+    def test_batches(self, batch_size, channels_last=False, **_):
+        return self._batches(self.n_test, batch_size, channels_last)
+
+
 def synthetic(cfg, n_train, n_test, device, seed=0):
     g = torch.Generator().manual_seed(seed)
     k = CLASSES.get(cfg["dataset"], 10)
+    if cfg["dataset"] == "imagenet":
+        return SyntheticImages(n_train, n_test, k, IMAGENET[2], device, g)
     name = cfg["dataset"] if cfg["dataset"] in D.AUGMENT else "cifar10"
     return D.Data(name, torch.randint(0, 256, (n_train, 3, 32, 32), dtype=torch.uint8, generator=g),
                   torch.randint(0, k, (n_train,), generator=g),
@@ -121,12 +157,14 @@ def bench(cfg, device, warmup, steps, eval_images):
     torch.manual_seed(0)
     bs = int(cfg["batch_size"])
     data = synthetic(cfg, bs * (warmup + steps), eval_images, device)
-    model = train.build_model(cfg, data.num_classes, device)
+    model = train.build_model(cfg, data.num_classes, device, data.input_shape)
     hp = dict(cfg["optim"])
     if "lr" in hp:
         hp["lr"] = hp["lr"] * cfg["lr_scale"]
-    method = get_method(cfg["method"])(model, hp, math.ceil(TRAIN_IMAGES / bs), cfg["epochs"])
-    eval_model = train.build_model(cfg, data.num_classes, device)
+    if cfg["warmup_epochs"]:
+        hp["warmup_epochs"] = cfg["warmup_epochs"]
+    method = get_method(cfg["method"])(model, hp, math.ceil(images(cfg)[0] / bs), cfg["epochs"])
+    eval_model = train.build_model(cfg, data.num_classes, device, data.input_shape)
     fwd = torch.compile(model) if cfg["compile"] else model
     mem = dict(channels_last=cfg["channels_last"])
     timer = Timer(device)
@@ -154,7 +192,7 @@ def bench(cfg, device, warmup, steps, eval_images):
     eval_model.load_state_dict(method.export())
     with runs.autocast(cfg, device):
         metrics.evaluate(eval_model, data.test_batches(cfg["eval_batch_size"], **mem))
-    eval_s = timer.stop() * TEST_IMAGES / eval_images
+    eval_s = timer.stop() * images(cfg)[1] / eval_images
     return 1000.0 * step_s, eval_s
 
 
@@ -221,14 +259,15 @@ def main(argv=None):
         print("error: no run of the profiles matches --models / --methods", file=sys.stderr)
         return 2
     print(f"{len(todo)} configurations on {what}: {args.warmup} warm-up + {args.steps} timed steps each, "
-          f"{TRAIN_IMAGES:,} training and {TEST_IMAGES:,} test images per epoch\n")
+          f"{TRAIN_IMAGES:,} training and {TEST_IMAGES:,} test images per epoch (ImageNet: "
+          f"{IMAGENET[0]:,} and {IMAGENET[1]:,} at {IMAGENET[2]}x{IMAGENET[2]}, data loading not timed)\n")
     print("| model | width | method | mode | classes | batch | ms/step | s/epoch |")
     print("|---|---:|---|---|---:|---:|---:|---:|")
     table, rows = {}, []
     for k in sorted(todo, key=str):
         cfg = todo[k]
         ms, eval_s = bench(cfg, device, args.warmup, args.steps, args.eval_images)
-        spe = math.ceil(TRAIN_IMAGES / k[5])
+        spe = math.ceil(images(cfg)[0] / k[5])
         row = dict(zip(COLUMNS, (*k, spe, round(ms, 3), round(eval_s, 3), round(ms * spe / 1000 + eval_s, 2),
                                  str(device))))
         table[k] = row

@@ -272,3 +272,23 @@ def test_bench_epoch_smoke(tmp_path, capsys, one_thread):
     line = next(ln for ln in text.splitlines() if ln.startswith("| ablation |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[1] == "32" and float(cells[3].replace(",", "")) > 0 and 0 < int(cells[6]) < 32
+
+
+def test_bench_epoch_imagenet_profile_at_224(tmp_path, capsys, one_thread):
+    import csv
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    try:
+        import bench_epoch
+    finally:
+        sys.path.remove(os.path.join(REPO, "benchmarks"))
+
+    out = tmp_path / "t.csv"
+    assert bench_epoch.main(["--profiles", "imagenet", "--models", "mobilenet_v1", "--methods", "sgd",
+                             "--quick", "--eval-images", "4", "--out", str(out)]) == 0
+    (row,) = list(csv.DictReader(open(out)))
+    # an ImageNet epoch: 1,281,167 images at batch 8
+    assert (row["model"], row["classes"], row["steps_per_epoch"]) == ("mobilenet_v1", "1000", "160146")
+    assert float(row["s_per_epoch"]) > float(row["ms_per_step"]) * 160146 / 1000 > 0
+    text = capsys.readouterr().out
+    assert "| imagenet | 12 | 1,200 |" in text
