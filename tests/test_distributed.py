@@ -48,14 +48,6 @@ def gap(a, b):
     return max((a[k] - b[k]).abs().max().item() for k in a if a[k].is_floating_point())
 
 
-@pytest.fixture
-def single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def one_process(tmp_path, tag, config, overrides):
     out = str(tmp_path / tag)
     s = train.train(C.build(os.path.join(REPO, config), overrides), out=out,
@@ -63,7 +55,7 @@ def one_process(tmp_path, tag, config, overrides):
     return s, weights(out)
 
 
-def test_two_processes_train_what_one_does_for_every_kind_of_method(tmp_path, single_thread):
+def test_two_processes_train_what_one_does_for_every_kind_of_method(tmp_path, one_thread):
     # Two full global batches of plain SGD, where rounding has not had time to grow: equal to
     # float tolerance. This is what a wrong shard, loss scale or gradient average would break.
     exact = ("configs/quick/sgd.yaml", ["model=resnet20", "width=0.125", "epochs=1", "batch_size=48",
@@ -96,7 +88,7 @@ def test_two_processes_train_what_one_does_for_every_kind_of_method(tmp_path, si
     assert len(rows) == 1 + len(two)
 
 
-def test_a_run_stopped_under_two_processes_resumes_under_one(tmp_path, single_thread):
+def test_a_run_stopped_under_two_processes_resumes_under_one(tmp_path, one_thread):
     c, o = METHODS["xrda"]
     cfg_args = [os.path.join(REPO, c), *BASE, "epochs=3", *o]   # 2 steps an epoch
     out = str(tmp_path / "run")

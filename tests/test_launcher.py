@@ -250,12 +250,17 @@ def test_checkpoint_requeues_the_same_command(tmp_path):
 
 # ----------------------------------------------------------------------------- bench_epoch
 
-def test_bench_epoch_smoke(tmp_path, capsys, one_thread):
+def _bench_epoch():
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
     try:
         import bench_epoch
     finally:
         sys.path.remove(os.path.join(REPO, "benchmarks"))
+    return bench_epoch
+
+
+def test_bench_epoch_smoke(tmp_path, capsys, one_thread):
+    bench_epoch = _bench_epoch()
     out = tmp_path / "epoch.csv"
     assert bench_epoch.main(["--profiles", "ablation", "--models", "resnet20", "--methods", "sgd", "xrda",
                              "--device", "cpu", "--warmup", "1", "--steps", "1", "--eval-images", "8",
@@ -277,11 +282,7 @@ def test_bench_epoch_smoke(tmp_path, capsys, one_thread):
 def test_bench_epoch_imagenet_profile_at_224(tmp_path, capsys, one_thread):
     import csv
 
-    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    try:
-        import bench_epoch
-    finally:
-        sys.path.remove(os.path.join(REPO, "benchmarks"))
+    bench_epoch = _bench_epoch()
 
     out = tmp_path / "t.csv"
     assert bench_epoch.main(["--profiles", "imagenet", "--models", "mobilenet_v1", "--methods", "sgd",
