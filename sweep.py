@@ -155,6 +155,11 @@ class Spec:
     def deps(self):
         return self.target_from + ([self.init_from] if self.init_from else [])
 
+    def deps_searching(self):
+        """A dependency that is round 1 of a λ search still running: its calibrated round, the
+        one this run takes its target from, is not known yet."""
+        return any(d.search is not None and not d.search.done for d in self.deps)
+
     def waiting_on_search(self):
         return self.after is not None and not self.after.done
 
@@ -640,6 +645,8 @@ def _known_now(spec, results, done=None):
     done = done or is_finished
     if spec.name or spec.cfg:
         return True
+    if spec.deps_searching():
+        return False
     for d in spec.deps:
         if not _known_now(d, results, done) or not done(d.cfg, results):
             return False
@@ -941,15 +948,19 @@ def run_all(specs, results, launcher):
             for s in pending:
                 dep_states = [state.get(id(d), ("",))[0] for d in s.deps]
                 bad = [d for d, st in zip(s.deps, dep_states) if st in ("failed", "blocked")]
+                failed = [d.search.failed for d in s.deps if d.search is not None and d.search.failed]
                 if not bad and s.after is not None and s.after.done and s.after.failed:
-                    state[id(s)] = ("blocked", f"calibration: {s.after.failed}")
+                    failed.append(s.after.failed)
+                if not bad and failed:
+                    state[id(s)] = ("blocked", f"calibration: {failed[0]}")
                     print(f"blocked {s.label()}: {state[id(s)][1]}", flush=True)
                     continue
                 if bad:
                     state[id(s)] = ("blocked", f"{bad[0].name or bad[0].label()} {state[id(bad[0])][0]}")
                     print(f"blocked {s.label()}: {state[id(s)][1]}", flush=True)
                     continue
-                if not all(st in ("finished", "skipped") for st in dep_states) or s.waiting_on_search():
+                if (not all(st in ("finished", "skipped") for st in dep_states) or s.waiting_on_search()
+                        or s.deps_searching()):
                     still.append(s)
                     continue
                 if s.cfg is None:

@@ -154,3 +154,36 @@ def test_target_from_a_calibrated_entry_matches_each_target_at_its_calibrated_ro
         expected = round(curve(lam), 6)
         got = {s.cfg["optim"]["target"] for s in gmp if s.point.get("target_sparsity") == target}
         assert got == {expected}
+
+
+def test_with_one_seed_dependents_wait_for_the_whole_search(tmp_path):
+    """One seed (the imagenet profile): the dependency is round 1 alone, and the dependents
+    must still wait for the search to end and take its calibrated round, not round 1. A
+    calibrated dependent (target_from + calibrate) searches for that sparsity."""
+    prof = tmp_path / "p.yaml"
+    prof.write_text(PROFILE.format(repo=sweep.REPO).replace("seeds: [0, 1, 2]", "seeds: [0]") + f"""
+  - name: gmp
+    config: {sweep.REPO}/configs/quick/gmp.yaml
+    target_from: st
+  - name: xrda
+    config: {sweep.REPO}/configs/quick/xrda.yaml
+    target_from: st
+    calibrate: {{key: optim.lam, start: 1.0e-4, tolerance: 0.3, rounds: 6}}
+""")
+    results = str(tmp_path / "results")
+    curve = lambda lam: logistic(lam, mid=0.05)
+    specs = sweep.expand(str(prof))
+    launcher = FakeLauncher(results, curve)
+    state = sweep.run_all(specs, results, launcher)
+    assert all(st in ("finished", "skipped") for st, _ in state.values())
+    for target in (0.9, 0.99):
+        rounds = [s for s in specs if s.entry == "st" and s.search is not None and s.search.target == target]
+        assert len(rounds) > 1                                  # a real search, not round 1 alone
+        calibrated = round(curve(rounds[-1].cfg["optim"]["lam"]), 6)
+        (g,) = [s for s in specs if s.entry == "gmp" and s.point.get("target_sparsity") == target]
+        assert g.cfg["optim"]["target"] == calibrated
+        assert launcher.started.index(g.name) > launcher.started.index(rounds[-1].name)
+        x = [s for s in specs if s.entry == "xrda" and s.point.get("target_sparsity") == target]
+        assert {s.search.target for s in x} == {calibrated}
+    ready, waiting = sweep.known(sweep.expand(str(prof)), results)   # the dry run agrees
+    assert {s.name for s in ready} == {s.name for s in specs} and not waiting
