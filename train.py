@@ -335,6 +335,8 @@ def main(argv=None):
                    help="train at most N epochs in this invocation, then stop at that checkpoint "
                         "(exit 75; the same command resumes): for job slots shorter than a run")
     args = p.parse_args(argv)
+    if args.stop_after < 0:
+        p.error("--stop-after must be >= 0 (0: train to the end)")
     # SIGTERM (kill, SLURM preemption, torchrun passing it on) ends like Ctrl-C: at the last
     # finished epoch's checkpoint, with one line
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
