@@ -52,11 +52,14 @@ class Dist:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def sum(self, *values, device="cpu"):
+    def sum(self, *values):
         """Each value summed over ranks, as float64 (counts stay exact up to 2**53)."""
-        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
-        if self.enabled:
-            dist.all_reduce(t)
+        if not self.enabled:
+            return [float(v) for v in values]
+        # NCCL reduces only GPU tensors (this rank's GPU, set in from_env); gloo CPU ones
+        where = "cuda" if dist.get_backend() == "nccl" else "cpu"
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=where)
+        dist.all_reduce(t)
         return t.tolist()
 
     def barrier(self):
@@ -185,16 +188,10 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         return out
 
 
-def loss_sum_scale(d, global_count):
-    """The factor that turns this rank's summed loss into its share of the global mean (see
-    the module docstring)."""
-    return d.world / global_count
-
-
 def cross_entropy(logits, y, label_smoothing, d, global_count):
     """The training loss: the batch mean in one process (unchanged from before DDP, so old
     runs stay bit-identical); under DDP the rank's summed loss scaled to the global mean."""
     if not d.enabled:
         return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     return (F.cross_entropy(logits, y, reduction="sum", label_smoothing=label_smoothing)
-            * loss_sum_scale(d, global_count))
+            * (d.world / global_count))

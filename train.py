@@ -53,6 +53,28 @@ def build_model(cfg, num_classes, device, input_shape=None):
     return model
 
 
+def build_method(cfg, model, steps_per_epoch):
+    """The run's method on `model`, with the run-level keys that act through its schedule."""
+    hp = dict(cfg["optim"])
+    if "lr" in hp:   # a row's step-size scale (e.g. a deep, narrow net that needs a smaller step)
+        hp["lr"] = hp["lr"] * cfg["lr_scale"]
+    if cfg["warmup_epochs"]:
+        hp[WARMUP_KEY] = cfg["warmup_epochs"]
+    return get_method(cfg["method"])(model, hp, steps_per_epoch, cfg["epochs"])
+
+
+def train_step(cfg, method, fwd, x, y, device, d, global_count):
+    """One optimizer step on batch (x, y); returns (loss, logits). `global_count`: the step's
+    images over all ranks (see distributed.py)."""
+    method.zero_grad()
+    with runs.autocast(cfg, device):
+        logits = fwd(x)
+    loss = dist_.cross_entropy(logits.float(), y, cfg["label_smoothing"], d, global_count)
+    loss.backward()
+    method.step()
+    return loss, logits
+
+
 def load_weights(path, model, cfg):
     """Load a model.pt (or a run folder's) into `model`; the architecture must match."""
     path = runs.model_path(path)
@@ -184,12 +206,7 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
     if d.enabled and cfg["sync_bn"]:
         model = dist_.sync_batchnorm(model, device)
     steps = data.steps_per_epoch(cfg["batch_size"])
-    hp = dict(cfg["optim"])
-    if "lr" in hp:   # a row's step-size scale (e.g. a deep, narrow net that needs a smaller step)
-        hp["lr"] = hp["lr"] * cfg["lr_scale"]
-    if cfg["warmup_epochs"]:
-        hp[WARMUP_KEY] = cfg["warmup_epochs"]
-    method = get_method(cfg["method"])(model, hp, steps, cfg["epochs"])
+    method = build_method(cfg, model, steps)
     eval_model = build_model(cfg, data.num_classes, device, data.input_shape)  # the exported weights, as eval.py sees them
 
     ckpt_path = runs.path(out, runs.CHECKPOINT)
@@ -233,13 +250,8 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
                                      crop_padding=cfg["crop_padding"], flip=cfg["flip"],
                                      erase=cfg["erase"], **mem, **shard)
         for i, (x, y) in enumerate(batches):
-            method.zero_grad()
-            with runs.autocast(cfg, device):
-                logits = fwd(x)
             global_count = min(bs, n_train - i * bs)   # this step's images over all ranks
-            loss = dist_.cross_entropy(logits.float(), y, cfg["label_smoothing"], d, global_count)
-            loss.backward()
-            method.step()
+            loss, logits = train_step(cfg, method, fwd, x, y, device, d, global_count)
             loss_sum += loss.detach() * (global_count / d.world if d.enabled else y.numel())
             correct += (logits.detach().argmax(1) == y).sum()
             n += y.numel()

@@ -38,10 +38,10 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config as C  # noqa: E402
+import distributed  # noqa: E402
 import data as D  # noqa: E402
 import metrics  # noqa: E402
 import runs  # noqa: E402
@@ -50,6 +50,7 @@ import train  # noqa: E402
 from optim import get_method  # noqa: E402
 
 TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000
+ONE_PROCESS = distributed.Dist()
 CLASSES = {"cifar100": 100, "imagenet": 1000}
 # ImageNet-1k at 224x224 (the imagenet profile): images per epoch, test images. Its synthetic
 # batches are made on the device once and reused: the DataLoader's decoding is not timed.
@@ -158,12 +159,7 @@ def bench(cfg, device, warmup, steps, eval_images):
     bs = int(cfg["batch_size"])
     data = synthetic(cfg, bs * (warmup + steps), eval_images, device)
     model = train.build_model(cfg, data.num_classes, device, data.input_shape)
-    hp = dict(cfg["optim"])
-    if "lr" in hp:
-        hp["lr"] = hp["lr"] * cfg["lr_scale"]
-    if cfg["warmup_epochs"]:
-        hp["warmup_epochs"] = cfg["warmup_epochs"]
-    method = get_method(cfg["method"])(model, hp, math.ceil(images(cfg)[0] / bs), cfg["epochs"])
+    method = train.build_method(cfg, model, math.ceil(images(cfg)[0] / bs))
     eval_model = train.build_model(cfg, data.num_classes, device, data.input_shape)
     fwd = torch.compile(model) if cfg["compile"] else model
     mem = dict(channels_last=cfg["channels_last"])
@@ -176,12 +172,7 @@ def bench(cfg, device, warmup, steps, eval_images):
     for i, (x, y) in enumerate(batches):   # train.py's step
         if i == warmup:
             timer.start()
-        method.zero_grad()
-        with runs.autocast(cfg, device):
-            logits = fwd(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.get("label_smoothing", 0.0))
-        loss.backward()
-        method.step()
+        loss, logits = train.train_step(cfg, method, fwd, x, y, device, ONE_PROCESS, len(y))
         loss_sum += loss.detach() * y.numel()
         correct += (logits.detach().argmax(1) == y).sum()
     step_s = timer.stop() / steps

@@ -91,14 +91,19 @@ runs:
 """
 
 
-def test_scheduler_runs_rounds_then_the_other_seeds_at_the_calibrated_value(tmp_path, capsys):
+def run_profile(tmp_path, text, curve):
+    """Write profile `text`, expand it and run it on the fake launcher."""
     prof = tmp_path / "p.yaml"
-    prof.write_text(PROFILE.format(repo=sweep.REPO))
+    prof.write_text(text)
     results = str(tmp_path / "results")
-    curve = lambda lam: logistic(lam, mid=0.05)
     specs = sweep.expand(str(prof))
     launcher = FakeLauncher(results, curve)
-    state = sweep.run_all(specs, results, launcher)
+    return prof, results, specs, launcher, sweep.run_all(specs, results, launcher)
+
+
+def test_scheduler_runs_rounds_then_the_other_seeds_at_the_calibrated_value(tmp_path, capsys):
+    curve = lambda lam: logistic(lam, mid=0.05)
+    prof, results, specs, launcher, state = run_profile(tmp_path, PROFILE.format(repo=sweep.REPO), curve)
     # both searches start at λ = 1e-2: one run, trained once, serves both
     assert all(st in ("finished", "skipped") for st, _ in state.values())
     assert len(launcher.started) == len(set(launcher.started)) == len({s.name for s in specs})
@@ -160,8 +165,9 @@ def test_with_one_seed_dependents_wait_for_the_whole_search(tmp_path):
     """One seed (the imagenet profile): the dependency is round 1 alone, and the dependents
     must still wait for the search to end and take its calibrated round, not round 1. A
     calibrated dependent (target_from + calibrate) searches for that sparsity."""
-    prof = tmp_path / "p.yaml"
-    prof.write_text(PROFILE.format(repo=sweep.REPO).replace("seeds: [0, 1, 2]", "seeds: [0]") + f"""
+    curve = lambda lam: logistic(lam, mid=0.05)
+    prof, results, specs, launcher, state = run_profile(tmp_path, PROFILE.format(repo=sweep.REPO).replace(
+        "seeds: [0, 1, 2]", "seeds: [0]") + f"""
   - name: gmp
     config: {sweep.REPO}/configs/quick/gmp.yaml
     target_from: st
@@ -169,12 +175,7 @@ def test_with_one_seed_dependents_wait_for_the_whole_search(tmp_path):
     config: {sweep.REPO}/configs/quick/xrda.yaml
     target_from: st
     calibrate: {{key: optim.lam, start: 1.0e-4, tolerance: 0.3, rounds: 6}}
-""")
-    results = str(tmp_path / "results")
-    curve = lambda lam: logistic(lam, mid=0.05)
-    specs = sweep.expand(str(prof))
-    launcher = FakeLauncher(results, curve)
-    state = sweep.run_all(specs, results, launcher)
+""", curve)
     assert all(st in ("finished", "skipped") for st, _ in state.values())
     for target in (0.9, 0.99):
         rounds = [s for s in specs if s.entry == "st" and s.search is not None and s.search.target == target]
