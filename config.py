@@ -13,7 +13,7 @@ import os
 import yaml
 
 DEFAULTS = {
-    "dataset": "digits",       # digits | cifar10 | cifar100 | imagenet (an ImageFolder tree)
+    "dataset": "digits",       # a data.DATASETS name: digits | fashion_mnist | cifar10 | cifar100 | imagenet
     "data_dir": "data",
     "download": True,          # fetch CIFAR into data_dir when it is missing
     "model": "resnet20",
@@ -22,8 +22,8 @@ DEFAULTS = {
     "batch_size": 128,
     "eval_batch_size": 500,
     "augment": True,           # training augmentation on/off (the three keys below)
-    "crop_padding": "auto",    # random crop of the zero-padded image; auto: data.AUGMENT
-    "flip": "auto",            # random horizontal flip; auto: data.AUGMENT (none for digits)
+    "crop_padding": "auto",    # random crop of the zero-padded image; auto: the data set's (data.py)
+    "flip": "auto",            # random horizontal flip; auto: the data set's (none for digits)
     "erase": 0.0,              # random erasing probability (the authors' C10 ResNet-20 only)
     "train_subset": 0,         # train on the first N training images only (0: all); smoke tests
     "seed": 0,
@@ -37,6 +37,9 @@ DEFAULTS = {
     "sync_bn": False,          # under DDP: BatchNorm statistics over the global batch
     "workers": 8,              # DataLoader workers (ImageFolder data sets only)
     "init_from": "",           # a run folder or model.pt to start from instead of random init
+    "bn_recal": 2000,          # before the final evaluation, BatchNorm statistics recomputed on
+                               # this many training images (no augmentation), every method alike;
+                               # 0: keep the running statistics of training
     "method": "sgd",
     "optim": {},               # the method's own keys, see optim/<method>.py `defaults`
     "identity": {},            # what the run is, written by sweep.py (IDENTITY); not hashed
@@ -44,11 +47,12 @@ DEFAULTS = {
 # What a sweep records about a run (summary.json has the same fields): the report reads these
 # and never parses run names. Ad-hoc runs leave them empty.
 IDENTITY = {"profile": "", "entry": "", "role": "", "row": "", "swept_key": "", "swept_value": "",
-            "calibration_target": float("nan"), "calibration_round": 0}
+            "calibration_target": float("nan"), "calibration_round": 0,
+            "calibration_status": ""}   # "not reached": a follower run at a missed search's closest round
 ROLES = ("dense", "reference", "baseline", "ablation")
 CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("fp32", "bf16")}
 POSITIVE = ("width", "epochs", "batch_size", "eval_batch_size", "lr_scale")
-NON_NEGATIVE = ("train_subset", "warmup_epochs", "workers")
+NON_NEGATIVE = ("train_subset", "warmup_epochs", "workers", "bn_recal")
 # Keys that change where things are read from, not what is computed: kept out of the hash.
 NOT_HASHED = ("data_dir", "download", "device", "identity", "workers")
 
@@ -218,9 +222,10 @@ def resolve(cfg):
     out = _merge(DEFAULTS, {k: v for k, v in cfg.items() if k not in ("optim", "identity")})
     for k in ("dataset", "model", "method"):   # names are looked up below: strings first
         _check_type(k, out[k], DEFAULTS[k])
-    if out["dataset"] not in data.NUM_CLASSES:
-        raise ConfigError(f"unknown dataset '{out['dataset']}'; known: {', '.join(data.NUM_CLASSES)}")
-    auto = data.AUGMENT[out["dataset"]]
+    if out["dataset"] not in data.DATASETS:
+        raise ConfigError(f"unknown dataset '{out['dataset']}'; known: {', '.join(data.names())}")
+    spec = data.DATASETS[out["dataset"]]
+    auto = {"crop_padding": spec.crop_padding, "flip": spec.flip}
     for k, v in out.items():
         if out[k] == "auto" and k in auto:
             out[k] = auto[k]
@@ -293,7 +298,7 @@ def _identity(ident):
     if out["role"] not in ("",) + ROLES:
         raise ConfigError(f"config key 'identity.role' must be one of {', '.join(ROLES)}, got {out['role']!r}")
     out["swept_value"] = "" if out["swept_value"] is None else str(out["swept_value"])
-    for k in ("profile", "entry", "row", "swept_key"):
+    for k in ("profile", "entry", "row", "swept_key", "calibration_status"):
         out[k] = str(out[k])
     out["calibration_target"] = float(out["calibration_target"])
     out["calibration_round"] = int(out["calibration_round"])
@@ -301,19 +306,24 @@ def _identity(ident):
 
 
 def config_hash(cfg):
-    """Hash of what differs from the defaults, so adding a default later keeps old names.
-    Keys whose default depends on the data set (crop_padding, flip) count only where they
-    differ from that data set's default."""
-    import data
-    from optim import get_method
+    """Hash of the whole resolved config (every key, defaults included, but those that only say
+    where things are read from), so a changed default never names an old run as the new one.
+    `init_from` enters as the run it names (the run folder's name, which holds that run's own
+    hash), not as a path: moving the results folder keeps every name."""
+    hashed = {k: v for k, v in cfg.items() if k not in NOT_HASHED}
+    hashed["init_from"] = init_key(cfg["init_from"])
+    return hashlib.sha1(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
-    defaults = {**DEFAULTS, **data.AUGMENT.get(cfg["dataset"], {})}
-    diff = {k: v for k, v in cfg.items()
-            if k not in NOT_HASHED and k != "optim" and v != defaults[k]}
-    defaults = get_method(cfg["method"]).defaults
-    diff["optim"] = {k: v for k, v in cfg["optim"].items() if v != defaults[k]}
-    diff["method"] = cfg["method"]
-    return hashlib.sha1(json.dumps(diff, sort_keys=True).encode()).hexdigest()[:8]
+
+def init_key(path):
+    """What of an init_from path identifies the weights: the run folder's name (also for its
+    model.pt), else the file's name; '' for none."""
+    if not path:
+        return ""
+    path = os.path.normpath(str(path))
+    if os.path.basename(path) == "model.pt":
+        path = os.path.dirname(path)
+    return os.path.basename(path)
 
 
 def run_name(cfg):

@@ -514,7 +514,7 @@ def load_csr(file, device="cpu"):
 
     obj = torch.load(file, map_location="cpu", weights_only=True)
     sd = _decode(obj["weights"])
-    model = models.get_model(obj["model"], num_classes=obj["num_classes"], width=obj["width"])
+    model = models.from_saved(obj)
     model.load_state_dict({k: sd[k] for k in obj["order"]})
     return model.to(device).eval()
 
@@ -524,7 +524,7 @@ def load_dense(file, device="cpu"):
     import models
 
     saved = torch.load(file, map_location="cpu", weights_only=True)
-    m = models.get_model(saved["model"], num_classes=saved["num_classes"], width=saved["width"])
+    m = models.from_saved(saved)
     m.load_state_dict(saved["state_dict"])
     return m.to(device).eval()
 

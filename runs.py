@@ -39,15 +39,21 @@ SUMMARY_FIELDS = {
     "seed": "random seed", "epochs": "epochs this run trained",
     "total_epochs": "epochs including those of the run it started from (init_from)",
     "lam": "penalty strength (0 for methods without one)",
-    "test_acc": "final-epoch test accuracy, percent", "test_loss": "final-epoch test loss",
+    "test_acc": "final test accuracy, percent, after BatchNorm recalibration (bn_recal)",
+    "test_loss": "final test loss, the same way",
+    "test_acc_running_bn": "last epoch's test accuracy with training's running BatchNorm statistics",
+    "test_loss_running_bn": "the same for the test loss",
+    "bn_recal_images": "training images the BatchNorm statistics were recomputed on (0: none)",
     "train_acc": "last epoch's training accuracy, percent", "train_loss": "last epoch's loss",
     "sparsity": "zeros among conv + linear weights (fraction)",
     "sparsity_all": "zeros among all parameters (fraction)",
     "nnz": "nonzero conv + linear weights", "n_weights": "conv + linear weights",
     "n_params": "all parameters", "flops_dense": "multiply-adds of one image, dense",
-    "flops_nonzero": "multiply-adds with nonzero weights",
+    "flops_nonzero": "multiply-adds with nonzero weights (elementwise: each layer's MACs x density)",
+    "macs_structural": "multiply-adds left after removing all-zero filters and the inputs they "
+                       "feed (what slim export removes; NaN: the model could not be slimmed)",
     "train_seconds": "training time (evaluation excluded)",
-    "config_hash": "hash of the non-default config values",
+    "config_hash": "hash of the whole resolved config (config.config_hash)",
     "init_from": "the model.pt this run started from ('' for random init)",
     # what the run is, written by the sweep (empty for ad-hoc runs); see config.IDENTITY
     "profile": "profile that asked for the run", "entry": "profile entry",
@@ -56,6 +62,7 @@ SUMMARY_FIELDS = {
     "swept_key": "the key its entry sweeps ('' if none)", "swept_value": "its value here",
     "calibration_target": "target sparsity of a λ search (NaN if none)",
     "calibration_round": "round of that search (0 if none)",
+    "calibration_status": "'not reached': run at the closest round of a search that missed",
     # where and with what it ran
     "torch": "torch version", "torchvision": "torchvision version", "numpy": "numpy version",
     "device_name": "CPU or GPU it trained on", "threads": "torch CPU threads",
@@ -324,6 +331,21 @@ def complete_summary(out):
     return s if epochs == int(s["epochs"]) else None
 
 
+# A run is collapsed when its final training accuracy is below this fraction of the way from
+# chance (100 / classes) to 100%: 55% for 10 classes. Training accuracy, not test accuracy, so
+# that no test image decides it, and not the BatchNorm statistics either.
+COLLAPSE_FRACTION = 0.5
+
+
+def collapsed(summary):
+    """Whether a finished run's training collapsed (see COLLAPSE_FRACTION)."""
+    import data
+
+    spec = data.DATASETS.get(summary.get("dataset"))
+    chance = 100.0 / (spec.num_classes if spec else 10)
+    return float(summary["train_acc"]) < chance + COLLAPSE_FRACTION * (100.0 - chance)
+
+
 def zero_fraction(out, unit):
     """Fraction of the run's conv `unit`s ("filters" or "kernels") that are entirely zero, from
     layers.csv; None when the model has no conv layer. OSError when layers.csv is missing."""
@@ -363,7 +385,7 @@ def load_model(run_or_file, device="cpu"):
     import models
 
     saved = load_model_file(run_or_file)
-    model = models.get_model(saved["model"], num_classes=saved["num_classes"], width=saved["width"])
+    model = models.from_saved(saved)
     model.load_state_dict(saved["state_dict"])
     return model.to(device).eval()
 

@@ -118,7 +118,9 @@ ROW_KEYS = ["dataset", "model", "width", "epochs", "batch_size", "eval_batch_siz
             "precision", "channels_last", "compile", "device"]
 ENTRY_KEYS = {"name", "config", "at", "grid", "overrides", "seeds", "target_from", "init_from",
               "row_keys", "target_metric", "role", "epochs_scale", "target_sparsity", "calibrate"}
-CALIBRATE_KEYS = {"key": None, "start": None, "tolerance": 0.3, "rounds": 6}
+CALIBRATE_KEYS = {"key": None, "start": None, "tolerance": 0.3, "rounds": 6, "on_miss": "skip",
+                  "chain": False}
+ON_MISS = ("skip", "closest")   # followers of a search that missed: not run, or run marked
 EVIDENCE = ("none", "small-scale", "paper-scale")
 # What `target_from` reads from a finished run: its sparsity (summary.json), or the fraction of
 # its conv filters / kernels that are entirely zero (layers.csv), for structured baselines.
@@ -127,7 +129,8 @@ PROFILE_KEYS = {"seeds", "overrides", "runs", "row_keys", "epochs_scale", "epoch
                 "evidence"}
 # Config keys that count epochs, scaled with them by `epochs_scale` (the short profile).
 EPOCH_KEYS = ["optim.milestones", "optim.prune_start", "optim.prune_end"]
-TERMINAL = ("finished", "skipped", "failed", "blocked")
+# "not run": a follower of a λ search that did not reach its target (a fact, not a failure)
+TERMINAL = ("finished", "skipped", "not run", "failed", "blocked")
 
 
 class ProfileError(ValueError):
@@ -161,7 +164,11 @@ class Spec:
         return any(d.search is not None and not d.search.done for d in self.deps)
 
     def waiting_on_search(self):
-        return self.after is not None and not self.after.done
+        """Followers wait for their search; round 1 of a chained search for the one before."""
+        chain = self.search.chain if self.search is not None and len(self.search.specs) and \
+            self.search.specs[0] is self else None
+        return ((self.after is not None and not self.after.done)
+                or (chain is not None and not chain.done))
 
     def label(self):
         """Readable identity before the name is known: entry and grid point."""
@@ -357,10 +364,16 @@ def expand(profile_path, extra=()):
             ident = {"profile": pname, "entry": ename, "role": role,
                      "swept_key": ",".join(swept), "swept_value": ",".join(_fmt(v) for v in swept.values())}
             ent_seeds = entry.get("seeds", seeds)
-            for target in targets:
+            previous = []   # calibrate.chain: the searches for the previous target, in order
+            for t, target in enumerate(sorted(targets, key=lambda v: -1 if v is None else v)
+                                       if calib and calib["chain"] else targets):
                 if calib:
-                    mine += _searches(ename, where, config, static, point, ent_seeds, deps, metric,
-                                      ident, calib, target)
+                    start = calib["start"][t] if isinstance(calib["start"], list) else calib["start"]
+                    made = _searches(ename, where, config, static, point, ent_seeds, deps, metric,
+                                     ident, {**calib, "start": start,
+                                             "previous": previous if calib["chain"] else None}, target)
+                    previous = [r.search for r in made if r.search is not None]
+                    mine += made
                     continue
                 for seed in ent_seeds:
                     mine += _with_deps(ename, where, config, static, point, seed, deps, metric, ident)
@@ -412,8 +425,18 @@ def _calibration(entry, where):
     c = {**CALIBRATE_KEYS, **c}
     if not isinstance(c["key"], str) or not c["key"]:
         raise ProfileError(f"{where}: calibrate.key must name the swept key, e.g. optim.lam")
-    if not (isinstance(c["start"], (int, float)) and c["start"] > 0):
-        raise ProfileError(f"{where}: calibrate.start must be a positive number")
+    starts = c["start"] if isinstance(c["start"], list) else [c["start"]]
+    if not starts or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                             and v > 0 for v in starts):
+        raise ProfileError(f"{where}: calibrate.start must be a positive number, or a list of them "
+                           f"(one per target_sparsity)")
+    if isinstance(c["start"], list) and len(starts) != len(entry.get("target_sparsity") or []):
+        raise ProfileError(f"{where}: calibrate.start lists {len(starts)} values for "
+                           f"{len(entry.get('target_sparsity') or [])} target_sparsity values")
+    if not isinstance(c["chain"], bool):
+        raise ProfileError(f"{where}: calibrate.chain must be true or false")
+    if c["on_miss"] not in ON_MISS:
+        raise ProfileError(f"{where}: calibrate.on_miss must be one of {', '.join(ON_MISS)}")
     if not (isinstance(c["tolerance"], (int, float)) and 0 < c["tolerance"] < 1):
         raise ProfileError(f"{where}: calibrate.tolerance must be in (0, 1)")
     if not (isinstance(c["rounds"], int) and c["rounds"] >= 1):
@@ -423,18 +446,34 @@ def _calibration(entry, where):
 
 class Search:
     """A λ search for one target sparsity (a profile's `calibrate`). next_value() is a pure
-    function of the rounds so far, so a rerun replays the same rounds (and skips them)."""
+    function of the rounds so far, so a rerun replays the same rounds (and skips them).
+
+    It ends in one of two states: *reached* (a healthy round within `tolerance` of the
+    target's nonzeros: the calibrated round) or *not reached*, with the reason (plateau,
+    collapse, a jump across the target, rounds exhausted) and its closest healthy round, which
+    is shown but never stands for the target. A collapsed round (runs.collapsed: training
+    accuracy near chance) counts as too much penalty, whatever its sparsity."""
 
     MAX_STEP = 10.0   # at most ×10 (or ÷10) per round while bracketing
+    MIN_STEP = 1.5    # at least ×1.5 per round while bracketing
+    FLAT = 0.05       # |Δ log nonzeros| below this over a ×3 step of the key, and |Δ sparsity|
+    FLAT_ABS = 0.01   # below this (a slow start at low sparsity is not flat): a plateau
+    NARROW = 1.05     # a bracket narrower than this ratio of the key: the response jumps
 
-    def __init__(self, key, start, tolerance, rounds, target=None, label=""):
+    def __init__(self, key, start, tolerance, rounds, target=None, label="", on_miss="skip", chain=None):
         self.key, self.start, self.tolerance, self.rounds = key, float(start), tolerance, rounds
-        self.target, self.label = target, label
-        self.history = []          # [(value, sparsity)] in round order
+        self.target, self.label, self.on_miss = target, label, on_miss
+        self.chain = chain         # with calibrate.chain: the search for the previous target
+        self.history = []          # [(value, sparsity, collapsed)] in round order
         self.done = False
-        self.failed = ""           # why no calibrated value exists
-        self.note = ""             # round limit hit: the closest round stands, outside the tolerance
+        self.status = "searching"  # then "reached" or "not reached"
+        self.reason = ""           # why not reached
+        self.failed = ""           # a round failed or is unreadable: the search cannot go on
         self.specs = []            # the round runs made so far
+
+    @property
+    def note(self):
+        return f"not reached: {self.reason}" if self.status == "not reached" else ""
 
     def _y(self, sparsity):
         return math.log(max(1.0 - sparsity, 1e-9))
@@ -442,55 +481,109 @@ class Search:
     def within(self, sparsity):
         return abs((1.0 - sparsity) / (1.0 - self.target) - 1.0) <= self.tolerance
 
-    def best(self):
-        """The round closest to the target in log nonzeros: the calibrated point."""
-        yt = self._y(self.target)
-        return min(self.history, key=lambda h: abs(self._y(h[1]) - yt))
+    def ratio(self, sparsity):
+        """Nonzeros of a round relative to the target's (1: on target)."""
+        return (1.0 - sparsity) / (1.0 - self.target)
 
-    def record(self, value, sparsity):
-        """Add a finished round; returns the next value to run, or None when done."""
-        self.history.append((float(value), float(sparsity)))
-        if self.within(sparsity):
-            self.done = True
-            return None
-        if len(self.history) >= self.rounds:
-            self.done = True
+    def best(self):
+        """The calibrated round when reached; otherwise the healthy round closest to the target
+        in log nonzeros (shown, not matched), or None when every round collapsed."""
+        yt = self._y(self.target)
+        healthy = [h for h in self.history if not h[2]]
+        if self.status == "reached":
+            return next(h for h in reversed(self.history) if not h[2] and self.within(h[1]))
+        return min(healthy, key=lambda h: abs(self._y(h[1]) - yt)) if healthy else None
+
+    def value(self):
+        """The value followers run at: the calibrated one, or with `on_miss: closest` the closest
+        healthy round's; None when they do not run."""
+        if self.status == "reached" or (self.status == "not reached" and self.on_miss == "closest"):
             b = self.best()
-            if not self.within(b[1]):
-                self.note = (f"target sparsity {self.target:g} not reached within {self.rounds} rounds "
-                               f"(closest: {b[1]:.4f} at {self.key}={b[0]:g})")
+            return b[0] if b else None
+        return None
+
+    def first_value(self):
+        """Round 1's value: `start`; for a chained search, the next value the previous target's
+        healthy rounds give for this target (its closest round when one is within tolerance)."""
+        prev = self.chain
+        if prev is None or not prev.history:
+            return self.start
+        guide = Search(self.key, self.start, self.tolerance, self.rounds, self.target)
+        guide.history = [h for h in prev.history if not h[2]]
+        if not guide.history:
+            return min(h[0] for h in prev.history) / self.MAX_STEP
+        hit = [h for h in guide.history if guide.within(h[1])]
+        if hit:
+            return hit[-1][0]
+        v = guide.next_value()
+        return v if v is not None else prev.best()[0]
+
+    def _end(self, reason):
+        self.done, self.status, self.reason = True, "not reached", reason
+        return None
+
+    def record(self, value, sparsity, collapsed=False):
+        """Add a finished round; returns the next value to run, or None when done."""
+        self.history.append((float(value), float(sparsity), bool(collapsed)))
+        if self.within(sparsity) and not collapsed:
+            self.done, self.status = True, "reached"
             return None
-        nxt = self.next_value()
-        if nxt is None:
-            self.done = True
+        nxt = self.next_value()   # a collapsed round within tolerance bounds the bracket from above
+        if nxt is not None and len(self.history) >= self.rounds:
+            b = self.best()
+            closest = f"closest: {b[1]:.4f} at {self.key}={b[0]:g}" if b else "every round collapsed"
+            fell = [h[0] for h in self.history if h[2]]
+            fell = f"; collapses at {self.key} >= {min(fell):g}" if fell else ""
+            return self._end(f"{self.rounds} rounds exhausted ({closest}{fell})")
         return nxt
 
     def next_value(self):
+        """Bracket, then bisect in log λ inside the bracket (secant between two healthy ends,
+        guarded to the middle 60%); a flat side or a bracket that cannot shrink ends it."""
         yt = self._y(self.target)
-        pts = sorted((math.log(v), self._y(sp)) for v, sp in self.history)
-        below = [p for p in pts if p[1] > yt]   # not sparse enough: more penalty needed
-        above = [p for p in pts if p[1] < yt]   # too sparse
-        if below and above:                     # bracketed: interpolate between the closest
-            (x0, y0), (x1, y1) = max(below), min(above)
-            x = x0 + (yt - y0) * (x1 - x0) / (y1 - y0) if y1 != y0 else (x0 + x1) / 2
-            return math.exp(x)
-        side = below if below else above
-        direction = 1.0 if below else -1.0
-        last = self.history[-1]
-        if len(side) >= 2:
-            (x0, y0), (x1, y1) = side[-2], side[-1]
-            if below and abs(y1 - y0) < 1e-3 and last[0] == math.exp(x1):
-                # ×10 more penalty changed nothing: sparsity is stuck below the target
-                self.failed = (f"target sparsity {self.target:g} is not reachable: sparsity stays at "
-                               f"{1 - math.exp(y1):.4f} for {self.key} from {math.exp(x0):g} to {math.exp(x1):g}")
-                return None
+        pts = sorted((math.log(v), self._y(sp), c) for v, sp, c in self.history)
+        side = lambda p: 1 if (p[2] or p[1] < yt) else -1   # +1: too sparse (or collapsed)
+        for (x0, y0, c0), (x1, y1, c1) in zip(pts, pts[1:]):
+            if side((x0, y0, c0)) == -1 and side((x1, y1, c1)) == 1:   # the bracket, λ order
+                if x1 - x0 < math.log(self.NARROW):
+                    if c1:
+                        return self._end(f"collapses before the target: {1 - math.exp(y0):.4f} at "
+                                         f"{self.key}={math.exp(x0):g}, collapses at {self.key} >= "
+                                         f"{math.exp(x1):g}")
+                    return self._end(f"the response jumps from {1 - math.exp(y0):.4f} at "
+                                     f"{self.key}={math.exp(x0):g} to {1 - math.exp(y1):.4f} at {math.exp(x1):g}")
+                if not c1 and y1 != y0:
+                    t = min(max((yt - y0) / (y1 - y0), 0.2), 0.8)
+                else:
+                    t = 0.5
+                return math.exp(x0 + t * (x1 - x0))
+        for p0, p1 in zip(pts, pts[1:]):
+            if side(p0) == 1 and side(p1) == -1:
+                # an inverted response (too sparse at the smaller λ, not sparse enough at the
+                # larger): bisect between them; a bracket that cannot shrink ends it
+                if p1[0] - p0[0] < math.log(self.NARROW):
+                    return self._end(f"non-monotone response: {self.key}={math.exp(p0[0]):g} is too sparse, "
+                                     f"{math.exp(p1[0]):g} not sparse enough")
+                return math.exp((p0[0] + p1[0]) / 2)
+        below = [p for p in pts if side(p) == -1]   # not sparse enough: more penalty needed
+        above = [p for p in pts if side(p) == 1]
+        pts_side = below or above
+        up = bool(below)
+        edge = max(pts_side) if up else min(pts_side)
+        healthy = [p for p in pts_side if not p[2]]
+        if len(healthy) >= 2:
+            (x0, y0, _), (x1, y1, _) = (healthy[-2], healthy[-1]) if up else (healthy[1], healthy[0])
+            flat = abs(y1 - y0) < self.FLAT and abs(math.exp(y1) - math.exp(y0)) < self.FLAT_ABS
+            if abs(x1 - x0) >= math.log(3) - 1e-9 and flat:
+                where = "below" if up else "above"
+                return self._end(f"plateau: sparsity stays at {1 - math.exp(y1):.4f} ({where} the target) "
+                                 f"for {self.key} from {math.exp(min(x0, x1)):g} to {math.exp(max(x0, x1)):g}")
             slope = (y1 - y0) / (x1 - x0) if x1 != x0 else 0.0
         else:
             slope = -1.0   # guess: nonzeros shrink in proportion to λ
-        x_last = math.log(last[0])
-        step = (yt - self._y(last[1])) / slope if slope < 0 else direction * math.log(self.MAX_STEP)
-        step = direction * min(max(abs(step), math.log(1.5)), math.log(self.MAX_STEP))
-        return math.exp(x_last + step)
+        step = (yt - edge[1]) / slope if slope < 0 else math.log(self.MAX_STEP)
+        step = min(max(abs(step), math.log(self.MIN_STEP)), math.log(self.MAX_STEP))
+        return math.exp(edge[0] + (step if up else -step))
 
 
 def _searches(ename, where, config, static, point, seeds, deps, metric, ident, calib, target):
@@ -500,11 +593,14 @@ def _searches(ename, where, config, static, point, seeds, deps, metric, ident, c
         point = {**point, "target_sparsity": target}
     first = _with_deps(ename, where, config, static, point, seeds[0], deps, metric, ident)
     out = []
-    for r1 in first:
+    for n, r1 in enumerate(first):
+        prev = calib.get("previous") or []
         search = Search(calib["key"], calib["start"], calib["tolerance"], calib["rounds"], target,
-                        label=r1.label())
+                        label=r1.label(), on_miss=calib["on_miss"],
+                        chain=prev[n] if n < len(prev) else None)
         r1.search = search
-        r1.overrides.append(f"{calib['key']}={search.start!r}")
+        if search.chain is None:   # a chained round 1 gets its value once the previous search ends
+            r1.overrides.append(f"{calib['key']}={search.start!r}")
         r1.identity.update(swept_key=calib["key"], calibration_round=1)
         search.specs.append(r1)
         out.append(r1)
@@ -521,7 +617,8 @@ def next_round(spec, results):
     """After round `spec` of a search finished: the next round's Spec, or None (search done)."""
     search = spec.search
     value = _override_value(spec.overrides, search.key)
-    nxt = search.record(value, target_value(results, spec, "sparsity"))
+    summary = runs.read_summary(run_dir(results, spec.name))
+    nxt = search.record(value, float(summary["sparsity"]), runs.collapsed(summary))
     if nxt is None:
         return None
     ov = [o for o in spec.overrides if not o.startswith(search.key + "=")] + [f"{search.key}={nxt!r}"]
@@ -564,8 +661,16 @@ def run_dir(results, name):
     return runs.run_dir(results, name)
 
 
+# --reuse-complete: a complete run without weights (results committed to git, made by an
+# earlier session or another machine) counts as done; never unasked.
+REUSE_COMPLETE = False
+
+
 def is_finished(cfg, results):
-    return runs.is_finished(results, C.run_name(cfg))
+    name = C.run_name(cfg)
+    if runs.is_finished(results, name):
+        return True
+    return REUSE_COMPLETE and runs.complete_summary(run_dir(results, name)) is not None
 
 
 def target_value(results, spec, metric="sparsity"):
@@ -584,6 +689,8 @@ def dependency_overrides(spec, results):
     inside the repo)."""
     ov = []
     search = spec.search or spec.after
+    if spec.search is not None and spec.search.chain is not None and spec is spec.search.specs[0]:
+        ov.append(f"{spec.search.key}={spec.search.first_value()!r}")
     if spec.target_from:
         vals = [target_value(results, calibrated(d), spec.target_metric) for d in spec.target_from]
         target = round(sum(vals) / len(vals), 6)
@@ -592,18 +699,28 @@ def dependency_overrides(spec, results):
         elif search.target is None or not search.history:
             search.target = target
     if spec.after is not None:
-        ov.append(f"{spec.after.key}={spec.after.best()[0]!r}")
+        ov.append(f"{spec.after.key}={spec.after.value()!r}")
     if spec.init_from:
         ov.append(f"init_from={_rel(os.path.abspath(run_dir(results, spec.init_from.name)))}")
     return ov
 
 
 def calibrated(spec):
-    """The run that stands for `spec` as a dependency: for round 1 of a λ search, the
-    search's calibrated round (the closest to its target); otherwise spec itself."""
+    """The run that stands for `spec` as a dependency: for round 1 of a λ search, the round
+    its followers run at (search.value(): the calibrated round, or the closest with on_miss:
+    closest); otherwise spec itself. None for a search that missed and runs no followers."""
     if spec.search is None or not spec.search.history:
         return spec
-    return spec.search.specs[spec.search.history.index(spec.search.best())]
+    v = spec.search.value()
+    if v is None:
+        return None
+    return spec.search.specs[[h[0] for h in spec.search.history].index(v)]
+
+
+def missed(spec):
+    """A dependency whose λ search ended without a value to match: the reason, else ''."""
+    s = spec.search
+    return s.note if s is not None and s.done and s.value() is None and not s.failed else ""
 
 
 def materialize(spec, results):
@@ -618,6 +735,8 @@ def materialize(spec, results):
     if search is not None:
         ident["calibration_target"] = search.target
         ident["swept_value"] = _fmt(_override_value(ov, search.key))
+        if spec.after is not None and spec.after.status == "not reached":
+            ident["calibration_status"] = "not reached"
     elif spec.target_from and not ident.get("swept_key"):
         ident.update(swept_key="optim.target", swept_value=_fmt(cfg["optim"]["target"]))
     ov = ov + [f"identity.{k}={_fmt(v)}" for k, v in ident.items() if v not in (None, "")]
@@ -645,7 +764,7 @@ def _known_now(spec, results, done=None):
     done = done or is_finished
     if spec.name or spec.cfg:
         return True
-    if spec.deps_searching():
+    if spec.deps_searching() or any(missed(d) for d in spec.deps):
         return False
     for d in spec.deps:
         if not _known_now(d, results, done) or not done(d.cfg, results):
@@ -663,7 +782,9 @@ def known(specs, results, done=None):
     while i < len(specs):
         s = specs[i]
         i += 1
-        if s.waiting_on_search() or (s.after is not None and s.after.failed) or not _known_now(s, results, done):
+        no_value = s.after is not None and (s.after.failed or (s.after.done and s.after.value() is None))
+        no_value = no_value or (s.search is not None and s.search.chain is not None and bool(s.search.chain.failed))
+        if s.waiting_on_search() or no_value or not _known_now(s, results, done):
             waiting.append(s)
             continue
         out.append(s)
@@ -938,8 +1059,9 @@ def run_all(specs, results, launcher):
             specs.insert(specs.index(s) + 1, nxt)
             born.append(nxt)
         elif s.search.failed or s.search.note:
-            print(f"calibration {s.search.label}: {s.search.failed or s.search.note}"
-                  + ("" if s.search.failed else "; the other seeds run at the closest round's value"), flush=True)
+            tail = ("" if s.search.failed else "; its followers do not run" if s.search.value() is None
+                    else "; its followers run at the closest round's value, marked 'not reached'")
+            print(f"calibration {s.search.label}: {s.search.failed or s.search.note}{tail}", flush=True)
 
     try:
         while pending or running or queue or born:
@@ -951,6 +1073,14 @@ def run_all(specs, results, launcher):
                 failed = [d.search.failed for d in s.deps if d.search is not None and d.search.failed]
                 if not bad and s.after is not None and s.after.done and s.after.failed:
                     failed.append(s.after.failed)
+                if s.search is not None and s.search.chain is not None and s.search.chain.failed:
+                    failed.append(s.search.chain.failed)
+                miss = [missed(d) for d in s.deps if missed(d)]
+                if s.after is not None and s.after.done and not s.after.failed and s.after.value() is None:
+                    miss.append(s.after.note)
+                if not bad and not failed and miss:
+                    state[id(s)] = ("not run", f"calibration {miss[0]}")
+                    continue
                 if not bad and failed:
                     state[id(s)] = ("blocked", f"calibration: {failed[0]}")
                     print(f"blocked {s.label()}: {state[id(s)][1]}", flush=True)
@@ -1046,7 +1176,10 @@ def dry_run(specs, results):
         seen.add(s.name)
     for s in waiting:
         if s.after is not None:
-            why = f"calibration: {s.after.failed}" if s.after.failed else f"the λ search of {s.after.label}"
+            why = (f"calibration: {s.after.failed}" if s.after.failed else
+                   f"calibration {s.after.note}: not run" if s.after.done else f"the λ search of {s.after.label}")
+        elif s.search is not None and s.search.chain is not None:
+            why = f"the λ search for the previous target, {s.search.chain.label}"
         else:
             what = ", ".join(sorted({d.name or d.label() for d in s.deps}))
             kinds = "/".join(k for k in ("target_from", "init_from")
@@ -1077,6 +1210,9 @@ def main(argv=None):
                    help="rebuild RESULTS/runs.csv from the run folders, then exit (no profile needed)")
     p.add_argument("--results", default="results", help="where runs.csv, runs/ and logs/ live")
     p.add_argument("--dry-run", action="store_true", help="list the runs and what is done; run nothing")
+    p.add_argument("--reuse-complete", action="store_true",
+                   help="count complete runs without weights (committed results whose config hash "
+                        "matches) as done instead of retraining them: a profile finished in parts")
     p.add_argument("--launcher", choices=("local", "slurm"), default="local")
     p.add_argument("--only", metavar="ENTRY[,ENTRY]",
                    help="only these entries of the profile (and the runs they depend on)")
@@ -1110,6 +1246,8 @@ def main(argv=None):
     g.add_argument("--poll", type=float, default=10.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     results = os.path.abspath(args.results)
+    global REUSE_COMPLETE
+    REUSE_COMPLETE = args.reuse_complete
     if args.reindex:
         n, skipped = runs.reindex(results)
         print(f"{os.path.join(args.results, runs.INDEX)}: {n} runs from the run folders"
@@ -1127,7 +1265,7 @@ def main(argv=None):
         if args.only:
             specs = only(specs, args.only.split(","))
         for s in specs:  # resolve what is known now: catches config errors before launching
-            if not s.deps and s.after is None:
+            if not s.deps and s.after is None and not s.waiting_on_search():
                 materialize(s, results)
     except (ProfileError, C.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)

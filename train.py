@@ -45,9 +45,11 @@ class StopAfter(Exception):
 
 
 def build_model(cfg, num_classes, device, input_shape=None):
-    model = models.get_model(cfg["model"], num_classes=num_classes, width=cfg["width"]).to(device)
-    if input_shape is not None:   # MACs are counted at the data's resolution
-        model.input_shape = tuple(input_shape)
+    """The run's model, built for the data's input shape (default: its registry entry's), so
+    its channels match and MACs are counted at that resolution."""
+    shape = input_shape or D.get(cfg["dataset"]).input_shape
+    model = models.get_model(cfg["model"], num_classes=num_classes, width=cfg["width"],
+                             input_shape=shape).to(device)
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -173,6 +175,55 @@ def _evaluate(model, batches, d):
     loss, acc = metrics.evaluate(model, counted())
     loss_sum, correct, total = d.sum(loss * n, acc * n / 100.0, n)
     return loss_sum / total, 100.0 * round(correct) / total
+
+
+@torch.no_grad()
+def recalibrate_bn(model, data, cfg, n_images):
+    """Recompute every BatchNorm's running mean and variance on the first `n_images` training
+    images of a fixed order (no augmentation), as an average over them (momentum None), with
+    the weights as they are: the final evaluation then does not depend on how far each
+    method's statistics lag behind weights that moved (or were pruned) late in training.
+    Every rank sees the same images (no sharding), so all ranks compute the same statistics.
+    Returns the number of images used (0 when the model has no BatchNorm)."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or n_images <= 0:
+        return 0
+    saved = [(m, m.momentum) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None   # cumulative average over the batches below
+    was_training = model.training
+    model.train()
+    device = next(model.parameters()).device
+    seen = 0
+    try:
+        batches = data.train_batches(cfg["eval_batch_size"], cfg["seed"], epoch=cfg["epochs"],
+                                     augment=False, channels_last=cfg["channels_last"])
+        for x, _ in batches:
+            x = x[: n_images - seen]
+            with runs.autocast(cfg, device):
+                model(x)
+            seen += len(x)
+            if seen >= n_images:
+                break
+    finally:
+        for m, mom in saved:
+            m.momentum = mom
+        model.train(was_training)
+    return seen
+
+
+def structural_macs(model):
+    """Multiply-adds of one input once every all-zero output filter and the input channels it
+    feeds are removed: the MACs of the slim export (export.slim_model), which is what a
+    structured method really saves. NaN when the model cannot be slimmed (said by the caller)."""
+    import export
+
+    try:
+        slim = export.slim_model(model)
+    except Exception:   # a graph slim export does not handle: no structural count
+        return math.nan
+    return float(metrics.counts(slim)["flops_dense"])
 
 
 def _train(cfg, out, results, say, quiet, d, stop_after):
@@ -308,19 +359,34 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
 
     state = method.export()
     eval_model.load_state_dict(state)
+    last = rows[-1]
+    # the final evaluation: BatchNorm statistics recomputed for every method alike (bn_recal);
+    # the last epoch's numbers with the running statistics stay in metrics.csv and the summary
+    recal = recalibrate_bn(eval_model, data, cfg, cfg["bn_recal"])
+    if recal:
+        with runs.autocast(cfg, device):
+            final_loss, final_acc = _evaluate(eval_model, data.test_batches(cfg["eval_batch_size"], **mem,
+                                                                            **shard), d)
+        state = eval_model.state_dict()
+    else:
+        final_loss, final_acc = last["test_loss"], last["test_acc"]
     if not d.main:
         d.barrier()   # rank 0 writes the run's files
         return None
     model_bytes = runs.save_torch(runs.model_file(cfg, data.num_classes, state), runs.path(out, runs.MODEL))
     layers = metrics.layer_table(eval_model)
     runs.save_csv(layers, runs.path(out, runs.LAYERS))
-    last = rows[-1]
+    macs_structural = structural_macs(eval_model)
+    if not math.isfinite(macs_structural):
+        say(f"{name}: note: slim export could not trace this model: macs_structural is NaN")
     summary = {"run": name, "dataset": cfg["dataset"], "model": cfg["model"], "width": cfg["width"],
                "method": cfg["method"], "mode": method.mode, "seed": seed, "epochs": cfg["epochs"],
                "total_epochs": cfg["epochs"] + epochs_before(init_path),
-               "lam": 0.0, **method.summary(), "test_acc": last["test_acc"],
-               "test_loss": last["test_loss"], "train_acc": last["train_acc"],
+               "lam": 0.0, **method.summary(), "test_acc": final_acc, "test_loss": final_loss,
+               "test_acc_running_bn": last["test_acc"], "test_loss_running_bn": last["test_loss"],
+               "bn_recal_images": recal, "train_acc": last["train_acc"],
                "train_loss": last["train_loss"], **metrics.counts(eval_model),
+               "macs_structural": macs_structural,
                "train_seconds": train_seconds, "config_hash": chash, "init_from": init_path,
                **cfg["identity"], **runs.environment(), "world_size": d.world,
                "model_bytes": model_bytes}

@@ -49,17 +49,16 @@ import sweep  # noqa: E402
 import train  # noqa: E402
 from optim import get_method  # noqa: E402
 
-TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000
 ONE_PROCESS = distributed.Dist()
-CLASSES = {"cifar100": 100, "imagenet": 1000}
-# ImageNet-1k at 224x224 (the imagenet profile): images per epoch, test images. Its synthetic
-# batches are made on the device once and reused: the DataLoader's decoding is not timed.
-IMAGENET = (1_281_167, 50_000, 224)
+# Sets streamed from disk (ImageNet) are timed on synthetic batches made on the device once
+# and reused: the DataLoader's decoding is not timed.
+STREAMED = ("imagenet",)
 
 
 def images(cfg):
-    """(training images per epoch, test images) of the run's data set."""
-    return IMAGENET[:2] if cfg["dataset"] == "imagenet" else (TRAIN_IMAGES, TEST_IMAGES)
+    """(training images per epoch, test images) of the run's data set (its registry entry)."""
+    spec = D.get(cfg["dataset"])
+    return spec.n_train, spec.n_test
 COLUMNS = ["model", "width", "method", "mode", "classes", "batch", "steps_per_epoch", "ms_per_step",
            "eval_s", "s_per_epoch", "device"]
 
@@ -67,8 +66,8 @@ COLUMNS = ["model", "width", "method", "mode", "classes", "batch", "steps_per_ep
 def key_of(cfg):
     """What an epoch's time depends on (besides precision etc., the same in every profile row)."""
     mode = cfg["optim"].get("mode") or get_method(cfg["method"]).mode
-    return (cfg["model"], float(cfg["width"]), cfg["method"], mode, CLASSES.get(cfg["dataset"], 10),
-            int(cfg["batch_size"]))
+    return (cfg["model"], float(cfg["width"]), cfg["method"], mode, D.get(cfg["dataset"]).num_classes,
+            int(cfg["batch_size"]), cfg["dataset"])
 
 
 def profile_runs(name, width=None, batch=None):
@@ -100,8 +99,8 @@ class SyntheticImages:
     """Normalized random [B,3,S,S] batches on the device, the interface of data.Data: for
     ImageNet-sized inputs, whose real pipeline is a DataLoader (not what this times)."""
 
-    def __init__(self, n_train, n_test, k, size, device, g):
-        self.num_classes, self.device, self.input_shape = k, device, (3, size, size)
+    def __init__(self, n_train, n_test, k, shape, device, g):
+        self.num_classes, self.device, self.input_shape = k, device, tuple(shape)
         self.n_train, self.n_test, self.g = n_train, n_test, g
 
     def _batches(self, n, batch_size, channels_last):
@@ -122,14 +121,14 @@ class SyntheticImages:
 
 def synthetic(cfg, n_train, n_test, device, seed=0):
     g = torch.Generator().manual_seed(seed)
-    k = CLASSES.get(cfg["dataset"], 10)
-    if cfg["dataset"] == "imagenet":
-        return SyntheticImages(n_train, n_test, k, IMAGENET[2], device, g)
-    name = cfg["dataset"] if cfg["dataset"] in D.AUGMENT else "cifar10"
-    return D.Data(name, torch.randint(0, 256, (n_train, 3, 32, 32), dtype=torch.uint8, generator=g),
+    spec = D.get(cfg["dataset"])
+    k, shape = spec.num_classes, spec.input_shape
+    if cfg["dataset"] in STREAMED:
+        return SyntheticImages(n_train, n_test, k, shape, device, g)
+    return D.Data(spec, torch.randint(0, 256, (n_train, *shape), dtype=torch.uint8, generator=g),
                   torch.randint(0, k, (n_train,), generator=g),
-                  torch.randint(0, 256, (n_test, 3, 32, 32), dtype=torch.uint8, generator=g),
-                  torch.randint(0, k, (n_test,), generator=g), k, device=device)
+                  torch.randint(0, 256, (n_test, *shape), dtype=torch.uint8, generator=g),
+                  torch.randint(0, k, (n_test,), generator=g), device=device)
 
 
 class Timer:
@@ -250,8 +249,8 @@ def main(argv=None):
         print("error: no run of the profiles matches --models / --methods", file=sys.stderr)
         return 2
     print(f"{len(todo)} configurations on {what}: {args.warmup} warm-up + {args.steps} timed steps each, "
-          f"{TRAIN_IMAGES:,} training and {TEST_IMAGES:,} test images per epoch (ImageNet: "
-          f"{IMAGENET[0]:,} and {IMAGENET[1]:,} at {IMAGENET[2]}x{IMAGENET[2]}, data loading not timed)\n")
+          f"each data set's training and test images per epoch (its registry entry; ImageNet "
+          f"on synthetic device batches, data loading not timed)\n")
     print("| model | width | method | mode | classes | batch | ms/step | s/epoch |")
     print("|---|---:|---|---|---:|---:|---:|---:|")
     table, rows = {}, []

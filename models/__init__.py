@@ -1,8 +1,10 @@
-"""Model registry: name -> constructor(num_classes, width). Add a model = one file + one line.
+"""Model registry: name -> constructor(num_classes, width, in_channels). Add a model = one file
++ one line.
 
 Every model from get_model has `input_shape`, the (C, H, W) of one input image it is built
-for: (3, 224, 224) for the ImageNet models (resnet50, mobilenet_v1), (3, 32, 32) otherwise
-(CIFAR_INPUT_SHAPE). Shape probes (metrics FLOPs, optim.base.probe, export) use it.
+for: the data set's (data.DATASETS[name].input_shape, passed by the caller), else the model's
+own default ((3, 224, 224) for resnet50 and mobilenet_v1, CIFAR_INPUT_SHAPE otherwise). Shape
+probes (metrics FLOPs, optim.base.probe, export) use it.
 """
 import difflib
 
@@ -36,14 +38,27 @@ def names():
     return sorted(_REGISTRY)
 
 
-def get_model(name, num_classes=10, width=1.0):
+def get_model(name, num_classes=10, width=1.0, input_shape=None):
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, names(), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise ValueError(f"unknown model '{name}'; known: {', '.join(names())}" + hint)
     if not width > 0:  # also rejects NaN
         raise ValueError(f"model width must be > 0, got {width}")
-    model = _REGISTRY[name](num_classes=num_classes, width=width)
-    if not hasattr(model, "input_shape"):
+    in_channels = 3 if input_shape is None else int(input_shape[0])
+    model = _REGISTRY[name](num_classes=num_classes, width=width, in_channels=in_channels)
+    if input_shape is not None:
+        model.input_shape = tuple(input_shape)
+    elif not hasattr(model, "input_shape"):
         model.input_shape = CIFAR_INPUT_SHAPE
     return model
+
+
+def from_saved(saved):
+    """The model a saved file describes (keys model, num_classes, width and, where recorded,
+    dataset: its registry entry gives the input shape), randomly initialized."""
+    import data
+
+    spec = data.DATASETS.get(saved.get("dataset"))
+    return get_model(saved["model"], num_classes=saved["num_classes"], width=saved["width"],
+                     input_shape=spec.input_shape if spec else None)

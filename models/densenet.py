@@ -33,13 +33,13 @@ class DenseLayer(nn.Module):
 
 class DenseNet(nn.Module):
     def __init__(self, depth, growth=12, bottleneck=False, compression=1.0,
-                 num_classes=10, width=1.0):
+                 num_classes=10, width=1.0, in_channels=3):
         super().__init__()
         # Each bottleneck layer holds two convs, hence the extra factor 2.
         n = (depth - 4) // (6 if bottleneck else 3)
         g = _w(growth, width)
         c = _w(2 * growth, width)
-        layers = [nn.Conv2d(3, c, 3, padding=1, bias=False)]
+        layers = [nn.Conv2d(in_channels, c, 3, padding=1, bias=False)]
         for i in range(3):
             for _ in range(n):
                 layers.append(DenseLayer(c, g, bottleneck))
@@ -48,7 +48,7 @@ class DenseNet(nn.Module):
                 c_out = max(1, int(math.floor(c * compression)))
                 layers += _bn_relu_conv(c, c_out, 1) + [nn.AvgPool2d(2)]
                 c = c_out
-        layers += [nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AvgPool2d(8)]
+        layers += [nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1)]   # 8x8 at 32x32
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(c, num_classes)
         for m in self.modules():
@@ -65,11 +65,11 @@ class DenseNet(nn.Module):
         return self.fc(self.features(x).flatten(1))
 
 
-def densenet40(num_classes=10, width=1.0):
+def densenet40(num_classes=10, width=1.0, in_channels=3):
     return DenseNet(40, 12, bottleneck=False, compression=1.0,
-                    num_classes=num_classes, width=width)
+                    num_classes=num_classes, width=width, in_channels=in_channels)
 
 
-def densenet_bc100(num_classes=10, width=1.0):
+def densenet_bc100(num_classes=10, width=1.0, in_channels=3):
     return DenseNet(100, 12, bottleneck=True, compression=0.5,
-                    num_classes=num_classes, width=width)
+                    num_classes=num_classes, width=width, in_channels=in_channels)

@@ -28,10 +28,10 @@ def _conv_bn(c_in, c_out, kernel, stride, groups=1):
 class MobileNetV1(nn.Module):
     input_shape = INPUT_SHAPE
 
-    def __init__(self, num_classes=1000, width=1.0):
+    def __init__(self, num_classes=1000, width=1.0, in_channels=3):
         super().__init__()
         c = _w(32, width)
-        layers = _conv_bn(3, c, 3, 2)
+        layers = _conv_bn(in_channels, c, 3, 2)
         for c_out, stride in BLOCKS:
             c_out = _w(c_out, width)
             layers += _conv_bn(c, c, 3, stride, groups=c)     # depthwise
@@ -54,5 +54,5 @@ class MobileNetV1(nn.Module):
         return self.fc(self.pool(self.features(x)).flatten(1))
 
 
-def mobilenet_v1(num_classes=1000, width=1.0):
-    return MobileNetV1(num_classes, width)
+def mobilenet_v1(num_classes=1000, width=1.0, in_channels=3):
+    return MobileNetV1(num_classes, width, in_channels)

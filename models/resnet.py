@@ -48,11 +48,11 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, blocks, channels, num_classes=10, width=1.0, option="A"):
+    def __init__(self, blocks, channels, num_classes=10, width=1.0, option="A", in_channels=3):
         super().__init__()
         chans = [_w(c, width) for c in channels]
         c = chans[0]
-        self.stem = nn.Sequential(nn.Conv2d(3, c, 3, 1, 1, bias=False),
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c, 3, 1, 1, bias=False),
                                   nn.BatchNorm2d(c), nn.ReLU(inplace=True))
         layers = []
         for i, (n, c_out) in enumerate(zip(blocks, chans)):
@@ -73,31 +73,32 @@ class ResNet(nn.Module):
         return self.fc(self.pool(self.layers(self.stem(x))).flatten(1))
 
 
-def _cifar(depth, num_classes, width):
+def _cifar(depth, num_classes, width, in_channels=3):
     assert (depth - 2) % 6 == 0
     n = (depth - 2) // 6
-    return ResNet([n] * 3, [16, 32, 64], num_classes, width, option="A")
+    return ResNet([n] * 3, [16, 32, 64], num_classes, width, option="A", in_channels=in_channels)
 
 
-def resnet20(num_classes=10, width=1.0):
-    return _cifar(20, num_classes, width)
+def resnet20(num_classes=10, width=1.0, in_channels=3):
+    return _cifar(20, num_classes, width, in_channels)
 
 
-def resnet32(num_classes=10, width=1.0):
-    return _cifar(32, num_classes, width)
+def resnet32(num_classes=10, width=1.0, in_channels=3):
+    return _cifar(32, num_classes, width, in_channels)
 
 
-def resnet44(num_classes=10, width=1.0):
-    return _cifar(44, num_classes, width)
+def resnet44(num_classes=10, width=1.0, in_channels=3):
+    return _cifar(44, num_classes, width, in_channels)
 
 
-def resnet56(num_classes=10, width=1.0):
-    return _cifar(56, num_classes, width)
+def resnet56(num_classes=10, width=1.0, in_channels=3):
+    return _cifar(56, num_classes, width, in_channels)
 
 
-def resnet110(num_classes=10, width=1.0):
-    return _cifar(110, num_classes, width)
+def resnet110(num_classes=10, width=1.0, in_channels=3):
+    return _cifar(110, num_classes, width, in_channels)
 
 
-def resnet18(num_classes=10, width=1.0):
-    return ResNet([2, 2, 2, 2], [64, 128, 256, 512], num_classes, width, option="B")
+def resnet18(num_classes=10, width=1.0, in_channels=3):
+    return ResNet([2, 2, 2, 2], [64, 128, 256, 512], num_classes, width, option="B",
+                  in_channels=in_channels)

@@ -41,7 +41,10 @@ class ScaledResNet50(tv.ResNet):
                 nn.init.constant_(m.bias, 0)
 
 
-def resnet50(num_classes=1000, width=1.0):
+def resnet50(num_classes=1000, width=1.0, in_channels=3):
     m = tv.resnet50(weights=None, num_classes=num_classes) if width == 1 else ScaledResNet50(num_classes, width)
+    if in_channels != 3:   # another stem input, initialized as torchvision initializes it
+        m.conv1 = nn.Conv2d(in_channels, m.conv1.out_channels, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(m.conv1.weight, mode="fan_out", nonlinearity="relu")
     m.input_shape = INPUT_SHAPE
     return m

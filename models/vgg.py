@@ -1,7 +1,7 @@
 """VGG-BN for CIFAR as in the network-slimming code (docs/methods.md §4).
 
-Four max-pools, not five: a 32x32 input is 2x2 after four, and the 2x2 average pool
-then gives one 512-vector, so a single Linear replaces ImageNet's three FC layers.
+Four max-pools, not five: a 32x32 input is 2x2 after four, and the global average pool
+(2x2 there; 1x1 for a 28x28 input) then gives one 512-vector, so a single Linear replaces ImageNet's three FC layers.
 """
 import math
 
@@ -21,9 +21,9 @@ def _w(c, width):
 
 
 class VGG(nn.Module):
-    def __init__(self, depth, num_classes=10, width=1.0):
+    def __init__(self, depth, num_classes=10, width=1.0, in_channels=3):
         super().__init__()
-        layers, c_in = [], 3
+        layers, c_in = [], in_channels
         for v in CFG[depth]:
             if v == "M":
                 layers.append(nn.MaxPool2d(2))
@@ -33,7 +33,7 @@ class VGG(nn.Module):
                 layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False),
                            nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
                 c_in = c
-        layers.append(nn.AvgPool2d(2))
+        layers.append(nn.AdaptiveAvgPool2d(1))
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(c_in, num_classes)
         self._init()
@@ -56,17 +56,17 @@ class VGG(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-def vgg11(num_classes=10, width=1.0):
-    return VGG(11, num_classes, width)
+def vgg11(num_classes=10, width=1.0, in_channels=3):
+    return VGG(11, num_classes, width, in_channels)
 
 
-def vgg13(num_classes=10, width=1.0):
-    return VGG(13, num_classes, width)
+def vgg13(num_classes=10, width=1.0, in_channels=3):
+    return VGG(13, num_classes, width, in_channels)
 
 
-def vgg16(num_classes=10, width=1.0):
-    return VGG(16, num_classes, width)
+def vgg16(num_classes=10, width=1.0, in_channels=3):
+    return VGG(16, num_classes, width, in_channels)
 
 
-def vgg19(num_classes=10, width=1.0):
-    return VGG(19, num_classes, width)
+def vgg19(num_classes=10, width=1.0, in_channels=3):
+    return VGG(19, num_classes, width, in_channels)

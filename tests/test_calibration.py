@@ -8,11 +8,11 @@ import sweep
 from tests.conftest import StandInLauncher
 
 
-def search_until_done(curve, target, start=1e-3, tol=0.3, rounds=6):
+def search_until_done(curve, target, start=1e-3, tol=0.3, rounds=6, collapse=lambda lam: False):
     s = sweep.Search("optim.lam", start, tol, rounds, target)
     value = start
     while value is not None:
-        value = s.record(value, curve(value))
+        value = s.record(value, curve(value), collapse(value))
     return s
 
 
@@ -25,45 +25,96 @@ def logistic(lam, mid=1e-3, k=1.2):
 @pytest.mark.parametrize("start", [1e-5, 1e-3, 1e-1])
 def test_search_hits_the_tolerance_within_the_round_limit_and_keeps_every_round(target, start):
     s = search_until_done(logistic, target, start=start)
-    assert not s.failed
-    lam, sp = s.history[-1]
-    assert s.within(sp) and abs((1 - sp) / (1 - target) - 1) <= 0.3
-    assert s.best() == s.history[-1]
+    assert not s.failed and s.status == "reached" and not s.reason
+    lam, sp, fell = s.history[-1]
+    assert s.within(sp) and abs((1 - sp) / (1 - target) - 1) <= 0.3 and not fell
+    assert s.best() == s.history[-1] and s.value() == lam
     assert 1 <= len(s.history) <= 6
     assert s.history[0][0] == start                     # every round is kept, in order
-    assert len({v for v, _ in s.history}) == len(s.history)
+    assert len({v for v, _, _ in s.history}) == len(s.history)
 
 
-def test_a_target_no_lambda_reaches_ends_with_a_clear_message():
+def test_a_plateau_below_the_target_ends_not_reached_and_runs_no_followers():
     stuck = lambda lam: min(0.9, logistic(lam))         # saturates at 90% sparsity
     s = search_until_done(stuck, 0.99, rounds=8)
-    assert s.done and (s.failed or s.note)
-    why = s.failed or s.note
-    assert "0.99" in why and ("not reachable" in why or "not reached" in why)
-    assert s.best()[1] == pytest.approx(0.9)
+    assert s.done and s.status == "not reached" and not s.failed
+    assert s.reason.startswith("plateau: sparsity stays at 0.9000 (below the target)")
+    assert s.best()[1] == pytest.approx(0.9)            # shown ...
+    assert s.value() is None                            # ... never a matched point
+    assert len(s.history) < 8                           # detected, not run to the round limit
 
 
-def test_round_limit_keeps_the_closest_round():
+def test_a_plateau_above_the_target_ends_not_reached():
+    # every λ tried gives 99.5% or more (a method that cannot be made denser than that)
+    s = search_until_done(lambda lam: max(0.995, logistic(lam)), 0.9, start=1e-2, rounds=8)
+    assert s.status == "not reached" and "(above the target)" in s.reason and s.value() is None
+
+
+def test_rounds_exhausted_is_not_reached_and_the_closest_round_is_only_shown():
     s = search_until_done(lambda lam: logistic(lam, k=0.05), 0.99, rounds=3)  # a very flat curve
-    # the round limit is not a failure: the closest round is the calibrated point, with a note
-    assert len(s.history) == 3 and not s.failed
-    assert s.note.startswith("target sparsity 0.99 not reached within 3 rounds")
+    assert len(s.history) == 3 and not s.failed and s.status == "not reached"
+    assert s.reason.startswith("3 rounds exhausted (closest: ")
     yt = math.log(0.01)
     assert s.best() == min(s.history, key=lambda h: abs(math.log(1 - h[1]) - yt))
+    assert s.value() is None and s.note == f"not reached: {s.reason}"
 
 
-def test_bracketing_steps_at_most_tenfold_then_interpolates():
+def test_on_miss_closest_lets_followers_run_at_the_closest_round():
+    s = sweep.Search("optim.lam", 1e-3, 0.3, 3, 0.99, on_miss="closest")
+    v = 1e-3
+    while v is not None:
+        v = s.record(v, logistic(v, k=0.05), False)
+    assert s.status == "not reached" and s.value() == s.best()[0]
+
+
+def test_a_collapsed_round_is_an_upper_bracket_never_the_calibrated_point():
+    # healthy up to λ = 2e-3, collapsed beyond: the target 99.5% (λ ≈ 8e-2 on this curve) lies
+    # in the collapse, so the search narrows onto the edge and ends not reached
+    curve = lambda lam: logistic(lam, mid=1e-4, k=1.0)
+    s = search_until_done(curve, 0.9995, start=1e-3, rounds=8, collapse=lambda lam: lam > 2e-3)
+    assert s.status == "not reached" and "collapses at optim.lam >=" in s.reason
+    assert all(not fell for v, sp, fell in s.history if v <= 2e-3)
+    assert s.value() is None and not s.best()[2]         # the closest shown is a healthy round
+    # a round within tolerance that collapsed does not end the search: a smaller λ can still
+    # reach the target healthy (here λ in (1e-3, 2e-3) gives 90.9-95.2%, the target 93%)
+    s = search_until_done(curve, 0.93, start=5e-3, rounds=8, collapse=lambda lam: lam > 2e-3)
+    assert s.status == "reached" and not s.history[-1][2] and s.history[0][2]
+
+
+def test_a_non_monotone_response_is_bisected_inside_its_bracket():
+    # sparsity rises with λ, dips between 1e-3 and 3e-3, then rises again: the search must stay
+    # inside a bracket (a round below and a round above the target, adjacent in λ)
+    def bumpy(lam):
+        base = logistic(lam)
+        return base - 0.3 * math.exp(-((math.log(lam) - math.log(2e-3)) / 0.3) ** 2)
+    s = search_until_done(bumpy, 0.8, start=1e-4, rounds=10)
+    assert s.status == "reached"
+    lam, sp, _ = s.history[-1]
+    assert s.within(sp)
+
+
+def test_bracketing_steps_at_most_tenfold_then_interpolates_inside_the_bracket():
     s = sweep.Search("optim.lam", 1e-6, 0.3, 10, 0.99)
     nxt = s.record(1e-6, logistic(1e-6))
     assert nxt == pytest.approx(1e-5)                   # far below: the ×10 cap
-    # once bracketed, the next value lies between the closest points on both sides
+    # once bracketed: the secant in log-log between the bracket's ends, kept inside its
+    # middle 60% (t in [0.2, 0.8])
     s = sweep.Search("optim.lam", 1e-3, 0.3, 10, 0.9)
-    s.history = [(1e-3, 0.5), (1e-1, 0.999)]
+    s.history = [(1e-3, 0.5, False), (1e-1, 0.999, False)]
     v = s.next_value()
-    assert 1e-3 < v < 1e-1
-    # log-log interpolation: y = log(1-s) linear in log λ between the two points
     t = (math.log(0.1) - math.log(0.5)) / (math.log(0.001) - math.log(0.5))
+    t = min(max(t, 0.2), 0.8)
     assert math.log(v) == pytest.approx(math.log(1e-3) + t * (math.log(1e-1) - math.log(1e-3)))
+    # a collapsed upper end: plain bisection in log λ
+    s.history = [(1e-3, 0.5, False), (1e-1, 0.999, True)]
+    assert s.next_value() == pytest.approx(1e-2)
+
+
+def test_a_bracket_that_cannot_shrink_says_the_response_jumps():
+    s = sweep.Search("optim.lam", 1e-3, 0.3, 10, 0.9)
+    s.history = [(1.00e-3, 0.5, False), (1.04e-3, 0.999, False)]
+    assert s.next_value() is None and s.status == "not reached"
+    assert s.reason.startswith("the response jumps from 0.5000")
 
 
 def FakeLauncher(results, curve):
@@ -75,7 +126,8 @@ def FakeLauncher(results, curve):
         o = s.cfg["optim"]
         sp = curve(o["lam"]) if "lam" in o else o.get("target", 0.0)
         d = runs.run_dir(results, s.name)
-        runs.save_json({"run": s.name, "sparsity": sp, **s.cfg["identity"]}, runs.path(d, runs.SUMMARY))
+        runs.save_json({"run": s.name, "sparsity": sp, "train_acc": 90.0, "dataset": s.cfg["dataset"],
+                        **s.cfg["identity"]}, runs.path(d, runs.SUMMARY))
         open(runs.path(d, runs.MODEL), "wb").close()
 
     return StandInLauncher(results, write)
@@ -127,15 +179,16 @@ def test_scheduler_runs_rounds_then_the_other_seeds_at_the_calibrated_value(tmp_
     assert len(ready) == len(specs) and not waiting
 
 
-def test_unreachable_target_blocks_the_other_seeds(tmp_path):
+def test_unreachable_target_runs_no_followers_and_is_not_a_failure(tmp_path):
     prof = tmp_path / "p.yaml"
     prof.write_text(PROFILE.format(repo=sweep.REPO).replace("[0.9, 0.99]", "[0.99]"))
     results = str(tmp_path / "results")
     state = sweep.run_all(specs := sweep.expand(str(prof)), results,
                           FakeLauncher(results, lambda lam: min(0.5, logistic(lam, mid=0.05))))
-    blocked = [s for s in specs if state[id(s)][0] == "blocked"]
-    assert sorted(s.seed for s in blocked) == [1, 2]
-    assert "0.99" in state[id(blocked[0])][1]
+    not_run = [s for s in specs if state[id(s)][0] == "not run"]
+    assert sorted(s.seed for s in not_run) == [1, 2]
+    assert "not reached" in state[id(not_run[0])][1]
+    assert not [s for s in specs if state[id(s)][0] in ("failed", "blocked")]
 
 
 def test_target_from_a_calibrated_entry_matches_each_target_at_its_calibrated_round(tmp_path):
@@ -187,4 +240,24 @@ def test_with_one_seed_dependents_wait_for_the_whole_search(tmp_path):
         x = [s for s in specs if s.entry == "xrda" and s.point.get("target_sparsity") == target]
         assert {s.search.target for s in x} == {calibrated}
     ready, waiting = sweep.known(sweep.expand(str(prof)), results)   # the dry run agrees
+    assert {s.name for s in ready} == {s.name for s in specs} and not waiting
+
+
+def test_a_chained_search_starts_from_the_previous_targets_rounds(tmp_path):
+    """calibrate.chain: the search for 0.99 waits for the one for 0.9 and starts where its
+    rounds point, so it needs fewer rounds than from the fixed start; the dry run agrees."""
+    curve = lambda lam: logistic(lam, mid=0.05)
+    text = PROFILE.format(repo=sweep.REPO).replace("rounds: 6}", "rounds: 6, chain: true}")
+    prof, results, specs, launcher, state = run_profile(tmp_path, text, curve)
+    assert all(st in ("finished", "skipped") for st, _ in state.values())
+    first = [s for s in specs if s.search is not None and s.search.target == 0.9]
+    second = [s for s in specs if s.search is not None and s.search.target == 0.99]
+    assert second[0].search.chain is first[0].search
+    # round 1 of the second search ran after the first search's last round, at the value the
+    # first search's rounds give for 0.99 (not at `start`)
+    assert launcher.started.index(second[0].name) > launcher.started.index(first[-1].name)
+    assert second[0].cfg["optim"]["lam"] == pytest.approx(second[0].search.first_value())
+    assert second[0].cfg["optim"]["lam"] != 1e-2
+    assert second[0].search.status == "reached"
+    ready, waiting = sweep.known(sweep.expand(str(prof)), results)
     assert {s.name for s in ready} == {s.name for s in specs} and not waiting

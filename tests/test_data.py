@@ -1,5 +1,6 @@
 """data.py: real on-disk CIFAR formats (tiny), digits, normalization, augmentation, batching."""
 
+import dataclasses
 import os
 import pickle
 import tarfile
@@ -11,9 +12,10 @@ import pytest
 import torch
 
 import data
+import sampling
 
-MEAN = torch.tensor(data.MEAN).view(1, 3, 1, 1)
-STD = torch.tensor(data.STD).view(1, 3, 1, 1)
+MEAN = torch.tensor(data.CIFAR_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(data.CIFAR_STD).view(1, 3, 1, 1)
 
 
 # ---- tiny data sets in the official python-pickle formats ----------------------------------
@@ -94,7 +96,7 @@ def test_archive_is_extracted(tmp_path, name, folder, archive, writer):
         tar.add(src / folder, arcname=folder)
     d = data.load(name, root=str(root), download=False)
     assert (root / folder).is_dir()
-    check_loaded(d, arrays, data.NUM_CLASSES[name])
+    check_loaded(d, arrays, data.get(name).num_classes)
 
 
 def _assert_one_line_missing(msg, root):
@@ -157,7 +159,7 @@ def digits():
 
 def test_digits(digits):
     d = digits
-    assert d.num_classes == 10 and data.NUM_CLASSES["digits"] == 10
+    assert d.num_classes == 10 and data.get("digits").num_classes == 10
     assert d.train_x.shape == (1437, 3, 32, 32) and d.test_x.shape == (360, 3, 32, 32)
     assert d.train_x.dtype == torch.uint8 and d.train_y.dtype == torch.int64
     for x in (d.train_x, d.test_x):
@@ -180,7 +182,8 @@ def make_data(n_train, n_test=8, train_x=None):
         train_x = torch.randint(0, 256, (n_train, 3, 32, 32), dtype=torch.uint8)
     y = torch.arange(n_train) % 10
     tx = torch.randint(0, 256, (n_test, 3, 32, 32), dtype=torch.uint8)
-    return data.Data("fake", train_x, y, tx, torch.arange(n_test) % 10, num_classes=10)
+    return data.Data(dataclasses.replace(data.get("cifar10"), name="fake"), train_x, y, tx,
+                     torch.arange(n_test) % 10)
 
 
 def test_normalization_constant_image():
@@ -321,8 +324,8 @@ def _crops_seen(name, n=200):
     """(dy, dx, flipped) of every augmented image of a data set named `name`, found by
     matching against all windows of its padded source image (any padding up to 4)."""
     raw = _random_images(n)
-    d = data.Data(name, raw, torch.arange(n), raw[:4], torch.arange(4), num_classes=10)
-    pad = data.AUGMENT[name]["crop_padding"]
+    d = data.Data(data.get(name), raw, torch.arange(n), raw[:4], torch.arange(4))
+    pad = data.get(name).crop_padding
     seen = []
     for x, y in d.train_batches(50, seed=0, epoch=1):
         u = ((x * STD + MEAN) * 255).round().clamp(0, 255).to(torch.uint8)
@@ -360,7 +363,7 @@ def test_erasing_boxes_follow_torchvision_random_erasing():
     from torchvision import transforms
 
     n = 20000
-    boxes = data.erase_boxes(n, 0.5, torch.Generator().manual_seed(0))
+    boxes = data.erase_boxes(n, 0.5, torch.Generator().manual_seed(0), 32)
     top, left, h, w = boxes.T
     drawn = (h > 0) | (w > 0)        # a box of side 0 erases nothing, as in torchvision
     assert abs(drawn.float().mean().item() - 0.5) < 0.015            # p = 0.5
@@ -375,15 +378,15 @@ def test_erasing_boxes_follow_torchvision_random_erasing():
     img = torch.zeros(3, 32, 32)
     tv = []
     for _ in range(4000):
-        i, j, hh, ww, _ = transforms.RandomErasing.get_params(img, scale=data.ERASE_SCALE,
-                                                              ratio=data.ERASE_RATIO, value=[0])
+        i, j, hh, ww, _ = transforms.RandomErasing.get_params(img, scale=sampling.ERASE_SCALE,
+                                                              ratio=sampling.ERASE_RATIO, value=[0])
         if (hh, ww) != (32, 32) and hh * ww > 0:
             tv.append(hh * ww / 1024)
     tv = torch.tensor(tv)
     for q in (0.25, 0.5, 0.75):
         assert abs(torch.quantile(area, q).item() - torch.quantile(tv, q).item()) < 0.02
     # the mask covers exactly the box
-    m = data.erase_mask(torch.tensor([[3, 5, 4, 2]]))
+    m = data.erase_mask(torch.tensor([[3, 5, 4, 2]]), 32)
     assert m.shape == (1, 1, 32, 32) and m.sum() == 8 and m[0, 0, 3:7, 5:7].all()
 
 
