@@ -13,6 +13,10 @@ def penalized_modules(model):
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
+# The sparsity types whose savings are structural (whole kernels or filters): compared on the
+# multiply-adds slim export removes. Declared once; reporting/ reads it from here.
+STRUCTURED_MODES = ("kernel", "channel")
+
 DEFAULT_IMAGE_SHAPE = (3, 32, 32)   # a model without `input_shape` (models.get_model sets it)
 
 

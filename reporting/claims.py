@@ -2,10 +2,17 @@
 
 A point is one setting of one entry in one row (its swept value), over seeds. A curve is an
 entry's points in a row. Curves are compared at fixed levels (reporting.compare): elementwise
-at fixed sparsity along log(nonzero weights), structured at fixed fractions of nonzero
-multiply-adds. Only curves with the same total training budget (epochs, init_from runs
+at fixed sparsity along log(nonzero weights), structured at fixed fractions of the
+multiply-adds that slim export keeps (macs_structural: all-zero filters and the inputs they
+feed removed). Only curves with the same total training budget (epochs, init_from runs
 included) are compared; one comparison per row and pair of curves, its verdict combined over
-the levels both curves cover.
+the levels both curves cover (Holm-corrected over those levels).
+
+A curve is read along the points every one of its seeds ran (a λ search's other rounds, seed
+0 only, are shown but never used), per seed along its Pareto frontier of runs that did not
+collapse (runs.collapsed) and only on the dense side of that seed's densest collapsed run: a
+level beyond a collapse is "not reached", never interpolated through. A level counts only
+where every seed's frontier covers it.
 
 Paper A's claims (abstract, arXiv 2008.09661), and what each compares:
   1. sparser, more accurate networks than the baselines: xRDA elementwise (from scratch)
@@ -21,9 +28,9 @@ import math
 
 import numpy as np
 
-from . import compare as K
+from optim.base import STRUCTURED_MODES as STRUCTURED
 
-STRUCTURED = ("kernel", "channel")
+from . import compare as K
 
 
 POINT_KEY = ["row", "entry", "mode", "swept_value"]   # a point: one swept value of an entry
@@ -40,7 +47,8 @@ def points(df):
                 nnz=("nnz", "mean"), n_weights=("n_weights", "first"),
                 compression=("compression", "mean"), mac_frac=("mac_frac", "mean"),
                 filter_sparsity=("filter_sparsity", "mean"), kernel_sparsity=("kernel_sparsity", "mean"),
-                train_acc=("train_acc", "mean"), calibration_target=("calibration_target", "first"),
+                train_acc=("train_acc", "mean"), collapsed=("collapsed", "sum"),
+                calibration_target=("calibration_target", "first"),
                 calibration_round=("calibration_round", "max"), init=("init_from", "first"),
                 runs=("run", list)).reset_index()
     out["from_trained"] = out["init"] != ""
@@ -65,6 +73,43 @@ def _xs(part, kind):
     return [K.log_nnz(s, n) for s, n in zip(part["sparsity"], part["n_weights"])]
 
 
+def full_points(part):
+    """The runs of a curve at swept values that every seed of the curve ran."""
+    n = part["seed"].nunique()
+    return part[part.groupby("swept_value")["seed"].transform("nunique") == n]
+
+
+def frontier(pts):
+    """The Pareto frontier of [(x, acc)] (x = log nonzeros: fewer is better, higher acc is
+    better): the points no other point beats on both."""
+    return [(x, a) for x, a in pts
+            if not any(x2 <= x and a2 >= a and (x2 < x or a2 > a) for x2, a2 in pts)]
+
+
+def seed_points(part, kind):
+    """{seed: frontier [(x, acc)]} of one curve: full points only, no collapsed run, and only
+    points denser than the seed's densest collapsed run (any of its runs, search rounds too)."""
+    full = full_points(part)
+    out = {}
+    for seed in sorted(full["seed"].unique()):
+        mine = part[part["seed"] == seed]
+        fell = mine[mine["collapsed"]]
+        edge = max(_xs(fell, kind)) if len(fell) else -math.inf
+        ok = full[(full["seed"] == seed) & ~full["collapsed"]]
+        out[seed] = frontier([(x, a) for x, a in zip(_xs(ok, kind), ok["acc"]) if x > edge])
+    return out
+
+
+def collapse_note(part, kind):
+    """Where a curve collapses ('' if none of its runs did): the least sparse collapsed run."""
+    fell = part[part["collapsed"]]
+    if not len(fell):
+        return ""
+    if kind == "macs":
+        return f"collapses at {100 * fell['mac_frac'].max():.3g}% of the MACs"
+    return f"collapses at {100 * fell['sparsity'].min():.4g}% sparse"
+
+
 def _level_x(level, kind, n_weights):
     return math.log(level) if kind == "macs" else K.log_nnz(level, n_weights)
 
@@ -74,10 +119,17 @@ def levels_of(kind):
 
 
 def at_levels(part, kind):
-    """{level: [per-seed accuracy]} of one curve; empty lists outside its sweep."""
+    """{level: [per-seed accuracy]} of one curve (see the module docstring); an empty list
+    where not every seed's frontier covers the level."""
     n = float(part["n_weights"].iloc[0])
-    pts = list(zip(part["seed"], _xs(part, kind), part["acc"]))
-    return K.at_levels(pts, levels_of(kind), lambda lv: _level_x(lv, kind, n))
+    per_seed = seed_points(part, kind)
+    pts = [(seed, x, a) for seed, fr in per_seed.items() for x, a in fr]
+    out = K.at_levels(pts, levels_of(kind), lambda lv: _level_x(lv, kind, n))
+    return {lv: (v if len(v) == len(per_seed) else []) for lv, v in out.items()}
+
+
+def n_test(part):
+    return int(part["n_test"].iloc[0]) if "n_test" in part and part["n_test"].iloc[0] == part["n_test"].iloc[0] else 0
 
 
 def compare_curves(a, b, kind, flat_b=False):
@@ -85,14 +137,20 @@ def compare_curves(a, b, kind, flat_b=False):
     per-seed accuracy stands at every level). Returns (outcome, strength, [level rows])."""
     va = at_levels(a, kind)
     vb = ({lv: list(b["acc"]) for lv in levels_of(kind)} if flat_b else at_levels(b, kind))
-    rows, outcomes = [], []
+    N = n_test(a)
+    rows = []
     for lv in levels_of(kind):
         if not va[lv] or not vb[lv]:
             continue
-        out, st, diff, p = K.verdict(va[lv], vb[lv])
-        outcomes.append(out)
+        out, st, diff, p = K.verdict(va[lv], vb[lv], n_test=N)
+        if flat_b and N and sum(vb[lv]) / len(vb[lv]) + math.sqrt(K.test_var(sum(vb[lv]) / len(vb[lv]), N)) >= 100:
+            out = K.UNMEASURABLE   # dense within its standard error of 100%: nothing to improve on
         rows.append({"level": lv, "a": va[lv], "b": vb[lv], "diff": diff, "p": p, "outcome": out,
                      "strength": st})
+    for r, padj in zip(rows, K.holm([r["p"] for r in rows])):
+        r["p_holm"] = padj
+        r["outcome"] = K.decide(r["diff"], padj, r["outcome"])
+    outcomes = [r["outcome"] for r in rows]
     outcome = K.combine(outcomes)
     # significant when a level with seeds on both sides decides it (or, undecided, when every
     # level had seeds on both sides); suggestive when only one-seed levels decide it
@@ -166,7 +224,7 @@ def claim_verdicts(comps):
     out = []
     for num, title, rule in CLAIMS:
         mine = [c for c in comps if c["claim"] == num]
-        counted = [c for c in mine if c["outcome"] in (K.WIN, K.LOSS, K.INCONCLUSIVE, "mixed")]
+        counted = [c for c in mine if c["outcome"] in (K.WIN, K.LOSS, K.INCONCLUSIVE, "mixed", K.UNMEASURABLE)]
         # suggestive only when no counted comparison rests on seeds on both sides
         strength = "significant" if any(c["strength"] == "significant" for c in counted) else "suggestive"
         v = K.claim_verdict([c["outcome"] if c["outcome"] != "mixed" else K.INCONCLUSIVE
@@ -218,5 +276,5 @@ def point_pairs(df, pts, role):
                 continue
             r = ref.iloc[pairs[n][0]]
             out.append({"row": row, "entry": entry, "a": a, "ref": r, "match": pairs[n][1],
-                        "outcome": K.verdict(acc(a), acc(r))[0]})
+                        "outcome": K.verdict(acc(a), acc(r), n_test=n_test(df))[0]})
     return out

@@ -5,11 +5,19 @@ per point). Curves are compared at fixed sparsity levels, by interpolating each 
 accuracy linearly against log(nonzero weights) between the two points of its sweep that
 bracket the level, never outside the range the sweep covers (as sparse-training papers
 report accuracy at 90/95/98/99%). Structured modes are compared at fixed fractions of
-nonzero multiply-adds the same way. Points of two curves count as matched only within
-MATCH_TOL in log nonzeros. Every comparison is a win, a loss or inconclusive:
+multiply-adds the same way. Points of two curves count as matched only within MATCH_TOL in
+log nonzeros. Every comparison is a win, a loss, inconclusive or not measurable:
 
-  * two or more seeds on both sides: Welch's t-test on the per-seed accuracies, two-sided,
-    at ALPHA; the sign of the mean difference decides a significant result;
+  * the noise of a mean accuracy has two parts: the spread over seeds (s^2 / n) and the test
+    set's own sampling error, p(1 - p) / N_test, which every seed shares (all seeds are scored
+    on the same N_test images, so the seed spread does not contain it). A difference of two
+    means has the sum of both sides' parts as its variance (unpaired: per-image predictions are
+    not kept, so this is conservative);
+  * a difference smaller than RESOLUTION standard errors of the test-set part alone is "not
+    measurable at this scale" (the test set cannot tell it from zero, whatever the seeds say);
+  * two or more seeds on both sides: a two-sided t-test of the difference with that variance
+    (Welch-Satterthwaite degrees of freedom; the test-set terms count as known), at ALPHA after
+    Holm's correction over the levels of one comparison; p is 0 only when the variance is;
   * fewer: the difference must exceed ONE_SEED_BAND (measured: the same config and seed on
     two machines differed by up to 2.4 pp at the 75th percentile), and the verdict is only
     "suggestive".
@@ -24,7 +32,34 @@ MATCH_TOL = 0.1          # |log(nnz_a / nnz_b)| at most this for two points to b
 ALPHA = 0.05
 ONE_SEED_BAND = 2.4      # pp; see the module docstring
 
+RESOLUTION = 2.0         # standard errors of the test set's part below which a difference is unmeasurable
+
 WIN, LOSS, INCONCLUSIVE = "win", "loss", "inconclusive"
+UNMEASURABLE = "not measurable at this scale"
+
+
+def test_var(acc, n_test):
+    """Variance (pp^2) of an accuracy measured on n_test images: p(1 - p) / N (0 if N unknown)."""
+    if not n_test:
+        return 0.0
+    p = min(max(float(acc) / 100.0, 0.0), 1.0)
+    return 1e4 * p * (1.0 - p) / n_test
+
+
+def resolution(mean_a, mean_b, n_test):
+    """The smallest difference (pp) the test set resolves between two mean accuracies."""
+    return RESOLUTION * math.sqrt(test_var(mean_a, n_test) + test_var(mean_b, n_test))
+
+
+def holm(pvalues):
+    """Holm's step-down adjusted p-values (same order; NaN stays NaN)."""
+    idx = [i for i, p in enumerate(pvalues) if p == p]
+    order = sorted(idx, key=lambda i: pvalues[i])
+    out, running, m = list(pvalues), 0.0, len(idx)
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
 
 
 def interpolate(xs, ys, x):
@@ -62,25 +97,42 @@ def at_levels(points, levels, x_of_level):
     return out
 
 
-def verdict(a, b, band=ONE_SEED_BAND, alpha=ALPHA):
-    """Compare per-seed accuracies `a` with `b` (lists). Returns (outcome, strength, diff, p):
-    outcome win/loss/inconclusive for a against b, strength 'significant' (seeds) or
-    'suggestive' (one seed on a side), diff = mean(a) - mean(b), p the t-test's p (or NaN)."""
+def verdict(a, b, band=ONE_SEED_BAND, alpha=ALPHA, n_test=0):
+    """Compare per-seed accuracies `a` with `b` (lists) measured on a test set of n_test images
+    (0: unknown, only the seed spread counts). Returns (outcome, strength, diff, p): outcome
+    win/loss/inconclusive/not measurable for a against b, strength 'significant' (seeds) or
+    'suggestive' (one seed on a side), diff = mean(a) - mean(b), p the unadjusted two-sided p
+    (NaN with one seed on a side). See the module docstring."""
+    from scipy import stats
+
     a, b = [float(v) for v in a], [float(v) for v in b]
     if not a or not b:
         raise ValueError("verdict needs at least one value on each side")
-    diff = float(np.mean(a) - np.mean(b))
+    ma, mb = float(np.mean(a)), float(np.mean(b))
+    diff = ma - mb
+    measurable = abs(diff) >= resolution(ma, mb, n_test)
     if len(a) >= 2 and len(b) >= 2:
-        from scipy import stats
-
-        if np.std(a) == 0 and np.std(b) == 0:
-            p = 0.0 if diff != 0 else 1.0
+        seed = [(float(np.var(v, ddof=1)) / len(v), len(v) - 1) for v in (a, b)]
+        known = test_var(ma, n_test) + test_var(mb, n_test)
+        var = sum(v for v, _ in seed) + known
+        if var == 0:
+            p = 1.0 if diff == 0 else 0.0
         else:
-            p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-        outcome = (WIN if diff > 0 else LOSS) if p < alpha else INCONCLUSIVE
+            dof = var ** 2 / max(sum(v ** 2 / d for v, d in seed), 1e-300)
+            p = float(2 * stats.t.sf(abs(diff) / math.sqrt(var), dof))
+        outcome = (UNMEASURABLE if not measurable else
+                   (WIN if diff > 0 else LOSS) if p < alpha else INCONCLUSIVE)
         return outcome, "significant", diff, p
-    outcome = (WIN if diff > 0 else LOSS) if abs(diff) > band else INCONCLUSIVE
+    outcome = (UNMEASURABLE if not measurable else
+               (WIN if diff > 0 else LOSS) if abs(diff) > band else INCONCLUSIVE)
     return outcome, "suggestive", diff, math.nan
+
+
+def decide(diff, p_adj, outcome, alpha=ALPHA):
+    """A level's outcome once its p is adjusted (Holm): only wins and losses can change."""
+    if outcome in (WIN, LOSS) and p_adj == p_adj and p_adj >= alpha:
+        return INCONCLUSIVE
+    return outcome
 
 
 def match_points(a_points, b_points, tol=MATCH_TOL):
@@ -105,6 +157,8 @@ def combine(outcomes):
     wins, losses = outcomes.count(WIN), outcomes.count(LOSS)
     if wins and losses:
         return "mixed"
+    if not wins and not losses and all(o == UNMEASURABLE for o in outcomes):
+        return UNMEASURABLE
     return WIN if wins else LOSS if losses else INCONCLUSIVE
 
 
@@ -115,6 +169,8 @@ def claim_verdict(row_verdicts, strength):
     counted = [v for v in row_verdicts if v != "unmatched"]
     if not counted:
         return "no evidence at this scale"
+    if all(v == UNMEASURABLE for v in counted):
+        return UNMEASURABLE
     wins, losses = counted.count(WIN), counted.count(LOSS)
     rest = len(counted) - wins - losses
     if wins and not losses and wins >= rest:

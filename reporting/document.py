@@ -4,6 +4,8 @@ the four claims with the comparisons behind each (only for a profile whose `evid
 import math
 import os
 
+import runs
+
 from . import claims as CL
 from . import compare as K
 from . import style
@@ -13,11 +15,11 @@ EVIDENCE_TEXT = {
     "none": ("**This is a pipeline check, not evidence.** The profile trains small widths for few "
              "epochs to show that every model family and method runs end to end and how each "
              "curve is shaped; its numbers cannot confirm or refute the papers, so this report "
-             "states no verdict. The `digits` profile (small-scale evidence, CPU) and the `short` "
+             "states no verdict. The `fashion` profile (small-scale evidence, CPU) and the `short` "
              "and `paper` profiles (GPU) are the ones that can."),
-    "small-scale": ("**Small-scale evidence.** The bundled digits set on the CPU, not CIFAR: the "
-                    "verdicts below say what these runs show at this scale, which need not be what "
-                    "happens at the papers' scale."),
+    "small-scale": ("**Small-scale evidence.** A small data set and model on the CPU, not the papers' "
+                    "CIFAR and ImageNet: the verdicts below say what these runs show at this scale, "
+                    "which need not be what happens at the papers' scale."),
     "paper-scale": "**Paper-scale evidence**: the papers' data sets, models and budgets.",
 }
 
@@ -45,10 +47,24 @@ def comparison_line(c):
         return head + " (the sweeps share no level; not counted)"
     parts = []
     for lv in c["levels"]:
-        p = "" if lv["p"] != lv["p"] else f", p={lv['p']:.2g}"
+        p = "" if lv["p"] != lv["p"] else f", p={lv['p']:.2g}, Holm {lv.get('p_holm', lv['p']):.2g}"
         parts.append(f"{_level(lv['level'], c['kind'])}: {_vals(lv['a'])} vs {_vals(lv['b'])} "
                      f"(Δ {lv['diff']:+.2f} pp{p}, {lv['outcome']})")
     return head + (f" ({c['strength']})" if c["strength"] else "") + "; " + "; ".join(parts)
+
+
+def searches_md(rows):
+    """The table of every λ search: its footing (what was reached, what was not, and why)."""
+    out = []
+    for r in rows:
+        ratio = "—" if r["ratio"] != r["ratio"] else f"{r['ratio']:.2f}×"
+        sp = "—" if r["sparsity"] != r["sparsity"] else f"{100 * r['sparsity']:.2f}%"
+        val = "—" if r["value"] != r["value"] else f"{r['value']:.4g}"
+        tgt = "—" if r["target"] is None else f"{100 * r['target']:g}%"
+        out.append([r["label"], tgt, sp, ratio, val, r["status"], r["reason"] or "",
+                    f"{r['rounds']}" + (f" ({r['collapsed_rounds']} collapsed)" if r["collapsed_rounds"] else "")])
+    return T.md(["search (seed 0)", "target", "reached", "nonzeros / target's", "key value", "status",
+                 "reason", "rounds"], out, ["l", "r", "r", "r", "r", "l", "l", "r"])
 
 
 def budgets(df):
@@ -86,9 +102,27 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
     if n_other:
         shown = ", ".join(left["other"][:3]) + (", …" if n_other > 3 else "")
         L += [f"Left out: {n_other} other row(s) of `results/runs.csv` that are not this profile's runs ({shown}).", ""]
+    reused = int((~df["weights_here"]).sum()) if "weights_here" in df.columns else 0
+    fell = int(df["collapsed"].sum()) if "collapsed" in df.columns else 0
     L += [EVIDENCE_TEXT.get(evidence, EVIDENCE_TEXT["none"]), "",
-          f"Every number is a final-epoch number (nothing is selected by test accuracy). Environment "
-          f"of these runs: {environment(df)}.", "",
+          f"Every number is a final number (nothing is selected by test accuracy): the last epoch's "
+          f"weights, evaluated once BatchNorm statistics are recomputed on training images "
+          f"(`bn_recal`, every method alike; `test_acc_running_bn` in summary.json keeps the number "
+          f"with training's running statistics). Environment of these runs: {environment(df)}.", ""]
+    if reused:
+        L += [f"{reused} of these runs have no weights on this machine: they are committed results "
+              f"(or were reused by `sweep.py --reuse-complete`), trained where their summary.json says.", ""]
+    if fell:
+        L += [f"{fell} run(s) collapsed (final training accuracy below "
+              f"{100 * runs.COLLAPSE_FRACTION:g}% of the way from chance to 100%): shown in the tables, "
+              f"never interpolated through.", ""]
+    if left.get("searches"):
+        L += ["## λ searches", "",
+              "Every search of the profile (seed 0's rounds): the round it ended on, its nonzeros "
+              "relative to the target's, and whether it reached the target within its tolerance. A "
+              "search that did not reach its target stands for no point: its other seeds do not run "
+              "and no method is matched to it.", "", searches_md(left["searches"])]
+    L += [
           "## What was run: entries and budgets", "",
           "Total epochs count the epochs of the run a method starts from (`init_from`): prune + "
           "fine-tune spends half its budget on the dense model it prunes. Only curves with equal "
@@ -100,8 +134,12 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
               "interpolated along its own sweep, per seed, at fixed levels (elementwise: "
               f"{', '.join(f'{100 * v:g}%' for v in K.SPARSITY_LEVELS)} sparse, along log nonzero weights; "
               f"structured: {', '.join(f'{100 * v:g}%' for v in K.MAC_LEVELS)} of the dense multiply-adds), "
-              "never outside the range the sweep covers. At each level the per-seed accuracies are "
-              f"compared by Welch's t-test (two-sided, α = {K.ALPHA}; with one seed on a side, a band of "
+              "never outside the range the sweep covers, along the points every seed ran and never "
+              "through a collapsed run. At each level the mean accuracies are compared with a "
+              "variance that holds the seed spread and the test set's own sampling error "
+              f"(p(1−p)/N); a difference under {K.RESOLUTION:g} test-set standard errors is *not "
+              "measurable at this scale*; otherwise a two-sided t-test, Holm-corrected over the "
+              f"levels of the comparison, at α = {K.ALPHA} (with one seed on a side, a band of "
               f"±{K.ONE_SEED_BAND} pp and the verdict is only suggestive): win, loss or inconclusive. A "
               "row's comparison is a win (or loss) when its decisive levels agree, mixed when they "
               "do not. A claim is supported when wins are at least as many as the other counted "
@@ -145,7 +183,6 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
         if png:
             L += [f"### {title}", "", f"![{title}]({rel(png[0])})", ""]
     text = "\n".join(L) + "\n"
-    import runs
 
     runs.atomic_write(path, text)
     return path

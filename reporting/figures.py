@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from optim.base import STRUCTURED_MODES
+
 from . import load as L
 from . import style
 
@@ -91,8 +93,10 @@ def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference"
     points (λ-search rounds) are small open markers."""
     plt = _plt()
     structured = kind == "macs"
-    sel = pts[(pts["mode"].isin(["kernel", "channel"]) | (pts["role"] == "reference")) if structured
-              else (pts["mode"] == "elementwise")]
+    # the structured axis is what slim export removes: only structured modes are drawn on it
+    sel = pts[pts["mode"].isin(STRUCTURED_MODES) if structured else (pts["mode"] == "elementwise")]
+    if structured:
+        sel = sel[sel["mac_frac"] == sel["mac_frac"]]   # runs from before macs_structural: none
     sel = sel[sel["role"].isin(roles)]
     rows = list(dict.fromkeys(sel["row"]))
     if not rows:

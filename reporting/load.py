@@ -12,12 +12,14 @@ import math
 import os
 
 import config as C
+import data
 import runs
 import sweep
 
 NUMERIC = ("width", "seed", "epochs", "total_epochs", "lam", "test_acc", "test_loss", "train_acc",
            "train_loss", "sparsity", "sparsity_all", "nnz", "n_weights", "n_params", "flops_dense",
-           "flops_nonzero", "train_seconds", "calibration_target", "calibration_round", "threads")
+           "flops_nonzero", "macs_structural", "train_seconds", "calibration_target", "calibration_round",
+           "threads", "test_acc_running_bn", "bn_recal_images")
 
 
 class ReportError(Exception):
@@ -39,15 +41,37 @@ def _complete(cfg, results):
     return runs.complete_summary(runs.run_dir(results, C.run_name(cfg))) is not None
 
 
-def expected(profile, results):
+def expected(profile, results, searches=None):
     """(run names the profile expands to, in profile order without repeats; how many of its
-    runs cannot be named yet because a dependency or a λ search has not finished)."""
+    runs cannot be named yet because a dependency or a λ search has not finished). The
+    profile's λ searches, replayed from disk, are appended to `searches` when given."""
     try:
         specs = sweep.expand(profile_path(profile))
         ready, waiting = sweep.known(specs, results, done=_complete)
     except (sweep.ProfileError, C.ConfigError, runs.RunFolderError) as e:
         raise ReportError(f"profile {profile}: {e}") from None
+    if searches is not None:
+        seen = set()
+        for s in specs + ready:
+            if s.search is not None and id(s.search) not in seen:
+                seen.add(id(s.search))
+                searches.append((s.entry, s.search))
     return list(dict.fromkeys(s.name for s in ready)), len(waiting)
+
+
+def search_rows(searches):
+    """One dict per λ search: entry, target, rounds, status, reason, the best round's value,
+    sparsity and nonzeros relative to the target's."""
+    out = []
+    for entry, s in searches:
+        b = s.best() if s.history else None
+        out.append({"entry": entry, "label": s.label, "key": s.key, "target": s.target,
+                    "rounds": len(s.history), "collapsed_rounds": sum(1 for h in s.history if h[2]),
+                    "status": s.status if (s.done or s.history) else "not started",
+                    "reason": s.failed or s.reason,
+                    "value": b[0] if b else math.nan, "sparsity": b[1] if b else math.nan,
+                    "ratio": s.ratio(b[1]) if b and s.target is not None else math.nan})
+    return out
 
 
 def evidence(profile):
@@ -95,7 +119,8 @@ def load(profile, results):
     that are not the profile's}."""
     import pandas as pd
 
-    names, waiting = expected(profile, results)
+    searches = []
+    names, waiting = expected(profile, results, searches)
     rows, missing = [], []
     for name in names:
         folder = runs.run_dir(results, name)
@@ -118,9 +143,15 @@ def load(profile, results):
     for c in ("profile", "entry", "role", "row", "swept_key", "swept_value", "init_from"):
         df[c] = df[c].fillna("").astype(str)
     df["acc"] = df["test_acc"]
-    df["mac_frac"] = df["flops_nonzero"] / df["flops_dense"]
+    # structured savings are what slim export removes; runs from before macs_structural: NaN
+    struct = df["macs_structural"] if "macs_structural" in df.columns else math.nan
+    df["mac_frac"] = struct / df["flops_dense"]
+    df["mac_frac_elementwise"] = df["flops_nonzero"] / df["flops_dense"]
+    df["collapsed"] = [runs.collapsed(r) for r in df[["dataset", "train_acc"]].to_dict("records")]
+    df["n_test"] = [data.DATASETS[d].n_test if d in data.DATASETS else 0 for d in df["dataset"]]
+    df["weights_here"] = [os.path.exists(runs.path(f, runs.MODEL)) for f in df["folder"]]
     df["compression"] = df["n_weights"] / df["nnz"].clip(lower=1)
-    return df, {"missing": missing, "waiting": waiting, "other": other}
+    return df, {"missing": missing, "waiting": waiting, "other": other, "searches": search_rows(searches)}
 
 
 def metrics_of(folder):

@@ -68,10 +68,8 @@ def levels(df, roles=("reference", "baseline")):
     groups, info = _curve_groups(cv, roles)
     out = []
     for (row, kind), keys in groups.items():
-        if kind == "macs":   # structured: xRDA elementwise of the row too, for contrast
-            keys = keys + [k for k in cv if info[k]["row"] == row and info[k]["role"] == "reference"
-                           and info[k]["mode"] == "elementwise" and not info[k]["from_trained"]]
         vals = {k: CL.at_levels(cv[k], kind) for k in keys}
+        fell = {k: CL.collapse_note(cv[k], kind) for k in keys}
         dense = [k for k in cv if info[k]["row"] == row and info[k]["role"] == "dense"]
         dense.sort(key=lambda k: -info[k]["epochs"])
         header = ["nonzero MACs" if kind == "macs" else "sparsity"]
@@ -85,9 +83,22 @@ def levels(df, roles=("reference", "baseline")):
         for lv in CL.levels_of(kind):
             cells = [pm(vals[k][lv]) for k in keys]
             if any(c != "—" for c in cells):
+                # a level a curve does not reach because it collapses first says so
+                cells = [f"not reached ({fell[k]})" if c == "—" and fell[k] and _beyond(cv[k], kind, lv)
+                         else c for c, k in zip(cells, keys)]
                 lines.append([f"{100 * lv:g}%"] + cells)
         out.append((row, kind, header, lines))
     return out
+
+
+def _beyond(part, kind, level):
+    """Whether `level` lies on the sparse side of the curve's healthy points (where it collapsed)."""
+    ok = part[~part["collapsed"]]
+    if not len(ok):
+        return True
+    if kind == "macs":
+        return level < ok["mac_frac"].min()
+    return level > ok["sparsity"].max()
 
 
 POINT_HEADER = ["row", "entry", "method", "mode", "swept", "epochs", "seeds", "test acc (%)",

@@ -64,7 +64,7 @@ def FakeLauncher(results):
 PROFILE = """
 evidence: {evidence}
 seeds: {seeds}
-overrides: [epochs=2]
+overrides: [epochs=2, dataset=fashion_mnist]
 runs:
   - name: sgd
     config: {repo}/configs/quick/sgd.yaml
@@ -121,6 +121,68 @@ def test_verdicts_with_seeds_and_with_one_seed():
     assert K.verdict([97.0], [94.0])[:2] == ("win", "suggestive")
 
 
+def test_the_test_sets_sampling_error_enters_every_verdict():
+    # two zero-variance sides: with no test-set size only the seeds count (p = 0 is then true);
+    # on 360 test images a 0.3 pp difference is far below the set's resolution
+    out, _, diff, p = K.verdict([99.5] * 3, [99.2] * 3)
+    assert out == "win" and p == 0.0
+    out, _, _, p = K.verdict([99.5] * 3, [99.2] * 3, n_test=360)
+    assert out == K.UNMEASURABLE and p > 0
+    # resolution: 2 * sqrt(p(1-p)/N) for each side, summed in variance (hand-computed)
+    r = K.resolution(90.0, 90.0, 10_000)
+    assert r == pytest.approx(2 * math.sqrt(2 * 1e4 * 0.9 * 0.1 / 10_000))   # 0.8485 pp
+    assert K.verdict([90.5, 90.5, 90.6], [90.0, 90.0, 90.1], n_test=10_000)[0] == K.UNMEASURABLE
+    # 2 pp on 10,000 images with a tight seed spread: measurable and significant
+    out, _, _, p = K.verdict([92.0, 92.1, 92.2], [90.0, 90.1, 90.2], n_test=10_000)
+    assert out == "win" and p < 1e-4
+    # the variance is the seeds' plus the test set's: p from the t distribution by hand
+    from scipy import stats
+    a, b = [92.0, 91.0, 93.0], [90.0, 90.5, 91.5]
+    var = 1.0 / 3 + 0.5833333 / 3 + 1e4 * (0.92 * 0.08 + 0.9067 * 0.0933) / 10_000
+    _, _, diff, p = K.verdict(a, b, n_test=10_000)
+    t = diff / math.sqrt(var)
+    dof = var ** 2 / ((1.0 / 3) ** 2 / 2 + (0.5833333 / 3) ** 2 / 2)
+    assert p == pytest.approx(2 * stats.t.sf(t, dof), rel=2e-3)
+
+
+def test_holm_over_four_levels():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> 4*0.005, 3*0.01, 2*0.03, max(1*0.04, previous)
+    assert K.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert K.decide(1.0, 0.06, "win") == "inconclusive" and K.decide(1.0, 0.02, "win") == "win"
+    nan = float("nan")
+    out = K.holm([nan, 0.02])
+    assert math.isnan(out[0]) and out[1] == pytest.approx(0.02)
+
+
+def _curve(rows):
+    """A curve's runs as the report's table has them: (seed, swept value, sparsity, acc, collapsed)."""
+    import pandas as pd
+    return pd.DataFrame([{"seed": sd, "swept_value": str(v), "sparsity": sp, "acc": acc,
+                          "collapsed": fell, "n_weights": N_WEIGHTS, "mac_frac": 1 - sp}
+                         for sd, v, sp, acc, fell in rows])
+
+
+def test_curves_use_only_the_points_every_seed_ran_and_never_cross_a_collapse():
+    rows = []
+    for seed in (0, 1, 2):
+        rows += [(seed, 1, 0.9, 95.0, False), (seed, 2, 0.99, 85.0, False)]
+    # seed 0's extra search round at 95% (99.0%) must not bend seed 0's curve
+    rows.append((0, 3, 0.95, 99.0, False))
+    got = CL.at_levels(_curve(rows), "nnz")
+    want = 95.0 - 10.0 * math.log10(2.0)                     # 95% on the 90-99% line
+    assert got[0.95] == [pytest.approx(want)] * 3
+    # a collapsed run at 98% for seed 1: seed 1's frontier stops at 90%, so no level beyond 90%
+    # has all seeds, and the table says where the curve collapses
+    rows2 = [r for r in rows if r[0] != 1] + [(1, 1, 0.9, 95.0, False), (1, 4, 0.98, 10.0, True),
+                                              (1, 2, 0.99, 85.0, False)]
+    part = _curve(rows2)
+    got = CL.at_levels(part, "nnz")
+    assert got[0.95] == [] and got[0.99] == [] and got[0.9] == [pytest.approx(95.0)] * 3
+    assert CL.collapse_note(part, "nnz") == "collapses at 98% sparse"
+    # the Pareto frontier drops a denser point that is also less accurate
+    assert CL.frontier([(1.0, 90.0), (2.0, 89.0), (0.5, 80.0)]) == [(1.0, 90.0), (0.5, 80.0)]
+
+
 def test_row_and_claim_verdicts():
     assert K.combine([]) == "unmatched"
     assert K.combine(["win", "inconclusive", "win"]) == "win"
@@ -132,6 +194,9 @@ def test_row_and_claim_verdicts():
     assert K.claim_verdict(["win", "inconclusive", "inconclusive"], "significant") == "inconclusive"
     assert K.claim_verdict(["unmatched"], "significant") == "no evidence at this scale"
     assert K.claim_verdict(["win"], "suggestive") == "supported (suggestive only: one seed)"
+    assert K.combine([K.UNMEASURABLE, K.UNMEASURABLE]) == K.UNMEASURABLE
+    assert K.combine([K.UNMEASURABLE, "win"]) == "win"
+    assert K.claim_verdict([K.UNMEASURABLE], "significant") == K.UNMEASURABLE
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -170,7 +235,7 @@ def test_report_covers_exactly_the_profile_and_names_stale_rows(tmp_path):
     with open(out / "tables" / "points.csv", newline="") as f:
         pts = list(csv.DictReader(f))
     assert len(pts) == 1 + 2 + 2 and all(p["seeds"] == "3" for p in pts)
-    assert (out / "tables" / "levels_digits-resnet20_methods.tex").read_text().count(r"\label{") == 1
+    assert (out / "tables" / "levels_fashion_mnist-resnet20_methods.tex").read_text().count(r"\label{") == 1
     for f in ("tradeoff_col.png", "tradeoff_page.pdf", "dynamics_page.png"):
         assert (out / "figures" / f).stat().st_size > 1000
 
