@@ -14,6 +14,7 @@ import config as C
 import data
 import eval as E
 import runs
+import metrics
 import train
 
 FAMILIES = {"vgg16": 0.125, "resnet20": 0.25, "resnet56": 0.125, "densenet40": 0.125}
@@ -46,7 +47,12 @@ def test_two_epochs_write_the_contract_and_eval_agrees(tmp_path, model):
     assert list(rows[0])[:len(METRICS_COLUMNS)] == METRICS_COLUMNS
     summary = json.loads((run / "summary.json").read_text())
     assert all(k in summary for k in SUMMARY_KEYS)
-    assert summary["test_acc"] == float(rows[-1]["test_acc"]) == s["test_acc"]
+    # the final number is after BatchNorm recalibration; the last epoch's row keeps training's
+    # running statistics, and the summary keeps both
+    assert summary["test_acc"] == s["test_acc"]
+    assert summary["test_acc_running_bn"] == float(rows[-1]["test_acc"])
+    assert summary["bn_recal_images"] == min(cfg["bn_recal"], cfg["train_subset"] or 10 ** 9)
+    assert summary["macs_structural"] == summary["flops_dense"]   # a dense model: nothing to remove
     assert summary["method"] == "sgd" and summary["mode"] == "dense" and summary["epochs"] == 2
     assert summary["n_params"] == sum(p.numel() for p in train.build_model(cfg, 10, "cpu").parameters())
     layers = read_csv(run / "layers.csv")
@@ -169,3 +175,27 @@ def test_a_checkpoint_from_another_config_is_never_resumed(tmp_path):
     torch.save(ckpt, os.path.join(out, "checkpoint.pt"))     # config.yaml deleted, lr changed
     with pytest.raises(train.RunError, match="written by another config"):
         train.train(cfg, out=out, quiet=True)
+
+
+def test_structural_macs_are_what_removing_zero_filters_leaves():
+    """One zero filter (and its BatchNorm) in the first block's conv1 of ResNet-20 x0.25 at
+    32x32: conv1 loses that filter's 4*3*3 weights at 32*32 positions, conv2 the input channel
+    it fed (4 filters * 3*3 each): 2 * 36 * 1024 = 73,728 multiply-adds fewer, by hand."""
+    import models
+    import torch
+
+    m = models.get_model("resnet20", width=0.25).eval()
+    dense = metrics.counts(m)["flops_dense"]
+    assert train.structural_macs(m) == dense           # no zero filter: nothing to remove
+    blk = m.layers[0]
+    with torch.no_grad():
+        blk.conv1.weight[1].zero_()
+        blk.bn1.weight[1] = 0.0
+        blk.bn1.bias[1] = 0.0
+    assert blk.conv1.weight.shape == (4, 4, 3, 3)
+    assert train.structural_macs(m) == dense - 2 * 4 * 9 * 32 * 32
+    # elementwise zeros (no whole filter) remove nothing structurally
+    m2 = models.get_model("resnet20", width=0.25).eval()
+    with torch.no_grad():
+        m2.layers[0].conv1.weight[:, :, 0, 0] = 0.0
+    assert train.structural_macs(m2) == dense
