@@ -57,25 +57,6 @@ NON_NEGATIVE = ("train_subset", "warmup_epochs", "workers", "bn_recal")
 NOT_HASHED = ("data_dir", "download", "device", "identity", "workers")
 
 
-# One set of value checks for every method's `optim.*` keys (a key a method does not have is
-# simply not checked): (predicate, what the value must be). Every number must be finite.
-OPTIM_RULES = {
-    "lr": (lambda v: v > 0, "> 0"),
-    "weight_decay": (lambda v: v >= 0, ">= 0"),
-    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "gamma": (lambda v: 0 < v <= 1, "in (0, 1]"),
-    "lam": (lambda v: v >= 0, ">= 0"),
-    "final_threshold": (lambda v: v >= 0, ">= 0"),
-    "max_factor": (lambda v: v >= 1, ">= 1"),
-    "momentum_ts": (lambda v: v > 0, "> 0"),
-    "magnitude_ts": (lambda v: v > 0, "> 0"),
-    "avg": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "target": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
-    "milestones": (lambda v: all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in v),
-                   "a list of positive epoch numbers"),
-}
-
-
 def _check_value(key, value, rule=None):
     """Finite numbers only; then the key's rule, if it has one."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -274,7 +255,7 @@ def resolve(cfg):
     hp = _merge(method.defaults, optim_cfg)
     for k, v in hp.items():
         hp[k] = _check_type(f"optim.{k}", v, method.defaults[k])
-        _check_value(f"optim.{k}", hp[k], OPTIM_RULES.get(k))
+        _check_value(f"optim.{k}", hp[k], method.rules.get(k))
         if k in method.choices and hp[k] not in method.choices[k]:
             raise ConfigError(f"config key 'optim.{k}' must be one of "
                               f"{', '.join(method.choices[k])}, got {hp[k]!r}")
@@ -328,6 +309,8 @@ def init_key(path):
 
 def run_name(cfg):
     """Readable name plus hash: cifar10-vgg16-xrda-lam1e-06-s0-1a2b3c4d."""
+    from optim import get_method
+
     o = cfg["optim"]
     parts = [cfg["dataset"], cfg["model"]]
     if cfg["width"] != 1.0:
@@ -335,7 +318,7 @@ def run_name(cfg):
     parts.append(cfg["method"])
     if o.get("mode", "elementwise") != "elementwise":
         parts.append(o["mode"])
-    for key, tag in (("lam", "lam"), ("target", "t"), ("final_threshold", "D")):
+    for key, tag in get_method(cfg["method"]).name_tags:
         if o.get(key):
             parts.append(f"{tag}{o[key]:g}")
     parts.append(f"s{cfg['seed']}")

@@ -14,8 +14,9 @@ PROFILE is a YAML file or a name under configs/profiles/. The format:
     row_keys: [dataset, model]    # what `at:` takes from a row (default: ROW_KEYS below;
                                   # dotted keys such as optim.lr reach into the optimizer)
     epochs_scale: 0.1             # optional: multiply epochs and epoch-valued keys, >= 1
-    epoch_keys: [optim.milestones]  # the epoch-valued keys it scales (default: EPOCH_KEYS,
-                                  # where a run has them; negative indices count from the end)
+    epoch_keys: [optim.milestones]  # the epoch-valued keys it scales (default: those the run's
+                                  # method declares, optim/ `epoch_keys`; negative indices count
+                                  # from the end)
     runs:
       - name: xrda                # entries are referred to by name (default: entry<i>)
         config: configs/quick/xrda.yaml   # a path, a glob, or a list of them
@@ -28,7 +29,7 @@ PROFILE is a YAML file or a name under configs/profiles/. The format:
         # grid may also be a list of such mappings: the union of their products
       - name: gmp
         config: configs/quick/gmp.yaml
-        target_from: xrda         # optim.target = that run's final sparsity
+        target_from: xrda         # the method's target key (optim.target) = that run's sparsity
         grid: {arch: [...]}
       - name: filters
         config: configs/quick/filter_prune.yaml
@@ -127,8 +128,6 @@ EVIDENCE = ("none", "small-scale", "paper-scale")
 TARGET_METRICS = ("sparsity", "filter_sparsity", "kernel_sparsity")
 PROFILE_KEYS = {"seeds", "overrides", "runs", "row_keys", "epochs_scale", "epoch_keys", "defs", "inherit",
                 "evidence"}
-# Config keys that count epochs, scaled with them by `epochs_scale` (the short profile).
-EPOCH_KEYS = ["optim.milestones", "optim.prune_start", "optim.prune_end"]
 # "not run": a follower of a λ search that did not reach its target (a fact, not a failure)
 TERMINAL = ("finished", "skipped", "not run", "failed", "blocked")
 
@@ -236,6 +235,8 @@ def _scaled(config, overrides, scale, keys):
         raise ProfileError(f"{_rel(config) if config else 'run'}: {e}") from None
     epochs = max(1, round(cfg["epochs"] * scale))
     out = [f"epochs={epochs}"]
+    if keys is None:
+        keys = [f"optim.{k}" for k in get_method(cfg["method"]).epoch_keys]
     for key in keys:
         node = cfg
         for part in key.split("."):
@@ -288,7 +289,7 @@ def expand(profile_path, extra=()):
     seeds = prof.get("seeds", [0])
     common = [str(o) for o in prof.get("overrides") or []]
     scale = prof.get("epochs_scale")
-    epoch_keys = prof.get("epoch_keys", EPOCH_KEYS)
+    epoch_keys = prof.get("epoch_keys")   # None: each run's method declares its own
     by_entry, specs = {}, []
     for i, entry in enumerate(prof["runs"]):
         ename = str(entry.get("name", f"entry{i}")) if isinstance(entry, dict) else f"entry{i}"
@@ -695,7 +696,7 @@ def dependency_overrides(spec, results):
         vals = [target_value(results, calibrated(d), spec.target_metric) for d in spec.target_from]
         target = round(sum(vals) / len(vals), 6)
         if search is None:
-            ov.append(f"optim.target={target!r}")
+            ov.append(f"optim.{target_key(spec)}={target!r}")
         elif search.target is None or not search.history:
             search.target = target
     if spec.after is not None:
@@ -703,6 +704,16 @@ def dependency_overrides(spec, results):
     if spec.init_from:
         ov.append(f"init_from={_rel(os.path.abspath(run_dir(results, spec.init_from.name)))}")
     return ov
+
+
+def target_key(spec):
+    """The optim.* key a target sparsity goes into for this run's method (optim/ `target_key`)."""
+    extra = ["init_from=pending"] if spec.init_from else []
+    method = get_method(C.build(spec.config, spec.overrides + extra)["method"])
+    if method.target_key is None:
+        raise ProfileError(f"{spec.entry}: target_from needs a method that takes a target sparsity; "
+                           f"'{method.name}' has none (calibrate it instead)")
+    return method.target_key
 
 
 def calibrated(spec):
@@ -738,7 +749,8 @@ def materialize(spec, results):
         if spec.after is not None and spec.after.status == "not reached":
             ident["calibration_status"] = "not reached"
     elif spec.target_from and not ident.get("swept_key"):
-        ident.update(swept_key="optim.target", swept_value=_fmt(cfg["optim"]["target"]))
+        key = get_method(cfg["method"]).target_key
+        ident.update(swept_key=f"optim.{key}", swept_value=_fmt(cfg["optim"][key]))
     ov = ov + [f"identity.{k}={_fmt(v)}" for k, v in ident.items() if v not in (None, "")]
     spec.cfg = C.build(spec.config, ov)
     spec.overrides = ov

@@ -17,6 +17,26 @@ def penalized_modules(model):
 # multiply-adds slim export removes. Declared once; reporting/ reads it from here.
 STRUCTURED_MODES = ("kernel", "channel")
 
+# The value checks of the methods' `optim.*` keys, shared by name: (predicate, what the value
+# must be). A method's `rules` is this table unless it declares its own (config.resolve checks
+# every key against its method's rules; every number must also be finite).
+RULES = {
+    "lr": (lambda v: v > 0, "> 0"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "gamma": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "lam": (lambda v: v >= 0, ">= 0"),
+    "final_threshold": (lambda v: v >= 0, ">= 0"),
+    "max_factor": (lambda v: v >= 1, ">= 1"),
+    "momentum_ts": (lambda v: v > 0, "> 0"),
+    "magnitude_ts": (lambda v: v > 0, "> 0"),
+    "avg": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "target": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    "milestones": (lambda v: all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in v),
+                   "a list of positive epoch numbers"),
+}
+
+
 DEFAULT_IMAGE_SHAPE = (3, 32, 32)   # a model without `input_shape` (models.get_model sets it)
 
 
@@ -63,6 +83,13 @@ class Method:
     choices = {}
     # What the run is sparse in: dense, elementwise, kernel or channel.
     mode = "elementwise"
+    # Everything the rest of the repository needs to know about the method's keys, declared
+    # here so that a method is one file and one registry line:
+    rules = RULES            # value checks of its optim.* keys (config.resolve)
+    epoch_keys = ()          # optim.* keys that count epochs: scaled by a profile's epochs_scale
+    target_key = None        # the optim.* key a target sparsity goes into (target_from), if any
+    # run-name tags: (key, tag) -> "<tag><value>" in the run's name where the value is set
+    name_tags = (("lam", "lam"), ("target", "t"), ("final_threshold", "D"))
 
     def __init__(self, model, hp, steps_per_epoch, epochs):
         self.model = model

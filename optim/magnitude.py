@@ -70,8 +70,8 @@ def check_sgd(hp):
         raise ValueError(f"optim.gamma must be in (0, 1], got {hp['gamma']!r}")
     ms = hp["milestones"]
     if not isinstance(ms, (list, tuple)) or not all(
-            isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in ms) or list(ms) != sorted(set(ms)):
-        raise ValueError(f"optim.milestones must be increasing epoch indices >= 0, got {ms!r}")
+            isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in ms) or list(ms) != sorted(set(ms)):
+        raise ValueError(f"optim.milestones must be increasing epoch numbers > 0, got {ms!r}")
 
 
 def check_target(hp):
@@ -225,6 +225,8 @@ class GMP(_Masked):
     name = "gmp"
     label, role, color, marker = "GMP", "baseline", "#009E73", "^"
     defaults = {**SGD.defaults, "target": 0.9, "scope": "global", "prune_start": 0, "prune_end": -1}
+    epoch_keys = ("milestones", "prune_start", "prune_end")
+    target_key = "target"
     choices = {**SGD.choices, "scope": ("global", "layer")}
 
     def __init__(self, model, hp, steps_per_epoch, epochs):
@@ -269,6 +271,7 @@ class MagnitudeFinetune(_Masked):
     label, role, color, marker = "prune + fine-tune", "baseline", "#E69F00", "v"
     needs_init_from = True  # config.resolve refuses a config without init_from
     defaults = {**SGD.defaults, "lr": 0.01, "target": 0.9}
+    target_key = "target"
 
     def __init__(self, model, hp, steps_per_epoch, epochs):
         super().__init__(model, hp, steps_per_epoch, epochs)

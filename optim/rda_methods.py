@@ -38,8 +38,8 @@ def _check_schedule(hp):
     _num(hp, "gamma", 0.0, 1.0, strict_low=True)
     ms = hp["milestones"]
     if not isinstance(ms, (list, tuple)) or not all(
-            isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in ms):
-        raise ValueError(f"optim.milestones must be a list of epoch indices >= 0, got {ms!r}")
+            isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in ms):
+        raise ValueError(f"optim.milestones must be a list of epoch numbers > 0, got {ms!r}")
     if list(ms) != sorted(set(ms)):
         raise ValueError(f"optim.milestones must be strictly increasing, got {ms!r}")
 
@@ -47,6 +47,7 @@ def _check_schedule(hp):
 class _RDAFamily(Method):
     """Shared construction of the xRDA-based methods."""
     choices = {"mode": MODES, "schedule": KINDS}
+    epoch_keys = ("milestones",)
     fixed = {}  # hyperparameters a subclass pins (not config keys)
 
     def __init__(self, model, hp, steps_per_epoch, epochs):
@@ -123,6 +124,7 @@ class SGDL1(Method):
     defaults = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "lam": 1e-6,
                 "schedule": "cosine", "milestones": [], "gamma": 0.5}
     choices = {"schedule": KINDS}
+    epoch_keys = ("milestones",)
 
     def __init__(self, model, hp, steps_per_epoch, epochs):
         hp = {**self.defaults, **hp}

@@ -12,6 +12,7 @@ class SGD(Method):
     defaults = {"lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
                 "schedule": "cosine", "milestones": [], "gamma": 0.1}
     choices = {"schedule": KINDS}
+    epoch_keys = ("milestones",)
 
     def __init__(self, model, hp, steps_per_epoch, epochs):
         super().__init__(model, hp, steps_per_epoch, epochs)

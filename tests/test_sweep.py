@@ -11,6 +11,7 @@ import sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SGD = os.path.join(REPO, "configs", "quick", "sgd.yaml")
+GMP = os.path.join(REPO, "configs", "quick", "gmp.yaml")
 TINY = "[epochs=1, train_subset=128, model=resnet20, width=0.125, device=cpu, channels_last=true]"
 
 
@@ -46,7 +47,7 @@ runs:
     grid:
       arch: [{{model: resnet20, width: 0.25}}]
   - name: matched
-    config: {SGD}
+    config: {GMP}
     target_from: dense
     seeds: [0]
     grid:
