@@ -110,6 +110,9 @@ def train(cfg, out=None, results=runs.SCRATCH, quiet=False, dist=None, stop_afte
     name = C.run_name(cfg)
     out = out or os.path.join(results, "runs", name)
     say = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
+    refused = d.broadcast(runs.out_problem(out) if d.main else None)   # never a folder not ours
+    if refused:
+        raise RunError(refused, 2)
     summary = runs.finished_summary(out, warn=say)
     if summary is not None and summary.get("config_hash") == C.config_hash(cfg):
         say(f"{name}: finished already, skipped")
@@ -119,6 +122,7 @@ def train(cfg, out=None, results=runs.SCRATCH, quiet=False, dist=None, stop_afte
         if d.main:
             try:
                 stack.enter_context(runs.run_lock(out))
+                runs.mark_run_folder(out)
             except runs.LockedError as e:
                 held = str(e)
         held = d.broadcast(held)   # every rank stops when rank 0 could not take the folder
@@ -311,7 +315,7 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
     if not d.main:
         d.barrier()   # rank 0 writes the run's files
         return None
-    model_bytes = runs.save_torch(runs.model_file(cfg, data.num_classes, state), runs.path(out, runs.MODEL))
+    model_bytes, model_sha256 = runs.save_torch_sha(runs.model_file(cfg, data.num_classes, state), runs.path(out, runs.MODEL))
     layers = metrics.layer_table(eval_model)
     runs.save_csv(layers, runs.path(out, runs.LAYERS))
     last = rows[-1]
@@ -323,7 +327,7 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
                "train_loss": last["train_loss"], **metrics.counts(eval_model),
                "train_seconds": train_seconds, "config_hash": chash, "init_from": init_path,
                **cfg["identity"], **runs.environment(), "world_size": d.world,
-               "model_bytes": model_bytes}
+               "model_bytes": model_bytes, "model_sha256": model_sha256}
     # The index row first, the summary last: summary.json is what makes the run finished, so
     # a row that could not be written (disk full, damaged runs.csv) is retried by a rerun.
     runs.upsert_row(os.path.join(results, runs.INDEX), summary)
