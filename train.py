@@ -150,6 +150,14 @@ def load_checkpoint(out, device, chash):
     return None, None
 
 
+def _read_text(p):
+    try:
+        with open(p, newline="", encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def keep_previous(ckpt_path, prev_path):
     """The current checkpoint becomes the previous one while staying the current one until the
     next is written (a hard link, no copy): a failed write (disk full) leaves both."""
@@ -223,6 +231,9 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
         rows, start, train_seconds = ckpt["rows"], ckpt["epoch"] + 1, ckpt["train_seconds"]
         fell_back = "" if used == ckpt_path else f" ({runs.CHECKPOINT} was damaged: from {runs.CHECKPOINT_PREV})"
         say(f"{name}: resuming after epoch {start}{fell_back}")
+        metrics_path = runs.path(out, runs.METRICS)   # a metrics.csv that lost rows: whole again
+        if d.main and _read_text(metrics_path) != runs.csv_text(rows):
+            runs.save_csv(rows, metrics_path)
         if ckpt.get("world_size", 1) != d.world:
             say(f"{name}: note: this checkpoint was written by {ckpt.get('world_size', 1)} "
                 f"process(es), this run has {d.world}: the same batches, other rounding")

@@ -223,3 +223,166 @@ def test_old_summary_without_checksum_is_trusted_by_size(run):
     del s["model_bytes"]
     open(p, "w").write(json.dumps(s))
     assert runs.finished_summary(folder) is not None
+
+
+# ----------------------------------------------------------------------------- validate on read
+
+def set_field(folder, **fields):
+    p = os.path.join(folder, runs.SUMMARY)
+    s = json.load(open(p))
+    s.update(fields)
+    open(p, "w").write(json.dumps(s))
+
+
+def profile_of_the_run(tmp_path):
+    """A profile that expands to exactly the trained run (identity is not hashed)."""
+    p = tmp_path / "p.yaml"
+    p.write_text(f"evidence: none\nruns:\n  - name: sgd\n    config: {SGD}\n    overrides: [{', '.join(TINY)}]\n")
+    return str(p)
+
+
+BAD_FIELDS = [{"epochs": "two"}, {"epochs": None}, {"sparsity": "high"}, {"test_acc": "99.9%"},
+              {"seed": True}, {"sparsity": 2.0}, {"model_sha256": 12}]
+
+
+@pytest.mark.parametrize("bad", BAD_FIELDS, ids=lambda b: "-".join(f"{k}={v}" for k, v in b.items()))
+def test_wrongly_typed_summary_is_damaged_in_one_line(run, tmp_path, capsys, bad):
+    import sweep
+
+    results, folder = run
+    set_field(folder, **bad)
+    key = next(iter(bad))
+    with pytest.raises(runs.RunFolderError, match=f"summary.json: damaged \\(field '{key}'") as e:
+        runs.read_summary(folder)
+    assert "\n" not in str(e.value)
+    with pytest.raises(runs.RunFolderError):
+        runs.complete_summary(folder)
+    notes = []
+    assert runs.finished_summary(folder, warn=notes.append) is None and len(notes) == 1
+    before = snapshot(folder)
+    prof = profile_of_the_run(tmp_path)
+    capsys.readouterr()
+    assert sweep.main([prof, "--results", results, "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err and "todo" in out.out                  # rerun, not skipped
+    assert all("summary.json: damaged" in ln for ln in out.err.strip().splitlines())
+    assert sweep.main(["--reindex", "--results", results]) == 0
+    assert "summary.json: damaged" in one_line(capsys)
+    assert snapshot(folder) == before
+    assert os.path.basename(folder) not in open(os.path.join(results, runs.INDEX)).read()
+
+
+def test_wrongly_typed_summary_stops_the_report_with_one_line(run, tmp_path, capsys):
+    import report
+
+    results, folder = run
+    set_field(folder, test_acc="99.9%")
+    before = snapshot(results)
+    assert report.main([profile_of_the_run(tmp_path), "--results", results, "--out", str(tmp_path / "rep")]) == 2
+    line = one_line(capsys)
+    assert "summary.json" in line and "test_acc" in line
+    assert snapshot(results) == before
+
+
+def test_committed_summaries_all_pass_the_checks():
+    import glob
+
+    folders = sorted(glob.glob(os.path.join(REPO, "results", "runs", "*")))
+    assert folders and all(runs.complete_summary(f) is not None for f in folders)
+
+
+@pytest.mark.parametrize("where", ["first", "later"])
+def test_ragged_metrics_is_damaged_not_misparsed(run, capsys, where):
+    from reporting import load as L
+
+    results, folder = run
+    p = os.path.join(folder, runs.METRICS)
+    header, *rows = open(p).read().splitlines()
+    row = rows[0] + ",99" if where == "first" else rows[0].rsplit(",", 2)[0]
+    open(p, "w").write("\n".join([header, row] + rows[1:]) + "\n")
+    before = snapshot(results)
+    for read in (runs.complete_summary, L.metrics_of):
+        with pytest.raises(runs.RunFolderError, match="metrics.csv: damaged \\(line 2 has") as e:
+            read(folder)
+        assert "\n" not in str(e.value)
+    notes = []
+    assert runs.finished_summary(folder, warn=notes.append) is None and "metrics.csv" in notes[0]
+    assert snapshot(results) == before
+
+
+def test_metrics_of_reads_numbers_in_their_columns(run):
+    from reporting import load as L
+
+    results, folder = run
+    m = L.metrics_of(folder)
+    assert list(m["epoch"]) == [1] and m["test_acc"].dtype.kind == "f"
+    assert m["test_acc"][0] == runs.read_summary(folder)["test_acc"]
+
+
+def test_a_metrics_csv_that_lost_rows_is_not_finished_and_train_rewrites_it(run, capsys):
+    results, folder = run
+    p = os.path.join(folder, runs.METRICS)
+    full = open(p).read()
+    open(p, "w").write(full.splitlines()[0] + "\n")
+    notes = []
+    assert runs.finished_summary(folder, warn=notes.append) is None and "0 rows" in notes[0]
+    assert train.main(cli("--results", results)) == 0
+    assert open(p).read() == full and runs.finished_summary(folder) is not None
+
+
+@pytest.mark.parametrize("damage", ["binary", "huge field", "ragged"])
+def test_a_damaged_index_never_costs_a_finished_training(run, capsys, damage):
+    results, folder = run
+    index = os.path.join(results, runs.INDEX)
+    text = {"binary": b"\x00\xff\xfe garbage\n",
+            "huge field": b"run,x\n" + b"a," + b"y" * 200_000 + b"\n",
+            "ragged": b"run,x\nonly-one\n"}[damage]
+    open(index, "wb").write(text)
+    before = snapshot(folder)
+    assert train.main([SGD, *TINY, "seed=1", "--quiet", "--results", results]) == 0   # another run
+    line = one_line(capsys)
+    assert runs.INDEX in line and "rebuilt from the run folders (1 runs)" in line
+    import csv
+    names = [r["run"] for r in csv.DictReader(open(index))]
+    assert len(names) == 2 and os.path.basename(folder) in names
+    assert runs.index_problem(results) is None
+    assert snapshot(folder) == before
+
+
+def test_damaged_layers_csv_is_one_line(run):
+    results, folder = run
+    p = os.path.join(folder, runs.LAYERS)
+    for text in ("layer,type,kernels\nc,Conv2d,many\n", "\x00\xff", "layer,type\nc,Conv2d\n"):
+        open(p, "w", encoding="latin-1").write(text)
+        with pytest.raises(runs.RunFolderError, match="layers.csv: damaged") as e:
+            runs.zero_fraction(folder, "kernels")
+        assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("saved", [{"model": "resnet20", "width": 0.125, "state_dict": {}},
+                                   {"model": "nonet", "width": 0.125, "num_classes": 10, "dataset": "digits",
+                                    "state_dict": {}},
+                                   "renamed"], ids=["no-num_classes", "unknown-model", "renamed-key"])
+def test_model_file_of_another_version_is_one_line(run, capsys, saved):
+    import eval as E
+    import export
+    import hubconf
+
+    results, folder = run
+    m = os.path.join(folder, runs.MODEL)
+    if saved == "renamed":
+        saved = torch.load(m, weights_only=True)
+        sd = saved["state_dict"]
+        sd["renamed." + next(iter(sd))] = sd.pop(next(iter(sd)))
+    s = json.load(open(os.path.join(folder, runs.SUMMARY)))
+    s["model_bytes"], s["model_sha256"] = runs.save_torch_sha(saved, m)
+    open(os.path.join(folder, runs.SUMMARY), "w").write(json.dumps(s))
+    before = snapshot(results)
+    assert E.main([folder]) == 1
+    assert one_line(capsys).startswith("error: " + m)
+    assert export.main([folder, "--format", "dense"]) == 1
+    assert m in one_line(capsys)
+    with pytest.raises(runs.RunFolderError) as e:
+        hubconf.sparse_model(folder)
+    assert m in str(e.value) and "\n" not in str(e.value)
+    assert snapshot(results) == before
