@@ -386,3 +386,231 @@ def test_model_file_of_another_version_is_one_line(run, capsys, saved):
         hubconf.sparse_model(folder)
     assert m in str(e.value) and "\n" not in str(e.value)
     assert snapshot(results) == before
+
+
+# ----------------------------------------------------------------------------- profiles and flags
+
+XRDA = os.path.join(REPO, "configs", "quick", "soft_threshold.yaml")
+CALIB = "    calibrate: {key: optim.lam, start: 1.0e-2, rounds: 2}\n"
+BAD_PROFILES = {
+    "target_sparsity-empty": (f"runs:\n  - name: st\n    config: {XRDA}\n    target_sparsity: []\n" + CALIB,
+                              "target_sparsity must be a non-empty list"),
+    "seeds-empty-calibrated": (f"runs:\n  - name: st\n    config: {XRDA}\n    seeds: []\n"
+                               f"    target_sparsity: [0.9]\n" + CALIB, "seeds must be a non-empty list"),
+    "seeds-empty": (f"seeds: []\nruns:\n  - config: {SGD}\n", "seeds must be a non-empty list"),
+    "seeds-bool": (f"seeds: [true]\nruns:\n  - config: {SGD}\n", "seeds must be"),
+    "seeds-negative": (f"seeds: [-1]\nruns:\n  - config: {SGD}\n", "seeds must be"),
+    "epochs_scale-0": (f"epochs_scale: 0\nruns:\n  - config: {SGD}\n", "epochs_scale must be a positive"),
+    "epochs_scale-negative": (f"epochs_scale: -1\nruns:\n  - config: {SGD}\n", "epochs_scale must be a positive"),
+    "epochs_scale-string": (f"epochs_scale: abc\nruns:\n  - config: {SGD}\n", "epochs_scale must be a positive"),
+    "epochs_scale-nan": (f"epochs_scale: .nan\nruns:\n  - config: {SGD}\n", "epochs_scale must be a positive"),
+    "epochs_scale-inf": (f"epochs_scale: .inf\nruns:\n  - config: {SGD}\n", "epochs_scale must be a positive"),
+    "epochs_scale-bool": (f"epochs_scale: true\nruns:\n  - config: {SGD}\n", "epochs_scale must be a positive"),
+    "entry-epochs_scale-bool": (f"runs:\n  - config: {SGD}\n    epochs_scale: true\n", "epochs_scale must be a positive"),
+    "evidence-typo": (f"evidence: small_scale\nruns:\n  - config: {SGD}\n", "evidence must be one of"),
+    "calibrate-start-bool": (f"runs:\n  - name: st\n    config: {XRDA}\n    target_sparsity: [0.9]\n"
+                             f"    calibrate: {{key: optim.lam, start: true}}\n", "calibrate.start"),
+    "overrides-string": (f"overrides: epochs=1\nruns:\n  - config: {SGD}\n", "overrides must be a list"),
+    "alias-bomb": ("defs:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+                   + "".join(f"  b{i}: &b{i} [{', '.join([f'*b{i - 1}' if i else '*a'] * 10)}]\n" for i in range(9))
+                   + f"runs:\n  - config: {SGD}\n    overrides: [identity.swept_value=x]\n    grid: {{seed: *b8}}\n",
+                   "alias bomb"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_PROFILES))
+def test_bad_profile_is_one_line_exit_2(tmp_path, capsys, name):
+    import sweep
+
+    text, msg = BAD_PROFILES[name]
+    prof = tmp_path / "p.yaml"
+    prof.write_text(text)
+    before = snapshot(tmp_path)
+    for extra in (["--dry-run"], []):
+        assert sweep.main([str(prof), "--results", str(tmp_path / "res"), *extra]) == 2
+        line = one_line(capsys)
+        assert line.startswith("error: ") and msg in line, line
+    assert snapshot(tmp_path) == before and not (tmp_path / "res").exists()
+
+
+def test_evidence_typo_is_one_line_in_the_report(tmp_path, capsys):
+    import report
+
+    prof = tmp_path / "p.yaml"
+    prof.write_text(f"evidence: small_scale\nruns:\n  - config: {SGD}\n")
+    assert report.main([str(prof), "--results", str(tmp_path / "res")]) == 2
+    assert "evidence must be one of" in one_line(capsys)
+
+
+@pytest.mark.parametrize("threads", ["0", "-1"])
+def test_sweep_threads_below_one_is_refused(tmp_path, capsys, threads):
+    import sweep
+
+    prof = profile_of_the_run(tmp_path)
+    assert sweep.main([prof, "--results", str(tmp_path / "res"), "--threads", threads]) == 2
+    assert "--threads must be >= 1" in one_line(capsys)
+    assert not (tmp_path / "res").exists()
+
+
+# ----------------------------------------------------------------------------- config limits
+
+BOMB = ("[" + ", ".join(["&a0 [x, x, x, x, x, x, x, x, x, x]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]"
+                                                                 for i in range(1, 10)]) + "]")
+
+
+@pytest.mark.parametrize("override, msg", [
+    ("width=1e9", "'width' must be at most 64"),
+    ("crop_padding=100000", "'crop_padding' must be at most 64"),
+    ("seed=-1", "'seed' must be in [0, 2**32)"),
+    ("seed=4294967296", "'seed' must be in [0, 2**32)"),
+    (f"identity.swept_value={BOMB}", "alias bomb"),
+])
+def test_config_values_past_physical_limits_are_one_line(tmp_path, capsys, override, msg):
+    import time
+
+    t = time.time()
+    assert train.main([SGD, *TINY, override, "--quiet", "--results", str(tmp_path)]) == 2
+    line = one_line(capsys)
+    assert line.startswith("config error: ") and msg in line and time.time() - t < 10
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_seed_and_width_at_their_limits_are_accepted():
+    cfg = C.build(SGD, [*TINY, "seed=4294967295", "width=64", "crop_padding=64"])
+    assert cfg["seed"] == 2 ** 32 - 1
+
+
+def test_alias_bomb_in_a_config_file_and_a_self_referencing_value(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(f"method: sgd\nidentity:\n  swept_value: {BOMB}\n")
+    with pytest.raises(C.ConfigError, match="alias bomb") as e:
+        C.build(str(bomb))
+    assert str(bomb) in str(e.value)
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("method: sgd\nidentity:\n  swept_value: &a [1, *a]\n")
+    with pytest.raises(C.ConfigError, match="refers to the value that holds it"):
+        C.build(str(loop))
+    # anchors as profiles and configs use them stay fine
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("method: sgd\noptim: &o {lr: 0.1}\n")
+    assert C.build(str(ok))["optim"]["lr"] == 0.1
+
+
+# ----------------------------------------------------------------------------- sweep faults
+
+# Stands in for train.py in the sweep: writes its pid, then sleeps (SIGTERM ends it).
+CHILD = """
+import os, sys, time
+open(os.path.join(sys.argv[1], sys.argv[2] + ".pid"), "w").write(str(os.getpid()))
+time.sleep(float(sys.argv[3]))
+"""
+
+
+def two_seeds(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text(f"seeds: [0, 1]\nruns:\n  - name: sgd\n    config: {SGD}\n    overrides: [{', '.join(TINY)}]\n")
+    return str(p)
+
+
+def stand_in(monkeypatch, rec, sleep):
+    import sys
+
+    import sweep
+    os.makedirs(rec, exist_ok=True)
+    monkeypatch.setattr(sweep, "train_argv",
+                        lambda spec, results: [sys.executable, "-c", CHILD, str(rec), spec.name, str(sleep)])
+
+
+def test_sweep_on_a_full_disk_is_one_line_with_the_table(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import sweep
+
+    stand_in(monkeypatch, tmp_path / "rec", 0)
+    real, calls = sweep._header, []
+
+    def header(spec, results):   # the second run's log cannot be written: ENOSPC
+        calls.append(spec.name)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(spec, results)
+    monkeypatch.setattr(sweep, "_header", header)
+    results = tmp_path / "res"
+    assert sweep.main([two_seeds(tmp_path), "--results", str(results), "--jobs", "1", "--threads", "1"]) == 1
+    out = capsys.readouterr()
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.err, out.err
+    assert "No space left on device" in lines[0] and sweep.log_path(str(results), calls[1]) in lines[0]
+    assert "| finished |    1 |" in out.out and "| not run  |    1 |" in out.out
+
+
+def test_sweep_on_a_read_only_results_folder_is_one_line_with_the_table(tmp_path, monkeypatch, capsys):
+    """Tests run as root (permission bits do not apply): EROFS is injected where the sweep
+    first writes, as the kernel would report it."""
+    import builtins
+    import errno
+
+    import sweep
+
+    stand_in(monkeypatch, tmp_path / "rec", 0)
+    results = tmp_path / "res"
+    real_open = builtins.open
+
+    def ro_open(p, mode="r", *a, **k):
+        if str(p).startswith(str(results)) and any(c in mode for c in "wa+"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(p))
+        return real_open(p, mode, *a, **k)
+    monkeypatch.setattr(sweep, "open", ro_open, raising=False)
+    (results / "logs").mkdir(parents=True)
+    assert sweep.main([two_seeds(tmp_path), "--results", str(results), "--jobs", "1", "--threads", "1"]) == 1
+    out = capsys.readouterr()
+    line = one_line_of(out.err)
+    assert "Read-only file system" in line and str(results / "logs") in line
+    assert "| not run  |    2 |" in out.out
+    # the index is the first write when it is damaged: the same one line
+    (results / runs.INDEX).write_bytes(b"\x00garbage")
+    before = snapshot(results)
+    monkeypatch.setattr(runs.tempfile, "mkstemp",
+                        lambda *a, dir=None, **k: (_ for _ in ()).throw(OSError(errno.EROFS, os.strerror(errno.EROFS), dir)))
+    assert sweep.main([two_seeds(tmp_path), "--results", str(results), "--jobs", "1"]) == 1
+    out = capsys.readouterr()
+    assert "Read-only file system" in one_line_of(out.err) and "| not run  |    2 |" in out.out
+    after = snapshot(results)     # (the side lock file aside, which a real read-only folder refuses too)
+    assert all(after.get(p) == b for p, b in before.items())
+
+
+def one_line_of(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_sweep_ctrl_c_is_one_line_the_table_and_130(tmp_path, monkeypatch, capsys):
+    import signal
+    import threading
+    import time
+
+    import sweep
+
+    rec = tmp_path / "rec"
+    stand_in(monkeypatch, rec, 60)
+
+    def interrupt():   # Ctrl-C once the first child runs
+        deadline = time.time() + 60
+        while not any(rec.glob("*.pid")) and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+    threading.Thread(target=interrupt, daemon=True).start()
+    t = time.time()
+    assert sweep.main([two_seeds(tmp_path), "--results", str(tmp_path / "res"), "--jobs", "1",
+                       "--threads", "1"]) == 130
+    assert time.time() - t < 30
+    out = capsys.readouterr()
+    assert one_line_of(out.err).startswith("interrupted") and "| not run  |    2 |" in out.out
+    pid = int(next(rec.glob("*.pid")).read_text())
+    deadline = time.time() + 10   # the child was told to stop (SIGTERM), not left running
+    while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z" \
+            and time.time() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
