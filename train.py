@@ -75,16 +75,27 @@ def train_step(cfg, method, fwd, x, y, device, d, global_count):
     return loss, logits
 
 
-def load_weights(path, model, cfg):
-    """Load a model.pt (or a run folder's) into `model`; the architecture must match."""
+def load_weights(path, model, cfg, num_classes=None):
+    """Load a model.pt (or a run folder's) into `model`; the architecture and the number of
+    classes must match. Anything else is a RunError of one line (code 2)."""
     path = runs.model_path(path)
     if not os.path.exists(path):
         raise RunError(f"init_from: {path} not found (finish that run first)", 2)
-    saved = runs.load_model_file(path)
+    try:
+        saved = runs.load_model_file(path)
+    except runs.RunFolderError as e:
+        raise RunError(f"init_from: {e}", 2) from None
     for key in ("model", "width"):
         if saved[key] != cfg[key]:
             raise RunError(f"init_from: {path} holds {key}={saved[key]!r}, this run has {cfg[key]!r}", 2)
-    model.load_state_dict(saved["state_dict"])
+    if num_classes is not None and saved["num_classes"] != num_classes:
+        raise RunError(f"init_from: {path} holds a model for {saved['num_classes']} classes "
+                       f"({saved['dataset']}), this run's data set {cfg['dataset']} has {num_classes}", 2)
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except RuntimeError as e:
+        raise RunError(f"init_from: {path} does not fit this run's model "
+                       f"({' '.join(str(e).split())[:200]})", 2) from None
     return path
 
 
@@ -214,7 +225,7 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
         data.subset(cfg["train_subset"])
 
     model = build_model(cfg, data.num_classes, device, data.input_shape)
-    init_path = load_weights(cfg["init_from"], model, cfg) if cfg["init_from"] else ""
+    init_path = load_weights(cfg["init_from"], model, cfg, data.num_classes) if cfg["init_from"] else ""
     if d.enabled and cfg["sync_bn"]:
         model = dist_.sync_batchnorm(model, device)
     steps = data.steps_per_epoch(cfg["batch_size"])
@@ -394,9 +405,18 @@ def main(argv=None):
         print(f"error: {where}{e.strerror or e} (nothing written is half-written; fix it and rerun)",
               file=sys.stderr)
         return 1
+    except D.DataError as e:   # an image a data-loader worker could not read, ...
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         tell("interrupted; the last finished epoch is checkpointed: run the same command to resume")
         return 130
+    except RuntimeError as e:
+        lost = dist_.lost_peer(e, d)
+        if lost is None:
+            raise
+        print(f"error: {lost}", file=sys.stderr)   # every survivor: rank 0 may be the dead one
+        return 1
     finally:
         dist_.close(d)
     return 0

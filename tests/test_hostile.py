@@ -614,3 +614,145 @@ def test_sweep_ctrl_c_is_one_line_the_table_and_130(tmp_path, monkeypatch, capsy
             and time.time() < deadline:
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+# ----------------------------------------------------------------------------- a dead DDP peer
+
+PEER = """
+import os, sys
+sys.path.insert(0, {repo!r})
+import train
+if os.environ["RANK"] == "1":   # this rank dies (SIGKILL, OOM) at its third step
+    real, steps = train.train_step, []
+    def dying(*a, **k):
+        steps.append(1)
+        if len(steps) == 3:
+            os._exit(9)
+        return real(*a, **k)
+    train.train_step = dying
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_a_dead_ddp_peer_is_one_line_from_the_survivor(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    script = tmp_path / "peer.py"
+    script.write_text(PEER.format(repo=REPO))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [sys.executable, str(script), SGD, *TINY, "batch_size=16", "--quiet", "--out",
+            str(tmp_path / "run"), "--results", str(tmp_path)]
+    procs = []
+    for rank in (0, 1):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port), XRDA_DIST_BACKEND="gloo", OMP_NUM_THREADS="1")
+        procs.append(subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True, cwd=REPO))
+    err = [p.communicate(timeout=300)[1] for p in procs]
+    assert procs[1].returncode == 9
+    lines = err[0].strip().splitlines()
+    assert procs[0].returncode == 1 and len(lines) == 1 and "Traceback" not in err[0], err[0]
+    assert lines[0].startswith("error: rank 0 of 2: lost contact with another process"), lines[0]
+
+
+# ----------------------------------------------------------------------------- ImageFolder
+
+def image_tree(base):
+    from tests.test_imagenet import write_tree
+
+    write_tree(str(base))
+    return base
+
+
+def test_imagefolder_does_not_follow_a_symlink_loop(tmp_path):
+    import data
+
+    base = image_tree(tmp_path / "imagenet")
+    os.symlink("..", base / "train" / "n01" / "loop")
+    d = data.load("imagenet", str(tmp_path), workers=0)
+    assert len(d.train_samples) == 12 and d.num_classes == 3
+    assert len({os.path.realpath(p) for p, _ in d.train_samples}) == 12
+
+
+def test_imagefolder_refuses_a_class_folder_that_is_another_one(tmp_path):
+    import data
+
+    base = image_tree(tmp_path / "imagenet")
+    for split in ("train", "val"):
+        shutil.rmtree(base / split / "n03")
+        os.symlink(base / split / "n01", base / split / "n03")    # n03's images would be n01's
+    with pytest.raises(data.DataError, match="is the same folder as") as e:
+        data.load("imagenet", str(tmp_path), workers=0)
+    assert "\n" not in str(e.value) and str(base / "train" / "n03") in str(e.value)
+
+
+def test_imagefolder_class_folders_may_live_elsewhere(tmp_path):
+    import data
+
+    base = image_tree(tmp_path / "imagenet")
+    shutil.move(base / "train" / "n02", tmp_path / "disk-n02")
+    os.symlink(tmp_path / "disk-n02", base / "train" / "n02")     # a class folder on another disk
+    d = data.load("imagenet", str(tmp_path), workers=0)
+    assert len(d.train_samples) == 12 and sorted({t for _, t in d.train_samples}) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_corrupt_image_with_workers_is_one_line_with_the_file(tmp_path, capsys, damage):
+    import data
+
+    base = image_tree(tmp_path / "imagenet")
+    bad = base / "train" / "n02" / "img1.JPEG"
+    bad.write_bytes(b"not an image" if damage == "garbage" else bad.read_bytes()[:200])
+    before = snapshot(tmp_path)
+    d = data.load("imagenet", str(tmp_path), workers=2)
+    with pytest.raises(data.DataError) as e:
+        list(d.train_batches(12, seed=0, epoch=0))
+    msg = str(e.value)
+    assert "\n" not in msg and str(bad) in msg and "unreadable image" in msg and "Traceback" not in msg
+    args = [SGD, "dataset=imagenet", f"data_dir={tmp_path}", "model=resnet20", "width=0.125", "epochs=1",
+            "batch_size=12", "workers=2", "device=cpu", "--quiet", "--out", str(tmp_path / "run"),
+            "--results", str(tmp_path / "res")]
+    assert train.main(args) == 1
+    line = one_line(capsys)
+    assert line.startswith(f"error: {bad}: unreadable image (")
+    after = snapshot(tmp_path)
+    assert all(after[p] == b for p, b in before.items())
+
+
+# ----------------------------------------------------------------------------- init_from
+
+def test_init_from_a_run_with_another_class_count_is_one_line(run, tmp_path, capsys):
+    import data
+
+    results, folder = run
+    m = os.path.join(folder, runs.MODEL)
+    saved = torch.load(m, weights_only=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    fc = [k for k, v in saved["state_dict"].items() if v.dim() == 2][-1]
+    saved["state_dict"][fc] = saved["state_dict"][fc][:5]
+    saved["state_dict"][fc.replace("weight", "bias")] = saved["state_dict"][fc.replace("weight", "bias")][:5]
+    saved["num_classes"] = 5
+    runs.save_torch(saved, str(other / runs.MODEL))
+    before = snapshot(tmp_path)
+    assert train.main([SGD, *TINY, f"init_from={other / runs.MODEL}", "--quiet", "--results",
+                       str(tmp_path / "r2")]) == 2
+    line = one_line(capsys)
+    assert "init_from" in line and "5 classes" in line and "10" in line
+    after = snapshot(tmp_path)
+    assert all(after[p] == b for p, b in before.items())
+    # the same file claiming 10 classes still does not fit: one line, not the size mismatch
+    saved["num_classes"] = 10
+    runs.save_torch(saved, str(other / runs.MODEL))
+    assert train.main([SGD, *TINY, f"init_from={other / runs.MODEL}", "--quiet", "--results",
+                       str(tmp_path / "r2")]) == 2
+    assert "does not fit this run's model" in one_line(capsys)
+
+
+def test_init_from_a_file_that_is_not_a_model_never_advises_deleting_it(tmp_path, capsys):
+    assert train.main([SGD, *TINY, "init_from=/etc/passwd", "--quiet", "--results", str(tmp_path)]) == 2
+    line = one_line(capsys)
+    assert "/etc/passwd" in line and "not a model.pt written by train.py" in line and "delete" not in line
