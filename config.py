@@ -69,6 +69,55 @@ class ConfigError(ValueError):
     """A one-line message naming the bad key or value."""
 
 
+# Physical limits of values no run can use (a width of 1e9 or a padding of 100000 would try
+# to allocate terabytes before anything said so); seeds are what numpy accepts.
+LIMITS = {"width": (lambda v: v <= 64, "at most 64"),
+          "crop_padding": (lambda v: v <= 64, "at most 64 (pixels of padding per side)"),
+          "seed": (lambda v: 0 <= v < 2 ** 32, "in [0, 2**32)")}
+MAX_YAML_SIZE = 1_000_000   # elements of a config, override or profile after alias expansion
+
+
+def check_limits(cfg):
+    """LIMITS on a resolved config: ConfigError naming the key."""
+    for k, (ok, what) in LIMITS.items():
+        if k in cfg and not ok(cfg[k]):
+            raise ConfigError(f"config key '{k}' must be {what}, got {cfg[k]!r}")
+
+
+def check_size(value, where, limit=MAX_YAML_SIZE):
+    """Refuse a YAML value whose size after alias expansion is huge (an alias bomb: a few
+    lines of `&a [*b, *b, ...]` that expand to billions of elements once copied, hashed or
+    printed) or that contains itself. Counted with a memo per list or mapping, so the count
+    itself costs only the value's size as written."""
+    memo, active = {}, set()
+
+    def size(v):
+        if isinstance(v, str):
+            return 1 + len(v) // 100
+        if not isinstance(v, (list, tuple, dict)):
+            return 1
+        i = id(v)
+        if i in memo:
+            return memo[i]
+        if i in active:
+            raise ConfigError(f"{where}: a YAML alias refers to the value that holds it (a "
+                              f"recursive value); write the value out")
+        active.add(i)
+        n = 1 + sum(size(k) + size(x) for k, x in v.items()) if isinstance(v, dict) else \
+            1 + sum(size(x) for x in v)
+        active.discard(i)
+        if n > limit:
+            raise ConfigError(f"{where}: a YAML value of more than {limit:,} elements after alias "
+                              f"expansion (an alias bomb?); refused")
+        memo[i] = n
+        return n
+
+    try:
+        size(value)
+    except RecursionError:
+        raise ConfigError(f"{where}: YAML nested too deeply") from None
+
+
 def _merge(base, over):
     out = copy.deepcopy(base)
     for k, v in over.items():
@@ -115,6 +164,9 @@ def load_yaml(path, _seen=()):
         raise ConfigError(f"{path}: not a text file (expected YAML)") from None
     except (yaml.YAMLError, TypeError, ValueError, AttributeError) as e:  # PyYAML on odd input too
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply") from None
+    check_size(cfg, path)
     if cfg is None:
         raise ConfigError(f"{path}: empty config file (write at least `method: ...`)")
     if not isinstance(cfg, dict):
@@ -149,13 +201,14 @@ def parse_overrides(items):
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r} conflicts with an earlier '{p}=...'")
         node[parts[-1]] = _scalar(value)
+        check_size(node[parts[-1]], f"override {key}")
     return out
 
 
 def _scalar(text):
     try:
         v = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return text
     # YAML 1.1 reads 1e-5 as a string; accept it as a number.
     if isinstance(v, str):
@@ -225,6 +278,7 @@ def resolve(cfg):
     for k in NON_NEGATIVE:
         if out[k] < 0:
             raise ConfigError(f"config key '{k}' must be >= 0, got {out[k]!r}")
+    check_limits(out)
     if out["crop_padding"] < 0:
         raise ConfigError(f"config key 'crop_padding' must be >= 0, got {out['crop_padding']!r}")
     if not 0.0 <= out["label_smoothing"] < 1.0:

@@ -83,6 +83,26 @@ def from_env():
     return d
 
 
+def lost_peer(e, d):
+    """One line for a RuntimeError that says another process of the run is gone (a killed
+    rank: gloo's "Connection reset by peer", NCCL's errors, a timed-out collective), or None
+    for any other error. Only under DDP."""
+    if not d.enabled:
+        return None
+    text = " ".join(str(e).split())
+    dist_error = isinstance(e, getattr(dist, "DistError", ()))
+    signs = ("gloo", "nccl", "connection reset", "connection closed", "connection refused",
+             "broken pipe", "timed out", "socket timeout", "process group", "peer")
+    if not dist_error and not any(s in text.lower() for s in signs):
+        return None
+    import re
+    text = re.sub(r"^\[[^\]]*\.(?:cc|cpp|h):\d+\]\s*", "", text)   # gloo's source location
+    text = text.split(". This is typically")[0][:200]
+    return (f"rank {d.rank} of {d.world}: lost contact with another process of this run ({text}); "
+            f"the last finished epoch is checkpointed: see the other ranks' logs, then rerun the "
+            f"same command to resume")
+
+
 def close(d):
     """Leave the process group, if this Dist joined it (a caller that set one up keeps it)."""
     if getattr(d, "owns_group", False) and dist.is_initialized():

@@ -31,6 +31,7 @@ next to the dense size, and the facts go to RUN_DIR/export.json, one key per for
 check or bad input ends with one line on stderr and a non-zero exit; nothing is written.
 """
 import argparse
+import contextlib
 import copy
 import io
 import json
@@ -55,7 +56,11 @@ INPUT_SHAPE = (1, 3, 32, 32)   # probe input of a model without `input_shape` (m
 
 
 class ExportError(Exception):
-    """One line: what is wrong with the input or the export."""
+    """One line: what is wrong with the input or the export; `code` the exit status."""
+
+    def __init__(self, message, code=1):
+        super().__init__(message)
+        self.code = code
 
 
 # ----------------------------------------------------------------------------- run folders
@@ -66,9 +71,13 @@ def finished_run(run_dir):
         raise ExportError(f"{run_dir}: no such run folder")
     if not os.path.isdir(run_dir):
         raise ExportError(f"{run_dir}: not a run folder (give the folder that holds model.pt)")
-    summary = runs.finished_summary(run_dir)
+    notes = []
+    summary = runs.finished_summary(run_dir, warn=notes.append)
     if summary is None:
         missing = [f for f in (runs.SUMMARY, runs.MODEL) if not os.path.exists(runs.path(run_dir, f))]
+        if notes and not missing:   # damaged or altered: say which file, not "not finished"
+            raise ExportError(f"{notes[0].removesuffix(': rerunning it')}; retrain the run "
+                              f"(train.py with its config) or restore the file")
         raise ExportError(f"{run_dir}: run not finished (no {' or '.join(missing)}); "
                           f"finish it with train.py first")
     return summary
@@ -564,10 +573,17 @@ def export(run_dir, fmt, out=None, batch=256, data_dir=None):
     """Export the run in `run_dir` as `fmt`; returns the facts written to export.json."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ExportError(f"--batch must be a positive number of test images, got {batch!r}", 2)
     finished_run(run_dir)
     out = out or os.path.join(run_dir, DEFAULT_OUT[fmt])
     if os.path.isdir(out):
         raise ExportError(f"--out {out} is a folder: give a file name")
+    own = _run_file(run_dir, out)
+    if own:
+        raise ExportError(f"--out {out} is {own}, a file of the run being exported: give another "
+                          f"file name (default: {os.path.join(run_dir, DEFAULT_OUT[fmt])}); nothing "
+                          f"written", 2)
     saved = runs.load_model_file(run_dir)
     model = runs.load_model(run_dir)
     if data_dir is None:
@@ -617,6 +633,24 @@ def export(run_dir, fmt, out=None, batch=256, data_dir=None):
     return facts
 
 
+RUN_FILES = (runs.CONFIG, runs.METRICS, runs.LAYERS, runs.SUMMARY, runs.CHECKPOINT,
+             runs.CHECKPOINT_PREV, runs.MODEL, runs.LOCK, runs.MARKER, EXPORT_JSON)
+
+
+def _run_file(run_dir, out):
+    """The name of the run's own file that path `out` is (by path, symlink or hard link), or
+    None: an export never replaces the weights, summary or log of the run it reads."""
+    real = os.path.realpath(out)
+    for name in RUN_FILES:
+        p = os.path.join(run_dir, name)
+        if os.path.realpath(p) == real:
+            return name
+        with contextlib.suppress(OSError):
+            if os.path.exists(out) and os.path.exists(p) and os.path.samefile(p, out):
+                return name
+    return None
+
+
 def _channels(model, slim):
     """{conv: [out channels before, after]} for the convs that lost channels."""
     before = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
@@ -638,6 +672,16 @@ def _data_dir(run_dir):
 
 # ----------------------------------------------------------------------------- CLI
 
+def _positive(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (test images the check uses), got {n}")
+    return n
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):      # one line, not usage + message
         self.exit(2, f"export.py: error: {message}\n")
@@ -648,7 +692,7 @@ def main(argv=None):
     p.add_argument("run_dir", help="a finished run folder")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", help="output file (default: RUN_DIR/model.<format>.pt)")
-    p.add_argument("--batch", type=int, default=256, help="test images the check uses")
+    p.add_argument("--batch", type=_positive, default=256, help="test images the check uses")
     p.add_argument("--data-dir", help="where the data set lives (default: the run's data_dir)")
     args = p.parse_args(argv)
     import data as D
@@ -656,7 +700,7 @@ def main(argv=None):
         f = export(args.run_dir, args.format, args.out, args.batch, args.data_dir)
     except (ExportError, runs.RunFolderError, D.DataError, OSError) as e:
         print(f"export.py: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 1
+        return getattr(e, "code", 1) if isinstance(e, ExportError) else 1
     ratio = f["dense_bytes"] / f["bytes"]
     print(f"{args.format}: {f['file']}  {f['bytes']:,} bytes (dense {f['dense_bytes']:,} bytes, "
           f"{ratio:.2f}x smaller)")

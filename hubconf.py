@@ -48,8 +48,12 @@ def sparse_model(run, device="cpu"):
     with _repo_modules() as runs:
         if not os.path.exists(path):
             raise runs.RunFolderError(f"{run}: no such run folder or model file")
-        if os.path.isdir(path) and runs.finished_summary(path) is None:
+        notes = []
+        if os.path.isdir(path) and runs.finished_summary(path, warn=notes.append) is None:
             missing = [f for f in (runs.SUMMARY, runs.MODEL) if not os.path.exists(os.path.join(path, f))]
+            if notes and not missing:   # damaged or altered (a checksum mismatch): say which
+                raise runs.RunFolderError(f"{notes[0].removesuffix(': rerunning it')}; retrain "
+                                          f"the run or restore the file")
             raise runs.RunFolderError(f"{run}: run not finished (no {' or '.join(missing)}); "
                                       f"finish it with train.py first")
-        return runs.load_model(path, device)
+        return runs.load_model(path, device)   # checks model.pt against its summary.json

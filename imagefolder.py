@@ -73,12 +73,16 @@ class _Seeded(torch.utils.data.Dataset):
     def __getitem__(self, item):
         index, seed = item
         path, target = self.samples[index]
-        img = self.loader(path)
-        if seed is None:
-            return self.transform(img), target
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)   # the CPU generator only, not CUDA's
-            return self.transform(img), target
+        try:
+            img = self.loader(path)
+            if seed is None:
+                return self.transform(img), target
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(seed)   # the CPU generator only, not CUDA's
+                return self.transform(img), target
+        except Exception as e:   # corrupt, truncated, unreadable: the file and the reason
+            why = " ".join(str(e).split())[:200] or type(e).__name__
+            raise D.DataError(f"{path}: unreadable image ({why}); replace or remove the file") from None
 
 
 class FolderData:
@@ -157,7 +161,10 @@ class FolderData:
                 yield (torch.empty((0, *self.input_shape), dtype=torch.uint8, device=self.device),
                        torch.empty(0, dtype=torch.int64, device=self.device))
                 continue
-            x, y = next(loader)
+            try:
+                x, y = next(loader)
+            except D.DataError as e:   # from a worker: its traceback is in the text, keep the line
+                raise D.DataError(_last_line(str(e))) from None
             yield (x.to(self.device, non_blocking=True),
                    y.to(self.device, dtype=torch.int64, non_blocking=True))
 
@@ -171,6 +178,19 @@ class FolderData:
         scale, shift = self._affine[x.device]
         out = torch.addcmul(shift, x.to(torch.float32), scale)
         return out if dtype == torch.float32 else out.to(dtype)
+
+
+def _last_line(text):
+    """A DataLoader worker's error re-raised in the main process holds the worker's whole
+    traceback ("Caught DataError in DataLoader worker process 0. Original Traceback ...");
+    its last line is the error itself."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if len(lines) <= 1:
+        return text.strip()
+    last = lines[-1]
+    for prefix in ("data.DataError: ", "DataError: "):
+        last = last.removeprefix(prefix)
+    return last
 
 
 # ---- loading ------------------------------------------------------------------------------
@@ -187,25 +207,55 @@ def _base(root, folder):
                       + HOW.format(base=nested))
 
 
-def _scan(label, base, split):
-    from torchvision.datasets import ImageFolder
+def _walk(label, path):
+    """(classes, samples) of the ImageFolder tree at `path`, as torchvision.datasets.ImageFolder
+    lists them (classes: the sorted class folders; samples: every image below each, in sorted
+    walk order), except for symlinks: a class folder may be a symlink (to a data disk), but
+    symlinked folders inside a class folder are not followed (`ln -s .. n01/loop` would list
+    the tree again, and other classes' images under this label), and a folder or image that two
+    classes reach (`n02 -> n01`) is a DataError instead of relabelled images."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
+    try:
+        classes = sorted(e.name for e in os.scandir(path) if e.is_dir())
+    except OSError:
+        classes = []
+    samples, owner = [], {}
+    for i, c in enumerate(classes):
+        top = os.path.join(path, c)
+        real = os.path.realpath(top)
+        if real in owner:
+            raise D.DataError(f"{label}: {top} is the same folder as {owner[real]} (a symlink): "
+                              f"each class needs its own folder")
+        owner[real] = top
+        for root, _, files in sorted(os.walk(top, followlinks=False)):
+            for f in sorted(files):
+                p = os.path.join(root, f)
+                if not has_file_allowed_extension(f, IMG_EXTENSIONS):
+                    continue
+                r = os.path.realpath(p)
+                if r in owner:
+                    raise D.DataError(f"{label}: {p} is the same image as {owner[r]} (a symlink): "
+                                      f"an image may be listed once")
+                owner[r] = p
+                samples.append((p, i))
+    return classes, samples
+
+
+def _scan(label, base, split):
     path = os.path.join(base, split)
     if not os.path.isdir(path):
         raise D.DataError(f"{label}: {path} is missing: " + HOW.format(base=base))
-    try:
-        f = ImageFolder(path, allow_empty=True)
-    except (FileNotFoundError, OSError):      # no class folder at all
-        f = None
-    if f is None or not f.samples:
+    classes, samples = _walk(label, path)
+    if not samples:
         raise D.DataError(f"{label}: no images in class folders of {path}: " + HOW.format(base=base))
-    found = set(t for _, t in f.samples)
-    empty = [c for i, c in enumerate(f.classes) if i not in found]
+    found = set(t for _, t in samples)
+    empty = [c for i, c in enumerate(classes) if i not in found]
     if empty:
         what = (f"{os.path.join(path, empty[0])} has no images" if len(empty) == 1 else
                 f"{os.path.join(path, empty[0])} and {len(empty) - 1} other class folders have no images")
         raise D.DataError(f"{label}: {what}: " + HOW.format(base=base))
-    return f.classes, f.samples
+    return classes, samples
 
 
 def load(name, root, device="cpu", workers=8, folder="imagenet", label="ImageNet"):

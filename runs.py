@@ -14,10 +14,13 @@ unless it is given --results, so experiments never mix into the committed result
 import contextlib
 import csv
 import fcntl
+import hashlib
 import io
 import json
+import math
 import os
 import platform
+import re
 import tempfile
 
 import torch
@@ -29,6 +32,12 @@ CONFIG, METRICS, LAYERS, SUMMARY = "config.yaml", "metrics.csv", "layers.csv", "
 CHECKPOINT, CHECKPOINT_PREV, MODEL = "checkpoint.pt", "checkpoint.prev.pt", "model.pt"
 LOCK = "run.lock"       # held by the one process training the folder
 INDEX = "runs.csv"
+MARKER = ".sparse-run"  # written by train.py into every run folder it creates
+# Temporary files atomic_write leaves when a writer is killed: ".tmp-" + the target's name +
+# mkstemp's random letters. Only names of this pattern are removed as stale (a user's own
+# .tmp-notes.txt in a run folder is not ours).
+STALE_TEMP = re.compile(r"\.tmp-(?:config\.yaml|metrics\.csv|layers\.csv|summary\.json|checkpoint\.pt"
+                        r"|model(?:\.[a-z]+)?\.pt|export\.json)[a-z0-9_]{1,16}\Z")
 
 # summary.json, field by field (a runs.csv row is the same dict). Methods add their own
 # fields after these (method.summary(): lam, target, threshold, ...).
@@ -66,7 +75,27 @@ SUMMARY_FIELDS = {
     # where and with what it ran
     "torch": "torch version", "torchvision": "torchvision version", "numpy": "numpy version",
     "device_name": "CPU or GPU it trained on", "threads": "torch CPU threads",
+    # written since these fields were added: older summaries lack them (OPTIONAL)
+    "world_size": "processes the run trained on (torchrun)",
+    "model_bytes": "size of model.pt as written", "model_sha256": "sha256 of model.pt as written",
 }
+OPTIONAL = ("world_size", "model_bytes", "model_sha256")   # a summary may lack these
+
+# What the fields of summary.json must hold (checked on every read: a wrongly typed field
+# makes the run damaged, never a wrong number): "int" a whole number, "num" a finite number
+# (NaN only where NAN_OK), "frac" a number in [0, 1], "pct" in [0, 100], "str" a string.
+FIELD_TYPES = {
+    **{k: "str" for k in ("run", "dataset", "model", "method", "mode", "config_hash", "init_from",
+                          "profile", "entry", "role", "row", "swept_key", "swept_value", "torch",
+                          "torchvision", "numpy", "device_name")},
+    **{k: "int" for k in ("seed", "epochs", "total_epochs", "nnz", "n_weights", "n_params",
+                          "flops_dense", "calibration_round", "threads", "world_size", "model_bytes")},
+    **{k: "num" for k in ("width", "lam", "test_loss", "train_loss", "flops_nonzero", "train_seconds",
+                          "calibration_target")},
+    "sparsity": "frac", "sparsity_all": "frac", "test_acc": "pct", "train_acc": "pct",
+    "model_sha256": "sha",
+}
+NAN_OK = ("calibration_target",)
 
 
 class RunFolderError(Exception):
@@ -136,7 +165,7 @@ def run_lock(out):
         f.write(str(os.getpid()))
         f.flush()
         for name in os.listdir(out):
-            if name.startswith(".tmp-"):
+            if STALE_TEMP.match(name):
                 with contextlib.suppress(OSError):
                     os.unlink(path(out, name))
         yield
@@ -144,13 +173,109 @@ def run_lock(out):
         f.close()
 
 
+def _is_config(p):
+    """Whether `p` reads as a config this repository wrote: a YAML mapping of known keys."""
+    import yaml
+
+    import config as C
+    try:
+        with open(p, encoding="utf-8") as f:
+            cfg = yaml.safe_load(f.read(1 << 20))
+    except (OSError, ValueError, yaml.YAMLError):
+        return False
+    return isinstance(cfg, dict) and bool(cfg) and all(k in C.DEFAULTS for k in cfg)
+
+
+def _is_checkpoint(p):
+    """Whether `p` is a checkpoint train.py wrote (a mapping with its config hash)."""
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return isinstance(ckpt, dict) and "config_hash" in ckpt
+
+
+def out_problem(out):
+    """Why train.py must not use `out` as its run folder, or None. A run folder is absent,
+    empty, or one this repository wrote: it holds MARKER, or (folders from before the
+    marker) a config.yaml of known keys with metrics.csv or a checkpoint, or only a lock
+    and stale temporary files of a run killed before its first write. Anything else (a
+    user's folder, /) is never written into. A file is left to the write to report.
+    Also a folder whose checkpoint.pt is one train.py wrote (config.yaml deleted by hand)."""
+    real = os.path.realpath(out)
+    if real == os.path.dirname(real):
+        return f"--out {out} is the file system root; give a run folder"
+    if not os.path.isdir(real):
+        return None
+    try:
+        names = os.listdir(real)
+    except OSError as e:
+        return f"--out {out}: cannot list it ({e.strerror})"
+    if not names or MARKER in names:
+        return None
+    if CONFIG in names and any(n in names for n in (METRICS, CHECKPOINT, CHECKPOINT_PREV)) \
+            and _is_config(path(real, CONFIG)):
+        return None
+    if all(n == LOCK or STALE_TEMP.match(n) for n in names):
+        return None
+    if any(n in names and _is_checkpoint(path(real, n)) for n in (CHECKPOINT, CHECKPOINT_PREV)):
+        return None   # a run folder whose config.yaml was deleted: train.py says what to do
+    return (f"--out {out} is a folder with other files in it ({len(names)} entries, e.g. "
+            f"{sorted(names)[0]!r}), not a run folder of this repository: give an empty or new "
+            f"folder; nothing was written")
+
+
+def mark_run_folder(out):
+    """Write MARKER into run folder `out` (once): train.py made it, --out may use it again."""
+    if not os.path.exists(path(out, MARKER)):
+        atomic_write(path(out, MARKER), "a run folder written by train.py (sparse training)\n")
+
+
 def save_torch(obj, target):
     """torch.save through atomic_write; returns the number of bytes written."""
+    return save_torch_sha(obj, target)[0]
+
+
+def save_torch_sha(obj, target):
+    """torch.save through atomic_write; returns (bytes written, their sha256 in hex)."""
     buf = io.BytesIO()
     torch.save(obj, buf)
     data = buf.getvalue()
     atomic_write(target, data)
-    return len(data)
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+_SHA_CACHE = {}
+
+
+def file_sha256(p):
+    """sha256 of file `p` in hex (cached while its size, mtime and inode stay the same)."""
+    st = os.stat(p)
+    key = (os.path.realpath(p), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        if len(_SHA_CACHE) > 4096:
+            _SHA_CACHE.clear()
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def model_problem(out, summary):
+    """Why RUN/model.pt is not the file the run wrote (summary.json's model_bytes and
+    model_sha256), or None. A summary from before the checksum was recorded is checked by
+    size alone; one with neither is trusted."""
+    m = path(out, MODEL)
+    size, want = os.path.getsize(m), summary.get("model_bytes")
+    if want is not None and size != want:
+        return f"{m}: damaged ({size} bytes, the run wrote {want})"
+    sha = summary.get("model_sha256")
+    if sha and file_sha256(m) != sha:
+        return (f"{m}: altered or damaged (its sha256 is not the one {SUMMARY} recorded, "
+                f"{sha[:12]}...)")
+    return None
 
 
 def save_json(obj, target):
@@ -172,35 +297,67 @@ def save_csv(rows, target, columns=None):
     atomic_write(target, csv_text(rows, columns))
 
 
-def upsert_row(target, row, key="run"):
-    """Add `row` to the CSV at `target`, replacing a row with the same key; safe when several
-    processes finish at once (an exclusive lock on a side file serializes them)."""
-    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-    with open(target + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        rows = []
-        if os.path.exists(target):
-            with open(target, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if r.get(key) != str(row[key])]
-        rows.append(row)
-        save_csv(rows, target)
+def _index_rows(target, key="run"):
+    """The rows of the CSV at `target` ([] if there is none); RunFolderError when it is not a
+    table (not text, a field over csv's limit, ragged rows, no `key` column)."""
+    if not os.path.exists(target):
+        return []
+    try:
+        with open(target, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = reader.fieldnames or []
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise RunFolderError(f"{target}: damaged ({type(e).__name__})") from None
+    if key not in header or any(None in r or None in r.values() for r in rows):
+        raise RunFolderError(f"{target}: damaged (not a table of runs)")
+    return rows
 
 
-def reindex(results):
-    """Rebuild RESULTS/runs.csv from the run folders (the truth): one row per complete run,
-    in folder order. Returns (rows written, [folders skipped as incomplete or unreadable])."""
+def _folder_rows(results):
+    """(summaries of the complete runs under RESULTS/runs/ in folder order, [folders left
+    out], [one line per damaged folder])."""
     top = os.path.join(results, "runs")
-    rows, skipped = [], []
+    rows, skipped, notes = [], [], []
     for name in sorted(os.listdir(top)) if os.path.isdir(top) else []:
         folder = os.path.join(top, name)
         try:
             s = complete_summary(folder)
-        except RunFolderError:
+        except RunFolderError as e:
             s = None
+            notes.append(str(e))
         if s is None:
             skipped.append(folder)
         else:
             rows.append(s)
+    return rows, skipped, notes
+
+
+def upsert_row(target, row, key="run", warn=None):
+    """Add `row` to the CSV at `target`, replacing a row with the same key; safe when several
+    processes finish at once (an exclusive lock on a side file serializes them). A damaged
+    runs.csv is rebuilt from the run folders next to it (said through `warn`, one line), so
+    it never costs the run whose row this is."""
+    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    with open(target + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            rows = _index_rows(target, key)
+        except RunFolderError as e:
+            rows = _folder_rows(os.path.dirname(os.path.abspath(target)))[0]
+            (warn or _stderr)(f"{e}: rebuilt from the run folders ({len(rows)} runs)")
+        rows = [r for r in rows if r.get(key) != str(row[key])]
+        rows.append(row)
+        save_csv(rows, target, list(dict.fromkeys(k for r in rows for k in r)))
+
+
+def reindex(results, warn=None):
+    """Rebuild RESULTS/runs.csv from the run folders (the truth): one row per complete run,
+    in folder order. Returns (rows written, [folders skipped as incomplete or unreadable]);
+    each damaged folder is said through `warn` (one line each)."""
+    rows, skipped, notes = _folder_rows(results)
+    for n in notes:
+        (warn or (lambda _: None))(n)
     target = os.path.join(results, INDEX)
     with open(target + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -223,14 +380,11 @@ def index_problem(results):
     if not os.path.exists(target):
         return "missing" if complete else None
     try:
-        with open(target, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            header = reader.fieldnames or []
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        rows = _index_rows(target)
+    except OSError as e:
         return f"damaged ({type(e).__name__})"
-    if "run" not in header or any(None in r or None in r.values() for r in rows):
-        return "damaged (not a table of runs)"
+    except RunFolderError as e:
+        return str(e).rsplit(": ", 1)[-1]
     listed = {r["run"] for r in rows}
     lacking, gone = complete - listed, listed - set(folders)
     if lacking or gone:
@@ -278,21 +432,28 @@ def _cpu_name():
 
 def finished_summary(out, warn=None):
     """The summary of the run finished in folder `out`, or None. A run is finished when
-    summary.json reads back and model.pt exists at the size the summary recorded: results
-    committed to git (no weights) do not count, so running their config again trains it here
-    instead of trusting another machine's numbers; a damaged summary or a truncated model.pt
-    is not finished either (said through `warn`), and a rerun writes them again."""
+    summary.json reads back (well-typed fields), metrics.csv, where there is one, has a row
+    for every epoch, and model.pt is the file the run wrote (its size and sha256 as the
+    summary recorded them, model_problem): results committed to git (no weights) do not
+    count, so running their config again trains it here instead of trusting another
+    machine's numbers; a damaged summary or metrics.csv, a truncated or altered model.pt is
+    not finished either (said through `warn`), and a rerun writes them again."""
     s, m = path(out, SUMMARY), path(out, MODEL)
     if not (os.path.exists(s) and os.path.exists(m)):
         return None
     try:
         summary = read_summary(out)
+        rows = read_metrics(out) if os.path.exists(path(out, METRICS)) else None
     except RunFolderError as e:
         (warn or _stderr)(f"{e}: rerunning it")
         return None
-    want = summary.get("model_bytes") if isinstance(summary, dict) else None
-    if not isinstance(summary, dict) or (want is not None and os.path.getsize(m) != want):
-        (warn or _stderr)(f"{m}: damaged ({os.path.getsize(m)} bytes, the run wrote {want}): rerunning it")
+    if rows is not None and "epochs" in summary and len(rows) < int(summary["epochs"]):
+        (warn or _stderr)(f"{path(out, METRICS)}: {len(rows)} rows for the {summary['epochs']} "
+                          f"epochs the run trained: rerunning it")
+        return None
+    problem = model_problem(out, summary)
+    if problem:
+        (warn or _stderr)(f"{problem}: rerunning it")
         return None
     return summary
 
@@ -303,29 +464,95 @@ def _stderr(msg):
     print(msg, file=sys.stderr)
 
 
+def _type_problem(key, value):
+    """What is wrong with summary field `key` holding `value`, or None."""
+    kind = FIELD_TYPES.get(key)
+    if kind is None:
+        return None
+    if kind == "str":
+        return None if isinstance(value, str) else "not a string"
+    if kind == "sha":
+        ok = isinstance(value, str) and (value == "" or re.fullmatch(r"[0-9a-f]{64}", value))
+        return None if ok else "not a sha256 in hex"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "not a number"
+    if math.isnan(value):
+        return None if key in NAN_OK else "NaN"
+    if not math.isfinite(value):
+        return "not finite"
+    if kind == "int" and not float(value).is_integer():
+        return "not a whole number"
+    if kind == "int" and key not in ("seed",) and value < 0:
+        return "negative"
+    if kind == "frac" and not 0 <= value <= 1:
+        return "not a fraction in [0, 1]"
+    if kind == "pct" and not 0 <= value <= 100:
+        return "not a percentage in [0, 100]"
+    return None
+
+
+def summary_problem(summary):
+    """Why a summary dict is not one train.py wrote (a wrongly typed field), or None."""
+    if not isinstance(summary, dict):
+        return f"not a mapping of fields ({type(summary).__name__})"
+    for k, v in summary.items():
+        why = _type_problem(k, v)
+        if why:
+            return f"field {k!r} is {v!r}: {why}"[:200]
+    return None
+
+
 def read_summary(out):
+    """summary.json of run folder `out`; RunFolderError (one line naming the file) when it is
+    unreadable or a field has the wrong type."""
+    p = path(out, SUMMARY)
     try:
-        with open(path(out, SUMMARY)) as f:
-            return json.load(f)
+        with open(p) as f:
+            s = json.load(f)
     except (OSError, ValueError) as e:
-        raise RunFolderError(f"{path(out, SUMMARY)}: unreadable ({e}); delete the run folder "
+        raise RunFolderError(f"{p}: unreadable ({e}); delete the run folder "
                              f"to retrain it") from None
+    problem = summary_problem(s)
+    if problem:
+        raise RunFolderError(f"{p}: damaged ({problem}); delete the run folder to retrain it")
+    return s
+
+
+def read_metrics(out):
+    """metrics.csv of run folder `out` as a list of dicts (strings); OSError when it is
+    missing, RunFolderError (one line) when it is damaged: not text, no header, or a row with
+    another number of fields than the header (which pandas would shift into other columns)."""
+    p = path(out, METRICS)
+    with open(p, newline="", encoding="utf-8", errors="strict") as f:
+        try:
+            table = list(csv.reader(f))
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise RunFolderError(f"{p}: damaged ({type(e).__name__}); delete the run folder to "
+                                 f"retrain it") from None
+    if not table or not table[0] or "epoch" not in table[0]:
+        raise RunFolderError(f"{p}: damaged (no header with an 'epoch' column); delete the run "
+                             f"folder to retrain it")
+    header = table[0]
+    for i, r in enumerate(table[1:], 2):
+        if len(r) != len(header):
+            raise RunFolderError(f"{p}: damaged (line {i} has {len(r)} fields, the header "
+                                 f"{len(header)}); delete the run folder to retrain it")
+    return [dict(zip(header, r)) for r in table[1:]]
 
 
 def complete_summary(out):
     """The summary of a run whose results are all there, weights or not, or None: summary.json
-    readable with every SUMMARY_FIELDS key, and metrics.csv with one row per epoch trained.
-    This is what the report reads: results committed to git are complete (but not finished,
-    so a sweep retrains them); a run killed before its summary, or whose metrics were cut
-    short, is not."""
+    readable with every SUMMARY_FIELDS key (but OPTIONAL), and metrics.csv with one row per
+    epoch trained. This is what the report reads: results committed to git are complete (but
+    not finished, so a sweep retrains them); a run killed before its summary, or whose metrics
+    were cut short, is not. A damaged summary.json or metrics.csv: RunFolderError."""
     if not os.path.exists(path(out, SUMMARY)):
         return None
     s = read_summary(out)
-    if not isinstance(s, dict) or any(k not in s for k in SUMMARY_FIELDS):
+    if any(k not in s for k in SUMMARY_FIELDS if k not in OPTIONAL):
         return None
     try:
-        with open(path(out, METRICS), newline="") as f:
-            epochs = sum(1 for _ in csv.DictReader(f))
+        epochs = len(read_metrics(out))
     except OSError:
         return None
     return s if epochs == int(s["epochs"]) else None
@@ -348,11 +575,21 @@ def collapsed(summary):
 
 def zero_fraction(out, unit):
     """Fraction of the run's conv `unit`s ("filters" or "kernels") that are entirely zero, from
-    layers.csv; None when the model has no conv layer. OSError when layers.csv is missing."""
-    with open(path(out, LAYERS), newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("type") == "Conv2d"]
-    total = sum(int(r[unit]) for r in rows)
-    return sum(int(r["zero_" + unit]) for r in rows) / total if total else None
+    layers.csv; None when the model has no conv layer. OSError when layers.csv is missing,
+    RunFolderError (one line) when it is damaged."""
+    p = path(out, LAYERS)
+    try:
+        with open(p, newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("type") == "Conv2d"]
+        total = sum(int(r[unit]) for r in rows)
+        zero = sum(int(r["zero_" + unit]) for r in rows)
+    except (UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as e:
+        why = f"no column {e}" if isinstance(e, KeyError) else type(e).__name__
+        raise RunFolderError(f"{p}: damaged ({why}); delete the run folder to retrain it") from None
+    if not 0 <= zero <= total:
+        raise RunFolderError(f"{p}: damaged ({zero} zero {unit} of {total}); delete the run folder "
+                             f"to retrain it")
+    return zero / total if total else None
 
 
 def is_finished(results, name):
@@ -369,14 +606,39 @@ def model_path(run_or_file):
     return path(run_or_file, MODEL) if os.path.isdir(run_or_file) else run_or_file
 
 
-def load_model_file(run_or_file):
+def _in_run_folder(p):
+    """Whether file `p` lies in a run folder (so that deleting it to retrain is advice to give)."""
+    d = os.path.dirname(os.path.abspath(p))
+    return os.path.basename(p) == MODEL and any(
+        os.path.exists(path(d, n)) for n in (MARKER, CONFIG, SUMMARY))
+
+
+MODEL_KEYS = ("model", "width", "num_classes", "dataset", "state_dict")
+
+
+def load_model_file(run_or_file, verify=True):
+    """What model.pt holds (runs.model_file), read with weights_only. A model.pt next to a
+    summary.json is checked against the size and sha256 the run recorded (verify); a file
+    that is not a model.pt of this repository: RunFolderError, one line."""
     p = model_path(run_or_file)
     if not os.path.exists(p):
         raise RunFolderError(f"{p} not found (is the run finished?)")
+    ours = _in_run_folder(p)
+    what = "delete it to retrain the run" if ours else "not a model.pt written by train.py"
+    if verify and os.path.exists(path(os.path.dirname(os.path.abspath(p)), SUMMARY)):
+        folder = os.path.dirname(os.path.abspath(p))
+        problem = model_problem(folder, read_summary(folder))
+        if problem:
+            raise RunFolderError(f"{problem}; retrain the run (delete {p}) or restore the file")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        saved = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise RunFolderError(f"{p}: unreadable ({type(e).__name__}); delete it to retrain the run") from None
+        raise RunFolderError(f"{p}: unreadable ({type(e).__name__}); {what}") from None
+    missing = [k for k in MODEL_KEYS if not isinstance(saved, dict) or k not in saved]
+    if missing or not isinstance(saved["state_dict"], dict):
+        raise RunFolderError(f"{p}: not a model file of this version (no {', '.join(missing) or 'state_dict'}"
+                             f"); {what}")
+    return saved
 
 
 def load_model(run_or_file, device="cpu"):
@@ -385,8 +647,13 @@ def load_model(run_or_file, device="cpu"):
     import models
 
     saved = load_model_file(run_or_file)
-    model = models.from_saved(saved)
-    model.load_state_dict(saved["state_dict"])
+    p = model_path(run_or_file)
+    try:
+        model = models.from_saved(saved)
+        model.load_state_dict(saved["state_dict"])
+    except (ValueError, TypeError, KeyError, RuntimeError) as e:
+        raise RunFolderError(f"{p}: does not fit model {saved['model']!r} of this version "
+                             f"({' '.join(str(e).split())[:160]})") from None
     return model.to(device).eval()
 
 

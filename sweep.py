@@ -93,6 +93,7 @@ finished, skipped, failed and blocked runs, and exit status 1 if any failed or w
 """
 import argparse
 import concurrent.futures as cf
+import contextlib
 import functools
 import glob
 import itertools
@@ -267,6 +268,8 @@ def load_profile(path, _seen=()):
         raise ProfileError(f"{path}: not a text file (expected a YAML profile)") from None
     except (yaml.YAMLError, TypeError, ValueError, AttributeError) as e:
         raise ProfileError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
+    except RecursionError:
+        raise ProfileError(f"{path}: YAML nested too deeply") from None
     if isinstance(prof, dict) and prof.get("inherit"):
         parent = load_profile(os.path.join(os.path.dirname(os.path.abspath(path)), prof["inherit"]),
                               _seen + (os.path.abspath(path),))
@@ -277,7 +280,42 @@ def load_profile(path, _seen=()):
     if bad:
         raise ProfileError(f"{path}: unknown profile key(s) {', '.join(sorted(bad))}; "
                            f"known: {', '.join(sorted(PROFILE_KEYS))}")
+    if not _seen:   # the merged profile, once: its values
+        _check_profile(prof, path)
     return prof
+
+
+def _positive(v):
+    """A finite number > 0 (not a boolean, not a string)."""
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0)
+
+
+def _check_seeds(seeds, where):
+    if not (isinstance(seeds, list) and seeds and all(
+            isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2 ** 32 for x in seeds)):
+        raise ProfileError(f"{where}: seeds must be a non-empty list of whole numbers in [0, 2**32), "
+                           f"got {_fmt(seeds)[:80]}")
+
+
+def _check_profile(prof, path):
+    """The profile's own values (entries are checked by expand): one line each."""
+    where = os.path.basename(path)
+    try:
+        C.check_size(prof, where)
+    except C.ConfigError as e:
+        raise ProfileError(str(e)) from None
+    if "evidence" in prof and prof["evidence"] not in EVIDENCE:
+        raise ProfileError(f"{where}: evidence must be one of {', '.join(EVIDENCE)}, got "
+                           f"{_fmt(prof['evidence'])[:80]}")
+    if "seeds" in prof:
+        _check_seeds(prof["seeds"], where)
+    if prof.get("epochs_scale") is not None and not _positive(prof["epochs_scale"]):
+        raise ProfileError(f"{where}: epochs_scale must be a positive number, got "
+                           f"{_fmt(prof['epochs_scale'])[:80]}")
+    for key in ("overrides", "row_keys", "epoch_keys"):
+        v = prof.get(key)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            raise ProfileError(f"{where}: {key} must be a list of strings, got {_fmt(v)[:80]}")
 
 
 def expand(profile_path, extra=()):
@@ -339,12 +377,15 @@ def expand(profile_path, extra=()):
             raise ProfileError(f"{where}: calibrate needs target_sparsity or target_from")
         if entry.get("target_sparsity") is not None and not calib:
             raise ProfileError(f"{where}: target_sparsity needs calibrate: {{key: optim.lam, start: ...}}")
-        targets = entry.get("target_sparsity") or [None]
-        if not isinstance(targets, list) or not all(t is None or (isinstance(t, (int, float))
-                                                                  and 0 < t < 1) for t in targets):
-            raise ProfileError(f"{where}: target_sparsity must be a list of fractions in (0, 1)")
+        targets = entry.get("target_sparsity")
+        if targets is not None and not (isinstance(targets, list) and targets and all(
+                _positive(t) and t < 1 for t in targets)):
+            raise ProfileError(f"{where}: target_sparsity must be a non-empty list of fractions in (0, 1)")
+        targets = targets or [None]
+        if "seeds" in entry:
+            _check_seeds(entry["seeds"], where)
         escale = entry.get("epochs_scale")
-        if escale is not None and not (isinstance(escale, (int, float)) and escale > 0):
+        if escale is not None and not _positive(escale):
             raise ProfileError(f"{where}: epochs_scale must be a positive number")
         total_scale = (scale or 1.0) * (escale or 1.0) if (scale or escale) else None
         own = [str(o) for o in entry.get("overrides") or []]
@@ -427,8 +468,7 @@ def _calibration(entry, where):
     if not isinstance(c["key"], str) or not c["key"]:
         raise ProfileError(f"{where}: calibrate.key must name the swept key, e.g. optim.lam")
     starts = c["start"] if isinstance(c["start"], list) else [c["start"]]
-    if not starts or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                             and v > 0 for v in starts):
+    if not starts or not all(_positive(v) for v in starts):
         raise ProfileError(f"{where}: calibrate.start must be a positive number, or a list of them "
                            f"(one per target_sparsity)")
     if isinstance(c["start"], list) and len(starts) != len(entry.get("target_sparsity") or []):
@@ -438,9 +478,9 @@ def _calibration(entry, where):
         raise ProfileError(f"{where}: calibrate.chain must be true or false")
     if c["on_miss"] not in ON_MISS:
         raise ProfileError(f"{where}: calibrate.on_miss must be one of {', '.join(ON_MISS)}")
-    if not (isinstance(c["tolerance"], (int, float)) and 0 < c["tolerance"] < 1):
+    if not (_positive(c["tolerance"]) and c["tolerance"] < 1):
         raise ProfileError(f"{where}: calibrate.tolerance must be in (0, 1)")
-    if not (isinstance(c["rounds"], int) and c["rounds"] >= 1):
+    if not (isinstance(c["rounds"], int) and not isinstance(c["rounds"], bool) and c["rounds"] >= 1):
         raise ProfileError(f"{where}: calibrate.rounds must be a positive integer")
     return c
 
@@ -864,6 +904,7 @@ class LocalLauncher:
         self.gpus, self.per_gpu = list(gpus), per_gpu
         self.load = {g: 0 for g in self.gpus}     # runs on each GPU now
         self.lock = threading.Lock()
+        self.procs, self.stopping = set(), False  # the train.py children running now
 
     def _take_gpu(self):
         if not self.gpus:
@@ -886,10 +927,24 @@ class LocalLauncher:
             if gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = str(gpu)
             log = log_path(self.results, spec.name)
-            with open(log, "a") as f:
+            try:
+                f = open(log, "a")
                 print(_header(spec, self.results), file=f, flush=True)
-                code = subprocess.run(train_argv(spec, self.results), stdout=f, stderr=subprocess.STDOUT,
-                                      env=env, cwd=REPO, preexec_fn=_die_with_parent).returncode
+            except OSError as e:   # full disk, read-only folder: the sweep stops (one line)
+                e.filename = e.filename or log
+                raise
+            with f:
+                with self.lock:
+                    if self.stopping:
+                        return 130, "not started: the sweep was stopped"
+                    proc = subprocess.Popen(train_argv(spec, self.results), stdout=f, stderr=subprocess.STDOUT,
+                                            env=env, cwd=REPO, preexec_fn=_die_with_parent)
+                    self.procs.add(proc)
+                try:
+                    code = proc.wait()
+                finally:
+                    with self.lock:
+                        self.procs.discard(proc)
             return code, "" if code == 0 else f"exit {code}: {_last_line(log)} (log: {log})"
         finally:
             self._give_gpu(gpu)
@@ -905,6 +960,12 @@ class LocalLauncher:
         return [(handles[h], *h.result()) for h in done]
 
     def close(self, cancel=False, handles=()):
+        if cancel:   # SIGTERM: each train.py stops at its last finished epoch's checkpoint
+            with self.lock:
+                self.stopping = True
+                for proc in self.procs:
+                    with contextlib.suppress(OSError):
+                        proc.terminate()
         self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
 
 
@@ -1044,14 +1105,16 @@ def _minutes(text):
 
 # ----------------------------------------------------------------------------- scheduling
 
-def run_all(specs, results, launcher):
-    """Launch every run whose dependencies are done; returns {id(spec): (status, note)}.
+def run_all(specs, results, launcher, state=None):
+    """Launch every run whose dependencies are done; returns {id(spec): (status, note)}
+    (`state`: fill this dict instead, so that a caller still has it after an exception).
 
     Ready runs wait in one queue, runs that others depend on first, then in profile order
     (profiles list their expensive runs first); the local launcher takes from it whenever a
     slot is free, the SLURM launcher takes all of it (one job array per wave). A finished
     round of a λ search adds the next round to `specs` (and to the queue's inputs)."""
-    state, claimed, running, queue = {}, {}, {}, []
+    state = {} if state is None else state
+    claimed, running, queue = {}, {}, []
     order = {id(s): i for i, s in enumerate(specs)}
     pending, born = list(specs), []
 
@@ -1143,7 +1206,7 @@ def run_all(specs, results, launcher):
                 print(f"{'done  ' if code == 0 else 'FAILED'} {s.name}" + (f" ({note})" if note else ""),
                       flush=True)
                 settle(s, *(("finished", "") if code == 0 else ("failed", note)))
-    except KeyboardInterrupt:
+    except BaseException:   # Ctrl-C, a full disk: the running children stop at a checkpoint
         launcher.close(cancel=True, handles=running)
         raise
     launcher.close()
@@ -1151,17 +1214,18 @@ def run_all(specs, results, launcher):
 
 
 def print_table(specs, state, seconds=None):
-    counts = {k: 0 for k in TERMINAL}
+    """The status table (runs a stopped sweep never settled count as `not run`)."""
+    counts = {k: 0 for k in TERMINAL + ("not run",)}
     for s in specs:
-        counts[state[id(s)][0]] += 1
+        counts[state.get(id(s), ("not run",))[0]] += 1
     print("\n| status   | runs |\n|----------|-----:|")
-    for k in TERMINAL:
+    for k in TERMINAL + (("not run",) if counts["not run"] else ()):
         print(f"| {k:<8} | {counts[k]:>4} |")
     if seconds is not None:
         print(f"\n{len(specs)} runs in {seconds:.0f}s")
     for kind in ("failed", "blocked"):
         for s in specs:
-            st, note = state[id(s)]
+            st, note = state.get(id(s), ("not run", ""))
             if st == kind:
                 print(f"  {kind}: {s.name or s.label()}: {note}")
     return counts
@@ -1234,8 +1298,8 @@ def main(argv=None):
     g = p.add_argument_group("local launcher")
     g.add_argument("--jobs", type=int, default=0,
                    help="runs at once (default: --runs-per-gpu per visible GPU, else CPU cores / --threads)")
-    g.add_argument("--threads", type=int, default=0,
-                   help="CPU threads per run (default: CPU cores / jobs)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per run, >= 1 (default: CPU cores / jobs)")
     g.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
                    help="with visible GPUs: at most K runs share a GPU (default 1); --jobs defaults "
                         "to K x GPUs and may not exceed it. Ignored on the CPU")
@@ -1257,11 +1321,18 @@ def main(argv=None):
                    help=argparse.SUPPRESS)  # 'local': submitit's local executor (tests)
     g.add_argument("--poll", type=float, default=10.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        print(f"error: --threads must be >= 1 (CPU threads per run), got {args.threads}", file=sys.stderr)
+        return 2
     results = os.path.abspath(args.results)
     global REUSE_COMPLETE
     REUSE_COMPLETE = args.reuse_complete
     if args.reindex:
-        n, skipped = runs.reindex(results)
+        try:
+            n, skipped = runs.reindex(results, warn=lambda m: print(m, file=sys.stderr))
+        except OSError as e:
+            print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+            return 1
         print(f"{os.path.join(args.results, runs.INDEX)}: {n} runs from the run folders"
               + (f"; {len(skipped)} incomplete folder(s) left out" if skipped else ""))
         return 0
@@ -1288,41 +1359,54 @@ def main(argv=None):
             print(f"note: {os.path.join(args.results, runs.INDEX)} is {problem}; a real run "
                   f"rebuilds it from the run folders")
         return dry_run(specs, results)
-    rebuilt = runs.ensure_index(results)   # a lost or damaged row is never lost for good
-    if rebuilt:
-        print(rebuilt, flush=True)
-    n_done = sum(1 for s in specs if s.cfg is not None and is_finished(s.cfg, results))
-    if args.launcher == "local" and args.jobs < 0:
-        print("error: --jobs must be >= 1 (0: one per GPU or CPU core)", file=sys.stderr)
-        return 2
-    if args.launcher == "local":
-        gpus = _visible_gpus()
-        cores = os.cpu_count() or 1
-        if gpus:   # never more than --runs-per-gpu on one device
-            most = args.runs_per_gpu * len(gpus)
-            if args.jobs > most:
-                print(f"error: --jobs {args.jobs} is more than --runs-per-gpu {args.runs_per_gpu} x "
-                      f"{len(gpus)} GPU(s) = {most}; raise --runs-per-gpu to share a GPU", file=sys.stderr)
-                return 2
-            jobs = args.jobs or most
-        else:
-            jobs = args.jobs or max(1, cores // max(1, args.threads or 1))
-        threads = args.threads or max(1, cores // jobs)
-    print(f"{len(specs)} runs: {n_done} finished already, {len(specs) - n_done} to run or check", flush=True)
-    if args.launcher == "local":
-        where = (f"GPUs {','.join(map(str, gpus))} (at most {args.runs_per_gpu} per GPU)" if gpus else "CPU")
-        print(f"local: {jobs} at once, {where}, {threads} thread(s) each", flush=True)
-        launcher = LocalLauncher(results, jobs, threads, gpus, args.runs_per_gpu)
-    else:
-        try:
-            launcher = SlurmLauncher(results, args)
-        except Exception as e:  # no sbatch, bad parameter: one line
-            print(f"error: slurm launcher: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                  file=sys.stderr)
+    state, t0 = {}, time.time()
+    try:
+        rebuilt = runs.ensure_index(results)   # a lost or damaged row is never lost for good
+        if rebuilt:
+            print(rebuilt, flush=True)
+        n_done = sum(1 for s in specs if s.cfg is not None and is_finished(s.cfg, results))
+        if args.launcher == "local" and args.jobs < 0:
+            print("error: --jobs must be >= 1 (0: one per GPU or CPU core)", file=sys.stderr)
             return 2
-    os.makedirs(os.path.join(results, "logs"), exist_ok=True)
-    t0 = time.time()
-    state = run_all(specs, results, launcher)
+        if args.launcher == "local":
+            gpus = _visible_gpus()
+            cores = os.cpu_count() or 1
+            if gpus:   # never more than --runs-per-gpu on one device
+                most = args.runs_per_gpu * len(gpus)
+                if args.jobs > most:
+                    print(f"error: --jobs {args.jobs} is more than --runs-per-gpu {args.runs_per_gpu} x "
+                          f"{len(gpus)} GPU(s) = {most}; raise --runs-per-gpu to share a GPU", file=sys.stderr)
+                    return 2
+                jobs = args.jobs or most
+            else:
+                jobs = args.jobs or max(1, cores // max(1, args.threads or 1))
+            threads = args.threads or max(1, cores // jobs)
+        print(f"{len(specs)} runs: {n_done} finished already, {len(specs) - n_done} to run or check", flush=True)
+        if args.launcher == "local":
+            where = (f"GPUs {','.join(map(str, gpus))} (at most {args.runs_per_gpu} per GPU)" if gpus else "CPU")
+            print(f"local: {jobs} at once, {where}, {threads} thread(s) each", flush=True)
+            launcher = LocalLauncher(results, jobs, threads, gpus, args.runs_per_gpu)
+        else:
+            try:
+                launcher = SlurmLauncher(results, args)
+            except Exception as e:  # no sbatch, bad parameter: one line
+                print(f"error: slurm launcher: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                      file=sys.stderr)
+                return 2
+        os.makedirs(os.path.join(results, "logs"), exist_ok=True)
+        t0 = time.time()
+        run_all(specs, results, launcher, state)
+    except KeyboardInterrupt:   # Ctrl-C: what was settled, then one line
+        print_table(specs, state, time.time() - t0)
+        print("interrupted: running runs stopped at their last finished epoch's checkpoint; "
+              "run the same command to resume", file=sys.stderr)
+        return 130
+    except OSError as e:        # a full disk, a read-only results folder
+        print_table(specs, state, time.time() - t0)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e} (finished runs are kept; fix it and rerun the same "
+              f"command)", file=sys.stderr)
+        return 1
     counts = print_table(specs, state, time.time() - t0)
     return 1 if counts["failed"] or counts["blocked"] else 0
 

@@ -77,16 +77,27 @@ def train_step(cfg, method, fwd, x, y, device, d, global_count):
     return loss, logits
 
 
-def load_weights(path, model, cfg):
-    """Load a model.pt (or a run folder's) into `model`; the architecture must match."""
+def load_weights(path, model, cfg, num_classes=None):
+    """Load a model.pt (or a run folder's) into `model`; the architecture and the number of
+    classes must match. Anything else is a RunError of one line (code 2)."""
     path = runs.model_path(path)
     if not os.path.exists(path):
         raise RunError(f"init_from: {path} not found (finish that run first)", 2)
-    saved = runs.load_model_file(path)
+    try:
+        saved = runs.load_model_file(path)
+    except runs.RunFolderError as e:
+        raise RunError(f"init_from: {e}", 2) from None
     for key in ("model", "width"):
         if saved[key] != cfg[key]:
             raise RunError(f"init_from: {path} holds {key}={saved[key]!r}, this run has {cfg[key]!r}", 2)
-    model.load_state_dict(saved["state_dict"])
+    if num_classes is not None and saved["num_classes"] != num_classes:
+        raise RunError(f"init_from: {path} holds a model for {saved['num_classes']} classes "
+                       f"({saved['dataset']}), this run's data set {cfg['dataset']} has {num_classes}", 2)
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except RuntimeError as e:
+        raise RunError(f"init_from: {path} does not fit this run's model "
+                       f"({' '.join(str(e).split())[:200]})", 2) from None
     return path
 
 
@@ -112,6 +123,9 @@ def train(cfg, out=None, results=runs.SCRATCH, quiet=False, dist=None, stop_afte
     name = C.run_name(cfg)
     out = out or os.path.join(results, "runs", name)
     say = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
+    refused = d.broadcast(runs.out_problem(out) if d.main else None)   # never a folder not ours
+    if refused:
+        raise RunError(refused, 2)
     summary = runs.finished_summary(out, warn=say)
     if summary is not None and summary.get("config_hash") == C.config_hash(cfg):
         say(f"{name}: finished already, skipped")
@@ -121,6 +135,7 @@ def train(cfg, out=None, results=runs.SCRATCH, quiet=False, dist=None, stop_afte
         if d.main:
             try:
                 stack.enter_context(runs.run_lock(out))
+                runs.mark_run_folder(out)
             except runs.LockedError as e:
                 held = str(e)
         held = d.broadcast(held)   # every rank stops when rank 0 could not take the folder
@@ -146,6 +161,14 @@ def load_checkpoint(out, device, chash):
         raise RunError(f"{' and '.join(present)} unreadable (damaged); delete "
                        f"{'them' if len(present) > 1 else 'it'} to start the run over", 1)
     return None, None
+
+
+def _read_text(p):
+    try:
+        with open(p, newline="", encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def keep_previous(ckpt_path, prev_path):
@@ -253,7 +276,7 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
         data.subset(cfg["train_subset"])
 
     model = build_model(cfg, data.num_classes, device, data.input_shape)
-    init_path = load_weights(cfg["init_from"], model, cfg) if cfg["init_from"] else ""
+    init_path = load_weights(cfg["init_from"], model, cfg, data.num_classes) if cfg["init_from"] else ""
     if d.enabled and cfg["sync_bn"]:
         model = dist_.sync_batchnorm(model, device)
     steps = data.steps_per_epoch(cfg["batch_size"])
@@ -270,6 +293,9 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
         rows, start, train_seconds = ckpt["rows"], ckpt["epoch"] + 1, ckpt["train_seconds"]
         fell_back = "" if used == ckpt_path else f" ({runs.CHECKPOINT} was damaged: from {runs.CHECKPOINT_PREV})"
         say(f"{name}: resuming after epoch {start}{fell_back}")
+        metrics_path = runs.path(out, runs.METRICS)   # a metrics.csv that lost rows: whole again
+        if d.main and _read_text(metrics_path) != runs.csv_text(rows):
+            runs.save_csv(rows, metrics_path)
         if ckpt.get("world_size", 1) != d.world:
             say(f"{name}: note: this checkpoint was written by {ckpt.get('world_size', 1)} "
                 f"process(es), this run has {d.world}: the same batches, other rounding")
@@ -373,7 +399,7 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
     if not d.main:
         d.barrier()   # rank 0 writes the run's files
         return None
-    model_bytes = runs.save_torch(runs.model_file(cfg, data.num_classes, state), runs.path(out, runs.MODEL))
+    model_bytes, model_sha256 = runs.save_torch_sha(runs.model_file(cfg, data.num_classes, state), runs.path(out, runs.MODEL))
     layers = metrics.layer_table(eval_model)
     runs.save_csv(layers, runs.path(out, runs.LAYERS))
     macs_structural = structural_macs(eval_model)
@@ -389,7 +415,7 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
                "macs_structural": macs_structural,
                "train_seconds": train_seconds, "config_hash": chash, "init_from": init_path,
                **cfg["identity"], **runs.environment(), "world_size": d.world,
-               "model_bytes": model_bytes}
+               "model_bytes": model_bytes, "model_sha256": model_sha256}
     # The index row first, the summary last: summary.json is what makes the run finished, so
     # a row that could not be written (disk full, damaged runs.csv) is retried by a rerun.
     runs.upsert_row(os.path.join(results, runs.INDEX), summary)
@@ -445,9 +471,18 @@ def main(argv=None):
         print(f"error: {where}{e.strerror or e} (nothing written is half-written; fix it and rerun)",
               file=sys.stderr)
         return 1
+    except D.DataError as e:   # an image a data-loader worker could not read, ...
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         tell("interrupted; the last finished epoch is checkpointed: run the same command to resume")
         return 130
+    except RuntimeError as e:
+        lost = dist_.lost_peer(e, d)
+        if lost is None:
+            raise
+        print(f"error: {lost}", file=sys.stderr)   # every survivor: rank 0 may be the dead one
+        return 1
     finally:
         dist_.close(d)
     return 0

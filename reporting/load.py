@@ -155,7 +155,25 @@ def load(profile, results):
 
 
 def metrics_of(folder):
-    """A run's metrics.csv as a DataFrame (epoch, test_acc, sparsity, ...)."""
+    """A run's metrics.csv as a DataFrame (epoch, test_acc, sparsity, ...), numeric columns as
+    numbers. A damaged file (a row with another number of fields than the header, which
+    pandas would shift into other columns) is runs.RunFolderError, one line naming it."""
     import pandas as pd
 
-    return pd.read_csv(runs.path(folder, runs.METRICS))
+    rows = runs.read_metrics(folder)
+    df = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["epoch"])
+    for c in df.columns:
+        if all(_is_number(v) for v in df[c] if v != ""):   # a numeric column ("" is missing)
+            df[c] = pd.to_numeric(df[c].replace("", "nan"))
+    if df["epoch"].isna().any():
+        raise runs.RunFolderError(f"{runs.path(folder, runs.METRICS)}: damaged (an epoch that is "
+                                  f"not a number); delete the run folder to retrain it")
+    return df
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True

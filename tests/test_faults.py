@@ -47,6 +47,7 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, train_then_
 def test_both_checkpoints_damaged_is_one_line_naming_them(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
+    (out / runs.MARKER).write_text("")                     # a run folder (train.py made it)
     (out / runs.CHECKPOINT).write_bytes(b"garbage")
     (out / runs.CHECKPOINT_PREV).write_bytes(b"\x00" * 10)
     with pytest.raises(train.RunError, match="unreadable \\(damaged\\); delete them") as e:

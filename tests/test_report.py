@@ -39,7 +39,7 @@ def write_run(results, name, cfg):
     acc, sp = fake_numbers(cfg)
     d = runs.run_dir(results, name)
     nnz = round((1 - sp) * N_WEIGHTS)
-    summary = {k: "" for k in runs.SUMMARY_FIELDS}
+    summary = {k: "" for k in runs.SUMMARY_FIELDS if k not in runs.OPTIONAL}
     summary.update({"run": name, "dataset": cfg["dataset"], "model": cfg["model"], "width": cfg["width"],
                     "method": cfg["method"], "mode": "dense" if cfg["method"] == "sgd" else "elementwise",
                     "seed": cfg["seed"], "epochs": cfg["epochs"], "total_epochs": cfg["epochs"], "lam": 0.0,
