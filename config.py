@@ -71,6 +71,10 @@ OPTIM_RULES = {
     "magnitude_ts": (lambda v: v > 0, "> 0"),
     "avg": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "target": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    "delta_t": (lambda v: v >= 1, "a number of steps >= 1"),
+    "alpha": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "end_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "s_weight_decay": (lambda v: v >= 0, ">= 0"),
     "milestones": (lambda v: all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in v),
                    "a list of positive epoch numbers"),
 }
@@ -335,7 +339,8 @@ def run_name(cfg):
     parts.append(cfg["method"])
     if o.get("mode", "elementwise") != "elementwise":
         parts.append(o["mode"])
-    for key, tag in (("lam", "lam"), ("target", "t"), ("final_threshold", "D")):
+    # (s_weight_decay: STR's knob; no other method has it, so their names are unchanged)
+    for key, tag in (("lam", "lam"), ("target", "t"), ("final_threshold", "D"), ("s_weight_decay", "swd")):
         if o.get(key):
             parts.append(f"{tag}{o[key]:g}")
     parts.append(f"s{cfg['seed']}")
