@@ -4,8 +4,10 @@ import difflib
 from .base import Method
 from .magnitude import GMP, FilterPrune, MagnitudeFinetune
 from .rda_methods import ProxSGD, RDAL1, SGDL1, XRDAMethod
+from .rigl import RigL
 from .sgd import SGD
 from .soft_threshold import SoftThreshold
+from .str_method import STR
 from .xrda import XRDA
 
 METHODS = {cls.name: cls for cls in (
@@ -18,6 +20,8 @@ METHODS = {cls.name: cls for cls in (
     GMP,
     MagnitudeFinetune,
     FilterPrune,
+    RigL,
+    STR,
 )}
 
 
