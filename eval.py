@@ -49,7 +49,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         result, layers = evaluate_file(args.path, args.data_dir, args.device)
-    except (runs.RunFolderError, D.DataError, C.ConfigError) as e:
+    except C.ConfigError as e:   # exit codes as every tool's (README)
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except (runs.RunFolderError, D.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.json:

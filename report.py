@@ -101,7 +101,8 @@ def main(argv=None):
     try:
         profiles = args.profiles or profiles_in(args.results)
         if not profiles:
-            raise ReportError(f"{args.results}: no run of any profile there (run `python sweep.py PROFILE` first)")
+            raise ReportError(f"{args.results}: no run of any profile there (run `python sweep.py PROFILE` "
+                              f"first)", code=1)
         for prof in profiles:
             name = os.path.basename(prof).removesuffix(".yaml")
             out = args.out if args.out and len(profiles) == 1 else os.path.join(args.out or args.results, name)
@@ -109,9 +110,12 @@ def main(argv=None):
             extra = f"; left out {len(left['other'])} other row(s) of runs.csv" if left["other"] else ""
             print(f"{name}: {n} runs -> {os.path.join(out, 'REPORT.md')} (+{len(written) - 1} tables and "
                   f"figures){extra}")
-    except (ReportError, runs.RunFolderError, OSError) as e:
+    except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.code
+    except (runs.RunFolderError, OSError) as e:   # damaged or unreadable results
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

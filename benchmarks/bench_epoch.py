@@ -45,7 +45,7 @@ import distributed  # noqa: E402
 import data as D  # noqa: E402
 import metrics  # noqa: E402
 import runs  # noqa: E402
-import sweep  # noqa: E402
+from sweeping import profile as P  # noqa: E402
 import train  # noqa: E402
 from optim import get_method  # noqa: E402
 
@@ -59,8 +59,8 @@ def images(cfg):
     """(training images per epoch, test images) of the run's data set (its registry entry)."""
     spec = D.get(cfg["dataset"])
     return spec.n_train, spec.n_test
-COLUMNS = ["model", "width", "method", "mode", "classes", "batch", "steps_per_epoch", "ms_per_step",
-           "eval_s", "s_per_epoch", "device"]
+COLUMNS = ["model", "width", "method", "mode", "classes", "batch", "dataset", "steps_per_epoch",
+           "ms_per_step", "eval_s", "s_per_epoch", "device"]
 
 
 def key_of(cfg):
@@ -75,7 +75,7 @@ def profile_runs(name, width=None, batch=None):
     target and init_from as placeholders: they do not change the time), a λ search's first
     round with its round limit. Runs that two entries share are counted once."""
     out, seen = [], set()
-    for s in sweep.expand(sweep.find_profile(name)):
+    for s in P.expand(P.find_profile(name)):
         ov = list(s.overrides)
         if s.target_from and s.search is None and s.after is None:
             ov.append("optim.target=0.9")
@@ -235,7 +235,7 @@ def main(argv=None):
     what = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     try:
         profiles = {name: profile_runs(name, args.width, args.batch) for name in args.profiles}
-    except (sweep.ProfileError, C.ConfigError) as e:
+    except (P.ProfileError, C.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     todo = {}

@@ -128,7 +128,15 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
           "fine-tune spends half its budget on the dense model it prunes. Only curves with equal "
           "totals are compared.", "", budgets(df)]
 
-    if evidence != "none":
+    incomplete = bool(left["missing"] or left["waiting"])
+    if evidence != "none" and incomplete:
+        L += ["## The paper's four claims", "",
+              f"**No verdict yet: the profile is incomplete** ({len(left['missing'])} run(s) named but not "
+              f"complete, {left['waiting']} waiting on a dependency or a λ search). A verdict needs every "
+              "search ended and every seed of the points it compares; run the sweep again (`python "
+              "sweep.py PROFILE --reuse-complete` to keep the committed runs) and rebuild this report. "
+              "The tables below show what has finished.", ""]
+    if evidence != "none" and not incomplete:
         L += ["## The paper's four claims", "",
               "How a verdict is reached (reporting/compare.py): each method's accuracy is "
               "interpolated along its own sweep, per seed, at fixed levels (elementwise: "

@@ -14,7 +14,7 @@ import os
 import config as C
 import data
 import runs
-import sweep
+from sweeping import plan, profile as P
 
 NUMERIC = ("width", "seed", "epochs", "total_epochs", "lam", "test_acc", "test_loss", "train_acc",
            "train_loss", "sparsity", "sparsity_all", "nnz", "n_weights", "n_params", "flops_dense",
@@ -23,14 +23,19 @@ NUMERIC = ("width", "seed", "epochs", "total_epochs", "lam", "test_acc", "test_l
 
 
 class ReportError(Exception):
-    """One line: which file or profile is wrong and what to do."""
+    """One line: which file or profile is wrong and what to do. `code` is the exit status
+    (README, exit codes): 2 for a bad profile or option, 1 for missing or unreadable results."""
+
+    def __init__(self, message, code=2):
+        super().__init__(message)
+        self.code = code
 
 
 def profile_path(name):
     """A profile name (configs/profiles/NAME.yaml) or a path to a profile file."""
     if os.path.exists(name):
         return name
-    p = os.path.join(sweep.REPO, "configs", "profiles", f"{name}.yaml")
+    p = os.path.join(P.REPO, "configs", "profiles", f"{name}.yaml")
     if not os.path.exists(p):
         known = sorted(f[:-5] for f in os.listdir(os.path.dirname(p)) if f.endswith(".yaml"))
         raise ReportError(f"unknown profile '{name}'; known: {', '.join(known)}")
@@ -46,9 +51,9 @@ def expected(profile, results, searches=None):
     runs cannot be named yet because a dependency or a λ search has not finished). The
     profile's λ searches, replayed from disk, are appended to `searches` when given."""
     try:
-        specs = sweep.expand(profile_path(profile))
-        ready, waiting = sweep.known(specs, results, done=_complete)
-    except (sweep.ProfileError, C.ConfigError, runs.RunFolderError) as e:
+        specs = P.expand(profile_path(profile))
+        ready, waiting = plan.known(specs, results, done=_complete)
+    except (P.ProfileError, C.ConfigError, runs.RunFolderError) as e:
         raise ReportError(f"profile {profile}: {e}") from None
     if searches is not None:
         seen = set()
@@ -75,7 +80,7 @@ def search_rows(searches):
 
 
 def evidence(profile):
-    return sweep.load_profile(profile_path(profile)).get("evidence", "none")
+    return P.load_profile(profile_path(profile)).get("evidence", "none")
 
 
 def index_names(results):
@@ -87,7 +92,7 @@ def index_names(results):
         with open(p, newline="") as f:
             return [r["run"] for r in csv.DictReader(f) if r.get("run")]
     except (OSError, KeyError, UnicodeDecodeError, csv.Error) as e:
-        raise ReportError(f"{p}: unreadable ({e}); rebuild it with the sweep") from None
+        raise ReportError(f"{p}: unreadable ({e}); rebuild it with the sweep", code=1) from None
 
 
 def profiles_in(results):
@@ -135,7 +140,7 @@ def load(profile, results):
     other = [n for n in dict.fromkeys(index_names(results)) if n not in mine]
     if not rows:
         raise ReportError(f"profile {profile}: none of its {len(names) + waiting} runs is complete in "
-                          f"{results}/runs/ (run `python sweep.py {profile}` first)")
+                          f"{results}/runs/ (run `python sweep.py {profile}` first)", code=1)
     df = pd.DataFrame(rows)
     for c in NUMERIC:
         if c in df.columns:

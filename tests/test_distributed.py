@@ -60,7 +60,9 @@ def test_two_processes_train_what_one_does_for_every_kind_of_method(tmp_path, on
     # float tolerance. This is what a wrong shard, loss scale or gradient average would break.
     exact = ("configs/quick/sgd.yaml", ["model=resnet20", "width=0.125", "epochs=1", "batch_size=48",
                                         "train_subset=96", "device=cpu", "sync_bn=true",
-                                        "channels_last=false"])
+                                        "channels_last=false", "bn_recal=0"])
+    # (bn_recal=0 here: the final BatchNorm recalibration recomputes statistics from weights that
+    # differ by rounding and so moves them by ~3e-5; the methods below keep it and stay in bound)
     two = {m: str(tmp_path / "two" / m) for m in [*METHODS, "exact"]}
     args = [[os.path.join(REPO, c), *BASE, *o, "--out", two[m], "--results", str(tmp_path / "two"),
              "--quiet"] for m, (c, o) in METHODS.items()]

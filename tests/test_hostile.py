@@ -11,6 +11,7 @@ import torch
 import config as C
 import runs
 import train
+import sweeping.launch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SGD = os.path.join(REPO, "configs", "quick", "sgd.yaml")
@@ -278,7 +279,8 @@ def test_wrongly_typed_summary_stops_the_report_with_one_line(run, tmp_path, cap
     results, folder = run
     set_field(folder, test_acc="99.9%")
     before = snapshot(results)
-    assert report.main([profile_of_the_run(tmp_path), "--results", results, "--out", str(tmp_path / "rep")]) == 2
+    # damaged results are a data error: exit 1 (README, exit codes)
+    assert report.main([profile_of_the_run(tmp_path), "--results", results, "--out", str(tmp_path / "rep")]) == 1
     line = one_line(capsys)
     assert "summary.json" in line and "test_acc" in line
     assert snapshot(results) == before
@@ -517,7 +519,7 @@ def stand_in(monkeypatch, rec, sleep):
 
     import sweep
     os.makedirs(rec, exist_ok=True)
-    monkeypatch.setattr(sweep, "train_argv",
+    monkeypatch.setattr(sweeping.launch, "train_argv",
                         lambda spec, results: [sys.executable, "-c", CHILD, str(rec), spec.name, str(sleep)])
 
 
@@ -527,14 +529,14 @@ def test_sweep_on_a_full_disk_is_one_line_with_the_table(tmp_path, monkeypatch, 
     import sweep
 
     stand_in(monkeypatch, tmp_path / "rec", 0)
-    real, calls = sweep._header, []
+    real, calls = sweeping.launch._header, []
 
     def header(spec, results):   # the second run's log cannot be written: ENOSPC
         calls.append(spec.name)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(spec, results)
-    monkeypatch.setattr(sweep, "_header", header)
+    monkeypatch.setattr(sweeping.launch, "_header", header)
     results = tmp_path / "res"
     assert sweep.main([two_seeds(tmp_path), "--results", str(results), "--jobs", "1", "--threads", "1"]) == 1
     out = capsys.readouterr()
@@ -560,7 +562,7 @@ def test_sweep_on_a_read_only_results_folder_is_one_line_with_the_table(tmp_path
         if str(p).startswith(str(results)) and any(c in mode for c in "wa+"):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(p))
         return real_open(p, mode, *a, **k)
-    monkeypatch.setattr(sweep, "open", ro_open, raising=False)
+    monkeypatch.setattr(sweeping.launch, "open", ro_open, raising=False)
     (results / "logs").mkdir(parents=True)
     assert sweep.main([two_seeds(tmp_path), "--results", str(results), "--jobs", "1", "--threads", "1"]) == 1
     out = capsys.readouterr()

@@ -73,7 +73,7 @@ def test_loads_the_tree(folder, one_thread):
     d = folder
     assert isinstance(d, imagefolder.FolderData) and d.name == "imagenet"
     assert d.num_classes == 3 and d.classes == CLASSES and d.device == torch.device("cpu")
-    assert d.input_shape == (3, 224, 224) and data.Data.input_shape == (3, 32, 32)
+    assert d.input_shape == (3, 224, 224) == data.get("imagenet").input_shape
     assert d.steps_per_epoch(5) == 3 and d.steps_per_epoch(12) == 1
     rng = torch.get_rng_state()
     batches = list(d.train_batches(5, seed=0, epoch=0))

@@ -253,6 +253,22 @@ def test_a_run_whose_metrics_were_cut_short_is_not_complete(tmp_path):
     assert len(df) == 2 and left["missing"] == [names[0]]
 
 
+def test_an_incomplete_evidence_profile_writes_no_verdict(tmp_path):
+    """A run of the profile is not complete (its metrics cut short): the report shows what has
+    finished but draws no verdict from a profile that has not finished."""
+    prof, results = make(tmp_path)
+    names = [r["run"] for r in csv.DictReader(open(os.path.join(results, runs.INDEX)))]
+    m = runs.path(runs.run_dir(results, names[-1]), runs.METRICS)
+    with open(m) as f:
+        head = f.readlines()[:2]
+    open(m, "w").writelines(head)
+    out = tmp_path / "rep"
+    report.build(prof, results, str(out))
+    text = (out / "REPORT.md").read_text()
+    assert "No verdict yet: the profile is incomplete" in text and "**Verdict:" not in text
+    assert "**14 runs**" in text
+
+
 def test_pipeline_check_profile_writes_no_verdict(tmp_path):
     prof, results = make(tmp_path, evidence="none", seeds="[0]")
     out = tmp_path / "rep"
@@ -278,7 +294,9 @@ def test_bad_input_gives_one_line_error(tmp_path, case):
         argv = [prof, "--results", str(tmp_path / "empty")]
     p = subprocess.run([sys.executable, os.path.join(sweep.REPO, "report.py"), *argv],
                        capture_output=True, text=True, cwd=tmp_path)
-    assert p.returncode == 2 and p.stderr.startswith("error: ") and len(p.stderr.strip().splitlines()) == 1
+    # exit codes as every tool's: a bad profile 2, results that are not there 1
+    assert p.returncode == (2 if case == "unknown profile" else 1)
+    assert p.stderr.startswith("error: ") and len(p.stderr.strip().splitlines()) == 1
     assert "Traceback" not in p.stderr
 
 

@@ -1,0 +1,198 @@
+"""Run state: what a run's dependencies give it, its name, whether it is done, the next round
+of a λ search, and which runs the folders on disk determine (for --dry-run and the report)."""
+import os
+
+import config as C
+import runs
+from optim import get_method
+
+from .profile import ProfileError, Spec, _fmt, _rel
+
+
+def next_round(spec, results):
+    """After round `spec` of a search finished: the next round's Spec, or None (search done)."""
+    search = spec.search
+    value = _override_value(spec.overrides, search.key)
+    summary = runs.read_summary(run_dir(results, spec.name))
+    nxt = search.record(value, float(summary["sparsity"]), runs.collapsed(summary))
+    if nxt is None:
+        return None
+    ov = [o for o in spec.overrides if not o.startswith(search.key + "=")] + [f"{search.key}={nxt!r}"]
+    new = Spec(spec.entry, spec.config, ov, spec.point, spec.seed, spec.target_from, spec.init_from,
+               spec.target_metric, {**spec.identity, "calibration_round": len(search.history) + 1},
+               search=search)
+    new.cfg = None
+    search.specs.append(new)
+    return new
+
+
+def _override_value(overrides, key):
+    for o in reversed(overrides):
+        k, _, v = o.partition("=")
+        if k == key:
+            return float(v)
+    raise KeyError(key)
+
+
+# ----------------------------------------------------------------------------- run state
+
+def only(specs, names):
+    """The runs of the named entries and, transitively, the runs they depend on."""
+    known = {s.entry for s in specs}
+    bad = [n for n in names if n not in known]
+    if bad:
+        entries = ", ".join(dict.fromkeys(s.entry for s in specs))
+        raise ProfileError(f"--only: no entry {', '.join(bad)}; entries: {entries}")
+    keep = set()
+    todo = [s for s in specs if s.entry in names]
+    while todo:
+        s = todo.pop()
+        if id(s) not in keep:
+            keep.add(id(s))
+            todo += s.deps
+    return [s for s in specs if id(s) in keep]
+
+
+def run_dir(results, name):
+    return runs.run_dir(results, name)
+
+
+# --reuse-complete: a complete run without weights (results committed to git, made by an
+# earlier session or another machine) counts as done; never unasked.
+REUSE_COMPLETE = False
+
+
+def is_finished(cfg, results):
+    name = C.run_name(cfg)
+    if runs.is_finished(results, name):
+        return True
+    return REUSE_COMPLETE and runs.complete_summary(run_dir(results, name)) is not None
+
+
+def target_value(results, spec, metric="sparsity"):
+    """A finished run's sparsity, or the fraction of its conv filters or kernels all zero."""
+    folder = run_dir(results, spec.name)
+    if metric == "sparsity":
+        return float(runs.read_summary(folder)["sparsity"])
+    v = runs.zero_fraction(folder, "filters" if metric == "filter_sparsity" else "kernels")
+    return 0.0 if v is None else v
+
+
+def dependency_overrides(spec, results):
+    """What finished dependencies give: optim.target (mean sparsity over the matched point's
+    seeds, 6 decimals; a search's target instead, for a calibrated entry), the calibrated
+    value for the seeds after a search, and init_from (the run folder, repo-relative when
+    inside the repo)."""
+    ov = []
+    search = spec.search or spec.after
+    if spec.search is not None and spec.search.chain is not None and spec is spec.search.specs[0]:
+        ov.append(f"{spec.search.key}={spec.search.first_value()!r}")
+    if spec.target_from:
+        vals = [target_value(results, calibrated(d), spec.target_metric) for d in spec.target_from]
+        target = round(sum(vals) / len(vals), 6)
+        if search is None:
+            ov.append(f"optim.{target_key(spec)}={target!r}")
+        elif search.target is None or not search.history:
+            search.target = target
+    if spec.after is not None:
+        ov.append(f"{spec.after.key}={spec.after.value()!r}")
+    if spec.init_from:
+        ov.append(f"init_from={_rel(os.path.abspath(run_dir(results, spec.init_from.name)))}")
+    return ov
+
+
+def target_key(spec):
+    """The optim.* key a target sparsity goes into for this run's method (optim/ `target_key`)."""
+    extra = ["init_from=pending"] if spec.init_from else []
+    method = get_method(C.build(spec.config, spec.overrides + extra)["method"])
+    if method.target_key is None:
+        raise ProfileError(f"{spec.entry}: target_from needs a method that takes a target sparsity; "
+                           f"'{method.name}' has none (calibrate it instead)")
+    return method.target_key
+
+
+def calibrated(spec):
+    """The run that stands for `spec` as a dependency: for round 1 of a λ search, the round
+    its followers run at (search.value(): the calibrated round, or the closest with on_miss:
+    closest); otherwise spec itself. None for a search that missed and runs no followers."""
+    if spec.search is None or not spec.search.history:
+        return spec
+    v = spec.search.value()
+    if v is None:
+        return None
+    return spec.search.specs[[h[0] for h in spec.search.history].index(v)]
+
+
+def missed(spec):
+    """A dependency whose λ search ended without a value to match: the reason, else ''."""
+    s = spec.search
+    return s.note if s is not None and s.done and s.value() is None and not s.failed else ""
+
+
+def materialize(spec, results):
+    """Fill in what the dependencies give and resolve the config; sets spec.cfg and spec.name.
+    The run's identity goes in as `identity.*` overrides (not hashed: names do not change)."""
+    ov = spec.overrides + dependency_overrides(spec, results)
+    cfg = C.build(spec.config, ov)
+    ident = dict(spec.identity)
+    ident["role"] = ident.get("role") or get_method(cfg["method"]).role
+    ident["row"] = row_label(spec.point, cfg)
+    search = spec.search or spec.after
+    if search is not None:
+        ident["calibration_target"] = search.target
+        ident["swept_value"] = _fmt(_override_value(ov, search.key))
+        if spec.after is not None and spec.after.status == "not reached":
+            ident["calibration_status"] = "not reached"
+    elif spec.target_from and not ident.get("swept_key"):
+        key = get_method(cfg["method"]).target_key
+        ident.update(swept_key=f"optim.{key}", swept_value=_fmt(cfg["optim"][key]))
+    ov = ov + [f"identity.{k}={_fmt(v)}" for k, v in ident.items() if v not in (None, "")]
+    spec.cfg = C.build(spec.config, ov)
+    spec.overrides = ov
+    spec.name = C.run_name(spec.cfg)
+    return spec
+
+
+def row_label(point, cfg):
+    """The comparison a run belongs to: its paper row (the `at:`/config file), else
+    dataset-model-width."""
+    if point.get("row"):
+        return os.path.basename(point["row"]).removesuffix(".yaml")
+    w = f"-w{cfg['width']:g}" if cfg["width"] != 1.0 else ""
+    return f"{cfg['dataset']}-{cfg['model']}{w}"
+
+
+def _known_now(spec, results, done=None):
+    """Materialize a run whose dependencies are finished on disk already (for --dry-run)."""
+    done = done or is_finished
+    if spec.name or spec.cfg:
+        return True
+    if spec.deps_searching() or any(missed(d) for d in spec.deps):
+        return False
+    for d in spec.deps:
+        if not _known_now(d, results, done) or not done(d.cfg, results):
+            return False
+    materialize(spec, results)
+    return True
+
+
+def known(specs, results, done=None):
+    """The runs whose names the run folders on disk determine, in profile order, with the λ
+    searches replayed from their finished rounds; and the runs still waiting (on a dependency
+    or a search). For --dry-run and the report: the same rules as run_all, nothing trained."""
+    specs, out, waiting = list(specs), [], []
+    i = 0
+    while i < len(specs):
+        s = specs[i]
+        i += 1
+        no_value = s.after is not None and (s.after.failed or (s.after.done and s.after.value() is None))
+        no_value = no_value or (s.search is not None and s.search.chain is not None and bool(s.search.chain.failed))
+        if s.waiting_on_search() or no_value or not _known_now(s, results, done):
+            waiting.append(s)
+            continue
+        out.append(s)
+        if s.search is not None and not s.search.done and (done or is_finished)(s.cfg, results):
+            nxt = next_round(s, results)
+            if nxt is not None:
+                specs.insert(i, nxt)
+    return out, waiting

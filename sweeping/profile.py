@@ -1,0 +1,429 @@
+"""The profile language: its keys, their checks, and expansion into runs (Spec).
+
+The format is documented in sweep.py's docstring."""
+import glob
+import itertools
+import json
+import math
+import os
+
+import yaml
+
+import config as C
+from optim import get_method
+
+from .search import Search
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the repository
+# What `at: ROW` takes from the row's resolved config: the data, the model and the budget.
+ROW_KEYS = ["dataset", "model", "width", "epochs", "batch_size", "eval_batch_size", "augment",
+            "crop_padding", "flip", "erase", "lr_scale", "warmup_epochs", "label_smoothing", "sync_bn",
+            "precision", "channels_last", "compile", "device"]
+ENTRY_KEYS = {"name", "config", "at", "grid", "overrides", "seeds", "target_from", "init_from",
+              "row_keys", "target_metric", "role", "epochs_scale", "target_sparsity", "calibrate"}
+CALIBRATE_KEYS = {"key": None, "start": None, "tolerance": 0.3, "rounds": 6, "on_miss": "skip",
+                  "chain": False}
+ON_MISS = ("skip", "closest")   # followers of a search that missed: not run, or run marked
+EVIDENCE = ("none", "small-scale", "paper-scale")
+# What `target_from` reads from a finished run: its sparsity (summary.json), or the fraction of
+# its conv filters / kernels that are entirely zero (layers.csv), for structured baselines.
+TARGET_METRICS = ("sparsity", "filter_sparsity", "kernel_sparsity")
+PROFILE_KEYS = {"seeds", "overrides", "runs", "row_keys", "epochs_scale", "epoch_keys", "defs", "inherit",
+                "evidence"}
+# "not run": a follower of a λ search that did not reach its target (a fact, not a failure)
+TERMINAL = ("finished", "skipped", "not run", "failed", "blocked")
+
+
+class ProfileError(ValueError):
+    pass
+
+
+# ----------------------------------------------------------------------------- expansion
+
+class Spec:
+    """One run of a profile. Its config is known once its dependencies have finished."""
+
+    def __init__(self, entry, config, overrides, point, seed, target_from=(), init_from=None,
+                 target_metric="sparsity", identity=None, search=None, after=None):
+        self.entry, self.config, self.overrides = entry, config, list(overrides)
+        self.target_metric = target_metric
+        self.point, self.seed = point, seed
+        self.target_from, self.init_from = list(target_from), init_from
+        self.identity = dict(identity or {})   # profile, entry, role, swept key (row: at build)
+        self.search = search    # the Search this run is a round of
+        self.after = after      # the Search whose calibrated value this run takes
+        self.name = self.cfg = None
+        self.dependents = 0
+
+    @property
+    def deps(self):
+        return self.target_from + ([self.init_from] if self.init_from else [])
+
+    def deps_searching(self):
+        """A dependency that is round 1 of a λ search still running: its calibrated round, the
+        one this run takes its target from, is not known yet."""
+        return any(d.search is not None and not d.search.done for d in self.deps)
+
+    def waiting_on_search(self):
+        """Followers wait for their search; round 1 of a chained search for the one before."""
+        chain = self.search.chain if self.search is not None and len(self.search.specs) and \
+            self.search.specs[0] is self else None
+        return ((self.after is not None and not self.after.done)
+                or (chain is not None and not chain.done))
+
+    def label(self):
+        """Readable identity before the name is known: entry and grid point."""
+        pt = ", ".join(f"{k}={_short(v)}" for k, v in self.point.items())
+        return f"{self.entry}[{pt}{', ' if pt else ''}seed={self.seed}]"
+
+
+def _short(v):
+    if isinstance(v, dict):
+        return "/".join(_short(x) for x in v.values())
+    if isinstance(v, str) and v.endswith(".yaml"):
+        return os.path.basename(v)[:-5]
+    return _fmt(v)
+
+
+def _fmt(v):
+    return yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+
+
+def _paths(value, where):
+    """A path, a glob or a list of them -> sorted absolute paths (repo-relative input)."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ProfileError(f"{where}: expected a path or a glob, got {item!r}")
+        pat = item if os.path.isabs(item) else os.path.join(REPO, item)
+        hits = sorted(glob.glob(pat)) if any(c in item for c in "*?[") else [pat]
+        if not hits:
+            raise ProfileError(f"{where}: '{item}' matches no file")
+        for h in hits:
+            if not os.path.isfile(h):
+                raise ProfileError(f"{where}: config file '{item}' not found")
+        out += hits
+    return out
+
+
+def _rel(path):
+    return os.path.relpath(path, REPO) if path.startswith(REPO + os.sep) else path
+
+
+def _row_overrides(row, keys):
+    try:
+        cfg = C.build(row)
+    except C.ConfigError as e:
+        raise ProfileError(f"row {_rel(row)}: {e}") from None
+    out = []
+    for key in keys:  # dotted keys reach into optim: (optim.lr)
+        node = cfg
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ProfileError(f"row {_rel(row)} has no key '{key}'")
+            node = node[part]
+        out.append(f"{key}={_fmt(node)}")
+    return out
+
+
+def _scaled(config, overrides, scale, keys):
+    """Overrides that multiply epochs and the epoch-valued keys by `scale` (at least 1)."""
+    try:
+        cfg = C.build(config, overrides)
+    except C.ConfigError as e:
+        raise ProfileError(f"{_rel(config) if config else 'run'}: {e}") from None
+    epochs = max(1, round(cfg["epochs"] * scale))
+    out = [f"epochs={epochs}"]
+    if keys is None:
+        keys = [f"optim.{k}" for k in get_method(cfg["method"]).epoch_keys]
+    for key in keys:
+        node = cfg
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, list):
+            vals = sorted({max(1, round(v * scale)) for v in node})
+            out.append(f"{key}={_fmt([v for v in vals if v < epochs])}")
+        elif isinstance(node, int) and not isinstance(node, bool):  # negative: counted from the end
+            v = min(epochs - 1, round(node * scale)) if node >= 0 else -min(epochs, max(1, round(-node * scale)))
+            out.append(f"{key}={v}")
+    return out
+
+
+def _agrees(a, b):
+    return all(a[k] == b[k] for k in a.keys() & b.keys())
+
+
+def load_profile(path, _seen=()):
+    """The profile as a dict; `inherit: other.yaml` (next to it) supplies the keys it lacks."""
+    if os.path.abspath(path) in _seen:
+        raise ProfileError(f"{path}: inherit cycle")
+    try:
+        with open(path, encoding="utf-8") as f:
+            prof = yaml.load(f, Loader=C._UniqueKeyLoader) or {}
+    except OSError as e:
+        raise ProfileError(f"cannot read profile {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path}: not a text file (expected a YAML profile)") from None
+    except (yaml.YAMLError, TypeError, ValueError, AttributeError) as e:
+        raise ProfileError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
+    except RecursionError:
+        raise ProfileError(f"{path}: YAML nested too deeply") from None
+    if isinstance(prof, dict) and prof.get("inherit"):
+        parent = load_profile(os.path.join(os.path.dirname(os.path.abspath(path)), prof["inherit"]),
+                              _seen + (os.path.abspath(path),))
+        prof = {**parent, **{k: v for k, v in prof.items() if k != "inherit"}}
+    if not isinstance(prof, dict) or not isinstance(prof.get("runs"), list):
+        raise ProfileError(f"{path}: expected a mapping with a 'runs' list")
+    bad = set(prof) - PROFILE_KEYS
+    if bad:
+        raise ProfileError(f"{path}: unknown profile key(s) {', '.join(sorted(bad))}; "
+                           f"known: {', '.join(sorted(PROFILE_KEYS))}")
+    if not _seen:   # the merged profile, once: its values
+        _check_profile(prof, path)
+    return prof
+
+
+def _positive(v):
+    """A finite number > 0 (not a boolean, not a string)."""
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0)
+
+
+def _check_seeds(seeds, where):
+    if not (isinstance(seeds, list) and seeds and all(
+            isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2 ** 32 for x in seeds)):
+        raise ProfileError(f"{where}: seeds must be a non-empty list of whole numbers in [0, 2**32), "
+                           f"got {_fmt(seeds)[:80]}")
+
+
+def _check_profile(prof, path):
+    """The profile's own values (entries are checked by expand): one line each."""
+    where = os.path.basename(path)
+    try:
+        C.check_size(prof, where)
+    except C.ConfigError as e:
+        raise ProfileError(str(e)) from None
+    if "evidence" in prof and prof["evidence"] not in EVIDENCE:
+        raise ProfileError(f"{where}: evidence must be one of {', '.join(EVIDENCE)}, got "
+                           f"{_fmt(prof['evidence'])[:80]}")
+    if "seeds" in prof:
+        _check_seeds(prof["seeds"], where)
+    if prof.get("epochs_scale") is not None and not _positive(prof["epochs_scale"]):
+        raise ProfileError(f"{where}: epochs_scale must be a positive number, got "
+                           f"{_fmt(prof['epochs_scale'])[:80]}")
+    for key in ("overrides", "row_keys", "epoch_keys"):
+        v = prof.get(key)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            raise ProfileError(f"{where}: {key} must be a list of strings, got {_fmt(v)[:80]}")
+
+
+def expand(profile_path, extra=()):
+    """[Spec] for every run of the profile, in profile order (dependencies reference Specs);
+    `extra` KEY=VALUE overrides come after the profile's own (sweep.py --set)."""
+    prof = load_profile(profile_path)
+    pname = profile_name(profile_path)
+    extra = [str(o) for o in extra]
+    seeds = prof.get("seeds", [0])
+    common = [str(o) for o in prof.get("overrides") or []]
+    scale = prof.get("epochs_scale")
+    epoch_keys = prof.get("epoch_keys")   # None: each run's method declares its own
+    by_entry, specs = {}, []
+    for i, entry in enumerate(prof["runs"]):
+        ename = str(entry.get("name", f"entry{i}")) if isinstance(entry, dict) else f"entry{i}"
+        where = f"{os.path.basename(profile_path)}: runs[{i}] ({ename})"
+        if not isinstance(entry, dict):
+            raise ProfileError(f"{where}: expected a mapping")
+        bad = set(entry) - ENTRY_KEYS
+        if bad:
+            raise ProfileError(f"{where}: unknown key(s) {', '.join(sorted(bad))}; "
+                               f"known: {', '.join(sorted(ENTRY_KEYS))}")
+        if ename in by_entry:
+            raise ProfileError(f"{where}: duplicate entry name '{ename}'")
+        configs = _paths(entry.get("config"), where)
+        rows = _paths(entry.get("at"), where)
+        if len(configs) > 1 and rows:
+            raise ProfileError(f"{where}: give several configs or 'at' rows, not both")
+        if not configs and not rows and not entry.get("overrides"):
+            raise ProfileError(f"{where}: needs a 'config', an 'at' or 'overrides'")
+        row_keys = entry.get("row_keys", prof.get("row_keys", ROW_KEYS))
+        grids = entry.get("grid") or {}
+        grids = grids if isinstance(grids, list) else [grids]
+        axes_list = []
+        for grid in grids:
+            if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+                raise ProfileError(f"{where}: 'grid' must map each axis to a non-empty list "
+                                   f"(or be a list of such mappings)")
+            axes = {k: list(v) for k, v in grid.items()}
+            if len(configs) > 1:
+                axes = {"row": [_rel(c) for c in configs], **axes}
+            elif rows:
+                axes = {"row": [_rel(r) for r in rows], **axes}
+            axes_list.append(axes)
+        deps = {}
+        for kind in ("target_from", "init_from"):
+            if entry.get(kind) is not None:
+                if entry[kind] not in by_entry:
+                    raise ProfileError(f"{where}: {kind}: '{entry[kind]}' is not an earlier entry")
+                deps[kind] = by_entry[entry[kind]]
+        metric = entry.get("target_metric", "sparsity")
+        if metric not in TARGET_METRICS:
+            raise ProfileError(f"{where}: target_metric must be one of {', '.join(TARGET_METRICS)}")
+        role = entry.get("role")
+        if role is not None and role not in C.ROLES:
+            raise ProfileError(f"{where}: role must be one of {', '.join(C.ROLES)}")
+        calib = _calibration(entry, where)
+        if calib and "target_sparsity" not in entry and "target_from" not in deps:
+            raise ProfileError(f"{where}: calibrate needs target_sparsity or target_from")
+        if entry.get("target_sparsity") is not None and not calib:
+            raise ProfileError(f"{where}: target_sparsity needs calibrate: {{key: optim.lam, start: ...}}")
+        targets = entry.get("target_sparsity")
+        if targets is not None and not (isinstance(targets, list) and targets and all(
+                _positive(t) and t < 1 for t in targets)):
+            raise ProfileError(f"{where}: target_sparsity must be a non-empty list of fractions in (0, 1)")
+        targets = targets or [None]
+        if "seeds" in entry:
+            _check_seeds(entry["seeds"], where)
+        escale = entry.get("epochs_scale")
+        if escale is not None and not _positive(escale):
+            raise ProfileError(f"{where}: epochs_scale must be a positive number")
+        total_scale = (scale or 1.0) * (escale or 1.0) if (scale or escale) else None
+        own = [str(o) for o in entry.get("overrides") or []]
+        mine = []
+        for axes, combo in ((a, c) for a in axes_list for c in itertools.product(*a.values())):
+            point = dict(zip(axes, combo))
+            row = point.get("row")
+            config = os.path.join(REPO, row) if row and len(configs) > 1 else (configs[0] if configs else None)
+            base = _row_overrides(os.path.join(REPO, row), row_keys) if rows else []
+            sets = [f"{k}={_fmt(v)}" for key, val in point.items() if key != "row"
+                    for k, v in (C.flatten(val) if isinstance(val, dict) else {key: val}).items()]
+            static = base + common + own + sets
+            if total_scale:  # (init_from is only known later; some methods refuse a config without it)
+                pending = ["init_from=pending"] if "init_from" in deps else []
+                static += _scaled(config, static + extra + pending, float(total_scale), epoch_keys)
+            static += extra
+            swept = {k: v for k, v in point.items() if k != "row" and not isinstance(v, dict)}
+            ident = {"profile": pname, "entry": ename, "role": role,
+                     "swept_key": ",".join(swept), "swept_value": ",".join(_fmt(v) for v in swept.values())}
+            ent_seeds = entry.get("seeds", seeds)
+            previous = []   # calibrate.chain: the searches for the previous target, in order
+            for t, target in enumerate(sorted(targets, key=lambda v: -1 if v is None else v)
+                                       if calib and calib["chain"] else targets):
+                if calib:
+                    start = calib["start"][t] if isinstance(calib["start"], list) else calib["start"]
+                    made = _searches(ename, where, config, static, point, ent_seeds, deps, metric,
+                                     ident, {**calib, "start": start,
+                                             "previous": previous if calib["chain"] else None}, target)
+                    previous = [r.search for r in made if r.search is not None]
+                    mine += made
+                    continue
+                for seed in ent_seeds:
+                    mine += _with_deps(ename, where, config, static, point, seed, deps, metric, ident)
+        by_entry[ename] = mine
+        specs += mine
+    return specs
+
+
+def _with_deps(ename, where, config, static, point, seed, deps, metric, ident=None, search=None,
+               after=None):
+    """The runs of one grid point and seed: one per matching point of each dependency."""
+    choices = []
+    for kind, dep_specs in deps.items():
+        groups = {}
+        for d in dep_specs:
+            if _agrees(point, d.point):
+                groups.setdefault(json.dumps(d.point, sort_keys=True, default=str), []).append(d)
+        if kind == "init_from":
+            groups = {k: [d for d in g if d.seed == seed] for k, g in groups.items()}
+            if any(not g for g in groups.values()):
+                raise ProfileError(f"{where}: init_from has no run with seed {seed}")
+        if not groups:
+            raise ProfileError(f"{where}: {kind} matches no run of '{dep_specs[0].entry if dep_specs else '?'}'"
+                               f" at {point}")
+        choices.append([(kind, g) for g in groups.values()])
+    out = []
+    for combo in itertools.product(*choices):
+        pt, tf, init = dict(point), [], None
+        for kind, group in combo:
+            pt = {**group[0].point, **pt}
+            if kind == "target_from":
+                tf = group
+            else:
+                init = group[0]
+        spec = Spec(ename, config, static + [f"seed={seed}"], pt, seed, tf, init, metric, ident,
+                    search, after)
+        for d in spec.deps:
+            d.dependents += 1
+        out.append(spec)
+    return out
+
+
+def _calibration(entry, where):
+    c = entry.get("calibrate")
+    if c is None:
+        return None
+    if not isinstance(c, dict) or set(c) - set(CALIBRATE_KEYS):
+        raise ProfileError(f"{where}: calibrate must map {', '.join(CALIBRATE_KEYS)}")
+    c = {**CALIBRATE_KEYS, **c}
+    if not isinstance(c["key"], str) or not c["key"]:
+        raise ProfileError(f"{where}: calibrate.key must name the swept key, e.g. optim.lam")
+    starts = c["start"] if isinstance(c["start"], list) else [c["start"]]
+    if not starts or not all(_positive(v) for v in starts):
+        raise ProfileError(f"{where}: calibrate.start must be a positive number, or a list of them "
+                           f"(one per target_sparsity)")
+    if isinstance(c["start"], list) and len(starts) != len(entry.get("target_sparsity") or []):
+        raise ProfileError(f"{where}: calibrate.start lists {len(starts)} values for "
+                           f"{len(entry.get('target_sparsity') or [])} target_sparsity values")
+    if not isinstance(c["chain"], bool):
+        raise ProfileError(f"{where}: calibrate.chain must be true or false")
+    if c["on_miss"] not in ON_MISS:
+        raise ProfileError(f"{where}: calibrate.on_miss must be one of {', '.join(ON_MISS)}")
+    if not (_positive(c["tolerance"]) and c["tolerance"] < 1):
+        raise ProfileError(f"{where}: calibrate.tolerance must be in (0, 1)")
+    if not (isinstance(c["rounds"], int) and not isinstance(c["rounds"], bool) and c["rounds"] >= 1):
+        raise ProfileError(f"{where}: calibrate.rounds must be a positive integer")
+    return c
+
+
+def _searches(ename, where, config, static, point, seeds, deps, metric, ident, calib, target):
+    """Round 1 of a λ search (first seed) and the other seeds' runs waiting for its result;
+    with target_from, one search per matched point of that entry (its mean sparsity)."""
+    if target is not None:   # one point per target, so that dependents match each one
+        point = {**point, "target_sparsity": target}
+    first = _with_deps(ename, where, config, static, point, seeds[0], deps, metric, ident)
+    out = []
+    for n, r1 in enumerate(first):
+        prev = calib.get("previous") or []
+        search = Search(calib["key"], calib["start"], calib["tolerance"], calib["rounds"], target,
+                        label=r1.label(), on_miss=calib["on_miss"],
+                        chain=prev[n] if n < len(prev) else None)
+        r1.search = search
+        if search.chain is None:   # a chained round 1 gets its value once the previous search ends
+            r1.overrides.append(f"{calib['key']}={search.start!r}")
+        r1.identity.update(swept_key=calib["key"], calibration_round=1)
+        search.specs.append(r1)
+        out.append(r1)
+        for seed in seeds[1:]:
+            follower = Spec(ename, config, static + [f"seed={seed}"], r1.point, seed, r1.target_from,
+                            None, metric, {**ident, "swept_key": calib["key"]}, after=search)
+            if deps.get("init_from"):
+                raise ProfileError(f"{where}: calibrate with init_from is not supported")
+            out.append(follower)
+    return out
+
+
+def profile_name(path):
+    return os.path.basename(path).removesuffix(".yaml")
+
+
+def find_profile(name):
+    if os.path.exists(name):
+        return name
+    path = os.path.join(REPO, "configs", "profiles", name + ".yaml")
+    if not os.path.exists(path):
+        folder = os.path.join(REPO, "configs", "profiles")
+        known = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml"))
+        raise ProfileError(f"no profile '{name}'; known: {', '.join(known)}")
+    return path

@@ -1,0 +1,170 @@
+"""The scheduler: launch every run whose dependencies are done; the status table; --dry-run."""
+import config as C
+import runs
+
+from .plan import is_finished, known, materialize, missed, next_round
+from .profile import TERMINAL
+
+
+# ----------------------------------------------------------------------------- scheduling
+
+def run_all(specs, results, launcher, state=None):
+    """Launch every run whose dependencies are done; returns {id(spec): (status, note)}
+    (`state`: fill this dict instead, so that a caller still has it after an exception).
+
+    Ready runs wait in one queue, runs that others depend on first, then in profile order
+    (profiles list their expensive runs first); the local launcher takes from it whenever a
+    slot is free, the SLURM launcher takes all of it (one job array per wave). A finished
+    round of a λ search adds the next round to `specs` (and to the queue's inputs)."""
+    state = {} if state is None else state
+    claimed, running, queue = {}, {}, []
+    order = {id(s): i for i, s in enumerate(specs)}
+    pending, born = list(specs), []
+
+    def settle(s, status, note=""):
+        state[id(s)] = (status, note)
+        if s.search is None or status not in ("finished", "skipped"):
+            if s.search is not None:
+                s.search.done, s.search.failed = True, f"round {s.name or s.label()} {status}"
+            return
+        try:
+            nxt = next_round(s, results)
+        except (OSError, KeyError, ValueError, runs.RunFolderError) as e:
+            s.search.done, s.search.failed = True, f"cannot read round {s.name}: {e}"
+            nxt = None
+        if nxt is not None:
+            order[id(nxt)] = order[id(s)]
+            specs.insert(specs.index(s) + 1, nxt)
+            born.append(nxt)
+        elif s.search.failed or s.search.note:
+            tail = ("" if s.search.failed else "; its followers do not run" if s.search.value() is None
+                    else "; its followers run at the closest round's value, marked 'not reached'")
+            print(f"calibration {s.search.label}: {s.search.failed or s.search.note}{tail}", flush=True)
+
+    try:
+        while pending or running or queue or born:
+            pending, born[:] = pending + born, []
+            still, settled = [], len(state)
+            for s in pending:
+                dep_states = [state.get(id(d), ("",))[0] for d in s.deps]
+                bad = [d for d, st in zip(s.deps, dep_states) if st in ("failed", "blocked")]
+                failed = [d.search.failed for d in s.deps if d.search is not None and d.search.failed]
+                if not bad and s.after is not None and s.after.done and s.after.failed:
+                    failed.append(s.after.failed)
+                if s.search is not None and s.search.chain is not None and s.search.chain.failed:
+                    failed.append(s.search.chain.failed)
+                miss = [missed(d) for d in s.deps if missed(d)]
+                if s.after is not None and s.after.done and not s.after.failed and s.after.value() is None:
+                    miss.append(s.after.note)
+                if not bad and not failed and miss:
+                    state[id(s)] = ("not run", f"calibration {miss[0]}")
+                    continue
+                if not bad and failed:
+                    state[id(s)] = ("blocked", f"calibration: {failed[0]}")
+                    print(f"blocked {s.label()}: {state[id(s)][1]}", flush=True)
+                    continue
+                if bad:
+                    state[id(s)] = ("blocked", f"{bad[0].name or bad[0].label()} {state[id(bad[0])][0]}")
+                    print(f"blocked {s.label()}: {state[id(s)][1]}", flush=True)
+                    continue
+                if (not all(st in ("finished", "skipped") for st in dep_states) or s.waiting_on_search()
+                        or s.deps_searching()):
+                    still.append(s)
+                    continue
+                if s.cfg is None:
+                    try:
+                        materialize(s, results)
+                    except (C.ConfigError, OSError, KeyError, ValueError, runs.RunFolderError) as e:
+                        settle(s, "failed", f"config: {e}")
+                        print(f"FAILED {s.label()}: {e}", flush=True)
+                        continue
+                other = claimed.get(s.name)
+                if other is not None and other is not s:   # the same run twice in a profile
+                    if id(other) in state:
+                        st = state[id(other)]
+                        settle(s, *(("skipped", "") if st[0] in ("finished", "skipped") else st))
+                    else:
+                        still.append(s)
+                    continue
+                claimed[s.name] = s
+                if is_finished(s.cfg, results):
+                    settle(s, "skipped")
+                else:
+                    queue.append(s)
+            pending = still
+            queue.sort(key=lambda s: (not s.dependents and s.search is None, order[id(s)]))
+            n = launcher.free(len(running))
+            if n and queue:
+                running.update(launcher.submit(queue[:n]))
+                queue = queue[n:]
+            if not running:
+                if pending and not queue and not born and len(state) == settled:  # a bug
+                    for s in pending:
+                        state[id(s)] = ("blocked", "dependency never finished")
+                    pending = []
+                continue
+            for s, code, note in launcher.wait(running):
+                for h in [h for h, v in running.items() if v is s]:
+                    del running[h]
+                print(f"{'done  ' if code == 0 else 'FAILED'} {s.name}" + (f" ({note})" if note else ""),
+                      flush=True)
+                settle(s, *(("finished", "") if code == 0 else ("failed", note)))
+    except BaseException:   # Ctrl-C, a full disk: the running children stop at a checkpoint
+        launcher.close(cancel=True, handles=running)
+        raise
+    launcher.close()
+    return state
+
+
+def print_table(specs, state, seconds=None):
+    """The status table (runs a stopped sweep never settled count as `not run`)."""
+    counts = {k: 0 for k in TERMINAL + ("not run",)}
+    for s in specs:
+        counts[state.get(id(s), ("not run",))[0]] += 1
+    print("\n| status   | runs |\n|----------|-----:|")
+    for k in TERMINAL + (("not run",) if counts["not run"] else ()):
+        print(f"| {k:<8} | {counts[k]:>4} |")
+    if seconds is not None:
+        print(f"\n{len(specs)} runs in {seconds:.0f}s")
+    for kind in ("failed", "blocked"):
+        for s in specs:
+            st, note = state.get(id(s), ("not run", ""))
+            if st == kind:
+                print(f"  {kind}: {s.name or s.label()}: {note}")
+    return counts
+
+
+def dry_run(specs, results):
+    done = todo = dup = 0
+    seen = set()
+    try:
+        ready, waiting = known(specs, results)
+    except (C.ConfigError, runs.RunFolderError) as e:
+        print(f"  error: {e}")
+        return 2
+    for s in ready:
+        if s.name in seen:
+            dup += 1
+            print(f"  same  {s.name}  ({s.entry}: the same run as above, run once)")
+        elif is_finished(s.cfg, results):
+            done += 1
+            print(f"  done  {s.name}")
+        else:
+            todo += 1
+            print(f"  todo  {s.name}")
+        seen.add(s.name)
+    for s in waiting:
+        if s.after is not None:
+            why = (f"calibration: {s.after.failed}" if s.after.failed else
+                   f"calibration {s.after.note}: not run" if s.after.done else f"the λ search of {s.after.label}")
+        elif s.search is not None and s.search.chain is not None:
+            why = f"the λ search for the previous target, {s.search.chain.label}"
+        else:
+            what = ", ".join(sorted({d.name or d.label() for d in s.deps}))
+            kinds = "/".join(k for k in ("target_from", "init_from")
+                             if (s.target_from if k == "target_from" else s.init_from))
+            why = f"{kinds} {what}"
+        print(f"  wait  {s.label()}  ({why})")
+    print(f"{len(ready) - dup + len(waiting)} runs: {done} finished, {todo} to run, {len(waiting)} waiting "
+          f"on a dependency or a λ search" + (f" ({dup} entries name a run listed already)" if dup else ""))
+    return 0
