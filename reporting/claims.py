@@ -87,8 +87,10 @@ def frontier(pts):
 
 
 def seed_points(part, kind):
-    """{seed: frontier [(x, acc)]} of one curve: full points only, no collapsed run, and only
-    points denser than the seed's densest collapsed run (any of its runs, search rounds too)."""
+    """{seed: (frontier [(x, acc)], largest x)} of one curve: full points only, no collapsed
+    run, and only points denser than the seed's densest collapsed run (any of its runs, search
+    rounds too). The largest x is the densest such point, frontier or not: the seed's curve
+    spans up to it (see envelope)."""
     full = full_points(part)
     out = {}
     for seed in sorted(full["seed"].unique()):
@@ -96,8 +98,22 @@ def seed_points(part, kind):
         fell = mine[mine["collapsed"]]
         edge = max(_xs(fell, kind)) if len(fell) else -math.inf
         ok = full[(full["seed"] == seed) & ~full["collapsed"]]
-        out[seed] = frontier([(x, a) for x, a in zip(_xs(ok, kind), ok["acc"]) if x > edge])
+        pts = [(x, a) for x, a in zip(_xs(ok, kind), ok["acc"]) if x > edge]
+        out[seed] = (frontier(pts), max((x for x, _ in pts), default=-math.inf))
     return out
+
+
+def envelope(front, hi, x):
+    """A seed's accuracy at x: along its Pareto frontier, linear in x between frontier points;
+    on the dense side of the frontier's densest point (up to `hi`, the densest point the seed
+    ran) the accuracy of that frontier point, which a sparser run of the seed achieved. NaN
+    outside the seed's span."""
+    if not front or x > hi + 1e-12:
+        return math.nan
+    top = max(front)
+    if x > top[0]:
+        return float(top[1])
+    return K.interpolate([p[0] for p in front], [p[1] for p in front], x)
 
 
 def collapse_note(part, kind):
@@ -119,13 +135,16 @@ def levels_of(kind):
 
 
 def at_levels(part, kind):
-    """{level: [per-seed accuracy]} of one curve (see the module docstring); an empty list
-    where not every seed's frontier covers the level."""
+    """{level: [per-seed accuracy]} of one curve (see the module docstring and envelope); an
+    empty list where not every seed's span covers the level."""
     n = float(part["n_weights"].iloc[0])
     per_seed = seed_points(part, kind)
-    pts = [(seed, x, a) for seed, fr in per_seed.items() for x, a in fr]
-    out = K.at_levels(pts, levels_of(kind), lambda lv: _level_x(lv, kind, n))
-    return {lv: (v if len(v) == len(per_seed) else []) for lv, v in out.items()}
+    out = {}
+    for lv in levels_of(kind):
+        x = _level_x(lv, kind, n)
+        vals = [envelope(front, hi, x) for front, hi in per_seed.values()]
+        out[lv] = vals if vals and not any(math.isnan(v) for v in vals) else []
+    return out
 
 
 def n_test(part):

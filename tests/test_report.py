@@ -181,6 +181,15 @@ def test_curves_use_only_the_points_every_seed_ran_and_never_cross_a_collapse():
     assert CL.collapse_note(part, "nnz") == "collapses at 98% sparse"
     # the Pareto frontier drops a denser point that is also less accurate
     assert CL.frontier([(1.0, 90.0), (2.0, 89.0), (0.5, 80.0)]) == [(1.0, 90.0), (0.5, 80.0)]
+    # ... and a level on the dense side of the frontier, inside what the seed ran, takes the
+    # accuracy a sparser run of that seed reached (a noisy dense point does not end the curve)
+    rows3 = [(seed, v, sp, acc, False) for seed in (0, 1, 2)
+             for v, sp, acc in ((1, 0.8, 99.0), (2, 0.95, 99.5), (3, 0.99, 97.0))]
+    got = CL.at_levels(_curve(rows3), "nnz")
+    assert got[0.9] == [pytest.approx(99.5)] * 3
+    t = (K.log_nnz(0.98, N_WEIGHTS) - K.log_nnz(0.95, N_WEIGHTS)) / (
+        K.log_nnz(0.99, N_WEIGHTS) - K.log_nnz(0.95, N_WEIGHTS))
+    assert got[0.98] == [pytest.approx(99.5 + t * (97.0 - 99.5))] * 3
 
 
 def test_row_and_claim_verdicts():
