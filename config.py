@@ -150,8 +150,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_yaml(path, _seen=()):
-    """Read a config file; `inherit: other.yaml` (relative to the file) is merged underneath."""
+def load_yaml(path, _seen=(), what="config"):
+    """Read a YAML file of the repository (a config, or with what="profile" a profile): one
+    loader for both, keys given twice refused, one-line ConfigError for anything unreadable.
+    `inherit: other.yaml` (relative to the file) is merged underneath, the same way for both:
+    mappings key by key (recursively), every other value (a list, a number) replaced."""
     path = os.path.abspath(path)
     if path in _seen:
         raise ConfigError(f"{path}: inherit cycle")
@@ -159,16 +162,17 @@ def load_yaml(path, _seen=()):
         with open(path, encoding="utf-8") as f:
             cfg = yaml.load(f, Loader=_UniqueKeyLoader)
     except OSError as e:
-        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file (expected YAML)") from None
+        raise ConfigError(f"{path}: not a text file (expected a YAML {what})") from None
     except (yaml.YAMLError, TypeError, ValueError, AttributeError) as e:  # PyYAML on odd input too
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
     except RecursionError:
         raise ConfigError(f"{path}: YAML nested too deeply") from None
     check_size(cfg, path)
     if cfg is None:
-        raise ConfigError(f"{path}: empty config file (write at least `method: ...`)")
+        raise ConfigError(f"{path}: empty {what} file" + (" (write at least `method: ...`)"
+                                                           if what == "config" else ""))
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values")
     def keys(d):
@@ -181,7 +185,9 @@ def load_yaml(path, _seen=()):
         raise ConfigError(f"{path}: config keys must be names, got {bad[0]!r}")
     parent = cfg.pop("inherit", None)
     if parent:
-        cfg = _merge(load_yaml(os.path.join(os.path.dirname(path), parent), _seen + (path,)), cfg)
+        if not isinstance(parent, str):
+            raise ConfigError(f"{path}: inherit must name a file, got {parent!r}")
+        cfg = _merge(load_yaml(os.path.join(os.path.dirname(path), parent), _seen + (path,), what), cfg)
     return cfg
 
 

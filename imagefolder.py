@@ -188,7 +188,7 @@ def _last_line(text):
     if len(lines) <= 1:
         return text.strip()
     last = lines[-1]
-    for prefix in ("data.DataError: ", "DataError: "):
+    for prefix in ("sampling.DataError: ", "data.DataError: ", "DataError: "):
         last = last.removeprefix(prefix)
     return last
 

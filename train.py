@@ -27,6 +27,7 @@ from tqdm import tqdm
 import config as C
 import data as D
 import distributed as dist_
+import export   # at start: a long run must not import a module edited while it trained
 import metrics
 import models
 import runs
@@ -240,8 +241,6 @@ def structural_macs(model):
     """Multiply-adds of one input once every all-zero output filter and the input channels it
     feeds are removed: the MACs of the slim export (export.slim_model), which is what a
     structured method really saves. NaN when the model cannot be slimmed (said by the caller)."""
-    import export
-
     try:
         slim = export.slim_model(model)
     except Exception:   # a graph slim export does not handle: no structural count

@@ -157,33 +157,20 @@ def _agrees(a, b):
     return all(a[k] == b[k] for k in a.keys() & b.keys())
 
 
-def load_profile(path, _seen=()):
-    """The profile as a dict; `inherit: other.yaml` (next to it) supplies the keys it lacks."""
-    if os.path.abspath(path) in _seen:
-        raise ProfileError(f"{path}: inherit cycle")
+def load_profile(path):
+    """The profile as a dict, read by the config loader (config.load_yaml: the same YAML rules
+    and the same `inherit:`, a profile next to it merged underneath)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            prof = yaml.load(f, Loader=C._UniqueKeyLoader) or {}
-    except OSError as e:
-        raise ProfileError(f"cannot read profile {path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise ProfileError(f"{path}: not a text file (expected a YAML profile)") from None
-    except (yaml.YAMLError, TypeError, ValueError, AttributeError) as e:
-        raise ProfileError(f"{path}: not valid YAML ({' '.join(str(e).split())[:160]})") from None
-    except RecursionError:
-        raise ProfileError(f"{path}: YAML nested too deeply") from None
-    if isinstance(prof, dict) and prof.get("inherit"):
-        parent = load_profile(os.path.join(os.path.dirname(os.path.abspath(path)), prof["inherit"]),
-                              _seen + (os.path.abspath(path),))
-        prof = {**parent, **{k: v for k, v in prof.items() if k != "inherit"}}
-    if not isinstance(prof, dict) or not isinstance(prof.get("runs"), list):
+        prof = C.load_yaml(path, what="profile")
+    except C.ConfigError as e:
+        raise ProfileError(str(e)) from None
+    if not isinstance(prof.get("runs"), list):
         raise ProfileError(f"{path}: expected a mapping with a 'runs' list")
     bad = set(prof) - PROFILE_KEYS
     if bad:
         raise ProfileError(f"{path}: unknown profile key(s) {', '.join(sorted(bad))}; "
                            f"known: {', '.join(sorted(PROFILE_KEYS))}")
-    if not _seen:   # the merged profile, once: its values
-        _check_profile(prof, path)
+    _check_profile(prof, path)
     return prof
 
 

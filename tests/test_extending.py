@@ -125,7 +125,8 @@ def test_a_new_method_is_one_file_and_one_registry_line(tmp_path, one_thread):
     import yaml
     for d in toy:
         cfg = yaml.safe_load((runs_dir / d / "config.yaml").read_text())
-        assert cfg["epochs"] == 2 and cfg["optim"]["prune_epoch"] == 2   # epochs_scale reached its key
+        # epochs_scale reached its key: 4 x 0.5 = 2, kept inside the 2 epochs (at most epochs - 1)
+        assert cfg["epochs"] == 2 and cfg["optim"]["prune_epoch"] == 1
         assert cfg["optim"]["target"] in (0.25, 0.5)        # its target key took filter_prune's fraction
         assert d.startswith("digits-resnet20-w0.25-random_filters-t0.")   # its run-name tag
     p = subprocess.run([sys.executable, "report.py", "toy"], cwd=repo, capture_output=True, text=True,
