@@ -44,7 +44,7 @@ def build(profile, results, out):
 
     verdict = evidence != "none"
     titles = style.row_titles(df)
-    looks = style.Looks(zip(df["method"], df["entry"]))
+    looks = style.Looks(zip(df["method"], df["entry"]), dict(zip(df["entry"], df["role"])))
     level_tables = []
     for roles, what in ((("reference", "baseline"), "methods"), (("reference", "ablation"), "ablations")):
         for t in T.level_tables(df, roles, what, marked=verdict, titles=titles):

@@ -182,7 +182,11 @@ def _mark_handles(plt, marks):
         "reached": ("round that reached its target", dict(marker="o", ms=4, color=g, ls="none")),
         "target": ("target sparsity", dict(color=g, ls=":", lw=0.8)),
     }
-    return {spec[m][0]: Line2D([], [], **spec[m][1]) for m in marks if m in spec}
+    out = {spec[m][0]: Line2D([], [], **spec[m][1]) for m in marks if m in spec}
+    if "edge_collapsed" in marks:     # a ▶ with a white × on it
+        out["100% sparse and collapsed"] = (Line2D([], [], marker=">", ms=5, color=g, ls="none"),
+                                            Line2D([], [], marker="x", ms=3, mew=1.0, color="white", ls="none"))
+    return out
 
 
 def _dense_point(pts, row, epochs=None):
@@ -242,7 +246,7 @@ def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference"
             ys += list(healthy["acc"] + healthy["acc_sd"].fillna(0)) + list(healthy["acc"] - healthy["acc_sd"].fillna(0))
             lo, hi = _ylim(ys)
             x_lo, x_hi = _xrange(xv[xv < EDGE], cand, to_x)
-            x_edge = x_hi + (0.12 if (xv >= EDGE).any() else 0.0)
+            x_edge = x_hi + (0.25 if (xv >= EDGE).any() else 0.0)
             for (meth, entry), part in mine.groupby(["method", "entry"], sort=False):
                 kw = look[(meth, entry)]
                 lab = style.mpl(style.label(meth, entry))
@@ -275,14 +279,20 @@ def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference"
                         handles.setdefault(lab, ax.plot([], [], color=kw["color"], marker=kw["marker"],
                                                         ls=kw["ls"])[0])
                 if edge.any():
-                    ye = np.clip(acc[edge], lo + 0.02 * (hi - lo), hi)
-                    ax.plot([x_edge - 0.04] * int(edge.sum()), ye, ls="none", marker=">", color=kw["color"],
+                    ye = np.clip(acc[edge], y_edge, hi)
+                    ax.plot([x_edge - 0.06] * int(edge.sum()), ye, ls="none", marker=">", color=kw["color"],
                             ms=5, clip_on=False, zorder=5)
-                    marks.append("edge")
+                    if (edge & ~(fell | below)).any():
+                        marks.append("edge")
+                    if (edge & (fell | below)).any():     # and below the axis: its × (or ▼) on top
+                        k = edge & (fell | below)
+                        ax.plot([x_edge - 0.06] * int(k.sum()), [y_edge] * int(k.sum()), ls="none",
+                                marker="x", color="white", ms=3, mew=1.0, clip_on=False, zorder=6)
+                        marks.append("edge_collapsed")
                     handles.setdefault(lab, ax.plot([], [], color=kw["color"], marker=kw["marker"], ls=kw["ls"])[0])
             tx, tl = ticks(x_lo, x_hi, cand, to_x)
             if (xv >= EDGE).any():
-                tx, tl = tx + [x_edge - 0.04], tl + ["100%" if not structured else "0%"]
+                tx, tl = tx + [x_edge - 0.06], tl + ["100%" if not structured else "0%"]
             ax.set_xticks(tx, tl)
             ax.set_xlim(x_lo, x_edge)
             ax.set_ylim(lo, hi)
@@ -291,7 +301,8 @@ def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference"
                           else "sparsity of conv + linear weights (log-spaced)")
             ax.set_ylabel("test accuracy (%)")
             ax.set_title(f"{titles.get(row, row)}, {budget} epochs")
-        handles.update(_mark_handles(plt, [m for m in ("round", "collapsed", "below", "edge") if m in marks]))
+        handles.update(_mark_handles(plt, [m for m in ("round", "collapsed", "below", "edge", "edge_collapsed")
+                                           if m in marks]))
         _legend(fig, handles, width)
         stem = f"{base}_{width}{suffix}"
         paths += _save(fig, folder, stem)
@@ -404,9 +415,9 @@ def dynamics(df, pts, folder, titles=None, looks=None):
         return []
     paths = []
     for suffix, group in _groups(rows, "page", per=3):
-        fig, axes = plt.subplots(len(group), 2, figsize=(WIDTHS["page"], 2.2 * len(group) + 0.1),
+        fig, axes = plt.subplots(len(group), 2, figsize=(WIDTHS["page"], 2.2 * len(group) + 0.3),
                                  squeeze=False, layout="constrained")
-        drawn, panels = [], []
+        drawn, panels, marks = [], [], set()
         for (ax_a, ax_s), row in zip(axes, group):
             sel = matched(pts, row)
             look = looks.figure([(p["method"], p["entry"]) for _, p in sel])
@@ -420,17 +431,18 @@ def dynamics(df, pts, folder, titles=None, looks=None):
                 top = max(top, int(ep.max()))
                 s_top = max(s_top, float(np.max(sp_x(np.clip(sp, 0, 0.9999)))))
                 lab = style.mpl(style.label(p["method"], p["entry"]))
-                lab += f", {pct(p['sparsity'])} sparse" if role != "dense" else f", {int(p['epochs'])} epochs"
+                lab += f" ({pct(p['sparsity'])})" if role != "dense" else " (0%)"
                 ls = ":" if role == "dense" else kw["ls"]
                 parent = _parent_metrics(df, p)
                 if parent:
                     pe, pa, _ = _mean_sd(parent, "test_acc")
                     ax_a.plot(list(pe) + [ep[0]], list(pa) + [acc[0]], color=kw["color"], lw=0.6, ls="--", alpha=0.7)
-                    lab += f" (epochs 1–{int(pe.max())}: its dense start, thin)"
+                    marks.add("parent")
                 ax_a.plot(ep, acc, color=kw["color"], ls=ls, marker=kw["marker"], ms=3,
                           markevery=max(1, len(ep) // 8), label=lab)
                 if len(frames) > 1:
                     ax_a.fill_between(ep, acc - sd, acc + sd, color=kw["color"], alpha=0.2, lw=0)
+                    marks.add("band")
                 ax_s.plot(ep, sp_x(sp), color=kw["color"], ls=ls, marker=kw["marker"], ms=3,
                           markevery=max(1, len(ep) // 8))
                 drawn.append((lab, kw["color"]))
@@ -439,9 +451,10 @@ def dynamics(df, pts, folder, titles=None, looks=None):
             nb = sum(1 for role, _ in sel if role == "baseline")
             ax_a.set_title(f"{titles.get(row, row)}: xRDA at {pct(ref['sparsity'])} sparse"
                            + (f" and the nearest point of {nb} baseline{'s' if nb != 1 else ''}" if nb else "")
-                           + (f"; bands: ± std over {n_seeds} seeds" if n_seeds > 1 else "; one seed"))
+                           + (f" ({n_seeds} seeds)" if n_seeds > 1 else " (one seed)"))
             ax_a.set_ylabel("test accuracy (%)")
-            ax_a.legend(loc="lower right", frameon=True, framealpha=0.85, edgecolor="none")
+            ax_a.legend(loc="lower right", frameon=True, framealpha=0.85, edgecolor="none",
+                        title="final sparsity", title_fontsize=FONT - 1)
             tx, tl = ticks(0.0, s_top + 0.1, SP_CAND, sp_x, most=6)
             ax_s.set_yticks(tx, tl)
             ax_s.set_ylim(-0.05, s_top + 0.15)
@@ -450,6 +463,12 @@ def dynamics(df, pts, folder, titles=None, looks=None):
                 ax.set_xlabel("epoch of the total budget")
                 ax.set_xlim(0.5, top + 0.5)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=4))
+        from matplotlib.lines import Line2D
+        keys = {"band": ("± std over seeds (band)", dict(color="0.35", lw=6, alpha=0.2)),
+                "parent": ("thin dashed: the dense run it starts from",
+                           dict(color="0.35", lw=0.6, ls="--"))}
+        _legend(fig, {keys[m][0]: Line2D([], [], **keys[m][1]) for m in ("band", "parent") if m in marks}, "page",
+                ncol=2)
         stem = f"dynamics_page{suffix}"
         paths += _save(fig, folder, stem)
         _record(stem, fig, panels=panels, curves=[len(a.get_legend().get_texts()) for a in axes[:, 0]])
@@ -473,14 +492,15 @@ def _layers_mean(df, p):
     if not {"layer", "sparsity", "n_weights"} <= set(m.columns):
         return None          # a layers.csv without per-layer counts
     g = m.groupby("layer", sort=False)
-    return g["sparsity"].mean(), g["n_weights"].first()
+    types = g["type"].first() if "type" in m.columns else None
+    return g["sparsity"].mean(), g["n_weights"].first(), types
 
 
-def short_layer(name):
-    """'layer2.1.conv1' -> '2.1.c1', 'features.3' stays, 'fc' stays: short tick labels."""
-    s = re.sub(r"^layer", "", str(name))
-    s = s.replace("conv", "c").replace("shortcut", "sc").replace("downsample", "ds")
-    return s
+def layer_ticks(names, types=None):
+    """Tick labels of the per-layer axis: the layer's position (1 = the input layer), 'fc'
+    for a linear layer (layers.csv's type)."""
+    types = list(types) if types is not None else [""] * len(names)
+    return ["fc" if t == "Linear" else str(i + 1) for i, t in enumerate(types)]
 
 
 def layers(df, pts, folder, titles=None, looks=None):
@@ -499,19 +519,21 @@ def layers(df, pts, folder, titles=None, looks=None):
         for ax, row in zip(axes[:, 0], group):
             sel = [(role, p) for role, p in matched(pts, row) if role != "dense"]
             look = looks.figure([(p["method"], p["entry"]) for _, p in sel])
-            names = None
+            names, types, overall = None, None, []
             for role, p in sel:
                 got = _layers_mean(df, p)
                 if got is None:
                     continue
-                sp, nw = got
-                names = names if names is not None else list(sp.index)
+                sp, nw, ty = got
+                if names is None:
+                    names, types = list(sp.index), (None if ty is None else list(ty.reindex(sp.index)))
                 kw = look[(p["method"], p["entry"])]
-                y = sp_x(sp.reindex(names).to_numpy())
-                lab = style.mpl(style.label(p["method"], p["entry"])) + f", {pct(p['sparsity'])} overall"
+                y = sp_x(sp.reindex(names).clip(upper=0.9999).to_numpy())
+                lab = style.mpl(style.label(p["method"], p["entry"]))
                 h = ax.plot(range(len(names)), y, color=kw["color"], ls=kw["ls"], marker=kw["marker"], ms=3,
                             lw=0.9)[0]
-                handles[lab] = h
+                handles.setdefault(lab, h)
+                overall.append(f"{lab} {pct(p['sparsity'])}")
                 share = nw.reindex(names).to_numpy() / nw.sum()
             if names is None:
                 continue
@@ -526,11 +548,15 @@ def layers(df, pts, folder, titles=None, looks=None):
             tx, tl = ticks(0.0, top + 0.1, SP_CAND, sp_x, most=6)
             ax.set_yticks(tx, tl)
             ax.set_ylim(-0.05, top + 0.2)
-            ax.set_xticks(range(len(names)), [short_layer(n) for n in names], rotation=90,
-                          fontsize=FONT - 2 if len(names) <= 30 else FONT - 3)
+            labels = layer_ticks(names, types)
+            every = 1 if len(names) <= 30 else 5        # many layers: every 5th labelled
+            keep = [i for i in range(len(names)) if labels[i] == "fc" or (i + 1) % every == 0 or i == 0]
+            ax.set_xticks(keep, [labels[i] for i in keep])
+            ax.set_xticks(range(len(names)), minor=True)
             ax.set_xlim(-0.6, len(names) - 0.4)
+            ax.set_xlabel("conv / linear layer, input to output")
             ax.set_ylabel("sparsity (log-spaced)")
-            ax.set_title(f"{titles.get(row, row)}: per-layer sparsity of the points in the dynamics figure")
+            ax.set_title(f"{titles.get(row, row)}; sparsity overall: " + ", ".join(overall))
         handles["share of the weights (right axis)"] = _bar_proxy()
         _legend(fig, handles, "page", ncol=2)
         stem = f"layers_page{suffix}"

@@ -7,11 +7,13 @@ budget)"; ℓ1 is written ℓ₁ in text, $\\ell_1$ in LaTeX and matplotlib. A r
 "ResNet-20 ×0.5, Fashion-MNIST" (row_title).
 
 Colours come from the Okabe-Ito palette (Okabe & Ito 2008, "Color Universal Design"; the
-palette matplotlib and Wong 2011, Nature Methods 8:441, recommend for colour-blind readers),
-nothing else: each entry keeps its method's registry colour where that is an Okabe-Ito colour
-not taken by an earlier entry, else the next free one; one figure never shows two entries in
-one colour while the palette has a free one (Looks.figure), and entries that share a method
-differ in marker and line as well. A new method needs no change here.
+palette Wong 2011, Nature Methods 8:441, recommends for colour-blind readers), nothing else:
+the dense model is black; xRDA's and the baselines' entries choose first, then the
+ablations: each method's first entry keeps its registry colour where that is an Okabe-Ito
+colour not taken yet, every other entry takes the next free one (yellow, faint on white, only
+when a figure has used every other colour). One figure never shows two entries in one colour
+while the palette has a free one (Looks.figure), and entries that share a method differ in
+marker and line as well. A new method needs no change here.
 """
 import re
 
@@ -24,6 +26,7 @@ OKABE_ITO = {
 }
 PALETTE = tuple(OKABE_ITO.values())
 DENSE_COLOR = OKABE_ITO["black"]
+YELLOW = OKABE_ITO["yellow"]
 DASHES = ("-", "--", "-.", ":")
 SPARE_MARKERS = ("h", "<", "d", "p", "8", ">", "H")
 
@@ -96,27 +99,37 @@ class Looks:
     """Colours, markers and lines for every (method, entry) of a report, decided once so that
     an entry looks the same in every figure."""
 
-    def __init__(self, entries):
+    def __init__(self, entries, roles=None):
+        """entries: (method, entry) pairs in profile order; roles: {entry: its role in the
+        profile} (default: the method's role)."""
         entries = list(dict.fromkeys(entries))
+        roles = roles or {}
         first = {}
         for meth, entry in entries:
             first.setdefault(meth, entry)
-        # first pass: each method's first entry keeps its registry colour (Okabe-Ito, not
-        # taken); second: variants and other methods take free colours, in entry order
+        # xRDA and the baselines choose before the ablations: the main figure's entries get
+        # their registry colours; yellow (faint on white) is never handed out here
+        role = lambda e: roles.get(e[1], method(e[0]).role)
+        chromatic = [c for c in PALETTE if c not in (DENSE_COLOR, YELLOW)]
         color, used = {}, []
-        for meth, entry in entries:
-            m = method(meth)
-            home = (m.color or "").upper()
-            if m.role == "dense":      # the dense model is black; a second one differs in line
-                color[(meth, entry)] = DENSE_COLOR
-            elif first[meth] == entry and home in PALETTE and home != DENSE_COLOR and home not in used:
-                color[(meth, entry)] = home
-                used.append(home)
-        for e in entries:
-            if e not in color:
-                free = [c for c in PALETTE if c not in used and c != DENSE_COLOR]
-                color[e] = free[0] if free else [c for c in PALETTE if c != DENSE_COLOR][len(used) % 7]
-                used.append(color[e])
+        for group in (("reference", "baseline"), None):      # None: the ablations and the rest
+            mine = [e for e in entries if (role(e) in group if group else e not in color)]
+            for homes in (True, False):
+                for meth, entry in mine:
+                    if (meth, entry) in color:
+                        continue
+                    m = method(meth)
+                    home = (m.color or "").upper()
+                    if m.role == "dense" or role((meth, entry)) == "dense":
+                        color[(meth, entry)] = DENSE_COLOR   # a second dense model differs in line
+                    elif homes:
+                        if first[meth] == entry and home in chromatic and home not in used:
+                            color[(meth, entry)] = home
+                            used.append(home)
+                    else:
+                        free = [c for c in chromatic if c not in used]
+                        color[(meth, entry)] = free[0] if free else chromatic[len(used) % len(chromatic)]
+                        used.append(color[(meth, entry)])
         self.base, count = {}, {}
         for meth, entry in entries:
             m = method(meth)
@@ -133,11 +146,16 @@ class Looks:
         out, taken = {}, []
         entries = list(dict.fromkeys(entries))
         own = {e: self.base.get(e) or Looks([e]).base[e] for e in entries}
+        wanted = [own[x]["color"] for x in entries]
         for e in entries:
             kw = dict(own[e])
             if kw["color"] in taken:
-                free = [c for c in PALETTE if c not in taken and c not in [own[x]["color"] for x in entries]
-                        and c != DENSE_COLOR] or [c for c in PALETTE if c not in taken]
+                # a free colour no other entry of the figure wants; yellow only as the last one
+                home = (method(e[0]).color or "").upper()
+                free = ([c for c in [home] if c in PALETTE and c not in taken + wanted + [DENSE_COLOR, YELLOW]]
+                        + [c for c in PALETTE if c not in taken and c not in wanted and c not in (DENSE_COLOR, YELLOW)]
+                        or [c for c in PALETTE if c not in taken and c != DENSE_COLOR]
+                        or [c for c in PALETTE if c not in taken])
                 if free:
                     kw["color"] = free[0]
             taken.append(kw["color"])

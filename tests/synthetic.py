@@ -101,7 +101,7 @@ def numbers(cfg):
         drop = 0.5 + 4.0 * f ** 2 + (0.8 if m == "filter_prune" else 0.0)
     else:
         drop = base + per * max(0.0, decades - 1.0) ** 1.6 - 0.3 * max(0.0, 1.0 - decades)
-    acc = dense - drop + seed_off
+    acc = dense - drop + seed_off - (0.3 if m == "xrda" and cfg["init_from"] else 0.0)
     train = 99.0 - drop
     collapsed = sp >= 1.0 or (m == "soft_threshold" and sp > 0.985) or (m == "sgd_l1" and sp > 0.97)
     if collapsed:

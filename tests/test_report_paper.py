@@ -351,8 +351,8 @@ def test_accuracy_axis_zooms_and_legends_explain_every_mark(built):
     assert "collapsed run (lower edge)" in d["legend"] and "λ-search round (seed 0)" in d["legend"]
     # the all-zero network of the quick profile is drawn at the right edge, and says so
     q = built["quick"][1]
-    edge = [s for s, v in q.items() if "edge" in v.get("marks", [])]
-    assert edge and all("100% sparse (right edge)" in q[s]["legend"] for s in edge)
+    edge = [s for s, v in q.items() if "edge_collapsed" in v.get("marks", [])]
+    assert edge and all("100% sparse and collapsed" in q[s]["legend"] for s in edge)
     assert all(any(t == "100%" for t in q[s]["xticks"][0]) or any("100%" in ts for ts in q[s]["xticks"]) for s in edge)
 
 
@@ -375,13 +375,15 @@ def test_dynamics_shows_few_curves_on_the_total_budget_axis(built):
     mf = p[(p["entry"] == "magnitude_finetune")].iloc[0]
     eps = sorted({int(e) for m in F._epoch_metrics(df, mf) for e in m["epoch"]})
     assert eps == [5, 6, 7, 8]
-    assert any("dense start" in lab for lab in d["legend"])
+    assert any("the dense run it starts from" in lab for lab in d["legend"])
+    assert "± std over seeds (band)" in d["legend"]
 
 
 def test_per_layer_threshold_and_search_figures(built):
     d = built["fashion"][1]
     layers = d["layers_page"]
-    assert any("overall" in lab for lab in layers["legend"]) and len(layers["xticks"][0]) >= 20
+    assert "sparsity overall: xRDA 94.65%" in layers["titles"][0]
+    assert layers["xticks"][0] == [str(i) for i in range(1, 20)] + ["fc"]      # ResNet-20: 19 convs, fc
     thr = d["threshold_col"]
     assert len(thr["legend"]) == 3 and all("→" in lab for lab in thr["legend"])    # 3 calibrated points
     search = d["search_col"]
