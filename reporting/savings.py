@@ -3,11 +3,13 @@ RUN_DIR/export.json) and CPU speed-ups (benchmarks/bench_inference.py writes RUN
 inference.json), next to the theoretical speed-up flops_dense / flops_nonzero.
 
     rows = savings.table(run_dirs)      # list of dicts, COLUMNS in order, None where unknown
+    header, cells = savings.display(rows)    # the same as text: 4 significant digits, kB/MB
 
 Only runs with export.json and/or inference.json get a row. Speed-ups are dense time over the
 variant's time (above 1: faster): "slim" is the model with zero filters removed, "sparse" the
 CSR kernels (per layer the faster of dense and CSR). The b64 columns are filled only when the
-benchmark ran at batch 64 (its default). Reads JSON only: no torch import.
+benchmark ran at batch 64 (its default). A network with no nonzero multiply-add has a
+theoretical speed-up of inf, shown as "all zero". Reads JSON only: no torch import.
 """
 import json
 import math

@@ -257,13 +257,15 @@ class LevelTable:
 
 
 def _two_lines(h):
-    """A header over at most two lines, broken at the space nearest its middle (not before a
-    comma's epochs), when it is longer than 12 characters."""
-    if len(h) <= 12 or " " not in h:
-        return [h]
-    spaces = [i for i, ch in enumerate(h) if ch == " "]
-    i = min(spaces, key=lambda k: abs(k - len(h) / 2))
-    return [h[:i], h[i + 1:]]
+    """A header over at most three lines: the name broken at the space nearest its middle when
+    it is longer than 12 characters, and a budget (', 160 ep') on a line of its own."""
+    name, ep = (h.rsplit(", ", 1) + [""])[:2] if h.endswith(" ep") else (h, "")
+    lines = [name]
+    if len(name) > 12 and " " in name:
+        spaces = [i for i, ch in enumerate(name) if ch == " "]
+        i = min(spaces, key=lambda k: abs(k - len(name) / 2))
+        lines = [name[:i], name[i + 1:]]
+    return lines + ([ep] if ep else [])
 
 
 def _tex_head(lines):
