@@ -682,6 +682,16 @@ def _positive(text):
     return n
 
 
+def size_ratio(nbytes, dense_bytes):
+    """'2.50x smaller' or '1.20x larger' than the dense file ('the same size' within 0.5%)."""
+    if nbytes <= 0 or dense_bytes <= 0:
+        return "size unknown"
+    r = dense_bytes / nbytes
+    if abs(r - 1) < 0.005:
+        return "the same size as dense"
+    return f"{r:.2f}x smaller" if r > 1 else f"{1 / r:.2f}x larger"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):      # one line, not usage + message
         self.exit(2, f"export.py: error: {message}\n")
@@ -701,9 +711,8 @@ def main(argv=None):
     except (ExportError, runs.RunFolderError, D.DataError, OSError) as e:
         print(f"export.py: error: {' '.join(str(e).split())}", file=sys.stderr)
         return getattr(e, "code", 1) if isinstance(e, ExportError) else 1
-    ratio = f["dense_bytes"] / f["bytes"]
     print(f"{args.format}: {f['file']}  {f['bytes']:,} bytes (dense {f['dense_bytes']:,} bytes, "
-          f"{ratio:.2f}x smaller)")
+          f"{size_ratio(f['bytes'], f['dense_bytes'])})")
     print(f"parameters {f['params_before']:,} -> {f['params_after']:,}; max |logit difference| "
           f"{f['max_logit_diff']:.2g} (tolerance {f['tolerance']:.2g}) on {f['test_images']} test images")
     if f.get("channels"):

@@ -11,7 +11,7 @@ PROFILE, every profile named by the runs in RESULTS/runs.csv. For each profile i
     OUT/tables/levels_*.{md,tex}      methods side by side at fixed sparsity / MAC levels
     OUT/tables/points.csv, points.md  every point of every entry
     OUT/tables/comparisons.csv        every comparison, level by level
-    OUT/figures/*_{col,page}.{png,pdf}
+    OUT/figures/*_{col,page}*.{png,pdf}  at 3.5 in (column) and 7 in (page) width
 
 OUT defaults to RESULTS/<profile>/. Every number is a final-epoch number; nothing is selected
 by test accuracy.
@@ -25,7 +25,7 @@ REPO = os.path.dirname(os.path.abspath(__file__))
 
 def build(profile, results, out):
     from reporting import claims as CL
-    from reporting import document, figures, load, savings
+    from reporting import document, figures, load, savings, style
     from reporting import tables as T
     import runs
 
@@ -42,20 +42,22 @@ def build(profile, results, out):
         written.append(os.path.join(tdir, fname))
         runs.atomic_write(written[-1], text)
 
+    verdict = evidence != "none"
+    titles = style.row_titles(df)
+    looks = style.Looks(zip(df["method"], df["entry"]), dict(zip(df["entry"], df["role"])))
     level_tables = []
     for roles, what in ((("reference", "baseline"), "methods"), (("reference", "ablation"), "ablations")):
-        for row, kind, header, rows in T.levels(df, roles):
-            if what == "ablations" and kind == "macs":
+        for t in T.level_tables(df, roles, what, marked=verdict, titles=titles):
+            if what == "ablations" and t.kind == "macs":
                 continue
-            tag = f"{row}_{'structured' if kind == 'macs' else what}"
-            if any(t[0] == row and t[1] == kind and t[2] == header for t in level_tables):
+            tag = f"{t.row}_{'structured' if t.kind == 'macs' else what}"
+            if any(o.row == t.row and o.kind == t.kind and o.header() == t.header() for o in level_tables):
                 continue
-            level_tables.append((row, kind, header, rows, what))
-            put(f"levels_{tag}.md", T.md(header, rows))
-            cap = (f"{row}: test accuracy (%) at fixed {'fractions of nonzero MACs' if kind == 'macs' else 'sparsity'}, "
-                   f"interpolated along each method's sweep; mean ± std over seeds (count).")
-            put(f"levels_{tag}.tex", T.tex(header, rows, cap, f"tab:{name}-{tag}".replace("_", "-")))
-    pairs = {role: T.pair_rows(CL.point_pairs(df, pts, role)) for role in ("baseline", "ablation")}
+            level_tables.append(t)
+            put(f"levels_{tag}.md", t.md())
+            put(f"levels_{tag}.tex", t.tex(f"tab:{name}-{tag}".replace("_", "-"), name))
+    # a pipeline check draws no verdict: no point-by-point win/loss tables
+    pairs = {role: T.pair_rows(CL.point_pairs(df, pts, role)) for role in ("baseline", "ablation")} if verdict else {}
     for role, rows in pairs.items():
         if rows:
             put(f"pairs_{role}.md", T.md(T.PAIR_HEADER, rows))
@@ -69,20 +71,24 @@ def build(profile, results, out):
              "level_outcome": lv["outcome"]} for c in comps for lv in (c["levels"] or [None]) if lv]
     put("comparisons.csv", runs.csv_text(flat) if flat else "claim\n")
 
-    figs = [("Accuracy against sparsity (column width)", figures.tradeoff(pts, fdir, "nnz", "col")),
-            ("Accuracy against sparsity (page width)", figures.tradeoff(pts, fdir, "nnz", "page")),
-            ("Ablations: accuracy against sparsity (column width)",
-             figures.tradeoff(pts, fdir, "nnz", "col", "ablation_col", roles=("reference", "ablation"))),
-            ("Structured: accuracy against nonzero MACs (column width)", figures.tradeoff(pts, fdir, "macs", "col")),
-            ("Structured: accuracy against nonzero MACs (page width)", figures.tradeoff(pts, fdir, "macs", "page")),
-            ("Training dynamics", figures.dynamics(df, pts, fdir))]
+    kw = dict(titles=titles, looks=looks)
+    figs = [("Accuracy against sparsity", figures.tradeoff(pts, fdir, "nnz", "page", **kw)
+             + figures.tradeoff(pts, fdir, "nnz", "col", **kw)),
+            ("Ablations: accuracy against sparsity",
+             figures.tradeoff(pts, fdir, "nnz", "page", "ablation", roles=("reference", "ablation"), **kw)
+             + figures.tradeoff(pts, fdir, "nnz", "col", "ablation", roles=("reference", "ablation"), **kw)),
+            ("Structured: accuracy against nonzero multiply-adds",
+             figures.tradeoff(pts, fdir, "macs", "page", **kw) + figures.tradeoff(pts, fdir, "macs", "col", **kw)),
+            ("Training dynamics on the common budget", figures.dynamics(df, pts, fdir, **kw)),
+            ("Per-layer sparsity", figures.layers(df, pts, fdir, **kw)),
+            ("Soft threshold over training", figures.threshold(df, pts, fdir, **kw)),
+            ("λ searches: sparsity against λ", figures.searches(df, fdir, left.get("searches") or (), **kw))]
     figs = [(t, p) for t, p in figs if p]
     written += [p for _, ps in figs for p in ps]
     sv = savings.table(list(df["folder"]))
-    sv_md = T.md(list(savings.COLUMNS), [[("—" if r[c] is None else r[c]) for c in savings.COLUMNS]
-                                          for r in sv]) if sv else ""
+    sv_md = T.md(*savings.display(sv)) if sv else ""
     written.append(document.write(os.path.join(out, "REPORT.md"), name, evidence, df, left, pts, comps,
-                                  verdicts, level_tables, figs, sv_md, pairs))
+                                  verdicts, level_tables, figs, sv_md, pairs, results=results))
     return written, len(df), left
 
 

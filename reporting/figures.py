@@ -1,12 +1,31 @@
-"""Figures at the size a paper prints them: a column-width (3.5 in) and a page-width (7 in)
-version of each, 8 pt text at that size, every point inside the axes.
+"""Figures at the size a paper prints them: saved at exactly 3.5 in (one column) or 7 in (the
+page) wide, 8 pt text at that size, PNG at 300 dpi and PDF with TrueType (Type 42) fonts, no
+Type 3 (which IEEE PDF eXpress and ACM's checks reject).
 
-    tradeoff_{col,page}.{png,pdf}    accuracy against sparsity (elementwise curves)
-    structured_{col,page}.{png,pdf}  accuracy against nonzero multiply-adds (structured curves)
-    dynamics_page.{png,pdf}          accuracy and sparsity against epoch, one point per entry
+    tradeoff_{col,page}*      accuracy against sparsity (elementwise curves)
+    ablation_{col,page}*      the same for xRDA and its ablations
+    structured_{col,page}*    accuracy against nonzero multiply-adds (structured curves)
+    dynamics_page*            accuracy and sparsity per epoch of xRDA, the dense model and the
+                              nearest point of the (at most two) nearest baselines, mean and a
+                              band of ± std over seeds, on the total-epoch axis
+    layers_page*              per-layer sparsity of those same points
+    threshold_col*            the soft threshold d_t over training (soft_threshold runs)
+    search_col*               sparsity against λ (or D) for every λ search, round by round
+
+A column figure holds one panel (one row of the profile; several rows: one file per row, the
+row in the file name), a page figure up to six (more: numbered files). Every mark is in the
+legend: filled markers joined by a line are points every seed ran (error bars: std over
+seeds); small open markers are λ-search rounds that only seed 0 ran; collapsed runs
+(runs.collapsed) sit on the lower edge of the axis as ×, points below a zoomed axis as ▼, and
+100%-sparse points (nothing left) on the right edge as ▶. The accuracy axis spans the healthy
+points and the dense model's band, not 0-100%.
+
+Colours: reporting.style (Okabe-Ito); the threshold figure shades one entry's points along
+the cividis map (sequential, readable with colour-vision deficiencies).
 """
 import math
 import os
+import re
 
 import numpy as np
 
@@ -17,7 +36,15 @@ from . import style
 
 WIDTHS = {"col": 3.5, "page": 7.0}
 FONT = 8
-SP_TICKS = (0.0, 0.9, 0.99, 0.999, 0.9999)
+DPI = 300
+PANEL_H = {"col": 2.25, "page": 2.1}     # inches per panel row
+PER_FILE = {"col": (1, 1), "page": (3, 2)}    # (panel rows, panel columns) per file at most
+SP_CAND = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999)
+MAC_CAND = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
+EDGE = 5.9          # sp_x / mac_x beyond this: 100% sparse, nothing left
+
+# what each figure drew: {file stem: {"entries": [(label, colour, marker)], "marks": [...]}}
+DRAWN = {}
 
 
 def _plt():
@@ -27,9 +54,13 @@ def _plt():
     import matplotlib.pyplot as plt
 
     plt.rcParams.update({"font.size": FONT, "axes.titlesize": FONT, "axes.labelsize": FONT,
-                         "xtick.labelsize": FONT, "ytick.labelsize": FONT, "legend.fontsize": FONT,
+                         "xtick.labelsize": FONT - 1, "ytick.labelsize": FONT - 1, "legend.fontsize": FONT - 1,
                          "lines.linewidth": 1.1, "lines.markersize": 4, "axes.grid": True,
-                         "grid.alpha": 0.3, "savefig.dpi": 200})
+                         "grid.alpha": 0.3, "grid.linewidth": 0.5, "axes.linewidth": 0.6,
+                         "savefig.dpi": DPI, "pdf.fonttype": 42, "ps.fonttype": 42,
+                         "figure.constrained_layout.h_pad": 0.03, "figure.constrained_layout.w_pad": 0.03,
+                         "legend.handlelength": 2.0, "legend.columnspacing": 1.0,
+                         "axes.titlelocation": "left"})
     return plt
 
 
@@ -43,21 +74,39 @@ def mac_x(f):
     return -np.log10(np.clip(np.asarray(f, dtype=float), 1e-6, 1.0))
 
 
-def _axis_limit(values, ticks_x):
-    """The right end of the axis: past the largest finite value, and where points beyond it
-    (100% sparsity, no MACs left) are drawn with an edge marker."""
-    finite = [v for v in values if v < 5.9]
-    top = max(finite) if finite else 1.0
-    nxt = [t for t in ticks_x if t >= top - 1e-9]
-    return (nxt[0] if nxt else top) + 0.15
+def pct(v):
+    """0.995 -> '99.5%' (at most 4 significant digits)."""
+    return f"{100 * v:.4g}%"
+
+
+def ticks(lo, hi, cand, to_x, most=7):
+    """Tick values (from `cand`) inside [lo, hi] on the transformed axis, at least 3 where
+    the candidates allow, at most `most`, never two closer than a tenth of the span."""
+    xs = [(float(to_x(c)), c) for c in cand]
+    inside = [(x, c) for x, c in xs if lo - 1e-9 <= x <= hi + 1e-9]
+    if len(inside) < 3:
+        inside = sorted(xs, key=lambda t: abs(t[0] - (lo + hi) / 2))[:3]
+        inside.sort()
+    gap = (hi - lo) / 10
+    kept = []
+    for x, c in inside:
+        if not kept or x - kept[-1][0] >= gap:
+            kept.append((x, c))
+    while len(kept) > most:
+        kept = kept[::2]
+    return [x for x, _ in kept], [pct(c) for _, c in kept]
+
+
+def slug(text):
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", str(text)).strip("-")
 
 
 def _save(fig, folder, name):
     os.makedirs(folder, exist_ok=True)
     paths = []
-    for ext in ("png", "pdf"):
+    for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Producer": None})):
         p = os.path.join(folder, f"{name}.{ext}")
-        fig.savefig(p, bbox_inches="tight", pad_inches=0.02)
+        fig.savefig(p, dpi=DPI, metadata=meta)    # no bbox_inches="tight": the size is the size
         paths.append(p)
     import matplotlib.pyplot as plt
 
@@ -65,32 +114,98 @@ def _save(fig, folder, name):
     return paths
 
 
-def _panels(plt, n, width):
-    ncols = 1 if width == "col" else min(n, 2)
-    nrows = math.ceil(n / ncols)
-    w = WIDTHS[width] * (0.72 if width == "page" and ncols == 1 else 1.0)
-    per = 2.3 if nrows == 1 else 1.9
-    fig, axes = plt.subplots(nrows, ncols, figsize=(w, per * nrows), squeeze=False)
-    return fig, list(axes.flat)
+def _record(stem, fig, **extra):
+    """What a figure shows, for tests and for a reader of DRAWN: titles, legend texts, axis
+    limits and tick labels of every visible axis."""
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    legend = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    legend += [t.get_text() for ax in axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    DRAWN[stem] = {"titles": [ax.get_title(loc="left") for ax in axes if ax.get_title(loc="left")],
+                   "legend": legend, "ylims": [ax.get_ylim() for ax in axes],
+                   "xticks": [_shown(ax.get_xticks(), ax.get_xticklabels(), ax.get_xlim()) for ax in axes],
+                   "yticks": [_shown(ax.get_yticks(), ax.get_yticklabels(), ax.get_ylim()) for ax in axes],
+                   "size": tuple(fig.get_size_inches()), **extra}
 
 
-def _legend(fig, axes, width):
-    handles = {}
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(lab, h)
+def _shown(locs, labels, lim):
+    lo, hi = min(lim), max(lim)
+    return [t.get_text() for x, t in zip(locs, labels) if lo - 1e-9 <= x <= hi + 1e-9]
+
+
+def _groups(items, width, per=None):
+    """Split panels into files: [(file suffix, [items])]."""
+    rows, cols = PER_FILE[width]
+    per = per or rows * cols
+    if not items:
+        return []
+    if len(items) <= per:
+        return [("", items)]
+    if width == "col":
+        return [(f"_{slug(it[0] if isinstance(it, tuple) else it)}", [it]) for it in items]
+    return [(f"_{k + 1}", items[i:i + per]) for k, i in enumerate(range(0, len(items), per))]
+
+
+def _figure(plt, n, width, legend_rows, ncols=None, panel_h=None):
+    cols = ncols or min(n, PER_FILE[width][1])
+    rows = math.ceil(n / cols)
+    h = (panel_h or PANEL_H[width]) * rows + 0.16 * legend_rows + (0.08 if legend_rows else 0)
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTHS[width], h), squeeze=False, layout="constrained")
+    axes = list(axes.flat)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _legend(fig, handles, width, ncol=None):
     if not handles:
         return
-    # below the panels, so that the figure keeps the width it is printed at
-    fig.legend(handles.values(), handles.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-               ncol=2 if width == "col" else 4, frameon=False, handlelength=2.2, columnspacing=1.0)
+    ncol = ncol or (2 if width == "col" else 4)
+    fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center", ncol=ncol,
+               frameon=False, borderaxespad=0.2)
 
 
-def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference", "baseline")):
+def _legend_rows(n, width, ncol=None):
+    return math.ceil(n / (ncol or (2 if width == "col" else 4)))
+
+
+def _mark_handles(plt, marks):
+    """Grey proxies for the marks a figure uses (in this order)."""
+    from matplotlib.lines import Line2D
+
+    g = "0.35"
+    spec = {
+        "round": ("λ-search round (seed 0)", dict(marker="o", ms=3, mfc="white", mec=g, ls="none")),
+        "collapsed": ("collapsed run (lower edge)", dict(marker="x", ms=4, color=g, ls="none")),
+        "below": ("below the axis (lower edge)", dict(marker="v", ms=4, color=g, ls="none")),
+        "edge": ("100% sparse (right edge)", dict(marker=">", ms=5, color=g, ls="none")),
+        "band": ("± std over seeds", dict(color=g, lw=6, alpha=0.2)),
+        "reached": ("round that reached its target", dict(marker="o", ms=4, color=g, ls="none")),
+        "target": ("target sparsity", dict(color=g, ls=":", lw=0.8)),
+    }
+    out = {spec[m][0]: Line2D([], [], **spec[m][1]) for m in marks if m in spec}
+    if "edge_collapsed" in marks:     # a ▶ with a white × on it
+        out["100% sparse and collapsed"] = (Line2D([], [], marker=">", ms=5, color=g, ls="none"),
+                                            Line2D([], [], marker="x", ms=3, mew=1.0, color="white", ls="none"))
+    return out
+
+
+def _dense_point(pts, row, epochs=None):
+    dense = pts[(pts["row"] == row) & (pts["role"] == "dense")]
+    if not len(dense):
+        return None
+    same = dense[dense["epochs"] == epochs] if epochs is not None else dense.iloc[0:0]
+    return (same if len(same) else dense.sort_values("epochs")).iloc[-1]
+
+
+def _healthy(part):
+    return part[part["collapsed"] == 0]
+
+
+def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference", "baseline"),
+             titles=None, looks=None):
     """Accuracy against sparsity (kind nnz) or nonzero MACs (kind macs), a panel per row, for
-    the entries with these roles; error bars: std over seeds; the dense model as a dotted line
-    with its spread. Lines join an entry's points with its full seed count; single-seed
-    points (λ-search rounds) are small open markers."""
+    the entries with these roles, the dense model of the row's budget as a dotted line with
+    its spread. Returns the paths written."""
     plt = _plt()
     structured = kind == "macs"
     # the structured axis is what slim export removes: only structured modes are drawn on it
@@ -101,77 +216,471 @@ def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference"
     rows = list(dict.fromkeys(sel["row"]))
     if not rows:
         return []
-    fig, axes = _panels(plt, len(rows), width)
-    look = style.looks(zip(pts["method"], pts["entry"]))
-    for ax, row in zip(axes, rows):
-        mine = sel[sel["row"] == row]
-        dense = pts[(pts["row"] == row) & (pts["role"] == "dense")]
-        if len(dense):
-            d = dense.sort_values("epochs").iloc[-1]
-            ax.axhline(d["acc"], color="0.2", ls=":", lw=1.0, label=f"dense ({int(d['epochs'])} ep)")
-            if d["acc_sd"] == d["acc_sd"]:
-                ax.axhspan(d["acc"] - d["acc_sd"], d["acc"] + d["acc_sd"], color="0.5", alpha=0.15, lw=0)
-        xs = mac_x(mine["mac_frac"]) if structured else sp_x(mine["sparsity"])
-        ticks = sp_x(SP_TICKS) if not structured else mac_x([1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01])
-        hi = _axis_limit(list(xs), list(ticks))
-        for (meth, entry), part in mine.groupby(["method", "entry"], sort=False):
-            part = part.sort_values("sparsity")
-            x = np.asarray(mac_x(part["mac_frac"]) if structured else sp_x(part["sparsity"]))
-            edge = x > hi - 0.1
-            x = np.where(edge, hi - 0.05, x)   # 100% sparse (or no MACs): at the edge
-            kw = look[(meth, entry)]
-            full = (part["seeds"] >= part["seeds"].max()).to_numpy()
-            acc = part["acc"].to_numpy()
-            ax.errorbar(x[full], acc[full], yerr=part["acc_sd"].fillna(0).to_numpy()[full], capsize=1.5,
-                        label=style.label(meth, entry), **kw)
-            if (~full).any():
-                ax.plot(x[~full], acc[~full], ls="none", marker=kw["marker"], ms=2.5, mfc="white",
-                        mec=kw["color"], alpha=0.8)
-            if edge.any():
-                ax.plot(x[edge], acc[edge], ls="none", marker=">", color=kw["color"], ms=6)
-        if structured:
-            labels = [1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01]
-            ax.set_xticks(mac_x(labels), [f"{100 * v:g}%" for v in labels])
-            ax.set_xlabel("nonzero multiply-adds (% of dense, log)")
-        else:
-            ax.set_xticks(sp_x(SP_TICKS), [f"{100 * t:g}%" for t in SP_TICKS])
-            ax.set_xlabel("sparsity of conv + linear weights (log-spaced)")
-        ax.set_xlim(-0.05, hi)
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(row, loc="left")
-    _legend(fig, axes, width)
-    fig.tight_layout()
-    return _save(fig, folder, name or f"{'structured' if structured else 'tradeoff'}_{width}")
+    titles = titles or {}
+    looks = looks or style.Looks(zip(pts["method"], pts["entry"]))
+    base = name or ("structured" if structured else "tradeoff")
+    to_x = mac_x if structured else sp_x
+    cand = MAC_CAND if structured else SP_CAND
+    paths = []
+    for suffix, group in _groups(rows, width):
+        entries = list(dict.fromkeys(zip(sel[sel["row"].isin(group)]["method"],
+                                         sel[sel["row"].isin(group)]["entry"])))
+        look = looks.figure(entries)
+        marks, handles = [], {}
+        n_leg = len(entries) + 1 + 4
+        fig, axes = _figure(plt, len(group), width, _legend_rows(n_leg, width))
+        for ax, row in zip(axes, group):
+            mine = sel[sel["row"] == row]
+            budget = int(mine["epochs"].max())
+            d = _dense_point(pts, row, budget)
+            ys = []
+            if d is not None:
+                h = ax.axhline(d["acc"], color=style.DENSE_COLOR, ls=":", lw=1.0)
+                handles.setdefault(f"{style.label(d['method'], d['entry'])} (same budget)", h)
+                if d["acc_sd"] == d["acc_sd"]:
+                    ax.axhspan(d["acc"] - d["acc_sd"], d["acc"] + d["acc_sd"], color="0.5", alpha=0.15, lw=0)
+                    ys += [d["acc"] - d["acc_sd"], d["acc"] + d["acc_sd"]]
+                ys.append(d["acc"])
+            xv = np.asarray(to_x(mine["mac_frac"] if structured else mine["sparsity"]))
+            healthy = _healthy(mine)
+            ys += list(healthy["acc"] + healthy["acc_sd"].fillna(0)) + list(healthy["acc"] - healthy["acc_sd"].fillna(0))
+            lo, hi = _ylim(ys)
+            x_lo, x_hi = _xrange(xv[xv < EDGE], cand, to_x)
+            x_edge = x_hi + (0.25 if (xv >= EDGE).any() else 0.0)
+            for (meth, entry), part in mine.groupby(["method", "entry"], sort=False):
+                kw = look[(meth, entry)]
+                lab = style.mpl(style.label(meth, entry))
+                part = part.sort_values("sparsity")
+                x = np.asarray(to_x(part["mac_frac"] if structured else part["sparsity"]))
+                acc = part["acc"].to_numpy()
+                sd = part["acc_sd"].fillna(0).to_numpy()
+                full = (part["seeds"] >= part["seeds"].max()).to_numpy()
+                fell = (part["collapsed"] > 0).to_numpy()
+                edge = x >= EDGE
+                below = (acc < lo) & ~fell
+                line = full & ~fell & ~edge & ~below
+                if line.any():
+                    h = ax.errorbar(x[line], acc[line], yerr=sd[line], capsize=1.5, elinewidth=0.7,
+                                    color=kw["color"], marker=kw["marker"], ls=kw["ls"], mfc=kw["color"],
+                                    mec=kw["color"])
+                    handles.setdefault(lab, h)
+                rnd = ~full & ~fell & ~edge & ~below
+                if rnd.any():
+                    h = ax.plot(x[rnd], acc[rnd], ls="none", marker=kw["marker"], ms=2.8, mfc="white",
+                                mec=kw["color"], mew=0.7)[0]
+                    marks.append("round")
+                    handles.setdefault(lab, h)
+                y_edge = lo + 0.02 * (hi - lo)
+                for m, sym, ms in (("collapsed", fell & ~edge, 4.5), ("below", below & ~edge, 4.5)):
+                    if sym.any():
+                        ax.plot(x[sym], [y_edge] * int(sym.sum()), ls="none", marker="x" if m == "collapsed" else "v",
+                                color=kw["color"], ms=ms, clip_on=False, zorder=5)
+                        marks.append(m)
+                        handles.setdefault(lab, ax.plot([], [], color=kw["color"], marker=kw["marker"],
+                                                        ls=kw["ls"])[0])
+                if edge.any():
+                    ye = np.clip(acc[edge], y_edge, hi)
+                    ax.plot([x_edge - 0.06] * int(edge.sum()), ye, ls="none", marker=">", color=kw["color"],
+                            ms=5, clip_on=False, zorder=5)
+                    if (edge & ~(fell | below)).any():
+                        marks.append("edge")
+                    if (edge & (fell | below)).any():     # and below the axis: its × (or ▼) on top
+                        k = edge & (fell | below)
+                        ax.plot([x_edge - 0.06] * int(k.sum()), [y_edge] * int(k.sum()), ls="none",
+                                marker="x", color="white", ms=3, mew=1.0, clip_on=False, zorder=6)
+                        marks.append("edge_collapsed")
+                    handles.setdefault(lab, ax.plot([], [], color=kw["color"], marker=kw["marker"], ls=kw["ls"])[0])
+            tx, tl = ticks(x_lo, x_hi, cand, to_x)
+            if (xv >= EDGE).any():
+                tx, tl = tx + [x_edge - 0.06], tl + ["100%" if not structured else "0%"]
+            ax.set_xticks(tx, tl)
+            ax.set_xlim(x_lo, x_edge)
+            ax.set_ylim(lo, hi)
+            ax.yaxis.set_major_locator(_ylocator())
+            ax.set_xlabel("nonzero multiply-adds (% of dense, log-spaced)" if structured
+                          else "sparsity of conv + linear weights (log-spaced)")
+            ax.set_ylabel("test accuracy (%)")
+            ax.set_title(f"{titles.get(row, row)}, {budget} epochs")
+        handles.update(_mark_handles(plt, [m for m in ("round", "collapsed", "below", "edge", "edge_collapsed")
+                                           if m in marks]))
+        _legend(fig, handles, width)
+        stem = f"{base}_{width}{suffix}"
+        paths += _save(fig, folder, stem)
+        _record(stem, fig, entries=[(style.label(*e), look[e]["color"], look[e]["marker"]) for e in entries],
+                marks=sorted(set(marks)))
+    return paths
 
 
-def dynamics(df, pts, folder):
-    """Test accuracy and sparsity per epoch: for each entry of each row, its point nearest
-    the median sparsity of the row's reference curve (mean over seeds)."""
-    plt = _plt()
+def _xrange(finite, cand, to_x):
+    """x limits that bracket the points with a tick on each side (candidates `cand`)."""
+    cx = sorted(float(to_x(c)) for c in cand)
+    lo_d = float(finite.min()) if len(finite) else 0.0
+    hi_d = float(finite.max()) if len(finite) else 1.0
+    left = [x for x in cx if x <= lo_d - 0.03] or [cx[0]]
+    right = [x for x in cx if x >= hi_d + 0.03] or [cx[-1]]
+    return max(-0.05, left[-1] - 0.05), right[0] + 0.05
+
+
+def _ylim(ys):
+    """Axis limits around the healthy values: 8% margin, at least 1 pp, at most 0-100."""
+    ys = [y for y in ys if y == y]
+    if not ys:
+        return 0.0, 100.0
+    lo, hi = min(ys), max(ys)
+    span = max(hi - lo, 1.0)
+    pad = 0.08 * span
+    return max(0.0, lo - pad - (span - (hi - lo)) / 2), min(100.0, hi + pad + (span - (hi - lo)) / 2)
+
+
+def _ylocator():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(nbins=6, steps=[1, 2, 5, 10], min_n_ticks=4)
+
+
+# ----------------------------------------------------------------------------- matched points
+
+def matched(pts, row, most=2):
+    """The points the dynamics and per-layer figures show for one row: xRDA's (the reference,
+    elementwise, from scratch) full point nearest its median sparsity, and for each of the
+    `most` elementwise baselines nearest to it (in log nonzeros) that baseline's nearest full
+    point; the dense model of the same budget. [(role, point)] in drawing order."""
+    mine = pts[(pts["row"] == row) & (pts["collapsed"] == 0)]
+    full = mine[mine["seeds"] == mine.groupby("entry")["seeds"].transform("max")]
+    ref = full[(full["role"] == "reference") & (full["mode"] == "elementwise") & ~full["from_trained"]]
+    if not len(ref):
+        return []
+    ref = ref[ref["entry"] == ref["entry"].iloc[0]].sort_values("sparsity")
+    r = ref.iloc[(len(ref) - 1) // 2 if len(ref) % 2 == 0 else len(ref) // 2]
+    logn = lambda p: math.log(max((1 - p["sparsity"]) * p["n_weights"], 0.5))
+    near = []
+    for entry, part in full[(full["role"] == "baseline") & (full["mode"] == "elementwise")].groupby("entry", sort=False):
+        dist = [abs(logn(p) - logn(r)) for _, p in part.iterrows()]
+        i = int(np.argmin(dist))
+        near.append((dist[i], part.iloc[i]))
+    near.sort(key=lambda t: t[0])
+    out = [("reference", r)] + [("baseline", p) for _, p in near[:most]]
+    d = _dense_point(pts, row, int(r["epochs"]))
+    return out + ([("dense", d)] if d is not None else [])
+
+
+def _mean_sd(frames, col):
     import pandas as pd
 
-    rows = list(dict.fromkeys(pts["row"]))
-    fig, axes = plt.subplots(len(rows), 2, figsize=(WIDTHS["page"], 2.3 * len(rows)), squeeze=False)
-    look = style.looks(zip(pts["method"], pts["entry"]))
-    for (ax_a, ax_s), row in zip(axes, rows):
-        mine = pts[pts["row"] == row]
-        ref = mine[(mine["role"] == "reference") & (mine["mode"] == "elementwise")]
-        target = float(ref["sparsity"].median()) if len(ref) else float(mine["sparsity"].median())
+    m = pd.concat(frames)
+    g = m.groupby("epoch")[col]
+    return g.mean().index.to_numpy(), g.mean().to_numpy(), g.std().fillna(0).to_numpy()
+
+
+def _runs_of(df, p):
+    return df[df["run"].isin(p["runs"])]
+
+
+def _epoch_metrics(df, p):
+    """Each seed's metrics.csv on the total-epoch axis: a run that starts from another
+    (init_from) is shifted by the epochs that run trained (total_epochs - epochs)."""
+    out = []
+    for _, r in _runs_of(df, p).iterrows():
+        m = L.metrics_of(r["folder"])
+        m = m.assign(epoch=m["epoch"] + int(r["total_epochs"] - r["epochs"]))
+        out.append(m)
+    return out
+
+
+def _parent_metrics(df, p):
+    """The metrics of the runs a point's runs start from (init_from), per seed, or []."""
+    out = []
+    for _, r in _runs_of(df, p).iterrows():
+        if not r["init_from"]:
+            continue
+        src = os.path.normpath(r["init_from"])      # a run folder, or its model.pt
+        parent = os.path.basename(os.path.dirname(src) if src.endswith(".pt") else src)
+        hit = df[df["run"] == parent]
+        if len(hit):
+            out.append(L.metrics_of(hit["folder"].iloc[0]))
+    return out
+
+
+def dynamics(df, pts, folder, titles=None, looks=None):
+    """Test accuracy and sparsity per epoch for the points of `matched`: a row of two panels
+    per profile row. A run started from a trained dense model (init_from) is drawn from the
+    epoch its budget starts at, its dense start as a thin line of the same colour."""
+    plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
+    titles = titles or {}
+    looks = looks or style.Looks(zip(pts["method"], pts["entry"]))
+    rows = [r for r in dict.fromkeys(pts["row"]) if matched(pts, r)]
+    if not rows:
+        return []
+    paths = []
+    for suffix, group in _groups(rows, "page", per=3):
+        fig, axes = plt.subplots(len(group), 2, figsize=(WIDTHS["page"], 2.2 * len(group) + 0.3),
+                                 squeeze=False, layout="constrained")
+        drawn, panels, marks = [], [], set()
+        for (ax_a, ax_s), row in zip(axes, group):
+            sel = matched(pts, row)
+            look = looks.figure([(p["method"], p["entry"]) for _, p in sel])
+            ref = sel[0][1]
+            top, s_top = 0, 1.0
+            for role, p in sel:
+                kw = look[(p["method"], p["entry"])]
+                frames = _epoch_metrics(df, p)
+                ep, acc, sd = _mean_sd(frames, "test_acc")
+                _, sp, _ = _mean_sd(frames, "sparsity")
+                top = max(top, int(ep.max()))
+                s_top = max(s_top, float(np.max(sp_x(np.clip(sp, 0, 0.9999)))))
+                lab = style.mpl(style.label(p["method"], p["entry"]))
+                lab += f" ({pct(p['sparsity'])})" if role != "dense" else " (0%)"
+                ls = ":" if role == "dense" else kw["ls"]
+                parent = _parent_metrics(df, p)
+                if parent:
+                    pe, pa, _ = _mean_sd(parent, "test_acc")
+                    ax_a.plot(list(pe) + [ep[0]], list(pa) + [acc[0]], color=kw["color"], lw=0.6, ls="--", alpha=0.7)
+                    marks.add("parent")
+                ax_a.plot(ep, acc, color=kw["color"], ls=ls, marker=kw["marker"], ms=3,
+                          markevery=max(1, len(ep) // 8), label=lab)
+                if len(frames) > 1:
+                    ax_a.fill_between(ep, acc - sd, acc + sd, color=kw["color"], alpha=0.2, lw=0)
+                    marks.add("band")
+                ax_s.plot(ep, sp_x(sp), color=kw["color"], ls=ls, marker=kw["marker"], ms=3,
+                          markevery=max(1, len(ep) // 8))
+                drawn.append((lab, kw["color"]))
+            panels.append(drawn[-len(sel):])
+            n_seeds = int(ref["seeds"])
+            nb = sum(1 for role, _ in sel if role == "baseline")
+            ax_a.set_title(f"{titles.get(row, row)}: xRDA at {pct(ref['sparsity'])} sparse"
+                           + (f" and the nearest point of {nb} baseline{'s' if nb != 1 else ''}" if nb else "")
+                           + (f" ({n_seeds} seeds)" if n_seeds > 1 else " (one seed)"))
+            ax_a.set_ylabel("test accuracy (%)")
+            ax_a.legend(loc="lower right", frameon=True, framealpha=0.85, edgecolor="none",
+                        title="final sparsity", title_fontsize=FONT - 1)
+            tx, tl = ticks(0.0, s_top + 0.1, SP_CAND, sp_x, most=6)
+            ax_s.set_yticks(tx, tl)
+            ax_s.set_ylim(-0.05, s_top + 0.15)
+            ax_s.set_ylabel("sparsity (log-spaced)")
+            for ax in (ax_a, ax_s):
+                ax.set_xlabel("epoch of the total budget")
+                ax.set_xlim(0.5, top + 0.5)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=4))
+        from matplotlib.lines import Line2D
+        keys = {"band": ("± std over seeds (band)", dict(color="0.35", lw=6, alpha=0.2)),
+                "parent": ("thin dashed: the dense run it starts from",
+                           dict(color="0.35", lw=0.6, ls="--"))}
+        _legend(fig, {keys[m][0]: Line2D([], [], **keys[m][1]) for m in ("band", "parent") if m in marks}, "page",
+                ncol=2)
+        stem = f"dynamics_page{suffix}"
+        paths += _save(fig, folder, stem)
+        _record(stem, fig, panels=panels, curves=[len(a.get_legend().get_texts()) for a in axes[:, 0]])
+    return paths
+
+
+def _layers_mean(df, p):
+    import pandas as pd
+
+    frames = []
+    for f in _runs_of(df, p)["folder"]:
+        try:
+            frames.append(pd.read_csv(os.path.join(f, "layers.csv")))
+        except OSError:
+            return None
+    if not frames:
+        return None
+    m = pd.concat(frames)
+    if "sparsity" not in m.columns and {"nnz", "n_weights"} <= set(m.columns):
+        m = m.assign(sparsity=1 - m["nnz"] / m["n_weights"].clip(lower=1))
+    if not {"layer", "sparsity", "n_weights"} <= set(m.columns):
+        return None          # a layers.csv without per-layer counts
+    g = m.groupby("layer", sort=False)
+    types = g["type"].first() if "type" in m.columns else None
+    return g["sparsity"].mean(), g["n_weights"].first(), types
+
+
+def layer_ticks(names, types=None):
+    """Tick labels of the per-layer axis: the layer's position (1 = the input layer), 'fc'
+    for a linear layer (layers.csv's type)."""
+    types = list(types) if types is not None else [""] * len(names)
+    return ["fc" if t == "Linear" else str(i + 1) for i, t in enumerate(types)]
+
+
+def layers(df, pts, folder, titles=None, looks=None):
+    """Per-layer sparsity of the points of `matched` (mean over seeds of layers.csv), one
+    panel per row; the grey bars show each layer's share of the weights."""
+    plt = _plt()
+    titles = titles or {}
+    looks = looks or style.Looks(zip(pts["method"], pts["entry"]))
+    rows = [r for r in dict.fromkeys(pts["row"]) if matched(pts, r)
+            and any(_layers_mean(df, p) is not None for role, p in matched(pts, r) if role != "dense")]
+    paths = []
+    for suffix, group in _groups(rows, "page", per=3):
+        fig, axes = plt.subplots(len(group), 1, figsize=(WIDTHS["page"], 2.4 * len(group) + 0.35),
+                                 squeeze=False, layout="constrained")
+        handles = {}
+        for ax, row in zip(axes[:, 0], group):
+            sel = [(role, p) for role, p in matched(pts, row) if role != "dense"]
+            look = looks.figure([(p["method"], p["entry"]) for _, p in sel])
+            names, types, overall = None, None, []
+            for role, p in sel:
+                got = _layers_mean(df, p)
+                if got is None:
+                    continue
+                sp, nw, ty = got
+                if names is None:
+                    names, types = list(sp.index), (None if ty is None else list(ty.reindex(sp.index)))
+                kw = look[(p["method"], p["entry"])]
+                y = sp_x(sp.reindex(names).clip(upper=0.9999).to_numpy())
+                lab = style.mpl(style.label(p["method"], p["entry"]))
+                h = ax.plot(range(len(names)), y, color=kw["color"], ls=kw["ls"], marker=kw["marker"], ms=3,
+                            lw=0.9)[0]
+                handles.setdefault(lab, h)
+                overall.append(f"{lab} {pct(p['sparsity'])}")
+                share = nw.reindex(names).to_numpy() / nw.sum()
+            if names is None:
+                continue
+            ax2 = ax.twinx()
+            ax2.bar(range(len(names)), 100 * share, color="0.6", alpha=0.25, width=0.8, zorder=0)
+            ax2.set_ylabel("share of weights (%)", color="0.4")
+            ax2.grid(False)
+            ax2.tick_params(axis="y", colors="0.4")
+            ax.set_zorder(ax2.get_zorder() + 1)
+            ax.patch.set_visible(False)
+            top = float(np.nanmax([l.get_ydata().max() for l in ax.get_lines()] + [1.0]))
+            tx, tl = ticks(0.0, top + 0.1, SP_CAND, sp_x, most=6)
+            ax.set_yticks(tx, tl)
+            ax.set_ylim(-0.05, top + 0.2)
+            labels = layer_ticks(names, types)
+            every = 1 if len(names) <= 30 else 5        # many layers: every 5th labelled
+            keep = [i for i in range(len(names)) if labels[i] == "fc" or (i + 1) % every == 0 or i == 0]
+            ax.set_xticks(keep, [labels[i] for i in keep])
+            ax.set_xticks(range(len(names)), minor=True)
+            ax.set_xlim(-0.6, len(names) - 0.4)
+            ax.set_xlabel("conv / linear layer, input to output")
+            ax.set_ylabel("sparsity (log-spaced)")
+            ax.set_title(f"{titles.get(row, row)}; sparsity overall: " + ", ".join(overall))
+        handles["share of the weights (right axis)"] = _bar_proxy()
+        _legend(fig, handles, "page", ncol=2)
+        stem = f"layers_page{suffix}"
+        paths += _save(fig, folder, stem)
+        _record(stem, fig)
+    return paths
+
+
+def _bar_proxy():
+    from matplotlib.patches import Patch
+
+    return Patch(color="0.6", alpha=0.25)
+
+
+def threshold(df, pts, folder, titles=None, looks=None):
+    """The soft threshold d_t over training (metrics.csv's threshold column), one curve per
+    point every seed ran (mean over seeds), one panel per row."""
+    plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
+    titles = titles or {}
+    st = pts[(pts["method"] == "soft_threshold") & (pts["collapsed"] == 0)]
+    st = st[st["seeds"] == st.groupby("entry")["seeds"].transform("max")]
+    rows = []
+    for row in dict.fromkeys(st["row"]):
+        part = st[st["row"] == row]
+        if any("threshold" in L.metrics_of(f).columns for f in _runs_of(df, part.iloc[0])["folder"]):
+            rows.append(row)
+    paths = []
+    import matplotlib
+
+    cmap = matplotlib.colormaps["cividis"]
+    for suffix, group in _groups(rows, "col"):
+        row = group[0]
+        part = st[st["row"] == row].sort_values("sparsity")
+        fig, (ax,) = _figure(plt, 1, "col", _legend_rows(len(part), "col"))
+        for i, (_, p) in enumerate(part.iterrows()):
+            frames = [m for m in _epoch_metrics(df, p) if "threshold" in m.columns]
+            if not frames:
+                continue
+            ep, thr, _ = _mean_sd(frames, "threshold")
+            c = cmap(0.1 + 0.75 * i / max(1, len(part) - 1))
+            ax.plot(ep, thr, color=c, marker="s", ms=2.5, markevery=max(1, len(ep) // 6),
+                    label=f"{tables_swept(p)} → {pct(p['sparsity'])}")
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("threshold $d_t$")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=4))
+        ax.set_title(f"{titles.get(row, row)}: soft threshold (LATS)")
+        handles = dict(zip(*ax.get_legend_handles_labels()[::-1]))
+        _legend(fig, handles, "col")
+        stem = f"threshold_col{suffix}"
+        paths += _save(fig, folder, stem)
+        _record(stem, fig)
+    return paths
+
+
+def tables_swept(p):
+    key = str(p["swept_key"]).split(".")[-1]
+    sym = {"lam": "λ", "final_threshold": "D", "target": "target"}.get(key, key)
+    try:
+        return f"{sym} = {float(p['swept_value']):.3g}"
+    except ValueError:
+        return f"{sym} = {p['swept_value']}"
+
+
+def searches(df, folder, search_rows=(), titles=None, looks=None):
+    """Sparsity against the searched key for every λ search (seed 0's rounds, in round
+    order), one panel per row and key; the target sparsities as dotted lines."""
+    plt = _plt()
+    titles = titles or {}
+    rounds = df[(df["calibration_round"] > 0) & (df["calibration_target"] == df["calibration_target"])]
+    if not len(rounds):
+        return []
+    rounds = rounds[rounds["seed"] == rounds.groupby("entry")["seed"].transform("min")]
+    looks = looks or style.Looks(zip(df["method"], df["entry"]))
+    reached = {(r["entry"], r["target"]): r for r in search_rows if r["status"] == "reached"}
+    panels = list(dict.fromkeys(zip(rounds["row"], rounds["swept_key"])))
+    paths = []
+    for suffix, group in _groups(panels, "col"):
+        row, key = group[0]
+        mine = rounds[(rounds["row"] == row) & (rounds["swept_key"] == key)]
+        entries = list(dict.fromkeys(zip(mine["method"], mine["entry"])))
+        look = looks.figure(entries)
+        fig, (ax,) = _figure(plt, 1, "col", _legend_rows(len(entries) + 4, "col"))
+        handles, marks = {}, ["round", "reached", "target"]
+        for t in sorted(set(mine["calibration_target"])):
+            ax.axhline(float(sp_x(t)), color="0.35", ls=":", lw=0.8)
         for (meth, entry), part in mine.groupby(["method", "entry"], sort=False):
-            p = part.iloc[int(np.argmin(np.abs(sp_x(part["sparsity"]) - sp_x(target))))]
-            m = pd.concat([L.metrics_of(f) for f in df[df["run"].isin(p["runs"])]["folder"]])
-            m = m.groupby("epoch", as_index=False)[["test_acc", "sparsity"]].mean()
-            kw = dict(look[(meth, entry)], markevery=max(1, len(m) // 6))
-            lab = style.label(meth, entry)
-            ax_a.plot(m["epoch"], m["test_acc"], label=lab, **kw)
-            ax_s.plot(m["epoch"], sp_x(m["sparsity"]), **kw)
-        ax_a.set_title(f"{row}: points nearest {100 * target:.1f}% sparse", loc="left")
-        ax_a.set_ylabel("test accuracy (%)")
-        ax_s.set_yticks(sp_x(SP_TICKS), [f"{100 * t:g}%" for t in SP_TICKS])
-        ax_s.set_ylim(-0.05, _axis_limit(list(sp_x(mine["sparsity"])), list(sp_x(SP_TICKS))))
-        ax_s.set_ylabel("sparsity (log-spaced)")
-        for ax in (ax_a, ax_s):
-            ax.set_xlabel("epoch")
-    _legend(fig, list(axes.flat), "page")
-    fig.tight_layout()
-    return _save(fig, folder, "dynamics_page")
+            kw = look[(meth, entry)]
+            for t, srch in part.groupby("calibration_target", sort=True):
+                srch = srch.sort_values("calibration_round")
+                x = srch["swept_value"].astype(float).to_numpy()
+                y = sp_x(srch["sparsity"].clip(upper=0.9999))
+                fell = srch["collapsed"].to_numpy(bool)
+                ax.plot(x, y, color=kw["color"], lw=0.6, alpha=0.6)
+                ok = ~fell
+                ax.plot(x[ok], y[ok], ls="none", marker=kw["marker"], ms=3.2, mfc="white", mec=kw["color"], mew=0.8)
+                if fell.any():
+                    ax.plot(x[fell], y[fell], ls="none", marker="x", ms=4, color=kw["color"])
+                    marks.append("collapsed_round")
+                hit = reached.get((entry, t))
+                if hit is not None:
+                    j = np.argmin(np.abs(np.log(x) - math.log(hit["value"])))
+                    ax.plot([x[j]], [y[j]], ls="none", marker=kw["marker"], ms=4, color=kw["color"])
+            handles[style.mpl(style.label(meth, entry))] = ax.plot([], [], color=kw["color"], marker=kw["marker"],
+                                                                   lw=0.6)[0]
+        ax.set_xscale("log")
+        all_y = sp_x(mine["sparsity"].clip(upper=0.9999))
+        lo = min(float(np.min(all_y)), float(sp_x(min(mine["calibration_target"])))) - 0.1
+        hi = max(float(np.max(all_y)), float(sp_x(max(mine["calibration_target"])))) + 0.1
+        tx, tl = ticks(lo, hi, SP_CAND, sp_x)
+        ax.set_yticks(tx, tl)
+        ax.set_ylim(lo, hi)
+        sym = {"lam": "λ", "final_threshold": "final threshold D"}.get(key.split(".")[-1], key)
+        ax.set_xlabel(f"{sym} ({key}, log scale)")
+        ax.set_ylabel("sparsity (log-spaced)")
+        ax.set_title(f"{titles.get(row, row)}: λ searches (seed 0)")
+        handles.update(_mark_handles(plt, marks))
+        if "collapsed_round" in marks:
+            from matplotlib.lines import Line2D
+            handles["collapsed round"] = Line2D([], [], marker="x", ms=4, color="0.35", ls="none")
+        _legend(fig, handles, "col")
+        stem = f"search_col{suffix}"
+        paths += _save(fig, folder, stem)
+        _record(stem, fig)
+    return paths

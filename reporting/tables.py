@@ -1,26 +1,52 @@
 """Tables as Markdown and LaTeX (booktabs), from points and curves.
 
-    levels     per row and mode, one line per level: every method side by side, accuracy
-               interpolated along its own sweep (mean ± std over seeds, seed count), "—"
-               where the level lies outside the sweep; the header gives each method's
-               total training epochs
-    points     every point of every entry: seeds, accuracy, sparsity, compression, nonzero
-               MACs, budget, calibration round
+    level_tables  per row and kind (elementwise sparsity or structured MACs) and role set
+                  (methods: xRDA and the baselines; ablations: xRDA and its ablations), one
+                  line per level: every entry side by side, accuracy interpolated along its own
+                  sweep (mean ± std over seeds, 4 significant digits; the seed count only where
+                  it differs from the table's), "not reached" where the curve collapses first;
+                  an entry with no value at any level is left out, a table with no level line
+                  is not written. Bold: the highest mean of a level where it wins against every
+                  other entry of that level by the report's test (reporting/compare.py: seed
+                  spread and the test set's error, Holm over the level's comparisons), only in
+                  profiles that draw verdicts.
+    points        every point of every entry: seeds, accuracy, sparsity, compression ("all
+                  zero" for a network with no nonzero weight), nonzero MACs, budget, round
+
+LaTeX tables are table* floats for a 7 in text width: \\small with 4 pt column separation,
+headers broken over two lines; a table that would still be wider (estimated with Computer
+Modern widths, tex_width) drops to \\footnotesize and 3 pt, then splits its columns over
+stacked tabulars. tests/test_report_paper.py compiles every table with pdflatex where it is
+installed and measures it.
 """
 import math
+import re
 
 from . import claims as CL
+from . import compare as K
 from . import style
 
+TEXT_WIDTH_PT = 7 * 72.27      # 7 in in TeX points
+FONTS = ((r"\small", 9.0, 4.0), (r"\footnotesize", 8.0, 3.0))   # command, size (pt), tabcolsep (pt)
 
-def pm(vals, digits=2):
+
+def digits(mean, sig=4):
+    """Decimals that give `sig` significant digits to a number of this size (at least 0)."""
+    if mean != mean or mean == 0:
+        return 2
+    return max(0, sig - 1 - int(math.floor(math.log10(abs(mean)))))
+
+
+def pm(vals, digits_=None, count=True):
+    """'92.03 ± 0.12 (3)' (mean, sample std, seeds) with 4 significant digits; '—' for none."""
     if not vals:
         return "—"
     m = sum(vals) / len(vals)
+    d = digits(m) if digits_ is None else digits_
     if len(vals) < 2:
-        return f"{m:.{digits}f} (1)"
+        return f"{m:.{d}f}" + (" (1)" if count else "")
     sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
-    return f"{m:.{digits}f} ± {sd:.{digits}f} ({len(vals)})"
+    return f"{m:.{d}f} ± {sd:.{d}f}" + (f" ({len(vals)})" if count else "")
 
 
 def md(header, rows, align=None):
@@ -31,25 +57,50 @@ def md(header, rows, align=None):
     return "\n".join(lines) + "\n"
 
 
-_TEX = {"%": r"\%", "_": r"\_", "&": r"\&", "#": r"\#", "±": r"$\pm$", "×": r"$\times$",
-        "ℓ": r"$\ell$", "—": "--", "≥": r"$\geq$", "[": "{[}", "]": "{]}"}
+_TEX = {"%": r"\%", "_": r"\_", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
+        "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+        "±": r"$\pm$", "×": r"$\times$", "ℓ": r"$\ell$", "—": "--", "–": "--", "≥": r"$\geq$", "≤": r"$\leq$",
+        "→": r"$\to$", "λ": r"$\lambda$", "Δ": r"$\Delta$", "−": "$-$", "[": "{[}", "]": "{]}",
+        "▶": r"$\triangleright$", "₁": r"$_1$"}
 
 
 def tex_escape(text):
-    return "".join(_TEX.get(ch, ch) for ch in str(text))
+    """Plain text -> LaTeX: ℓ1 / ℓ₁ as $\\ell_1$, ± × → λ as math, specials escaped."""
+    text = re.sub(r"ℓ[1₁]", "\0L1\0", str(text))
+    out = "".join(_TEX.get(ch, ch) for ch in text)
+    return out.replace("\0L1\0", r"$\ell_1$")
 
 
-def tex(header, rows, caption, label, align=None):
-    """A booktabs table in \\small that fits a 7 in text width for up to ~8 columns."""
-    align = align or ["l"] + ["r"] * (len(header) - 1)
-    body = [r"\begin{table*}[t]", r"\centering", r"\small", r"\setlength{\tabcolsep}{4pt}",
-            rf"\caption{{{tex_escape(caption)}}}", rf"\label{{{label}}}",
-            r"\begin{tabular}{" + "".join(align) + "}", r"\toprule",
-            " & ".join(tex_escape(h) for h in header) + r" \\", r"\midrule"]
-    body += [" & ".join(tex_escape(c).replace(" (", "~(") for c in r) + r" \\" for r in rows]
-    body += [r"\bottomrule", r"\end{tabular}", r"\end{table*}"]
-    return "\n".join(body) + "\n"
+# ------------------------------------------------------------------------- width estimate
 
+# Computer Modern Roman advance widths at 10 pt (cmr10.tfm; cmsy10 for ± ×), in pt
+_CM = dict(zip("abcdefghijklmnopqrstuvwxyz",
+               (5.0, 5.56, 4.44, 5.56, 4.44, 3.06, 5.0, 5.56, 2.78, 3.06, 5.28, 2.78, 8.33, 5.56, 5.0, 5.56,
+                5.28, 3.92, 3.94, 3.89, 5.56, 5.28, 7.22, 5.28, 5.28, 4.44)))
+_CM.update(zip("ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+               (7.5, 7.08, 7.22, 7.64, 6.81, 6.53, 7.85, 7.5, 3.61, 5.14, 7.78, 6.25, 9.17, 7.5, 7.78, 6.81,
+                7.78, 7.36, 5.56, 7.22, 7.5, 7.5, 10.28, 7.5, 7.5, 6.11)))
+_CM.update({c: 5.0 for c in "0123456789"})
+_CM.update({".": 2.78, ",": 2.78, " ": 3.33, "(": 3.89, ")": 3.89, "%": 8.33, "+": 7.78, "-": 3.33,
+            "=": 7.78, "±": 7.78, "×": 7.78, "ℓ": 4.17, "₁": 3.5, "—": 5.0, "–": 5.0, "/": 5.0, ":": 2.78,
+            "'": 2.78, "→": 10.0, "λ": 5.83, "≥": 7.78, "≤": 7.78, "*": 5.0, "[": 2.78, "]": 2.78})
+
+
+def text_width(text, size=10.0):
+    """Estimated width (pt) of plain text set in Computer Modern at `size` pt."""
+    return sum(_CM.get(ch, 6.0) for ch in str(text)) * size / 10.0 * (1.03 if size < 10 else 1.0)
+
+
+def tex_width(columns, size, sep):
+    """Estimated width (pt) of a tabular: per column its widest cell (a cell may hold several
+    lines), plus 2 x tabcolsep per column (less the outer @{} ones)."""
+    w = 0.0
+    for cells in columns:
+        w += max(text_width(line, size) for c in cells for line in str(c).split("\n")) + 2 * sep
+    return w - 2 * sep
+
+
+# ------------------------------------------------------------------------- level tables
 
 def _curve_groups(cv, roles):
     info = {k: CL._info(p) for k, p in cv.items()}
@@ -62,35 +113,6 @@ def _curve_groups(cv, roles):
     return out, info
 
 
-def levels(df, roles=("reference", "baseline")):
-    """[(row, kind, header, rows)] of the levels table over curves with these roles."""
-    cv = CL.curves(df)
-    groups, info = _curve_groups(cv, roles)
-    out = []
-    for (row, kind), keys in groups.items():
-        vals = {k: CL.at_levels(cv[k], kind) for k in keys}
-        fell = {k: CL.collapse_note(cv[k], kind) for k in keys}
-        dense = [k for k in cv if info[k]["row"] == row and info[k]["role"] == "dense"]
-        dense.sort(key=lambda k: -info[k]["epochs"])
-        header = ["nonzero MACs" if kind == "macs" else "sparsity"]
-        header += [f"{style.label(info[k]['method'], k[1])}"
-                   + (f" ({info[k]['mode']})" if kind == "macs" else "") + f", {info[k]['epochs']} ep"
-                   for k in keys]
-        lines = []
-        if dense:
-            d = cv[dense[0]]
-            lines.append([f"dense, {info[dense[0]]['epochs']} ep"] + [pm(list(d["acc"]))] + [""] * (len(keys) - 1))
-        for lv in CL.levels_of(kind):
-            cells = [pm(vals[k][lv]) for k in keys]
-            if any(c != "—" for c in cells):
-                # a level a curve does not reach because it collapses first says so
-                cells = [f"not reached ({fell[k]})" if c == "—" and fell[k] and _beyond(cv[k], kind, lv)
-                         else c for c, k in zip(cells, keys)]
-                lines.append([f"{100 * lv:g}%"] + cells)
-        out.append((row, kind, header, lines))
-    return out
-
-
 def _beyond(part, kind, level):
     """Whether `level` lies on the sparse side of the curve's healthy points (where it collapsed)."""
     ok = part[~part["collapsed"]]
@@ -100,6 +122,243 @@ def _beyond(part, kind, level):
         return level < ok["mac_frac"].min()
     return level > ok["sparsity"].max()
 
+
+class LevelTable:
+    """One levels table: `entries` [(label, epochs, mode)], `dense` (label, epochs, values) or
+    None, `lines` [(level, [cell])] with cell = {"vals": [...], "note": str, "bold": bool}."""
+
+    def __init__(self, row, kind, what, title, entries, dense, lines, marked, n_test):
+        self.row, self.kind, self.what, self.title = row, kind, what, title
+        self.entries, self.dense, self.lines, self.marked, self.n_test = entries, dense, lines, marked, n_test
+
+    @property
+    def seeds(self):
+        """The seed count most cells have (stated once, in the caption)."""
+        ns = [len(c["vals"]) for _, cells in self.lines for c in cells if c["vals"]]
+        return max(set(ns), key=ns.count) if ns else 0
+
+    @property
+    def epochs(self):
+        eps = {e for _, e, _ in self.entries}
+        return eps.pop() if len(eps) == 1 else None
+
+    def cell_text(self, c):
+        if c["vals"]:
+            return pm(c["vals"], count=len(c["vals"]) != self.seeds)
+        return f"not reached ({c['note']})" if c["note"] else "—"
+
+    def header(self):
+        first = "nonzero MACs" if self.kind == "macs" else "sparsity"
+        return [first] + [lab + ("" if self.epochs else f", {ep} ep") for lab, ep, _ in self.entries]
+
+    def md_rows(self):
+        rows = []
+        for lv, cells in self.lines:
+            out = [f"{100 * lv:g}%"]
+            for c in cells:
+                t = self.cell_text(c)
+                out.append(f"**{t}**" if c["bold"] else t)
+            rows.append(out)
+        return rows
+
+    def dense_text(self):
+        if not self.dense:
+            return ""
+        lab, ep, vals = self.dense
+        return f"{lab}, {ep} epochs: {pm(vals, count=False)}% ({len(vals)} seed{'s' if len(vals) != 1 else ''})"
+
+    def md(self):
+        head = f"Dense reference: {self.dense_text()}.\n\n" if self.dense else ""
+        return head + md(self.header(), self.md_rows())
+
+    def caption(self):
+        """The caption in plain text (tex_escape makes it LaTeX)."""
+        what = {"methods": "xRDA and the baselines", "ablations": "xRDA and its ablations",
+                "structured": "structured sparsity, xRDA's structured mode and filter pruning"}[self.what]
+        at = "fractions of the dense multiply-adds left once all-zero filters are removed" if self.kind == "macs" \
+            else "sparsity levels of the conv and linear weights"
+        s = self.seeds
+        spread = (f"mean ± std over {s} seeds (another seed count in brackets)" if s > 1 else
+                  "one seed, so no spread (another seed count in brackets)")
+        parts = [f"{self.title}, {what}: test accuracy (%) at fixed {at}, interpolated along each "
+                 f"method's own sweep; {spread}; — outside the sweep."]
+        if self.epochs:
+            parts.append(f"Every entry trained {self.epochs} epochs in total.")
+        if self.marked:
+            parts.append("Bold: the highest mean at that level where it wins against every other entry "
+                         "of the level (seed spread and test-set sampling error, Holm-corrected); no "
+                         "bold: no entry is decisively best.")
+        return " ".join(parts)
+
+    def tex(self, label, profile=""):
+        notes = []
+
+        def cell(c):
+            if c["vals"]:
+                t = tex_escape(pm(c["vals"], count=len(c["vals"]) != self.seeds)).replace(" (", "~(")
+                return rf"\textbf{{{t}}}" if c["bold"] else t
+            if c["note"]:
+                if c["note"] not in notes:
+                    notes.append(c["note"])
+                return rf"n.\,r.$^{{{chr(ord('a') + notes.index(c['note']))}}}$"
+            return "--"
+
+        heads = self.header()
+        body_cols = [[h] for h in heads]
+        lines = []
+        for lv, cells in self.lines:
+            row = [tex_escape(f"{100 * lv:g}%")] + [cell(c) for c in cells]
+            lines.append(row)
+            for j, c in enumerate(cells):
+                body_cols[j + 1].append(self.cell_text(c) if c["vals"] else "n. r.a")
+            body_cols[0].append(f"{100 * lv:g}%")
+        # header words over two lines: measure them as such
+        split = [_two_lines(h) for h in heads]
+        for j, h in enumerate(split):
+            body_cols[j][0] = "\n".join(h)
+        dense_cell = ""
+        if self.dense:
+            body_cols[0].append("dense")
+            lab, ep, vals = self.dense
+            dense_cell = f"{lab}: {pm(vals, count=len(vals) != self.seeds)}"
+
+        def width(cols, size, sep):
+            w = tex_width(cols, size, sep)
+            if dense_cell:     # the dense row spans the value columns
+                w = max(w, tex_width([cols[0]], size, sep) + 2 * sep + text_width(dense_cell, size))
+            return w
+
+        font, size, sep = FONTS[0]
+        for font, size, sep in FONTS:
+            if width(body_cols, size, sep) <= TEXT_WIDTH_PT:
+                break
+        parts = _column_parts(body_cols, size, sep)
+        cap = tex_escape(self.caption()) + (rf" Profile \texttt{{{tex_escape(profile)}}}." if profile else "")
+        out = [r"\begin{table*}[t]", r"\centering", rf"\caption{{{cap}}}", rf"\label{{{label}}}",
+               font, rf"\setlength{{\tabcolsep}}{{{sep:g}pt}}"]
+        for n, cols in enumerate(parts):
+            if n:
+                out.append(r"\par\medskip")
+            idx = [0] + cols
+            out.append(r"\begin{tabular}{@{}l" + "r" * len(cols) + "@{}}")
+            out.append(r"\toprule")
+            out.append(" & ".join(_tex_head(split[j]) for j in idx) + r" \\")
+            out.append(r"\midrule")
+            if self.dense:
+                out.append(rf"dense & \multicolumn{{{len(cols)}}}{{c}}{{{tex_escape(dense_cell).replace(' (', '~(')}}} \\")
+                out.append(r"\addlinespace")
+            out += [" & ".join(r[j] for j in idx) + r" \\" for r in lines]
+            out += [r"\bottomrule", r"\end{tabular}"]
+        if notes:
+            out.append(r"\par\smallskip{\footnotesize " + "; ".join(
+                f"$^{chr(ord('a') + i)}$\\,not reached: {tex_escape(n)}" for i, n in enumerate(notes)) + ".}")
+        out.append(r"\end{table*}")
+        return "\n".join(out) + "\n"
+
+
+def _two_lines(h):
+    """A header over at most three lines: the name broken at the space nearest its middle when
+    it is longer than 12 characters, and a budget (', 160 ep') on a line of its own."""
+    name, ep = (h.rsplit(", ", 1) + [""])[:2] if h.endswith(" ep") else (h, "")
+    lines = [name]
+    if len(name) > 12 and " " in name:
+        spaces = [i for i, ch in enumerate(name) if ch == " "]
+        i = min(spaces, key=lambda k: abs(k - len(name) / 2))
+        lines = [name[:i], name[i + 1:]]
+    return lines + ([ep] if ep else [])
+
+
+def _tex_head(lines):
+    if len(lines) == 1:
+        return tex_escape(lines[0])
+    return r"\begin{tabular}[b]{@{}c@{}}" + r"\\".join(tex_escape(x) for x in lines) + r"\end{tabular}"
+
+
+def _column_parts(cols, size, sep):
+    """The value columns (indices into cols) of each stacked tabular, so that each fits."""
+    parts, cur = [], []
+    first = tex_width([cols[0]], size, sep) + 2 * sep
+    for j in range(1, len(cols)):
+        if cur and first + tex_width([cols[i] for i in cur + [j]], size, sep) > TEXT_WIDTH_PT:
+            parts.append(cur)
+            cur = []
+        cur.append(j)
+    return parts + ([cur] if cur else [])
+
+
+def _mark_best(cells, n_test):
+    """Bold the highest mean of one level where it wins against every other cell by the
+    report's test (compare.verdict with the test-set size, Holm over these comparisons)."""
+    have = [c for c in cells if c["vals"]]
+    if len(have) < 2:
+        return
+    best = max(have, key=lambda c: sum(c["vals"]) / len(c["vals"]))
+    rest = [c for c in have if c is not best]
+    res = [K.verdict(best["vals"], c["vals"], n_test=n_test) for c in rest]
+    adj = K.holm([r[3] for r in res])
+    if all(K.decide(r[2], p, r[0]) == K.WIN for r, p in zip(res, adj)):
+        best["bold"] = True
+
+
+def level_tables(df, roles=("reference", "baseline"), what="methods", marked=True, titles=None):
+    """[LevelTable] over the curves with these roles: one per row and kind, none without a
+    level line."""
+    cv = CL.curves(df)
+    groups, info = _curve_groups(cv, roles)
+    titles = titles or style.row_titles(df)
+    out = []
+    for (row, kind), keys in groups.items():
+        vals = {k: CL.at_levels(cv[k], kind) for k in keys}
+        fell = {k: CL.collapse_note(cv[k], kind) for k in keys}
+        lines = []
+        for lv in CL.levels_of(kind):
+            cells = [{"vals": list(vals[k][lv]), "bold": False,
+                      "note": fell[k] if not vals[k][lv] and fell[k] and _beyond(cv[k], kind, lv) else ""}
+                     for k in keys]
+            if any(c["vals"] for c in cells):
+                lines.append((lv, cells))
+        # an entry with no value at any level (only "—" or "not reached") is left out
+        keep = [j for j, k in enumerate(keys) if any(cells[j]["vals"] for _, cells in lines)]
+        # an ablations table without an ablation column repeats the methods table: not written
+        if not keep or (what == "ablations" and all(info[keys[j]]["role"] != "ablation" for j in keep)):
+            continue
+        keys = [keys[j] for j in keep]
+        lines = [(lv, [cells[j] for j in keep]) for lv, cells in lines]
+        n_test = CL.n_test(cv[keys[0]])
+        if marked:
+            for _, cells in lines:
+                _mark_best(cells, n_test)
+        dense = [k for k in cv if info[k]["row"] == row and info[k]["role"] == "dense"]
+        budget = max(info[k]["epochs"] for k in keys)
+        dense.sort(key=lambda k: (info[k]["epochs"] != budget, -info[k]["epochs"]))
+        d = None
+        if dense:
+            i = info[dense[0]]
+            d = (style.label(i["method"], dense[0][1]), i["epochs"], list(cv[dense[0]]["acc"]))
+        entries = [(style.label(info[k]["method"], k[1]), info[k]["epochs"], info[k]["mode"]) for k in keys]
+        out.append(LevelTable(row, kind, "structured" if kind == "macs" else what, titles.get(row, row),
+                              entries, d, lines, marked, n_test))
+    return out
+
+
+def levels(df, roles=("reference", "baseline")):
+    """[(row, kind, header, rows)] of the levels tables (Markdown cells) over these roles."""
+    return [(t.row, t.kind, t.header(), t.md_rows()) for t in level_tables(df, roles, marked=False)]
+
+
+def tex(header, rows, caption, label, align=None):
+    """A plain booktabs table* (any header and rows) in \\small."""
+    align = align or ["l"] + ["r"] * (len(header) - 1)
+    body = [r"\begin{table*}[t]", r"\centering", rf"\caption{{{tex_escape(caption)}}}", rf"\label{{{label}}}",
+            r"\small", r"\setlength{\tabcolsep}{4pt}",
+            r"\begin{tabular}{@{}" + "".join(align) + "@{}}", r"\toprule",
+            " & ".join(tex_escape(h) for h in header) + r" \\", r"\midrule"]
+    body += [" & ".join(tex_escape(c).replace(" (", "~(") for c in r) + r" \\" for r in rows]
+    body += [r"\bottomrule", r"\end{tabular}", r"\end{table*}"]
+    return "\n".join(body) + "\n"
+
+
+# ------------------------------------------------------------------------- points and pairs
 
 POINT_HEADER = ["row", "entry", "method", "mode", "swept", "epochs", "seeds", "test acc (%)",
                 "sparsity (%)", "compression", "nonzero MACs (%)", "filters zero (%)", "round"]
@@ -121,17 +380,25 @@ def _f(v, fmt):
     return "—" if v != v else fmt.format(v)
 
 
+def compression(p):
+    """'10.03×' (weights over nonzeros, 4 significant digits), 'all zero' with no nonzero."""
+    if p["nnz"] == 0 or p["compression"] != p["compression"]:
+        return "all zero" if p["nnz"] == 0 else "—"
+    return f"{p['compression']:.4g}×"
+
+
 def point_rows(pts):
     rows = []
     for _, p in pts.iterrows():
         rnd = "" if not p["calibration_round"] else (
             f"{int(p['calibration_round'])} (→{100 * p['calibration_target']:g}%)")
-        acc = f"{p['acc']:.2f}" + (f" ± {p['acc_sd']:.2f}" if p["seeds"] > 1 else "")
+        d = digits(p["acc"])
+        acc = f"{p['acc']:.{d}f}" + (f" ± {p['acc_sd']:.{d}f}" if p["seeds"] > 1 else "")
         sp = f"{100 * p['sparsity']:.2f}" + (f" ± {100 * p['sparsity_sd']:.2f}" if p["seeds"] > 1 else "")
         epochs = str(int(p["epochs"])) if p["epochs"] == p["epochs_min"] else f"{int(p['epochs_min'])}–{int(p['epochs'])}"
-        rows.append([p["row"], p["entry"], p["method"], p["mode"], swept(p), epochs, int(p["seeds"]), acc, sp,
-                     f"{p['compression']:.1f}×", _f(100 * p["mac_frac"], "{:.1f}"),
-                     _f(100 * p["filter_sparsity"], "{:.1f}"), rnd])
+        rows.append([p["row"], p["entry"], style.label(p["method"], p["entry"]), p["mode"], swept(p), epochs,
+                     int(p["seeds"]), acc, sp, compression(p), _f(100 * p["mac_frac"], "{:.4g}"),
+                     _f(100 * p["filter_sparsity"], "{:.3g}"), rnd])
     return rows
 
 
@@ -145,7 +412,8 @@ PAIR_HEADER = ["row", "entry", "point", "test acc (%)", "sparsity (%)", "xRDA po
 
 
 def _acc_sp(p):
-    acc = f"{p['acc']:.2f}" + (f" ± {p['acc_sd']:.2f}" if p["seeds"] > 1 else "") + f" ({int(p['seeds'])})"
+    d = digits(p["acc"])
+    acc = f"{p['acc']:.{d}f}" + (f" ± {p['acc_sd']:.{d}f}" if p["seeds"] > 1 else "") + f" ({int(p['seeds'])})"
     return acc, f"{100 * p['sparsity']:.2f}"
 
 
