@@ -99,12 +99,14 @@ class LocalLauncher:
                 e.filename = e.filename or log
                 raise
             with f:
+                if self.stopping:
+                    return 130, "not started: the sweep was stopped"
+                proc = subprocess.Popen(train_argv(spec, self.results), stdout=f, stderr=subprocess.STDOUT,
+                                        env=env, cwd=REPO, preexec_fn=_die_with_parent)
                 with self.lock:
-                    if self.stopping:
-                        return 130, "not started: the sweep was stopped"
-                    proc = subprocess.Popen(train_argv(spec, self.results), stdout=f, stderr=subprocess.STDOUT,
-                                            env=env, cwd=REPO, preexec_fn=_die_with_parent)
                     self.procs.add(proc)
+                    if self.stopping:   # stopped while it started
+                        proc.terminate()
                 try:
                     code = proc.wait()
                 finally:

@@ -163,11 +163,17 @@ def test_export_batch_must_be_positive(run, capsys, batch):
 # ----------------------------------------------------------------------------- model.pt checksum
 
 def alter(folder):
-    """model.pt changed at the same size (one byte of a weight flipped)."""
+    """model.pt changed at the same size: a readable file whose first weight is another number."""
+    import io
+
     m = os.path.join(folder, runs.MODEL)
-    blob = bytearray(open(m, "rb").read())
-    blob[-2000] ^= 0xFF
-    open(m, "wb").write(bytes(blob))
+    saved = torch.load(m, weights_only=True)
+    w = next(v for v in saved["state_dict"].values() if v.is_floating_point())
+    w[(0,) * w.dim()] += 1.0
+    buf = io.BytesIO()
+    torch.save(saved, buf)
+    assert len(buf.getvalue()) == os.path.getsize(m)
+    open(m, "wb").write(buf.getvalue())
 
 
 def test_summary_records_the_model_checksum(run):
@@ -187,7 +193,7 @@ def test_altered_model_is_not_finished_and_train_reruns_it(run, capsys):
     alter(folder)
     notes = []
     assert runs.finished_summary(folder, warn=notes.append) is None
-    assert len(notes) == 1 and "altered" in notes[0] and runs.MODEL in notes[0]
+    assert len(notes) == 1 and "its sha256" in notes[0] and runs.MODEL in notes[0]
     assert train.main(cli("--results", results)) == 0          # resumes at the end, rewrites
     assert open(os.path.join(folder, runs.MODEL), "rb").read() == good
     assert runs.finished_summary(folder) is not None
@@ -202,13 +208,13 @@ def test_altered_model_is_one_line_in_eval_export_and_hub(run, capsys):
     alter(folder)
     before = snapshot(results)
     assert E.main([folder]) == 1
-    assert "altered" in one_line(capsys)
+    assert "altered or damaged (its sha256" in one_line(capsys)
     assert export.main([folder, "--format", "dense"]) == 1
-    assert "altered" in one_line(capsys)
-    with pytest.raises(runs.RunFolderError, match="altered") as e:
+    assert "altered or damaged (its sha256" in one_line(capsys)
+    with pytest.raises(runs.RunFolderError, match="its sha256") as e:
         hubconf.sparse_model(folder)
     assert "\n" not in str(e.value)
-    with pytest.raises(runs.RunFolderError, match="altered"):
+    with pytest.raises(runs.RunFolderError, match="its sha256"):
         hubconf.sparse_model(os.path.join(folder, runs.MODEL))
     assert snapshot(results) == before
 
