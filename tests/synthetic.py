@@ -84,11 +84,12 @@ def numbers(cfg):
     if m == "filter_prune":
         f = float(o["target"])
         sp = 1 - (1 - f) ** 2
-    elif m in ("gmp", "magnitude_finetune"):
+    elif "target" in o:          # gmp, magnitude_finetune, rigl: the target is the sparsity
         sp = float(o["target"])
     else:
         v0, d0, p = LAM["xrda_channel"] if structured else LAM.get(m, LAM["xrda"])
-        key = "final_threshold" if o.get("final_threshold") and not o.get("lam") else "lam"
+        key = ("s_weight_decay" if "s_weight_decay" in o else
+               "final_threshold" if o.get("final_threshold") and not o.get("lam") else "lam")
         v = float(o[key]) * (1e4 if key == "final_threshold" else 1.0)
         sp = 1 - min(1.0, d0 * (v / v0) ** -p)
         if ds == "digits" and cfg["model"] == "vgg16" and m == "soft_threshold" and float(o["lam"]) >= 0.1:
@@ -135,7 +136,8 @@ def write_run(results, name, cfg):
                     "flops_nonzero": sum(r["flops_nonzero"] for r in layers),
                     "macs_structural": flops * mac_frac, "train_seconds": 60.0, "config_hash": "x",
                     "init_from": cfg["init_from"], **cfg["identity"], "threads": 1, "torch": "2.x",
-                    "numpy": "2.x", "device_name": "synthetic"})
+                    "numpy": "2.x", "device_name": "synthetic", "world_size": 1, "model_bytes": 1000,
+                    "model_sha256": ""})
     if thr is not None:
         summary["final_threshold"] = thr
     runs.save_json(summary, runs.path(d, runs.SUMMARY))
