@@ -6,7 +6,8 @@ A report covers exactly the runs its profile expands to that are complete in RES
 (reporting/load.py); any other row of RESULTS/runs.csv is left out and named. With no
 PROFILE, every profile named by the runs in RESULTS/runs.csv. For each profile it writes
 
-    OUT/REPORT.md                     runs, budgets, environment; the four claims and the
+    OUT/REPORT.md                     runs, budgets, seeds, environment; per paper of the
+                                      profile's `claims:` its declared claims and the
                                       comparisons behind them (unless `evidence: none`)
     OUT/tables/levels_*.{md,tex}      methods side by side at fixed sparsity / MAC levels
     OUT/tables/points.csv, points.md  every point of every entry
@@ -31,10 +32,11 @@ def build(profile, results, out):
 
     df, left = load.load(profile, results)
     evidence = load.evidence(profile)
+    papers = load.claims(profile)
     name = os.path.basename(profile).removesuffix(".yaml")
     pts = CL.points(df)
-    comps = CL.comparisons(df)
-    verdicts = CL.claim_verdicts(comps)
+    comps = CL.comparisons(df, papers)
+    verdicts = CL.claim_verdicts(comps, papers)
     tdir, fdir = os.path.join(out, "tables"), os.path.join(out, "figures")
     written = []
 
@@ -61,13 +63,13 @@ def build(profile, results, out):
             put(f"pairs_{role}.md", T.md(T.PAIR_HEADER, rows))
     put("points.md", T.md(T.POINT_HEADER, T.point_rows(pts)))
     put("points.csv", pts[T.POINT_COLUMNS].to_csv(index=False))
-    flat = [{"claim": c["claim"], "row": c["row"], "a": c["a"]["entry"], "b": c["b"]["entry"],
+    flat = [{"paper": c["paper"], "claim": c["claim"], "row": c["row"], "a": c["a"]["entry"], "b": c["b"]["entry"],
              "a_epochs": c["a"]["epochs"], "b_epochs": c["b"]["epochs"], "outcome": c["outcome"],
              "strength": c["strength"], "level": lv["level"], "kind": c["kind"],
              "a_mean": sum(lv["a"]) / len(lv["a"]), "b_mean": sum(lv["b"]) / len(lv["b"]),
              "n_a": len(lv["a"]), "n_b": len(lv["b"]), "diff": lv["diff"], "p": lv["p"],
              "level_outcome": lv["outcome"]} for c in comps for lv in (c["levels"] or [None]) if lv]
-    put("comparisons.csv", runs.csv_text(flat) if flat else "claim\n")
+    put("comparisons.csv", runs.csv_text(flat) if flat else "paper,claim\n")
 
     figs = [("Accuracy against sparsity (column width)", figures.tradeoff(pts, fdir, "nnz", "col")),
             ("Accuracy against sparsity (page width)", figures.tradeoff(pts, fdir, "nnz", "page")),
@@ -82,7 +84,7 @@ def build(profile, results, out):
     sv_md = T.md(list(savings.COLUMNS), [[("—" if r[c] is None else r[c]) for c in savings.COLUMNS]
                                           for r in sv]) if sv else ""
     written.append(document.write(os.path.join(out, "REPORT.md"), name, evidence, df, left, pts, comps,
-                                  verdicts, level_tables, figs, sv_md, pairs))
+                                  verdicts, level_tables, figs, sv_md, pairs, papers))
     return written, len(df), left
 
 
