@@ -12,7 +12,7 @@ PROFILE, every profile named by the runs in RESULTS/runs.csv. For each profile i
     OUT/tables/levels_*.{md,tex}      methods side by side at fixed sparsity / MAC levels
     OUT/tables/points.csv, points.md  every point of every entry
     OUT/tables/comparisons.csv        every comparison, level by level
-    OUT/figures/*_{col,page}.{png,pdf}
+    OUT/figures/*_{col,page}.{png,pdf}  (thresholds_page: soft-threshold schedules' d and λ)
 
 OUT defaults to RESULTS/<profile>/. Every number is a final-epoch number; nothing is selected
 by test accuracy.
@@ -26,7 +26,7 @@ REPO = os.path.dirname(os.path.abspath(__file__))
 
 def build(profile, results, out):
     from reporting import claims as CL
-    from reporting import document, figures, load, savings
+    from reporting import document, figures, load, savings, threshold_figure
     from reporting import tables as T
     import runs
 
@@ -77,7 +77,9 @@ def build(profile, results, out):
              figures.tradeoff(pts, fdir, "nnz", "col", "ablation_col", roles=("reference", "ablation"))),
             ("Structured: accuracy against nonzero MACs (column width)", figures.tradeoff(pts, fdir, "macs", "col")),
             ("Structured: accuracy against nonzero MACs (page width)", figures.tradeoff(pts, fdir, "macs", "page")),
-            ("Training dynamics", figures.dynamics(df, pts, fdir))]
+            ("Training dynamics", figures.dynamics(df, pts, fdir)),
+            ("Threshold schedules: the threshold and the ℓ1 coefficient it implies",
+             threshold_figure.figure(df, fdir))]
     figs = [(t, p) for t, p in figs if p]
     written += [p for _, ps in figs for p in ps]
     sv = savings.table(list(df["folder"]))
