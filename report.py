@@ -6,12 +6,14 @@ A report covers exactly the runs its profile expands to that are complete in RES
 (reporting/load.py); any other row of RESULTS/runs.csv is left out and named. With no
 PROFILE, every profile named by the runs in RESULTS/runs.csv. For each profile it writes
 
-    OUT/REPORT.md                     runs, budgets, environment; the four claims and the
+    OUT/REPORT.md                     runs, budgets, seeds, environment; per paper of the
+                                      profile's `claims:` its declared claims and the
                                       comparisons behind them (unless `evidence: none`)
     OUT/tables/levels_*.{md,tex}      methods side by side at fixed sparsity / MAC levels
     OUT/tables/points.csv, points.md  every point of every entry
     OUT/tables/comparisons.csv        every comparison, level by level
     OUT/figures/*_{col,page}*.{png,pdf}  at 3.5 in (column) and 7 in (page) width
+    OUT/figures/thresholds_page.{png,pdf}  soft-threshold schedules' d and λ
 
 OUT defaults to RESULTS/<profile>/. Every number is a final-epoch number; nothing is selected
 by test accuracy.
@@ -25,16 +27,17 @@ REPO = os.path.dirname(os.path.abspath(__file__))
 
 def build(profile, results, out):
     from reporting import claims as CL
-    from reporting import document, figures, load, savings, style
+    from reporting import document, figures, load, savings, style, threshold_figure
     from reporting import tables as T
     import runs
 
     df, left = load.load(profile, results)
     evidence = load.evidence(profile)
+    papers = load.claims(profile)
     name = os.path.basename(profile).removesuffix(".yaml")
     pts = CL.points(df)
-    comps = CL.comparisons(df)
-    verdicts = CL.claim_verdicts(comps)
+    comps = CL.comparisons(df, papers)
+    verdicts = CL.claim_verdicts(comps, papers)
     tdir, fdir = os.path.join(out, "tables"), os.path.join(out, "figures")
     written = []
 
@@ -63,13 +66,13 @@ def build(profile, results, out):
             put(f"pairs_{role}.md", T.md(T.PAIR_HEADER, rows))
     put("points.md", T.md(T.POINT_HEADER, T.point_rows(pts)))
     put("points.csv", pts[T.POINT_COLUMNS].to_csv(index=False))
-    flat = [{"claim": c["claim"], "row": c["row"], "a": c["a"]["entry"], "b": c["b"]["entry"],
+    flat = [{"paper": c["paper"], "claim": c["claim"], "row": c["row"], "a": c["a"]["entry"], "b": c["b"]["entry"],
              "a_epochs": c["a"]["epochs"], "b_epochs": c["b"]["epochs"], "outcome": c["outcome"],
              "strength": c["strength"], "level": lv["level"], "kind": c["kind"],
              "a_mean": sum(lv["a"]) / len(lv["a"]), "b_mean": sum(lv["b"]) / len(lv["b"]),
              "n_a": len(lv["a"]), "n_b": len(lv["b"]), "diff": lv["diff"], "p": lv["p"],
              "level_outcome": lv["outcome"]} for c in comps for lv in (c["levels"] or [None]) if lv]
-    put("comparisons.csv", runs.csv_text(flat) if flat else "claim\n")
+    put("comparisons.csv", runs.csv_text(flat) if flat else "paper,claim\n")
 
     kw = dict(titles=titles, looks=looks)
     figs = [("Accuracy against sparsity", figures.tradeoff(pts, fdir, "nnz", "page", **kw)
@@ -82,13 +85,15 @@ def build(profile, results, out):
             ("Training dynamics on the common budget", figures.dynamics(df, pts, fdir, **kw)),
             ("Per-layer sparsity", figures.layers(df, pts, fdir, **kw)),
             ("Soft threshold over training", figures.threshold(df, pts, fdir, **kw)),
-            ("λ searches: sparsity against λ", figures.searches(df, fdir, left.get("searches") or (), **kw))]
+            ("λ searches: sparsity against λ", figures.searches(df, fdir, left.get("searches") or (), **kw)),
+            ("Threshold schedules: the threshold and the ℓ1 coefficient it implies",
+             threshold_figure.figure(df, fdir))]
     figs = [(t, p) for t, p in figs if p]
     written += [p for _, ps in figs for p in ps]
     sv = savings.table(list(df["folder"]))
     sv_md = T.md(*savings.display(sv)) if sv else ""
     written.append(document.write(os.path.join(out, "REPORT.md"), name, evidence, df, left, pts, comps,
-                                  verdicts, level_tables, figs, sv_md, pairs, results=results))
+                                  verdicts, level_tables, figs, sv_md, pairs, papers, results=results))
     return written, len(df), left
 
 

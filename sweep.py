@@ -52,7 +52,8 @@ Other entry keys: `role` (dense, reference, baseline or ablation; default: the m
 optim/), `epochs_scale` (this entry's epochs and epoch keys times this, on top of the
 profile's: a prune-and-fine-tune entry at 0.5 after a dense entry at 0.5 spends the row's
 budget). Profile keys: `evidence: none | small-scale | paper-scale` says what the report
-may conclude from the profile's runs (none: a pipeline check, tables and figures only).
+may conclude from the profile's runs (none: a pipeline check, tables and figures only);
+`claims: [A, B]` which papers' claims its report speaks to (reporting/papers.py; default [A]).
 
 Identity. Every run is told what it is (config key `identity`, copied into summary.json):
 the profile, its entry, its role, the row it belongs to (the `at:`/config row, else

@@ -4,14 +4,15 @@
 Every model from get_model has `input_shape`, the (C, H, W) of one input image it is built
 for: the data set's (data.DATASETS[name].input_shape, passed by the caller), else the model's
 own default ((3, 224, 224) for resnet50 and mobilenet_v1, CIFAR_INPUT_SHAPE otherwise). Shape
-probes (metrics FLOPs, optim.base.probe, export) use it.
+probes (metrics FLOPs, optim.base.probe, export) use it. resnet50_str and mobilenet_v1_str are
+the same networks initialized as STR / LATS (paper B's code) do, with a bias-free classifier.
 """
 import difflib
 
 from .densenet import densenet40, densenet_bc100
-from .mobilenet import mobilenet_v1
+from .mobilenet import mobilenet_v1, mobilenet_v1_str
 from .resnet import resnet18, resnet20, resnet32, resnet44, resnet56, resnet110
-from .resnet50 import resnet50
+from .resnet50 import resnet50, resnet50_str
 from .vgg import vgg11, vgg13, vgg16, vgg19
 
 _REGISTRY = {
@@ -29,6 +30,8 @@ _REGISTRY = {
     "densenet_bc100": densenet_bc100,
     "resnet50": resnet50,
     "mobilenet_v1": mobilenet_v1,
+    "resnet50_str": resnet50_str,
+    "mobilenet_v1_str": mobilenet_v1_str,
 }
 
 CIFAR_INPUT_SHAPE = (3, 32, 32)

@@ -6,6 +6,14 @@ one linear classifier. `width` is the paper's width multiplier α (every layer's
 rounded, at least 1). At α = 1 and 1000 classes: 4,231,976 parameters, 569M multiply-adds at
 224x224 (the paper's Table 4: 4.2M, 569M). Init (the paper gives none): kaiming normal
 (fan_out) convs, BN 1/0, linear N(0, 0.01) with zero bias, as torchvision's MobileNets.
+
+`mobilenet_v1_str` is the same network as STR and LATS (paper B's code) build and initialize
+theirs (RAIVNLab/STR models/mobilenetv1.py): every conv through `builder.conv2d`, which keeps
+PyTorch's default init (kaiming_uniform_ with a = √5: U(−1/√fan_in, 1/√fan_in), std
+1/√(3·fan_in)); BN PyTorch's default (γ = 1, β = 0); the classifier `builder.conv1x1(1024,
+1000)`, a bias-free 1×1 conv that builder initializes Kaiming-normal fan-in (N(0, 2/fan_in),
+their configs' `init: kaiming_normal, mode: fan_in`): here a bias-free Linear with that init
+(the same function, gradient, weight count and init).
 """
 import torch.nn as nn
 
@@ -28,7 +36,7 @@ def _conv_bn(c_in, c_out, kernel, stride, groups=1):
 class MobileNetV1(nn.Module):
     input_shape = INPUT_SHAPE
 
-    def __init__(self, num_classes=1000, width=1.0, in_channels=3):
+    def __init__(self, num_classes=1000, width=1.0, in_channels=3, init="torchvision"):
         super().__init__()
         c = _w(32, width)
         layers = _conv_bn(in_channels, c, 3, 2)
@@ -39,6 +47,10 @@ class MobileNetV1(nn.Module):
             c = c_out
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
+        if init == "str":   # PyTorch's default init for the convs and BN, as constructed
+            self.fc = nn.Linear(c, num_classes, bias=False)
+            nn.init.kaiming_normal_(self.fc.weight, mode="fan_in", nonlinearity="relu")
+            return
         self.fc = nn.Linear(c, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -56,3 +68,8 @@ class MobileNetV1(nn.Module):
 
 def mobilenet_v1(num_classes=1000, width=1.0, in_channels=3):
     return MobileNetV1(num_classes, width, in_channels)
+
+
+def mobilenet_v1_str(num_classes=1000, width=1.0, in_channels=3):
+    """MobileNet-V1 as STR / LATS initialize it (module docstring)."""
+    return MobileNetV1(num_classes, width, in_channels, init="str")

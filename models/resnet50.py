@@ -4,6 +4,15 @@ width 1 is torchvision.models.resnet50 itself (25,557,032 parameters at 1000 cla
 widths scale every stage's planes (stem 64, stages 64/128/256/512, bottleneck expansion 4)
 by `width`, built with torchvision's own Bottleneck, _make_layer, forward and init; at
 width 1 that build is the same network, module for module (tests/test_models.py checks it).
+
+`resnet50_str` is the same network initialized as STR and LATS (paper B's code, built on
+STR) initialize theirs: RAIVNLab/STR utils/builder.py with its ImageNet configs' `init:
+kaiming_normal, mode: fan_in, nonlinearity: relu`, i.e. every conv N(0, 2 / fan_in); the
+classifier bias-free with the same init (theirs is a bias-free 1×1 conv on the pooled 1×1
+features, `builder.conv1x1`: the same function, gradient, weight count and init as the
+bias-free Linear used here, whose weight is that conv's [out, in] matrix); BatchNorm γ = 1,
+β = 0 (their LearnedBatchNorm is nn.BatchNorm2d; no zero-init of the last BN of a block).
+The bias matters for a soft threshold shared by every layer: theirs has none to escape it.
 """
 import torch.nn as nn
 from torchvision.models import resnet as tv
@@ -47,4 +56,16 @@ def resnet50(num_classes=1000, width=1.0, in_channels=3):
         m.conv1 = nn.Conv2d(in_channels, m.conv1.out_channels, kernel_size=7, stride=2, padding=3, bias=False)
         nn.init.kaiming_normal_(m.conv1.weight, mode="fan_out", nonlinearity="relu")
     m.input_shape = INPUT_SHAPE
+    return m
+
+
+def resnet50_str(num_classes=1000, width=1.0, in_channels=3):
+    """ResNet-50 as STR / LATS initialize it (module docstring): Kaiming-normal fan-in convs
+    and a bias-free Kaiming-normal fan-in classifier (num_classes parameters fewer than
+    resnet50's)."""
+    m = resnet50(num_classes, width, in_channels)
+    m.fc = nn.Linear(m.fc.in_features, num_classes, bias=False)
+    for mod in m.modules():
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(mod.weight, mode="fan_in", nonlinearity="relu")
     return m

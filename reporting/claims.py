@@ -1,4 +1,4 @@
-"""Points, curves and the paper's four claims, from the tidy run table of reporting.load.
+"""Points, curves and the papers' declared claims, from the tidy run table of reporting.load.
 
 A point is one setting of one entry in one row (its swept value), over seeds. A curve is an
 entry's points in a row. Curves are compared at fixed levels (reporting.compare): elementwise
@@ -14,15 +14,9 @@ collapse (runs.collapsed) and only on the dense side of that seed's densest coll
 level beyond a collapse is "not reached", never interpolated through. A level counts only
 where every seed's frontier covers it.
 
-Paper A's claims (abstract, arXiv 2008.09661), and what each compares:
-  1. sparser, more accurate networks than the baselines: xRDA elementwise (from scratch)
-     against every elementwise baseline of its row;
-  2. structured sparsity: xRDA kernel/channel mode against the structured baselines
-     (filter pruning), at matched nonzero MACs;
-  3. from scratch, not from a trained model: xRDA from random initialization against the
-     curves of its mode that start from a trained dense model (prune + fine-tune, xRDA from
-     the dense model);
-  4. a regularizer that improves generalization: xRDA against the dense model of its row.
+The claims themselves are declarations (reporting/papers.py: per paper, which curves each is
+about, what they are compared with, along which axis); this module evaluates any declaration
+by the rules above and names no method, role or entry of its own.
 """
 import math
 
@@ -31,6 +25,7 @@ import numpy as np
 from optim.base import STRUCTURED_MODES as STRUCTURED
 
 from . import compare as K
+from . import papers as PA
 
 
 POINT_KEY = ["row", "entry", "mode", "swept_value"]   # a point: one swept value of an entry
@@ -60,11 +55,42 @@ def curves(df):
     return {k: part for k, part in df.groupby(["row", "entry"], sort=False)}
 
 
+def _text(v):
+    return "" if v is None or v != v else str(v)
+
+
+# the summary columns a declaration may select on besides the fields _info computes
+_SELECTED = sorted({f for c in PA.CLAIMS for sel in (c.reference, *c.against) for f in sel}
+                   | set(PA.POINT_REFERENCE))
+
+
 def _info(part):
     r = part.iloc[0]
-    return {"row": r["row"], "entry": r["entry"], "method": r["method"], "mode": r["mode"],
-            "role": r["role"], "epochs": int(part["total_epochs"].max()),
-            "from_trained": bool((part["init_from"] != "").any()), "n_weights": float(r["n_weights"])}
+    out = {"row": r["row"], "entry": r["entry"], "method": r["method"], "mode": r["mode"],
+           "role": r["role"], "epochs": int(part["total_epochs"].max()),
+           "from_trained": bool((part["init_from"] != "").any()), "n_weights": float(r["n_weights"])}
+    for f in _SELECTED:
+        if f not in out:
+            out[f] = _text(r[f]) if f in part.columns else ""
+    return out
+
+
+def matches(info, selector, ref=None):
+    """Whether a curve (its _info) matches a declaration's selector (reporting/papers.py);
+    `ref`: the reference curve's _info, for SAME."""
+    for field, want in selector.items():
+        have = info.get(field, "")
+        if isinstance(want, PA.NOT):
+            ok = have not in want
+        elif isinstance(want, tuple):
+            ok = have in want
+        elif want == PA.SAME:
+            ok = ref is not None and have == ref.get(field, "")
+        else:
+            ok = have == want
+        if not ok:
+            return False
+    return True
 
 
 def _xs(part, kind):
@@ -178,57 +204,51 @@ def compare_curves(a, b, kind, flat_b=False):
     return outcome, strength, rows
 
 
-CLAIMS = (
-    ("1", "Sparser and more accurate than the baselines (unstructured)",
-     "xRDA from scratch against each elementwise baseline of its row, at fixed sparsity levels"),
-    ("2", "Structured sparsity",
-     "xRDA kernel/channel mode against each structured baseline of its row, at fixed fractions "
-     "of nonzero multiply-adds"),
-    ("3", "Training from scratch in one run",
-     "xRDA from random initialization against the curves of its mode that start from a trained "
-     "dense model (prune + fine-tune, xRDA from the dense model), at fixed levels"),
-    ("4", "A regularizing effect (sparse at least as accurate as dense)",
-     "xRDA against the dense model of its row at every level its sweep covers"),
-)
+CLAIMS = PA.CLAIMS   # the declarations, every paper's (reporting/papers.py)
 
 
-def _pairs(cv):
-    """(claim, reference curve, other curve, kind, flat) for every comparison the claims make."""
+def _kind(claim, ref_info):
+    if claim.axis == "mode":
+        return "macs" if ref_info["mode"] in STRUCTURED else "nnz"
+    return claim.axis
+
+
+def _pairs(cv, claims):
+    """(claim, reference curve, other curve, kind, flat) for every comparison the declared
+    claims make: per claim, each curve its `reference` selects against each curve of the
+    same row that one of its `against` selectors picks."""
     info = {k: _info(p) for k, p in cv.items()}
-    refs = [k for k, i in info.items() if i["role"] == "reference" and not i["from_trained"]]
     out = []
-    for r in refs:
-        ri = info[r]
-        kind = "macs" if ri["mode"] in STRUCTURED else "nnz"
-        same_row = [k for k in cv if info[k]["row"] == ri["row"] and k != r]
-        for k in same_row:
-            oi = info[k]
-            if oi["role"] == "baseline" and ri["mode"] == "elementwise" and oi["mode"] == "elementwise":
-                out.append(("1", r, k, kind, False))
-            if oi["role"] == "baseline" and ri["mode"] in STRUCTURED and oi["mode"] in STRUCTURED:
-                out.append(("2", r, k, kind, False))
-            if oi["from_trained"] and oi["role"] != "dense" and oi["mode"] == ri["mode"]:
-                out.append(("3", r, k, kind, False))
-            if oi["role"] == "dense":
-                out.append(("4", r, k, kind, True))
+    for claim in claims:
+        for r, ri in info.items():
+            if not matches(ri, claim.reference):
+                continue
+            kind = _kind(claim, ri)
+            for k, oi in info.items():
+                if k == r or oi["row"] != ri["row"]:
+                    continue
+                if any(matches(oi, sel, ri) for sel in claim.against):
+                    out.append((claim, r, k, kind, claim.dense))
     return out, info
 
 
-def comparisons(df):
-    """Every comparison the claims make: dicts with claim, the two curves, budget check,
-    outcome (win/loss/inconclusive/mixed/unmatched/unequal budget), strength and levels."""
+def comparisons(df, papers=("A",)):
+    """Every comparison the claims of `papers` make: dicts with claim (its id), paper, the two
+    curves, budget check, outcome (win/loss/inconclusive/mixed/unmatched/unequal budget),
+    strength and levels."""
     cv = curves(df)
-    pairs, info = _pairs(cv)
+    pairs, info = _pairs(cv, PA.of(papers))
     out = []
     for claim, a, b, kind, flat in pairs:
         ia, ib = info[a], info[b]
-        if claim == "4" and ib["epochs"] != ia["epochs"]:
-            # several dense entries (e.g. the half-budget start of prune + fine-tune): the
+        if flat and ib["epochs"] != ia["epochs"]:
+            # several dense curves (e.g. the half-budget start of prune + fine-tune): the
             # equal-budget one is the comparison; the others are not this claim's
-            if any(i["role"] == "dense" and i["row"] == ia["row"] and i["epochs"] == ia["epochs"]
-                   for i in info.values()):
+            if any(matches(j, sel, ia) and j["row"] == ia["row"] and j["epochs"] == ia["epochs"]
+                   for j in info.values() for sel in claim.against):
                 continue
-        row = {"claim": claim, "row": ia["row"], "a": ia, "b": ib, "kind": kind, "levels": []}
+        row = {"claim": claim.id, "paper": claim.paper, "row": ia["row"], "a": ia, "b": ib,
+               "kind": kind, "levels": []}
         if ib["epochs"] != ia["epochs"]:
             row.update(outcome="unequal budget", strength="")
         else:
@@ -238,23 +258,23 @@ def comparisons(df):
     return out
 
 
-def claim_verdicts(comps):
-    """[(number, title, rule, verdict, [comparisons])] for the four claims."""
+def claim_verdicts(comps, papers=("A",)):
+    """[(id, title, rule, verdict, [comparisons])] for the declared claims of `papers`."""
     out = []
-    for num, title, rule in CLAIMS:
-        mine = [c for c in comps if c["claim"] == num]
+    for claim in PA.of(papers):
+        mine = [c for c in comps if c["claim"] == claim.id]
         counted = [c for c in mine if c["outcome"] in (K.WIN, K.LOSS, K.INCONCLUSIVE, "mixed", K.UNMEASURABLE)]
         # suggestive only when no counted comparison rests on seeds on both sides
         strength = "significant" if any(c["strength"] == "significant" for c in counted) else "suggestive"
         v = K.claim_verdict([c["outcome"] if c["outcome"] != "mixed" else K.INCONCLUSIVE
                              for c in counted], strength)
-        out.append((num, title, rule, v, mine))
+        out.append((claim.id, claim.title, claim.rule, v, mine))
     return out
 
 
 def point_pairs(df, pts, role):
-    """Each point of every `role` curve (baseline or ablation) against the row's reference
-    point of the same mode (from scratch): at the same swept value when both sweep the same
+    """Each point of every `role` curve (baseline or ablation) against the row's point of
+    papers.POINT_REFERENCE (paper A's method from scratch) of the same mode: at the same swept value when both sweep the same
     key (an ablation at xRDA's λ), else the nearest within compare.MATCH_TOL in log nonzeros
     (structured: log nonzero MACs), each reference point used once per curve; farther is
     unmatched, shown and not counted. Returns dicts: row, entry, a (point), ref (point or
@@ -265,8 +285,8 @@ def point_pairs(df, pts, role):
     for (row, entry), i in info.items():
         if i["role"] != role:
             continue
-        refs = [k for k, j in info.items() if j["row"] == row and j["role"] == "reference"
-                and not j["from_trained"] and j["mode"] == i["mode"]]
+        refs = [k for k, j in info.items() if j["row"] == row and matches(j, PA.POINT_REFERENCE)
+                and j["mode"] == i["mode"]]
         mine = pts[(pts["row"] == row) & (pts["entry"] == entry)].reset_index(drop=True)
         if not refs:
             out += [{"row": row, "entry": entry, "a": mine.iloc[n], "ref": None, "match": "no reference",

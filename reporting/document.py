@@ -1,6 +1,7 @@
-"""REPORT.md for one profile: what was run (runs, budgets, environment, what was left out),
-the four claims with the comparisons behind each (only for a profile whose `evidence` is not
-`none`), the tables and the figures."""
+"""REPORT.md for one profile: what was run (runs, budgets, seeds, environment, what was left
+out), a section per paper the profile speaks to (its `claims:`) with each declared claim and
+the comparisons behind it (only for a profile whose `evidence` is not `none`), the tables and
+the figures."""
 import math
 import os
 
@@ -8,6 +9,7 @@ import runs
 
 from . import claims as CL
 from . import compare as K
+from . import papers as PA
 from . import style
 from . import tables as T
 
@@ -89,8 +91,19 @@ def environment(df):
     return "; ".join(parts)
 
 
+def seeds_line(df):
+    """How many seeds the runs have, and what one seed means for the verdicts."""
+    seeds = sorted({int(v) for v in df["seed"] if v == v})
+    n = len(seeds)
+    line = f"Seeds: {n} ({', '.join(map(str, seeds))}); every point runs each of them (a λ search's other rounds: seed 0 only)."
+    if n == 1:
+        line += (f" **One seed**: no seed spread is measured, so a difference counts only beyond "
+                 f"±{K.ONE_SEED_BAND} pp and any conclusion is suggestive only.")
+    return line
+
+
 def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables, figs, savings_md="",
-          pairs=None, results="results"):
+          pairs=None, papers=("A",), results="results"):
     rel = lambda p: os.path.relpath(p, os.path.dirname(path))
     n_other = len(left["other"])
     res = str(results).rstrip("/") or "."
@@ -106,7 +119,7 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
         L += [f"Left out: {n_other} other row(s) of `{res}/runs.csv` that are not this profile's runs ({shown}).", ""]
     reused = int((~df["weights_here"]).sum()) if "weights_here" in df.columns else 0
     fell = int(df["collapsed"].sum()) if "collapsed" in df.columns else 0
-    L += [EVIDENCE_TEXT.get(evidence, EVIDENCE_TEXT["none"]), "",
+    L += [EVIDENCE_TEXT.get(evidence, EVIDENCE_TEXT["none"]), "", seeds_line(df), "",
           f"Every number is a final number (nothing is selected by test accuracy): the last epoch's "
           f"weights, evaluated once BatchNorm statistics are recomputed on training images "
           f"(`bn_recal`, every method alike; `test_acc_running_bn` in summary.json keeps the number "
@@ -132,20 +145,22 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
 
     incomplete = bool(left["missing"] or left["waiting"])
     if evidence != "none" and incomplete:
-        L += ["## The paper's four claims", "",
-              f"**No verdict yet: the profile is incomplete** ({len(left['missing'])} run(s) named but not "
-              f"complete, {left['waiting']} waiting on a dependency or a λ search). A verdict needs every "
-              "search ended and every seed of the points it compares; run the sweep again (`python "
-              "sweep.py PROFILE --reuse-complete` to keep the committed runs) and rebuild this report. "
-              "The tables below show what has finished.", ""]
+        for paper in papers:
+            L += [f"## {PA.PAPERS[paper]}: claims", "",
+                  f"**No verdict yet: the profile is incomplete** ({len(left['missing'])} run(s) named but not "
+                  f"complete, {left['waiting']} waiting on a dependency or a λ search). A verdict needs every "
+                  "search ended and every seed of the points it compares; run the sweep again (`python "
+                  "sweep.py PROFILE --reuse-complete` to keep the committed runs) and rebuild this report. "
+                  "The tables below show what has finished.", ""]
     if evidence != "none" and not incomplete:
-        L += ["## The paper's four claims", "",
-              "How a verdict is reached (reporting/compare.py): each method's accuracy is "
+        L += ["## How a claim's verdict is reached", "",
+              "The rules of reporting/compare.py, the same for every paper's claims: each method's accuracy is "
               "interpolated along its own sweep, per seed, at fixed levels (elementwise: "
               f"{', '.join(f'{100 * v:g}%' for v in K.SPARSITY_LEVELS)} sparse, along log nonzero weights; "
               f"structured: {', '.join(f'{100 * v:g}%' for v in K.MAC_LEVELS)} of the dense multiply-adds), "
               "never outside the range the sweep covers, along the points every seed ran and never "
-              "through a collapsed run. At each level the mean accuracies are compared with a "
+              "through a collapsed run. Only curves of equal total budget are compared. At each level "
+              "the mean accuracies are compared with a "
               "variance that holds the seed spread and the test set's own sampling error "
               f"(p(1−p)/N); a difference under {K.RESOLUTION:g} test-set standard errors is *not "
               "measurable at this scale*; otherwise a two-sided t-test, Holm-corrected over the "
@@ -154,12 +169,18 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
               "row's comparison is a win (or loss) when its decisive levels agree, mixed when they "
               "do not. A claim is supported when wins are at least as many as the other counted "
               "comparisons and there is no loss, refuted the other way round, inconclusive "
-              "otherwise. For claims 3 and 4 an inconclusive result means no measurable difference "
-              "at this number of seeds.", ""]
-        for num, title, rule, verdict, mine in verdicts:
-            L += [f"### {num}. {title}", "", f"**Verdict: {verdict}.** Compared: {rule}.", ""]
-            L += [comparison_line(c) for c in mine] or ["- no comparison in these runs"]
-            L.append("")
+              "otherwise. The claims are declared in reporting/papers.py: which curves each is "
+              "about and what it compares them with.", ""]
+        by_id = {v[0]: v for v in verdicts}
+        for paper in papers:
+            mine_claims = [c for c in PA.of([paper]) if c.id in by_id]
+            L += [f"## {PA.PAPERS[paper]}: claims", ""]
+            for claim in mine_claims:
+                num, title, rule, verdict, mine = by_id[claim.id]
+                L += [f"### {num}. {title}", "", f"**Verdict: {verdict}.** Compared: {rule}."
+                      + (f" {claim.note}" if claim.note else ""), ""]
+                L += [comparison_line(c) for c in mine] or ["- no comparison in these runs"]
+                L.append("")
     L += ["## Tables", "",
           "Accuracy (%) at fixed levels, interpolated along each method's own sweep: mean ± std "
           "over seeds (a seed count in brackets where it differs from the table's); — where the "

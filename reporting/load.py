@@ -83,6 +83,16 @@ def evidence(profile):
     return P.load_profile(profile_path(profile)).get("evidence", "none")
 
 
+def claims(profile):
+    """The papers whose claims the profile's report speaks to (its `claims:` key)."""
+    return list(P.load_profile(profile_path(profile)).get("claims", P.DEFAULT_CLAIMS))
+
+
+def seeds(profile):
+    """The profile's seeds (its `seeds:` key; an entry may set its own)."""
+    return list(P.load_profile(profile_path(profile)).get("seeds", [0]))
+
+
 def index_names(results):
     """Run names listed in RESULTS/runs.csv (empty if there is none)."""
     p = os.path.join(results, runs.INDEX)

@@ -30,7 +30,11 @@ EVIDENCE = ("none", "small-scale", "paper-scale")
 # its conv filters / kernels that are entirely zero (layers.csv), for structured baselines.
 TARGET_METRICS = ("sparsity", "filter_sparsity", "kernel_sparsity")
 PROFILE_KEYS = {"seeds", "overrides", "runs", "row_keys", "epochs_scale", "epoch_keys", "defs", "inherit",
-                "evidence"}
+                "evidence", "claims"}
+# `claims:` which papers' claims the profile's report speaks to (reporting/papers.py declares
+# them per paper); default paper A's only
+PAPERS = ("A", "B")
+DEFAULT_CLAIMS = ["A"]
 # "not run": a follower of a λ search that did not reach its target (a fact, not a failure)
 TERMINAL = ("finished", "skipped", "not run", "failed", "blocked")
 
@@ -198,6 +202,12 @@ def _check_profile(prof, path):
                            f"{_fmt(prof['evidence'])[:80]}")
     if "seeds" in prof:
         _check_seeds(prof["seeds"], where)
+    if "claims" in prof:
+        v = prof["claims"]
+        if not (isinstance(v, list) and v and all(isinstance(x, str) and x in PAPERS for x in v)
+                and len(set(v)) == len(v)):
+            raise ProfileError(f"{where}: claims must be a list of papers without repeats, each one of "
+                               f"{', '.join(PAPERS)}; got {_fmt(v)[:80]}")
     if prof.get("epochs_scale") is not None and not _positive(prof["epochs_scale"]):
         raise ProfileError(f"{where}: epochs_scale must be a positive number, got "
                            f"{_fmt(prof['epochs_scale'])[:80]}")

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn as nn
@@ -40,6 +42,9 @@ EXACT = {
     "resnet50": 23_528_522,
     # 4,231,976 at 1000 classes (BN included), with a 10-class head: - 1024*990 - 990
     "mobilenet_v1": 3_217_226,
+    # as STR / LATS build them: the same, with a bias-free classifier (10 biases fewer)
+    "resnet50_str": 23_528_512,
+    "mobilenet_v1_str": 3_217_216,
 }
 
 # Published figures; 2% is loose enough for rounding, tight enough to catch a missing
@@ -143,7 +148,7 @@ def test_compiles_without_graph_breaks():
 
 # ---- ImageNet models ------------------------------------------------------------------------
 
-IMAGENET = ("resnet50", "mobilenet_v1")
+IMAGENET = ("resnet50", "mobilenet_v1", "resnet50_str", "mobilenet_v1_str")
 
 
 def test_input_shapes():
@@ -183,6 +188,39 @@ def test_mobilenet_v1_structure():
     with torch.no_grad():
         assert m(torch.zeros(1, 3, 224, 224)).shape == (1, 1000)
         assert m.features(torch.zeros(1, 3, 224, 224)).shape == (1, 256, 7, 7)
+
+
+@pytest.mark.parametrize("name", ["resnet50_str", "mobilenet_v1_str"])
+def test_str_initialization_is_the_stated_rule(name):
+    """Freshly built, every layer's weights have the spread the stated rule gives for its
+    fan-in (docs/methods.md §4, models/resnet50.py, models/mobilenet.py): Kaiming normal
+    std sqrt(2 / fan_in) for ResNet-50's convs and both classifiers; PyTorch's default
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), std 1/sqrt(3 fan_in), for MobileNet-V1's convs. The
+    sample std of n draws is off by about sqrt((kurtosis - 1) / 4n) relatively (normal 3,
+    uniform 1.8): each layer must be within 5 of those, its mean within 5 standard errors of 0."""
+    torch.manual_seed(0)
+    m = models.get_model(name, num_classes=1000)
+    plain = models.get_model(name.removesuffix("_str"), num_classes=1000)
+    assert n_params(plain) - n_params(m) == 1000 and m.fc.bias is None
+    layers = [mod for mod in m.modules() if isinstance(mod, (nn.Conv2d, nn.Linear))]
+    assert len(layers) == (54 if name.startswith("resnet") else 28)
+    fan_out_fits = 0
+    for mod in layers:
+        w = mod.weight.detach().double()
+        n, fan_in = w.numel(), w[0].numel()            # fan-in: (in / groups) x kh x kw
+        fan_out = w.shape[0] * w[0, 0].numel()
+        uniform = name.startswith("mobilenet") and mod is not m.fc
+        want, kurt = (1 / math.sqrt(3 * fan_in), 1.8) if uniform else (math.sqrt(2 / fan_in), 3.0)
+        sd = w.std().item()
+        assert abs(sd / want - 1) < 5 * math.sqrt((kurt - 1) / (4 * n)), (mod, sd, want)
+        assert abs(w.mean().item()) < 5 * want / math.sqrt(n)
+        if uniform:
+            assert w.abs().max().item() <= 1 / math.sqrt(fan_in)
+        assert mod.bias is None
+        gain = 1 / math.sqrt(3) if uniform else math.sqrt(2)
+        fan_out_fits += abs(sd / (gain / math.sqrt(fan_out)) - 1) < 5 * math.sqrt((kurt - 1) / (4 * n))
+    # the fan-out rule (the default builds') does not describe these layers
+    assert fan_out_fits < len(layers) / 2
 
 
 @pytest.mark.parametrize("name, params, macs", [

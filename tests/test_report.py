@@ -35,19 +35,24 @@ def fake_numbers(cfg):
     return (acc - 2.0 if m == "gmp" else acc), sp
 
 
-def write_run(results, name, cfg):
-    acc, sp = fake_numbers(cfg)
+def write_run(results, name, cfg, numbers=fake_numbers):
+    import train
+
+    acc, sp = numbers(cfg)
     d = runs.run_dir(results, name)
     nnz = round((1 - sp) * N_WEIGHTS)
     summary = {k: "" for k in runs.SUMMARY_FIELDS if k not in runs.OPTIONAL}
     summary.update({"run": name, "dataset": cfg["dataset"], "model": cfg["model"], "width": cfg["width"],
                     "method": cfg["method"], "mode": "dense" if cfg["method"] == "sgd" else "elementwise",
-                    "seed": cfg["seed"], "epochs": cfg["epochs"], "total_epochs": cfg["epochs"], "lam": 0.0,
+                    "seed": cfg["seed"], "epochs": cfg["epochs"], "lam": 0.0,
+                    "total_epochs": cfg["epochs"] + train.epochs_before(cfg["init_from"]),
                     "test_acc": acc, "test_loss": 0.1, "train_acc": 100.0, "train_loss": 0.01,
                     "sparsity": 1 - nnz / N_WEIGHTS, "sparsity_all": sp, "nnz": nnz,
                     "n_weights": N_WEIGHTS, "n_params": N_WEIGHTS + 100, "flops_dense": 1e6,
                     "flops_nonzero": 1e6 * nnz / N_WEIGHTS, "train_seconds": 1.0, "config_hash": "x",
                     "init_from": cfg["init_from"], **cfg["identity"], "threads": 1})
+    if cfg["method"] == "soft_threshold":    # as SoftThreshold.summary() writes it
+        summary["threshold_schedule"] = cfg["optim"]["threshold_schedule"]
     runs.save_json(summary, runs.path(d, runs.SUMMARY))
     runs.save_csv([{"epoch": e + 1, "test_acc": acc, "sparsity": sp} for e in range(cfg["epochs"])],
                   runs.path(d, runs.METRICS))
@@ -57,8 +62,8 @@ def write_run(results, name, cfg):
     runs.upsert_row(os.path.join(results, runs.INDEX), summary)
 
 
-def FakeLauncher(results):
-    return StandInLauncher(results, lambda results, s: write_run(results, s.name, s.cfg), slots=4)
+def FakeLauncher(results, numbers=fake_numbers):
+    return StandInLauncher(results, lambda results, s: write_run(results, s.name, s.cfg, numbers), slots=4)
 
 
 PROFILE = """
@@ -336,3 +341,185 @@ def test_a_claim_is_suggestive_only_when_no_comparison_rests_on_seeds():
     assert v["1"] == "supported"
     v = {n: verdict for n, _, _, verdict, _ in CL.claim_verdicts([c("win", "suggestive")])}
     assert v["1"] == "supported (suggestive only: one seed)"
+
+
+# ----------------------------------------------------------------------------- paper B's claims
+
+B_PROFILE = """
+evidence: small-scale
+claims: {claims}
+seeds: [0, 1, 2]
+overrides: [epochs=2, dataset=fashion_mnist]
+runs:
+  - name: sgd
+    config: {repo}/configs/quick/sgd.yaml
+  - name: xrda
+    config: {repo}/configs/quick/xrda.yaml
+    grid: {{optim.lam: [1.0e-3, 1.0e-2]}}
+  - name: soft_threshold
+    config: {repo}/configs/quick/soft_threshold.yaml
+    grid: {{optim.lam: [1.0e-3, 1.0e-2]}}
+  - name: soft_threshold_linear
+    config: {repo}/configs/quick/soft_threshold.yaml
+    overrides: [optim.threshold_schedule=linear, optim.lam=0]
+    grid: {{optim.final_threshold: [0.1, 1.0]}}
+  - name: soft_threshold_sine
+    config: {repo}/configs/quick/soft_threshold.yaml
+    overrides: [optim.threshold_schedule=sine, optim.lam=0]
+    grid: {{optim.final_threshold: [0.1, 0.5]}}
+  - name: str
+    config: {repo}/configs/quick/str.yaml
+    grid: {{optim.s_weight_decay: [1.0e-4, 1.0e-3]}}
+  - name: gmp
+    config: {repo}/configs/quick/gmp.yaml
+    grid: {{optim.target: [0.9, 0.99]}}
+  - name: sgd_half
+    config: {repo}/configs/quick/sgd.yaml
+    epochs_scale: 0.5
+  - name: magnitude_finetune
+    config: {repo}/configs/quick/magnitude_finetune.yaml
+    epochs_scale: 0.5
+    init_from: sgd_half
+    grid: {{optim.target: [0.9, 0.99]}}
+  - name: rigl
+    config: {repo}/configs/quick/rigl.yaml
+    epochs_scale: 0.5
+    grid: {{optim.target: [0.9, 0.99]}}
+"""
+
+# sparsity of each swept value, per method (and threshold schedule)
+B_SPARSITY = {("xrda", ""): ("lam", {1e-3: 0.9, 1e-2: 0.99}),
+              ("soft_threshold", "lats"): ("lam", {1e-3: 0.9, 1e-2: 0.99}),
+              ("soft_threshold", "linear"): ("final_threshold", {0.1: 0.9, 1.0: 0.99}),
+              ("soft_threshold", "sine"): ("final_threshold", {0.1: 0.9, 0.5: 0.95}),   # reaches 95% only
+              ("str", ""): ("s_weight_decay", {1e-4: 0.9, 1e-3: 0.99})}
+# accuracy relative to LATS at the same sparsity (pp)
+B_OFFSET = {("soft_threshold", "lats"): 0.0, ("soft_threshold", "linear"): -2.0,
+            ("soft_threshold", "sine"): -2.0, ("str", ""): +0.3, ("gmp", ""): +2.5,
+            ("magnitude_finetune", ""): -0.3, ("rigl", ""): 0.0, ("xrda", ""): +1.0}
+
+
+def b_numbers(cfg):
+    """Paper B's synthetic sweep: dense 98 (+0.1 per seed); LATS 97 at 90% sparse, 1 pp lower
+    per decade of nonzeros (+0.1 per seed); every other method at B_OFFSET from LATS at the
+    same sparsity."""
+    seed, m, o = cfg["seed"], cfg["method"], cfg["optim"]
+    if m == "sgd":
+        return 98.0 + 0.1 * seed, 0.0
+    key = (m, o.get("threshold_schedule", "") if m == "soft_threshold" else "")
+    if key in B_SPARSITY:
+        hp, table = B_SPARSITY[key]
+        sp = table[o[hp]]
+    else:
+        sp = o["target"]
+    return 97.0 - (-math.log10(1 - sp) - 1.0) + 0.1 * seed + B_OFFSET[key], sp
+
+
+def make_b(tmp_path, claims="[A, B]"):
+    prof = tmp_path / "pb.yaml"
+    prof.write_text(B_PROFILE.format(claims=claims, repo=sweep.REPO))
+    results = str(tmp_path / "results")
+    state = sweep.run_all(sweep.expand(str(prof)), results, FakeLauncher(results, b_numbers))
+    assert all(st == "finished" for st, _ in state.values())
+    return str(prof), results
+
+
+def test_paper_b_claims_from_a_synthetic_sweep(tmp_path):
+    """B1 and B2 by hand. At 10,000 test images the test set resolves 2 * sqrt(2 * p(1-p) / N):
+    0.48 pp at 97%, 0.55 pp at 96%, so the 0.3 pp differences are not measurable and the 2 and
+    2.5 pp ones are (seeds 0.1 pp apart on both sides: p far below 0.05 after Holm)."""
+    prof, results = make_b(tmp_path)
+    from reporting import load
+
+    df, _ = load.load(prof, results)
+    comps = CL.comparisons(df, ["A", "B"])
+    verdicts = {num: (v, mine) for num, _, _, v, mine in CL.claim_verdicts(comps, ["A", "B"])}
+    assert [k for k in verdicts] == ["1", "2", "3", "4", "B1", "B2"]
+
+    # B1: LATS against linear (2 pp above at 90-99%), sine (2 pp above where its sweep
+    # reaches: 90 and 95%) and STR (0.3 pp below: not measurable) -> 2 wins, 1 other: supported
+    v1, b1 = verdicts["B1"]
+    got = {c["b"]["entry"]: c for c in b1}
+    assert set(got) == {"soft_threshold_linear", "soft_threshold_sine", "str"}
+    assert all(c["a"]["entry"] == "soft_threshold" for c in b1)        # LATS only is the reference
+    lin, sine, st = got["soft_threshold_linear"], got["soft_threshold_sine"], got["str"]
+    assert lin["outcome"] == "win" and [lv["level"] for lv in lin["levels"]] == [0.9, 0.95, 0.98, 0.99]
+    assert all(lv["diff"] == pytest.approx(2.0) for lv in lin["levels"])
+    assert sine["outcome"] == "win" and [lv["level"] for lv in sine["levels"]] == [0.9, 0.95]
+    # at 95% both sides interpolate: LATS 97 - log10(2) + 0.1*seed; sine ran at 95% itself
+    assert sine["levels"][1]["a"] == pytest.approx([97.0 - math.log10(2.0) + 0.1 * s for s in range(3)])
+    assert sine["levels"][1]["b"] == pytest.approx([97.0 - math.log10(2.0) - 2.0 + 0.1 * s for s in range(3)])
+    assert st["outcome"] == K.UNMEASURABLE
+    assert all(lv["diff"] == pytest.approx(-0.3) and lv["outcome"] == K.UNMEASURABLE for lv in st["levels"])
+    assert v1 == "supported"
+
+    # B2: GMP 2.5 pp above LATS (loss), prune + fine-tune 0.3 pp below at its equal budget of
+    # 1 + 1 epochs (not measurable), RigL at half the budget (unequal, not counted): refuted
+    v2, b2 = verdicts["B2"]
+    got = {c["b"]["entry"]: c for c in b2}
+    assert set(got) == {"gmp", "magnitude_finetune", "rigl"}
+    assert got["gmp"]["outcome"] == "loss" and all(lv["diff"] == pytest.approx(-2.5) for lv in got["gmp"]["levels"])
+    assert got["magnitude_finetune"]["outcome"] == K.UNMEASURABLE and got["magnitude_finetune"]["b"]["epochs"] == 2
+    assert got["rigl"]["outcome"] == "unequal budget" and got["rigl"]["levels"] == []
+    assert v2 == "refuted"
+
+    # paper A's claim 1 does not take paper B's schedule ablations as xRDA's baselines
+    a1 = {c["b"]["entry"] for c in verdicts["1"][1]}
+    assert a1 == {"soft_threshold", "str", "gmp", "magnitude_finetune", "rigl"}
+    # claim 4 compares with the equal-budget dense model only, not prune + fine-tune's start
+    assert [c["b"]["entry"] for c in verdicts["4"][1]] == ["sgd"]
+    assert {c["paper"] for c in comps} == {"A", "B"}
+
+
+def test_the_report_has_a_section_per_declared_paper(tmp_path):
+    prof, results = make_b(tmp_path)
+    out = tmp_path / "rep"
+    report.build(prof, results, str(out))
+    text = (out / "REPORT.md").read_text()
+    a, b = text.index("## Paper A: xRDA"), text.index("## Paper B: soft-threshold pruning")
+    assert a < text.index("### 1. ") < b < text.index("### B1. ") < text.index("### B2. ")
+    b1 = text[text.index("### B1. "):text.index("### B2. ")]
+    assert "**Verdict: supported.**" in b1 and "[soft_threshold_sine]" in b1
+    assert "**Verdict: refuted.**" in text[text.index("### B2. "):]
+    assert "Seeds: 3 (0, 1, 2)" in text
+    with open(out / "tables" / "comparisons.csv", newline="") as f:
+        assert {r["paper"] for r in csv.DictReader(f)} == {"A", "B"}
+    # the same runs under a profile that speaks to paper A only (the default): no paper B
+    only_a = tmp_path / "pa.yaml"
+    only_a.write_text(open(prof).read().replace("claims: [A, B]\n", ""))
+    report.build(str(only_a), results, str(tmp_path / "rep_a"))
+    text = (tmp_path / "rep_a" / "REPORT.md").read_text()
+    assert "## Paper A: xRDA" in text and "Paper B" not in text and "### B1" not in text
+
+
+def test_one_seed_is_said_in_the_report(tmp_path):
+    prof, results = make(tmp_path, seeds="[0]")
+    report.build(prof, results, str(tmp_path / "rep"))
+    text = (tmp_path / "rep" / "REPORT.md").read_text()
+    assert "Seeds: 1 (0)" in text and "**One seed**" in text
+
+
+@pytest.mark.parametrize("value", ["[A, b]", "[A, C]", "A", "[]", "[A, A]"])
+def test_a_bad_claims_key_is_a_one_line_error(tmp_path, capsys, value):
+    from sweeping import profile as P
+
+    prof = tmp_path / "bad.yaml"
+    prof.write_text(B_PROFILE.format(claims=value, repo=sweep.REPO))
+    with pytest.raises(P.ProfileError) as e:
+        P.load_profile(str(prof))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("bad.yaml: claims must be a list of papers") and "A, B" in msg
+    assert report.main([str(prof), "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "claims must be" in err
+
+
+def test_every_declared_claim_belongs_to_a_paper_a_profile_can_name():
+    from reporting import papers as PA
+    from sweeping import profile as P
+
+    assert {c.paper for c in PA.CLAIMS} == set(P.PAPERS) == set(PA.PAPERS)
+    assert len({c.id for c in PA.CLAIMS}) == len(PA.CLAIMS)
+    assert all(c.axis in ("nnz", "macs", "mode") for c in PA.CLAIMS)
+    for name in ("fashion", "imagenet"):
+        assert P.load_profile(sweep.find_profile(name))["claims"] == ["A", "B"]

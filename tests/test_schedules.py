@@ -121,7 +121,7 @@ def test_paper_configs_resolve_with_the_released_schedule():
     assert steps == 2
 
 
-def test_imagenet_configs_are_paper_bs_recipe_for_every_method():
+def test_imagenet_configs_are_paper_bs_recipe_for_every_method(tmp_path):
     import config as C
     import models
     import sweep
@@ -134,9 +134,15 @@ def test_imagenet_configs_are_paper_bs_recipe_for_every_method():
         cfg = C.build(f)
         assert (cfg["dataset"], cfg["epochs"], cfg["batch_size"]) == ("imagenet", 100, 256)
         assert (cfg["warmup_epochs"], cfg["label_smoothing"]) == (5, 0.1)
-        assert cfg["optim"]["weight_decay"] == 3.05e-5 and cfg["optim"]["schedule"] == "cosine"
+        # 2^-15 exactly, as STR's and LATS's configs; fp32 as their commands (bf16 an option)
+        assert cfg["optim"]["weight_decay"] == 2 ** -15 and cfg["optim"]["schedule"] == "cosine"
+        assert cfg["precision"] == "fp32"
         if cfg["method"] in ("sgd", "gmp", "soft_threshold"):
             assert (cfg["optim"]["lr"], cfg["optim"]["momentum"]) == (0.256, 0.875)
+        if cfg["method"] == "soft_threshold":   # the rows: the models as STR / LATS build them
+            assert cfg["model"] in ("resnet50_str", "mobilenet_v1_str")
+        if cfg["method"] == "gmp":              # STR's GMP: epochs 20-79 (docs/methods.md §3), per layer
+            assert (cfg["optim"]["prune_start"], cfg["optim"]["prune_end"], cfg["optim"]["scope"]) == (19, 79, "layer")
         # the warm-up reaches the method's schedule: lr at step 1 is lr/W of a 5-epoch warm-up
         method = get_method(cfg["method"])
         model = models.get_model("resnet20", width=0.125)   # the schedule does not care
@@ -145,6 +151,13 @@ def test_imagenet_configs_are_paper_bs_recipe_for_every_method():
         assert m.lr == pytest.approx(cfg["optim"]["lr"] / 50)
     specs = sweep.expand(sweep.find_profile("imagenet"))
     assert {s.entry for s in specs} == {"soft_threshold", "sgd", "xrda", "gmp"}
+    # every run of the profile at the rows' models and precision: equal footing
+    from sweeping import plan
+
+    ready, _ = plan.known(specs, str(tmp_path))          # those nameable before anything ran
+    known = [s.cfg for s in ready]
+    assert known and {c["model"] for c in known} == {"resnet50_str", "mobilenet_v1_str"}
+    assert {c["precision"] for c in known} == {"fp32"} and {c["seed"] for c in known} == {0}
 
 
 def test_label_smoothing_is_the_training_loss(tmp_path):

@@ -249,3 +249,34 @@ def test_resume_gives_the_same_model_and_thresholds(tmp_path, train_then_crash):
     assert [r["threshold"] for r in ra] == [r["threshold"] for r in rb]
     assert [r["test_acc"] for r in ra] == [r["test_acc"] for r in rb]
     assert straight["final_threshold"] == resumed["final_threshold"]
+
+
+def test_s_lats_closed_form_is_the_cumulative_sum_of_a_cosine_rate():
+    """Paper B's released S-LATS threshold, D·(sin(πn/N)/π + n/N) after step n of N
+    (Yanqi-Chen/LATS trainer.py, sinpInc), is the integral of a cosine rate
+    (1 + cos(πs/N))/2 normalized to 1 at N. LATS here sums the rates actually used,
+    η_s = η·(1 + cos(πs/N))/2 for s = 1..n, normalized by their total (N − 1)/2 rather than the
+    integral's N/2: the two differ by the sum-vs-integral error only, O(1/N) (at most
+    0.37·D/(N − 1) over n; asserted: D/(N − 1)), and halfway by about D/(π(N − 1)). The
+    implied λ_t = (d_t − d_{t−1}) / η_t is constant."""
+    steps, epochs, D = 25, 16, 0.3
+    N = steps * epochs
+    model = tiny_model()
+    method = make(model, steps, epochs, final_threshold=D)       # cosine, no warm-up
+    d, lrs, lam = [0.0], [], []
+    for n in range(1, N + 1):
+        lrs.append(method.optimizer.param_groups[0]["lr"])
+        method.step()                       # no gradient: only the schedule and the threshold move
+        d.append(method.threshold_at(method.t, method.lr_sum))
+        closed = D * (math.sin(math.pi * n / N) / math.pi + n / N)
+        assert abs(d[-1] - closed) <= D / (N - 1) + 1e-12
+        if lrs[-1] > 0:
+            lam.append((d[-1] - d[-2]) / lrs[-1])
+    assert d[-1] == pytest.approx(D, rel=1e-12) and D * (math.sin(math.pi) / math.pi + 1) == pytest.approx(D)
+    # the cumulative cosine rate: Σ_{s<=N} (1 + cos(πs/N))/2 = (N − 1)/2 exactly
+    assert sum(lrs) / method.hp["lr"] == pytest.approx((N - 1) / 2, rel=1e-12)
+    # (differences of float64 sums over the tiny last rates: equal to ~1e-9, not to the last bit)
+    assert max(lam) == pytest.approx(min(lam), rel=1e-7) and min(lam) == pytest.approx(D / sum(lrs), rel=1e-7)
+    # the error really is of that order, not zero: halfway the sum is ahead by ~D/(π(N − 1))
+    mid = D * (1 / math.pi + 0.5)
+    assert d[N // 2] - mid == pytest.approx(D / (math.pi * (N - 1)), rel=0.01)

@@ -1,0 +1,162 @@
+"""What each threshold schedule does over training (paper B): the soft threshold d and the ℓ1
+coefficient it implies, from the metrics.csv of soft_threshold runs.
+
+Paper B reads one SGD step on θ followed by re-thresholding as one ISTA step on
+L(w) + λ_t‖w‖₁ with λ_t = (d_t − d_{t−1}) / η_t. Per epoch e of a run (d_0 = 0):
+
+    λ_e = (d_e − d_{e−1}) / Σ_{steps s of epoch e} η_s
+
+LATS keeps it constant (d_t = λ Σ η_s); the linear and sine schedules make it grow as the
+learning rate falls. metrics.csv holds the threshold after every epoch (`threshold`, written by
+SoftThreshold.end_epoch) but only the last learning rate of each epoch, so the epoch's Σ η_s
+is recomputed from the run's config.yaml with the schedule the run used (optim/schedules.py:
+base lr × lr_scale, warm-up, milestones; steps per epoch from the data set's training images,
+train_subset and batch_size), then scaled so that the whole run's Σ η_s is the one its
+summary implies (final threshold / λ), should the data set's nominal size differ from the
+folder's.
+
+    thresholds_page.{png,pdf}   per row: d / D against epoch (left) and λ_e over its
+                                lr-weighted mean D / Σ η (right, log scale: 1 throughout is a
+                                constant λ); one run per entry (its first point, lowest seed:
+                                both curves are the same for every D of a schedule)
+
+STR's learned thresholds (one per layer, threshold_min / threshold_max in its metrics.csv)
+have no one λ and are not drawn.
+"""
+import math
+import os
+
+import numpy as np
+
+from . import load as L
+from . import style
+
+WIDTH = 7.0     # in: page width, 8 pt text, as the report's other figures
+FONT = 8
+METHOD = "soft_threshold"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": FONT, "axes.titlesize": FONT, "axes.labelsize": FONT,
+                         "xtick.labelsize": FONT, "ytick.labelsize": FONT, "legend.fontsize": FONT,
+                         "lines.linewidth": 1.1, "lines.markersize": 4, "axes.grid": True,
+                         "grid.alpha": 0.3, "savefig.dpi": 200})
+    return plt
+
+
+def steps_per_epoch(cfg):
+    """Optimizer steps of one epoch of `cfg` (the last partial batch kept, as data.py)."""
+    import data
+
+    spec = data.DATASETS.get(cfg["dataset"])
+    n = spec.n_train if spec else 0
+    if cfg.get("train_subset"):
+        n = min(n, int(cfg["train_subset"])) if n else int(cfg["train_subset"])
+    return max(1, math.ceil(n / cfg["batch_size"])) if n else 0
+
+
+def epoch_lr_sums(cfg, steps=None):
+    """[Σ η_s over epoch e for e = 1..epochs] of the run `cfg` (a resolved config), from the
+    schedule it trained with; `steps`: steps per epoch (default: from the data set)."""
+    import torch
+
+    from optim.schedules import Schedule, warmup_steps
+
+    o = cfg["optim"]
+    steps = steps or steps_per_epoch(cfg) or 100    # unknown size: the shape at 100 steps
+    base = float(o["lr"]) * float(cfg.get("lr_scale", 1.0))
+    n = steps * cfg["epochs"]
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base)
+    warm = warmup_steps({"warmup_epochs": cfg.get("warmup_epochs", 0)}, steps)
+    sched = Schedule(opt, o.get("schedule", "cosine"), n, steps, o.get("milestones", ()), o.get("gamma", 0.1),
+                     warmup_steps=warm)
+    per_step = np.array([base * sched.factor(t) for t in range(1, n + 1)])
+    return per_step.reshape(cfg["epochs"], steps).sum(1)
+
+
+def curve(folder, summary=None):
+    """A soft_threshold run's per-epoch threshold and implied ℓ1 coefficient: a DataFrame with
+    epoch, threshold, lr_sum (Σ η of the epoch), lam (λ_e), and the run's D and mean λ
+    (attrs D, lam_mean). None when the run has no threshold column, no config.yaml or no
+    threshold."""
+    import pandas as pd
+
+    import config as C
+    import runs
+
+    m = L.metrics_of(folder)
+    if "threshold" not in m.columns or not len(m):
+        return None
+    try:   # a folder without its config (committed results keep it) is left out of the figure
+        cfg = C.resolve(C.load_yaml(runs.path(folder, runs.CONFIG)))
+    except (OSError, C.ConfigError):
+        return None
+    summary = summary if summary is not None else runs.read_summary(folder)
+    sums = epoch_lr_sums(cfg)[: len(m)]
+    D, lam = float(summary.get("final_threshold") or 0.0), float(summary.get("lam") or 0.0)
+    if D > 0 and lam > 0 and len(m) == cfg["epochs"]:
+        sums = sums * (D / lam) / sums.sum()       # the run's own Σ η (summary: D / λ)
+    d = m["threshold"].to_numpy(float)
+    out = pd.DataFrame({"epoch": m["epoch"].to_numpy(int), "threshold": d, "lr_sum": sums,
+                        "lam": np.diff(d, prepend=0.0) / np.where(sums > 0, sums, np.nan)})
+    out.attrs.update(D=D if D > 0 else float(d[-1]), lam_mean=lam)
+    return out if out.attrs["D"] > 0 else None
+
+
+def _runs(df):
+    """One (row, entry, schedule, run) per soft_threshold entry: its first point, lowest seed."""
+    if "method" not in df.columns:
+        return []
+    mine = df[df["method"] == METHOD]
+    out = []
+    for (row, entry), part in mine.groupby(["row", "entry"], sort=False):
+        first = part[part["swept_value"] == part["swept_value"].iloc[0]]
+        r = first.sort_values("seed").iloc[0]
+        sched = r.get("threshold_schedule", "")
+        out.append((row, entry, str(sched) if sched == sched and sched else "lats", r))
+    return out
+
+
+def figure(df, folder):
+    """thresholds_page.{png,pdf} from the soft_threshold runs of the report's table `df`
+    (reporting.load.load); [] when there is none with a threshold."""
+    picked = [(row, entry, sched, r, curve(r["folder"], r.to_dict())) for row, entry, sched, r in _runs(df)]
+    picked = [p for p in picked if p[4] is not None]
+    if not picked:
+        return []
+    plt = _plt()
+    rows = list(dict.fromkeys(p[0] for p in picked))
+    fig, axes = plt.subplots(len(rows), 2, figsize=(WIDTH, 2.3 * len(rows)), squeeze=False)
+    look = style.looks([(METHOD, p[1]) for p in picked])
+    for (ax_d, ax_l), row in zip(axes, rows):
+        for _, entry, sched, r, c in (p for p in picked if p[0] == row):
+            kw = dict(look[(METHOD, entry)], markevery=max(1, len(c) // 6))
+            D = c.attrs["D"]
+            mean = D / c["lr_sum"].sum() if c["lr_sum"].sum() > 0 else math.nan
+            lab = f"{style.label(METHOD, entry)}: {sched}, D = {D:.3g}, mean λ = {mean:.3g}"
+            ax_d.plot(c["epoch"], c["threshold"] / D, label=lab, **kw)
+            ax_l.plot(c["epoch"], c["lam"] / mean, **kw)
+        ax_d.set_title(f"{row}: the threshold", loc="left")
+        ax_d.set_ylabel("threshold d / final D")
+        ax_l.set_title("implied ℓ1 coefficient λ_e = Δd / Σ η of the epoch", loc="left")
+        ax_l.set_ylabel("λ_e / (D / Σ η)")
+        ax_l.set_yscale("log")
+        ax_l.axhline(1.0, color="#555555", lw=0.6, ls=":")
+        for ax in (ax_d, ax_l):
+            ax.set_xlabel("epoch")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=1, frameon=False, bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout()
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        p = os.path.join(folder, f"thresholds_page.{ext}")
+        fig.savefig(p, bbox_inches="tight", pad_inches=0.02)
+        paths.append(p)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,82 @@
+"""The threshold figure (reporting/threshold_figure.py): the per-epoch threshold of a
+soft_threshold run and the ℓ1 coefficient it implies, recomputed from metrics.csv and the
+run's config, against the values the method itself produced."""
+import math
+import os
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from torch import nn
+
+import config as C
+import runs
+from optim import get_method
+from reporting import threshold_figure as TF
+
+EPOCHS, BATCH = 3, 128           # digits: 1,437 training images -> 12 steps an epoch
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      "configs", "quick", "soft_threshold.yaml")
+
+
+def fake_run(results, schedule, warmup=0):
+    """A run folder as train.py leaves it (config.yaml, metrics.csv, summary.json), its
+    thresholds from the real method stepped through the run's schedule (no data: only the
+    schedule and the threshold move). Returns (folder, per-epoch λ from the lr actually used)."""
+    knob = ["optim.lam=0.002"] if schedule == "lats" else ["optim.lam=0", "optim.final_threshold=0.05"]
+    cfg = C.build(CONFIG,
+                  [f"epochs={EPOCHS}", f"batch_size={BATCH}", f"warmup_epochs={warmup}",
+                   f"optim.threshold_schedule={schedule}", *knob])
+    steps = TF.steps_per_epoch(cfg)
+    assert steps == math.ceil(1437 / BATCH)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    hp = {**cfg["optim"], "warmup_epochs": warmup}
+    method = get_method("soft_threshold")(model, hp, steps, EPOCHS)
+    rows, want, prev = [], [], 0.0
+    for e in range(EPOCHS):
+        used = 0.0
+        for _ in range(steps):
+            used += method.optimizer.param_groups[0]["lr"]
+            method.step()
+        d = method.threshold_at(method.t, method.lr_sum)
+        want.append((d - prev) / used)
+        prev = d
+        rows.append({"epoch": e + 1, "lr": method.lr, "test_acc": 50.0, **method.end_epoch(e)})
+    folder = runs.run_dir(results, f"st-{schedule}-w{warmup}")
+    os.makedirs(folder, exist_ok=True)
+    with open(runs.path(folder, runs.CONFIG), "w") as f:
+        f.write(yaml.safe_dump(cfg, sort_keys=False))
+    runs.save_csv(rows, runs.path(folder, runs.METRICS))
+    summary = {"method": "soft_threshold", **method.summary()}
+    runs.save_json(summary, runs.path(folder, runs.SUMMARY))
+    return folder, want, summary
+
+
+@pytest.mark.parametrize("warmup", [0, 1])
+def test_implied_lambda_is_recomputed_exactly(tmp_path, warmup):
+    for schedule in ("lats", "linear", "sine"):
+        folder, want, summary = fake_run(str(tmp_path), schedule, warmup)
+        c = TF.curve(folder, summary)
+        assert list(c["epoch"]) == [1, 2, 3]
+        assert list(c["lam"]) == pytest.approx(want, rel=1e-5)
+        if schedule == "lats":       # a constant coefficient: λ every epoch
+            assert list(c["lam"]) == pytest.approx([0.002] * EPOCHS, rel=1e-5)
+        elif not warmup:             # growing as the cosine lr falls
+            assert c["lam"].is_monotonic_increasing and c["lam"].iloc[-1] > 2 * c["lam"].iloc[0]
+        assert c.attrs["D"] == pytest.approx(summary["final_threshold"])
+
+
+def test_the_figure_is_drawn_from_the_report_table(tmp_path):
+    rows = []
+    for i, schedule in enumerate(("lats", "linear", "sine")):
+        folder, _, summary = fake_run(str(tmp_path), schedule)
+        rows.append({"method": "soft_threshold", "entry": f"st_{schedule}", "row": "digits-resnet20",
+                     "seed": 0, "swept_value": "x", "folder": folder, **summary})
+    rows.append({"method": "sgd", "entry": "sgd", "row": "digits-resnet20", "seed": 0, "swept_value": "",
+                 "folder": "", "threshold_schedule": float("nan")})
+    paths = TF.figure(pd.DataFrame(rows), str(tmp_path / "fig"))
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["thresholds_page.png", "thresholds_page.pdf"]
+    assert all((tmp_path / "fig" / p.rsplit("/", 1)[1]).stat().st_size > 1000 for p in paths)
+    assert TF.figure(pd.DataFrame(rows[-1:]), str(tmp_path / "none")) == []
