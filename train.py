@@ -248,14 +248,19 @@ def structural_macs(model):
     return float(metrics.counts(slim)["flops_dense"])
 
 
-def _train(cfg, out, results, say, quiet, d, stop_after):
-    name, chash = C.run_name(cfg), C.config_hash(cfg)
+def _check_folder(cfg, out, chash):
+    """A run folder that already holds another config's run is never mixed into this one."""
     cfg_path = runs.path(out, runs.CONFIG)
     if os.path.exists(cfg_path):
         other = C.resolve(C.load_yaml(cfg_path))
         if C.config_hash(other) != chash:
             raise RunError(f"{out} holds a run with another config; pick another --out or delete it", 2)
 
+
+def _setup(cfg, d):
+    """Seeds, the device, the data, the model (from init_from or random), the method, and the
+    model the exported weights are evaluated on: (device, data, model, method, eval_model,
+    init_path)."""
     seed = cfg["seed"]
     random.seed(seed)
     np.random.seed(seed)
@@ -273,125 +278,161 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
         raise RunError(str(e), 1) from None
     if cfg["train_subset"]:
         data.subset(cfg["train_subset"])
-
     model = build_model(cfg, data.num_classes, device, data.input_shape)
     init_path = load_weights(cfg["init_from"], model, cfg, data.num_classes) if cfg["init_from"] else ""
     if d.enabled and cfg["sync_bn"]:
         model = dist_.sync_batchnorm(model, device)
-    steps = data.steps_per_epoch(cfg["batch_size"])
-    method = build_method(cfg, model, steps)
+    method = build_method(cfg, model, data.steps_per_epoch(cfg["batch_size"]))
     eval_model = build_model(cfg, data.num_classes, device, data.input_shape)  # the exported weights, as eval.py sees them
+    return device, data, model, method, eval_model, init_path
 
-    ckpt_path = runs.path(out, runs.CHECKPOINT)
-    rows, start, train_seconds = [], 0, 0.0
+
+def _resume(cfg, out, d, model, method, device, chash, name, say):
+    """(metrics rows so far, first epoch to train, training seconds so far): from the newest
+    readable checkpoint, or a fresh start (config.yaml written)."""
     ckpt, used = load_checkpoint(out, device, chash)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        method.load_state_dict(ckpt["method"])
-        torch.set_rng_state(ckpt["rng"])
-        rows, start, train_seconds = ckpt["rows"], ckpt["epoch"] + 1, ckpt["train_seconds"]
-        fell_back = "" if used == ckpt_path else f" ({runs.CHECKPOINT} was damaged: from {runs.CHECKPOINT_PREV})"
-        say(f"{name}: resuming after epoch {start}{fell_back}")
-        metrics_path = runs.path(out, runs.METRICS)   # a metrics.csv that lost rows: whole again
-        if d.main and _read_text(metrics_path) != runs.csv_text(rows):
-            runs.save_csv(rows, metrics_path)
-        if ckpt.get("world_size", 1) != d.world:
-            say(f"{name}: note: this checkpoint was written by {ckpt.get('world_size', 1)} "
-                f"process(es), this run has {d.world}: the same batches, other rounding")
-        elif ckpt.get("threads", torch.get_num_threads()) != torch.get_num_threads():
-            say(f"{name}: note: this checkpoint was written with {ckpt['threads']} CPU threads, this "
-                f"process has {torch.get_num_threads()}; on the CPU a resumed run is bit-identical "
-                f"only at the same thread count")
-    elif d.main:
-        runs.atomic_write(cfg_path, yaml.safe_dump(cfg, sort_keys=False))
+    if ckpt is None:
+        if d.main:
+            runs.atomic_write(runs.path(out, runs.CONFIG), yaml.safe_dump(cfg, sort_keys=False))
+        return [], 0, 0.0
+    model.load_state_dict(ckpt["model"])
+    method.load_state_dict(ckpt["method"])
+    torch.set_rng_state(ckpt["rng"])
+    rows, start = ckpt["rows"], ckpt["epoch"] + 1
+    fell_back = "" if used == runs.path(out, runs.CHECKPOINT) else \
+        f" ({runs.CHECKPOINT} was damaged: from {runs.CHECKPOINT_PREV})"
+    say(f"{name}: resuming after epoch {start}{fell_back}")
+    metrics_path = runs.path(out, runs.METRICS)   # a metrics.csv that lost rows: whole again
+    if d.main and _read_text(metrics_path) != runs.csv_text(rows):
+        runs.save_csv(rows, metrics_path)
+    if ckpt.get("world_size", 1) != d.world:
+        say(f"{name}: note: this checkpoint was written by {ckpt.get('world_size', 1)} "
+            f"process(es), this run has {d.world}: the same batches, other rounding")
+    elif ckpt.get("threads", torch.get_num_threads()) != torch.get_num_threads():
+        say(f"{name}: note: this checkpoint was written with {ckpt['threads']} CPU threads, this "
+            f"process has {torch.get_num_threads()}; on the CPU a resumed run is bit-identical "
+            f"only at the same thread count")
+    return rows, start, ckpt["train_seconds"]
+
+
+def train_one_epoch(cfg, method, model, fwd, data, epoch, device, d, bar):
+    """One epoch of training steps; returns (mean training loss, training accuracy %) over
+    every rank's images."""
+    bs, n_train = cfg["batch_size"], data.steps_per_epoch(1)   # global batch, training images
+    shard = dict(rank=d.rank, world=d.world) if d.enabled else {}
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    batches = data.train_batches(bs, cfg["seed"], epoch, augment=cfg["augment"],
+                                 crop_padding=cfg["crop_padding"], flip=cfg["flip"],
+                                 erase=cfg["erase"], channels_last=cfg["channels_last"], **shard)
+    for i, (x, y) in enumerate(batches):
+        global_count = min(bs, n_train - i * bs)   # this step's images over all ranks
+        loss, logits = train_step(cfg, method, fwd, x, y, device, d, global_count)
+        loss_sum += loss.detach() * (global_count / d.world if d.enabled else y.numel())
+        correct += (logits.detach().argmax(1) == y).sum()
+        n += y.numel()
+        bar.update()
+    if d.enabled:
+        dist_.broadcast_buffers(model, d)
+        total, hits, n = d.sum(loss_sum.item(), correct.item(), n)
+        train_loss, hits = total / n, round(hits)
+    else:
+        train_loss, hits = loss_sum.item() / n, correct.item()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return train_loss, 100.0 * hits / n
+
+
+def evaluate(cfg, eval_model, data, device, d):
+    """(test loss, test accuracy %) of `eval_model` over the whole test set (every rank's part)."""
+    shard = dict(rank=d.rank, world=d.world) if d.enabled else {}
+    with runs.autocast(cfg, device):
+        return _evaluate(eval_model, data.test_batches(cfg["eval_batch_size"],
+                                                       channels_last=cfg["channels_last"], **shard), d)
+
+
+def _non_finite(what, epoch, start, out):
+    """The one error for a run whose numbers left the finite range (code 3)."""
+    kept = f"kept the checkpoint of epoch {start}" if start else "no checkpoint yet"
+    return RunError(f"{what} in epoch {epoch + 1} ({kept} in {out}); lower optim.lr or optim.lam", 3)
+
+
+def _save_epoch(out, d, rows, model, method, epoch, train_seconds, chash):
+    """metrics.csv and the checkpoint after an epoch (rank 0), the previous one kept."""
+    if d.main:
+        ckpt_path = runs.path(out, runs.CHECKPOINT)
+        runs.save_csv(rows, runs.path(out, runs.METRICS))
+        if os.path.exists(ckpt_path):   # keep the last two: a damaged newest one falls back
+            keep_previous(ckpt_path, runs.path(out, runs.CHECKPOINT_PREV))
+        runs.save_torch({"model": model.state_dict(), "method": method.state_dict(),
+                         "rng": torch.get_rng_state(), "rows": rows, "epoch": epoch,
+                         "train_seconds": train_seconds, "config_hash": chash,
+                         "threads": torch.get_num_threads(), "world_size": d.world}, ckpt_path)
+    d.barrier()   # no rank runs ahead of the checkpoint it could be resumed from
+
+
+def _train(cfg, out, results, say, quiet, d, stop_after):
+    name, chash = C.run_name(cfg), C.config_hash(cfg)
+    _check_folder(cfg, out, chash)
+    device, data, model, method, eval_model, init_path = _setup(cfg, d)
+    rows, start, train_seconds = _resume(cfg, out, d, model, method, device, chash, name, say)
 
     fwd = dist_.wrap(model, d, device)
     fwd = torch.compile(fwd) if cfg["compile"] else fwd
-    mem = dict(channels_last=cfg["channels_last"])
-    shard = dict(rank=d.rank, world=d.world) if d.enabled else {}
     bs, n_train = cfg["batch_size"], data.steps_per_epoch(1)   # global batch, training images
     if d.enabled and (bs < d.world or 0 < n_train % bs < d.world):
         raise RunError(f"batch_size {bs} with {n_train} training images leaves a batch with fewer "
                        f"images than the {d.world} processes; change batch_size or train_subset", 2)
+    steps = data.steps_per_epoch(bs)
     trained_now = 0
     bar = tqdm(total=cfg["epochs"] * steps, initial=start * steps, desc=name, leave=False,
                disable=True if quiet else None, dynamic_ncols=True)
     for epoch in range(start, cfg["epochs"]):
         t0 = time.perf_counter()
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        n = 0
-        batches = data.train_batches(bs, seed, epoch, augment=cfg["augment"],
-                                     crop_padding=cfg["crop_padding"], flip=cfg["flip"],
-                                     erase=cfg["erase"], **mem, **shard)
-        for i, (x, y) in enumerate(batches):
-            global_count = min(bs, n_train - i * bs)   # this step's images over all ranks
-            loss, logits = train_step(cfg, method, fwd, x, y, device, d, global_count)
-            loss_sum += loss.detach() * (global_count / d.world if d.enabled else y.numel())
-            correct += (logits.detach().argmax(1) == y).sum()
-            n += y.numel()
-            bar.update()
-        if d.enabled:
-            dist_.broadcast_buffers(model, d)
-            total, hits, n = d.sum(loss_sum.item(), correct.item(), n)
-            train_loss, correct = total / n, torch.tensor(round(hits))
-        else:
-            train_loss = loss_sum.item() / n
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        train_loss, train_acc = train_one_epoch(cfg, method, model, fwd, data, epoch, device, d, bar)
         train_seconds += time.perf_counter() - t0
         if not math.isfinite(train_loss):
             bar.close()
-            kept = f"kept the checkpoint of epoch {start}" if start else "no checkpoint yet"
-            raise RunError(f"training loss became {train_loss} in epoch {epoch + 1} ({kept} in "
-                           f"{out}); lower optim.lr or optim.lam", 3)
+            raise _non_finite(f"training loss became {train_loss}", epoch, start, out)
         extras = method.end_epoch(epoch)
         eval_model.load_state_dict(method.export())
-        with runs.autocast(cfg, device):
-            test_loss, test_acc = _evaluate(eval_model, data.test_batches(cfg["eval_batch_size"], **mem,
-                                                                          **shard), d)
+        test_loss, test_acc = evaluate(cfg, eval_model, data, device, d)
         bad = [k for k, v in eval_model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad or not math.isfinite(test_loss):
             bar.close()
-            kept = f"kept the checkpoint of epoch {start}" if start else "no checkpoint yet"
-            what = f"{bad[0]} has non-finite values" if bad else f"test loss is {test_loss}"
-            raise RunError(f"after epoch {epoch + 1} {what} ({kept} in {out}); lower optim.lr or optim.lam", 3)
+            raise _non_finite(f"{bad[0]} has non-finite values" if bad else f"test loss is {test_loss}",
+                              epoch, start, out)
         sp, nnz = metrics.sparsity(eval_model)
-        row = {"epoch": epoch + 1, "lr": method.lr, "train_loss": train_loss,
-               "train_acc": 100.0 * correct.item() / n, "test_loss": test_loss, "test_acc": test_acc,
-               "sparsity": sp, "nnz": nnz, "seconds": time.perf_counter() - t0, **extras}
-        rows.append(row)
-        if d.main:
-            runs.save_csv(rows, runs.path(out, runs.METRICS))
-            if os.path.exists(ckpt_path):   # keep the last two: a damaged newest one falls back
-                keep_previous(ckpt_path, runs.path(out, runs.CHECKPOINT_PREV))
-            runs.save_torch({"model": model.state_dict(), "method": method.state_dict(),
-                             "rng": torch.get_rng_state(), "rows": rows, "epoch": epoch,
-                             "train_seconds": train_seconds, "config_hash": chash,
-                             "threads": torch.get_num_threads(), "world_size": d.world}, ckpt_path)
-        d.barrier()   # no rank runs ahead of the checkpoint it could be resumed from
+        rows.append({"epoch": epoch + 1, "lr": method.lr, "train_loss": train_loss, "train_acc": train_acc,
+                     "test_loss": test_loss, "test_acc": test_acc, "sparsity": sp, "nnz": nnz,
+                     "seconds": time.perf_counter() - t0, **extras})
+        _save_epoch(out, d, rows, model, method, epoch, train_seconds, chash)
         start = epoch + 1
         say(f"{name} epoch {epoch + 1}/{cfg['epochs']}: train loss {train_loss:.4f} "
-            f"acc {row['train_acc']:.2f} | test loss {test_loss:.4f} acc {test_acc:.2f} | "
-            f"sparsity {sp:.4f} | {row['seconds']:.1f}s")
+            f"acc {train_acc:.2f} | test loss {test_loss:.4f} acc {test_acc:.2f} | "
+            f"sparsity {sp:.4f} | {rows[-1]['seconds']:.1f}s")
         trained_now += 1
         if stop_after and trained_now >= stop_after and start < cfg["epochs"]:
             bar.close()
             raise StopAfter(f"{name}: stopped after {trained_now} epoch(s) as asked (--stop-after), "
                             f"{start}/{cfg['epochs']} done: run the same command to resume")
     bar.close()
+    return _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_seconds, init_path)
 
+
+def _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_seconds, init_path):
+    """The final evaluation (BatchNorm statistics recomputed for every method alike, bn_recal;
+    the last epoch's numbers with the running statistics stay in metrics.csv and the summary),
+    then model.pt, layers.csv, the index row and summary.json (rank 0)."""
+    name, chash, device = C.run_name(cfg), C.config_hash(cfg), next(eval_model.parameters()).device
     state = method.export()
     eval_model.load_state_dict(state)
     last = rows[-1]
-    # the final evaluation: BatchNorm statistics recomputed for every method alike (bn_recal);
-    # the last epoch's numbers with the running statistics stay in metrics.csv and the summary
     recal = recalibrate_bn(eval_model, data, cfg, cfg["bn_recal"])
     if recal:
-        with runs.autocast(cfg, device):
-            final_loss, final_acc = _evaluate(eval_model, data.test_batches(cfg["eval_batch_size"], **mem,
-                                                                            **shard), d)
+        final_loss, final_acc = evaluate(cfg, eval_model, data, device, d)
         state = eval_model.state_dict()
     else:
         final_loss, final_acc = last["test_loss"], last["test_acc"]
@@ -405,7 +446,7 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
     if not math.isfinite(macs_structural):
         say(f"{name}: note: slim export could not trace this model: macs_structural is NaN")
     summary = {"run": name, "dataset": cfg["dataset"], "model": cfg["model"], "width": cfg["width"],
-               "method": cfg["method"], "mode": method.mode, "seed": seed, "epochs": cfg["epochs"],
+               "method": cfg["method"], "mode": method.mode, "seed": cfg["seed"], "epochs": cfg["epochs"],
                "total_epochs": cfg["epochs"] + epochs_before(init_path),
                "lam": 0.0, **method.summary(), "test_acc": final_acc, "test_loss": final_loss,
                "test_acc_running_bn": last["test_acc"], "test_loss_running_bn": last["test_loss"],
