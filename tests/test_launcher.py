@@ -287,11 +287,11 @@ def test_bench_epoch_imagenet_profile_at_224(tmp_path, capsys, one_thread):
     bench_epoch = _bench_epoch()
 
     out = tmp_path / "t.csv"
-    assert bench_epoch.main(["--profiles", "imagenet", "--models", "mobilenet_v1", "--methods", "sgd",
+    assert bench_epoch.main(["--profiles", "imagenet", "--models", "mobilenet_v1_str", "--methods", "sgd",
                              "--quick", "--eval-images", "4", "--out", str(out)]) == 0
     (row,) = list(csv.DictReader(open(out)))
     # an ImageNet epoch: 1,281,167 images at batch 8
-    assert (row["model"], row["classes"], row["steps_per_epoch"]) == ("mobilenet_v1", "1000", "160146")
+    assert (row["model"], row["classes"], row["steps_per_epoch"]) == ("mobilenet_v1_str", "1000", "160146")
     assert float(row["s_per_epoch"]) > float(row["ms_per_step"]) * 160146 / 1000 > 0
     text = capsys.readouterr().out
     assert "| imagenet | 12 | 1,200 |" in text

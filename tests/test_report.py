@@ -45,7 +45,8 @@ def write_run(results, name, cfg, numbers=fake_numbers):
     summary.update({"run": name, "dataset": cfg["dataset"], "model": cfg["model"], "width": cfg["width"],
                     "method": cfg["method"], "mode": "dense" if cfg["method"] == "sgd" else "elementwise",
                     "seed": cfg["seed"], "epochs": cfg["epochs"], "lam": 0.0,
-                    "total_epochs": cfg["epochs"] + train.epochs_before(cfg["init_from"]),
+                    "total_epochs": cfg["epochs"] + train.epochs_before(
+                        runs.model_path(cfg["init_from"]) if cfg["init_from"] else ""),
                     "test_acc": acc, "test_loss": 0.1, "train_acc": 100.0, "train_loss": 0.01,
                     "sparsity": 1 - nnz / N_WEIGHTS, "sparsity_all": sp, "nnz": nnz,
                     "n_weights": N_WEIGHTS, "n_params": N_WEIGHTS + 100, "flops_dense": 1e6,
@@ -479,7 +480,7 @@ def test_the_report_has_a_section_per_declared_paper(tmp_path):
     a, b = text.index("## Paper A: xRDA"), text.index("## Paper B: soft-threshold pruning")
     assert a < text.index("### 1. ") < b < text.index("### B1. ") < text.index("### B2. ")
     b1 = text[text.index("### B1. "):text.index("### B2. ")]
-    assert "**Verdict: supported.**" in b1 and "[soft_threshold_sine]" in b1
+    assert "**Verdict: supported.**" in b1 and "(sine)" in b1
     assert "**Verdict: refuted.**" in text[text.index("### B2. "):]
     assert "Seeds: 3 (0, 1, 2)" in text
     with open(out / "tables" / "comparisons.csv", newline="") as f:

@@ -385,7 +385,8 @@ def test_per_layer_threshold_and_search_figures(built):
     assert "sparsity overall: xRDA 94.65%" in layers["titles"][0]
     assert layers["xticks"][0] == [str(i) for i in range(1, 20)] + ["fc"]      # ResNet-20: 19 convs, fc
     thr = d["threshold_col"]
-    assert len(thr["legend"]) == 3 and all("→" in lab for lab in thr["legend"])    # 3 calibrated points
+    # LATS's 3 calibrated points (λ), and the linear and sine schedules' (D) the profile adds
+    assert sum(lab.startswith("λ") for lab in thr["legend"]) == 3 and all("→" in lab for lab in thr["legend"])
     search = d["search_col"]
     assert {"target sparsity", "round that reached its target", "collapsed round"} <= set(search["legend"])
     assert {"xRDA", "soft threshold (LATS)", "xRDA (channel)"} <= set(search["legend"])
