@@ -12,7 +12,10 @@ PROFILE, every profile named by the runs in RESULTS/runs.csv. For each profile i
     OUT/tables/levels_*.{md,tex}      methods side by side at fixed sparsity / MAC levels
     OUT/tables/points.csv, points.md  every point of every entry
     OUT/tables/comparisons.csv        every comparison, level by level
-    OUT/figures/*_{col,page}*.{png,pdf}  at 3.5 in (column) and 7 in (page) width
+    OUT/tables/pairs_*.md             point-by-point outcomes (not for `evidence: none`)
+    OUT/figures/*_{col,page}*.{png,pdf}  trade-off, ablation, structured, dynamics, per-layer,
+                                      soft-threshold and λ-search figures at 3.5 in (column)
+                                      and 7 in (page) width (reporting/figures.py)
     OUT/figures/thresholds_page.{png,pdf}  soft-threshold schedules' d and λ
 
 OUT defaults to RESULTS/<profile>/. Every number is a final-epoch number; nothing is selected

@@ -16,9 +16,10 @@ A column figure holds one panel (one row of the profile; several rows: one file 
 row in the file name), a page figure up to six (more: numbered files). Every mark is in the
 legend: filled markers joined by a line are points every seed ran (error bars: std over
 seeds); small open markers are λ-search rounds that only seed 0 ran; collapsed runs
-(runs.collapsed) sit on the lower edge of the axis as ×, points below a zoomed axis as ▼, and
-100%-sparse points (nothing left) on the right edge as ▶. The accuracy axis spans the healthy
-points and the dense model's band, not 0-100%.
+(runs.collapsed) sit on the lower edge of the axis as ×, healthy points more than BELOW_PP
+below the best as ▼ on that edge, and 100%-sparse points (nothing left) on the right edge as
+▶ (with a white × when they also collapsed). The accuracy axis spans the healthy points and
+the dense model's band, not 0-100%.
 
 Colours: reporting.style (Okabe-Ito); the threshold figure shades one entry's points along
 the cividis map (sequential, readable with colour-vision deficiencies).
@@ -42,6 +43,7 @@ PER_FILE = {"col": (1, 1), "page": (3, 2)}    # (panel rows, panel columns) per 
 SP_CAND = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999)
 MAC_CAND = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
 EDGE = 5.9          # sp_x / mac_x beyond this: 100% sparse, nothing left
+BELOW_PP = 20.0     # the accuracy axis reaches this far below the best healthy value at most
 
 # what each figure drew: {file stem: {"entries": [(label, colour, marker)], "marks": [...]}}
 DRAWN = {}
@@ -244,7 +246,10 @@ def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference"
             xv = np.asarray(to_x(mine["mac_frac"] if structured else mine["sparsity"]))
             healthy = _healthy(mine)
             ys += list(healthy["acc"] + healthy["acc_sd"].fillna(0)) + list(healthy["acc"] - healthy["acc_sd"].fillna(0))
-            lo, hi = _ylim(ys)
+            # the axis spans what is within BELOW_PP of the best healthy value (or the dense
+            # model); anything lower is marked on the lower edge, not allowed to flatten the rest
+            ys = [y for y in ys if y == y]
+            lo, hi = _ylim([y for y in ys if y >= max(ys, default=100.0) - BELOW_PP])
             x_lo, x_hi = _xrange(xv[xv < EDGE], cand, to_x)
             x_edge = x_hi + (0.25 if (xv >= EDGE).any() else 0.0)
             for (meth, entry), part in mine.groupby(["method", "entry"], sort=False):

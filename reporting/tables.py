@@ -86,9 +86,14 @@ _CM.update({".": 2.78, ",": 2.78, " ": 3.33, "(": 3.89, ")": 3.89, "%": 8.33, "+
             "'": 2.78, "→": 10.0, "λ": 5.83, "≥": 7.78, "≤": 7.78, "*": 5.0, "[": 2.78, "]": 2.78})
 
 
+# cmr9 and cmr8 are drawn wider than cmr10 scaled down (digits 0.514 and 0.531 em, not 0.5)
+_OPTICAL = {9.0: 1.028, 8.0: 1.062}
+FIT = 0.97 * TEXT_WIDTH_PT     # what the writer fits to: a 3% margin on the estimate
+
+
 def text_width(text, size=10.0):
     """Estimated width (pt) of plain text set in Computer Modern at `size` pt."""
-    return sum(_CM.get(ch, 6.0) for ch in str(text)) * size / 10.0 * (1.03 if size < 10 else 1.0)
+    return sum(_CM.get(ch, 6.0) for ch in str(text)) * size / 10.0 * _OPTICAL.get(float(size), 1.0)
 
 
 def tex_width(columns, size, sep):
@@ -230,7 +235,7 @@ class LevelTable:
 
         font, size, sep = FONTS[0]
         for font, size, sep in FONTS:
-            if width(body_cols, size, sep) <= TEXT_WIDTH_PT:
+            if width(body_cols, size, sep) <= FIT:
                 break
         parts = _column_parts(body_cols, size, sep)
         cap = tex_escape(self.caption()) + (rf" Profile \texttt{{{tex_escape(profile)}}}." if profile else "")
@@ -279,7 +284,7 @@ def _column_parts(cols, size, sep):
     parts, cur = [], []
     first = tex_width([cols[0]], size, sep) + 2 * sep
     for j in range(1, len(cols)):
-        if cur and first + tex_width([cols[i] for i in cur + [j]], size, sep) > TEXT_WIDTH_PT:
+        if cur and first + tex_width([cols[i] for i in cur + [j]], size, sep) > FIT:
             parts.append(cur)
             cur = []
         cur.append(j)
