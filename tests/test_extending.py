@@ -140,11 +140,12 @@ def test_a_new_method_is_one_file_and_one_registry_line(tmp_path, one_thread):
     assert "Random filters" in report                       # its own label, in the tables
     tables = [t for t in os.listdir(repo / "results" / "toy" / "tables") if t.endswith(".md")]
     assert any("Random filters" in (repo / "results" / "toy" / "tables" / t).read_text() for t in tables)
-    # its colour reaches the figures: the report's style gives the toy entry the method's colour
+    # its look reaches the figures: its own marker (colours are given per figure from the
+    # Okabe-Ito palette, distinct within the figure)
     q = subprocess.run([sys.executable, "-c", "from reporting import style; "
                         "print(style.looks([('random_filters', 'toy')])[('random_filters', 'toy')])"],
                        cwd=repo, capture_output=True, text=True, env=env)
-    assert "#999933" in q.stdout.lower(), q.stdout + q.stderr
+    assert "'marker': 'h'" in q.stdout, q.stdout + q.stderr
 
 
 def test_a_new_data_set_is_one_registry_entry(tmp_path, one_thread):
