@@ -61,7 +61,6 @@ import imagefolder
 from sampling import (DataError, epoch_generator, erase_boxes, erase_mask, one_line,  # noqa: F401
                       shard)
 
-_one_line = one_line   # the older name
 
 
 @dataclass(frozen=True)
