@@ -621,10 +621,18 @@ def test_sweep_ctrl_c_is_one_line_the_table_and_130(tmp_path, monkeypatch, capsy
     assert one_line_of(out.err).startswith("interrupted") and "| not run  |    2 |" in out.out
     pid = int(next(rec.glob("*.pid")).read_text())
     deadline = time.time() + 10   # the child was told to stop (SIGTERM), not left running
-    while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z" \
-            and time.time() < deadline:
+    while alive(pid) and time.time() < deadline:
         time.sleep(0.05)
-    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert not alive(pid)
+
+
+def alive(pid):
+    """True while `pid` runs; a zombie, or a process gone between two reads, is not alive."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 # ----------------------------------------------------------------------------- a dead DDP peer
