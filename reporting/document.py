@@ -11,6 +11,7 @@ from . import claims as CL
 from . import compare as K
 from . import figures
 from . import papers as PA
+from . import published
 from . import style
 from . import tables as T
 
@@ -143,6 +144,7 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
           "Total epochs count the epochs of the run a method starts from (`init_from`): prune + "
           "fine-tune spends half its budget on the dense model it prunes. Only curves with equal "
           "totals are compared.", "", budgets(df)]
+    L += published.section(df)
 
     incomplete = bool(left["missing"] or left["waiting"])
     if evidence != "none" and incomplete:
