@@ -4,6 +4,7 @@ import glob
 import json
 import math
 import os
+import sys
 
 import pytest
 
@@ -73,3 +74,25 @@ def test_every_committed_json_file_is_strict():
                 strict(fh.read())
             except ValueError as e:
                 pytest.fail(f"{os.path.relpath(f, REPO)}: {e}")
+
+
+def test_the_fixer_replaces_only_the_non_finite_tokens(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import strict_json
+
+    old = {"a": math.nan, "b": [1.0, -math.inf], "note": "x: NaN, y", "c": {"d": math.inf}}
+    text = json.dumps(old, indent=2, sort_keys=True) + "\n"     # what train.py wrote before
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    f = tmp_path / "runs" / "r" / "summary.json"
+    f.write_text(text)
+    (tmp_path / "ok.json").write_text('{"x": 1}\n')
+    assert strict_json.main(["--check", str(tmp_path)]) == 1 and f.read_text() == text
+    assert strict_json.main([str(tmp_path)]) == 0
+    assert "1 file(s) made strict" in capsys.readouterr().out
+    new = f.read_text()
+    assert strict(new) == {"a": None, "b": [1.0, None], "note": "x: NaN, y", "c": {"d": None}}
+    changed = [(a, b) for a, b in zip(text.splitlines(), new.splitlines()) if a != b]
+    assert len(text.splitlines()) == len(new.splitlines()) and len(changed) == 3
+    assert all(a.replace("-Infinity", "null").replace("Infinity", "null").replace("NaN", "null") == b
+               for a, b in changed)
+    assert strict_json.main(["--check", str(tmp_path)]) == 0
