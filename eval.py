@@ -5,7 +5,6 @@
 Numbers come from the weights, never from the run's logs.
 """
 import argparse
-import json
 import os
 import sys
 
@@ -56,7 +55,7 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps({**result, **({"layers": layers} if args.layers else {})}))
+        print(runs.json_text({**result, **({"layers": layers} if args.layers else {})}))
         return 0
     print(f"{result['model']} on {result['dataset']}: test acc {result['test_acc']:.2f}% "
           f"(loss {result['test_loss']:.4f})")

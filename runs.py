@@ -60,7 +60,7 @@ SUMMARY_FIELDS = {
     "n_params": "all parameters", "flops_dense": "multiply-adds of one image, dense",
     "flops_nonzero": "multiply-adds with nonzero weights (elementwise: each layer's MACs x density)",
     "macs_structural": "multiply-adds left after removing all-zero filters and the inputs they "
-                       "feed (what slim export removes; NaN: the model could not be slimmed)",
+                       "feed (what slim export removes; NaN, null in the file: the model could not be slimmed)",
     "train_seconds": "training time (evaluation excluded)",
     "config_hash": "hash of the whole resolved config (config.config_hash)",
     "init_from": "the model.pt this run started from ('' for random init)",
@@ -69,7 +69,7 @@ SUMMARY_FIELDS = {
     "role": "dense | reference | baseline | ablation",
     "row": "the comparison it belongs to (a paper row, or dataset-model-width)",
     "swept_key": "the key its entry sweeps ('' if none)", "swept_value": "its value here",
-    "calibration_target": "target sparsity of a λ search (NaN if none)",
+    "calibration_target": "target sparsity of a λ search (NaN if none; null in the file)",
     "calibration_round": "round of that search (0 if none)",
     "calibration_status": "'not reached': run at the closest round of a search that missed",
     # where and with what it ran
@@ -278,8 +278,37 @@ def model_problem(out, summary):
     return None
 
 
+def duration(seconds):
+    """'45s', '12m 05s', '3h 07m': for progress lines and ETAs."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def finite(obj):
+    """`obj` with every non-finite float (NaN, ±inf) replaced by None, in nested dicts, lists
+    and tuples: strict JSON has no NaN or Infinity, and parsers other than Python's reject
+    them. Readers take null for "not a number" (read_summary turns it back into NaN)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def json_text(obj, **kw):
+    """Strict JSON (RFC 8259): non-finite numbers written as null; anything else that is not
+    JSON raises (allow_nan=False), never a NaN token."""
+    return json.dumps(finite(obj), allow_nan=False, **kw)
+
+
 def save_json(obj, target):
-    atomic_write(target, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    atomic_write(target, json_text(obj, indent=2, sort_keys=True) + "\n")
 
 
 def csv_text(rows, columns=None):
@@ -512,6 +541,8 @@ def read_summary(out):
     except (OSError, ValueError) as e:
         raise RunFolderError(f"{p}: unreadable ({e}); delete the run folder "
                              f"to retrain it") from None
+    if isinstance(s, dict):   # null is how save_json writes NaN (no summary field is ever None)
+        s = {k: math.nan if v is None else v for k, v in s.items()}
     problem = summary_problem(s)
     if problem:
         raise RunFolderError(f"{p}: damaged ({problem}); delete the run folder to retrain it")

@@ -119,7 +119,9 @@ def main(argv=None):
     p.add_argument("--reindex", action="store_true",
                    help="rebuild RESULTS/runs.csv from the run folders, then exit (no profile needed)")
     p.add_argument("--results", default="results", help="where runs.csv, runs/ and logs/ live")
-    p.add_argument("--dry-run", action="store_true", help="list the runs and what is done; run nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the runs, what is done, their epochs and the cost left (run-epochs; "
+                        "hours where complete runs measured an epoch); run nothing")
     p.add_argument("--reuse-complete", action="store_true",
                    help="count complete runs without weights (committed results whose config hash "
                         "matches) as done instead of retraining them: a profile finished in parts")

@@ -386,7 +386,7 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
         raise RunError(f"batch_size {bs} with {n_train} training images leaves a batch with fewer "
                        f"images than the {d.world} processes; change batch_size or train_subset", 2)
     steps = data.steps_per_epoch(bs)
-    trained_now = 0
+    trained_now, epoch_secs = 0, 0.0
     bar = tqdm(total=cfg["epochs"] * steps, initial=start * steps, desc=name, leave=False,
                disable=True if quiet else None, dynamic_ncols=True)
     for epoch in range(start, cfg["epochs"]):
@@ -410,10 +410,13 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
                      "seconds": time.perf_counter() - t0, **extras})
         _save_epoch(out, d, rows, model, method, epoch, train_seconds, chash)
         start = epoch + 1
+        trained_now += 1
+        # ETA: the mean epoch (training + evaluation) of this process times the epochs left
+        epoch_secs += rows[-1]["seconds"]
+        eta = runs.duration(epoch_secs / trained_now * (cfg["epochs"] - start))
         say(f"{name} epoch {epoch + 1}/{cfg['epochs']}: train loss {train_loss:.4f} "
             f"acc {train_acc:.2f} | test loss {test_loss:.4f} acc {test_acc:.2f} | "
-            f"sparsity {sp:.4f} | {rows[-1]['seconds']:.1f}s")
-        trained_now += 1
+            f"sparsity {sp:.4f} | {rows[-1]['seconds']:.1f}s, ETA {eta}")
         if stop_after and trained_now >= stop_after and start < cfg["epochs"]:
             bar.close()
             raise StopAfter(f"{name}: stopped after {trained_now} epoch(s) as asked (--stop-after), "

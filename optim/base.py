@@ -77,6 +77,10 @@ class Method:
     role = "baseline"
     color = "#000000"
     marker = "o"
+    # Display names of the profile entries that are variants of the method, by the entry's
+    # name after "<method>_" (e.g. {"sine": "..."} for an entry soft_threshold_sine), where
+    # "label (variant)" would misread; other variants read "label (variant)" (reporting/style.py).
+    variants = {}
     # The method's `optim.*` keys with their defaults: any other key is a config error.
     defaults = {}
     # Allowed values of string keys, e.g. {"schedule": ("cosine", "step")}.

@@ -78,6 +78,9 @@ class SoftThresholdParam(nn.Module):
 class SoftThreshold(SGD):
     name = "soft_threshold"
     label, role, color, marker = "soft threshold (LATS)", "baseline", "#0072B2", "s"
+    # the label names LATS, the default schedule; an entry with another schedule is not LATS
+    variants = {"linear": "soft threshold, linear schedule", "sine": "soft threshold, sine schedule",
+                "lats": "soft threshold (LATS)"}
     mode = "elementwise"
     defaults = {**SGD.defaults, "threshold_schedule": "lats", "lam": 0.0, "final_threshold": 0.0}
     choices = {**SGD.choices, "threshold_schedule": THRESHOLD_SCHEDULES}

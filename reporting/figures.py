@@ -610,7 +610,7 @@ def threshold(df, pts, folder, titles=None, looks=None):
         ax.set_xlabel("epoch")
         ax.set_ylabel("threshold $d_t$")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=4))
-        ax.set_title(f"{titles.get(row, row)}: soft threshold (LATS)")
+        ax.set_title(f"{titles.get(row, row)}: soft threshold $d_t$")
         handles = dict(zip(*ax.get_legend_handles_labels()[::-1]))
         _legend(fig, handles, "col")
         stem = f"threshold_col{suffix}"
@@ -643,6 +643,9 @@ def searches(df, folder, search_rows=(), titles=None, looks=None):
     paths = []
     for suffix, group in _groups(panels, "col"):
         row, key = group[0]
+        if len(panels) > 1:   # one file per row and searched key (λ, D, STR's decay): never the same name
+            suffix = f"_{slug(row)}" + (f"_{slug(key.split('.')[-1])}" if
+                                        sum(r == row for r, _ in panels) > 1 else "")
         mine = rounds[(rounds["row"] == row) & (rounds["swept_key"] == key)]
         entries = list(dict.fromkeys(zip(mine["method"], mine["entry"])))
         look = looks.figure(entries)
@@ -676,10 +679,12 @@ def searches(df, folder, search_rows=(), titles=None, looks=None):
         tx, tl = ticks(lo, hi, SP_CAND, sp_x)
         ax.set_yticks(tx, tl)
         ax.set_ylim(lo, hi)
-        sym = {"lam": "λ", "final_threshold": "final threshold D"}.get(key.split(".")[-1], key)
+        sym, short = {"lam": ("λ", "λ"), "final_threshold": ("final threshold D", "D"),
+                      "s_weight_decay": ("threshold weight decay", "the threshold decay")
+                      }.get(key.split(".")[-1], (key, key))
         ax.set_xlabel(f"{sym} ({key}, log scale)")
         ax.set_ylabel("sparsity (log-spaced)")
-        ax.set_title(f"{titles.get(row, row)}: λ searches (seed 0)")
+        ax.set_title(f"{titles.get(row, row)}: searches of {short} (seed 0)")
         handles.update(_mark_handles(plt, marks))
         if "collapsed_round" in marks:
             from matplotlib.lines import Line2D

@@ -3,7 +3,9 @@
 Names: the method's label from the method registry (optim/), and for an entry that is a
 variant of its method (xrda_channel, xrda_step, xrda_from_dense, sgd_half) the variant in
 words: "xRDA (channel)", "xRDA (step schedule)", "xRDA (from dense)", "dense SGD (half
-budget)"; ℓ1 is written ℓ₁ in text, $\\ell_1$ in LaTeX and matplotlib. A row reads as
+budget)", or the name the method gives the variant (optim/ `variants`: soft_threshold_sine is
+"soft threshold, sine schedule", not "soft threshold (LATS) (sine)"); ℓ1 is written ℓ₁ in
+text, $\\ell_1$ in LaTeX and matplotlib. A row reads as
 "ResNet-20 ×0.5, Fashion-MNIST" (row_title).
 
 Colours come from the Okabe-Ito palette (Okabe & Ito 2008, "Color Universal Design"; the
@@ -50,10 +52,18 @@ def _variant(method_name, entry):
     return VARIANTS.get(rest, rest.replace("_", " "))
 
 
-def label(method_name, entry):
-    """The entry's display name in plain text (Markdown): 'xRDA', 'xRDA (channel)', 'RDA ℓ₁ (M=1)'."""
+def label(method_name, entry, kind=None):
+    """The entry's display name in plain text (Markdown): 'xRDA', 'xRDA (channel)', 'RDA ℓ₁ (M=1)',
+    or the method's own name for a variant it declares (optim/ `variants`: 'soft threshold, sine
+    schedule' for soft_threshold_sine). `kind`: the variant a caller read from the run itself (a
+    soft threshold's schedule), used where the entry's name declares none. The one place every
+    table and figure takes names from; run names and entries stay as they are."""
     m = method(method_name)
-    base = (m.label or method_name).replace("ℓ1", "ℓ₁")
+    variants = getattr(m, "variants", {})
+    rest = entry[len(method_name) + 1:] if entry.startswith(method_name + "_") else None
+    if rest in variants:
+        return variants[rest].replace("ℓ1", "ℓ₁")
+    base = (variants.get(kind) or m.label or method_name).replace("ℓ1", "ℓ₁")
     return base if entry == method_name else f"{base} ({_variant(method_name, entry)})"
 
 

@@ -138,8 +138,8 @@ def figure(df, folder):
             kw = dict(look[(METHOD, entry)], markevery=max(1, len(c) // 6))
             D = c.attrs["D"]
             mean = D / c["lr_sum"].sum() if c["lr_sum"].sum() > 0 else math.nan
-            # the entry and its schedule (the method's registry label names LATS, its default)
-            lab = f"{entry}: {sched} schedule, D = {D:.3g}, mean λ = {mean:.3g}"
+            # the entry's display name (reporting/style.py: names its schedule), its D and λ
+            lab = f"{style.label(METHOD, entry, sched)}: D = {D:.3g}, mean λ = {mean:.3g}"
             ax_d.plot([0, *c["epoch"]], [0.0, *(c["threshold"] / D)], label=lab, **kw)   # d_0 = 0
             ax_l.plot(c["epoch"], c["lam"] / mean, **kw)
         ax_d.set_title(f"{row}: the threshold", loc="left")

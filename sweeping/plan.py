@@ -153,6 +153,41 @@ def materialize(spec, results):
     return spec
 
 
+def spec_cfg(spec):
+    """A run's resolved config, or for a run still waiting on a dependency its config with
+    placeholders for what a dependency gives (init_from; a searched key's value, at the search's
+    start): its epochs, data and model are known before its name is."""
+    if spec.cfg is not None:
+        return spec.cfg
+    ov = list(spec.overrides) + (["init_from=pending"] if spec.init_from else [])
+    ov += [f"{x.key}={x.start!r}" for x in (spec.search, spec.after) if x is not None]
+    return C.build(spec.config, ov)
+
+
+def epoch_seconds(results):
+    """{(dataset, model, width, method): mean seconds of an epoch (metrics.csv `seconds`:
+    training and the epoch's evaluation)} over the complete runs in RESULTS/runs; for
+    --dry-run's cost estimate. Unreadable folders are passed over."""
+    root = os.path.join(results, "runs")
+    sums = {}
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else ():
+        folder = os.path.join(root, name)
+        try:
+            s = runs.complete_summary(folder)
+            secs = [float(r["seconds"]) for r in runs.read_metrics(folder)] if s else []
+        except (OSError, ValueError, KeyError, runs.RunFolderError):
+            continue
+        if secs:
+            key = (s["dataset"], s["model"], float(s["width"]), s["method"])
+            total, n = sums.get(key, (0.0, 0))
+            sums[key] = (total + sum(secs), n + len(secs))
+    return {k: total / n for k, (total, n) in sums.items()}
+
+
+def time_key(cfg):
+    return (cfg["dataset"], cfg["model"], float(cfg["width"]), cfg["method"])
+
+
 def row_label(point, cfg):
     """The comparison a run belongs to: its paper row (the `at:`/config file), else
     dataset-model-width."""

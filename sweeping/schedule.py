@@ -1,8 +1,10 @@
 """The scheduler: launch every run whose dependencies are done; the status table; --dry-run."""
+import time
+
 import config as C
 import runs
 
-from .plan import is_finished, known, materialize, missed, next_round
+from .plan import epoch_seconds, is_finished, known, materialize, missed, next_round, spec_cfg, time_key
 from .profile import TERMINAL
 
 
@@ -12,12 +14,20 @@ def run_all(specs, results, launcher, state=None):
     """Launch every run whose dependencies are done; returns {id(spec): (status, note)}
     (`state`: fill this dict instead, so that a caller still has it after an exception).
 
+    Progress: `[k/N] start RUN` when a run is handed to the launcher and `[k/N] done RUN (took,
+    elapsed, ETA)` when it ends (FAILED for a failure), N the runs to train as known then and the
+    ETA the mean time of the runs ended so far x the runs left / the launcher's `jobs`.
+
     Ready runs wait in one queue, runs that others depend on first, then in profile order
     (profiles list their expensive runs first); the local launcher takes from it whenever a
     slot is free, the SLURM launcher takes all of it (one job array per wave). A finished
     round of a λ search adds the next round to `specs` (and to the queue's inputs)."""
     state = {} if state is None else state
     claimed, running, queue = {}, {}, []
+    # progress: [k/N] start|done lines; N is the runs this sweep expects to train as known now
+    # (started, ready and waiting; a search's next round adds one, a skip or block takes one)
+    began, took, t_sweep = {}, [], time.time()
+    jobs = max(1, int(getattr(launcher, "jobs", 1) or 1))
     order = {id(s): i for i, s in enumerate(specs)}
     pending, born = list(specs), []
 
@@ -95,6 +105,10 @@ def run_all(specs, results, launcher, state=None):
             queue.sort(key=lambda s: (not s.dependents and s.search is None, order[id(s)]))
             n = launcher.free(len(running))
             if n and queue:
+                total = len(began) + len(queue) + len(pending) + len(born)
+                for s in queue[:n]:
+                    began[id(s)] = time.time()
+                    print(f"[{len(began)}/{total}] start {s.name}", flush=True)
                 running.update(launcher.submit(queue[:n]))
                 queue = queue[n:]
             if not running:
@@ -106,8 +120,14 @@ def run_all(specs, results, launcher, state=None):
             for s, code, note in launcher.wait(running):
                 for h in [h for h, v in running.items() if v is s]:
                     del running[h]
-                print(f"{'done  ' if code == 0 else 'FAILED'} {s.name}" + (f" ({note})" if note else ""),
-                      flush=True)
+                took.append(time.time() - began.get(id(s), t_sweep))
+                total = len(began) + len(queue) + len(pending) + len(born)
+                left = total - len(took)
+                eta = runs.duration(sum(took) / len(took) * left / jobs) if left else "0s"
+                times = (f"took {runs.duration(took[-1])}; elapsed {runs.duration(time.time() - t_sweep)}, "
+                         f"ETA {eta}")
+                print(f"[{len(took)}/{total}] {'done' if code == 0 else 'FAILED'} {s.name} ({times})"
+                      + (f": {note}" if note else ""), flush=True)
                 settle(s, *(("finished", "") if code == 0 else ("failed", note)))
     except BaseException:   # Ctrl-C, a full disk: the running children stop at a checkpoint
         launcher.close(cancel=True, handles=running)
@@ -134,7 +154,21 @@ def print_table(specs, state, seconds=None):
     return counts
 
 
+def _searches(specs):
+    """The λ searches behind these runs, once each (a run is a search's round or follower)."""
+    out = {}
+    for s in specs:
+        for x in (s.search, s.after):
+            if x is not None:
+                out[id(x)] = x
+    return list(out.values())
+
+
 def dry_run(specs, results):
+    """List every run (done, todo, same, wait) with its epochs, then what is left to train: its
+    run-epochs, and hours where complete runs of the same data, model, width and method in
+    RESULTS/runs measured an epoch (metrics.csv), plus the most the unfinished λ searches can
+    add (their rounds after the one listed)."""
     done = todo = dup = 0
     seen = set()
     try:
@@ -142,16 +176,32 @@ def dry_run(specs, results):
     except (C.ConfigError, runs.RunFolderError) as e:
         print(f"  error: {e}")
         return 2
+    measured = epoch_seconds(results)
+    left = {"epochs": 0, "seconds": 0.0, "timed": 0, "untimed": 0}
+
+    def cost(s, to_run):
+        cfg = spec_cfg(s)
+        ep = int(cfg["epochs"])
+        if to_run:
+            left["epochs"] += ep
+            t = measured.get(time_key(cfg))
+            if t is None:
+                left["untimed"] += 1
+            else:
+                left["seconds"] += ep * t
+                left["timed"] += 1
+        return f"{ep} epochs"
+
     for s in ready:
         if s.name in seen:
             dup += 1
             print(f"  same  {s.name}  ({s.entry}: the same run as above, run once)")
         elif is_finished(s.cfg, results):
             done += 1
-            print(f"  done  {s.name}")
+            print(f"  done  {s.name}  {cost(s, False)}")
         else:
             todo += 1
-            print(f"  todo  {s.name}")
+            print(f"  todo  {s.name}  {cost(s, True)}")
         seen.add(s.name)
     for s in waiting:
         if s.after is not None:
@@ -164,7 +214,19 @@ def dry_run(specs, results):
             kinds = "/".join(k for k in ("target_from", "init_from")
                              if (s.target_from if k == "target_from" else s.init_from))
             why = f"{kinds} {what}"
-        print(f"  wait  {s.label()}  ({why})")
+        gone = s.after is not None and s.after.done and (s.after.failed or s.after.value() is None)
+        print(f"  wait  {s.label()}  ({why})  {cost(s, not gone)}")
     print(f"{len(ready) - dup + len(waiting)} runs: {done} finished, {todo} to run, {len(waiting)} waiting "
           f"on a dependency or a λ search" + (f" ({dup} entries name a run listed already)" if dup else ""))
+    extra = 0
+    for x in _searches(ready + waiting):
+        if not x.done and x.specs:
+            extra += max(0, x.rounds - len(x.history) - 1) * int(spec_cfg(x.specs[0])["epochs"])
+    hours = (f"; {left['seconds'] / 3600:.1f} h at the epoch times measured in {results}/runs"
+             + (f" ({left['untimed']} run(s) with no measured epoch time not counted)" if left["untimed"] else "")
+             if left["timed"] else "; no epoch time measured for these runs yet (none complete in "
+             f"{results}/runs)")
+    print(f"cost: {left['epochs']} run-epochs to train{hours}"
+          + (f"; the λ searches' later rounds may add up to {extra} run-epochs" if extra else "")
+          + " (one run at a time: divide by the runs that run at once)")
     return 0

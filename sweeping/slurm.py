@@ -84,6 +84,7 @@ class SlurmLauncher:
             params[f"slurm_{k}"] = yaml.safe_load(v) if v else True
         self.executor.update_parameters(**params)
         self.poll = args.poll
+        self.jobs = args.array_parallelism   # runs at once, for the sweep's ETA
 
     def free(self, running):
         return 0 if running else 1 << 30   # waves: everything ready, once the last wave is done

@@ -209,7 +209,7 @@ def _check_launch(tmp_path, capsys, extra, grown):
         assert len(child) == 1 and child[0]["seed"] == 0
         parent = os.path.basename(os.path.dirname(child[0]["init_from"]))
         assert parent in runs and "-s0-" in parent
-        assert out.index(f"done   {parent}") < out.index(f"done   {child[0]['run']}")
+        assert out.index(f"] done {parent} (took ") < out.index(f"] done {child[0]['run']} (took ")
     stamps = {r: os.stat(results / "runs" / r / "summary.json").st_mtime_ns for r in runs}
     # the rerun repeats only the failed run
     assert sweep.main(args) == 1

@@ -1,0 +1,126 @@
+"""Progress on long work: the sweep's [k/N] start/done lines with their ETA, train.py's ETA,
+and what --dry-run says a profile costs."""
+import os
+import re
+
+import config as C
+import runs
+import sweep
+import train
+from sweeping import schedule
+from tests import synthetic
+from tests.test_sweep import REPO, SGD, profile
+
+ST = os.path.join(REPO, "configs", "quick", "soft_threshold.yaml")
+
+
+def test_duration_reads_as_hours_minutes_seconds():
+    assert [runs.duration(s) for s in (0, 45, 59.6, 725, 3600, 11220, -3)] == [
+        "0s", "45s", "1m 00s", "12m 05s", "1h 00m", "3h 07m", "0s"]
+
+
+class Clocked:
+    """A launcher that trains nothing: `jobs` runs at once, each ending at the time the test
+    gives it (the sweep's clock is the test's)."""
+
+    def __init__(self, clock, ends, jobs=2):
+        self.clock, self.ends, self.jobs, self.running = clock, list(ends), jobs, []
+
+    def free(self, running):
+        return self.jobs - running
+
+    def submit(self, specs):
+        out = {}
+        for s in specs:
+            h = object()
+            self.running.append(h)
+            out[h] = s
+        return out
+
+    def wait(self, handles):
+        h = self.running.pop(0)          # in the order they started
+        self.clock[0] = self.ends.pop(0)
+        return [(handles[h], 0, "")]
+
+    def close(self, cancel=False, handles=()):
+        pass
+
+
+def test_the_sweep_prints_k_of_n_with_elapsed_and_eta(tmp_path, monkeypatch, capsys):
+    clock = [0.0]
+    monkeypatch.setattr(schedule.time, "time", lambda: clock[0])
+    path = profile(tmp_path, f"seeds: [0, 1, 2]\noverrides: [epochs=1]\nruns:\n  - name: a\n    config: {SGD}\n")
+    # two at once: runs 1 and 2 start at 0 s; run 1 ends at 100 s and run 3 starts; run 2 ends
+    # at 160 s, run 3 at 220 s (took 100, 160, 120 s)
+    state = sweep.run_all(sweep.expand(path), str(tmp_path / "r"), Clocked(clock, [100, 160, 220]))
+    assert sorted(v[0] for v in state.values()) == ["finished"] * 3
+    out = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[")]
+    names = [ln.split()[-1] for ln in out if " start " in ln]
+    assert len(set(names)) == 3
+    assert out == [
+        f"[1/3] start {names[0]}", f"[2/3] start {names[1]}",
+        # ETA = mean of the finished runs' times x runs left / 2 at once: 100 x 2 / 2 = 100 s
+        f"[1/3] done {names[0]} (took 1m 40s; elapsed 1m 40s, ETA 1m 40s)",
+        f"[3/3] start {names[2]}",
+        # (100 + 160) / 2 x 1 / 2 = 65 s
+        f"[2/3] done {names[1]} (took 2m 40s; elapsed 2m 40s, ETA 1m 05s)",
+        f"[3/3] done {names[2]} (took 2m 00s; elapsed 3m 40s, ETA 0s)"]
+
+
+def test_train_log_lines_carry_an_eta_from_the_epochs_so_far(tmp_path, capsys):
+    cfg = C.build(None, ["model=resnet20", "width=0.125", "epochs=3", "device=cpu", "train_subset=128",
+                         "bn_recal=0"])
+    train.train(cfg, results=str(tmp_path), quiet=False)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if re.search(r" epoch \d/3: ", ln)]
+    assert len(lines) == 3
+    secs = [float(r["seconds"]) for r in runs.read_metrics(str(tmp_path / "runs" / C.run_name(cfg)))]
+    for k, ln in enumerate(lines, 1):
+        want = runs.duration(sum(secs[:k]) / k * (3 - k))   # mean epoch so far x epochs left
+        assert ln.endswith(f"s, ETA {want}"), (ln, want)
+    assert lines[-1].endswith("ETA 0s")
+
+
+COST = f"""
+seeds: [0, 1]
+overrides: [epochs=2, train_subset=128, model=resnet20, width=0.125, device=cpu]
+runs:
+  - name: a
+    config: {SGD}
+  - name: b
+    config: {SGD}
+    overrides: [model=vgg16, epochs=3]
+    seeds: [0]
+  - name: st
+    config: {ST}
+    target_sparsity: [0.9]
+    calibrate: {{key: optim.lam, start: 1.0e-3, tolerance: 0.3, rounds: 3}}
+"""
+
+
+def test_dry_run_prints_each_runs_epochs_and_the_cost_left(tmp_path, capsys):
+    path = profile(tmp_path, COST)
+    results = tmp_path / "results"
+    a0 = next(s for s in sweep.expand(path) if s.entry == "a")
+    sweep.materialize(a0, str(results))
+    # a complete run of `a` (committed results: no weights) that took 180 s an epoch
+    synthetic.write_run(str(results), a0.name, a0.cfg)
+    rows = runs.read_metrics(runs.run_dir(str(results), a0.name))
+    runs.save_csv([{**r, "seconds": 180.0} for r in rows], runs.path(runs.run_dir(str(results), a0.name), runs.METRICS))
+    assert sweep.main([path, "--dry-run", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"todo  {a0.name}  2 epochs$", out, re.M)
+    assert re.search(r"todo  digits-vgg16-w0.125-sgd-s0-\w+  3 epochs$", out, re.M)
+    assert re.search(r"wait  st\[target_sparsity=0.9, seed=1\]  \(the λ search of .+\)  2 epochs$", out, re.M), out
+    # to train: a (2 x 2 epochs), b (3), st's first round and its follower (2 + 2) = 11; only
+    # a's runs have a measured epoch: 4 x 180 s = 0.2 h; the search may take 2 more rounds of 2
+    assert (f"cost: 11 run-epochs to train; 0.2 h at the epoch times measured in {results}/runs "
+            f"(3 run(s) with no measured epoch time not counted); the λ searches' later rounds may "
+            f"add up to 4 run-epochs") in out
+    # committed complete runs count as done with --reuse-complete: 2 epochs fewer, 0.1 h
+    assert sweep.main([path, "--dry-run", "--reuse-complete", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"done  {a0.name}  2 epochs$", out, re.M)
+    assert "cost: 9 run-epochs to train; 0.1 h at" in out
+    # nothing measured: run-epochs only, and it says why
+    assert sweep.main([path, "--dry-run", "--results", str(tmp_path / "empty")]) == 0
+    assert "cost: 11 run-epochs to train; no epoch time measured" in capsys.readouterr().out
