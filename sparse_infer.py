@@ -37,9 +37,7 @@ import copy
 import ctypes
 import hashlib
 import importlib
-import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
