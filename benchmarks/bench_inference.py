@@ -1,28 +1,32 @@
 """CPU inference of a trained sparse model: dense against slim against sparse kernels, side by side.
 
     python benchmarks/bench_inference.py RUN_DIR [RUN_DIR ...] [--threads 1] [--repeats 50]
-                                         [--batch 64] [--batch-repeats 10] [--warmup 5]
+        [--batch 64] [--batch-repeats 10] [--warmup 5] [--layer-repeats 15]
+        [--out-dir DIR] [--csv FILE]
 
 For each finished run folder, in one process:
   dense        the trained model as it is (zeros multiplied like any weight);
+  folded       BatchNorm folded into the convs, ReLU fused, every layer on torch's dense
+               kernels: what the sparse column gains without any sparse kernel;
   slim         export.slim_model: filters that are all zero physically removed (what
                `export.py --format slim` writes);
-  sparse       every conv as im2col (F.unfold) + torch.sparse.mm with the weight in CSR, every
-               linear as CSR matmul; per layer, CSR is kept only where it was faster (by 10%)
-               than the dense layer on that layer's own input at that batch size, so this
-               column is the best the sparse kernels give here, not a strawman;
-  slim+sparse  the same kernels applied to the slim model;
-  all-csr      every conv and linear on CSR, whether it pays or not.
-Latency at batch 1 (median over --repeats, after --warmup untimed calls) and throughput at
---batch (images/s from the median of --batch-repeats), the variants called in rotating
-order so that none always runs first; the ratios against dense; the theoretical speed-up
-flops_dense / flops_nonzero of metrics.counts (multiply-adds with nonzero weights). Each
-variant's logits are checked against dense first. Results go to RUN_DIR/inference.json.
-Not a test: it prints a table. Threads default to 1 (--threads to change); the machine's
-load average is printed and recorded, since other processes skew CPU timings.
+  sparse       sparse_infer.build: folded, then every conv / linear on the kernel measured
+               fastest for it at that batch size (dense, the repository's direct sparse
+               convolution, sparseprop when installed); see sparse_infer.py;
+  slim+sparse  the same applied to the slim model.
+Latency at batch 1 over --repeats calls and throughput at --batch over --batch-repeats calls
+(at least 5 each), after --warmup untimed calls; the variants are called in rotating order
+within each round, so a round's ratio dense / variant compares calls made moments apart.
+Printed: the median with its interquartile range [q1, q3], and the speed-up (median of the
+per-round ratios, with their IQR). The theoretical speed-up flops_dense / flops_nonzero of
+metrics.counts (multiply-adds with nonzero weights) heads each table. Each variant's logits are
+checked against dense first. Results go to RUN_DIR/inference.json (or DIR/<run>/inference.json
+with --out-dir), and one CSV row per run, variant and batch to --csv (appended; what
+benchmarks/speedup_figure.py draws). Threads default to 1; the machine's load average is
+printed and recorded, since other processes skew CPU timings.
 """
 import argparse
-import copy
+import csv
 import datetime
 import os
 import statistics
@@ -31,106 +35,23 @@ import time
 import warnings
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import export  # noqa: E402
 import metrics  # noqa: E402
 import runs  # noqa: E402
+import sparse_infer  # noqa: E402
 
 INFERENCE_JSON = "inference.json"
+VARIANTS = ("dense", "folded", "slim", "sparse", "slim+sparse")
+CSV_FIELDS = ("run", "model", "sparsity", "mac_ratio", "threads", "batch", "variant",
+              "median_ms", "q1_ms", "q3_ms", "min_ms", "max_ms", "repeats",
+              "speedup", "speedup_q1", "speedup_q3", "load_average", "measured_at")
 warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support is in beta.*")
 
 
-class CSRConv2d(nn.Module):
-    """A conv as im2col + CSR matmul: out[o, l] = sum over nonzero W[o, j] of cols[j, l]."""
-
-    def __init__(self, conv):
-        super().__init__()
-        assert conv.groups == 1
-        w = conv.weight.detach()
-        self.out_channels = w.shape[0]
-        self.weight_csr = w.reshape(w.shape[0], -1).to_sparse_csr()
-        self.bias = None if conv.bias is None else conv.bias.detach()
-        self.kernel_size, self.stride = conv.kernel_size, conv.stride
-        self.padding, self.dilation = conv.padding, conv.dilation
-        self.pointwise = (conv.kernel_size == (1, 1) and conv.stride == (1, 1)
-                          and conv.padding == (0, 0))
-
-    def forward(self, x):
-        b, _, h, w = x.shape
-        kh, kw = self.kernel_size
-        ho = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
-        wo = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
-        cols = x.flatten(2) if self.pointwise else F.unfold(x, self.kernel_size, self.dilation,
-                                                             self.padding, self.stride)
-        if b == 1:
-            y = torch.sparse.mm(self.weight_csr, cols[0]).view(1, -1, ho, wo)
-        else:   # image by image: faster here than one matmul over a transposed [C*k*k, B*L] copy
-            y = torch.stack([torch.sparse.mm(self.weight_csr, c) for c in cols]).view(b, -1, ho, wo)
-        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
-
-
-class CSRLinear(nn.Module):
-    def __init__(self, lin):
-        super().__init__()
-        self.weight_csr = lin.weight.detach().to_sparse_csr()
-        self.bias = None if lin.bias is None else lin.bias.detach()
-
-    def forward(self, x):
-        y = torch.sparse.mm(self.weight_csr, x.t()).t()
-        return y if self.bias is None else y + self.bias
-
-
-def _set(model, name, module):
-    parent, _, leaf = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, leaf, module)
-
-
-def median_seconds(fn, repeats, warmup=2):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-
-@torch.no_grad()
-def sparse_kernels(model, x, mode="auto", repeats=15, margin=0.9):
-    """A copy of `model` with conv / linear layers on CSR kernels: all of them (`mode="all"`),
-    or (`"auto"`) those where CSR took under `margin` times the dense layer's time on that
-    layer's input `x` (a margin, as single-layer timings are noisy).
-    Returns (model, layers on CSR, conv/linear layers)."""
-    model = copy.deepcopy(model).eval()
-    inputs = {}
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    hooks = [m.register_forward_pre_hook(lambda m, i, n=n: inputs.__setitem__(n, i[0]))
-             for n, m in layers]
-    model(x)
-    for h in hooks:
-        h.remove()
-    chosen = 0
-    for name, m in layers:
-        if name not in inputs:
-            continue
-        s = CSRConv2d(m) if isinstance(m, nn.Conv2d) else CSRLinear(m)
-        if mode == "auto":
-            xi = inputs[name]
-            td = median_seconds(lambda: m(xi), repeats)
-            ts = median_seconds(lambda: s(xi), repeats)
-            if ts >= margin * td:
-                continue
-        _set(model, name, s)
-        chosen += 1
-    return model, chosen, len(layers)
-
-
 def interleaved(fns, repeats, warmup):
-    """Median seconds of each fn, called in rotating order."""
+    """{name: list of seconds}, the fns called in rotating order within each round."""
     for _ in range(warmup):
         for f in fns.values():
             f()
@@ -140,45 +61,53 @@ def interleaved(fns, repeats, warmup):
             t = time.perf_counter()
             fns[k]()
             times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def spread(xs):
+    """{median, q1, q3, min, max} of a list (quartiles: statistics.quantiles, inclusive)."""
+    q1, med, q3 = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else (xs[0],) * 3
+    return {"median": med, "q1": q1, "q3": q3, "min": min(xs), "max": max(xs)}
+
+
+def speedups(times):
+    """{variant: spread of dense_i / variant_i over the rounds i}."""
+    return {k: spread([d / v for d, v in zip(times["dense"], vs)])
+            for k, vs in times.items() if k != "dense"}
 
 
 @torch.no_grad()
 def bench_run(run_dir, args):
     dense = runs.load_model(run_dir)
     saved = runs.load_model_file(run_dir)
-    g = torch.Generator().manual_seed(0)
     try:   # real test images when the data set is here; random ones otherwise (same cost)
-        xb = export.real_batch(saved["dataset"], args.batch, export._data_dir(run_dir))
+        xb = export.real_batch(saved["dataset"], args.batch, args.data_dir or export._data_dir(run_dir))
     except Exception:
-        xb = torch.randn(args.batch, 3, 32, 32, generator=g)
+        shape = getattr(dense, "input_shape", (3, 32, 32))
+        xb = torch.randn(args.batch, *shape, generator=torch.Generator().manual_seed(0))
     x1 = xb[:1].contiguous()
+    inputs = {1: x1, args.batch: xb}
     counts = metrics.counts(dense)
     slim = export.slim_model(dense)
-    variants = {"dense": dense, "slim": slim}
-    csr = {}
-    for bs, x in (("b1", x1), ("batch", xb)):
-        sp, n_sp, n = sparse_kernels(dense, x)
-        ssp, n_ssp, _ = sparse_kernels(slim, x)
-        allsp, _, _ = sparse_kernels(dense, x, mode="all")
-        csr[bs] = {"sparse": sp, "slim+sparse": ssp, "all-csr": allsp,
-                   "layers": {"sparse": f"{n_sp}/{n}", "slim+sparse": f"{n_ssp}/{n}"}}
+    nets = {"dense": dense,
+            "folded": sparse_infer.build(dense, inputs, kernels=("dense",), repeats=1),
+            "slim": slim,
+            "sparse": sparse_infer.build(dense, inputs, repeats=args.layer_repeats),
+            "slim+sparse": sparse_infer.build(slim, inputs, repeats=args.layer_repeats)}
     ref = dense(xb)
+    diffs = {k: max(sparse_infer.check(dense, m, xb)[0], sparse_infer.check(dense, m, x1)[0])
+             for k, m in nets.items() if k != "dense"}
     scale = max(1.0, float(ref.abs().max()))
-    diffs = {"slim": float((slim(xb) - ref).abs().max())}
-    for k in ("sparse", "slim+sparse", "all-csr"):
-        diffs[k] = float((csr["batch"][k](xb) - ref).abs().max())
-    bad = {k: d for k, d in diffs.items() if d > 1e-4 * scale}
+    bad = {k: d for k, d in diffs.items() if d > export.RTOL * scale}
     if bad:
         raise SystemExit(f"bench_inference: {run_dir}: logits differ from dense: {bad}")
 
-    def timed(x, models, repeats, warmup):
-        return interleaved({k: (lambda m=m: m(x)) for k, m in models.items()}, repeats, warmup)
+    def timed(x, repeats, warmup):
+        return interleaved({k: (lambda m=m: m(x)) for k, m in nets.items()}, repeats, warmup)
 
-    b1 = timed(x1, {**variants, **{k: csr["b1"][k] for k in ("sparse", "slim+sparse", "all-csr")}},
-               args.repeats, args.warmup)
-    bb = timed(xb, {**variants, **{k: csr["batch"][k] for k in ("sparse", "slim+sparse", "all-csr")}},
-               args.batch_repeats, max(1, args.warmup // 2))
+    t1 = timed(x1, args.repeats, args.warmup)
+    tb = timed(xb, args.batch_repeats, max(1, args.warmup // 2))
+    s1, sb = speedups(t1), speedups(tb)
     slim_counts = metrics.counts(slim)
     result = {
         "run": os.path.basename(os.path.normpath(run_dir)), "model": saved["model"],
@@ -188,17 +117,50 @@ def bench_run(run_dir, args):
         "flops_slim": slim_counts["flops_dense"], "sparsity": counts["sparsity"],
         "theoretical_speedup": counts["flops_dense"] / max(counts["flops_nonzero"], 1),
         "slim_mac_ratio": counts["flops_dense"] / max(slim_counts["flops_dense"], 1),
-        "latency_b1_ms": {k: v * 1e3 for k, v in b1.items()},
-        "throughput_images_per_s": {k: args.batch / v for k, v in bb.items()},
-        "speedup_b1": {k: b1["dense"] / v for k, v in b1.items() if k != "dense"},
-        "speedup_batch": {k: bb["dense"] / v for k, v in bb.items() if k != "dense"},
-        "csr_layers_b1": csr["b1"]["layers"], "csr_layers_batch": csr["batch"]["layers"],
+        "latency_b1_ms": {k: statistics.median(v) * 1e3 for k, v in t1.items()},
+        "throughput_images_per_s": {k: args.batch / statistics.median(v) for k, v in tb.items()},
+        "speedup_b1": {k: v["median"] for k, v in s1.items()},
+        "speedup_batch": {k: v["median"] for k, v in sb.items()},
+        "spread_b1_ms": {k: {q: x * 1e3 for q, x in spread(v).items()} for k, v in t1.items()},
+        "spread_batch_ms": {k: {q: x * 1e3 for q, x in spread(v).items()} for k, v in tb.items()},
+        "speedup_b1_spread": s1, "speedup_batch_spread": sb,
+        "sparse_layers": {k: {str(b): s for b, s in sparse_infer.summary(nets[k].plan).items()}
+                          for k in ("sparse", "slim+sparse")},
+        "kernels": sparse_infer.available(),
         "max_logit_diff": diffs, "load_average": os.getloadavg()[0],
         "device_name": runs.environment()["device_name"], "torch": torch.__version__,
         "measured_at": datetime.datetime.now().isoformat(timespec="seconds"),
     }
-    runs.save_json(result, os.path.join(run_dir, INFERENCE_JSON))
+    out_dir = os.path.join(args.out_dir, result["run"]) if args.out_dir else run_dir
+    os.makedirs(out_dir, exist_ok=True)
+    result["file"] = os.path.join(out_dir, INFERENCE_JSON)
+    runs.save_json(result, result["file"])
+    if args.csv:
+        write_csv(result, args.csv)
     return result
+
+
+def csv_rows(r):
+    for batch, key, skey in ((1, "spread_b1_ms", "speedup_b1_spread"),
+                             (r["batch"], "spread_batch_ms", "speedup_batch_spread")):
+        for k, s in r[key].items():
+            sp = r[skey].get(k, {"median": 1.0, "q1": 1.0, "q3": 1.0})
+            yield {"run": r["run"], "model": r["model"], "sparsity": r["sparsity"],
+                   "mac_ratio": r["theoretical_speedup"], "threads": r["threads"], "batch": batch,
+                   "variant": k, "median_ms": s["median"], "q1_ms": s["q1"], "q3_ms": s["q3"],
+                   "min_ms": s["min"], "max_ms": s["max"],
+                   "repeats": r["repeats"] if batch == 1 else r["batch_repeats"],
+                   "speedup": sp["median"], "speedup_q1": sp["q1"], "speedup_q3": sp["q3"],
+                   "load_average": r["load_average"], "measured_at": r["measured_at"]}
+
+
+def write_csv(r, path):
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        if new:
+            w.writeheader()
+        w.writerows(csv_rows(r))
 
 
 def print_result(r):
@@ -206,26 +168,54 @@ def print_result(r):
           f"load average {r['load_average']:.2f})")
     print(f"theoretical speed-up (nonzero MACs) {r['theoretical_speedup']:.2f}x; "
           f"slim keeps {1 / r['slim_mac_ratio']:.1%} of the MACs ({r['slim_mac_ratio']:.2f}x fewer)")
-    batch = f"batch {r['batch']} img/s"
-    print(f"{'':12} {'batch 1 ms':>11} {'ratio':>7}   {batch:>14} {'ratio':>7}")
-    for k in r["latency_b1_ms"]:
-        s1 = r["speedup_b1"].get(k, 1.0)
-        sb = r["speedup_batch"].get(k, 1.0)
-        print(f"{k:12} {r['latency_b1_ms'][k]:11.3f} {s1:6.2f}x   "
-              f"{r['throughput_images_per_s'][k]:14.1f} {sb:6.2f}x")
-    print(f"layers on CSR kernels (auto): batch 1 {r['csr_layers_b1']}, batch {r['batch']} "
-          f"{r['csr_layers_batch']}; max |logit diff| vs dense "
-          + ", ".join(f"{k} {v:.1g}" for k, v in r["max_logit_diff"].items()))
+    print(f"batch 1: {r['repeats']} rounds, batch {r['batch']}: {r['batch_repeats']} rounds; "
+          f"median [q1, q3]")
+    print(f"{'':12} {'batch 1 ms':>22} {'speed-up':>20}   {'batch ' + str(r['batch']) + ' img/s':>24} "
+          f"{'speed-up':>20}")
+    one = {"median": 1.0, "q1": 1.0, "q3": 1.0}
+    for k in r["spread_b1_ms"]:
+        a, sa = r["spread_b1_ms"][k], r["speedup_b1_spread"].get(k, one)
+        b, sb = r["spread_batch_ms"][k], r["speedup_batch_spread"].get(k, one)
+        ips = lambda ms: r["batch"] / ms * 1e3  # noqa: E731
+        print(f"{k:12} {a['median']:8.3f} [{a['q1']:6.3f},{a['q3']:6.3f}] "
+              f"{sa['median']:7.2f}x [{sa['q1']:4.2f},{sa['q3']:4.2f}]   "
+              f"{ips(b['median']):8.0f} [{ips(b['q3']):6.0f},{ips(b['q1']):6.0f}] "
+              f"{sb['median']:7.2f}x [{sb['q1']:4.2f},{sb['q3']:4.2f}]")
+    print("sparse layers: " + "; ".join(f"{k}: " + ", ".join(f"batch {b} {s}" for b, s in v.items())
+                                        for k, v in r["sparse_layers"].items()))
+    print("max |logit diff| vs dense " + ", ".join(f"{k} {v:.1g}" for k, v in r["max_logit_diff"].items()))
+
+
+def _at_least(lo):
+    def parse(text):
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if n < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {n}")
+        return n
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):      # one line, not usage + message
+        self.exit(2, f"bench_inference.py: error: {message}\n")
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = _Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=50, help="timed batch-1 calls per variant")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--batch-repeats", type=int, default=10, help="timed batch calls per variant")
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=_at_least(1), default=1)
+    p.add_argument("--repeats", type=_at_least(5), default=50, help="timed batch-1 rounds (>= 5)")
+    p.add_argument("--batch", type=_at_least(2), default=64)
+    p.add_argument("--batch-repeats", type=_at_least(5), default=10, help="timed batch rounds (>= 5)")
+    p.add_argument("--warmup", type=_at_least(1), default=5)
+    p.add_argument("--layer-repeats", type=_at_least(1), default=15,
+                   help="timed calls per layer and kernel when choosing kernels")
+    p.add_argument("--data-dir", help="where the data set lives (default: each run's data_dir)")
+    p.add_argument("--out-dir", help="write DIR/<run>/inference.json, not into the run folder")
+    p.add_argument("--csv", help="append one row per run, variant and batch to this CSV")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     for run_dir in args.run_dirs:
@@ -234,8 +224,9 @@ def main(argv=None):
         except export.ExportError as e:
             print(f"bench_inference: {e}", file=sys.stderr)
             return 1
-        print_result(bench_run(run_dir, args))
-        print(f"-> {os.path.join(run_dir, INFERENCE_JSON)}")
+        r = bench_run(run_dir, args)
+        print_result(r)
+        print(f"-> {r['file']}")
     return 0
 
 
