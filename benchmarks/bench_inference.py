@@ -149,9 +149,9 @@ def bench_run(run_dir, args):
     saved = runs.load_model_file(run_dir)
     g = torch.Generator().manual_seed(0)
     try:   # real test images when the data set is here; random ones otherwise (same cost)
-        xb = export.real_batch(saved["dataset"], args.batch, export._data_dir(run_dir))
+        xb = export.real_batch(saved["dataset"], args.batch, export.run_data_dir(run_dir))
     except Exception:
-        xb = torch.randn(args.batch, 3, 32, 32, generator=g)
+        xb = torch.randn(args.batch, *dense.input_shape, generator=g)
     x1 = xb[:1].contiguous()
     counts = metrics.counts(dense)
     slim = export.slim_model(dense)
