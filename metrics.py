@@ -30,7 +30,7 @@ def layer_table(model, input_shape=None):
     """One dict per conv/linear layer: shape, entries, nonzeros, structured zeros, MACs.
 
     MACs are those of one input of `input_shape` (N, C, H, W), by default one image of the
-    model's own `input_shape` (3x32x32 for a model without one)."""
+    model's own `input_shape` (a model without one: ValueError)."""
     sizes = {}
     hooks = [m.register_forward_hook(lambda m, i, o, n=n: sizes.__setitem__(n, o.shape))
              for n, m in penalized_modules(model)]

@@ -13,13 +13,16 @@ PROFILE, every profile named by the runs in RESULTS/runs.csv. For each profile i
     OUT/tables/points.csv, points.md  every point of every entry
     OUT/tables/comparisons.csv        every comparison, level by level
     OUT/tables/pairs_*.md             point-by-point outcomes (not for `evidence: none`)
-    OUT/figures/*_{col,page}*.{png,pdf}  trade-off, ablation, structured, dynamics, per-layer,
+    FIGURES/*_{col,page}*.{png,pdf}   trade-off, ablation, structured, dynamics, per-layer,
                                       soft-threshold and λ-search figures at 3.5 in (column)
                                       and 7 in (page) width (reporting/figures.py)
-    OUT/figures/thresholds_page.{png,pdf}  soft-threshold schedules' d and λ
+    FIGURES/thresholds_page.{png,pdf}  soft-threshold schedules' d and λ
 
-OUT defaults to RESULTS/<profile>/. Every number is a final-epoch number; nothing is selected
-by test accuracy.
+OUT defaults to RESULTS/<profile>/ and FIGURES to figures/<profile>/ beside RESULTS (with the
+default `results`, the repository's top-level figures/). With --out, FIGURES is OUT/figures
+(several profiles: OUT/<profile>/ and OUT/<profile>/figures). REPORT.md links the figures by
+their path relative to it. Every number is a final-epoch number; nothing is selected by test
+accuracy.
 """
 import argparse
 import os
@@ -28,7 +31,14 @@ import sys
 REPO = os.path.dirname(os.path.abspath(__file__))
 
 
-def build(profile, results, out):
+def figures_dir(results, name):
+    """figures/<profile>/ beside the results folder: the top level, next to results/."""
+    return os.path.join(os.path.dirname(os.path.normpath(results)), "figures", name)
+
+
+def build(profile, results, out, fdir=None):
+    """Write the report of `profile`: REPORT.md and tables/ in `out`, figures in `fdir`
+    (default OUT/figures)."""
     from reporting import claims as CL
     from reporting import document, figures, load, savings, style, threshold_figure
     from reporting import tables as T
@@ -41,7 +51,7 @@ def build(profile, results, out):
     pts = CL.points(df)
     comps = CL.comparisons(df, papers)
     verdicts = CL.claim_verdicts(comps, papers)
-    tdir, fdir = os.path.join(out, "tables"), os.path.join(out, "figures")
+    tdir, fdir = os.path.join(out, "tables"), fdir or os.path.join(out, "figures")
     written = []
 
     def put(fname, text):
@@ -105,8 +115,9 @@ def main(argv=None):
     p.add_argument("profiles", nargs="*", help="profile names (configs/profiles/) or files; "
                                                "default: those named by the runs in RESULTS/runs.csv")
     p.add_argument("--results", default="results", help="folder with runs/ and runs.csv")
-    p.add_argument("--out", help="where REPORT.md, tables/ and figures/ go (default RESULTS/<profile>/; "
-                                 "with several profiles, OUT/<profile>/)")
+    p.add_argument("--out", help="where REPORT.md, tables/ and figures/ go (default: RESULTS/<profile>/ "
+                                 "and figures/<profile>/ beside RESULTS; with several profiles, "
+                                 "OUT/<profile>/)")
     args = p.parse_args(argv)
     sys.path.insert(0, REPO)
     from reporting.load import ReportError, profiles_in
@@ -120,10 +131,11 @@ def main(argv=None):
         for prof in profiles:
             name = os.path.basename(prof).removesuffix(".yaml")
             out = args.out if args.out and len(profiles) == 1 else os.path.join(args.out or args.results, name)
-            written, n, left = build(prof, args.results, out)
+            fdir = None if args.out else figures_dir(args.results, name)
+            written, n, left = build(prof, args.results, out, fdir)
             extra = f"; left out {len(left['other'])} other row(s) of runs.csv" if left["other"] else ""
             print(f"{name}: {n} runs -> {os.path.join(out, 'REPORT.md')} (+{len(written) - 1} tables and "
-                  f"figures){extra}")
+                  f"figures; figures in {fdir or os.path.join(out, 'figures')}){extra}")
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.code

@@ -3,7 +3,8 @@
 #   bash reproduce.sh --quick            CPU, bundled digits data, every model x method (< 15 min)
 #   bash reproduce.sh                    the paper profile on GPU(s), released hyperparameters
 #   bash reproduce.sh --profile NAME     any profile in configs/profiles/ (quick, digits, short, paper, ablation)
-# The report covers exactly that profile's runs: results/<profile>/REPORT.md, tables/, figures/.
+# The report covers exactly that profile's runs: results/<profile>/REPORT.md and tables/,
+# figures/<profile>/ at the top level (beside results/).
 # Remaining options go to sweep.py, e.g. --jobs 4, --dry-run, --results DIR, or
 #   --launcher slurm --partition gpu --time 24:00:00 --gpus 1 --array-parallelism 32
 # Finished runs are skipped and unfinished ones resume, so rerunning after a failure or an

@@ -37,7 +37,7 @@ MARKER = ".sparse-run"  # written by train.py into every run folder it creates
 # mkstemp's random letters. Only names of this pattern are removed as stale (a user's own
 # .tmp-notes.txt in a run folder is not ours).
 STALE_TEMP = re.compile(r"\.tmp-(?:config\.yaml|metrics\.csv|layers\.csv|summary\.json|checkpoint\.pt"
-                        r"|model(?:\.[a-z]+)?\.pt|export\.json|\.sparse-run)[a-z0-9_]{1,16}\Z")
+                        r"|model(?:\.[a-z]+)?\.pt(?:\.sha256)?|export\.json|\.sparse-run)[a-z0-9_]{1,16}\Z")
 
 # summary.json, field by field (a runs.csv row is the same dict). Methods add their own
 # fields after these (method.summary(): lam, target, threshold, ...).

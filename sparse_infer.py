@@ -465,7 +465,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     try:
         model, saved = _load(args.run_dir, args.csr)
-        data_dir = args.data_dir or export._data_dir(args.run_dir)
+        data_dir = args.data_dir or export.run_data_dir(args.run_dir)
         x = export.real_batch(saved["dataset"], max(args.batch), data_dir)
     except (export.ExportError, runs.RunFolderError, D.DataError, OSError) as e:
         print(f"sparse_infer.py: error: {' '.join(str(e).split())}", file=sys.stderr)

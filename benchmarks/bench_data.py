@@ -9,6 +9,7 @@ with data.load, so data.py's real reading path is used. Not a test: it prints a 
 """
 
 import argparse
+import math
 import os
 import pickle
 import sys
@@ -21,6 +22,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data  # noqa: E402
 
+CIFAR = data.get("cifar10")     # the set whose files and pipeline are timed
+
 
 def write_fake_cifar10(root, n_train=50_000, n_test=10_000):
     folder = os.path.join(root, "cifar-10-batches-py")
@@ -28,7 +31,7 @@ def write_fake_cifar10(root, n_train=50_000, n_test=10_000):
     rng = np.random.default_rng(0)
     files = [(f"data_batch_{i}", n_train // 5) for i in range(1, 6)] + [("test_batch", n_test)]
     for name, n in files:
-        d = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        d = {b"data": rng.integers(0, 256, (n, math.prod(CIFAR.input_shape)), dtype=np.uint8),
              b"labels": rng.integers(0, 10, n).tolist()}
         with open(os.path.join(folder, name), "wb") as f:
             pickle.dump(d, f, protocol=4)
@@ -42,10 +45,10 @@ class PILDataset(torch.utils.data.Dataset):
         self.x = x.permute(0, 2, 3, 1).contiguous().numpy()   # HWC for PIL
         self.y = y.numpy()
         self.transform = transforms.Compose([
-            transforms.RandomCrop(32, padding=4),
+            transforms.RandomCrop(CIFAR.input_shape[-1], padding=CIFAR.crop_padding),
             transforms.RandomHorizontalFlip(),
             transforms.ToTensor(),
-            transforms.Normalize(data.MEAN, data.STD),
+            transforms.Normalize(CIFAR.mean, CIFAR.std),
         ])
 
     def __len__(self):

@@ -81,10 +81,9 @@ def bench_run(run_dir, args):
     dense = runs.load_model(run_dir)
     saved = runs.load_model_file(run_dir)
     try:   # real test images when the data set is here; random ones otherwise (same cost)
-        xb = export.real_batch(saved["dataset"], args.batch, args.data_dir or export._data_dir(run_dir))
+        xb = export.real_batch(saved["dataset"], args.batch, args.data_dir or export.run_data_dir(run_dir))
     except Exception:
-        shape = getattr(dense, "input_shape", (3, 32, 32))
-        xb = torch.randn(args.batch, *shape, generator=torch.Generator().manual_seed(0))
+        xb = torch.randn(args.batch, *dense.input_shape, generator=torch.Generator().manual_seed(0))
     x1 = xb[:1].contiguous()
     inputs = {1: x1, args.batch: xb}
     counts = metrics.counts(dense)

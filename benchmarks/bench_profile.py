@@ -32,7 +32,8 @@ T_IMPORT = time.perf_counter() - T_START
 
 
 def phases(cfg, data, steps, channels_last, compile_fwd=False):
-    model = models.get_model(cfg["model"], num_classes=10, width=cfg["width"])
+    model = models.get_model(cfg["model"], num_classes=data.num_classes, width=cfg["width"],
+                             input_shape=data.input_shape)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     method = get_method(cfg["method"])(model, cfg["optim"], data.steps_per_epoch(cfg["batch_size"]), 10)

@@ -1,10 +1,10 @@
 """Model registry: name -> constructor(num_classes, width, in_channels). Add a model = one file
 + one line.
 
-Every model from get_model has `input_shape`, the (C, H, W) of one input image it is built
-for: the data set's (data.DATASETS[name].input_shape, passed by the caller), else the model's
-own default ((3, 224, 224) for resnet50 and mobilenet_v1, CIFAR_INPUT_SHAPE otherwise). Shape
-probes (metrics FLOPs, optim.base.probe, export) use it. resnet50_str and mobilenet_v1_str are
+A model's `input_shape` is the (C, H, W) of one input image it is built for: the data set's
+(data.get(name).input_shape, passed by the caller), else the model's own (resnet50 and
+mobilenet_v1 declare ImageNet's). Shape probes (metrics FLOPs, optim.base.probe, export) use
+it; a CIFAR-style model built without one has none, and a probe says so (no guessed shape). resnet50_str and mobilenet_v1_str are
 the same networks initialized as STR / LATS (paper B's code) do, with a bias-free classifier.
 """
 import difflib
@@ -34,9 +34,6 @@ _REGISTRY = {
     "mobilenet_v1_str": mobilenet_v1_str,
 }
 
-CIFAR_INPUT_SHAPE = (3, 32, 32)
-
-
 def names():
     return sorted(_REGISTRY)
 
@@ -48,20 +45,19 @@ def get_model(name, num_classes=10, width=1.0, input_shape=None):
         raise ValueError(f"unknown model '{name}'; known: {', '.join(names())}" + hint)
     if not width > 0:  # also rejects NaN
         raise ValueError(f"model width must be > 0, got {width}")
-    in_channels = 3 if input_shape is None else int(input_shape[0])
-    model = _REGISTRY[name](num_classes=num_classes, width=width, in_channels=in_channels)
-    if input_shape is not None:
-        model.input_shape = tuple(input_shape)
-    elif not hasattr(model, "input_shape"):
-        model.input_shape = CIFAR_INPUT_SHAPE
+    if input_shape is None:      # the constructor's own channels (and the model's own shape, if any)
+        return _REGISTRY[name](num_classes=num_classes, width=width)
+    model = _REGISTRY[name](num_classes=num_classes, width=width, in_channels=int(input_shape[0]))
+    model.input_shape = tuple(input_shape)
     return model
 
 
 def from_saved(saved):
-    """The model a saved file describes (keys model, num_classes, width and, where recorded,
-    dataset: its registry entry gives the input shape), randomly initialized."""
+    """The model a saved file describes (keys model, num_classes, width and dataset, whose
+    registry entry gives the input shape), randomly initialized. A data set not in the
+    registry: data.DataError, one line."""
     import data
 
-    spec = data.DATASETS.get(saved.get("dataset"))
+    spec = data.get(saved["dataset"])
     return get_model(saved["model"], num_classes=saved["num_classes"], width=saved["width"],
-                     input_shape=spec.input_shape if spec else None)
+                     input_shape=spec.input_shape)

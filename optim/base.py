@@ -37,12 +37,15 @@ RULES = {
 }
 
 
-DEFAULT_IMAGE_SHAPE = (3, 32, 32)   # a model without `input_shape` (models.get_model sets it)
-
-
 def probe_shape(model, batch=1):
-    """(batch, C, H, W) of a probe input for `model`: its `input_shape`, else 3x32x32."""
-    return (batch, *getattr(model, "input_shape", DEFAULT_IMAGE_SHAPE))
+    """(batch, C, H, W) of a probe input for `model`: its `input_shape` (C, H, W), which
+    models.get_model sets from the data set's registry entry. No guess: a guessed shape would
+    count another image size's multiply-adds without a word."""
+    shape = getattr(model, "input_shape", None)
+    if shape is None:
+        raise ValueError(f"{type(model).__name__} has no input_shape: build it with "
+                         f"models.get_model(..., input_shape=data.get(DATASET).input_shape)")
+    return (batch, *shape)
 
 
 @torch.no_grad()

@@ -15,11 +15,13 @@ import torch
 import torch.nn as nn
 import yaml
 
+import data
 import export
 import models
 import runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAPE = data.get("digits").input_shape       # what the models here are built for (make_run's data set)
 
 
 @pytest.fixture(autouse=True)
@@ -27,11 +29,11 @@ def _one_thread(one_thread):
     yield
 
 
-def trained_like(name, width, seed=0):
+def trained_like(name, width, seed=0, shape=SHAPE):
     """A model whose BatchNorms look trained: gamma in [0.5, 1.5], beta of either sign, running
     statistics away from (0, 1)."""
     torch.manual_seed(seed)
-    m = models.get_model(name, num_classes=10, width=width).eval()
+    m = models.get_model(name, num_classes=10, width=width, input_shape=shape).eval()
     g = torch.Generator().manual_seed(seed)
     for mod in m.modules():
         if isinstance(mod, nn.BatchNorm2d):
@@ -64,7 +66,7 @@ def out_channels(m):
 
 
 def assert_same_logits(a, b, n=6, seed=1):
-    x = torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    x = torch.randn(n, *a.input_shape, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         ya, yb = a(x), b(x)
     tol = 1e-4 * max(1.0, float(ya.abs().max()))
@@ -87,7 +89,7 @@ def without_fold(model, bns_and_channels):
 
 
 def differs(a, b):
-    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(4, *a.input_shape, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         ya, yb = a(x), b(x)
     return float((ya - yb).abs().max()) > 1e-3 * max(1.0, float(ya.abs().max()))
@@ -207,7 +209,7 @@ def test_slim_resnet18_projection_shortcut():
     stream = {}
     names["layers.4"].register_forward_pre_hook(lambda mod, i: stream.__setitem__("x", i[0]))
     with torch.no_grad():
-        m(torch.randn(2, 3, 32, 32))
+        m(torch.randn(2, *SHAPE))
     v = stream["x"][:, 5]
     assert torch.equal(v, v[:1, :1, :1].expand_as(v)) and float(v[0, 0, 0]) > 0   # a constant
     proj, proj_bn = names["layers.4.shortcut.0"], names["layers.4.shortcut.1"]
@@ -259,9 +261,9 @@ def test_slim_file_loads_without_the_repository(tmp_path):
     zero_filters(dict(m.named_modules())["layers.0.conv1"], [1])
     slim = export.slim_model(m)
     torch.save(slim, tmp_path / "slim.pt")
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(0))
     torch.save({"x": x, "y": m(x).detach()}, tmp_path / "xy.pt")
-    for fake in ("models", "export", "runs", "torch_pruning"):     # any import of these fails
+    for fake in ("models", "export", "exporting", "runs", "torch_pruning"):     # any import of these fails
         (tmp_path / f"{fake}.py").write_text("raise ImportError('repository code used')\n")
     code = ("import sys, torch; sys.path.insert(0, '.'); "
             "m = torch.load('slim.pt', weights_only=False); d = torch.load('xy.pt'); "
@@ -468,3 +470,113 @@ def test_inference_benchmark_and_savings_table(run_dir, tmp_path, capsys):
     assert r["theoretical_speedup"] > 1
     assert r["slim_speedup_b1"] == inf["speedup_b1"]["slim"]
     assert r["slim_speedup_b64"] is None and r["sparse_speedup_b64"] is None    # ran at batch 8
+
+
+def test_slim_at_the_data_sets_own_shape():
+    """A model built for Fashion-MNIST (the registry's 1x28x28) is probed and folded at that
+    shape: a padded conv reading a zero filter's constant gets a map of 28x28, not a guess."""
+    shape = data.get("fashion_mnist").input_shape
+    m = trained_like("resnet20", 0.25, shape=shape)
+    zero_filters(dict(m.named_modules())["layers.0.conv1"], [1, 2])
+    slim = export.slim_model(m)
+    assert slim.input_shape == shape == m.input_shape
+    assert_same_logits(m, slim)
+    maps = [b for n, b in slim.named_buffers() if n.endswith("_fold")]
+    assert all(tuple(b.shape[-2:]) == shape[1:] for b in maps)
+
+
+def test_a_model_without_an_input_shape_is_a_clear_error():
+    m = models.get_model("vgg11", num_classes=10, width=0.25)     # no data set given
+    assert not hasattr(m, "input_shape")
+    with pytest.raises(ValueError, match="has no input_shape.*data.get"):
+        export.slim_model(m)
+    with pytest.raises(data.DataError, match="unknown data set 'mnist9'"):
+        models.from_saved({"model": "vgg11", "num_classes": 10, "width": 0.25, "dataset": "mnist9"})
+
+
+# ----------------------------------------------------------------------------- checksums
+
+def tamper(path):
+    """Change one byte of `path` in place (same size): a different, equally long file."""
+    blob = bytearray(open(path, "rb").read())
+    i = len(blob) // 2
+    blob[i] ^= 0x01
+    open(path, "wb").write(bytes(blob))
+    return len(blob)
+
+
+def test_every_export_records_its_sha256(run_dir, capsys):
+    import hashlib
+    import shutil
+
+    facts = {fmt: export.export(str(run_dir), fmt, batch=16) for fmt in export.FORMATS}
+    for fmt in export.FORMATS:
+        f = run_dir / export.DEFAULT_OUT[fmt]
+        want = hashlib.sha256(f.read_bytes()).hexdigest()
+        side = run_dir / (export.DEFAULT_OUT[fmt] + export.SHA_SUFFIX)
+        assert side.read_text() == f"{want}  {f.name}\n"               # sha256sum's own format
+        assert facts[fmt]["sha256"] == want
+        assert json.loads((run_dir / export.EXPORT_JSON).read_text())[fmt]["sha256"] == want
+        if shutil.which("sha256sum"):                                  # the standard tool agrees
+            r = subprocess.run(["sha256sum", "-c", side.name], cwd=run_dir, capture_output=True, text=True)
+            assert r.returncode == 0 and r.stdout.strip() == f"{f.name}: OK", r.stdout + r.stderr
+    files = [str(run_dir / export.DEFAULT_OUT[fmt]) for fmt in export.FORMATS]
+    assert export.main(["--check", *files]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(": ok (")[1].split()[0] for line in out] == list(export.FORMATS)
+    # read_csr gives back model.pt's state dict exactly, in its order (for other inference code)
+    saved = torch.load(run_dir / runs.MODEL, weights_only=True)
+    back = export.read_csr(run_dir / "model.csr.pt")
+    assert {k: back[k] for k in ("model", "width", "num_classes", "dataset")} == \
+        {k: saved[k] for k in ("model", "width", "num_classes", "dataset")}
+    assert list(back["state_dict"]) == list(saved["state_dict"])
+    assert all(torch.equal(back["state_dict"][k], v) for k, v in saved["state_dict"].items())
+
+
+@pytest.mark.parametrize("fmt", export.FORMATS)
+def test_an_export_altered_at_the_same_size_is_refused_in_one_line(run_dir, capsys, fmt):
+    export.export(str(run_dir), fmt, batch=16)
+    f = run_dir / export.DEFAULT_OUT[fmt]
+    size = os.path.getsize(f)
+    assert tamper(f) == size == os.path.getsize(f)
+    load = {"slim": export.load_slim, "csr": export.load_csr, "dense": export.load_dense}[fmt]
+    with pytest.raises(export.ExportError) as e:
+        load(f)
+    msg = str(e.value)
+    assert "\n" not in msg and str(f) in msg and "altered or damaged (its sha256" in msg
+    if fmt == "csr":
+        with pytest.raises(export.ExportError, match="its sha256"):
+            export.read_csr(str(f))
+    before = f.read_bytes()
+    err = one_error_line(capsys, export.main(["--check", str(f)]))
+    assert "altered or damaged" in err and "export the run again" in err
+    assert f.read_bytes() == before                                  # checking changes nothing
+    # exporting again writes a file that matches its record
+    export.export(str(run_dir), fmt, batch=16)
+    assert export.main(["--check", str(f)]) == 0
+
+
+def test_check_without_a_record_or_file_and_bad_usage(run_dir, tmp_path, capsys):
+    export.export(str(run_dir), "dense", batch=16)
+    f = run_dir / export.DEFAULT_OUT["dense"]
+    os.unlink(str(f) + export.SHA_SUFFIX)
+    assert export.load_dense(f).training is False          # no record: read as it is (old exports)
+    err = one_error_line(capsys, export.main(["--check", str(f)]))
+    assert "no checksum recorded" in err
+    err = one_error_line(capsys, export.main(["--check", str(tmp_path / "none.pt")]))
+    assert "no such export file" in err
+    (tmp_path / "bad.pt").write_bytes(b"x" * 10)
+    (tmp_path / "bad.pt.sha256").write_text("not-a-sha  bad.pt\n")
+    err = one_error_line(capsys, export.main(["--check", str(tmp_path / "bad.pt")]))
+    assert "not a sha256 record" in err
+    for argv in (["--check", str(f), "--format", "csr"], [str(run_dir)]):
+        with pytest.raises(SystemExit) as e:
+            export.main(argv)
+        one_error_line(capsys, e.value.code, 2)
+
+
+def test_export_out_elsewhere_records_beside_it(run_dir, tmp_path):
+    out = tmp_path / "deploy" / "net.pt"
+    f = export.export(str(run_dir), "csr", out=str(out), batch=16)
+    assert (tmp_path / "deploy" / "net.pt.sha256").read_text().startswith(f["sha256"] + "  net.pt")
+    assert export.load_csr(out).state_dict().keys() == runs.load_model(str(run_dir)).state_dict().keys()

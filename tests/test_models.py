@@ -152,9 +152,23 @@ IMAGENET = ("resnet50", "mobilenet_v1", "resnet50_str", "mobilenet_v1_str")
 
 
 def test_input_shapes():
+    """A model's input_shape is the data set's when given; without one, only the ImageNet
+    models have their own, and a probe of any other says so instead of guessing CIFAR's."""
+    import data
+    import metrics
+
+    fashion = data.get("fashion_mnist").input_shape
     for name in models.names():
-        want = (3, 224, 224) if name in IMAGENET else (3, 32, 32)
-        assert models.get_model(name, width=0.25).input_shape == want, name
+        m = models.get_model(name, width=0.25, input_shape=fashion)
+        assert m.input_shape == fashion, name
+        assert next(m.parameters()).shape[1] == fashion[0], name     # the stem reads 1 channel
+        bare = models.get_model(name, width=0.25)
+        if name in IMAGENET:
+            assert bare.input_shape == (3, 224, 224), name
+        else:
+            assert not hasattr(bare, "input_shape"), name
+            with pytest.raises(ValueError, match="no input_shape"):
+                metrics.counts(bare)
 
 
 def test_resnet50_is_torchvisions():

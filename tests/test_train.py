@@ -181,10 +181,12 @@ def test_structural_macs_are_what_removing_zero_filters_leaves():
     """One zero filter (and its BatchNorm) in the first block's conv1 of ResNet-20 x0.25 at
     32x32: conv1 loses that filter's 4*3*3 weights at 32*32 positions, conv2 the input channel
     it fed (4 filters * 3*3 each): 2 * 36 * 1024 = 73,728 multiply-adds fewer, by hand."""
+    import data
     import models
     import torch
 
-    m = models.get_model("resnet20", width=0.25).eval()
+    cifar = data.get("cifar10").input_shape      # 3x32x32, the shape the count above assumes
+    m = models.get_model("resnet20", width=0.25, input_shape=cifar).eval()
     dense = metrics.counts(m)["flops_dense"]
     assert train.structural_macs(m) == dense           # no zero filter: nothing to remove
     blk = m.layers[0]
@@ -195,7 +197,7 @@ def test_structural_macs_are_what_removing_zero_filters_leaves():
     assert blk.conv1.weight.shape == (4, 4, 3, 3)
     assert train.structural_macs(m) == dense - 2 * 4 * 9 * 32 * 32
     # elementwise zeros (no whole filter) remove nothing structurally
-    m2 = models.get_model("resnet20", width=0.25).eval()
+    m2 = models.get_model("resnet20", width=0.25, input_shape=cifar).eval()
     with torch.no_grad():
         m2.layers[0].conv1.weight[:, :, 0, 0] = 0.0
     assert train.structural_macs(m2) == dense

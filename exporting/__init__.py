@@ -1,0 +1,7 @@
+"""What export.py is built from, one job a module:
+
+    files.py  the run it reads, the files it writes (each with its sha256 beside it),
+              export.json, and reading an export back with that check
+    slim.py   structured slimming: zero filters physically removed, their constants folded
+    csr.py    the weights-file formats: csr (sparse conv / linear weights) and dense
+"""

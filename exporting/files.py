@@ -1,0 +1,163 @@
+"""What export reads and writes: the finished run it reads, the export files it writes with
+their sha256 beside them, export.json, and reading an export back with that check.
+
+Each export FILE is written with FILE.sha256 beside it, one line in the format `sha256sum`
+writes (so `sha256sum -c FILE.sha256` checks it as well); reading FILE back (load_slim,
+load_csr, load_dense, `export.py --check`) first compares the file with it, as runs.py checks
+model.pt against summary.json's model_sha256. A file without a record (an export from before
+checksums) is read as it is; a mismatch is ExportError, one line.
+"""
+import contextlib
+import hashlib
+import json
+import os
+import re
+
+import torch
+
+import runs
+
+EXPORT_JSON = "export.json"
+SHA_SUFFIX = ".sha256"
+# the run's own files: an export never replaces the weights, summary or log of the run it reads
+RUN_FILES = (runs.CONFIG, runs.METRICS, runs.LAYERS, runs.SUMMARY, runs.CHECKPOINT,
+             runs.CHECKPOINT_PREV, runs.MODEL, runs.LOCK, runs.MARKER, EXPORT_JSON)
+
+
+class ExportError(Exception):
+    """One line: what is wrong with the input or the export; `code` the exit status."""
+
+    def __init__(self, message, code=1):
+        super().__init__(message)
+        self.code = code
+
+
+# ----------------------------------------------------------------------------- the run read
+
+def finished_run(run_dir):
+    """The summary of the finished run in `run_dir`; ExportError (one line) otherwise."""
+    if not os.path.exists(run_dir):
+        raise ExportError(f"{run_dir}: no such run folder")
+    if not os.path.isdir(run_dir):
+        raise ExportError(f"{run_dir}: not a run folder (give the folder that holds model.pt)")
+    notes = []
+    summary = runs.finished_summary(run_dir, warn=notes.append)
+    if summary is None:
+        missing = [f for f in (runs.SUMMARY, runs.MODEL) if not os.path.exists(runs.path(run_dir, f))]
+        if notes and not missing:   # damaged or altered: say which file, not "not finished"
+            raise ExportError(f"{notes[0].removesuffix(': rerunning it')}; retrain the run "
+                              f"(train.py with its config) or restore the file")
+        raise ExportError(f"{run_dir}: run not finished (no {' or '.join(missing)}); "
+                          f"finish it with train.py first")
+    return summary
+
+
+def run_file(run_dir, out):
+    """The name of the run's own file that path `out` (or its checksum record) is, by path,
+    symlink or hard link, or None."""
+    for target in (out, sha_path(out)):
+        real = os.path.realpath(target)
+        for name in RUN_FILES:
+            p = os.path.join(run_dir, name)
+            if os.path.realpath(p) == real:
+                return name
+            with contextlib.suppress(OSError):
+                if os.path.exists(target) and os.path.exists(p) and os.path.samefile(p, target):
+                    return name
+    return None
+
+
+def run_data_dir(run_dir):
+    """The run's data_dir (its config.yaml), else "data"."""
+    cfg = os.path.join(run_dir, runs.CONFIG)
+    if os.path.exists(cfg):
+        try:
+            import yaml
+            with open(cfg) as f:
+                return (yaml.safe_load(f) or {}).get("data_dir", "data")
+        except Exception:
+            pass
+    return "data"
+
+
+# ----------------------------------------------------------------------------- files written
+
+def sha_path(file):
+    return os.fspath(file) + SHA_SUFFIX
+
+
+def write_export(out, blob):
+    """Write export bytes `blob` to `out` and their sha256 beside it; returns the sha256."""
+    sha = hashlib.sha256(blob).hexdigest()
+    side = sha_path(out)
+    # an old record never stands beside new bytes, even if the second write fails
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(side)
+    runs.atomic_write(out, blob)
+    runs.atomic_write(side, f"{sha}  {os.path.basename(out)}\n")
+    return sha
+
+
+def record(run_dir, fmt, facts):
+    """Merge `facts` into RUN_DIR/export.json under `fmt` (one key per format)."""
+    target = os.path.join(run_dir, EXPORT_JSON)
+    merged = {}
+    if os.path.exists(target):
+        try:
+            with open(target) as f:
+                merged = json.load(f)
+        except (OSError, ValueError):
+            merged = {}
+    if not isinstance(merged, dict):
+        merged = {}
+    merged[fmt] = facts
+    runs.save_json(merged, target)
+
+
+# ----------------------------------------------------------------------------- files read back
+
+def recorded_sha(file):
+    """The sha256 recorded beside export `file`, or None where there is no record."""
+    side = sha_path(file)
+    try:
+        with open(side) as f:
+            words = f.read(256).split()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ExportError(f"{side}: unreadable ({getattr(e, 'strerror', None) or type(e).__name__}); "
+                          f"export the run again") from None
+    if not words or not re.fullmatch(r"[0-9a-f]{64}", words[0]):
+        raise ExportError(f"{side}: not a sha256 record; export the run again")
+    return words[0]
+
+
+def export_problem(file):
+    """Why export `file` is not the file export.py wrote (its recorded sha256), or None; a file
+    without a record is trusted."""
+    want = recorded_sha(file)
+    if want is not None and runs.file_sha256(file) != want:
+        return (f"{file}: altered or damaged (its sha256 is not the one {os.path.basename(sha_path(file))} "
+                f"recorded, {want[:12]}...)")
+    return None
+
+
+def name_of(file):
+    """`file` for a message: its path, or "export" for a file object."""
+    return file if isinstance(file, (str, os.PathLike)) else "export"
+
+
+def open_export(file, weights_only=True):
+    """torch.load of an export: a path is checked against its recorded sha256 first, a file
+    object is read as it is. Missing, altered or unreadable: ExportError, one line."""
+    if isinstance(file, (str, os.PathLike)):
+        if not os.path.isfile(file):
+            raise ExportError(f"{file}: no such export file")
+        problem = export_problem(file)
+        if problem:
+            raise ExportError(f"{problem}; export the run again (python export.py RUN_DIR --format ...)")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=weights_only)
+    except Exception as e:
+        raise ExportError(f"{name_of(file)}: unreadable ({type(e).__name__}); not an export of this "
+                          f"repository, or damaged") from None
