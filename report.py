@@ -17,6 +17,8 @@ PROFILE, every profile named by the runs in RESULTS/runs.csv. For each profile i
                                       soft-threshold and λ-search figures at 3.5 in (column)
                                       and 7 in (page) width (reporting/figures.py)
     FIGURES/thresholds_page.{png,pdf}  soft-threshold schedules' d and λ
+    FIGURES/speedup_page.{png,pdf}     CPU inference speed-up against the nonzero-MAC ratio, when
+                                      OUT/inference.csv exists (benchmarks/bench_inference.py --csv)
 
 OUT defaults to RESULTS/<profile>/ and FIGURES to figures/<profile>/ beside RESULTS (with the
 default `results`, the repository's top-level figures/). With --out, FIGURES is OUT/figures
@@ -36,11 +38,14 @@ def figures_dir(results, name):
     return os.path.join(os.path.dirname(os.path.normpath(results)), "figures", name)
 
 
+INFERENCE_CSV = "inference.csv"   # bench_inference.py's measurements of this profile's runs
+
+
 def build(profile, results, out, fdir=None):
     """Write the report of `profile`: REPORT.md and tables/ in `out`, figures in `fdir`
     (default OUT/figures)."""
     from reporting import claims as CL
-    from reporting import document, figures, load, savings, style, threshold_figure
+    from reporting import document, figures, load, savings, speedup_figure, style, threshold_figure
     from reporting import tables as T
     import runs
 
@@ -100,7 +105,10 @@ def build(profile, results, out, fdir=None):
             ("Soft threshold over training", figures.threshold(df, pts, fdir, **kw)),
             ("λ searches: sparsity against λ", figures.searches(df, fdir, left.get("searches") or (), **kw)),
             ("Threshold schedules: the threshold and the ℓ1 coefficient it implies",
-             threshold_figure.figure(df, fdir))]
+             threshold_figure.figure(df, fdir)),
+            # measured by benchmarks/bench_inference.py --csv OUT/inference.csv (not by the sweep)
+            ("CPU inference: measured speed-up against the nonzero-MAC ratio",
+             speedup_figure.figure(os.path.join(out, INFERENCE_CSV), fdir))]
     figs = [(t, p) for t, p in figs if p]
     written += [p for _, ps in figs for p in ps]
     sv = savings.table(list(df["folder"]))

@@ -13,7 +13,7 @@ import math
 import os
 
 FONT = 8
-WIDTH = 6.8
+WIDTH = 7.0   # in: a page-wide figure, as the report's other *_page figures
 VARIANTS = {"sparse": ("o", "#1f77b4"), "slim+sparse": ("s", "#2ca02c"),
             "folded": ("^", "#7f7f7f"), "slim": ("D", "#d62728")}
 
