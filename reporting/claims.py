@@ -134,7 +134,7 @@ def envelope(front, hi, x):
     on the dense side of the frontier's densest point (up to `hi`, the densest point the seed
     ran) the accuracy of that frontier point, which a sparser run of the seed achieved. NaN
     outside the seed's span."""
-    if not front or x > hi + 1e-12:
+    if not front or x > hi + K.COVER_TOL + 1e-12:
         return math.nan
     top = max(front)
     if x > top[0]:
