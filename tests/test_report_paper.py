@@ -356,7 +356,7 @@ def test_names_and_titles_a_reader_understands(built):
                 assert not re.search(r"fashion_mnist-|digits-\w", t), (stem, t)    # no row ids
             for lab in d["legend"]:
                 assert "[" not in lab and "_" not in lab.replace("$\\ell_1$", ""), (stem, lab)
-                assert "(LATS) (" not in lab, (stem, lab)
+                assert "(LATS) (sine)" not in lab and "(LATS) (linear)" not in lab, (stem, lab)
     assert "ResNet-20 ×0.5, Fashion-MNIST, 8 epochs" in built["fashion"][1]["tradeoff_col"]["titles"]
 
 
@@ -431,17 +431,18 @@ def test_search_figure(built):
     panels that once shared one file name and overwrote each other."""
     out, d = built["fashion"][0], built["fashion"][1]
     search = {k: v for k, v in d.items() if k.startswith("search_col")}
-    row = "fashion_mnist-resnet20-w0.5"
-    assert set(search) == {f"search_col_{row}_{k}" for k in ("lam", "final_threshold", "s_weight_decay")}
+    row = F.slug("fashion_mnist-resnet20-w0.5")
+    keys = {k: F.slug(k) for k in ("lam", "final_threshold", "s_weight_decay")}
+    assert set(search) == {f"search_col_{row}_{k}" for k in keys.values()}
     for stem in search:
         assert (out / "figures" / f"{stem}.pdf").is_file() and (out / "figures" / f"{stem}.png").is_file()
-    lam, thr, decay = (search[f"search_col_{row}_{k}"]["legend"] for k in ("lam", "final_threshold", "s_weight_decay"))
+    lam, thr, decay = (search[f"search_col_{row}_{k}"]["legend"] for k in keys.values())
     assert {"target sparsity", "round that reached its target", "collapsed round"} <= set(lam)
     assert {"xRDA", "soft threshold (LATS)", "xRDA (channel)"} <= set(lam)
     # each entry is drawn on the axis of the key it searched, and only there
     assert {"soft threshold, linear schedule", "soft threshold, sine schedule"} <= set(thr)
     assert not {"xRDA", "soft threshold (LATS)", "STR"} & set(thr)
     assert "STR" in decay and "xRDA" not in decay
-    assert search[f"search_col_{row}_final_threshold"]["titles"][0].endswith("searches of D (seed 0)")
+    assert search[f"search_col_{row}_{keys['final_threshold']}"]["titles"][0].endswith("searches of D (seed 0)")
     rep = (out / "REPORT.md").read_text()
     assert all(f"figures/{stem}.png" in rep for stem in search)
