@@ -31,7 +31,6 @@ import datetime
 import os
 import statistics
 import sys
-import time
 import warnings
 
 import torch
@@ -48,20 +47,6 @@ CSV_FIELDS = ("run", "model", "sparsity", "mac_ratio", "threads", "batch", "vari
               "median_ms", "q1_ms", "q3_ms", "min_ms", "max_ms", "repeats",
               "speedup", "speedup_q1", "speedup_q3", "load_average", "measured_at")
 warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support is in beta.*")
-
-
-def interleaved(fns, repeats, warmup):
-    """{name: list of seconds}, the fns called in rotating order within each round."""
-    for _ in range(warmup):
-        for f in fns.values():
-            f()
-    keys, times = list(fns), {k: [] for k in fns}
-    for i in range(repeats):
-        for k in keys[i % len(keys):] + keys[:i % len(keys)]:
-            t = time.perf_counter()
-            fns[k]()
-            times[k].append(time.perf_counter() - t)
-    return times
 
 
 def spread(xs):
@@ -102,7 +87,7 @@ def bench_run(run_dir, args):
         raise SystemExit(f"bench_inference: {run_dir}: logits differ from dense: {bad}")
 
     def timed(x, repeats, warmup):
-        return interleaved({k: (lambda m=m: m(x)) for k, m in nets.items()}, repeats, warmup)
+        return sparse_infer.timed({k: (lambda m=m: m(x)) for k, m in nets.items()}, repeats, warmup)
 
     t1 = timed(x1, args.repeats, args.warmup)
     tb = timed(xb, args.batch_repeats, max(1, args.warmup // 2))

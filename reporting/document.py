@@ -7,7 +7,6 @@ import os
 
 import runs
 
-from . import claims as CL
 from . import compare as K
 from . import figures
 from . import papers as PA
