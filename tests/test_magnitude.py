@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import config as C
+import data
 import eval as E
 import runs
 import train
@@ -29,6 +30,8 @@ def small_model(seed=0):
 
 
 def make(name, model, steps=2, epochs=4, **hp):
+    if not hasattr(model, "input_shape"):     # a hand-built net: the probe needs a registry shape
+        model.input_shape = data.get("digits").input_shape
     cls = get_method(name)
     hp = {**cls.defaults, **hp}
     cls.validate(hp)

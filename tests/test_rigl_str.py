@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import config as C
+import data
 import eval as E
 import train
 from optim import get_method
@@ -21,6 +22,8 @@ from optim.str_method import STR, str_weight
 def make(cls, model, steps=4, epochs=2, **hp):
     if isinstance(model[0], nn.Linear):   # what the method's one probing forward pass feeds
         model.input_shape = (model[0].in_features,)
+    elif not hasattr(model, "input_shape"):   # a hand-built conv net: a registry entry's images
+        model.input_shape = data.get("digits").input_shape
     hp = {**cls.defaults, **hp}
     cls.validate(hp)
     return get_method(cls.name)(model, hp, steps, epochs)

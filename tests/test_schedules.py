@@ -123,6 +123,7 @@ def test_paper_configs_resolve_with_the_released_schedule():
 
 def test_imagenet_configs_are_paper_bs_recipe_for_every_method(tmp_path):
     import config as C
+    import data
     import models
     import sweep
     from optim import get_method
@@ -145,7 +146,8 @@ def test_imagenet_configs_are_paper_bs_recipe_for_every_method(tmp_path):
             assert (cfg["optim"]["prune_start"], cfg["optim"]["prune_end"], cfg["optim"]["scope"]) == (19, 79, "layer")
         # the warm-up reaches the method's schedule: lr at step 1 is lr/W of a 5-epoch warm-up
         method = get_method(cfg["method"])
-        model = models.get_model("resnet20", width=0.125)   # the schedule does not care
+        model = models.get_model("resnet20", width=0.125,   # the schedule does not care
+                                 input_shape=data.get(cfg["dataset"]).input_shape)
         hp = {**cfg["optim"], "warmup_epochs": cfg["warmup_epochs"]}
         m = method(model, hp, 10, cfg["epochs"])
         assert m.lr == pytest.approx(cfg["optim"]["lr"] / 50)
