@@ -294,4 +294,4 @@ def test_bench_epoch_imagenet_profile_at_224(tmp_path, capsys, one_thread):
     assert (row["model"], row["classes"], row["steps_per_epoch"]) == ("mobilenet_v1_str", "1000", "160146")
     assert float(row["s_per_epoch"]) > float(row["ms_per_step"]) * 160146 / 1000 > 0
     text = capsys.readouterr().out
-    assert "| imagenet | 12 | 1,200 |" in text
+    assert "| imagenet | 18 | 1,800 |" in text   # 6 entries x 3 seeds (configs/profiles/imagenet.yaml)
