@@ -130,7 +130,7 @@ def test_imagenet_configs_are_paper_bs_recipe_for_every_method(tmp_path):
 
     files = sorted(glob.glob(os.path.join(ROOT, "configs", "imagenet", "*.yaml")))
     runnable = [f for f in files if os.path.basename(f) not in ("base.yaml", "slats.yaml")]
-    assert len(runnable) == 5
+    assert len(runnable) == 6   # sgd, gmp, xrda, STR, LATS on ResNet-50, S-LATS on MobileNet
     for f in runnable:
         cfg = C.build(f)
         assert (cfg["dataset"], cfg["epochs"], cfg["batch_size"]) == ("imagenet", 100, 256)
@@ -152,7 +152,8 @@ def test_imagenet_configs_are_paper_bs_recipe_for_every_method(tmp_path):
         m = method(model, hp, 10, cfg["epochs"])
         assert m.lr == pytest.approx(cfg["optim"]["lr"] / 50)
     specs = sweep.expand(sweep.find_profile("imagenet"))
-    assert {s.entry for s in specs} == {"soft_threshold", "sgd", "xrda", "gmp"}
+    assert {s.entry for s in specs} == {"soft_threshold", "sgd", "xrda", "gmp", "str",
+                                        "soft_threshold_linear", "soft_threshold_sine"}   # paper B's B1 entries
     # every run of the profile at the rows' models and precision: equal footing
     from sweeping import plan
 
