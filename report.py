@@ -46,6 +46,7 @@ def build(profile, results, out, fdir=None):
     (default OUT/figures)."""
     from reporting import claims as CL
     from reporting import document, figures, load, savings, speedup_figure, style, threshold_figure
+    from reporting import papers as PA
     from reporting import tables as T
     import runs
 
@@ -78,10 +79,11 @@ def build(profile, results, out, fdir=None):
             put(f"levels_{tag}.md", t.md())
             put(f"levels_{tag}.tex", t.tex(f"tab:{name}-{tag}".replace("_", "-"), name))
     # a pipeline check draws no verdict: no point-by-point win/loss tables
-    pairs = {role: T.pair_rows(CL.point_pairs(df, pts, role)) for role in ("baseline", "ablation")} if verdict else {}
-    for role, rows in pairs.items():
+    pairs = {t.key: (t, T.pair_rows(CL.point_pairs(df, pts, t))) for t in PA.POINT_TABLES
+             if t.paper in papers} if verdict else {}
+    for t, rows in pairs.values():
         if rows:
-            put(f"pairs_{role}.md", T.md(T.PAIR_HEADER, rows))
+            put(f"pairs_{t.key}.md", T.md(T.pair_header(t.name), rows))
     put("points.md", T.md(T.POINT_HEADER, T.point_rows(pts)))
     put("points.csv", pts[T.POINT_COLUMNS].to_csv(index=False))
     flat = [{"paper": c["paper"], "claim": c["claim"], "row": c["row"], "a": c["a"]["entry"], "b": c["b"]["entry"],

@@ -61,7 +61,7 @@ def _text(v):
 
 # the summary columns a declaration may select on besides the fields _info computes
 _SELECTED = sorted({f for c in PA.CLAIMS for sel in (c.reference, *c.against) for f in sel}
-                   | set(PA.POINT_REFERENCE))
+                   | {f for t in PA.POINT_TABLES for sel in (t.reference, *t.against) for f in sel})
 
 
 def _info(part):
@@ -272,21 +272,28 @@ def claim_verdicts(comps, papers=("A",)):
     return out
 
 
-def point_pairs(df, pts, role):
-    """Each point of every `role` curve (baseline or ablation) against the row's point of
-    papers.POINT_REFERENCE (paper A's method from scratch) of the same mode: at the same swept value when both sweep the same
-    key (an ablation at xRDA's λ), else the nearest within compare.MATCH_TOL in log nonzeros
-    (structured: log nonzero MACs), each reference point used once per curve; farther is
-    unmatched, shown and not counted. Returns dicts: row, entry, a (point), ref (point or
+def point_pairs(df, pts, table):
+    """Each point of every curve a papers.PointTable's `against` selects, against the row's
+    point of its `reference` curve of the same mode: at the same swept value when both sweep
+    the same key (an ablation at xRDA's λ), else the nearest within compare.MATCH_TOL in log
+    nonzeros (structured: log nonzero MACs), each reference point used once per curve; farther
+    is unmatched, shown and not counted. Returns dicts: row, entry, a (point), ref (point or
     None), match (how), outcome of a against ref (per-seed Welch test)."""
     out = []
     info = {k: _info(p) for k, p in curves(df).items()}
     acc = lambda p: list(df[df["run"].isin(p["runs"])]["acc"])
     for (row, entry), i in info.items():
-        if i["role"] != role:
+        if matches(i, table.reference) or not any(matches(i, sel) for sel in table.against):
             continue
-        refs = [k for k, j in info.items() if j["row"] == row and matches(j, PA.POINT_REFERENCE)
+        refs = [k for k, j in info.items() if j["row"] == row and matches(j, table.reference)
                 and j["mode"] == i["mode"]]
+        if refs and info[refs[0]]["epochs"] != i["epochs"]:
+            # only equal budgets are compared (RigL at half the epochs is no point against LATS)
+            mine = pts[(pts["row"] == row) & (pts["entry"] == entry)].reset_index(drop=True)
+            out += [{"row": row, "entry": entry, "a": mine.iloc[n], "ref": None,
+                     "match": f"unequal budget ({i['epochs']} against {info[refs[0]]['epochs']} epochs)",
+                     "outcome": "unequal budget"} for n in range(len(mine))]
+            continue
         mine = pts[(pts["row"] == row) & (pts["entry"] == entry)].reset_index(drop=True)
         if not refs:
             out += [{"row": row, "entry": entry, "a": mine.iloc[n], "ref": None, "match": "no reference",

@@ -197,16 +197,15 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
     for t in level_tables:
         what = {"methods": "methods", "ablations": "ablations", "structured": "structured (nonzero MACs)"}[t.what]
         L += [f"### {t.title}: {what}", "", t.md()]
-    pairs = pairs or {}
-    for role, what in (("ablation", "Ablations against xRDA, point by point"),
-                       ("baseline", "Baselines against xRDA, point by point")):
-        if pairs.get(role):
-            L += [f"### {what}", "",
-                  "Each point against the row's xRDA point of the same mode: at the same λ where both "
-                  f"sweep λ, else the nearest within |Δlog nonzeros| ≤ {K.MATCH_TOL} (farther: "
-                  "unmatched, not counted); outcome of the point against xRDA by the test of "
-                  f"reporting/compare.py (seed count in brackets). Also `tables/pairs_{role}.md`.", "",
-                  T.md(T.PAIR_HEADER, pairs[role], ["l"] * 3 + ["r"] * 2 + ["l"] + ["r"] * 2 + ["l", "l"])]
+    for t, rows in (pairs or {}).values():
+        if rows:
+            L += [f"### {t.title}", "",
+                  f"Each point against the row's {t.name} point of the same mode: at the same swept value "
+                  f"where both sweep the same key, else the nearest within |Δlog nonzeros| ≤ {K.MATCH_TOL} "
+                  "(farther: unmatched, not counted); outcome of the point against "
+                  f"{t.name} by the test of reporting/compare.py (seed count in brackets). A point's "
+                  f"outcome is not a claim's verdict. Also `tables/pairs_{t.key}.md`.", "",
+                  T.md(T.pair_header(t.name), rows, ["l"] * 3 + ["r"] * 2 + ["l"] + ["r"] * 2 + ["l", "l"])]
     L += ["### Every point", "",
           "Each entry's points (its swept value), mean ± std over seeds; `round` is a λ search's "
           "round (→ its target sparsity): every round is kept, the calibrated point is the one the "

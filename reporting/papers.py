@@ -94,9 +94,28 @@ CLAIMS = (
 
 BY_ID = {c.id: c for c in CLAIMS}
 
-# The curve the point-by-point tables (reporting.claims.point_pairs) match every baseline
-# and ablation point to: paper A's method.
-POINT_REFERENCE = XRDA
+
+@dataclass(frozen=True)
+class PointTable:
+    """A point-by-point table (reporting.claims.point_pairs): every point of the curves that
+    `against` selects, matched to the row's `reference` point of the same mode. Shown while a
+    profile is incomplete too: it names no verdict of a claim, only each point's test."""
+    paper: str
+    key: str                  # the file: tables/pairs_<key>.md
+    title: str
+    name: str                 # the reference's name in the header
+    reference: dict
+    against: tuple
+
+
+# Paper A's: each baseline and ablation point against xRDA. Paper B's: each point its claims
+# B1 and B2 compare (the other threshold schedules, STR, the pruning baselines) against LATS.
+POINT_TABLES = (
+    PointTable("A", "ablation", "Ablations against xRDA, point by point", "xRDA", XRDA, ({"role": "ablation"},)),
+    PointTable("A", "baseline", "Baselines against xRDA, point by point", "xRDA", XRDA, ({"role": "baseline"},)),
+    PointTable("B", "lats", "Paper B's comparisons against LATS, point by point", "LATS", LATS,
+               BY_ID["B1"].against + BY_ID["B2"].against),
+)
 
 
 def of(papers):

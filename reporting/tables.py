@@ -412,8 +412,10 @@ POINT_COLUMNS = ["row", "entry", "method", "mode", "role", "swept_key", "swept_v
                  "filter_sparsity", "kernel_sparsity", "train_acc", "calibration_target", "calibration_round"]
 
 
-PAIR_HEADER = ["row", "entry", "point", "test acc (%)", "sparsity (%)", "xRDA point", "xRDA acc (%)",
-               "xRDA sparsity (%)", "matched", "outcome"]
+def pair_header(name):
+    """The header of a point-by-point table against `name` (a papers.PointTable's)."""
+    return ["row", "entry", "point", "test acc (%)", "sparsity (%)", f"{name} point", f"{name} acc (%)",
+            f"{name} sparsity (%)", "matched", "outcome"]
 
 
 def _acc_sp(p):

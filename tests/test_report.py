@@ -472,6 +472,43 @@ def test_paper_b_claims_from_a_synthetic_sweep(tmp_path):
     assert {c["paper"] for c in comps} == {"A", "B"}
 
 
+def test_paper_b_point_table_matches_each_point_to_lats(tmp_path):
+    """Paper B's point-by-point table by hand (B_SPARSITY, B_OFFSET): each point its claims
+    compare is matched to the LATS point at the same sparsity (Δlog nnz 0) and tested per seed;
+    sine's 95% point is log 2 = 0.69 in log nonzeros from LATS's nearest (90%): unmatched; RigL
+    at half the epochs is no point against LATS. xRDA, dense and LATS itself are not rows."""
+    from reporting import load
+    from reporting import papers as PA
+
+    prof, results = make_b(tmp_path)
+    df, _ = load.load(prof, results)
+    table = [t for t in PA.POINT_TABLES if t.key == "lats"][0]
+    got = {(q["entry"], round(float(q["a"]["sparsity"]), 2)): q for q in CL.point_pairs(df, CL.points(df), table)}
+    want = {("soft_threshold_linear", 0.9): K.LOSS, ("soft_threshold_linear", 0.99): K.LOSS,   # 2 pp below
+            ("soft_threshold_sine", 0.9): K.LOSS, ("soft_threshold_sine", 0.95): "unmatched",
+            ("str", 0.9): K.UNMEASURABLE, ("str", 0.99): K.UNMEASURABLE,                  # 0.3 pp above
+            ("gmp", 0.9): K.WIN, ("gmp", 0.99): K.WIN,                                    # 2.5 pp above
+            ("magnitude_finetune", 0.9): K.UNMEASURABLE, ("magnitude_finetune", 0.99): K.UNMEASURABLE,
+            ("rigl", 0.9): "unequal budget", ("rigl", 0.99): "unequal budget"}
+    assert {k: q["outcome"] for k, q in got.items()} == want
+    for (entry, sp), q in got.items():
+        if q["ref"] is not None:    # matched to LATS at its own sparsity
+            assert float(q["ref"]["sparsity"]) == pytest.approx(sp) and q["ref"]["entry"] == "soft_threshold"
+    assert got[("rigl", 0.9)]["match"] == "unequal budget (1 against 2 epochs)"
+    # in the report, under paper B only where the profile declares it
+    out = tmp_path / "rep"
+    report.build(prof, results, str(out))
+    text = (out / "REPORT.md").read_text()
+    assert "### Paper B's comparisons against LATS, point by point" in text
+    assert "| LATS point | LATS acc (%) |" in (out / "tables" / "pairs_lats.md").read_text()
+    only_a = tmp_path / "pa.yaml"
+    only_a.write_text(open(prof).read().replace("claims: [A, B]\n", ""))
+    out_a = tmp_path / "rep_a"
+    report.build(str(only_a), results, str(out_a))
+    assert "against LATS, point by point" not in (out_a / "REPORT.md").read_text()
+    assert not (out_a / "tables" / "pairs_lats.md").exists()
+
+
 def test_the_report_has_a_section_per_declared_paper(tmp_path):
     prof, results = make_b(tmp_path)
     out = tmp_path / "rep"
