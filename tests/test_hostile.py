@@ -266,6 +266,8 @@ def test_wrongly_typed_summary_is_damaged_in_one_line(run, tmp_path, capsys, bad
         runs.complete_summary(folder)
     notes = []
     assert runs.finished_summary(folder, warn=notes.append) is None and len(notes) == 1
+    # what happens, not advice to delete the folder that a rerun makes needless
+    assert notes[0].endswith(": rerunning it") and "delete" not in notes[0]
     before = snapshot(folder)
     prof = profile_of_the_run(tmp_path)
     capsys.readouterr()
