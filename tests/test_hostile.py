@@ -362,6 +362,19 @@ def test_a_damaged_index_never_costs_a_finished_training(run, capsys, damage):
     assert snapshot(folder) == before
 
 
+def test_a_damaged_index_in_the_report_is_one_line_naming_the_repair(run, tmp_path, capsys):
+    import report
+
+    results, folder = run
+    (tmp_path / "x").mkdir()
+    open(os.path.join(results, runs.INDEX), "wb").write(b"\x00\xff\xfe garbage\n")
+    before = snapshot(results)
+    assert report.main([profile_of_the_run(tmp_path / "x"), "--results", results, "--out", str(tmp_path / "rep")]) == 1
+    line = one_line(capsys)
+    assert runs.INDEX in line and f"python sweep.py --reindex --results {results}" in line
+    assert snapshot(results) == before
+
+
 def test_damaged_layers_csv_is_one_line(run):
     results, folder = run
     p = os.path.join(folder, runs.LAYERS)
