@@ -102,6 +102,9 @@ class RunFolderError(Exception):
     """One line: which run file is missing or unreadable."""
 
 
+RETRAIN = "; delete the run folder to retrain it"   # the advice a damaged run file ends with
+
+
 def path(out, name):
     return os.path.join(out, name)
 
@@ -473,8 +476,8 @@ def finished_summary(out, warn=None):
     try:
         summary = read_summary(out)
         rows = read_metrics(out) if os.path.exists(path(out, METRICS)) else None
-    except RunFolderError as e:
-        (warn or _stderr)(f"{e}: rerunning it")
+    except RunFolderError as e:   # (not the advice to delete the folder: a rerun rewrites it)
+        (warn or _stderr)(f"{str(e).removesuffix(RETRAIN)}: rerunning it")
         return None
     if rows is not None and "epochs" in summary and len(rows) < int(summary["epochs"]):
         (warn or _stderr)(f"{path(out, METRICS)}: {len(rows)} rows for the {summary['epochs']} "
@@ -539,13 +542,12 @@ def read_summary(out):
         with open(p) as f:
             s = json.load(f)
     except (OSError, ValueError) as e:
-        raise RunFolderError(f"{p}: unreadable ({e}); delete the run folder "
-                             f"to retrain it") from None
+        raise RunFolderError(f"{p}: unreadable ({e}){RETRAIN}") from None
     if isinstance(s, dict):   # null is how save_json writes NaN (no summary field is ever None)
         s = {k: math.nan if v is None else v for k, v in s.items()}
     problem = summary_problem(s)
     if problem:
-        raise RunFolderError(f"{p}: damaged ({problem}); delete the run folder to retrain it")
+        raise RunFolderError(f"{p}: damaged ({problem}){RETRAIN}")
     return s
 
 
@@ -558,16 +560,14 @@ def read_metrics(out):
         try:
             table = list(csv.reader(f))
         except (UnicodeDecodeError, csv.Error) as e:
-            raise RunFolderError(f"{p}: damaged ({type(e).__name__}); delete the run folder to "
-                                 f"retrain it") from None
+            raise RunFolderError(f"{p}: damaged ({type(e).__name__}){RETRAIN}") from None
     if not table or not table[0] or "epoch" not in table[0]:
-        raise RunFolderError(f"{p}: damaged (no header with an 'epoch' column); delete the run "
-                             f"folder to retrain it")
+        raise RunFolderError(f"{p}: damaged (no header with an 'epoch' column){RETRAIN}")
     header = table[0]
     for i, r in enumerate(table[1:], 2):
         if len(r) != len(header):
             raise RunFolderError(f"{p}: damaged (line {i} has {len(r)} fields, the header "
-                                 f"{len(header)}); delete the run folder to retrain it")
+                                 f"{len(header)}){RETRAIN}")
     return [dict(zip(header, r)) for r in table[1:]]
 
 
@@ -616,10 +616,9 @@ def zero_fraction(out, unit):
         zero = sum(int(r["zero_" + unit]) for r in rows)
     except (UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as e:
         why = f"no column {e}" if isinstance(e, KeyError) else type(e).__name__
-        raise RunFolderError(f"{p}: damaged ({why}); delete the run folder to retrain it") from None
+        raise RunFolderError(f"{p}: damaged ({why}){RETRAIN}") from None
     if not 0 <= zero <= total:
-        raise RunFolderError(f"{p}: damaged ({zero} zero {unit} of {total}); delete the run folder "
-                             f"to retrain it")
+        raise RunFolderError(f"{p}: damaged ({zero} zero {unit} of {total}){RETRAIN}")
     return zero / total if total else None
 
 

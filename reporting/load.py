@@ -102,7 +102,8 @@ def index_names(results):
         with open(p, newline="") as f:
             return [r["run"] for r in csv.DictReader(f) if r.get("run")]
     except (OSError, KeyError, UnicodeDecodeError, csv.Error) as e:
-        raise ReportError(f"{p}: unreadable ({e}); rebuild it with the sweep", code=1) from None
+        raise ReportError(f"{p}: unreadable ({e}); rebuild it from the run folders: python sweep.py "
+                          f"--reindex --results {results}", code=1) from None
 
 
 def profiles_in(results):

@@ -266,6 +266,8 @@ def test_wrongly_typed_summary_is_damaged_in_one_line(run, tmp_path, capsys, bad
         runs.complete_summary(folder)
     notes = []
     assert runs.finished_summary(folder, warn=notes.append) is None and len(notes) == 1
+    # what happens, not advice to delete the folder that a rerun makes needless
+    assert notes[0].endswith(": rerunning it") and "delete" not in notes[0]
     before = snapshot(folder)
     prof = profile_of_the_run(tmp_path)
     capsys.readouterr()
@@ -358,6 +360,19 @@ def test_a_damaged_index_never_costs_a_finished_training(run, capsys, damage):
     assert len(names) == 2 and os.path.basename(folder) in names
     assert runs.index_problem(results) is None
     assert snapshot(folder) == before
+
+
+def test_a_damaged_index_in_the_report_is_one_line_naming_the_repair(run, tmp_path, capsys):
+    import report
+
+    results, folder = run
+    (tmp_path / "x").mkdir()
+    open(os.path.join(results, runs.INDEX), "wb").write(b"\x00\xff\xfe garbage\n")
+    before = snapshot(results)
+    assert report.main([profile_of_the_run(tmp_path / "x"), "--results", results, "--out", str(tmp_path / "rep")]) == 1
+    line = one_line(capsys)
+    assert runs.INDEX in line and f"python sweep.py --reindex --results {results}" in line
+    assert snapshot(results) == before
 
 
 def test_damaged_layers_csv_is_one_line(run):
@@ -775,3 +790,114 @@ def test_init_from_a_file_that_is_not_a_model_never_advises_deleting_it(tmp_path
     assert train.main([SGD, *TINY, "init_from=/etc/passwd", "--quiet", "--results", str(tmp_path)]) == 2
     line = one_line(capsys)
     assert "/etc/passwd" in line and "not a model.pt written by train.py" in line and "delete" not in line
+
+
+def test_init_from_identity_does_not_depend_on_where_results_live(run, tmp_path, capsys):
+    """Results outside the repository: a fine-tune run's name (and with it --dry-run and the
+    report) must survive moving the results folder. The hash takes the run folder's name the
+    weights come from, not the path."""
+    import sweep
+
+    results, folder = run
+    prof = tmp_path / "p.yaml"
+    prof.write_text(open(profile_of_the_run(tmp_path)).read()
+                    + f"  - name: ft\n    config: {SGD}\n    init_from: sgd\n"
+                      f"    overrides: [{', '.join(TINY)}, optim.lr=0.05]\n")
+    ft = next(s for s in sweep.expand(str(prof)) if s.entry == "ft")
+    sweep.materialize(ft.init_from, results)
+    sweep.materialize(ft, results)
+    assert ft.cfg["init_from"] == folder                       # an absolute path outside the repo
+    train.train(ft.cfg, results=results, quiet=True)
+    moved = str(tmp_path / "elsewhere")
+    shutil.move(results, moved)
+    # the same name from either folder, from the folder or its model.pt
+    again = next(s for s in sweep.expand(str(prof)) if s.entry == "ft")
+    sweep.materialize(again.init_from, moved)
+    sweep.materialize(again, moved)
+    assert again.cfg["init_from"] != ft.cfg["init_from"] and again.name == ft.name
+    cfg = dict(ft.cfg, init_from=os.path.join(moved, "runs", os.path.basename(folder), runs.MODEL))
+    assert C.run_name(cfg) == ft.name
+    # another parent run is another run
+    assert C.run_name(dict(ft.cfg, init_from=folder + "-other")) != ft.name
+    capsys.readouterr()
+    assert sweep.main([str(prof), "--results", moved, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"done  {ft.name}" in out and f"done  {os.path.basename(folder)}" in out and "todo" not in out
+    ready, waiting = sweep.known(sweep.expand(str(prof)), moved)   # what the report reads
+    assert ft.name in [s.name for s in ready] and waiting == []
+
+
+# ----------------------------------------------------------------------------- CIFAR pickles
+
+class _RunsCode:
+    """What a crafted pickle holds: unpickling it calls os.system."""
+
+    def __init__(self, flag):
+        self.flag = flag
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.flag}",))
+
+
+def test_a_crafted_cifar_batch_is_refused_and_runs_no_code(tmp_path, capsys):
+    import pickle
+
+    import data
+    from tests.test_data import write_cifar10
+
+    write_cifar10(str(tmp_path))
+    flag = tmp_path / "code-ran"
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    with open(batch, "wb") as f:
+        pickle.dump({b"data": _RunsCode(flag), b"labels": [0]}, f)
+    pickle.loads(pickle.dumps(_RunsCode(tmp_path / "probe")))     # the payload works when unpickled
+    assert (tmp_path / "probe").exists()
+    before = snapshot(tmp_path)
+    with pytest.raises(data.DataError) as e:
+        data.load("cifar10", root=str(tmp_path), download=False)
+    msg = str(e.value)
+    assert "\n" not in msg and str(batch) in msg and "refused to build" in msg and "system" in msg
+    assert not flag.exists() and snapshot(tmp_path) == before
+    args = [SGD, "dataset=cifar10", f"data_dir={tmp_path}", *(t for t in TINY if not t.startswith("train_subset")), "--quiet", "--out", str(tmp_path / "run"),
+            "--results", str(tmp_path / "res")]
+    assert train.main(args) == 1
+    assert str(batch) in one_line(capsys) and not flag.exists()
+
+
+# ----------------------------------------------------------------------------- a damaged λ round
+
+def test_a_damaged_search_round_is_rerun_not_a_blocked_search(run, tmp_path, monkeypatch, capsys):
+    """Round 1 of a λ search on disk with `"sparsity": "high"` in its summary: --dry-run lists it
+    to run (no traceback, the search not blocked), and the sweep trains it again."""
+    import sweep
+
+    results, folder = run
+    prof = tmp_path / "cal.yaml"
+    prof.write_text(f"evidence: none\nruns:\n  - name: st\n    config: {XRDA}\n    target_sparsity: [0.9]\n"
+                    f"    overrides: [{', '.join(TINY)}]\n"
+                    f"    calibrate: {{key: optim.lam, start: 1.0e-2, rounds: 1}}\n")
+    round1 = sweep.expand(str(prof))[0]
+    sweep.materialize(round1, results)
+    shutil.copytree(folder, runs.run_dir(results, round1.name))   # a finished round, as far as its files go
+    capsys.readouterr()
+    assert sweep.main([str(prof), "--results", results, "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert f"done  {round1.name}" in out.out and out.err == ""
+    set_field(runs.run_dir(results, round1.name), sparsity="high")
+    assert sweep.main([str(prof), "--results", results, "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert f"todo  {round1.name}" in out.out and "blocked" not in out.out
+    notes = out.err.strip().splitlines()   # (the same note twice: listing and counting check it)
+    assert notes and all("summary.json: damaged (field 'sparsity'" in n and n.endswith("rerunning it") for n in notes)
+    # the sweep starts it again; this stand-in for train.py writes the round's summary back
+    import sys
+    good = tmp_path / "good.json"
+    shutil.copy(os.path.join(folder, runs.SUMMARY), good)
+    dest = os.path.join(runs.run_dir(results, round1.name), runs.SUMMARY)
+    monkeypatch.setattr(sweeping.launch, "train_argv", lambda spec, results: [
+        sys.executable, "-c", "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])", str(good), dest])
+    sweep.main([str(prof), "--results", results, "--jobs", "1", "--threads", "1"])
+    out = capsys.readouterr()
+    assert f"start {round1.name}" in out.out and f"done {round1.name}" in out.out, out.out
+    assert "| blocked  |    0 |" in out.out and "cannot read round" not in out.out and "Traceback" not in out.err
+    assert runs.read_summary(runs.run_dir(results, round1.name))["sparsity"] == runs.read_summary(folder)["sparsity"]
