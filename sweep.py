@@ -1,7 +1,8 @@
 """Expand a profile into runs and launch them, locally or on SLURM.
 
     python sweep.py PROFILE [--dry-run] [--jobs N] [--threads T] [--runs-per-gpu K]
-                            [--results DIR] [--only ENTRY,...] [--set KEY=VALUE ...]
+                            [--results DIR] [--only ENTRY,...] [--seeds S,...] [--levels L,...]
+                            [--reuse-complete] [--set KEY=VALUE ...]
     python sweep.py PROFILE --launcher slurm --partition gpu --time 24:00:00 --gpus 1 \\
                             [--nodes 1] --array-parallelism 32
 
@@ -87,6 +88,17 @@ if one of them failed. Until then its name (which holds the target and a hash) i
 --dry-run lists it as waiting. An entry naming a run another entry names already (the same
 resolved config) gets that run, trained once.
 
+Finishing a profile in parts. `--only ENTRY,...`, `--seeds 0,1` (each one of the profile's
+seeds) and `--levels 0.9,0.95` (a calibrated entry's target_sparsity, a grid's optim.target;
+a run with neither, e.g. dense sgd, is kept) each narrow the runs, and together keep those
+passing all three, plus every run these need to run to the end: their init_from and
+target_from runs, round 1 of the λ search a follower seed takes its value from, and for a
+chained search round 1 of the previous target's search, which it starts from (not that
+search's followers). So `--seeds 0 --levels 0.9` is every entry's 90% point on seed 0, and a
+later `--seeds 1,2 --levels 0.9` its other seeds. The filters only select: names, hashes and
+`identity.profile` are those of the whole profile, and --dry-run lists the selection. A
+value the profile does not have is one line and exit 2.
+
 Finished runs (summary.json and model.pt present) are skipped, unfinished ones resume from their
 checkpoint (train.py does both). Each run is its own process with its log in
 RESULTS/logs/<run>.log (appended to on each attempt); one failing does not stop the others; at the end a table of
@@ -102,7 +114,7 @@ import runs
 from sweeping import plan
 from sweeping.launch import MARK, LocalLauncher, _header, log_path, train_argv  # noqa: F401
 from sweeping.plan import (dependency_overrides, is_finished, known, materialize,  # noqa: F401
-                           only)
+                           only, select)
 from sweeping.profile import REPO, ProfileError, expand, find_profile, load_profile  # noqa: F401
 from sweeping.schedule import dry_run, print_table, run_all
 from sweeping.search import Search  # noqa: F401
@@ -128,6 +140,13 @@ def main(argv=None):
     p.add_argument("--launcher", choices=("local", "slurm"), default="local")
     p.add_argument("--only", metavar="ENTRY[,ENTRY]",
                    help="only these entries of the profile (and the runs they depend on)")
+    p.add_argument("--seeds", metavar="SEED[,SEED]",
+                   help="only the runs of these seeds, each one of the profile's (and the runs they "
+                        "need: a follower seed's λ search, init_from, ...); composes with --only")
+    p.add_argument("--levels", metavar="LEVEL[,LEVEL]",
+                   help="only the runs at these target levels (target_sparsity or optim.target, e.g. "
+                        "0.9,0.95; runs with neither, such as dense, are kept) and the runs they need: "
+                        "a chained search's previous target, ...; composes with --only and --seeds")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="an override for every run, after the profile's (repeatable; e.g. a smoke "
                         "test with --set epochs=1 --set train_subset=128: other run names)")
@@ -180,8 +199,10 @@ def main(argv=None):
             return 2
     try:
         specs = expand(find_profile(args.profile), args.set or ())
-        if args.only:
-            specs = only(specs, args.only.split(","))
+        if (args.only, args.seeds, args.levels) != (None, None, None):   # each narrows; then what they need
+            specs = select(specs, None if args.only is None else args.only.split(","),
+                           None if args.seeds is None else _values(args.seeds, int, "--seeds", "seed"),
+                           None if args.levels is None else _values(args.levels, float, "--levels", "level"))
         for s in specs:  # resolve what is known now: catches config errors before launching
             if not s.deps and s.after is None and not s.waiting_on_search():
                 materialize(s, results)
@@ -244,6 +265,18 @@ def main(argv=None):
         return 1
     counts = print_table(specs, state, time.time() - t0)
     return 1 if counts["failed"] or counts["blocked"] else 0
+
+
+def _values(text, kind, flag, what):
+    """'0,1' -> [0, 1] (kind int or float); anything else a ProfileError (one line, exit 2)."""
+    out = []
+    for item in text.split(","):
+        try:
+            out.append(kind(item.strip()))
+        except ValueError:
+            raise ProfileError(f"{flag}: '{item.strip()}' is not a {what} (a comma-separated list, "
+                               f"e.g. {flag} {'0,1' if kind is int else '0.9,0.95'})") from None
+    return out
 
 
 def _visible_gpus():
