@@ -1,0 +1,164 @@
+"""sweep.py --seeds / --levels (issue 19): finishing the real fashion profile in parts that
+complete whole comparisons. The filters only select (names and hashes unchanged) and keep
+what the kept runs need: init_from, the λ search a follower seed takes its value from, the
+chained search of the previous target. Sweeps run with a stand-in launcher (nothing trained:
+tests/synthetic.py writes the run folders)."""
+import json
+import os
+import re
+
+import pytest
+
+import sweep
+from sweeping import plan
+from sweeping.plan import level, select
+from tests import synthetic
+from tests.conftest import StandInLauncher
+
+FASHION = os.path.join(sweep.REPO, "configs", "profiles", "fashion.yaml")
+# the fashion profile's entries (fashion.yaml), by kind
+CHAINED = ["xrda", "soft_threshold", "str", "soft_threshold_linear", "soft_threshold_sine"]
+ABLATIONS = ["rda_l1", "prox_sgd"]                     # 0.9 and 0.99 only
+CALIBRATED = CHAINED + ABLATIONS                       # chained λ searches; xrda_channel: 0.5, 0.8
+GRID = ["gmp", "magnitude_finetune", "rigl"]          # optim.target; filter_prune: 0.3, 0.5
+NO_LEVEL = ["sgd", "sgd_half", "xrda_from_dense"]     # xrda_from_dense: a grid over optim.lam
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return sweep.expand(FASHION)
+
+
+def kinds(kept):
+    """{(entry, level, seed, what)}; what: r1 (round 1 of a search), follower, run."""
+    return {(s.entry, level(s), s.seed, "r1" if s.search is not None else
+             "follower" if s.after is not None else "run") for s in kept}
+
+
+def test_seed0_level09_is_one_run_per_entry_at_90_or_without_level(specs):
+    kept = select(specs, seeds=[0], levels=[0.9])
+    want = ({(e, 0.9, 0, "r1") for e in CALIBRATED} | {(e, 0.9, 0, "run") for e in GRID}
+            | {("sgd", None, 0, "run"), ("sgd_half", None, 0, "run")})
+    got = kinds(kept)
+    # xrda_from_dense has no level: both its λ points at seed 0
+    assert [s.point["optim.lam"] for s in kept if s.entry == "xrda_from_dense"] == [3e-4, 1e-3]
+    assert got - {("xrda_from_dense", None, 0, "run")} == want
+    assert len(kept) == len(want) + 2 == 14
+    # the structured entries have no 0.9 level; profile order is kept; the same Spec objects
+    assert not {s.entry for s in kept} & {"xrda_channel", "filter_prune"}
+    assert [specs.index(s) for s in kept] == sorted(specs.index(s) for s in kept)
+    # magnitude_finetune's init_from is the kept sgd_half run of the same seed
+    (mf,) = [s for s in kept if s.entry == "magnitude_finetune"]
+    assert mf.init_from in kept and mf.init_from.entry == "sgd_half" and mf.init_from.seed == 0
+
+
+def test_a_follower_seed_pulls_in_its_search_and_the_chain_before_it(specs):
+    assert kinds(select(specs, entries=["xrda"], seeds=[1], levels=[0.9])) == {
+        ("xrda", 0.9, 0, "r1"), ("xrda", 0.9, 1, "follower")}
+    # at 0.99 the chain: round 1 of 0.9, 0.95, 0.98 (each starts where the previous ends)
+    kept = select(specs, entries=["xrda"], seeds=[2], levels=[0.99])
+    assert kinds(kept) == {("xrda", t, 0, "r1") for t in (0.9, 0.95, 0.98, 0.99)} | {
+        ("xrda", 0.99, 2, "follower")}
+    follower = kept[-1]
+    assert follower.after.specs[0] in kept and follower.after.chain.specs[0] in kept
+
+
+def test_level_095_pulls_in_the_previous_search_not_its_followers(specs):
+    kept = select(specs, levels=[0.95])
+    got = kinds(kept)
+    for e in CHAINED:
+        assert {k for k in got if k[0] == e} == {(e, 0.9, 0, "r1"), (e, 0.95, 0, "r1"),
+                                                (e, 0.95, 1, "follower"), (e, 0.95, 2, "follower")}
+    for e in GRID:
+        assert {k for k in got if k[0] == e} == {(e, 0.95, s, "run") for s in (0, 1, 2)}
+    assert {k[0] for k in got} == set(CHAINED + GRID + NO_LEVEL)     # the ablations have no 0.95
+    assert len([s for s in kept if s.entry == "xrda_from_dense"]) == 6   # kept whole: 2 λ x 3 seeds
+    assert len(kept) == 5 * 4 + 3 * 3 + 3 + 3 + 6
+
+
+def test_only_composes_with_the_filters(specs):
+    kept = select(specs, entries=["magnitude_finetune"], seeds=[2], levels=[0.98])
+    assert kinds(kept) == {("sgd_half", None, 2, "run"), ("magnitude_finetune", 0.98, 2, "run")}
+    assert sweep.only(specs, ["gmp"]) == [s for s in specs if s.entry == "gmp"]
+
+
+def dry(capsys, *args):
+    """--dry-run's output for the fashion profile: {status: [names or labels]}, the summary."""
+    assert sweep.main(["fashion", "--dry-run", *args]) == 0
+    out = capsys.readouterr().out
+    rows = {}
+    for line in out.splitlines():
+        m = re.match(r"  (done|todo|same|wait)  (\S+)", line)
+        if m:
+            rows.setdefault(m[1], []).append(m[2])
+    return rows, out
+
+
+def stand_in(monkeypatch, started):
+    """sweep.main's local launcher -> the stand-in writing synthetic run folders."""
+    def make(results, *a):
+        launcher = StandInLauncher(results, lambda r, s: synthetic.write_run(r, s.name, s.cfg), slots=4)
+        launcher.started = started
+        return launcher
+    monkeypatch.setattr(sweep, "LocalLauncher", make)
+
+
+def test_finishing_in_parts_runs_to_the_end_with_the_full_profiles_names(tmp_path, monkeypatch, capsys):
+    results = str(tmp_path / "results")
+    # the stand-in's folders have no weights: complete runs as committed results are
+    monkeypatch.setattr(plan, "REUSE_COMPLETE", False)   # restored after (main sets it)
+    res = ["--results", results, "--reuse-complete"]
+    rows, out = dry(capsys, "--seeds", "1", "--levels", "0.95", *res)
+    # before anything ran, of the 5 x 3 chained runs, 3 grid runs (seed 1) and the 4 runs
+    # without a level (sgd, sgd_half, 2 xrda_from_dense): the 5 rounds 1 of 0.9, gmp, rigl, sgd
+    # and sgd_half can start; 0.95's rounds 1 wait on 0.9's search, the followers on theirs,
+    # magnitude_finetune and xrda_from_dense on sgd_half (init_from)
+    assert "22 runs: 0 finished, 9 to run, 13 waiting" in out
+    assert sum(r.startswith("xrda[target_sparsity=0.9,") for r in rows["wait"]) == 0
+    assert sum(r.startswith("xrda[") for r in rows["wait"]) == 2
+
+    started = []
+    stand_in(monkeypatch, started)
+    # session 1: seed 0 at 90%; session 2: seed 1 at 95% (its searches start from session 1's)
+    assert sweep.main(["fashion", "--seeds", "0", "--levels", "0.9", *res]) == 0
+    first = list(started)
+    assert sweep.main(["fashion", "--seeds", "1", "--levels", "0.95", *res]) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"\| failed\s+\|\s+0 \|", table) and re.search(r"\| blocked\s+\|\s+0 \|", table)
+    assert len(started) == len(set(started))             # nothing trained twice
+    assert not set(started[len(first):]) & set(first)    # session 2 reused session 1's rounds
+
+    # the unfiltered dry-run lists every run the two sessions made, done, under the same name
+    rows, _ = dry(capsys, *res)
+    assert set(started) <= set(rows["done"]) and len(rows["done"]) == len(started)
+    # and those names are the ones an unfiltered sweep of the whole profile makes
+    full = synthetic.sweep_profile(FASHION, tmp_path / "full")
+    assert set(started) <= set(os.listdir(os.path.join(full, "runs")))
+    for name in started:                                 # the real profile's identity
+        with open(os.path.join(results, "runs", name, "summary.json")) as f:
+            assert json.load(f)["profile"] == "fashion"
+    # every 95% follower of seed 1 ran; no 90% follower did, no seed 2 run
+    ran = {(s["entry"], s["seed"], s["calibration_target"]) for s in
+           (json.load(open(os.path.join(results, "runs", n, "summary.json"))) for n in started)}
+    assert {(e, 1, 0.95) for e in CHAINED} <= ran
+    assert not {(e, 1, 0.9) for e in CALIBRATED} & ran and not any(r[1] == 2 for r in ran)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "3"], "--seeds: 3 is not a seed of the profile; its seeds: 0, 1, 2"),
+    (["--seeds", "0,x"], "--seeds: 'x' is not a seed"),
+    (["--seeds", "0.5"], "--seeds: '0.5' is not a seed"),
+    (["--levels", "0.9,0.97"], "--levels: no entry has level 0.97; the profile's levels: 0.3, 0.5, 0.8, 0.9, "
+                               "0.95, 0.98, 0.99"),
+    (["--levels", "90"], "--levels: no entry has level 90.0"),
+    (["--levels", "high"], "--levels: 'high' is not a level"),
+    (["--levels", ""], "--levels: '' is not a level"),
+    (["--only", "filter_prune", "--levels", "0.9"], "no run of the profile passes --only filter_prune and "
+                                                     "--levels 0.9"),
+    (["--only", "nope", "--seeds", "0"], "--only: no entry nope"),
+])
+def test_bad_values_are_one_line_and_exit_2(args, message, tmp_path, capsys):
+    assert sweep.main(["fashion", "--dry-run", "--results", str(tmp_path), *args]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and len(cap.err.strip().splitlines()) == 1
+    assert cap.err.startswith("error: " + message), cap.err
