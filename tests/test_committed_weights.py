@@ -192,3 +192,15 @@ def test_hub_eval_and_benchmark_take_a_committed_file(tmp_path, capsys):
     assert B.main([str(bad)]) == 1
     err = capsys.readouterr().err
     assert "altered or damaged" in err and err.count("\n") == 1
+
+
+def test_the_readme_examples_name_a_committed_file():
+    import re
+
+    readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    start = readme.index("\n## Load, export, measure\n")
+    section = readme[start:readme.index("\n## ", start + 1)]
+    named = re.findall(r'W="?(results/\S+?\.pt)"?\n', section)
+    assert len(named) == 2                        # the Python example and the shell one
+    for p in named:
+        assert os.path.join(REPO, p) in FILES, p
