@@ -1,8 +1,11 @@
 """Recompute accuracy, sparsity, FLOPs and the per-layer table from saved weights.
 
-    python eval.py RUN_DIR_or_model.pt [--json] [--layers] [--data-dir DIR]
+    python eval.py RUN_DIR_or_model.pt_or_CSR_EXPORT [--json] [--layers] [--data-dir DIR]
 
-Numbers come from the weights, never from the run's logs.
+Numbers come from the weights, never from the run's logs. A csr export (export.py --format
+csr, e.g. a committed results/fashion/weights/<run>/model.csr.pt) is read back exactly,
+after the check against its sha256; without a run's config.yaml beside it, the defaults'
+precision and memory format are used.
 """
 import argparse
 import os
@@ -14,18 +17,18 @@ import config as C
 import data as D
 import metrics
 import runs
+from exporting.csr import ExportError, is_csr_export, load_any
 
 
 def evaluate_file(path, data_dir=None, device="auto"):
     run_dir = path if os.path.isdir(path) else os.path.dirname(path)
-    model_path = runs.model_path(path)
-    saved = runs.load_model_file(path)
+    model_path = path if is_csr_export(path) else runs.model_path(path)
+    dev = runs.pick_device(device)
+    saved, model = load_any(path, dev)
     cfg_path = runs.path(run_dir, runs.CONFIG)
     # The run's own precision and memory format, so that the numbers match its summary.
     cfg = C.resolve(C.load_yaml(cfg_path)) if os.path.exists(cfg_path) else dict(
         C.DEFAULTS, dataset=saved["dataset"], model=saved["model"], width=saved["width"])
-    dev = runs.pick_device(device)
-    model = runs.load_model(path, dev)
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     data = D.load(saved["dataset"], data_dir or cfg["data_dir"], device=dev, download=False,
@@ -40,7 +43,7 @@ def evaluate_file(path, data_dir=None, device="auto"):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("path", help="a run folder or a model.pt")
+    p.add_argument("path", help="a run folder, a model.pt or a csr export")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--layers", action="store_true", help="also print the per-layer table")
     p.add_argument("--data-dir", help="where the data set lives (default: the run's data_dir)")
@@ -51,7 +54,7 @@ def main(argv=None):
     except C.ConfigError as e:   # exit codes as every tool's (README)
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    except (runs.RunFolderError, D.DataError) as e:
+    except (runs.RunFolderError, D.DataError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.json:

@@ -33,7 +33,8 @@ import sys
 import torch
 
 import runs
-from exporting.csr import CSR_FORMAT, csr_file, dense_file, load_csr, load_dense, read_csr
+from exporting.csr import (CSR_FORMAT, csr_file, dense_file, is_csr_export, load_any, load_csr,
+                           load_dense, read_csr)
 from exporting.files import (EXPORT_JSON, RUN_FILES, SHA_SUFFIX, ExportError, export_problem,
                              finished_run, record, recorded_sha, run_data_dir, run_file, sha_path,
                              write_export)
@@ -43,7 +44,7 @@ from exporting.slim import channels, load_slim, slim_model, slim_report
 __all__ = ["FORMATS", "DEFAULT_OUT", "EXPORT_JSON", "RUN_FILES", "SHA_SUFFIX", "ExportError",
            "export", "verify", "check", "real_batch", "finished_run", "run_data_dir", "size_ratio",
            "slim_model", "slim_report", "load_slim", "csr_file", "read_csr", "load_csr",
-           "dense_file", "load_dense", "export_problem", "main"]
+           "dense_file", "load_dense", "export_problem", "is_csr_export", "load_any", "main"]
 
 FORMATS = ("slim", "csr", "dense")
 DEFAULT_OUT = {"slim": "model.slim.pt", "csr": "model.csr.pt", "dense": "model.dense.pt"}

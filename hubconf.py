@@ -3,8 +3,10 @@
     model = torch.hub.load("path/to/this/repo", "sparse_model", run="RUN_DIR", source="local")
     from hubconf import sparse_model; model = sparse_model("RUN_DIR")
 
-`run` is a finished run folder (or its model.pt), relative to the caller's working directory.
-The model comes back with the run's trained weights (exact zeros included) in eval mode.
+`run` is a finished run folder (or its model.pt), or a csr export of one (export.py --format
+csr, e.g. the committed results/fashion/weights/<run>/model.csr.pt, checked against the
+sha256 beside it), relative to the caller's working directory. The model comes back with the
+run's trained weights (exact zeros included) in eval mode.
 """
 import contextlib
 import importlib
@@ -14,7 +16,7 @@ import sys
 dependencies = ["torch"]
 
 _REPO = os.path.dirname(os.path.abspath(__file__))
-_OURS = ("runs", "models")     # the repository's modules sparse_model imports
+_OURS = ("runs", "models", "exporting")     # the repository's modules sparse_model imports
 
 
 @contextlib.contextmanager
@@ -42,12 +44,19 @@ def _repo_modules():
 
 
 def sparse_model(run, device="cpu"):
-    """The trained model of a finished run folder (or a model.pt), sparse weights, eval mode.
-    A missing or unfinished run raises runs.RunFolderError with a one-line message."""
+    """The trained model of a finished run folder, a model.pt or a csr export, sparse weights,
+    eval mode. A missing or unfinished run, or an altered export, raises runs.RunFolderError
+    with a one-line message."""
     path = os.path.abspath(os.fspath(run))
     with _repo_modules() as runs:
         if not os.path.exists(path):
             raise runs.RunFolderError(f"{run}: no such run folder or model file")
+        csr = importlib.import_module("exporting.csr")
+        try:
+            if csr.is_csr_export(path):
+                return csr.load_csr(path, device)
+        except csr.ExportError as e:     # one error type for every kind of `run`
+            raise runs.RunFolderError(str(e)) from None
         notes = []
         if os.path.isdir(path) and runs.finished_summary(path, warn=notes.append) is None:
             missing = [f for f in (runs.SUMMARY, runs.MODEL) if not os.path.exists(os.path.join(path, f))]

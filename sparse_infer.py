@@ -29,8 +29,9 @@ A missing kernel (no sparseprop, no compiler) is said once on stderr, in one lin
 others are measured without it, down to dense alone. The network built is for this machine
 and this process (kernels hold native pointers, the plan holds this machine's timings): build
 it again from model.pt or a CSR export (export.load_csr) where it is to run, in seconds.
-The CLI builds it for a finished run, checks its logits on the run's test images like
-export.py checks its formats, prints the plan, and with --json writes it.
+The CLI builds it for a finished run (RUN_DIR, or a csr export of one in its place, e.g. the
+committed results/fashion/weights/<run>/model.csr.pt), checks its logits on the run's test
+images like export.py checks its formats, prints the plan, and with --json writes it.
 """
 import argparse
 import copy
@@ -440,6 +441,9 @@ def _load(run_dir, csr):
     import export
     import runs
 
+    if export.is_csr_export(run_dir):      # a committed export stands in for the run folder
+        saved, model = export.load_any(run_dir)
+        return model, saved
     export.finished_run(run_dir)
     saved = runs.load_model_file(run_dir)
     model = export.load_csr(csr) if csr else runs.load_model(run_dir)
@@ -448,7 +452,7 @@ def _load(run_dir, csr):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dir", help="a finished run folder")
+    p.add_argument("run_dir", help="a finished run folder, or a csr export of one")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 64], help="batch sizes to measure")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=15, help="timed calls per layer and kernel")
@@ -484,7 +488,8 @@ def main(argv=None):
     print(f"BatchNorm folded: {net.folded}; max |logit difference| {diff:.2g} (tolerance {tol:.2g}) "
           f"on {x.shape[0]} test images")
     if args.json:
-        runs.save_json({"run": os.path.basename(os.path.normpath(args.run_dir)),
+        where = os.path.abspath(args.run_dir)     # a file (an export) is named after its folder
+        runs.save_json({"run": os.path.basename(where if os.path.isdir(where) else os.path.dirname(where)),
                         "threads": args.threads, "folded": net.folded, "max_logit_diff": diff,
                         "tolerance": tol, "plan": net.plan}, args.json)
     if not diff <= tol:

@@ -4,7 +4,9 @@
         [--batch 64] [--batch-repeats 10] [--warmup 5] [--layer-repeats 15]
         [--out-dir DIR] [--csv FILE]
 
-For each finished run folder, in one process:
+RUN_DIR is a finished run folder or a csr export of one (export.py --format csr, e.g. the
+committed results/fashion/weights/<run>/model.csr.pt: the dense model rebuilt bit for bit,
+named after the folder that holds it). For each, in one process:
   dense        the trained model as it is (zeros multiplied like any weight);
   folded       BatchNorm folded into the convs, ReLU fused, every layer on torch's dense
                kernels: what the sparse column gains without any sparse kernel;
@@ -61,10 +63,15 @@ def speedups(times):
             for k, vs in times.items() if k != "dense"}
 
 
+def run_name(path):
+    """The run a folder or a file in it (a csr export, a model.pt) stands for: the folder's name."""
+    path = os.path.abspath(path)
+    return os.path.basename(path if os.path.isdir(path) else os.path.dirname(path))
+
+
 @torch.no_grad()
 def bench_run(run_dir, args):
-    dense = runs.load_model(run_dir)
-    saved = runs.load_model_file(run_dir)
+    saved, dense = export.load_any(run_dir)
     try:   # real test images when the data set is here; random ones otherwise (same cost)
         xb = export.real_batch(saved["dataset"], args.batch, args.data_dir or export.run_data_dir(run_dir))
     except Exception:
@@ -94,7 +101,7 @@ def bench_run(run_dir, args):
     s1, sb = speedups(t1), speedups(tb)
     slim_counts = metrics.counts(slim)
     result = {
-        "run": os.path.basename(os.path.normpath(run_dir)), "model": saved["model"],
+        "run": run_name(run_dir), "model": saved["model"],
         "threads": torch.get_num_threads(), "batch": args.batch,
         "repeats": args.repeats, "batch_repeats": args.batch_repeats,
         "flops_dense": counts["flops_dense"], "flops_nonzero": counts["flops_nonzero"],
@@ -115,7 +122,8 @@ def bench_run(run_dir, args):
         "device_name": runs.environment()["device_name"], "torch": torch.__version__,
         "measured_at": datetime.datetime.now().isoformat(timespec="seconds"),
     }
-    out_dir = os.path.join(args.out_dir, result["run"]) if args.out_dir else run_dir
+    out_dir = (os.path.join(args.out_dir, result["run"]) if args.out_dir
+               else run_dir if os.path.isdir(run_dir) else os.path.dirname(os.path.abspath(run_dir)))
     os.makedirs(out_dir, exist_ok=True)
     result["file"] = os.path.join(out_dir, INFERENCE_JSON)
     runs.save_json(result, result["file"])
@@ -189,7 +197,8 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv=None):
     p = _Parser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="a finished run folder or a csr export (model.csr.pt) of one")
     p.add_argument("--threads", type=_at_least(1), default=1)
     p.add_argument("--repeats", type=_at_least(5), default=50, help="timed batch-1 rounds (>= 5)")
     p.add_argument("--batch", type=_at_least(2), default=64)
@@ -204,7 +213,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     for run_dir in args.run_dirs:
         try:
-            export.finished_run(run_dir)
+            if not export.is_csr_export(run_dir):
+                export.finished_run(run_dir)
         except export.ExportError as e:
             print(f"bench_inference: {e}", file=sys.stderr)
             return 1

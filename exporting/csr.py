@@ -8,12 +8,15 @@ flat buffer (fewer, smaller records in the file). read_csr(file) gives back what
 holds (model, width, num_classes, dataset, state_dict), bit for bit; load_csr(file) the model.
 """
 import math
+import os
 import warnings
 
 import numpy as np
 import torch
 
-from .files import ExportError, name_of, open_export
+import runs
+
+from .files import ExportError, export_problem, name_of, open_export
 
 CSR_FORMAT = "sparse-weights-v1"
 HEADER = ("model", "width", "num_classes", "dataset")     # what rebuilds the model (models.from_saved)
@@ -148,3 +151,29 @@ def load_dense(file, device="cpu"):
     if not isinstance(saved, dict) or not all(k in saved for k in HEADER + ("state_dict",)):
         raise ExportError(f"{name_of(file)}: not a dense export (no {', '.join(HEADER)}, state_dict)")
     return model_from(saved, device, name_of(file))
+
+
+def is_csr_export(path):
+    """Whether `path` is a file holding a csr export (a run folder or a model.pt is not). A file
+    that no longer matches the sha256 recorded beside it is ExportError, before it is read."""
+    if not os.path.isfile(path):
+        return False
+    problem = export_problem(path)
+    if problem:
+        raise ExportError(f"{problem}; export the run again")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:        # not plain tensors: not a csr export (the caller says what it is)
+        return False
+    return isinstance(obj, dict) and obj.get("format") == CSR_FORMAT
+
+
+def load_any(path, device="cpu"):
+    """(what model.pt holds, the model in eval mode) of a finished run folder, a model.pt or a
+    csr export file, so that eval, the benchmarks and torch.hub take a committed export where
+    no model.pt was committed. Run folders and model.pt: runs.RunFolderError; exports:
+    ExportError (both one line)."""
+    if is_csr_export(path):
+        saved = read_csr(path)
+        return saved, model_from(saved, device, path)
+    return runs.load_model_file(path), runs.load_model(path, device)

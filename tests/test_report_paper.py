@@ -132,9 +132,6 @@ def test_every_latex_table_compiles_and_fits_a_7in_text_width(built, tmp_path):
 
 
 @pytest.mark.skipif(PDFLATEX is None, reason="pdflatex not installed")
-@pytest.mark.xfail(reason="open: a stacked table's first tabular measures ~6.5% wider in pdflatex than "
-                          "tables.tex_width estimates (439 vs 469 pt); the fit itself is measured by pdflatex "
-                          "in test_every_latex_table_compiles_and_fits_a_7in_text_width", strict=False)
 def test_the_width_estimate_agrees_with_pdflatex(built, tmp_path):
     """tables.tex_width (Computer Modern advance widths) within 6% of the measured width, so
     that the estimate the table writer fits by can be trusted where pdflatex is missing."""
@@ -146,7 +143,15 @@ def test_the_width_estimate_agrees_with_pdflatex(built, tmp_path):
 def _estimate(path):
     """The estimate for a table file written by report.build (from its Markdown twin)."""
     md = open(path[:-4] + ".md").read().split("\n\n")[-1].strip().splitlines()
-    cells = [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in md if not line.startswith("| :")]
+    # a **bold** cell is set in \textbf, which tex_width measures wider (T.BOLD)
+    # and a "not reached (...)" cell is n.\,r.$^a$ in LaTeX, measured as the writer does ("n. r.a"):
+    # measuring its Markdown text made a one-tabular table look stacked (439 pt estimated for the
+    # first of its parts against 469 pt measured for the whole)
+    def cell(c):
+        if c.startswith("not reached ("):
+            return "n. r.a"
+        return T.BOLD + c[2:-2] if c.startswith("**") and c.endswith("**") else c
+    cells = [[cell(c.strip()) for c in line.strip("|").split("|")] for line in md if not line.startswith("| :")]
     cols = [["\n".join(T._two_lines(h))] + [r[j] for r in cells[1:]] for j, h in enumerate(cells[0])]
     if "Dense reference" in open(path[:-4] + ".md").read():
         cols[0].append("dense")
