@@ -135,7 +135,8 @@ def export(run_dir, fmt, out=None, batch=256, data_dir=None):
     if not diff <= tol:
         raise ExportError(f"{fmt} export changed the logits: max |difference| {diff:.3g} > "
                           f"tolerance {tol:.3g}; nothing written")
-    facts = {"format": fmt, "file": os.path.abspath(out), "dense_bytes": len(dense_blob),
+    # relative to the run folder (where export.json is): stays true when the folder moves
+    facts = {"format": fmt, "file": os.path.relpath(os.path.abspath(out), os.path.abspath(run_dir)), "dense_bytes": len(dense_blob),
              "params_before": _n_params(model), "test_images": int(x.shape[0]), **facts,
              "bytes": len(blob), "max_logit_diff": diff, "tolerance": tol}
     facts["sha256"] = write_export(out, blob)
