@@ -200,7 +200,7 @@ def test_the_readme_examples_name_a_committed_file():
     readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
     start = readme.index("\n## Load, export, measure\n")
     section = readme[start:readme.index("\n## ", start + 1)]
-    named = re.findall(r'W="?(results/\S+?\.pt)"?\n', section)
+    named = re.findall(r'^W ?= ?"?(results/\S+?\.pt)"?$', section, re.M)
     assert len(named) == 2                        # the Python example and the shell one
     for p in named:
         assert os.path.join(REPO, p) in FILES, p
