@@ -620,25 +620,31 @@ def test_sweep_ctrl_c_is_one_line_the_table_and_130(tmp_path, monkeypatch, capsy
 
     rec = tmp_path / "rec"
     stand_in(monkeypatch, rec, 60)
+    # a background job of a shell without job control starts with SIGINT ignored (POSIX), and
+    # Python then installs no KeyboardInterrupt handler: give it the one a terminal's Ctrl-C meets
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    def interrupt():   # Ctrl-C once the first child runs
-        deadline = time.time() + 60
-        while not any(rec.glob("*.pid")) and time.time() < deadline:
+    try:
+        def interrupt():   # Ctrl-C once the first child runs
+            deadline = time.time() + 60
+            while not any(rec.glob("*.pid")) and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2)
+            os.kill(os.getpid(), signal.SIGINT)
+        threading.Thread(target=interrupt, daemon=True).start()
+        t = time.time()
+        assert sweep.main([two_seeds(tmp_path), "--results", str(tmp_path / "res"), "--jobs", "1",
+                           "--threads", "1"]) == 130
+        assert time.time() - t < 30
+        out = capsys.readouterr()
+        assert one_line_of(out.err).startswith("interrupted") and "| not run  |    2 |" in out.out
+        pid = int(next(rec.glob("*.pid")).read_text())
+        deadline = time.time() + 10   # the child was told to stop (SIGTERM), not left running
+        while alive(pid) and time.time() < deadline:
             time.sleep(0.05)
-        time.sleep(0.2)
-        os.kill(os.getpid(), signal.SIGINT)
-    threading.Thread(target=interrupt, daemon=True).start()
-    t = time.time()
-    assert sweep.main([two_seeds(tmp_path), "--results", str(tmp_path / "res"), "--jobs", "1",
-                       "--threads", "1"]) == 130
-    assert time.time() - t < 30
-    out = capsys.readouterr()
-    assert one_line_of(out.err).startswith("interrupted") and "| not run  |    2 |" in out.out
-    pid = int(next(rec.glob("*.pid")).read_text())
-    deadline = time.time() + 10   # the child was told to stop (SIGTERM), not left running
-    while alive(pid) and time.time() < deadline:
-        time.sleep(0.05)
-    assert not alive(pid)
+        assert not alive(pid)
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def alive(pid):
