@@ -287,14 +287,13 @@ def point_pairs(df, pts, table):
             continue
         refs = [k for k, j in info.items() if j["row"] == row and matches(j, table.reference)
                 and j["mode"] == i["mode"]]
+        mine = pts[(pts["row"] == row) & (pts["entry"] == entry)].reset_index(drop=True)
         if refs and info[refs[0]]["epochs"] != i["epochs"]:
             # only equal budgets are compared (RigL at half the epochs is no point against LATS)
-            mine = pts[(pts["row"] == row) & (pts["entry"] == entry)].reset_index(drop=True)
             out += [{"row": row, "entry": entry, "a": mine.iloc[n], "ref": None,
                      "match": f"unequal budget ({i['epochs']} against {info[refs[0]]['epochs']} epochs)",
                      "outcome": "unequal budget"} for n in range(len(mine))]
             continue
-        mine = pts[(pts["row"] == row) & (pts["entry"] == entry)].reset_index(drop=True)
         if not refs:
             out += [{"row": row, "entry": entry, "a": mine.iloc[n], "ref": None, "match": "no reference",
                      "outcome": "unmatched"} for n in range(len(mine))]
