@@ -74,7 +74,7 @@ class Spec:
         chain = self.search.chain if self.search is not None and len(self.search.specs) and \
             self.search.specs[0] is self else None
         return ((self.after is not None and not self.after.done)
-                or (chain is not None and not chain.done))
+                or (chain is not None and not chain.settled()))
 
     def label(self):
         """Readable identity before the name is known: entry and grid point."""
@@ -306,12 +306,17 @@ def expand(profile_path, extra=()):
                      "swept_key": ",".join(swept), "swept_value": ",".join(_fmt(v) for v in swept.values())}
             ent_seeds = entry.get("seeds", seeds)
             previous = []   # calibrate.chain: the searches for the previous target, in order
-            for t, target in enumerate(sorted(targets, key=lambda v: -1 if v is None else v)
-                                       if calib and calib["chain"] else targets):
+            order = (sorted(targets, key=lambda v: -1 if v is None else v)
+                     if calib and calib["chain"] else targets)
+            for t, target in enumerate(order):
                 if calib:
                     start = calib["start"][t] if isinstance(calib["start"], list) else calib["start"]
+                    # the lowest and highest targets calibrate on their outer side (Search.side)
+                    given = [v for v in targets if v is not None]
+                    side = (0 if target is None or len(set(given)) < 2 else
+                            -1 if target == min(given) else 1 if target == max(given) else 0)
                     made = _searches(ename, where, config, static, point, ent_seeds, deps, metric,
-                                     ident, {**calib, "start": start,
+                                     ident, {**calib, "start": start, "side": side,
                                              "previous": previous if calib["chain"] else None}, target)
                     previous = [r.search for r in made if r.search is not None]
                     mine += made
@@ -395,7 +400,7 @@ def _searches(ename, where, config, static, point, seeds, deps, metric, ident, c
         prev = calib.get("previous") or []
         search = Search(calib["key"], calib["start"], calib["tolerance"], calib["rounds"], target,
                         label=r1.label(), on_miss=calib["on_miss"],
-                        chain=prev[n] if n < len(prev) else None)
+                        chain=prev[n] if n < len(prev) else None, side=calib.get("side", 0))
         r1.search = search
         if search.chain is None:   # a chained round 1 gets its value once the previous search ends
             r1.overrides.append(f"{calib['key']}={search.start!r}")

@@ -117,6 +117,11 @@ def run_all(specs, results, launcher, state=None):
                         state[id(s)] = ("blocked", "dependency never finished")
                     pending = []
                 continue
+            if born or len(state) != settled:
+                # rounds replayed from disk, or runs settled, in this pass: place what they free
+                # before waiting (a resumed search needs one pass per round on disk, and a wait
+                # here left a free slot idle until the running run ended)
+                continue
             for s, code, note in launcher.wait(running):
                 for h in [h for h, v in running.items() if v is s]:
                     del running[h]

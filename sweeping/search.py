@@ -1,6 +1,8 @@
 """The λ search of a profile's `calibrate`: a pure function of its rounds (docs/methods.md §7)."""
 import math
 
+from reporting.compare import COVER_TOL   # how close to a level a point stands at it
+
 
 class Search:
     """A λ search for one target sparsity (a profile's `calibrate`). next_value() is a pure
@@ -10,7 +12,16 @@ class Search:
     target's nonzeros: the calibrated round) or *not reached*, with the reason (plateau,
     collapse, a jump across the target, rounds exhausted) and its closest healthy round, which
     is shown but never stands for the target. A collapsed round (runs.collapsed: training
-    accuracy near chance) counts as too much penalty, whatever its sparsity."""
+    accuracy near chance) counts as too much penalty, whatever its sparsity.
+
+    side: for the lowest (-1) and the highest (+1) target of a chained entry, a round within
+    tolerance must also lie on the outer side of its target (or within COVER_TOL of it in log
+    nonzeros): at most the target's sparsity for the lowest, at least it for the highest. The
+    report interpolates each seed's curve between its points and never beyond them, so only
+    then does every seed's curve reach the end levels (a 99% search that stops at 98.8% gives
+    no value at 99%). A round within tolerance on the inner side is a point of the curve like
+    any other and the search goes on; the next target's chain starts from the rounds up to the
+    first round within tolerance, so these extra rounds never move a later search."""
 
     MAX_STEP = 10.0   # at most ×10 (or ÷10) per round while bracketing
     MIN_STEP = 1.5    # at least ×1.5 per round while bracketing
@@ -18,9 +29,11 @@ class Search:
     FLAT_ABS = 0.01   # below this (a slow start at low sparsity is not flat): a plateau
     NARROW = 1.05     # a bracket narrower than this ratio of the key: the response jumps
 
-    def __init__(self, key, start, tolerance, rounds, target=None, label="", on_miss="skip", chain=None):
+    def __init__(self, key, start, tolerance, rounds, target=None, label="", on_miss="skip", chain=None,
+                 side=0):
         self.key, self.start, self.tolerance, self.rounds = key, float(start), tolerance, rounds
         self.target, self.label, self.on_miss = target, label, on_miss
+        self.side = side           # -1 / +1: the lowest / highest target of a chain (see above)
         self.chain = chain         # with calibrate.chain: the search for the previous target
         self.history = []          # [(value, sparsity, collapsed)] in round order
         self.done = False
@@ -36,8 +49,24 @@ class Search:
     def _y(self, sparsity):
         return math.log(max(1.0 - sparsity, 1e-9))
 
-    def within(self, sparsity):
+    def near(self, sparsity):
+        """Within tolerance of the target's nonzeros, either side."""
         return abs((1.0 - sparsity) / (1.0 - self.target) - 1.0) <= self.tolerance
+
+    def within(self, sparsity):
+        """A round that calibrates the target: near it, and on the outer side for an end target."""
+        if not self.near(sparsity):
+            return False
+        gap = self._y(sparsity) - self._y(self.target)   # > 0: more nonzeros than the target
+        return self.side == 0 or self.side * gap <= COVER_TOL + 1e-12
+
+    def settled(self):
+        """The rounds a chained next target starts from are final: this search has ended, or
+        has a healthy round near its target (later rounds only move an end to its outer side)."""
+        return self.done or self._first_near() is not None
+
+    def _first_near(self):
+        return next((i for i, h in enumerate(self.history) if not h[2] and self.near(h[1])), None)
 
     def ratio(self, sparsity):
         """Nonzeros of a round relative to the target's (1: on target)."""
@@ -66,10 +95,12 @@ class Search:
         prev = self.chain
         if prev is None or not prev.history:
             return self.start
+        first = prev._first_near()
+        rounds = prev.history if first is None else prev.history[:first + 1]
         guide = Search(self.key, self.start, self.tolerance, self.rounds, self.target)
-        guide.history = [h for h in prev.history if not h[2]]
+        guide.history = [h for h in rounds if not h[2]]
         if not guide.history:
-            return min(h[0] for h in prev.history) / self.MAX_STEP
+            return min(h[0] for h in rounds) / self.MAX_STEP
         hit = [h for h in guide.history if guide.within(h[1])]
         if hit:
             return hit[-1][0]

@@ -261,3 +261,135 @@ def test_a_chained_search_starts_from_the_previous_targets_rounds(tmp_path):
     assert second[0].search.status == "reached"
     ready, waiting = sweep.known(sweep.expand(str(prof)), results)
     assert {s.name for s in ready} == {s.name for s in specs} and not waiting
+
+
+# --- the end targets of an entry calibrate on their outer side (Search.side) ---------------
+
+from reporting import compare as K
+
+
+def lam_for(sparsity, mid=1e-3, k=1.2):
+    """The λ at which logistic() gives this sparsity (its inverse)."""
+    return mid * (1.0 / (1.0 - sparsity) - 1.0) ** (1.0 / k)
+
+
+def gap(sparsity, target):
+    """log nonzeros of a round minus the target's: > 0, less sparse than the target."""
+    return math.log(1 - sparsity) - math.log(1 - target)
+
+
+@pytest.mark.parametrize("target, side, inner", [(0.9, -1, 0.915), (0.99, 1, 0.988)])
+def test_an_end_target_goes_on_past_a_round_within_tolerance_on_its_inner_side(target, side, inner):
+    start = lam_for(inner)
+    plain = sweep.Search("optim.lam", start, 0.3, 6, target)
+    assert plain.record(start, logistic(start)) is None and plain.status == "reached"  # ±30% alone
+    s = sweep.Search("optim.lam", start, 0.3, 6, target, side=side)
+    nxt = s.record(start, logistic(start))
+    assert nxt is not None and not s.done and s.settled()       # near: a later target may start
+    # more penalty for the lowest target is wrong: it asks for less; for the highest, more
+    assert (nxt < start) == (side == -1)
+    while nxt is not None:
+        nxt = s.record(nxt, logistic(nxt))
+    assert s.status == "reached" and s.history[0][0] == start    # the inner round is kept
+    lam, sp, _ = s.best()
+    assert s.value() == lam and abs((1 - sp) / (1 - target) - 1) <= 0.3
+    assert side * gap(sp, target) <= K.COVER_TOL + 1e-12          # on the outer side (or at it)
+
+
+@pytest.mark.parametrize("side, target", [(-1, 0.9), (1, 0.99)])
+def test_within_cover_tol_of_an_end_target_counts_from_either_side(side, target):
+    s = sweep.Search("optim.lam", 1e-3, 0.3, 6, target, side=side)
+    at = 1 - (1 - target) * math.exp(side * 0.5 * K.COVER_TOL)     # inner side, half the tolerance
+    off = 1 - (1 - target) * math.exp(side * 2 * K.COVER_TOL)      # inner side, twice it
+    assert abs(gap(at, target)) == pytest.approx(0.5 * K.COVER_TOL) and s.within(at)
+    assert not s.within(off) and s.near(off)
+    assert sweep.Search("optim.lam", 1e-3, 0.3, 6, target, side=-side).within(off)   # the other end: outer
+
+
+def test_the_next_targets_chain_start_ignores_the_rounds_after_the_first_near_one():
+    prev = sweep.Search("optim.lam", 1e-3, 0.3, 6, 0.9, side=-1)
+    nxt = sweep.Search("optim.lam", 1e-3, 0.3, 6, 0.95, chain=prev)
+    lo = lam_for(0.5)
+    prev.record(lo, logistic(lo))
+    assert not prev.settled()
+    inner = lam_for(0.915)
+    prev.record(inner, logistic(inner))
+    assert prev.settled() and not prev.done
+    before = nxt.first_value()
+    # what a plain search with the same two rounds gives the next target (the old rule)
+    ref = sweep.Search("optim.lam", 1e-3, 0.3, 6, 0.9)
+    ref.record(lo, logistic(lo)); ref.record(inner, logistic(inner))
+    assert ref.done and before == sweep.Search("optim.lam", 1e-3, 0.3, 6, 0.95, chain=ref).first_value()
+    far = lam_for(0.885)
+    assert prev.record(far, logistic(far)) is None and prev.status == "reached"
+    assert nxt.first_value() == before                           # the extra round moved nothing
+
+
+def _sides(tmp_path, targets, chain):
+    prof = tmp_path / "p.yaml"
+    prof.write_text(PROFILE.format(repo=sweep.REPO).replace("[0.9, 0.99]", str(targets))
+                    .replace("rounds: 6}", f"rounds: 6, chain: {str(chain).lower()}}}"))
+    return {s.search.target: s.search.side for s in sweep.expand(str(prof)) if s.search is not None}
+
+
+def test_the_profile_gives_the_lowest_and_highest_targets_their_side(tmp_path):
+    assert _sides(tmp_path, [0.95, 0.9, 0.99], True) == {0.9: -1, 0.95: 0, 0.99: 1}
+    assert _sides(tmp_path, [0.95, 0.9, 0.99], False) == {0.9: -1, 0.95: 0, 0.99: 1}
+    assert _sides(tmp_path, [0.9], True) == {0.9: 0}            # one point: nothing to bracket
+
+
+def test_every_seeds_curve_reaches_both_end_levels(tmp_path):
+    """The scheduler end to end, round 1 landing inside the lowest target (91.5% for 90%):
+    the followers run at the outer round, so each seed's own curve covers 90% and 99%."""
+    curve = logistic
+    text = (PROFILE.format(repo=sweep.REPO).replace("rounds: 6}", "rounds: 6, chain: true}")
+            .replace("start: 1.0e-2", f"start: {lam_for(0.915)!r}"))
+    prof, results, specs, launcher, state = run_profile(tmp_path, text, curve)
+    assert all(st in ("finished", "skipped") for st, _ in state.values())
+    low = [s for s in specs if s.search is not None and s.search.target == 0.9]
+    assert len(low) >= 2 and curve(low[0].cfg["optim"]["lam"]) == pytest.approx(0.915)
+    pts = [(s.seed, K.log_nnz(curve(s.cfg["optim"]["lam"]), 1e6), 90.0) for s in specs]
+    got = K.at_levels(pts, (0.9, 0.99), lambda lv: K.log_nnz(lv, 1e6))
+    assert {lv: len(v) for lv, v in got.items()} == {0.9: 3, 0.99: 3}
+    # under the old rule (no side) seeds 1 and 2 would stand at 91.5% only: 90% not covered
+    plain = [(seed, K.log_nnz(0.915, 1e6), 90.0) for seed in (1, 2)]
+    assert K.at_levels(plain, (0.9,), lambda lv: K.log_nnz(lv, 1e6))[0.9] == []
+
+
+class OneAtATime(StandInLauncher):
+    """Runs end one at a time, oldest first; records the most that ran at once."""
+
+    def __init__(self, results, write, slots=2):
+        super().__init__(results, write, slots)
+        self.most = 0
+
+    def wait(self, handles):
+        self.most = max(self.most, len(handles))
+        h = next(iter(handles))
+        return [(handles[h], 0, "")]
+
+
+def test_a_resumed_search_fills_the_free_slot_while_another_run_trains(tmp_path):
+    """A sweep resumed with a search's rounds on disk replays them one scheduler pass per
+    round; those passes must not wait for the run already training (one slot sat idle until
+    it ended: seen resuming the fashion profile)."""
+    curve = lambda lam: logistic(lam, mid=0.05)
+    text = PROFILE.format(repo=sweep.REPO) + f"""
+  - name: gmp
+    config: {sweep.REPO}/configs/quick/gmp.yaml
+    grid: {{optim.target: [0.5]}}
+"""
+    prof, results, specs, launcher, state = run_profile(tmp_path, text, curve)
+    import shutil
+    import runs
+    followers = [s for s in specs if s.after is not None]
+    gmp = [s for s in specs if s.entry == "gmp"]
+    assert len(followers) == 4 and len(gmp) == 3
+    for s in followers[:1] + gmp[:1]:           # one follower and one gmp run to train again
+        shutil.rmtree(runs.run_dir(results, s.name))
+    write = lambda results, s: FakeLauncher(results, curve).write(results, s)
+    again = OneAtATime(results, write)
+    state = sweep.run_all(sweep.expand(str(prof)), results, again)
+    assert all(st in ("finished", "skipped") for st, _ in state.values())
+    assert sorted(again.started) == sorted([followers[0].name, gmp[0].name])
+    assert again.most == 2                       # both trained at once
