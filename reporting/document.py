@@ -135,7 +135,9 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
     if left.get("searches"):
         L += ["## λ searches", "",
               "Every search of the profile (seed 0's rounds): the round it ended on, its nonzeros "
-              "relative to the target's, and whether it reached the target within its tolerance. A "
+              "relative to the target's, and whether it reached the target within its tolerance (an "
+              "entry's lowest and highest targets from their outer side, so that every seed's curve "
+              "covers them: docs/methods.md §7). A "
               "search that did not reach its target stands for no point: its other seeds do not run "
               "and no method is matched to it.", "", searches_md(left["searches"])]
     L += [

@@ -73,10 +73,20 @@ def search_rows(searches):
         out.append({"entry": entry, "label": s.label, "key": s.key, "target": s.target,
                     "rounds": len(s.history), "collapsed_rounds": sum(1 for h in s.history if h[2]),
                     "status": s.status if (s.done or s.history) else "not started",
-                    "reason": s.failed or s.reason,
+                    "reason": s.failed or s.reason or _inner(s, b),
                     "value": b[0] if b else math.nan, "sparsity": b[1] if b else math.nan,
                     "ratio": s.ratio(b[1]) if b and s.target is not None else math.nan})
     return out
+
+
+def _inner(s, b):
+    """Why a search whose best round is within tolerance still runs: an end target's round on
+    its inner side (Search.side)."""
+    if s.done or not s.side or b is None or s.target is None or not s.near(b[1]) or s.within(b[1]):
+        return ""
+    end = "lowest" if s.side < 0 else "highest"
+    return (f"the entry's {end} target: within tolerance but on its inner side; "
+            f"goes on to its {'less' if s.side < 0 else 'more'} sparse side")
 
 
 def evidence(profile):

@@ -393,3 +393,17 @@ def test_a_resumed_search_fills_the_free_slot_while_another_run_trains(tmp_path)
     assert all(st in ("finished", "skipped") for st, _ in state.values())
     assert sorted(again.started) == sorted([followers[0].name, gmp[0].name])
     assert again.most == 2                       # both trained at once
+
+
+def test_the_report_says_why_an_end_search_within_tolerance_goes_on():
+    from reporting import load
+    s = sweep.Search("optim.lam", 1e-3, 0.3, 6, 0.9, label="st", side=-1)
+    inner = lam_for(0.915)
+    s.record(inner, logistic(inner))
+    (row,) = load.search_rows([("st", s)])
+    assert row["status"] == "searching" and row["sparsity"] == pytest.approx(0.915)
+    assert row["reason"].startswith("the entry's lowest target: within tolerance but on its inner side")
+    far = lam_for(0.885)
+    s.record(far, logistic(far))
+    (row,) = load.search_rows([("st", s)])
+    assert row["status"] == "reached" and row["reason"] == ""
