@@ -308,11 +308,11 @@ def expand(profile_path, extra=()):
             previous = []   # calibrate.chain: the searches for the previous target, in order
             order = (sorted(targets, key=lambda v: -1 if v is None else v)
                      if calib and calib["chain"] else targets)
+            given = [v for v in targets if v is not None]   # (for Search.side below)
             for t, target in enumerate(order):
                 if calib:
                     start = calib["start"][t] if isinstance(calib["start"], list) else calib["start"]
                     # the lowest and highest targets calibrate on their outer side (Search.side)
-                    given = [v for v in targets if v is not None]
                     side = (0 if target is None or len(set(given)) < 2 else
                             -1 if target == min(given) else 1 if target == max(given) else 0)
                     made = _searches(ename, where, config, static, point, ent_seeds, deps, metric,

@@ -14,7 +14,7 @@ class Search:
     is shown but never stands for the target. A collapsed round (runs.collapsed: training
     accuracy near chance) counts as too much penalty, whatever its sparsity.
 
-    side: for the lowest (-1) and the highest (+1) target of a chained entry, a round within
+    side: for the lowest (-1) and the highest (+1) target of an entry (chained or not), a round within
     tolerance must also lie on the outer side of its target (or within COVER_TOL of it in log
     nonzeros): at most the target's sparsity for the lowest, at least it for the highest. The
     report interpolates each seed's curve between its points and never beyond them, so only
@@ -33,7 +33,7 @@ class Search:
                  side=0):
         self.key, self.start, self.tolerance, self.rounds = key, float(start), tolerance, rounds
         self.target, self.label, self.on_miss = target, label, on_miss
-        self.side = side           # -1 / +1: the lowest / highest target of a chain (see above)
+        self.side = side           # -1 / +1: the entry's lowest / highest target (see above)
         self.chain = chain         # with calibrate.chain: the search for the previous target
         self.history = []          # [(value, sparsity, collapsed)] in round order
         self.done = False
