@@ -50,6 +50,7 @@ import io
 import os
 import pickle
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -376,10 +377,17 @@ def _extract_system_fashion(root, system=None):
         dst = os.path.join(raw, f)
         if os.path.isfile(dst):
             continue
-        tmp = dst + ".part"
-        with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-            shutil.copyfileobj(fin, fout)
-        os.replace(tmp, dst)
+        # A temporary name of this process's own: two runs that start together on a fresh
+        # machine both extract, and a shared name lets one rename the other's file away.
+        fd, tmp = tempfile.mkstemp(prefix=f + ".", suffix=".part", dir=raw)
+        try:
+            with gzip.open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+            os.replace(tmp, dst)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
     return True
 
 

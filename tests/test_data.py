@@ -1,6 +1,7 @@
 """data.py: real on-disk CIFAR formats (tiny), digits, normalization, augmentation, batching."""
 
 import dataclasses
+import gzip
 import os
 import pickle
 import tarfile
@@ -404,3 +405,141 @@ def test_erasing_in_batches_is_deterministic_and_keeps_the_order():
     zero = (x == 0).all(1)
     frac = zero.flatten(1).any(1).float().mean().item()
     assert 0.4 < frac < 0.6
+
+
+# ---- Fashion-MNIST: tiny IDX files in the real format ----------------------------------------
+
+def _idx(array):
+    """The IDX format as LeCun's page defines it: 0, 0, type 0x08 (ubyte), ndim; big-endian
+    uint32 dimensions; the bytes."""
+    head = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    return head + array.astype(np.uint8).tobytes()
+
+
+def fashion_arrays(n_train=12, n_test=5):
+    rng = np.random.default_rng(7)
+    return (rng.integers(0, 256, (n_train, 28, 28)), rng.integers(0, 10, n_train),
+            rng.integers(0, 256, (n_test, 28, 28)), rng.integers(0, 10, n_test))
+
+
+def write_fashion(folder, arrays, gz):
+    os.makedirs(folder, exist_ok=True)
+    for f, a in zip(data.FASHION_FILES, arrays):
+        raw = _idx(a)
+        if gz:
+            with gzip.open(os.path.join(folder, f + ".gz"), "wb") as fh:
+                fh.write(raw)
+        else:
+            with open(os.path.join(folder, f), "wb") as fh:
+                fh.write(raw)
+
+
+def check_fashion(d, arrays):
+    x, y, tx, ty = arrays
+    assert d.num_classes == 10
+    for got, want in ((d.train_x, x), (d.test_x, tx)):
+        assert got.dtype == torch.uint8 and got.shape == (len(want), 1, 28, 28)
+        assert torch.equal(got[:, 0], torch.from_numpy(want.astype(np.uint8)))
+    for got, want in ((d.train_y, y), (d.test_y, ty)):
+        assert got.dtype == torch.int64 and got.tolist() == want.tolist()
+
+
+@pytest.fixture
+def no_system(tmp_path, monkeypatch):
+    """No package folder and no network, unless a test puts files there."""
+    system = tmp_path / "system"
+    system.mkdir()
+    monkeypatch.setattr(data, "SYSTEM_FASHION", str(system))
+    return system
+
+
+def test_fashion_from_data_dir(tmp_path, no_system):
+    arrays = fashion_arrays()
+    write_fashion(str(tmp_path / "root" / "FashionMNIST" / "raw"), arrays, gz=False)
+    check_fashion(data.load("fashion_mnist", root=str(tmp_path / "root"), download=False), arrays)
+
+
+def test_fashion_from_the_package_folder_is_extracted_once(tmp_path, no_system, monkeypatch):
+    arrays = fashion_arrays()
+    write_fashion(str(no_system), arrays, gz=True)
+    root = tmp_path / "root"
+    check_fashion(data.load("fashion_mnist", root=str(root), download=False), arrays)
+    raw = root / "FashionMNIST" / "raw"
+    assert sorted(os.listdir(raw)) == sorted(data.FASHION_FILES)     # no temporary left
+    # second time: read from data_dir, the package folder is not touched
+    monkeypatch.setattr(data, "SYSTEM_FASHION", str(tmp_path / "gone"))
+    check_fashion(data.load("fashion_mnist", root=str(root), download=False), arrays)
+
+
+def test_two_runs_extracting_at_once_both_load(tmp_path, no_system, monkeypatch):
+    """Two runs that start together on a fresh machine both extract the package; the one that
+    finishes first must not take the other's half-written file away (a sweep lost its first
+    run so)."""
+    arrays = fashion_arrays()
+    write_fashion(str(no_system), arrays, gz=True)
+    root = str(tmp_path / "root")
+    real = data.shutil.copyfileobj
+    other = []
+
+    def copy_while_another_finishes(fin, fout, *a):
+        if not other:                      # the other run does all its work in between
+            other.append(1)
+            data._extract_system_fashion(root)
+        return real(fin, fout, *a)
+
+    monkeypatch.setattr(data.shutil, "copyfileobj", copy_while_another_finishes)
+    check_fashion(data.load("fashion_mnist", root=root, download=False), arrays)
+    assert other and sorted(os.listdir(os.path.join(root, "FashionMNIST", "raw"))) == sorted(data.FASHION_FILES)
+
+
+def test_fashion_nowhere_is_one_line_naming_both_ways(tmp_path, no_system, monkeypatch):
+    with pytest.raises(data.DataError) as e:
+        data.load("fashion_mnist", root=str(tmp_path / "root"), download=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "apt-get install dataset-fashion-mnist" in msg and "network" in msg
+    calls = []
+
+    def no_network(*args, **kwargs):
+        calls.append(args)
+        raise urllib.error.URLError("no network in tests")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    with pytest.raises(data.DataError) as e:
+        data.load("fashion_mnist", root=str(tmp_path / "root"), download=True)
+    msg = str(e.value)
+    assert calls, "the download was not attempted"
+    assert "\n" not in msg and "download failed" in msg and "apt-get install dataset-fashion-mnist" in msg
+
+
+def test_fashion_corrupt_idx_is_one_line(tmp_path, no_system):
+    raw = tmp_path / "root" / "FashionMNIST" / "raw"
+    write_fashion(str(raw), fashion_arrays(), gz=False)
+    (raw / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03garbage")
+    with pytest.raises(data.DataError) as e:
+        data.load("fashion_mnist", root=str(tmp_path / "root"), download=False)
+    assert "\n" not in str(e.value) and "delete them and rerun" in str(e.value)
+
+
+def test_fashion_registry_shape_and_statistics():
+    spec = data.get("fashion_mnist")
+    assert spec.input_shape == (1, 28, 28) and spec.num_classes == 10
+    assert (spec.n_train, spec.n_test) == (60_000, 10_000)
+    assert spec.mean == (0.2860,) and spec.std == (0.3530,)
+    if not all(os.path.isfile(os.path.join(data.SYSTEM_FASHION, f + ".gz")) for f in data.FASHION_FILES):
+        pytest.skip("the real files (apt-get install dataset-fashion-mnist) are not here")
+    with gzip.open(os.path.join(data.SYSTEM_FASHION, data.FASHION_FILES[0] + ".gz"), "rb") as fh:
+        x = np.frombuffer(fh.read(), dtype=np.uint8, offset=16).astype(np.float64) / 255
+    assert len(x) == 60_000 * 784
+    assert x.mean() == pytest.approx(spec.mean[0], abs=5e-5)    # the registry's constants are
+    assert x.std() == pytest.approx(spec.std[0], abs=5e-5)      # the training images' own
+
+
+def test_two_epochs_on_tiny_fashion_files(tmp_path, no_system):
+    import config as C
+    import train
+    write_fashion(str(no_system), fashion_arrays(64, 32), gz=True)
+    cfg = C.build(None, ["dataset=fashion_mnist", f"data_dir={tmp_path / 'root'}", "model=resnet20",
+                         "width=0.25", "epochs=2", "batch_size=32", "device=cpu"])
+    s = train.train(cfg, results=str(tmp_path / "results"), quiet=True)
+    assert s["dataset"] == "fashion_mnist" and s["epochs"] == 2
+    assert 0.0 <= s["test_acc"] <= 100.0 and round(s["test_acc"] * 32 / 100) * 100 / 32 == pytest.approx(s["test_acc"])
