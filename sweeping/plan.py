@@ -1,5 +1,6 @@
 """Run state: what a run's dependencies give it, its name, whether it is done, the next round
 of a λ search, and which runs the folders on disk determine (for --dry-run and the report)."""
+import copy
 import math
 import os
 
@@ -124,6 +125,39 @@ def is_finished(cfg, results):
     if runs.is_finished(results, name):
         return True
     return REUSE_COMPLETE and runs.complete_summary(run_dir(results, name)) is not None
+
+
+def weight_users(specs):
+    """{id(run): the runs that start from its weights (init_from)}."""
+    out = {}
+    for s in specs:
+        if s.init_from is not None:
+            out.setdefault(id(s.init_from), []).append(s)
+    return out
+
+
+def weights_wanted(spec, users, results):
+    """True for a run --reuse-complete would reuse without its weights while a run still to
+    train starts from them (init_from): that run is trained again here (train.py retrains a
+    folder with no model.pt), or every run after it would fail. A user counts as done when
+    its config is known from what is on disk and it is complete itself."""
+    if not users or runs.is_finished(results, spec.name):
+        return False
+    for d in users:
+        others = [x for x in d.deps if x is not spec]
+        if any(x.cfg is None or not is_finished(x.cfg, results) for x in others):
+            return True
+        t = d
+        if d.cfg is None:
+            t = copy.copy(d)            # a copy: the scheduler materializes d itself later
+            t.overrides = list(d.overrides)
+            try:
+                materialize(t, results)
+            except (C.ConfigError, OSError, KeyError, ValueError, runs.RunFolderError):
+                return True
+        if not is_finished(t.cfg, results):
+            return True
+    return False
 
 
 def target_value(results, spec, metric="sparsity"):

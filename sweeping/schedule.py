@@ -4,7 +4,8 @@ import time
 import config as C
 import runs
 
-from .plan import epoch_seconds, is_finished, known, materialize, missed, next_round, spec_cfg, time_key
+from .plan import (epoch_seconds, is_finished, known, materialize, missed, next_round, spec_cfg, time_key,
+                   weight_users, weights_wanted)
 from .profile import TERMINAL
 
 
@@ -30,6 +31,7 @@ def run_all(specs, results, launcher, state=None):
     jobs = max(1, int(getattr(launcher, "jobs", 1) or 1))
     order = {id(s): i for i, s in enumerate(specs)}
     pending, born = list(specs), []
+    users = weight_users(specs)     # (a search's rounds never start from weights)
 
     def settle(s, status, note=""):
         state[id(s)] = (status, note)
@@ -97,7 +99,7 @@ def run_all(specs, results, launcher, state=None):
                         still.append(s)
                     continue
                 claimed[s.name] = s
-                if is_finished(s.cfg, results):
+                if is_finished(s.cfg, results) and not weights_wanted(s, users.get(id(s)), results):
                     settle(s, "skipped")
                 else:
                     queue.append(s)
@@ -181,6 +183,7 @@ def dry_run(specs, results):
     except (C.ConfigError, runs.RunFolderError) as e:
         print(f"  error: {e}")
         return 2
+    users = weight_users(ready + waiting)
     measured = epoch_seconds(results)
     left = {"epochs": 0, "seconds": 0.0, "timed": 0, "untimed": 0}
 
@@ -201,12 +204,14 @@ def dry_run(specs, results):
         if s.name in seen:
             dup += 1
             print(f"  same  {s.name}  ({s.entry}: the same run as above, run once)")
-        elif is_finished(s.cfg, results):
+        elif is_finished(s.cfg, results) and not weights_wanted(s, users.get(id(s)), results):
             done += 1
             print(f"  done  {s.name}  {cost(s, False)}")
         else:
             todo += 1
-            print(f"  todo  {s.name}  {cost(s, True)}")
+            why = ("  (complete without its weights, which a run still to train starts from: "
+                   "trained again)" if is_finished(s.cfg, results) else "")
+            print(f"  todo  {s.name}  {cost(s, True)}{why}")
         seen.add(s.name)
     for s in waiting:
         if s.after is not None:

@@ -129,8 +129,16 @@ def test_finishing_in_parts_runs_to_the_end_with_the_full_profiles_names(tmp_pat
     assert not set(started[len(first):]) & set(first)    # session 2 reused session 1's rounds
 
     # the unfiltered dry-run lists every run the two sessions made, done, under the same name
-    rows, _ = dry(capsys, *res)
-    assert set(started) <= set(rows["done"]) and len(rows["done"]) == len(started)
+    rows, out = dry(capsys, *res)
+    # but the stand-in writes no weights (as committed results have none): the dense runs the
+    # 90%/95% prune + fine-tune and xrda_from_dense runs still to train start from are to be
+    # trained again, the rest is reused
+    again = set(started) - set(rows["done"])
+    assert again and again <= set(rows["todo"]) and len(rows["done"]) == len(started) - len(again)
+    for name in again:
+        assert "-sgd-" in name and json.load(open(os.path.join(results, "runs", name, "summary.json")))[
+            "entry"] == "sgd_half"
+        assert f"todo  {name}  4 epochs  (complete without its weights, which a run still to train" in out
     # and those names are the ones an unfiltered sweep of the whole profile makes
     full = synthetic.sweep_profile(FASHION, tmp_path / "full")
     assert set(started) <= set(os.listdir(os.path.join(full, "runs")))
@@ -162,3 +170,56 @@ def test_bad_values_are_one_line_and_exit_2(args, message, tmp_path, capsys):
     cap = capsys.readouterr()
     assert cap.out == "" and len(cap.err.strip().splitlines()) == 1
     assert cap.err.startswith("error: " + message), cap.err
+
+
+WEIGHTS = f"""
+seeds: [0]
+overrides: [epochs=1, dataset=fashion_mnist]
+runs:
+  - name: dense
+    config: {sweep.REPO}/configs/quick/sgd.yaml
+  - name: tuned
+    config: {sweep.REPO}/configs/quick/sgd.yaml
+    init_from: dense
+    overrides: [optim.lr=0.05]
+"""
+
+
+def test_a_reused_run_without_weights_is_trained_again_when_a_run_still_to_train_starts_from_it(
+        tmp_path, monkeypatch, capsys):
+    """--reuse-complete takes committed results (no model.pt) as done; a run that loads the
+    weights of one (init_from) would fail on a fresh clone, so that one is trained again first,
+    and only while such a run is still to train."""
+    import runs
+    monkeypatch.setattr(plan, "REUSE_COMPLETE", True)
+    path = tmp_path / "w.yaml"
+    path.write_text(WEIGHTS)
+    results = str(tmp_path / "results")
+
+    def weights_too(results, s):     # what train.py leaves: the results and the weights
+        synthetic.write_run(results, s.name, s.cfg)
+        if s.init_from is not None:  # it loads its parent's weights: they must be there
+            assert os.path.exists(os.path.join(runs.run_dir(results, s.init_from.name), "model.pt"))
+        open(os.path.join(runs.run_dir(results, s.name), "model.pt"), "wb").close()
+
+    # the dense run committed without weights, tuned not run yet
+    dense, tuned = sweep.expand(str(path))
+    sweep.materialize(dense, results)
+    synthetic.write_run(results, dense.name, dense.cfg)
+    assert runs.complete_summary(runs.run_dir(results, dense.name)) and not runs.is_finished(results, dense.name)
+    assert sweep.main([str(path), "--dry-run", "--reuse-complete", "--results", results]) == 0
+    out = capsys.readouterr().out
+    assert f"todo  {dense.name}  1 epochs  (complete without its weights" in out and "2 runs: 0 finished, 2 to run" in out
+    launcher = StandInLauncher(results, weights_too)
+    state = sweep.run_all(sweep.expand(str(path)), results, launcher)
+    assert sorted(st for st, _ in state.values()) == ["finished", "finished"]
+    assert launcher.started[0] == dense.name and len(launcher.started) == 2
+
+    # both committed without weights: nothing to train, the dense run is reused as it is
+    for name in launcher.started:
+        os.remove(os.path.join(runs.run_dir(results, name), "model.pt"))
+    assert sweep.main([str(path), "--dry-run", "--reuse-complete", "--results", results]) == 0
+    assert "2 runs: 2 finished, 0 to run" in capsys.readouterr().out
+    launcher = StandInLauncher(results, weights_too)
+    state = sweep.run_all(sweep.expand(str(path)), results, launcher)
+    assert launcher.started == [] and sorted(st for st, _ in state.values()) == ["skipped", "skipped"]
