@@ -451,13 +451,27 @@ def environment():
             "device_name": device, "threads": torch.get_num_threads()}
 
 
-def _cpu_name():
+def _cpu_name(cpuinfo="/proc/cpuinfo"):
+    """The CPU's model name, with its family, model and widest vector unit where the name
+    alone does not tell machines apart (a VM may show "AMD EPYC" for CPUs whose epochs took
+    53 s and 126 s): "AMD EPYC (family 26 model 2, AVX-512)"."""
+    first = {}
     with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return ""
+                if not line.strip():
+                    break                       # the first processor's block is enough
+                key, _, value = line.partition(":")
+                first[key.strip()] = value.strip()
+    name = first.get("model name", "")
+    if not name:
+        return ""
+    flags = set(first.get("flags", "").split())
+    isa = ("AMX" if "amx_bf16" in flags else "AVX-512" if "avx512f" in flags else
+           "AVX2" if "avx2" in flags else "")
+    what = [f"family {first['cpu family']} model {first['model']}"] if "cpu family" in first and "model" in first else []
+    what += [isa] if isa else []
+    return f"{name} ({', '.join(what)})" if what else name
 
 
 # ----------------------------------------------------------------------------- reading

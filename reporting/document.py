@@ -92,6 +92,28 @@ def environment(df):
     return "; ".join(parts)
 
 
+def compute(df):
+    """Where the training time went, per CPU or GPU the runs trained on (device_name): a
+    profile finished over several sessions may have run on machines of different speed."""
+    if "train_seconds" not in df.columns or "epochs" not in df.columns:
+        return []
+    d = df[df["train_seconds"].notna() & (df["epochs"] > 0)]
+    if d.empty:
+        return []
+    dev = d["device_name"].fillna("not recorded") if "device_name" in d.columns else "not recorded"
+    rows = []
+    for name, part in d.groupby(dev, sort=True):
+        per_epoch = part["train_seconds"] / part["epochs"].astype(float)
+        rows.append([name, len(part), f"{part['train_seconds'].sum() / 3600:.2f}",
+                     f"{per_epoch.median():.0f}", f"{per_epoch.min():.0f}–{per_epoch.max():.0f}"])
+    text = (f"Training time: {d['train_seconds'].sum() / 3600:.1f} run-hours over {len(d)} runs (each "
+            f"run's own wall-clock time, summary.json's `train_seconds`; a machine training k runs at "
+            f"once spends about 1/k of it), by the CPU or GPU each run trained on:")
+    table = T.md(["trained on", "runs", "run-hours", "median s / epoch", "s / epoch, range"], rows,
+                 ["l", "r", "r", "r", "r"])
+    return [text, "", table, ""]
+
+
 def seeds_line(df):
     """How many seeds the runs have, and what one seed means for the verdicts."""
     seeds = sorted({int(v) for v in df["seed"] if v == v})
@@ -125,6 +147,7 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
           f"weights, evaluated once BatchNorm statistics are recomputed on training images "
           f"(`bn_recal`, every method alike; `test_acc_running_bn` in summary.json keeps the number "
           f"with training's running statistics). Environment of these runs: {environment(df)}.", ""]
+    L += compute(df)
     if reused:
         L += [f"{reused} of these runs have no weights on this machine: they are committed results "
               f"(or were reused by `sweep.py --reuse-complete`), trained where their summary.json says.", ""]

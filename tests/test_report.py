@@ -573,3 +573,20 @@ def test_a_point_within_one_percent_of_the_nonzeros_stands_at_the_level():
     # inside the tolerance the nearest end's accuracy, not a line extended past it
     xs, ys = [K.log_nnz(0.8999, n), K.log_nnz(0.85, n)], [91.0, 92.0]
     assert K.interpolate(xs, ys, x90) == pytest.approx(91.0)
+
+
+def test_the_training_time_is_split_by_the_machine_each_run_trained_on():
+    import pandas as pd
+    from reporting import document as D
+    df = pd.DataFrame({"device_name": ["fast", "slow", "fast", "slow", None],
+                       "epochs": [8, 8, 4, 8, 2],
+                       "train_seconds": [400.0, 1000.0, 240.0, 1040.0, float("nan")]})
+    text, _, table, _ = D.compute(df)
+    # 400 + 1000 + 240 + 1040 s = 0.7333 h; the run with no time is left out
+    assert "Training time: 0.7 run-hours over 4 runs" in text
+    lines = table.splitlines()
+    # fast: 640 s = 0.18 h, 50 and 60 s an epoch; slow: 2040 s = 0.57 h, 125 and 130 s
+    assert lines[2] == "| fast | 2 | 0.18 | 55 | 50–60 |"
+    assert lines[3] == "| slow | 2 | 0.57 | 128 | 125–130 |"
+    assert len(lines) == 4
+    assert D.compute(df.drop(columns=["train_seconds"])) == []

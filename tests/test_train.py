@@ -201,3 +201,22 @@ def test_structural_macs_are_what_removing_zero_filters_leaves():
     with torch.no_grad():
         m2.layers[0].conv1.weight[:, :, 0, 0] = 0.0
     assert train.structural_macs(m2) == dense
+
+
+def test_the_cpu_name_tells_apart_machines_a_vm_names_alike(tmp_path):
+    """A VM shows "AMD EPYC" for CPUs 2.4x apart in epoch time; the summary's device_name adds
+    family, model and the widest vector unit from /proc/cpuinfo's first processor."""
+    block = ("processor\t: {i}\nvendor_id\t: AuthenticAMD\ncpu family\t: {fam}\nmodel\t\t: {model}\n"
+             "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 {more}\n\n")
+    cases = {("26", "2", "avx512f avx512_bf16"): "AMD EPYC (family 26 model 2, AVX-512)",
+             ("25", "1", ""): "AMD EPYC (family 25 model 1, AVX2)",
+             ("6", "143", "avx512f amx_bf16 amx_tile"): "AMD EPYC (family 6 model 143, AMX)"}
+    for (fam, model, more), want in cases.items():
+        p = tmp_path / f"cpuinfo{fam}"
+        # a second processor with other flags: only the first one is read
+        p.write_text(block.format(i=0, fam=fam, model=model, more=more)
+                     + block.format(i=1, fam="1", model="1", more="amx_bf16"))
+        assert runs._cpu_name(str(p)) == want
+    (tmp_path / "bare").write_text("model name\t: Some CPU\n")
+    assert runs._cpu_name(str(tmp_path / "bare")) == "Some CPU"
+    assert runs._cpu_name(str(tmp_path / "absent")) == ""
