@@ -590,3 +590,42 @@ def test_the_training_time_is_split_by_the_machine_each_run_trained_on():
     assert lines[3] == "| slow | 2 | 0.57 | 128 | 125–130 |"
     assert len(lines) == 4
     assert D.compute(df.drop(columns=["train_seconds"])) == []
+
+
+def test_points_calibrated_to_the_same_target_meet_before_a_nearer_one_seed_round():
+    """The linear schedule's 90% search ended on its round at 88.91% (3 seeds) after a round at
+    90.18% (seed 0 only); LATS's 90% point is at 89.57%. Nearest in log nonzeros, the one-seed
+    round wins by 0.001 and the calibrated point is left unmatched; calibrated to the same
+    target by the same rule, the two searches' all-seed points are compared."""
+    import pandas as pd
+    from reporting import papers as PA
+    n_w = 100_000
+    rows = []
+
+    def add(entry, sched, value, sparsity, target, rnd, seeds, acc):
+        key = "optim.lam" if sched == "lats" else "optim.final_threshold"
+        for s in seeds:
+            rows.append({"row": "r", "entry": entry, "mode": "elementwise", "swept_value": value,
+                         "method": "soft_threshold", "role": "baseline", "model": "resnet20", "width": 0.5,
+                         "swept_key": key, "total_epochs": 8, "seed": s, "acc": acc + 0.05 * s,
+                         "sparsity": sparsity, "nnz": (1 - sparsity) * n_w, "n_weights": n_w,
+                         "compression": 1 / (1 - sparsity), "mac_frac": 1 - sparsity, "filter_sparsity": 0.0,
+                         "kernel_sparsity": 0.0, "train_acc": 95.0, "collapsed": False,
+                         "calibration_target": target, "calibration_round": rnd if s == 0 else 0,
+                         "init_from": "", "run": f"{entry}-{value}-s{s}", "threshold_schedule": sched,
+                         "n_test": 10_000})
+
+    add("soft_threshold", "lats", "0.00177", 0.8957, 0.9, 2, (0, 1, 2), 91.6)
+    add("soft_threshold", "lats", "0.001", 0.8235, 0.9, 1, (0,), 91.9)
+    add("soft_threshold_linear", "linear", "0.171", 0.9018, 0.9, 3, (0,), 90.7)
+    add("soft_threshold_linear", "linear", "0.161", 0.8891, 0.9, 4, (0, 1, 2), 90.7)
+    df = pd.DataFrame(rows)
+    table = [t for t in PA.POINT_TABLES if t.key == "lats"][0]
+    got = {q["a"]["swept_value"]: q for q in CL.point_pairs(df, CL.points(df), table)}
+    # by hand: |ln(0.1109 / 0.1043)| = 0.061, |ln(0.0982 / 0.1043)| = 0.060
+    cal, rnd = got["0.161"], got["0.171"]
+    assert cal["ref"]["swept_value"] == "0.00177" and cal["match"] == "target 90%, Δlog nnz 0.06"
+    assert cal["outcome"] == K.LOSS                       # 0.9 pp below at 3 seeds, 0.05 pp apart
+    # the one-seed round takes no reference point from it; LATS's own round (82.35%) is
+    # |ln(0.0982 / 0.1765)| = 0.59 away: unmatched
+    assert rnd["ref"] is None and rnd["outcome"] == "unmatched"
