@@ -112,17 +112,23 @@ def test_missing_offline_is_one_line(tmp_path):
     _assert_one_line_missing(str(e.value), tmp_path)
 
 
-def test_download_failure_is_one_line(tmp_path, monkeypatch):
+@pytest.fixture
+def no_network(monkeypatch):
+    """urlopen fails as it does offline; the list records the attempts."""
     calls = []
 
-    def no_network(*args, **kwargs):
+    def refuse(*args, **kwargs):
         calls.append(args)
         raise urllib.error.URLError("no network in tests")
 
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    return calls
+
+
+def test_download_failure_is_one_line(tmp_path, no_network):
     with pytest.raises(data.DataError) as e:
         data.load("cifar10", root=str(tmp_path), download=True)
-    assert calls, "the download was not attempted"
+    assert no_network, "the download was not attempted"
     msg = str(e.value)
     _assert_one_line_missing(msg, tmp_path)
     assert "could not be downloaded" in msg and "no network in tests" in msg
@@ -492,22 +498,16 @@ def test_two_runs_extracting_at_once_both_load(tmp_path, no_system, monkeypatch)
     assert other and sorted(os.listdir(os.path.join(root, "FashionMNIST", "raw"))) == sorted(data.FASHION_FILES)
 
 
-def test_fashion_nowhere_is_one_line_naming_both_ways(tmp_path, no_system, monkeypatch):
+def test_fashion_nowhere_is_one_line_naming_both_ways(tmp_path, no_system, no_network):
     with pytest.raises(data.DataError) as e:
         data.load("fashion_mnist", root=str(tmp_path / "root"), download=False)
     msg = str(e.value)
     assert "\n" not in msg and "apt-get install dataset-fashion-mnist" in msg and "network" in msg
-    calls = []
-
-    def no_network(*args, **kwargs):
-        calls.append(args)
-        raise urllib.error.URLError("no network in tests")
-
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    assert not no_network
     with pytest.raises(data.DataError) as e:
         data.load("fashion_mnist", root=str(tmp_path / "root"), download=True)
     msg = str(e.value)
-    assert calls, "the download was not attempted"
+    assert no_network, "the download was not attempted"
     assert "\n" not in msg and "download failed" in msg and "apt-get install dataset-fashion-mnist" in msg
 
 
