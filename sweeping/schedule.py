@@ -204,14 +204,14 @@ def dry_run(specs, results):
         if s.name in seen:
             dup += 1
             print(f"  same  {s.name}  ({s.entry}: the same run as above, run once)")
-        elif is_finished(s.cfg, results) and not weights_wanted(s, users.get(id(s)), results):
-            done += 1
-            print(f"  done  {s.name}  {cost(s, False)}")
-        else:
+        elif not (fin := is_finished(s.cfg, results)) or weights_wanted(s, users.get(id(s)), results):
             todo += 1
             why = ("  (complete without its weights, which a run still to train starts from: "
-                   "trained again)" if is_finished(s.cfg, results) else "")
+                   "trained again)" if fin else "")
             print(f"  todo  {s.name}  {cost(s, True)}{why}")
+        else:
+            done += 1
+            print(f"  done  {s.name}  {cost(s, False)}")
         seen.add(s.name)
     for s in waiting:
         if s.after is not None:
