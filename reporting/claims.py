@@ -299,6 +299,9 @@ def point_pairs(df, pts, table):
                      "outcome": "unmatched"} for n in range(len(mine))]
             continue
         ref = pts[(pts["row"] == row) & (pts["entry"] == refs[0][1])].reset_index(drop=True)
+        # a collapsed point is a fact to show, never a point to compare with or against
+        ref = ref[ref["collapsed"] == 0].reset_index(drop=True)
+        dead = {n for n in range(len(mine)) if mine["collapsed"].iloc[n]}
         kind = "macs" if i["mode"] in STRUCTURED else "nnz"
         x = lambda p: list(np.log(p["mac_frac"].clip(lower=1e-9)) if kind == "macs"
                            else np.log(((1 - p["sparsity"]) * p["n_weights"]).clip(lower=0.5)))
@@ -307,7 +310,7 @@ def point_pairs(df, pts, table):
         if same_key:
             for n in range(len(mine)):
                 hit = ref.index[ref["swept_value"] == mine["swept_value"].iloc[n]]
-                if len(hit):
+                if len(hit) and n not in dead:
                     pairs[n] = (int(hit[0]), f"same {mine['swept_key'].iloc[0].split('.')[-1]}")
         xm, xr = x(mine), x(ref)
         unit = "nnz" if kind == "nnz" else "MACs"
@@ -317,21 +320,22 @@ def point_pairs(df, pts, table):
         for t in sorted({float(v) for v in mine["calibration_target"] if v == v}):
             taken = {m for m, _ in pairs.values()}
             cand = [(-min(int(mine["seeds"].iloc[n]), int(ref["seeds"].iloc[m])), abs(xm[n] - xr[m]), n, m)
-                    for n in range(len(mine)) if n not in pairs and mine["calibration_target"].iloc[n] == t
+                    for n in range(len(mine)) if n not in pairs and n not in dead
+                    and mine["calibration_target"].iloc[n] == t
                     for m in range(len(ref)) if m not in taken and ref["calibration_target"].iloc[m] == t]
             best = min(cand, default=None)
             if best is not None and best[1] <= K.MATCH_TOL:
                 pairs[best[2]] = (best[3], f"target {100 * t:g}%, Δlog {unit} {best[1]:.2f}")
         taken = {m for m, _ in pairs.values()}
-        rest = [n for n in range(len(mine)) if n not in pairs]   # other rounds, other keys
+        rest = [n for n in range(len(mine)) if n not in pairs and n not in dead]   # other rounds, keys
         free = [m for m in range(len(ref)) if m not in taken]
         for n, m, d in K.match_points([xm[n] for n in rest], [xr[m] for m in free]):
             pairs[rest[n]] = (free[m], f"Δlog {unit} {d:.2f}")
         for n in range(len(mine)):
             a = mine.iloc[n]
             if n not in pairs:
-                out.append({"row": row, "entry": entry, "a": a, "ref": None, "match": "unmatched",
-                            "outcome": "unmatched"})
+                out.append({"row": row, "entry": entry, "a": a, "ref": None, "outcome": "unmatched",
+                            "match": "collapsed: not compared" if n in dead else "unmatched"})
                 continue
             r = ref.iloc[pairs[n][0]]
             out.append({"row": row, "entry": entry, "a": a, "ref": r, "match": pairs[n][1],

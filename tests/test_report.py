@@ -602,7 +602,7 @@ def test_points_calibrated_to_the_same_target_meet_before_a_nearer_one_seed_roun
     n_w = 100_000
     rows = []
 
-    def add(entry, sched, value, sparsity, target, rnd, seeds, acc):
+    def add(entry, sched, value, sparsity, target, rnd, seeds, acc, train_acc=95.0):
         key = "optim.lam" if sched == "lats" else "optim.final_threshold"
         for s in seeds:
             rows.append({"row": "r", "entry": entry, "mode": "elementwise", "swept_value": value,
@@ -610,7 +610,8 @@ def test_points_calibrated_to_the_same_target_meet_before_a_nearer_one_seed_roun
                          "swept_key": key, "total_epochs": 8, "seed": s, "acc": acc + 0.05 * s,
                          "sparsity": sparsity, "nnz": (1 - sparsity) * n_w, "n_weights": n_w,
                          "compression": 1 / (1 - sparsity), "mac_frac": 1 - sparsity, "filter_sparsity": 0.0,
-                         "kernel_sparsity": 0.0, "train_acc": 95.0, "collapsed": False,
+                         "kernel_sparsity": 0.0, "train_acc": train_acc,
+                         "collapsed": train_acc < 55.0,
                          "calibration_target": target, "calibration_round": rnd if s == 0 else 0,
                          "init_from": "", "run": f"{entry}-{value}-s{s}", "threshold_schedule": sched,
                          "n_test": 10_000})
@@ -619,6 +620,13 @@ def test_points_calibrated_to_the_same_target_meet_before_a_nearer_one_seed_roun
     add("soft_threshold", "lats", "0.001", 0.8235, 0.9, 1, (0,), 91.9)
     add("soft_threshold_linear", "linear", "0.171", 0.9018, 0.9, 3, (0,), 90.7)
     add("soft_threshold_linear", "linear", "0.161", 0.8891, 0.9, 4, (0, 1, 2), 90.7)
+    # at 99%: LATS's nearest round collapsed (train acc 39%, under chance + half the way to
+    # 100%), its other one is 0.9886 -> 0.9890: |ln(0.0110 / 0.0114)| = 0.04; the linear
+    # schedule's collapsed round is no point either
+    add("soft_threshold", "lats", "0.0079", 0.9889, 0.99, 3, (0,), 40.0, train_acc=39.0)
+    add("soft_threshold", "lats", "0.0299", 0.9886, 0.99, 2, (0,), 83.4)
+    add("soft_threshold_linear", "linear", "0.4", 0.9890, 0.99, 2, (0,), 76.8)
+    add("soft_threshold_linear", "linear", "0.6", 0.9950, 0.99, 3, (0,), 10.0, train_acc=10.0)
     df = pd.DataFrame(rows)
     table = [t for t in PA.POINT_TABLES if t.key == "lats"][0]
     got = {q["a"]["swept_value"]: q for q in CL.point_pairs(df, CL.points(df), table)}
@@ -629,3 +637,7 @@ def test_points_calibrated_to_the_same_target_meet_before_a_nearer_one_seed_roun
     # the one-seed round takes no reference point from it; LATS's own round (82.35%) is
     # |ln(0.0982 / 0.1765)| = 0.59 away: unmatched
     assert rnd["ref"] is None and rnd["outcome"] == "unmatched"
+    high, dead = got["0.4"], got["0.6"]
+    assert high["ref"]["swept_value"] == "0.0299" and high["match"] == "target 99%, Δlog nnz 0.04"
+    assert dead["ref"] is None and dead["match"] == "collapsed: not compared"
+    assert all(q["ref"] is None or q["ref"]["swept_value"] != "0.0079" for q in got.values())
