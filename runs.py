@@ -78,8 +78,9 @@ SUMMARY_FIELDS = {
     # written since these fields were added: older summaries lack them (OPTIONAL)
     "world_size": "processes the run trained on (torchrun)",
     "model_bytes": "size of model.pt as written", "model_sha256": "sha256 of model.pt as written",
+    "init_sha256": "sha256 of the init_from model.pt when this run started from it ('' for random init)",
 }
-OPTIONAL = ("world_size", "model_bytes", "model_sha256")   # a summary may lack these
+OPTIONAL = ("world_size", "model_bytes", "model_sha256", "init_sha256")   # a summary may lack these
 
 # What the fields of summary.json must hold (checked on every read: a wrongly typed field
 # makes the run damaged, never a wrong number): "int" a whole number, "num" a finite number
@@ -93,7 +94,7 @@ FIELD_TYPES = {
     **{k: "num" for k in ("width", "lam", "test_loss", "train_loss", "flops_nonzero", "train_seconds",
                           "calibration_target")},
     "sparsity": "frac", "sparsity_all": "frac", "test_acc": "pct", "train_acc": "pct",
-    "model_sha256": "sha",
+    "model_sha256": "sha", "init_sha256": "sha",
 }
 NAN_OK = ("calibration_target",)
 

@@ -287,14 +287,15 @@ def _setup(cfg, d):
     return device, data, model, method, eval_model, init_path
 
 
-def _resume(cfg, out, d, model, method, device, chash, name, say):
-    """(metrics rows so far, first epoch to train, training seconds so far): from the newest
-    readable checkpoint, or a fresh start (config.yaml written)."""
+def _resume(cfg, out, d, model, method, device, chash, name, say, init_sha=""):
+    """(metrics rows so far, first epoch to train, training seconds so far, sha256 of the
+    weights the run started from): from the newest readable checkpoint, or a fresh start
+    (config.yaml written)."""
     ckpt, used = load_checkpoint(out, device, chash)
     if ckpt is None:
         if d.main:
             runs.atomic_write(runs.path(out, runs.CONFIG), yaml.safe_dump(cfg, sort_keys=False))
-        return [], 0, 0.0
+        return [], 0, 0.0, init_sha
     model.load_state_dict(ckpt["model"])
     method.load_state_dict(ckpt["method"])
     torch.set_rng_state(ckpt["rng"])
@@ -312,7 +313,11 @@ def _resume(cfg, out, d, model, method, device, chash, name, say):
         say(f"{name}: note: this checkpoint was written with {ckpt['threads']} CPU threads, this "
             f"process has {torch.get_num_threads()}; on the CPU a resumed run is bit-identical "
             f"only at the same thread count")
-    return rows, start, ckpt["train_seconds"]
+    started = ckpt.get("init_sha256", init_sha)   # the weights it started from, not today's file
+    if started != init_sha:
+        say(f"{name}: note: {cfg['init_from']} has changed since this run started from it; "
+            f"the run goes on from its checkpoint and records the weights it started from")
+    return rows, start, ckpt["train_seconds"], started
 
 
 def train_one_epoch(cfg, method, model, fwd, data, epoch, device, d, bar):
@@ -359,7 +364,7 @@ def _non_finite(what, epoch, start, out):
     return RunError(f"{what} in epoch {epoch + 1} ({kept} in {out}); lower optim.lr or optim.lam", 3)
 
 
-def _save_epoch(out, d, rows, model, method, epoch, train_seconds, chash):
+def _save_epoch(out, d, rows, model, method, epoch, train_seconds, chash, init_sha=""):
     """metrics.csv and the checkpoint after an epoch (rank 0), the previous one kept."""
     if d.main:
         ckpt_path = runs.path(out, runs.CHECKPOINT)
@@ -369,7 +374,8 @@ def _save_epoch(out, d, rows, model, method, epoch, train_seconds, chash):
         runs.save_torch({"model": model.state_dict(), "method": method.state_dict(),
                          "rng": torch.get_rng_state(), "rows": rows, "epoch": epoch,
                          "train_seconds": train_seconds, "config_hash": chash,
-                         "threads": torch.get_num_threads(), "world_size": d.world}, ckpt_path)
+                         "threads": torch.get_num_threads(), "world_size": d.world,
+                         "init_sha256": init_sha}, ckpt_path)
     d.barrier()   # no rank runs ahead of the checkpoint it could be resumed from
 
 
@@ -377,7 +383,11 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
     name, chash = C.run_name(cfg), C.config_hash(cfg)
     _check_folder(cfg, out, chash)
     device, data, model, method, eval_model, init_path = _setup(cfg, d)
-    rows, start, train_seconds = _resume(cfg, out, d, model, method, device, chash, name, say)
+    # which weights it starts from: a dense run trained again (on another CPU, say) differs in
+    # the last bits, so the summary says which version its followers started from
+    init_sha = runs.file_sha256(init_path) if init_path else ""
+    rows, start, train_seconds, init_sha = _resume(cfg, out, d, model, method, device, chash, name,
+                                                   say, init_sha)
 
     fwd = dist_.wrap(model, d, device)
     fwd = torch.compile(fwd) if cfg["compile"] else fwd
@@ -408,7 +418,7 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
         rows.append({"epoch": epoch + 1, "lr": method.lr, "train_loss": train_loss, "train_acc": train_acc,
                      "test_loss": test_loss, "test_acc": test_acc, "sparsity": sp, "nnz": nnz,
                      "seconds": time.perf_counter() - t0, **extras})
-        _save_epoch(out, d, rows, model, method, epoch, train_seconds, chash)
+        _save_epoch(out, d, rows, model, method, epoch, train_seconds, chash, init_sha)
         start = epoch + 1
         trained_now += 1
         # ETA: the mean epoch (training + evaluation) of this process times the epochs left
@@ -422,10 +432,12 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
             raise StopAfter(f"{name}: stopped after {trained_now} epoch(s) as asked (--stop-after), "
                             f"{start}/{cfg['epochs']} done: run the same command to resume")
     bar.close()
-    return _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_seconds, init_path)
+    return _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_seconds, init_path,
+                   init_sha)
 
 
-def _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_seconds, init_path):
+def _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_seconds, init_path,
+            init_sha=""):
     """The final evaluation (BatchNorm statistics recomputed for every method alike, bn_recal;
     the last epoch's numbers with the running statistics stay in metrics.csv and the summary),
     then model.pt, layers.csv, the index row and summary.json (rank 0)."""
@@ -457,6 +469,7 @@ def _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_sec
                "train_loss": last["train_loss"], **metrics.counts(eval_model),
                "macs_structural": macs_structural,
                "train_seconds": train_seconds, "config_hash": chash, "init_from": init_path,
+               "init_sha256": init_sha,
                **cfg["identity"], **runs.environment(), "world_size": d.world,
                "model_bytes": model_bytes, "model_sha256": model_sha256}
     # The index row first, the summary last: summary.json is what makes the run finished, so

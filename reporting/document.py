@@ -4,6 +4,7 @@ the comparisons behind it (only for a profile whose `evidence` is not `none`), t
 the figures."""
 import math
 import os
+from collections import Counter
 
 import runs
 
@@ -114,6 +115,38 @@ def compute(df):
     return [text, "", table, ""]
 
 
+def starts_line(df):
+    """Whether the runs that start from another run's weights (init_from) started from the
+    weights that run holds now: a dense run trained again (a fresh machine has no weights, and
+    another CPU gives other last bits) leaves its earlier followers on an earlier version."""
+    f = df[df["init_from"] != ""] if "init_from" in df.columns else df.iloc[:0]
+    if f.empty:
+        return []
+    sha = dict(zip(df["run"], df["model_sha256"])) if "model_sha256" in df.columns else {}
+    same, older, unknown = [], [], []
+    for _, r in f.iterrows():
+        src = os.path.normpath(r["init_from"])
+        parent = os.path.basename(os.path.dirname(src) if src.endswith(".pt") else src)
+        rec = r.get("init_sha256")
+        rec = rec if isinstance(rec, str) and rec else ""
+        now = sha.get(parent)
+        now = now if isinstance(now, str) and now else ""
+        (unknown if not (rec and now) else same if rec == now else older).append(r["entry"] or r["run"])
+    count = lambda xs: ", ".join(f"{e}: {n}" for e, n in sorted(Counter(xs).items()))
+    parts = []
+    if same:
+        parts.append(f"{len(same)} started from the weights their start run holds now ({count(same)})")
+    if older:
+        parts.append(f"**{len(older)} from an earlier version of it** ({count(older)}): that run was "
+                     f"trained again after they started (a machine without its weights, whose CPU "
+                     f"rounds differently), so the dense numbers shown are not exactly those of the "
+                     f"model they pruned or trained on")
+    if unknown:
+        parts.append(f"{len(unknown)} do not say which version ({count(unknown)}: trained before "
+                     f"summary.json recorded `init_sha256`, or their start run records no checksum)")
+    return [f"{len(f)} runs start from another run's weights (`init_from`): " + "; ".join(parts) + ".", ""]
+
+
 def seeds_line(df):
     """How many seeds the runs have, and what one seed means for the verdicts."""
     seeds = sorted({int(v) for v in df["seed"] if v == v})
@@ -151,6 +184,7 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
     if reused:
         L += [f"{reused} of these runs have no weights on this machine: they are committed results "
               f"(or were reused by `sweep.py --reuse-complete`), trained where their summary.json says.", ""]
+    L += starts_line(df)
     if fell:
         L += [f"{fell} run(s) collapsed (final training accuracy below "
               f"{100 * runs.COLLAPSE_FRACTION:g}% of the way from chance to 100%): shown in the tables, "

@@ -641,3 +641,28 @@ def test_points_calibrated_to_the_same_target_meet_before_a_nearer_one_seed_roun
     assert high["ref"]["swept_value"] == "0.0299" and high["match"] == "target 99%, Δlog nnz 0.04"
     assert dead["ref"] is None and dead["match"] == "collapsed: not compared"
     assert all(q["ref"] is None or q["ref"]["swept_value"] != "0.0079" for q in got.values())
+
+
+def test_starts_line_tells_which_version_of_the_start_run_a_follower_pruned():
+    import pandas as pd
+
+    from reporting import document as DOC
+
+    a, b = "a" * 64, "b" * 64
+    rows = [dict(run="dense-s0", entry="sgd_half", init_from="", model_sha256=a, init_sha256=""),
+            dict(run="dense-s1", entry="sgd_half", init_from="", model_sha256=b, init_sha256=""),
+            # started from dense-s0 as it is now
+            dict(run="pft-s0", entry="magnitude_finetune", init_from="results/runs/dense-s0/model.pt",
+                 model_sha256="c" * 64, init_sha256=a),
+            # started from dense-s1 before it was trained again (its sha then: a)
+            dict(run="pft-s1", entry="magnitude_finetune", init_from="results/runs/dense-s1",
+                 model_sha256="d" * 64, init_sha256=a),
+            # trained before the field existed
+            dict(run="fd-s0", entry="xrda_from_dense", init_from="results/runs/dense-s0/model.pt",
+                 model_sha256="e" * 64, init_sha256=float("nan"))]
+    text = DOC.starts_line(pd.DataFrame(rows))[0]
+    assert text.startswith("3 runs start from another run's weights")
+    assert "1 started from the weights their start run holds now (magnitude_finetune: 1)" in text
+    assert "**1 from an earlier version of it** (magnitude_finetune: 1)" in text
+    assert "1 do not say which version (xrda_from_dense: 1" in text
+    assert DOC.starts_line(pd.DataFrame(rows[:2])) == []   # nothing starts from another run

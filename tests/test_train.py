@@ -167,6 +167,33 @@ def test_init_from_loads_weights_and_checks_architecture(tmp_path):
         train.train(bad, results=str(tmp_path), quiet=True)
 
 
+def test_init_sha256_names_the_weights_a_run_started_from_even_across_a_resume(tmp_path):
+    import hashlib
+
+    first = train.train(cfg_for("resnet20", 1), results=str(tmp_path), quiet=True)
+    dense = runs.run_dir(str(tmp_path), first["run"])
+    model_pt = os.path.join(dense, "model.pt")
+    original = hashlib.sha256(open(model_pt, "rb").read()).hexdigest()
+    assert original == first["model_sha256"] and first["init_sha256"] == ""   # random init: none
+    cfg = cfg_for("resnet20", 2, f"init_from={dense}")
+    out = str(tmp_path / "follower")
+    with pytest.raises(train.StopAfter):
+        train.train(cfg, out=out, results=str(tmp_path), quiet=True, stop_after=1)
+    # the dense run is trained again (another CPU gives other last bits): a new model.pt
+    saved = torch.load(model_pt, weights_only=False)
+    saved["state_dict"] = {k: (v + 1e-3 if v.is_floating_point() else v)
+                           for k, v in saved["state_dict"].items()}
+    size, sha = runs.save_torch_sha(saved, model_pt)
+    summary = runs.read_summary(dense)
+    summary.update(model_bytes=size, model_sha256=sha)   # as a retrain writes them
+    runs.save_json(summary, os.path.join(dense, "summary.json"))
+    assert hashlib.sha256(open(model_pt, "rb").read()).hexdigest() != original
+    s = train.train(cfg, out=out, results=str(tmp_path), quiet=True)
+    assert s["epochs"] == 2 and s["init_sha256"] == original   # what it started from, not today's file
+    fresh = train.train(cfg_for("resnet20", 1, f"init_from={dense}"), results=str(tmp_path), quiet=True)
+    assert fresh["init_sha256"] == hashlib.sha256(open(model_pt, "rb").read()).hexdigest()
+
+
 def test_a_checkpoint_from_another_config_is_never_resumed(tmp_path):
     out = str(tmp_path / "run")
     cfg = cfg_for("resnet20", 2)
