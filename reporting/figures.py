@@ -628,6 +628,20 @@ def tables_swept(p):
         return f"{sym} = {p['swept_value']}"
 
 
+def _few_log_labels(axis, lim):
+    """A log axis spanning under two decades: matplotlib labels its minor ticks too, in
+    scientific notation that overlaps at a column's width; label 1, 2 and 5 of each decade
+    in plain numbers instead, and no minor tick."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = sorted(lim)
+    if lo <= 0 or math.log10(hi / lo) >= 2:
+        return
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def searches(df, folder, search_rows=(), titles=None, looks=None):
     """Sparsity against the searched key for every λ search (seed 0's rounds, in round
     order), one panel per row and key; the target sparsities as dotted lines."""
@@ -673,6 +687,7 @@ def searches(df, folder, search_rows=(), titles=None, looks=None):
             handles[style.mpl(style.label(meth, entry))] = ax.plot([], [], color=kw["color"], marker=kw["marker"],
                                                                    lw=0.6)[0]
         ax.set_xscale("log")
+        _few_log_labels(ax.xaxis, ax.get_xlim())
         all_y = sp_x(mine["sparsity"].clip(upper=0.9999))
         lo = min(float(np.min(all_y)), float(sp_x(min(mine["calibration_target"])))) - 0.1
         hi = max(float(np.max(all_y)), float(sp_x(max(mine["calibration_target"])))) + 0.1
@@ -684,7 +699,7 @@ def searches(df, folder, search_rows=(), titles=None, looks=None):
                       }.get(key.split(".")[-1], (key, key))
         ax.set_xlabel(f"{sym} ({key}, log scale)")
         ax.set_ylabel("sparsity (log-spaced)")
-        ax.set_title(f"{titles.get(row, row)}: searches of {short} (seed 0)")
+        ax.set_title(f"{titles.get(row, row)}:\nsearches of {short} (seed 0)")   # two lines: a column's width
         handles.update(_mark_handles(plt, marks))
         if "collapsed_round" in marks:
             from matplotlib.lines import Line2D
