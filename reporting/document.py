@@ -10,6 +10,7 @@ import runs
 
 from . import compare as K
 from . import figures
+from .load import parent_run
 from . import papers as PA
 from . import published
 from . import style
@@ -125,8 +126,7 @@ def starts_line(df):
     sha = dict(zip(df["run"], df["model_sha256"])) if "model_sha256" in df.columns else {}
     same, older, unknown = [], [], []
     for _, r in f.iterrows():
-        src = os.path.normpath(r["init_from"])
-        parent = os.path.basename(os.path.dirname(src) if src.endswith(".pt") else src)
+        parent = parent_run(r["init_from"])
         rec = r.get("init_sha256")
         rec = rec if isinstance(rec, str) and rec else ""
         now = sha.get(parent)

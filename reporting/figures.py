@@ -398,9 +398,7 @@ def _parent_metrics(df, p):
     for _, r in _runs_of(df, p).iterrows():
         if not r["init_from"]:
             continue
-        src = os.path.normpath(r["init_from"])      # a run folder, or its model.pt
-        parent = os.path.basename(os.path.dirname(src) if src.endswith(".pt") else src)
-        hit = df[df["run"] == parent]
+        hit = df[df["run"] == L.parent_run(r["init_from"])]
         if len(hit):
             out.append(L.metrics_of(hit["folder"].iloc[0]))
     return out
@@ -631,7 +629,7 @@ def tables_swept(p):
 def _few_log_labels(axis, lim):
     """A log axis spanning under two decades: matplotlib labels its minor ticks too, in
     scientific notation that overlaps at a column's width; label 1, 2 and 5 of each decade
-    in plain numbers instead, and no minor tick."""
+    in plain numbers instead, the minor ticks unlabelled."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     lo, hi = sorted(lim)

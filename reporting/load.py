@@ -180,6 +180,12 @@ def load(profile, results):
     return df, {"missing": missing, "waiting": waiting, "other": other, "searches": search_rows(searches)}
 
 
+def parent_run(init_from):
+    """The name of the run an init_from value (a run folder, or its model.pt) points at."""
+    src = os.path.normpath(init_from)
+    return os.path.basename(os.path.dirname(src) if src.endswith(".pt") else src)
+
+
 def metrics_of(folder):
     """A run's metrics.csv as a DataFrame (epoch, test_acc, sparsity, ...), numeric columns as
     numbers. A damaged file (a row with another number of fields than the header, which
