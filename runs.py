@@ -53,7 +53,8 @@ SUMMARY_FIELDS = {
     "test_acc_running_bn": "last epoch's test accuracy with training's running BatchNorm statistics",
     "test_loss_running_bn": "the same for the test loss",
     "bn_recal_images": "training images the BatchNorm statistics were recomputed on (0: none)",
-    "train_acc": "last epoch's training accuracy, percent", "train_loss": "last epoch's loss",
+    "train_acc": "last epoch's training accuracy, percent (an average over weights that were still changing)",
+    "train_loss": "last epoch's loss",
     "sparsity": "zeros among conv + linear weights (fraction)",
     "sparsity_all": "zeros among all parameters (fraction)",
     "nnz": "nonzero conv + linear weights", "n_weights": "conv + linear weights",
@@ -79,8 +80,10 @@ SUMMARY_FIELDS = {
     "world_size": "processes the run trained on (torchrun)",
     "model_bytes": "size of model.pt as written", "model_sha256": "sha256 of model.pt as written",
     "init_sha256": "sha256 of the init_from model.pt when this run started from it ('' for random init)",
+    "train_acc_final": "the final weights' accuracy, percent, on the first FINAL_TRAIN_IMAGES training "
+                       "images of a fixed order (no augmentation, after bn_recal): what collapsed() reads",
 }
-OPTIONAL = ("world_size", "model_bytes", "model_sha256", "init_sha256")   # a summary may lack these
+OPTIONAL = ("world_size", "model_bytes", "model_sha256", "init_sha256", "train_acc_final")   # a summary may lack these
 
 # What the fields of summary.json must hold (checked on every read: a wrongly typed field
 # makes the run damaged, never a wrong number): "int" a whole number, "num" a finite number
@@ -94,7 +97,7 @@ FIELD_TYPES = {
     **{k: "num" for k in ("width", "lam", "test_loss", "train_loss", "flops_nonzero", "train_seconds",
                           "calibration_target")},
     "sparsity": "frac", "sparsity_all": "frac", "test_acc": "pct", "train_acc": "pct",
-    "model_sha256": "sha", "init_sha256": "sha",
+    "train_acc_final": "pct", "model_sha256": "sha", "init_sha256": "sha",
 }
 NAN_OK = ("calibration_target",)
 
@@ -606,8 +609,21 @@ def complete_summary(out):
 
 # A run is collapsed when its final training accuracy is below this fraction of the way from
 # chance (100 / classes) to 100%: 55% for 10 classes. Training accuracy, not test accuracy, so
-# that no test image decides it, and not the BatchNorm statistics either.
+# that no test image decides it, and not the BatchNorm statistics either. "Final" is the final
+# weights' (train_acc_final, measured on FINAL_TRAIN_IMAGES training images after training),
+# not the last epoch's average (train_acc): a threshold that still grows while the rate goes to
+# zero can break a model in its last steps while the epoch's average stays near 90%.
 COLLAPSE_FRACTION = 0.5
+FINAL_TRAIN_IMAGES = 10_000
+
+
+def collapse_measure(summary):
+    """(training accuracy %, which field) that collapsed() judges a run by: train_acc_final,
+    or for a run from before summary.json recorded it, the last epoch's train_acc."""
+    final = summary.get("train_acc_final")
+    if final is not None and final == final and final != "":   # absent, NaN (a csv gap), ""
+        return float(final), "train_acc_final"
+    return float(summary["train_acc"]), "train_acc"
 
 
 def collapsed(summary):
@@ -616,7 +632,7 @@ def collapsed(summary):
 
     spec = data.DATASETS.get(summary.get("dataset"))
     chance = 100.0 / (spec.num_classes if spec else 10)
-    return float(summary["train_acc"]) < chance + COLLAPSE_FRACTION * (100.0 - chance)
+    return collapse_measure(summary)[0] < chance + COLLAPSE_FRACTION * (100.0 - chance)
 
 
 def zero_fraction(out, unit):

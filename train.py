@@ -11,6 +11,7 @@ the same resolved config is skipped; an unfinished one resumes from its last epo
 """
 import argparse
 import contextlib
+import itertools
 import math
 import os
 import random
@@ -237,6 +238,20 @@ def recalibrate_bn(model, data, cfg, n_images):
     return seen
 
 
+def final_train_accuracy(cfg, eval_model, data, device, d, n_images=runs.FINAL_TRAIN_IMAGES):
+    """Accuracy % of the final weights (eval mode, after bn_recal) on the first `n_images`
+    training images of bn_recal's fixed order, without augmentation (whole batches of
+    eval_batch_size; every rank its part of each): what the collapse rule reads. The last
+    epoch's train_acc averages over weights that were still changing, and a threshold that
+    grows to the last step can break a model that average calls fine."""
+    bs = cfg["eval_batch_size"]
+    shard = dict(rank=d.rank, world=d.world) if d.enabled else {}
+    batches = data.train_batches(bs, cfg["seed"], epoch=cfg["epochs"], augment=False,
+                                 channels_last=cfg["channels_last"], **shard)
+    with runs.autocast(cfg, device):
+        return _evaluate(eval_model, itertools.islice(batches, math.ceil(n_images / bs)), d)[1]
+
+
 def structural_macs(model):
     """Multiply-adds of one input once every all-zero output filter and the input channels it
     feeds are removed: the MACs of the slim export (export.slim_model), which is what a
@@ -451,6 +466,7 @@ def _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_sec
         state = eval_model.state_dict()
     else:
         final_loss, final_acc = last["test_loss"], last["test_acc"]
+    train_acc_final = final_train_accuracy(cfg, eval_model, data, device, d)
     if not d.main:
         d.barrier()   # rank 0 writes the run's files
         return None
@@ -466,7 +482,7 @@ def _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_sec
                "lam": 0.0, **method.summary(), "test_acc": final_acc, "test_loss": final_loss,
                "test_acc_running_bn": last["test_acc"], "test_loss_running_bn": last["test_loss"],
                "bn_recal_images": recal, "train_acc": last["train_acc"],
-               "train_loss": last["train_loss"], **metrics.counts(eval_model),
+               "train_loss": last["train_loss"], "train_acc_final": train_acc_final, **metrics.counts(eval_model),
                "macs_structural": macs_structural,
                "train_seconds": train_seconds, "config_hash": chash, "init_from": init_path,
                "init_sha256": init_sha,

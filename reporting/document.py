@@ -116,6 +116,25 @@ def compute(df):
     return [text, "", table, ""]
 
 
+def collapse_line(df):
+    """How many runs collapsed, and by which measure of their training accuracy: the final
+    weights' (train_acc_final), or for runs from before summary.json recorded it, the last
+    epoch's average, which a model broken in its last steps passes."""
+    fell = int(df["collapsed"].sum()) if "collapsed" in df.columns else 0
+    older = int((df["collapse_measure"] == "train_acc").sum()) if "collapse_measure" in df.columns else 0
+    if not fell and not older:
+        return []
+    line = (f"{fell} run(s) collapsed (the final weights' accuracy on {runs.FINAL_TRAIN_IMAGES:,} "
+            f"training images below {100 * runs.COLLAPSE_FRACTION:g}% of the way from chance to "
+            f"100%): shown in the tables, never interpolated through.")
+    if older:
+        line += (f" {older} of the {len(df)} runs are judged by their last epoch's average "
+                 f"training accuracy instead (trained before summary.json recorded "
+                 f"`train_acc_final`): an average over weights that were still changing, which "
+                 f"a model broken in its last steps can pass.")
+    return [line, ""]
+
+
 def starts_line(df):
     """Whether the runs that start from another run's weights (init_from) started from the
     weights that run holds now: a dense run trained again (a fresh machine has no weights, and
@@ -174,7 +193,6 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
         shown = ", ".join(left["other"][:3]) + (", …" if n_other > 3 else "")
         L += [f"Left out: {n_other} other row(s) of `{res}/runs.csv` that are not this profile's runs ({shown}).", ""]
     reused = int((~df["weights_here"]).sum()) if "weights_here" in df.columns else 0
-    fell = int(df["collapsed"].sum()) if "collapsed" in df.columns else 0
     L += [EVIDENCE_TEXT.get(evidence, EVIDENCE_TEXT["none"]), "", seeds_line(df), "",
           f"Every number is a final number (nothing is selected by test accuracy): the last epoch's "
           f"weights, evaluated once BatchNorm statistics are recomputed on training images "
@@ -185,10 +203,7 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
         L += [f"{reused} of these runs have no weights on this machine: they are committed results "
               f"(or were reused by `sweep.py --reuse-complete`), trained where their summary.json says.", ""]
     L += starts_line(df)
-    if fell:
-        L += [f"{fell} run(s) collapsed (final training accuracy below "
-              f"{100 * runs.COLLAPSE_FRACTION:g}% of the way from chance to 100%): shown in the tables, "
-              f"never interpolated through.", ""]
+    L += collapse_line(df)
     if left.get("searches"):
         L += ["## λ searches", "",
               "Every search of the profile (seed 0's rounds): the round it ended on, its nonzeros "

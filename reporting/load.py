@@ -19,7 +19,7 @@ from sweeping import plan, profile as P
 NUMERIC = ("width", "seed", "epochs", "total_epochs", "lam", "test_acc", "test_loss", "train_acc",
            "train_loss", "sparsity", "sparsity_all", "nnz", "n_weights", "n_params", "flops_dense",
            "flops_nonzero", "macs_structural", "train_seconds", "calibration_target", "calibration_round",
-           "threads", "test_acc_running_bn", "bn_recal_images")
+           "threads", "test_acc_running_bn", "bn_recal_images", "train_acc_final")
 
 
 class ReportError(Exception):
@@ -173,7 +173,11 @@ def load(profile, results):
     struct = df["macs_structural"] if "macs_structural" in df.columns else math.nan
     df["mac_frac"] = struct / df["flops_dense"]
     df["mac_frac_elementwise"] = df["flops_nonzero"] / df["flops_dense"]
-    df["collapsed"] = [runs.collapsed(r) for r in df[["dataset", "train_acc"]].to_dict("records")]
+    if "train_acc_final" not in df.columns:
+        df["train_acc_final"] = math.nan
+    judged = df[["dataset", "train_acc", "train_acc_final"]].to_dict("records")
+    df["collapsed"] = [runs.collapsed(r) for r in judged]
+    df["collapse_measure"] = [runs.collapse_measure(r)[1] for r in judged]
     df["n_test"] = [data.DATASETS[d].n_test if d in data.DATASETS else 0 for d in df["dataset"]]
     df["weights_here"] = [os.path.exists(runs.path(f, runs.MODEL)) for f in df["folder"]]
     df["compression"] = df["n_weights"] / df["nnz"].clip(lower=1)

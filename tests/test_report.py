@@ -666,3 +666,26 @@ def test_starts_line_tells_which_version_of_the_start_run_a_follower_pruned():
     assert "**1 from an earlier version of it** (magnitude_finetune: 1)" in text
     assert "1 do not say which version (xrda_from_dense: 1" in text
     assert DOC.starts_line(pd.DataFrame(rows[:2])) == []   # nothing starts from another run
+
+
+def test_collapse_line_counts_runs_by_the_measure_that_judged_them():
+    import pandas as pd
+
+    import runs
+    from reporting import document as DOC
+
+    # 10 classes: collapsed below 10 + 0.5 * 90 = 55%
+    rows = [dict(dataset="fashion_mnist", train_acc=88.5, train_acc_final=48.98),   # broken at the end
+            dict(dataset="fashion_mnist", train_acc=90.0, train_acc_final=83.52),
+            dict(dataset="fashion_mnist", train_acc=57.1, train_acc_final=float("nan")),  # older run
+            dict(dataset="fashion_mnist", train_acc=32.2, train_acc_final=float("nan"))]  # older, collapsed
+    df = pd.DataFrame(rows)
+    df["collapsed"] = [runs.collapsed(r) for r in rows]
+    df["collapse_measure"] = [runs.collapse_measure(r)[1] for r in rows]
+    assert df["collapsed"].tolist() == [True, False, False, True]
+    text = DOC.collapse_line(df)[0]
+    assert text.startswith("2 run(s) collapsed (the final weights' accuracy on 10,000 training images")
+    assert "2 of the 4 runs are judged by their last epoch's average training accuracy" in text
+    newer = df.iloc[:2]
+    assert "judged by their last epoch's average" not in DOC.collapse_line(newer)[0]
+    assert DOC.collapse_line(newer.iloc[1:]) == []   # nothing collapsed, nothing judged the old way

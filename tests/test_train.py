@@ -247,3 +247,58 @@ def test_the_cpu_name_tells_apart_machines_a_vm_names_alike(tmp_path):
     (tmp_path / "bare").write_text("model name\t: Some CPU\n")
     assert runs._cpu_name(str(tmp_path / "bare")) == "Some CPU"
     assert runs._cpu_name(str(tmp_path / "absent")) == ""
+
+
+def _first_images_accuracy(model, data, cfg, n):
+    """Accuracy % of `model` (eval mode) on the first n training images of bn_recal's order,
+    counted here image by image."""
+    model.eval()
+    hits = seen = 0
+    with torch.no_grad():
+        for x, y in data.train_batches(cfg["eval_batch_size"], cfg["seed"], cfg["epochs"],
+                                       augment=False, channels_last=cfg["channels_last"]):
+            x, y = x[: n - seen], y[: n - seen]
+            hits += int((model(x).argmax(1) == y).sum())
+            seen += len(y)
+            if seen >= n:
+                break
+    return 100.0 * hits / seen
+
+
+def test_train_acc_final_is_the_final_weights_accuracy_on_training_images(tmp_path):
+    cfg = cfg_for("resnet20", 2)
+    s = train.train(cfg, results=str(tmp_path), quiet=True)
+    d = data.load("digits")
+    d.subset(cfg["train_subset"])
+    model = runs.load_model(runs.run_dir(str(tmp_path), s["run"]))
+    # 256 training images, fewer than FINAL_TRAIN_IMAGES: all of them, as the saved weights score them
+    assert s["train_acc_final"] == pytest.approx(_first_images_accuracy(model, d, cfg, 256), abs=1e-9)
+    assert runs.read_summary(runs.run_dir(str(tmp_path), s["run"]))["train_acc_final"] == s["train_acc_final"]
+
+
+def test_a_model_broken_in_its_last_step_is_collapsed_whatever_the_epoch_average(tmp_path, monkeypatch):
+    # the exported weights lose their classifier (as a threshold that grows to the last step can
+    # break a model): every logit 0, so every image is called class 0, and the final training
+    # accuracy is the share of class 0 among the training images (all 1,437 of digits, fewer than
+    # FINAL_TRAIN_IMAGES), whatever the epoch's average was
+    build = train.build_method
+
+    def broken(cfg, model, steps):
+        method = build(cfg, model, steps)
+        export = method.export
+
+        def zero_classifier():
+            state = export()
+            return {k: (torch.zeros_like(v) if k.startswith("fc.") else v) for k, v in state.items()}
+        method.export = zero_classifier
+        return method
+    monkeypatch.setattr(train, "build_method", broken)
+    cfg = cfg_for("resnet20", 5, "train_subset=0")
+    s = train.train(cfg, results=str(tmp_path), quiet=True)
+    labels = data.load("digits").train_y
+    assert len(labels) < runs.FINAL_TRAIN_IMAGES
+    share0 = 100.0 * float((labels == 0).sum()) / len(labels)
+    assert s["train_acc_final"] == pytest.approx(share0, abs=1e-9)
+    assert s["train_acc"] > 55.0 and runs.collapsed(s)   # the epoch's average would have passed
+    assert not runs.collapsed({**s, "train_acc_final": 55.0})
+    assert runs.collapse_measure({k: v for k, v in s.items() if k != "train_acc_final"}) == (s["train_acc"], "train_acc")
