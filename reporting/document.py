@@ -192,6 +192,12 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
     if n_other:
         shown = ", ".join(left["other"][:3]) + (", …" if n_other > 3 else "")
         L += [f"Left out: {n_other} other row(s) of `{res}/runs.csv` that are not this profile's runs ({shown}).", ""]
+    retired = left.get("retired", [])
+    if retired:
+        shown = ", ".join(retired[:3]) + (", …" if len(retired) > 3 else "")
+        L += [f"Not used: {len(retired)} run(s) this profile asked for once but its plan no longer "
+              f"names (a λ search took another path since they ran, e.g. a round now judged "
+              f"collapsed): {shown}.", ""]
     reused = int((~df["weights_here"]).sum()) if "weights_here" in df.columns else 0
     L += [EVIDENCE_TEXT.get(evidence, EVIDENCE_TEXT["none"]), "", seeds_line(df), "",
           f"Every number is a final number (nothing is selected by test accuracy): the last epoch's "

@@ -105,12 +105,17 @@ def seeds(profile):
 
 def index_names(results):
     """Run names listed in RESULTS/runs.csv (empty if there is none)."""
+    return [name for name, _ in index_profiles(results)]
+
+
+def index_profiles(results):
+    """(run name, the profile that asked for it) of each row of RESULTS/runs.csv."""
     p = os.path.join(results, runs.INDEX)
     if not os.path.exists(p):
         return []
     try:
         with open(p, newline="") as f:
-            return [r["run"] for r in csv.DictReader(f) if r.get("run")]
+            return [(r["run"], r.get("profile") or "") for r in csv.DictReader(f) if r.get("run")]
     except (OSError, KeyError, UnicodeDecodeError, csv.Error) as e:
         raise ReportError(f"{p}: unreadable ({e}); rebuild it from the run folders: python sweep.py "
                           f"--reindex --results {results}", code=1) from None
@@ -158,7 +163,8 @@ def load(profile, results):
         s["kernel_sparsity"], s["filter_sparsity"] = layer_fractions(folder)
         rows.append(s)
     mine = set(names)
-    other = [n for n in dict.fromkeys(index_names(results)) if n not in mine]
+    listed = dict(index_profiles(results))
+    other = [n for n in listed if n not in mine]
     if not rows:
         raise ReportError(f"profile {profile}: none of its {len(names) + waiting} runs is complete in "
                           f"{results}/runs/ (run `python sweep.py {profile}` first)", code=1)
@@ -181,7 +187,13 @@ def load(profile, results):
     df["n_test"] = [data.DATASETS[d].n_test if d in data.DATASETS else 0 for d in df["dataset"]]
     df["weights_here"] = [os.path.exists(runs.path(f, runs.MODEL)) for f in df["folder"]]
     df["compression"] = df["n_weights"] / df["nnz"].clip(lower=1)
-    return df, {"missing": missing, "waiting": waiting, "other": other, "searches": search_rows(searches)}
+    # rows this profile asked for once that its plan no longer names (a λ search that took
+    # another path since, e.g. a round the collapse rule now judges collapsed): not "other"
+    ours = set(df["profile"]) - {""}
+    retired = [n for n in other if listed[n] in ours]
+    other = [n for n in other if n not in retired]
+    return df, {"missing": missing, "waiting": waiting, "other": other, "retired": retired,
+                "searches": search_rows(searches)}
 
 
 def parent_run(init_from):

@@ -241,11 +241,18 @@ def test_report_covers_exactly_the_profile_and_names_stale_rows(tmp_path):
     prof, results = make(tmp_path)
     stale = "digits-resnet20-gmp-t0.744659-s0-deadbeef"
     runs.upsert_row(os.path.join(results, runs.INDEX), {"run": stale, "test_acc": 10.0})
+    # a round this profile once ran that its plan no longer names (a search that went another way)
+    from reporting import load
+    ours = load.load(prof, results)[0]["profile"].iloc[0]
+    retired = "digits-resnet20-xrda-lam0.5-s0-cafef00d"
+    runs.upsert_row(os.path.join(results, runs.INDEX), {"run": retired, "profile": ours, "test_acc": 10.0})
     out = tmp_path / "rep"
     written, n, left = report.build(prof, results, str(out))
-    assert n == 15 and left["other"] == [stale]
+    assert n == 15 and left["other"] == [stale] and left["retired"] == [retired]
     text = (out / "REPORT.md").read_text()
     assert "**15 runs**" in text and "Left out: 1 other row(s)" in text and stale in text
+    assert "Not used: 1 run(s) this profile asked for once but its plan no longer names" in text
+    assert retired in text
     assert "**Verdict: supported.**" in text and "**Verdict: refuted.**" in text
     with open(out / "tables" / "points.csv", newline="") as f:
         pts = list(csv.DictReader(f))
