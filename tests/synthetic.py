@@ -130,7 +130,7 @@ def write_run(results, name, cfg):
                     "total_epochs": cfg["epochs"] + (cfg["epochs"] if cfg["init_from"] else 0),
                     "lam": float(cfg["optim"].get("lam", 0.0) or 0.0), "test_acc": acc, "test_loss": 0.3,
                     "test_acc_running_bn": acc - 0.1, "test_loss_running_bn": 0.31, "bn_recal_images": 2048,
-                    "train_acc": train, "train_loss": 0.1, "sparsity": 1 - nnz / n_weights,
+                    "train_acc": train, "train_acc_final": train, "train_loss": 0.1, "sparsity": 1 - nnz / n_weights,
                     "sparsity_all": 1 - nnz / n_weights, "nnz": nnz, "n_weights": n_weights,
                     "n_params": n_weights + 500, "flops_dense": flops,
                     "flops_nonzero": sum(r["flops_nonzero"] for r in layers),
