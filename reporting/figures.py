@@ -124,6 +124,7 @@ def _record(stem, fig, **extra):
     legend += [t.get_text() for ax in axes if ax.get_legend() for t in ax.get_legend().get_texts()]
     DRAWN[stem] = {"titles": [ax.get_title(loc="left") for ax in axes if ax.get_title(loc="left")],
                    "legend": legend, "ylims": [ax.get_ylim() for ax in axes],
+                   "xlims": [ax.get_xlim() for ax in axes],
                    "xticks": [_shown(ax.get_xticks(), ax.get_xticklabels(), ax.get_xlim()) for ax in axes],
                    "yticks": [_shown(ax.get_yticks(), ax.get_yticklabels(), ax.get_ylim()) for ax in axes],
                    "size": tuple(fig.get_size_inches()), **extra}
@@ -322,7 +323,8 @@ def _xrange(finite, cand, to_x):
     lo_d = float(finite.min()) if len(finite) else 0.0
     hi_d = float(finite.max()) if len(finite) else 1.0
     left = [x for x in cx if x <= lo_d - 0.03] or [cx[0]]
-    right = [x for x in cx if x >= hi_d + 0.03] or [cx[-1]]
+    # past the last candidate (a collapsed round near 100%): the axis still reaches the point
+    right = [x for x in cx if x >= hi_d + 0.03] or [hi_d + 0.15]
     return max(-0.05, left[-1] - 0.05), right[0] + 0.05
 
 

@@ -405,6 +405,21 @@ def test_a_far_lower_healthy_point_is_marked_not_allowed_to_flatten_the_axis(bui
     assert d["ylims"][0][0] > 85
 
 
+def test_a_point_sparser_than_every_tick_stays_inside_the_axis(built, tmp_path):
+    from reporting import claims as CL
+    from reporting import load
+
+    df, _ = load.load("fashion", built["fashion"][2])
+    pts = CL.points(df)
+    i = pts.index[(pts["entry"] == "gmp")][0]
+    pts.loc[i, "sparsity"] = 0.99997              # x = 4.52, past the last tick (99.99%, x = 4)
+    pts.loc[i, "collapsed"] = 1
+    F.tradeoff(pts, str(tmp_path), "nnz", "col", "far")
+    lo, hi = F.DRAWN["far_col"]["xlims"][0]
+    assert lo < 4.52 < hi
+    assert hi < 5.9                               # not widened to the 100%-sparse edge either
+
+
 def test_dynamics_shows_few_curves_on_the_total_budget_axis(built):
     d = built["fashion"][1]["dynamics_page"]
     assert all(n <= 4 for n in d["curves"])
