@@ -48,8 +48,9 @@ def _complete(cfg, results):
 
 def expected(profile, results, searches=None):
     """(run names the profile expands to, in profile order without repeats; how many of its
-    runs cannot be named yet because a dependency or a λ search has not finished). The
-    profile's λ searches, replayed from disk, are appended to `searches` when given."""
+    runs cannot be named yet because a dependency or a λ search has not finished; how many
+    never run because the λ search they follow did not reach its target). The profile's λ
+    searches, replayed from disk, are appended to `searches` when given."""
     try:
         specs = P.expand(profile_path(profile))
         ready, waiting = plan.known(specs, results, done=_complete)
@@ -61,7 +62,8 @@ def expected(profile, results, searches=None):
             if s.search is not None and id(s.search) not in seen:
                 seen.add(id(s.search))
                 searches.append((s.entry, s.search))
-    return list(dict.fromkeys(s.name for s in ready)), len(waiting)
+    not_run = sum(1 for s in waiting if plan.never_runs(s))
+    return list(dict.fromkeys(s.name for s in ready)), len(waiting) - not_run, not_run
 
 
 def search_rows(searches):
@@ -146,12 +148,13 @@ def layer_fractions(folder):
 
 def load(profile, results):
     """The profile's complete runs as a DataFrame (one row a run), and what was left out:
-    {"missing": names expected but not complete, "waiting": count, "other": runs.csv rows
-    that are not the profile's}."""
+    {"missing": names expected but not complete, "waiting": count, "not_run": count of runs
+    whose λ search missed its target (settled: they do not hold a verdict back), "other":
+    runs.csv rows that are not the profile's}."""
     import pandas as pd
 
     searches = []
-    names, waiting = expected(profile, results, searches)
+    names, waiting, not_run = expected(profile, results, searches)
     rows, missing = [], []
     for name in names:
         folder = runs.run_dir(results, name)
@@ -166,7 +169,7 @@ def load(profile, results):
     listed = dict(index_profiles(results))
     other = [n for n in listed if n not in mine]
     if not rows:
-        raise ReportError(f"profile {profile}: none of its {len(names) + waiting} runs is complete in "
+        raise ReportError(f"profile {profile}: none of its {len(names) + waiting + not_run} runs is complete in "
                           f"{results}/runs/ (run `python sweep.py {profile}` first)", code=1)
     df = pd.DataFrame(rows)
     for c in NUMERIC:
@@ -192,7 +195,7 @@ def load(profile, results):
     ours = set(df["profile"]) - {""}
     retired = [n for n in other if listed[n] in ours]
     other = [n for n in other if n not in retired]
-    return df, {"missing": missing, "waiting": waiting, "other": other, "retired": retired,
+    return df, {"missing": missing, "waiting": waiting, "not_run": not_run, "other": other, "retired": retired,
                 "searches": search_rows(searches)}
 
 

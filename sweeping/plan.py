@@ -220,6 +220,19 @@ def missed(spec):
     return s.note if s is not None and s.done and s.value() is None and not s.failed else ""
 
 
+def never_runs(spec):
+    """Why a waiting run will never run: it follows, or depends on, a λ search that ended
+    without reaching its target (a fact the report shows, not work still to do); '' while it
+    can still run. A search that failed (an error) is not settled: a rerun may finish it."""
+    a = spec.after
+    if a is not None and a.done and not a.failed and a.value() is None:
+        return f"its λ search did not reach its target ({a.note})"
+    for d in spec.deps:
+        if missed(d) or never_runs(d):
+            return f"it depends on {d.name or d.label()}, whose λ search did not reach its target"
+    return ""
+
+
 def materialize(spec, results):
     """Fill in what the dependencies give and resolve the config; sets spec.cfg and spec.name.
     The run's identity goes in as `identity.*` overrides (not hashed: names do not change)."""

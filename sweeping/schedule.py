@@ -4,7 +4,7 @@ import time
 import config as C
 import runs
 
-from .plan import (epoch_seconds, is_finished, known, materialize, missed, next_round, spec_cfg, time_key,
+from .plan import (epoch_seconds, is_finished, known, materialize, missed, never_runs, next_round, spec_cfg, time_key,
                    weight_users, weights_wanted)
 from .profile import TERMINAL
 
@@ -226,8 +226,11 @@ def dry_run(specs, results):
             why = f"{kinds} {what}"
         gone = s.after is not None and s.after.done and (s.after.failed or s.after.value() is None)
         print(f"  wait  {s.label()}  ({why})  {cost(s, not gone)}")
-    print(f"{len(ready) - dup + len(waiting)} runs: {done} finished, {todo} to run, {len(waiting)} waiting "
-          f"on a dependency or a λ search" + (f" ({dup} entries name a run listed already)" if dup else ""))
+    gone = sum(1 for s in waiting if never_runs(s))
+    print(f"{len(ready) - dup + len(waiting)} runs: {done} finished, {todo} to run, {len(waiting) - gone} waiting "
+          f"on a dependency or a λ search" + (f", {gone} never run (their λ search did not reach its target)"
+                                               if gone else "")
+          + (f" ({dup} entries name a run listed already)" if dup else ""))
     extra = 0
     for x in _searches(ready + waiting):
         if not x.done and x.specs:

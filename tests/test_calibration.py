@@ -191,6 +191,48 @@ def test_unreachable_target_runs_no_followers_and_is_not_a_failure(tmp_path):
     assert not [s for s in specs if state[id(s)][0] in ("failed", "blocked")]
 
 
+def test_followers_of_a_missed_search_are_settled_not_waiting(tmp_path, capsys, monkeypatch):
+    """The seeds that follow a search that missed its target, and a run that takes its target
+    from it, never run: the dry run and the report count them apart from runs still to come,
+    so that they do not hold the profile's verdicts back for ever."""
+    from reporting import load
+    from sweeping import plan
+
+    prof = tmp_path / "p.yaml"
+    prof.write_text(PROFILE.format(repo=sweep.REPO).replace("[0.9, 0.99]", "[0.99]") + f"""
+  - name: gmp
+    config: {sweep.REPO}/configs/quick/gmp.yaml
+    target_from: st
+""")
+    results = str(tmp_path / "results")
+    curve = lambda lam: min(0.5, logistic(lam, mid=0.05))
+    sweep.run_all(sweep.expand(str(prof)), results, FakeLauncher(results, curve))
+    ready, waiting = sweep.known(sweep.expand(str(prof)), results)
+    why = {(s.entry, s.seed): plan.never_runs(s) for s in waiting}
+    # st seeds 1-2 follow the missed search; gmp's 3 seeds take their target from it
+    assert sorted(why) == [("gmp", 0), ("gmp", 1), ("gmp", 2), ("st", 1), ("st", 2)]
+    assert all(why[("st", k)].startswith("its λ search did not reach its target (not reached:") for k in (1, 2))
+    assert all("whose λ search did not reach its target" in why[("gmp", k)] for k in range(3))
+    n_rounds = len(ready)
+    assert sweep.dry_run(sweep.expand(str(prof)), results) == 0
+    out = capsys.readouterr().out
+    assert (f"{n_rounds + 5} runs: {n_rounds} finished, 0 to run, 0 waiting on a dependency or a λ search, "
+            f"5 never run (their λ search did not reach its target)") in out
+    # the fake runs' summaries hold no metrics: count a run done as the sweep does
+    monkeypatch.setattr(load, "_complete", lambda cfg, res: plan.is_finished(cfg, res))
+    names, n_waiting, n_not_run = load.expected(str(prof), results)
+    assert len(names) == n_rounds and (n_waiting, n_not_run) == (0, 5)
+
+
+def test_a_search_still_running_keeps_its_followers_waiting(tmp_path):
+    from sweeping import plan
+
+    prof = tmp_path / "p.yaml"
+    prof.write_text(PROFILE.format(repo=sweep.REPO).replace("[0.9, 0.99]", "[0.99]"))
+    ready, waiting = sweep.known(sweep.expand(str(prof)), str(tmp_path / "results"))
+    assert len(ready) == 1 and len(waiting) == 2 and not any(plan.never_runs(s) for s in waiting)
+
+
 def test_target_from_a_calibrated_entry_matches_each_target_at_its_calibrated_round(tmp_path):
     prof = tmp_path / "p.yaml"
     prof.write_text(PROFILE.format(repo=sweep.REPO) + f"""
