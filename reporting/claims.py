@@ -10,9 +10,12 @@ the levels both curves cover (Holm-corrected over those levels).
 
 A curve is read along the points every one of its seeds ran (a λ search's other rounds, seed
 0 only, are shown but never used), per seed along its Pareto frontier of runs that did not
-collapse (runs.collapsed) and only on the dense side of that seed's densest collapsed run: a
-level beyond a collapse is "not reached", never interpolated through. A level counts only
-where every seed's frontier covers it.
+collapse (runs.collapsed) and only on the dense side of that seed's densest collapsed run
+among those *inside* its healthy range: a level beyond a collapse is "not reached", never
+interpolated through. A collapsed run past every healthy full point of its seed on the swept
+value (a λ search's overshoot: a far larger λ, where the network broke and its sparsity means
+nothing) ends the curve there and bounds nothing before it. A level counts only where every
+seed's frontier covers it.
 
 The claims themselves are declarations (reporting/papers.py: per paper, which curves each is
 about, what they are compared with, along which axis); this module evaluates any declaration
@@ -112,16 +115,29 @@ def frontier(pts):
             if not any(x2 <= x and a2 >= a and (x2 < x or a2 > a) for x2, a2 in pts)]
 
 
+def _num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def seed_points(part, kind):
     """{seed: (frontier [(x, acc)], largest x)} of one curve: full points only, no collapsed
     run, and only points denser than the seed's densest collapsed run (any of its runs, search
-    rounds too). The largest x is the densest such point, frontier or not: the seed's curve
-    spans up to it (see envelope)."""
+    rounds too) except a collapsed run whose swept value is past every healthy full point's
+    of the seed (every swept key, λ, D, swd or a target, grows sparsity: such a run is a
+    search's overshoot beyond the curve, not a failure inside it). The largest x is the
+    densest such point, frontier or not: the seed's curve spans up to it (see envelope)."""
     full = full_points(part)
     out = {}
     for seed in sorted(full["seed"].unique()):
         mine = part[part["seed"] == seed]
+        healthy_top = max((_num(v) for v in full[(full["seed"] == seed) & ~full["collapsed"]]["swept_value"]),
+                          default=math.nan)
         fell = mine[mine["collapsed"]]
+        # NaN (a swept value that is no number) is never "past": the collapse bounds the curve
+        fell = fell[[not (_num(v) > healthy_top) for v in fell["swept_value"]]]
         edge = max(_xs(fell, kind)) if len(fell) else -math.inf
         ok = full[(full["seed"] == seed) & ~full["collapsed"]]
         pts = [(x, a) for x, a in zip(_xs(ok, kind), ok["acc"]) if x > edge]
@@ -143,10 +159,20 @@ def envelope(front, hi, x):
 
 
 def collapse_note(part, kind):
-    """Where a curve collapses ('' if none of its runs did): the least sparse collapsed run."""
+    """Where a curve collapses ('' if none of its runs did): the least sparse collapsed run
+    inside its healthy range; when every collapse is a search's overshoot past the healthy
+    points (see seed_points), the smallest swept value that collapsed."""
     fell = part[part["collapsed"]]
     if not len(fell):
         return ""
+    full = full_points(part)
+    top = max((_num(v) for v in full[~full["collapsed"]]["swept_value"]), default=math.nan)
+    inside = fell[[not (_num(v) > top) for v in fell["swept_value"]]]
+    if not len(inside):
+        key = str(part["swept_key"].iloc[0]) if "swept_key" in part else ""
+        low = min(_num(v) for v in fell["swept_value"])
+        return f"collapses at {key or 'the swept value'} ≥ {low:.3g}, past its sparsest point"
+    fell = inside
     if kind == "macs":
         return f"collapses at {100 * fell['mac_frac'].max():.3g}% of the MACs"
     return f"collapses at {100 * fell['sparsity'].min():.4g}% sparse"

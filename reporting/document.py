@@ -42,6 +42,11 @@ def _level(lv, kind):
     return f"{100 * lv:g}% {'MACs' if kind == 'macs' else 'sparse'}"
 
 
+# what a comparison's strength means, in words: "significant" alone would read as a claim of
+# significance next to an outcome that is "not measurable"
+STRENGTH_TEXT = {"significant": "several seeds a side", "suggestive": "suggestive: one seed on a side"}
+
+
 def comparison_line(c):
     a = style.label(c["a"]["method"], c["a"]["entry"])
     b = style.label(c["b"]["method"], c["b"]["entry"])
@@ -55,7 +60,7 @@ def comparison_line(c):
         p = "" if lv["p"] != lv["p"] else f", p={lv['p']:.2g}, Holm {lv.get('p_holm', lv['p']):.2g}"
         parts.append(f"{_level(lv['level'], c['kind'])}: {_vals(lv['a'])} vs {_vals(lv['b'])} "
                      f"(Δ {lv['diff']:+.2f} pp{p}, {lv['outcome']})")
-    return head + (f" ({c['strength']})" if c["strength"] else "") + "; " + "; ".join(parts)
+    return head + (f" ({STRENGTH_TEXT.get(c['strength'], c['strength'])})" if c["strength"] else "") + "; " + "; ".join(parts)
 
 
 def searches_md(rows):

@@ -179,12 +179,22 @@ def test_curves_use_only_the_points_every_seed_ran_and_never_cross_a_collapse():
     assert got[0.95] == [pytest.approx(want)] * 3
     # a collapsed run at 98% for seed 1: seed 1's frontier stops at 90%, so no level beyond 90%
     # has all seeds, and the table says where the curve collapses
-    rows2 = [r for r in rows if r[0] != 1] + [(1, 1, 0.9, 95.0, False), (1, 4, 0.98, 10.0, True),
+    rows2 = [r for r in rows if r[0] != 1] + [(1, 1, 0.9, 95.0, False), (1, 1.5, 0.98, 10.0, True),
                                               (1, 2, 0.99, 85.0, False)]
     part = _curve(rows2)
     got = CL.at_levels(part, "nnz")
     assert got[0.95] == [] and got[0.99] == [] and got[0.9] == [pytest.approx(95.0)] * 3
     assert CL.collapse_note(part, "nnz") == "collapses at 98% sparse"
+    # the same collapse as a search's overshoot (swept value past every healthy full point,
+    # a far larger λ whose broken network ended at 98%): the curve is intact up to 99%
+    rows_over = [r for r in rows2 if r[1] != 1.5] + [(1, 40, 0.98, 10.0, True)]
+    got = CL.at_levels(_curve(rows_over), "nnz")
+    assert got[0.95] == [pytest.approx(want)] * 3 and got[0.99] == [pytest.approx(85.0)] * 3
+    over = _curve(rows_over).assign(swept_key="optim.lam")
+    assert CL.collapse_note(over, "nnz") == "collapses at optim.lam ≥ 40, past its sparsest point"
+    # ... and a swept value that is no number cannot be placed: the collapse bounds the curve
+    rows_txt = [r for r in rows2 if r[1] != 1.5] + [(1, "x", 0.98, 10.0, True)]
+    assert CL.at_levels(_curve(rows_txt), "nnz")[0.99] == []
     # the Pareto frontier drops a denser point that is also less accurate
     assert CL.frontier([(1.0, 90.0), (2.0, 89.0), (0.5, 80.0)]) == [(1.0, 90.0), (0.5, 80.0)]
     # ... and a level on the dense side of the frontier, inside what the seed ran, takes the
