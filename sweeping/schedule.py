@@ -145,11 +145,11 @@ def run_all(specs, results, launcher, state=None):
 
 def print_table(specs, state, seconds=None):
     """The status table (runs a stopped sweep never settled count as `not run`)."""
-    counts = {k: 0 for k in TERMINAL + ("not run",)}
+    counts = {k: 0 for k in TERMINAL}      # TERMINAL holds "not run" already: one row of it
     for s in specs:
         counts[state.get(id(s), ("not run",))[0]] += 1
     print("\n| status   | runs |\n|----------|-----:|")
-    for k in TERMINAL + (("not run",) if counts["not run"] else ()):
+    for k in TERMINAL:
         print(f"| {k:<8} | {counts[k]:>4} |")
     if seconds is not None:
         print(f"\n{len(specs)} runs in {seconds:.0f}s")
