@@ -224,7 +224,9 @@ def dry_run(specs, results):
             kinds = "/".join(k for k in ("target_from", "init_from")
                              if (s.target_from if k == "target_from" else s.init_from))
             why = f"{kinds} {what}"
-        gone = s.after is not None and s.after.done and (s.after.failed or s.after.value() is None)
+        gone = bool(never_runs(s)) or (s.after is not None and s.after.done and s.after.failed)
+        if not s.after and never_runs(s):
+            why = never_runs(s)
         print(f"  wait  {s.label()}  ({why})  {cost(s, not gone)}")
     gone = sum(1 for s in waiting if never_runs(s))
     print(f"{len(ready) - dup + len(waiting)} runs: {done} finished, {todo} to run, {len(waiting) - gone} waiting "
@@ -239,6 +241,9 @@ def dry_run(specs, results):
              + (f" ({left['untimed']} run(s) with no measured epoch time not counted)" if left["untimed"] else "")
              if left["timed"] else "; no epoch time measured for these runs yet (none complete in "
              f"{results}/runs)")
+    if not left["epochs"] and not extra:
+        print("cost: nothing left to train")
+        return 0
     print(f"cost: {left['epochs']} run-epochs to train{hours}"
           + (f"; the λ searches' later rounds may add up to {extra} run-epochs" if extra else "")
           + " (one run at a time: divide by the runs that run at once)")

@@ -218,6 +218,7 @@ def test_followers_of_a_missed_search_are_settled_not_waiting(tmp_path, capsys, 
     out = capsys.readouterr().out
     assert (f"{n_rounds + 5} runs: {n_rounds} finished, 0 to run, 0 waiting on a dependency or a λ search, "
             f"5 never run (their λ search did not reach its target)") in out
+    assert "cost: nothing left to train" in out
     # the fake runs' summaries hold no metrics: count a run done as the sweep does
     monkeypatch.setattr(load, "_complete", lambda cfg, res: plan.is_finished(cfg, res))
     names, n_waiting, n_not_run = load.expected(str(prof), results)
