@@ -37,7 +37,7 @@ def test_the_readme_opens_with_a_quick_start_a_status_box_and_one_run():
             assert os.path.isfile(os.path.join(REPO, "configs", "profiles", f"{prof.group(1)}.yaml")), line
     assert "--quick" in open(os.path.join(REPO, "reproduce.sh")).read()
     status = quick[quick.index("> **Status"):]
-    for word in ("fashion", "in progress", "digits", "retired", "CIFAR", "ImageNet", "not run", "no GPU"):
+    for word in ("fashion", "complete", "digits", "retired", "CIFAR", "ImageNet", "not run", "no GPU"):
         assert word in status, word
     # the two commands stay shown where the reproduction is described
     assert "bash reproduce.sh --quick" in section("Reproduce") and "bash test.sh" in section("Reproduce")
