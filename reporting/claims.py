@@ -122,6 +122,13 @@ def _num(v):
         return math.nan
 
 
+def _inside(fell, healthy):
+    """The collapsed runs `fell` not past every healthy run's swept value (a search's overshoot
+    is past; a swept value that is no number never is)."""
+    top = max((_num(v) for v in healthy["swept_value"]), default=math.nan)
+    return fell[[not (_num(v) > top) for v in fell["swept_value"]]]
+
+
 def seed_points(part, kind):
     """{seed: (frontier [(x, acc)], largest x)} of one curve: full points only, no collapsed
     run, and only points denser than the seed's densest collapsed run (any of its runs, search
@@ -133,11 +140,7 @@ def seed_points(part, kind):
     out = {}
     for seed in sorted(full["seed"].unique()):
         mine = part[part["seed"] == seed]
-        healthy_top = max((_num(v) for v in full[(full["seed"] == seed) & ~full["collapsed"]]["swept_value"]),
-                          default=math.nan)
-        fell = mine[mine["collapsed"]]
-        # NaN (a swept value that is no number) is never "past": the collapse bounds the curve
-        fell = fell[[not (_num(v) > healthy_top) for v in fell["swept_value"]]]
+        fell = _inside(mine[mine["collapsed"]], full[(full["seed"] == seed) & ~full["collapsed"]])
         edge = max(_xs(fell, kind)) if len(fell) else -math.inf
         ok = full[(full["seed"] == seed) & ~full["collapsed"]]
         pts = [(x, a) for x, a in zip(_xs(ok, kind), ok["acc"]) if x > edge]
@@ -166,8 +169,7 @@ def collapse_note(part, kind):
     if not len(fell):
         return ""
     full = full_points(part)
-    top = max((_num(v) for v in full[~full["collapsed"]]["swept_value"]), default=math.nan)
-    inside = fell[[not (_num(v) > top) for v in fell["swept_value"]]]
+    inside = _inside(fell, full[~full["collapsed"]])
     if not len(inside):
         key = str(part["swept_key"].iloc[0]) if "swept_key" in part else ""
         low = min(_num(v) for v in fell["swept_value"])

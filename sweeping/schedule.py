@@ -224,9 +224,10 @@ def dry_run(specs, results):
             kinds = "/".join(k for k in ("target_from", "init_from")
                              if (s.target_from if k == "target_from" else s.init_from))
             why = f"{kinds} {what}"
-        gone = bool(never_runs(s)) or (s.after is not None and s.after.done and s.after.failed)
-        if not s.after and never_runs(s):
-            why = never_runs(s)
+        settled = never_runs(s)
+        gone = bool(settled) or (s.after is not None and s.after.done and s.after.failed)
+        if settled and not s.after:
+            why = settled
         print(f"  wait  {s.label()}  ({why})  {cost(s, not gone)}")
     gone = sum(1 for s in waiting if never_runs(s))
     print(f"{len(ready) - dup + len(waiting)} runs: {done} finished, {todo} to run, {len(waiting) - gone} waiting "
