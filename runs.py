@@ -82,8 +82,11 @@ SUMMARY_FIELDS = {
     "init_sha256": "sha256 of the init_from model.pt when this run started from it ('' for random init)",
     "train_acc_final": "the final weights' accuracy, percent, on the first FINAL_TRAIN_IMAGES training "
                        "images of a fixed order (no augmentation, after bn_recal): what collapsed() reads",
+    "method_revision": "revision of the method's behaviour (optim Method.revision; 1 unless corrected "
+                       "since, e.g. RigL 2: the authors' update); in the config hash where it is not 1",
 }
-OPTIONAL = ("world_size", "model_bytes", "model_sha256", "init_sha256", "train_acc_final")   # a summary may lack these
+OPTIONAL = ("world_size", "model_bytes", "model_sha256", "init_sha256", "train_acc_final",
+            "method_revision")   # a summary may lack these
 
 # What the fields of summary.json must hold (checked on every read: a wrongly typed field
 # makes the run damaged, never a wrong number): "int" a whole number, "num" a finite number
@@ -93,7 +96,8 @@ FIELD_TYPES = {
                           "profile", "entry", "role", "row", "swept_key", "swept_value", "torch",
                           "torchvision", "numpy", "device_name")},
     **{k: "int" for k in ("seed", "epochs", "total_epochs", "nnz", "n_weights", "n_params",
-                          "flops_dense", "calibration_round", "threads", "world_size", "model_bytes")},
+                          "flops_dense", "calibration_round", "threads", "world_size", "model_bytes",
+                          "method_revision")},
     **{k: "num" for k in ("width", "lam", "test_loss", "train_loss", "flops_nonzero", "train_seconds",
                           "calibration_target")},
     "sparsity": "frac", "sparsity_all": "frac", "test_acc": "pct", "train_acc": "pct",

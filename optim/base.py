@@ -90,6 +90,10 @@ class Method:
     choices = {}
     # What the run is sparse in: dense, elementwise, kernel or channel.
     mode = "elementwise"
+    # The revision of the method's behaviour: raised when a correction changes what a run of
+    # the same config trains. config.config_hash hashes it where it is not 1, so a run of an
+    # earlier revision is never taken for one of the current (other methods' hashes unchanged).
+    revision = 1
     # Everything the rest of the repository needs to know about the method's keys, declared
     # here so that a method is one file and one registry line:
     rules = RULES            # value checks of its optim.* keys (config.resolve)
