@@ -13,6 +13,7 @@ import hashlib
 import math
 import os
 
+import config as C
 import runs
 import sweep
 from tests.conftest import StandInLauncher
@@ -126,7 +127,8 @@ def write_run(results, name, cfg):
                                                     else cfg["optim"].get("mode", "elementwise"))
     summary = {k: "" for k in runs.SUMMARY_FIELDS}
     summary.update({"run": name, "dataset": cfg["dataset"], "model": cfg["model"], "width": cfg["width"],
-                    "method": cfg["method"], "mode": mode, "seed": cfg["seed"], "epochs": cfg["epochs"],
+                    "method": cfg["method"], "mode": mode,
+                    "method_revision": C.method_revision(cfg["method"]), "seed": cfg["seed"], "epochs": cfg["epochs"],
                     "total_epochs": cfg["epochs"] + (cfg["epochs"] if cfg["init_from"] else 0),
                     "lam": float(cfg["optim"].get("lam", 0.0) or 0.0), "test_acc": acc, "test_loss": 0.3,
                     "test_acc_running_bn": acc - 0.1, "test_loss_running_bn": 0.31, "bn_recal_images": 2048,
