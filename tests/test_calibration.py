@@ -5,6 +5,7 @@ import math
 import pytest
 
 import sweep
+from sweeping.search import SIDE_TOL
 from tests.conftest import StandInLauncher
 
 
@@ -38,7 +39,8 @@ def test_a_plateau_below_the_target_ends_not_reached_and_runs_no_followers():
     stuck = lambda lam: min(0.9, logistic(lam))         # saturates at 90% sparsity
     s = search_until_done(stuck, 0.99, rounds=8)
     assert s.done and s.status == "not reached" and not s.failed
-    assert s.reason.startswith("plateau: sparsity stays at 0.9000 (below the target)")
+    assert s.why == "plateau" and s.reason.startswith("plateau: highest 0.9000 at optim.lam=")
+    assert "sparsity stays at 0.9000 (below the target)" in s.reason
     assert s.best()[1] == pytest.approx(0.9)            # shown ...
     assert s.value() is None                            # ... never a matched point
     assert len(s.history) < 8                           # detected, not run to the round limit
@@ -53,7 +55,7 @@ def test_a_plateau_above_the_target_ends_not_reached():
 def test_rounds_exhausted_is_not_reached_and_the_closest_round_is_only_shown():
     s = search_until_done(lambda lam: logistic(lam, k=0.05), 0.99, rounds=3)  # a very flat curve
     assert len(s.history) == 3 and not s.failed and s.status == "not reached"
-    assert s.reason.startswith("3 rounds exhausted (closest: ")
+    assert s.why == "rounds exhausted" and s.reason.startswith("rounds exhausted: highest ")
     yt = math.log(0.01)
     assert s.best() == min(s.history, key=lambda h: abs(math.log(1 - h[1]) - yt))
     assert s.value() is None and s.note == f"not reached: {s.reason}"
@@ -114,7 +116,7 @@ def test_a_bracket_that_cannot_shrink_says_the_response_jumps():
     s = sweep.Search("optim.lam", 1e-3, 0.3, 10, 0.9)
     s.history = [(1.00e-3, 0.5, False), (1.04e-3, 0.999, False)]
     assert s.next_value() is None and s.status == "not reached"
-    assert s.reason.startswith("the response jumps from 0.5000")
+    assert s.why == "jump" and "the response jumps from 0.5000" in s.reason
 
 
 def FakeLauncher(results, curve):
@@ -336,15 +338,15 @@ def test_an_end_target_goes_on_past_a_round_within_tolerance_on_its_inner_side(t
     assert s.status == "reached" and s.history[0][0] == start    # the inner round is kept
     lam, sp, _ = s.best()
     assert s.value() == lam and abs((1 - sp) / (1 - target) - 1) <= 0.3
-    assert side * gap(sp, target) <= K.COVER_TOL + 1e-12          # on the outer side (or at it)
+    assert side * gap(sp, target) <= SIDE_TOL + 1e-12          # on the outer side (or at it)
 
 
 @pytest.mark.parametrize("side, target", [(-1, 0.9), (1, 0.99)])
 def test_within_cover_tol_of_an_end_target_counts_from_either_side(side, target):
     s = sweep.Search("optim.lam", 1e-3, 0.3, 6, target, side=side)
-    at = 1 - (1 - target) * math.exp(side * 0.5 * K.COVER_TOL)     # inner side, half the tolerance
-    off = 1 - (1 - target) * math.exp(side * 2 * K.COVER_TOL)      # inner side, twice it
-    assert abs(gap(at, target)) == pytest.approx(0.5 * K.COVER_TOL) and s.within(at)
+    at = 1 - (1 - target) * math.exp(side * 0.5 * SIDE_TOL)     # inner side, half the tolerance
+    off = 1 - (1 - target) * math.exp(side * 2 * SIDE_TOL)      # inner side, twice it
+    assert abs(gap(at, target)) == pytest.approx(0.5 * SIDE_TOL) and s.within(at)
     assert not s.within(off) and s.near(off)
     assert sweep.Search("optim.lam", 1e-3, 0.3, 6, target, side=-side).within(off)   # the other end: outer
 
