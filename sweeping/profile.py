@@ -409,10 +409,16 @@ def _searches(ename, where, config, static, point, seeds, deps, metric, ident, c
         search.specs.append(r1)
         out.append(r1)
         for seed in seeds[1:]:
+            if deps.get("init_from"):   # each seed starts from its own seed's run (xRDA from dense)
+                made = _with_deps(ename, where, config, static, r1.point, seed, deps, metric,
+                                  {**ident, "swept_key": calib["key"]}, after=search)
+                if len(made) != 1:
+                    raise ProfileError(f"{where}: calibrate with init_from needs one run to start from "
+                                       f"per seed at {r1.point}, found {len(made)}")
+                out.append(made[0])
+                continue
             follower = Spec(ename, config, static + [f"seed={seed}"], r1.point, seed, r1.target_from,
                             None, metric, {**ident, "swept_key": calib["key"]}, after=search)
-            if deps.get("init_from"):
-                raise ProfileError(f"{where}: calibrate with init_from is not supported")
             out.append(follower)
     return out
 
