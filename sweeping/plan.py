@@ -186,7 +186,7 @@ def dependency_overrides(spec, results):
         elif search.target is None or not search.history:
             search.target = target
     if spec.after is not None:
-        ov.append(f"{spec.after.key}={spec.after.value()!r}")
+        ov.append(f"{spec.after.key}={spec.after.follower_value()!r}")
     if spec.init_from:
         ov.append(f"init_from={_rel(os.path.abspath(run_dir(results, spec.init_from.name)))}")
     return ov
@@ -225,7 +225,7 @@ def never_runs(spec):
     without reaching its target (a fact the report shows, not work still to do); '' while it
     can still run. A search that failed (an error) is not settled: a rerun may finish it."""
     a = spec.after
-    if a is not None and a.done and not a.failed and a.value() is None:
+    if a is not None and a.done and not a.failed and a.follower_value() is None:
         return f"its λ search did not reach its target ({a.note})"
     for d in spec.deps:
         if missed(d) or never_runs(d):
@@ -324,7 +324,7 @@ def known(specs, results, done=None):
     while i < len(specs):
         s = specs[i]
         i += 1
-        no_value = s.after is not None and (s.after.failed or (s.after.done and s.after.value() is None))
+        no_value = s.after is not None and (s.after.failed or (s.after.done and s.after.follower_value() is None))
         no_value = no_value or (s.search is not None and s.search.chain is not None and bool(s.search.chain.failed))
         if s.waiting_on_search() or no_value or not _known_now(s, results, done):
             waiting.append(s)

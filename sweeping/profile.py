@@ -316,7 +316,7 @@ def expand(profile_path, extra=()):
                     side = (0 if target is None or len(set(given)) < 2 else
                             -1 if target == min(given) else 1 if target == max(given) else 0)
                     made = _searches(ename, where, config, static, point, ent_seeds, deps, metric,
-                                     ident, {**calib, "start": start, "side": side,
+                                     ident, {**calib, "start": start, "side": side, "targets": given,
                                              "previous": previous if calib["chain"] else None}, target)
                     previous = [r.search for r in made if r.search is not None]
                     mine += made
@@ -400,7 +400,8 @@ def _searches(ename, where, config, static, point, seeds, deps, metric, ident, c
         prev = calib.get("previous") or []
         search = Search(calib["key"], calib["start"], calib["tolerance"], calib["rounds"], target,
                         label=r1.label(), on_miss=calib["on_miss"],
-                        chain=prev[n] if n < len(prev) else None, side=calib.get("side", 0))
+                        chain=prev[n] if n < len(prev) else None, side=calib.get("side", 0),
+                        targets=calib.get("targets", ()))
         r1.search = search
         if search.chain is None:   # a chained round 1 gets its value once the previous search ends
             r1.overrides.append(f"{calib['key']}={search.start!r}")
@@ -408,10 +409,16 @@ def _searches(ename, where, config, static, point, seeds, deps, metric, ident, c
         search.specs.append(r1)
         out.append(r1)
         for seed in seeds[1:]:
+            if deps.get("init_from"):   # each seed starts from its own seed's run (xRDA from dense)
+                made = _with_deps(ename, where, config, static, r1.point, seed, deps, metric,
+                                  {**ident, "swept_key": calib["key"]}, after=search)
+                if len(made) != 1:
+                    raise ProfileError(f"{where}: calibrate with init_from needs one run to start from "
+                                       f"per seed at {r1.point}, found {len(made)}")
+                out.append(made[0])
+                continue
             follower = Spec(ename, config, static + [f"seed={seed}"], r1.point, seed, r1.target_from,
                             None, metric, {**ident, "swept_key": calib["key"]}, after=search)
-            if deps.get("init_from"):
-                raise ProfileError(f"{where}: calibrate with init_from is not supported")
             out.append(follower)
     return out
 

@@ -49,7 +49,7 @@ def run_all(specs, results, launcher, state=None):
             specs.insert(specs.index(s) + 1, nxt)
             born.append(nxt)
         elif s.search.failed or s.search.note:
-            tail = ("" if s.search.failed else "; its followers do not run" if s.search.value() is None
+            tail = ("" if s.search.failed else "; its followers do not run" if s.search.follower_value() is None
                     else "; its followers run at the closest round's value, marked 'not reached'")
             print(f"calibration {s.search.label}: {s.search.failed or s.search.note}{tail}", flush=True)
 
@@ -66,7 +66,7 @@ def run_all(specs, results, launcher, state=None):
                 if s.search is not None and s.search.chain is not None and s.search.chain.failed:
                     failed.append(s.search.chain.failed)
                 miss = [missed(d) for d in s.deps if missed(d)]
-                if s.after is not None and s.after.done and not s.after.failed and s.after.value() is None:
+                if s.after is not None and s.after.done and not s.after.failed and s.after.follower_value() is None:
                     miss.append(s.after.note)
                 if not bad and not failed and miss:
                     state[id(s)] = ("not run", f"calibration {miss[0]}")

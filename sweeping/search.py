@@ -1,7 +1,12 @@
 """The λ search of a profile's `calibrate`: a pure function of its rounds (docs/methods.md §7)."""
 import math
 
-from reporting.compare import COVER_TOL   # how close to a level a point stands at it
+# how close (in log nonzeros) to an end target a round on its inner side may stand: seed 0
+# aims at the outer side so that the other seeds, scattered around it, stay within the report's
+# own tolerance (reporting.compare.COVER_TOL, wider). Fixed here so searches already run replay.
+SIDE_TOL = 0.01
+# the words a missed target's reason starts with (the report and the README quote them)
+WHY = ("ceiling", "plateau", "collapse", "jump", "rounds exhausted")
 
 
 class Search:
@@ -9,13 +14,24 @@ class Search:
     function of the rounds so far, so a rerun replays the same rounds (and skips them).
 
     It ends in one of two states: *reached* (a healthy round within `tolerance` of the
-    target's nonzeros: the calibrated round) or *not reached*, with the reason (plateau,
-    collapse, a jump across the target, rounds exhausted) and its closest healthy round, which
-    is shown but never stands for the target. A collapsed round (runs.collapsed: training
-    accuracy near chance) counts as too much penalty, whatever its sparsity.
+    target's nonzeros: the calibrated round) or *not reached*, with the reason: one of WHY
+    (`why`), then the highest healthy sparsity the rounds reached and its value (the closest
+    one for a target below every round). A collapsed round (runs.collapsed: training accuracy
+    near chance) counts as too much penalty, whatever its sparsity.
+
+    Bracket around the best round (the healthy round closest to the target): when it is not
+    sparse enough and a larger value gave less sparsity (a turn-over), the same sparsity (a
+    plateau) or collapsed, the answer lies between the two: the search bisects there and never
+    steps beyond (sparsity need not grow with λ: xRDA's turns over below 99%). A turn-over
+    bracket that cannot shrink is a *ceiling*.
+
+    Followers (`follower_value`): a search that missed still runs its other seeds at its best
+    round when that round lies past the entry's neighbouring target on the way to this one
+    (`cover`): every seed's curve then spans the levels between (LATS's 98% points at 97.7-97.9%
+    have a sparser point on each seed), the point stands for no target (marked not reached).
 
     side: for the lowest (-1) and the highest (+1) target of an entry (chained or not), a round within
-    tolerance must also lie on the outer side of its target (or within COVER_TOL of it in log
+    tolerance must also lie on the outer side of its target (or within SIDE_TOL of it in log
     nonzeros): at most the target's sparsity for the lowest, at least it for the highest. The
     report interpolates each seed's curve between its points and never beyond them, so only
     then does every seed's curve reach the end levels (a 99% search that stops at 98.8% gives
@@ -25,20 +41,23 @@ class Search:
 
     MAX_STEP = 10.0   # at most ×10 (or ÷10) per round while bracketing
     MIN_STEP = 1.5    # at least ×1.5 per round while bracketing
-    FLAT = 0.05       # |Δ log nonzeros| below this over a ×3 step of the key, and |Δ sparsity|
+    FLAT = 0.1        # |Δ log nonzeros| below this over a ×SPAN step of the key, and |Δ sparsity|
     FLAT_ABS = 0.01   # below this (a slow start at low sparsity is not flat): a plateau
+    SPAN = 2.5        # (LATS at 99%: 98.77-98.87% while λ grows ×2.7, Δ log nonzeros 0.086)
     NARROW = 1.05     # a bracket narrower than this ratio of the key: the response jumps
 
     def __init__(self, key, start, tolerance, rounds, target=None, label="", on_miss="skip", chain=None,
-                 side=0):
+                 side=0, targets=()):
         self.key, self.start, self.tolerance, self.rounds = key, float(start), tolerance, rounds
         self.target, self.label, self.on_miss = target, label, on_miss
         self.side = side           # -1 / +1: the entry's lowest / highest target (see above)
         self.chain = chain         # with calibrate.chain: the search for the previous target
+        self.targets = sorted(targets)   # the entry's targets (for cover)
         self.history = []          # [(value, sparsity, collapsed)] in round order
         self.done = False
         self.status = "searching"  # then "reached" or "not reached"
-        self.reason = ""           # why not reached
+        self.reason = ""           # why not reached: one of WHY, then the numbers
+        self.why = ""              # that word alone
         self.failed = ""           # a round failed or is unreadable: the search cannot go on
         self.specs = []            # the round runs made so far
 
@@ -58,7 +77,7 @@ class Search:
         if not self.near(sparsity):
             return False
         gap = self._y(sparsity) - self._y(self.target)   # > 0: more nonzeros than the target
-        return self.side == 0 or self.side * gap <= COVER_TOL + 1e-12
+        return self.side == 0 or self.side * gap <= SIDE_TOL + 1e-12
 
     def settled(self):
         """The rounds a chained next target starts from are final: this search has ended, or
@@ -89,6 +108,29 @@ class Search:
             return b[0] if b else None
         return None
 
+    def cover(self):
+        """A missed search's best healthy round lies strictly between this target and the entry's
+        neighbouring target on the round's side: its followers extend every seed's curve across
+        that level (no extrapolation: each seed's curve then brackets the levels between)."""
+        if self.status != "not reached" or self.target is None:
+            return False
+        b = self.best()
+        if b is None:
+            return False
+        if b[1] < self.target:
+            lower = [t for t in self.targets if t < self.target]
+            return bool(lower) and b[1] > max(lower)
+        upper = [t for t in self.targets if t > self.target]
+        return bool(upper) and b[1] < min(upper)
+
+    def follower_value(self):
+        """The value the other seeds run at: value(), or a missed search's best round when it
+        covers a level (cover); None when they do not run."""
+        v = self.value()
+        if v is None and self.cover():
+            return self.best()[0]
+        return v
+
     def first_value(self):
         """Round 1's value: `start`; for a chained search, the next value the previous target's
         healthy rounds give for this target (its closest round when one is within tolerance)."""
@@ -107,8 +149,21 @@ class Search:
         v = guide.next_value()
         return v if v is not None else prev.best()[0]
 
-    def _end(self, reason):
-        self.done, self.status, self.reason = True, "not reached", reason
+    def _end(self, why, detail=""):
+        """End not reached: `why` one of WHY; the reason adds the highest healthy sparsity reached
+        (the closest round for a target below every round) and `detail`."""
+        assert why in WHY, why
+        healthy = [h for h in self.history if not h[2]]
+        if not healthy:
+            numbers = "every round collapsed"
+        elif max(h[1] for h in healthy) < self.target:
+            top = max(healthy, key=lambda h: h[1])
+            numbers = f"highest {top[1]:.4f} at {self.key}={top[0]:g}"
+        else:
+            b = self.best()
+            numbers = f"closest {b[1]:.4f} at {self.key}={b[0]:g}"
+        self.done, self.status, self.why = True, "not reached", why
+        self.reason = f"{why}: {numbers}" + (f"; {detail}" if detail else "")
         return None
 
     def record(self, value, sparsity, collapsed=False):
@@ -119,11 +174,9 @@ class Search:
             return None
         nxt = self.next_value()   # a collapsed round within tolerance bounds the bracket from above
         if nxt is not None and len(self.history) >= self.rounds:
-            b = self.best()
-            closest = f"closest: {b[1]:.4f} at {self.key}={b[0]:g}" if b else "every round collapsed"
             fell = [h[0] for h in self.history if h[2]]
             fell = f"; collapses at {self.key} >= {min(fell):g}" if fell else ""
-            return self._end(f"{self.rounds} rounds exhausted ({closest}{fell})")
+            return self._end("rounds exhausted", f"{self.rounds} rounds{fell}")
         return nxt
 
     def next_value(self):
@@ -132,27 +185,25 @@ class Search:
         yt = self._y(self.target)
         pts = sorted((math.log(v), self._y(sp), c) for v, sp, c in self.history)
         side = lambda p: 1 if (p[2] or p[1] < yt) else -1   # +1: too sparse (or collapsed)
-        for (x0, y0, c0), (x1, y1, c1) in zip(pts, pts[1:]):
-            if side((x0, y0, c0)) == -1 and side((x1, y1, c1)) == 1:   # the bracket, λ order
-                if x1 - x0 < math.log(self.NARROW):
-                    if c1:
-                        return self._end(f"collapses before the target: {1 - math.exp(y0):.4f} at "
-                                         f"{self.key}={math.exp(x0):g}, collapses at {self.key} >= "
-                                         f"{math.exp(x1):g}")
-                    return self._end(f"the response jumps from {1 - math.exp(y0):.4f} at "
-                                     f"{self.key}={math.exp(x0):g} to {1 - math.exp(y1):.4f} at {math.exp(x1):g}")
-                if not c1 and y1 != y0:
-                    t = min(max((yt - y0) / (y1 - y0), 0.2), 0.8)
-                else:
-                    t = 0.5
-                return math.exp(x0 + t * (x1 - x0))
+        healthy = [p for p in pts if not p[2]]
+        best = min(healthy, key=lambda p: (abs(p[1] - yt), -p[0])) if healthy else None   # ties: larger λ
+        larger = [p for p in pts if best is not None and p[0] > best[0]]
+        if best is not None and side(best) == -1 and larger:
+            # not sparse enough at the best round, and a larger value was run: the answer lies
+            # between the best round and the nearest larger one, never beyond
+            if side(larger[0]) == 1:
+                return self._inside(best, larger[0], yt)
+            return self._turned(best, larger[0], pts)
+        for p0, p1 in zip(pts, pts[1:]):
+            if side(p0) == -1 and side(p1) == 1:   # the bracket, λ order
+                return self._inside(p0, p1, yt)
         for p0, p1 in zip(pts, pts[1:]):
             if side(p0) == 1 and side(p1) == -1:
                 # an inverted response (too sparse at the smaller λ, not sparse enough at the
                 # larger): bisect between them; a bracket that cannot shrink ends it
                 if p1[0] - p0[0] < math.log(self.NARROW):
-                    return self._end(f"non-monotone response: {self.key}={math.exp(p0[0]):g} is too sparse, "
-                                     f"{math.exp(p1[0]):g} not sparse enough")
+                    return self._end("jump", f"non-monotone response: {self.key}={math.exp(p0[0]):g} is "
+                                     f"too sparse, {math.exp(p1[0]):g} not sparse enough")
                 return math.exp((p0[0] + p1[0]) / 2)
         below = [p for p in pts if side(p) == -1]   # not sparse enough: more penalty needed
         above = [p for p in pts if side(p) == 1]
@@ -162,10 +213,9 @@ class Search:
         healthy = [p for p in pts_side if not p[2]]
         if len(healthy) >= 2:
             (x0, y0, _), (x1, y1, _) = (healthy[-2], healthy[-1]) if up else (healthy[1], healthy[0])
-            flat = abs(y1 - y0) < self.FLAT and abs(math.exp(y1) - math.exp(y0)) < self.FLAT_ABS
-            if abs(x1 - x0) >= math.log(3) - 1e-9 and flat:
+            if self._flat([(x0, y0), (x1, y1)]):
                 where = "below" if up else "above"
-                return self._end(f"plateau: sparsity stays at {1 - math.exp(y1):.4f} ({where} the target) "
+                return self._end("plateau", f"sparsity stays at {1 - math.exp(y1):.4f} ({where} the target) "
                                  f"for {self.key} from {math.exp(min(x0, x1)):g} to {math.exp(max(x0, x1)):g}")
             slope = (y1 - y0) / (x1 - x0) if x1 != x0 else 0.0
         else:
@@ -173,3 +223,42 @@ class Search:
         step = (yt - edge[1]) / slope if slope < 0 else math.log(self.MAX_STEP)
         step = min(max(abs(step), math.log(self.MIN_STEP)), math.log(self.MAX_STEP))
         return math.exp(edge[0] + (step if up else -step))
+
+    def _flat(self, pts):
+        """A plateau: over a step of at least ×SPAN in the key, log nonzeros move by less than
+        FLAT and sparsity by less than FLAT_ABS. pts: [(log value, log nonzeros)]."""
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        return (max(xs) - min(xs) >= math.log(self.SPAN) - 1e-9 and max(ys) - min(ys) < self.FLAT
+                and max(map(math.exp, ys)) - min(map(math.exp, ys)) < self.FLAT_ABS)
+
+    def _inside(self, p0, p1, yt):
+        """The next round inside the bracket p0 (not sparse enough) < p1 (too sparse or
+        collapsed): the secant, kept in the middle 60%, or bisection with a collapsed end."""
+        (x0, y0, _), (x1, y1, c1) = p0, p1
+        if x1 - x0 < math.log(self.NARROW):
+            if c1:
+                return self._end("collapse", f"collapses at {self.key} >= {math.exp(x1):g}")
+            return self._end("jump", f"the response jumps from {1 - math.exp(y0):.4f} at "
+                             f"{self.key}={math.exp(x0):g} to {1 - math.exp(y1):.4f} at {math.exp(x1):g}")
+        t = min(max((yt - y0) / (y1 - y0), 0.2), 0.8) if not c1 and y1 != y0 else 0.5
+        return math.exp(x0 + t * (x1 - x0))
+
+    def _turned(self, best, nxt, pts):
+        """The best round is not sparse enough and the nearest larger value, healthy, is no
+        sparser: a plateau (with the round before the best: flat over ×SPAN) ends the search;
+        otherwise a turn-over, bisected in log λ; one that cannot shrink is a ceiling."""
+        i = pts.index(best)
+        run = [p for p in pts[max(i - 1, 0):i] if not p[2]]   # the round before, and every
+        for p in pts[i:]:                                       # larger one up to a bound
+            if p[2] or p[1] < self._y(self.target):
+                break
+            run.append(p)
+        if self._flat([(p[0], p[1]) for p in run]):
+            lo, hi = run[0], run[-1]
+            return self._end("plateau", f"sparsity stays within {1 - math.exp(max(p[1] for p in run)):.4f}-"
+                             f"{1 - math.exp(min(p[1] for p in run)):.4f} for {self.key} from "
+                             f"{math.exp(lo[0]):g} to {math.exp(hi[0]):g}")
+        if nxt[0] - best[0] < math.log(self.NARROW):
+            return self._end("ceiling", f"a larger {self.key} gives less: {1 - math.exp(nxt[1]):.4f} at "
+                             f"{math.exp(nxt[0]):g}")
+        return math.exp((best[0] + nxt[0]) / 2)

@@ -5,6 +5,7 @@ import math
 import pytest
 
 import sweep
+from sweeping.search import SIDE_TOL, WHY
 from tests.conftest import StandInLauncher
 
 
@@ -38,7 +39,8 @@ def test_a_plateau_below_the_target_ends_not_reached_and_runs_no_followers():
     stuck = lambda lam: min(0.9, logistic(lam))         # saturates at 90% sparsity
     s = search_until_done(stuck, 0.99, rounds=8)
     assert s.done and s.status == "not reached" and not s.failed
-    assert s.reason.startswith("plateau: sparsity stays at 0.9000 (below the target)")
+    assert s.why == "plateau" and s.reason.startswith("plateau: highest 0.9000 at optim.lam=")
+    assert "sparsity stays at 0.9000 (below the target)" in s.reason
     assert s.best()[1] == pytest.approx(0.9)            # shown ...
     assert s.value() is None                            # ... never a matched point
     assert len(s.history) < 8                           # detected, not run to the round limit
@@ -53,7 +55,7 @@ def test_a_plateau_above_the_target_ends_not_reached():
 def test_rounds_exhausted_is_not_reached_and_the_closest_round_is_only_shown():
     s = search_until_done(lambda lam: logistic(lam, k=0.05), 0.99, rounds=3)  # a very flat curve
     assert len(s.history) == 3 and not s.failed and s.status == "not reached"
-    assert s.reason.startswith("3 rounds exhausted (closest: ")
+    assert s.why == "rounds exhausted" and s.reason.startswith("rounds exhausted: highest ")
     yt = math.log(0.01)
     assert s.best() == min(s.history, key=lambda h: abs(math.log(1 - h[1]) - yt))
     assert s.value() is None and s.note == f"not reached: {s.reason}"
@@ -114,7 +116,7 @@ def test_a_bracket_that_cannot_shrink_says_the_response_jumps():
     s = sweep.Search("optim.lam", 1e-3, 0.3, 10, 0.9)
     s.history = [(1.00e-3, 0.5, False), (1.04e-3, 0.999, False)]
     assert s.next_value() is None and s.status == "not reached"
-    assert s.reason.startswith("the response jumps from 0.5000")
+    assert s.why == "jump" and "the response jumps from 0.5000" in s.reason
 
 
 def FakeLauncher(results, curve):
@@ -336,15 +338,15 @@ def test_an_end_target_goes_on_past_a_round_within_tolerance_on_its_inner_side(t
     assert s.status == "reached" and s.history[0][0] == start    # the inner round is kept
     lam, sp, _ = s.best()
     assert s.value() == lam and abs((1 - sp) / (1 - target) - 1) <= 0.3
-    assert side * gap(sp, target) <= K.COVER_TOL + 1e-12          # on the outer side (or at it)
+    assert side * gap(sp, target) <= SIDE_TOL + 1e-12          # on the outer side (or at it)
 
 
 @pytest.mark.parametrize("side, target", [(-1, 0.9), (1, 0.99)])
 def test_within_cover_tol_of_an_end_target_counts_from_either_side(side, target):
     s = sweep.Search("optim.lam", 1e-3, 0.3, 6, target, side=side)
-    at = 1 - (1 - target) * math.exp(side * 0.5 * K.COVER_TOL)     # inner side, half the tolerance
-    off = 1 - (1 - target) * math.exp(side * 2 * K.COVER_TOL)      # inner side, twice it
-    assert abs(gap(at, target)) == pytest.approx(0.5 * K.COVER_TOL) and s.within(at)
+    at = 1 - (1 - target) * math.exp(side * 0.5 * SIDE_TOL)     # inner side, half the tolerance
+    off = 1 - (1 - target) * math.exp(side * 2 * SIDE_TOL)      # inner side, twice it
+    assert abs(gap(at, target)) == pytest.approx(0.5 * SIDE_TOL) and s.within(at)
     assert not s.within(off) and s.near(off)
     assert sweep.Search("optim.lam", 1e-3, 0.3, 6, target, side=-side).within(off)   # the other end: outer
 
@@ -450,3 +452,153 @@ def test_the_report_says_why_an_end_search_within_tolerance_goes_on():
     s.record(far, logistic(far))
     (row,) = load.search_rows([("st", s)])
     assert row["status"] == "reached" and row["reason"] == ""
+
+
+# ------------------------------------------------------------------ issue 33: turn-over, cover
+
+def searched(target, history, side=0, rounds=5):
+    """A search with these rounds recorded (no replay): next_value() is what it asks next."""
+    s = sweep.Search("optim.lam", history[0][0], 0.3, rounds, target, side=side)
+    s.history = [(float(v), float(sp), bool(c)) for v, sp, c in history]
+    return s
+
+
+def test_a_turn_over_is_bisected_between_the_best_round_and_it_never_beyond():
+    # xRDA's committed 99% rounds (fashion): 1.67e-4 -> 98.50%, 2.5e-4 -> 96.88% (a larger λ,
+    # less sparse). The old rule extrapolated ×10 from the largest λ (2.5e-3), then bisected
+    # toward the collapse at 0.025; the answer lies between the first two rounds.
+    s = searched(0.99, [(1.67049e-4, 0.98499, False), (2.50792e-4, 0.96883, False)], side=1)
+    assert s.next_value() == pytest.approx(math.sqrt(1.67049e-4 * 2.50792e-4))   # 2.0468e-4
+    # with the old path's later rounds on record too (a collapse beyond the turn-over), still
+    # inside the turn-over bracket
+    s = searched(0.99, [(1.67049e-4, 0.98499, False), (2.50792e-4, 0.96883, False),
+                        (2.50792e-3, 0.96570, False), (2.50792e-2, 0.94727, True)], side=1)
+    assert s.next_value() == pytest.approx(2.0468172e-4)
+
+
+def test_a_response_that_peaks_below_the_target_ends_at_its_ceiling():
+    # sparsity peaks at 98.5% at λ = 1e-3 and falls on both sides (in log λ): 99% is out of reach
+    peak = lambda lam: 0.985 - 0.02 * (math.log10(lam) + 3) ** 2
+    s = search_until_done(peak, 0.99, start=5e-4, rounds=12)
+    assert s.status == "not reached" and s.why == "ceiling" and s.value() is None
+    first_less = next(v for v, sp, _ in s.history if v > 1e-3 and sp < max(h[1] for h in s.history))
+    assert max(v for v, _, _ in s.history) == first_less        # nothing beyond the turn-over
+    top = max(s.history, key=lambda h: h[1])
+    assert s.reason.startswith(f"ceiling: highest {top[1]:.4f} at optim.lam={top[0]:g}; a larger optim.lam gives less")
+
+
+def test_a_plateau_after_the_best_round_ends_the_search():
+    # LATS's committed 99% rounds: 98.77, 98.87, 98.83% while λ grows ×2.66 (Δ log nonzeros 0.086):
+    # the old rule stepped ×10 to λ 0.53 (collapsed), then 0.17 (collapsed)
+    s = searched(0.99, [(0.0199339, 0.98767, False), (0.0299009, 0.98869, False),
+                        (0.0530643, 0.98830, False)], side=1)
+    assert s.next_value() is None and s.status == "not reached" and s.why == "plateau"
+    assert s.reason.startswith("plateau: highest 0.9887 at optim.lam=0.0299009; sparsity stays within "
+                               "0.9877-0.9887 for optim.lam from 0.0199339 to 0.0530643")
+    # the same three rounds, sparsity still moving (98.0 -> 98.87 -> 98.83): a turn-over, bisected
+    s = searched(0.99, [(0.0199339, 0.980, False), (0.0299009, 0.98869, False),
+                        (0.0530643, 0.98830, False)], side=1)
+    assert s.next_value() == pytest.approx(math.sqrt(0.0299009 * 0.0530643))
+
+
+def test_a_collapse_inside_the_turn_over_bracket_becomes_its_upper_end():
+    # best 95% at 1e-3, less sparse at 4e-3: bisect at 2e-3; that round collapses: bisect
+    # between the best round and the collapse (√(1e-3 · 2e-3)); narrower than ×1.05: collapse
+    s = searched(0.99, [(1e-3, 0.95, False), (4e-3, 0.93, False)], side=1)
+    assert s.next_value() == pytest.approx(2e-3)
+    s.history.append((2e-3, 0.97, True))
+    assert s.next_value() == pytest.approx(math.sqrt(2e-6))
+    s = searched(0.99, [(1e-3, 0.95, False), (1.04e-3, 0.6, True)], side=1)
+    assert s.next_value() is None and s.why == "collapse"
+    assert s.reason == "collapse: highest 0.9500 at optim.lam=0.001; collapses at optim.lam >= 0.00104"
+
+
+def test_a_collapse_beyond_the_turn_over_draws_no_round_there():
+    s = searched(0.99, [(1e-3, 0.95, False), (4e-3, 0.93, False), (4e-2, 0.5, True)], side=1)
+    assert s.next_value() == pytest.approx(2e-3)                 # old rule: √(4e-3 · 4e-2)
+
+
+def test_every_missed_reason_starts_with_its_word_and_the_highest_sparsity():
+    s = search_until_done(lambda lam: logistic(lam, k=0.05), 0.99, rounds=3)
+    top = max(s.history, key=lambda h: h[1])
+    assert s.why == "rounds exhausted"
+    assert s.reason == f"rounds exhausted: highest {top[1]:.4f} at optim.lam={top[0]:g}; 3 rounds"
+    assert s.note == f"not reached: {s.reason}"
+    from reporting import load
+    (row,) = load.search_rows([("st", s)])
+    assert row["reason"].split(":")[0] == "rounds exhausted"
+    assert set(WHY) == {"ceiling", "plateau", "collapse", "jump", "rounds exhausted"}
+
+
+def test_a_missed_search_past_the_neighbouring_target_runs_its_followers_at_its_best_round():
+    s = searched(0.99, [(0.0199339, 0.98767, False), (0.0299009, 0.98869, False),
+                        (0.0530643, 0.98830, False)], side=1)
+    s.targets = [0.9, 0.95, 0.98, 0.99]
+    s.next_value()
+    assert s.value() is None and s.follower_value() == pytest.approx(0.0299009)   # 98.87% > 98%
+    s.targets = [0.9, 0.99]
+    assert s.follower_value() == pytest.approx(0.0299009)                         # > 90%
+    s.history = [(0.01, 0.975, False), (0.03, 0.976, False), (0.06, 0.9755, False)]
+    s.targets = [0.9, 0.95, 0.98, 0.99]
+    assert s.follower_value() is None               # 97.6% < 98%: it would cover no level
+    s.targets = [0.99]
+    assert s.follower_value() is None               # no neighbouring target
+
+
+def test_a_level_a_seed_misses_by_a_fifth_of_a_point_is_covered_by_the_missed_searchs_followers(tmp_path):
+    """End to end: the 99% search plateaus at 98.8%; its followers run at its best round, so a
+    seed whose 98% point stands at 97.8% (0.2 pp short) still has 98% inside its own curve."""
+    cap = 0.988
+    curve = lambda lam: min(cap, logistic(lam))
+    text = (PROFILE.format(repo=sweep.REPO).replace("[0.9, 0.99]", "[0.9, 0.98, 0.99]")
+            .replace("rounds: 6}", "rounds: 6, chain: true}"))
+    prof, results, specs, launcher, state = run_profile(tmp_path, text, curve)
+    high = [s for s in specs if (s.search or s.after).target == 0.99]
+    search = high[0].search
+    assert search.status == "not reached" and search.why == "plateau"
+    followers = [s for s in high if s.after is not None]
+    assert sorted(s.seed for s in followers) == [1, 2]
+    assert all(state[id(s)][0] == "finished" for s in followers)        # old rule: "not run"
+    best = search.best()[0]
+    assert all(s.cfg["optim"]["lam"] == best for s in followers)
+    assert all(s.cfg["identity"]["calibration_status"] == "not reached" for s in followers)
+    # seed 1 of such a profile: its 98% point 0.2 pp short, its cover point at 98.8%
+    pts = [(1, K.log_nnz(0.978, 1e6), 88.0), (1, K.log_nnz(0.988, 1e6), 86.0)]
+    (acc,) = K.at_levels(pts, (0.98,), lambda lv: K.log_nnz(lv, 1e6))[0.98]
+    t = (math.log(0.02) - math.log(0.022)) / (math.log(0.012) - math.log(0.022))
+    assert acc == pytest.approx(88.0 + t * (86.0 - 88.0))
+    assert K.at_levels(pts[:1], (0.98,), lambda lv: K.log_nnz(lv, 1e6))[0.98] == []   # never extrapolated
+
+
+def test_a_seed_within_five_percent_of_a_level_in_nonzeros_stands_at_it():
+    # STR's 99% point: seed 1 at 98.98% (2% more nonzeros); the sine schedule's 90%: seed 2 at
+    # 90.16% (1.6% fewer). Both stood outside the old 1%; 98.9% (10%) stays outside.
+    lv = lambda level: K.log_nnz(level, 1e6)
+    at = lambda sp, level: K.at_levels([(0, lv(0.95), 90.0), (0, lv(sp), 80.0)], (level,), lv)[level]
+    assert at(0.9898, 0.99) == [80.0]
+    assert at(0.989, 0.99) == []
+    assert K.at_levels([(0, lv(0.9016), 91.0), (0, lv(0.95), 90.0)], (0.9,), lv)[0.9] == [91.0]
+    assert K.COVER_TOL == pytest.approx(K.MATCH_TOL / 2)
+
+
+def test_a_calibrated_entry_may_start_from_another_entrys_weights(tmp_path):
+    """xRDA from the dense model (issue 33): a λ search with init_from; each seed starts from
+    its own seed's dense run (before: a ProfileError, and a fixed λ grid in its place)."""
+    prof = tmp_path / "p.yaml"
+    prof.write_text(f"""
+seeds: [0, 1, 2]
+runs:
+  - name: dense
+    config: {sweep.REPO}/configs/quick/sgd.yaml
+  - name: fromdense
+    config: {sweep.REPO}/configs/quick/xrda.yaml
+    init_from: dense
+    target_sparsity: [0.9, 0.99]
+    calibrate: {{key: optim.lam, start: 3.0e-4, tolerance: 0.3, rounds: 5, chain: true}}
+""")
+    specs = sweep.expand(str(prof))
+    dense = {s.seed: s for s in specs if s.entry == "dense"}
+    mine = [s for s in specs if s.entry == "fromdense"]
+    assert len(mine) == 6 and all(s.init_from is dense[s.seed] for s in mine)
+    assert [s.seed for s in mine if s.search is not None] == [0, 0]
+    assert all(s.after is not None for s in mine if s.seed != 0)

@@ -580,13 +580,15 @@ def test_every_declared_claim_belongs_to_a_paper_a_profile_can_name():
         assert P.load_profile(sweep.find_profile(name))["claims"] == ["A", "B"]
 
 
-def test_a_point_within_one_percent_of_the_nonzeros_stands_at_the_level():
-    """GMP told 90% keeps 6,721 of 67,208 weights (89.9997% sparse): it stands at the 90% level;
-    a point 5% of the nonzeros away does not (never extrapolated)."""
+def test_a_point_within_five_percent_of_the_nonzeros_stands_at_the_level():
+    """GMP told 90% keeps 6,721 of 67,208 weights (89.9997% sparse): it stands at the 90% level,
+    as does a seed at 90.4% (4.1% fewer nonzeros, COVER_TOL = MATCH_TOL / 2); a point 6.3% of
+    the nonzeros away (89.35%) does not (never extrapolated)."""
     n = 67208
     x90 = K.log_nnz(0.9, n)
     assert K.interpolate([K.log_nnz(0.89999702, n)], [91.3], x90) == pytest.approx(91.3)
-    assert math.isnan(K.interpolate([K.log_nnz(0.895, n)], [91.3], x90))
+    assert K.interpolate([K.log_nnz(0.904, n)], [91.3], x90) == pytest.approx(91.3)
+    assert math.isnan(K.interpolate([K.log_nnz(0.8935, n)], [91.3], x90))
     # inside the tolerance the nearest end's accuracy, not a line extended past it
     xs, ys = [K.log_nnz(0.8999, n), K.log_nnz(0.85, n)], [91.0, 92.0]
     assert K.interpolate(xs, ys, x90) == pytest.approx(91.0)

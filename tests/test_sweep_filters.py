@@ -17,11 +17,12 @@ from tests.conftest import StandInLauncher
 
 FASHION = os.path.join(sweep.REPO, "configs", "profiles", "fashion.yaml")
 # the fashion profile's entries (fashion.yaml), by kind
-CHAINED = ["xrda", "soft_threshold", "str", "soft_threshold_linear", "soft_threshold_sine"]
+CHAINED = ["xrda", "soft_threshold", "str", "soft_threshold_linear", "soft_threshold_sine",
+           "xrda_from_dense"]                 # xrda_from_dense: from sgd_half (init_from)
 ABLATIONS = ["rda_l1", "prox_sgd"]                     # 0.9 and 0.99 only
 CALIBRATED = CHAINED + ABLATIONS                       # chained λ searches; xrda_channel: 0.5, 0.8
 GRID = ["gmp", "magnitude_finetune", "rigl"]          # optim.target; filter_prune: 0.3, 0.5
-NO_LEVEL = ["sgd", "sgd_half", "xrda_from_dense"]     # xrda_from_dense: a grid over optim.lam
+NO_LEVEL = ["sgd", "sgd_half"]
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +41,11 @@ def test_seed0_level09_is_one_run_per_entry_at_90_or_without_level(specs):
     want = ({(e, 0.9, 0, "r1") for e in CALIBRATED} | {(e, 0.9, 0, "run") for e in GRID}
             | {("sgd", None, 0, "run"), ("sgd_half", None, 0, "run")})
     got = kinds(kept)
-    # xrda_from_dense has no level: both its λ points at seed 0
-    assert [s.point["optim.lam"] for s in kept if s.entry == "xrda_from_dense"] == [3e-4, 1e-3]
-    assert got - {("xrda_from_dense", None, 0, "run")} == want
-    assert len(kept) == len(want) + 2 == 14
+    assert got == want
+    assert len(kept) == len(want) == 13
+    # xrda_from_dense's round 1 starts from the kept sgd_half run of its seed
+    (xd,) = [s for s in kept if s.entry == "xrda_from_dense"]
+    assert xd.init_from in kept and xd.init_from.entry == "sgd_half" and xd.init_from.seed == 0
     # the structured entries have no 0.9 level; profile order is kept; the same Spec objects
     assert not {s.entry for s in kept} & {"xrda_channel", "filter_prune"}
     assert [specs.index(s) for s in kept] == sorted(specs.index(s) for s in kept)
@@ -72,8 +74,8 @@ def test_level_095_pulls_in_the_previous_search_not_its_followers(specs):
     for e in GRID:
         assert {k for k in got if k[0] == e} == {(e, 0.95, s, "run") for s in (0, 1, 2)}
     assert {k[0] for k in got} == set(CHAINED + GRID + NO_LEVEL)     # the ablations have no 0.95
-    assert len([s for s in kept if s.entry == "xrda_from_dense"]) == 6   # kept whole: 2 λ x 3 seeds
-    assert len(kept) == 5 * 4 + 3 * 3 + 3 + 3 + 6
+    # the followers of xrda_from_dense start from sgd_half of their seed: kept whole anyway
+    assert len(kept) == 6 * 4 + 3 * 3 + 3 + 3
 
 
 def test_only_composes_with_the_filters(specs):
@@ -109,11 +111,12 @@ def test_finishing_in_parts_runs_to_the_end_with_the_full_profiles_names(tmp_pat
     monkeypatch.setattr(plan, "REUSE_COMPLETE", False)   # restored after (main sets it)
     res = ["--results", results, "--reuse-complete"]
     rows, out = dry(capsys, "--seeds", "1", "--levels", "0.95", *res)
-    # before anything ran, of the 5 x 3 chained runs, 3 grid runs (seed 1) and the 4 runs
-    # without a level (sgd, sgd_half, 2 xrda_from_dense): the 5 rounds 1 of 0.9, gmp, rigl, sgd
-    # and sgd_half can start; 0.95's rounds 1 wait on 0.9's search, the followers on theirs,
-    # magnitude_finetune and xrda_from_dense on sgd_half (init_from)
-    assert "22 runs: 0 finished, 9 to run, 13 waiting" in out
+    # before anything ran, of the 6 x 3 chained runs, 3 grid runs (seed 1) and the 3 runs
+    # without a level (sgd seed 1, sgd_half seeds 1 and 0: xrda_from_dense's round 1 starts from
+    # seed 0's): the 5 rounds 1 of 0.9 that start from nothing, gmp, rigl, sgd and both sgd_half
+    # can start; xrda_from_dense's round 1 and magnitude_finetune wait on sgd_half (init_from),
+    # 0.95's rounds 1 on 0.9's search, the followers on theirs
+    assert "24 runs: 0 finished, 10 to run, 14 waiting" in out
     assert sum(r.startswith("xrda[target_sparsity=0.9,") for r in rows["wait"]) == 0
     assert sum(r.startswith("xrda[") for r in rows["wait"]) == 2
 
@@ -125,8 +128,11 @@ def test_finishing_in_parts_runs_to_the_end_with_the_full_profiles_names(tmp_pat
     assert sweep.main(["fashion", "--seeds", "1", "--levels", "0.95", *res]) == 0
     table = capsys.readouterr().out
     assert re.search(r"\| failed\s+\|\s+0 \|", table) and re.search(r"\| blocked\s+\|\s+0 \|", table)
-    assert len(started) == len(set(started))             # nothing trained twice
-    assert not set(started[len(first):]) & set(first)    # session 2 reused session 1's rounds
+    # nothing trained twice but a dense half run without weights (the stand-in writes none)
+    # that a run still to train starts from: xrda_from_dense's 95% round 1 starts from seed 0's
+    twice = {n for n in started if started.count(n) > 1}
+    assert all("-sgd-" in n and "-s0-" in n for n in twice)
+    assert not (set(started[len(first):]) & set(first)) - twice   # session 2 reused session 1's rounds
 
     # the unfiltered dry-run lists every run the two sessions made, done, under the same name
     rows, out = dry(capsys, *res)
@@ -134,7 +140,7 @@ def test_finishing_in_parts_runs_to_the_end_with_the_full_profiles_names(tmp_pat
     # 90%/95% prune + fine-tune and xrda_from_dense runs still to train start from are to be
     # trained again, the rest is reused
     again = set(started) - set(rows["done"])
-    assert again and again <= set(rows["todo"]) and len(rows["done"]) == len(started) - len(again)
+    assert again and again <= set(rows["todo"]) and len(rows["done"]) == len(set(started)) - len(again)
     for name in again:
         assert "-sgd-" in name and json.load(open(os.path.join(results, "runs", name, "summary.json")))[
             "entry"] == "sgd_half"
