@@ -1,0 +1,212 @@
+"""CPU training speed: images/s of each setting side by side, and one epoch by part.
+
+    python benchmarks/bench_cpu.py [--models resnet20:0.5 vgg16:0.25] [--method xrda]
+                                   [--settings fp32 fp32+cl bf16 bf16+cl] [--repeats 7]
+                                   [--steps 8] [--threads 1] [--compile]
+                                   [--epoch] [--epoch-settings fp32+cl bf16+cl] [--out FILE.csv]
+
+Steps: for each model, one training step of train.py (zero_grad, forward under the run's
+autocast, cross-entropy, backward, method.step()) at batch 128 on a 28x28 one-channel batch
+(Fashion-MNIST's shape), in one process, `--threads` threads. The settings are interleaved
+(setting A, B, C, ..., then again) for `--repeats` rounds of `--steps` timed steps each, so a
+load that comes and goes (another run on the other core) touches every setting alike. Prints
+per setting the median images/s over the rounds, its min-max, and the ratio of medians to the
+first setting (the `fashion` profile's: fp32 + channels_last). `--compile` adds the best
+eager setting with torch.compile of the forward (and so backward) pass; its compile time is
+printed beside it, to be counted over a run.
+
+--epoch: one full epoch of the `fashion` profile's run (Fashion-MNIST, ResNet-20 x0.5, xRDA,
+batch 128) in each of `--epoch-settings`, timed by part: the data (batch order, crops, flips,
+normalization), forward, backward, the method's step, the per-epoch evaluation of the test
+set (export + 10,000 images), BatchNorm recalibration (bn_recal images) and the final
+training-accuracy pass. Needs the data set (apt-get install dataset-fashion-mnist).
+
+A benchmark, not a test: it prints a table (and --out writes it as CSV); nothing asserts.
+"""
+import argparse
+import csv
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import config as C  # noqa: E402
+import data as D  # noqa: E402
+import distributed  # noqa: E402
+import runs  # noqa: E402
+import train  # noqa: E402
+
+BATCH = 128
+SETTINGS = {   # name -> config keys
+    "fp32": {"precision": "fp32", "channels_last": False},
+    "fp32+cl": {"precision": "fp32", "channels_last": True},
+    "bf16": {"precision": "bf16", "channels_last": False},
+    "bf16+cl": {"precision": "bf16", "channels_last": True},
+}
+ONE = distributed.Dist()
+
+
+def run_config(model, width, method, setting, compile_=False, **extra):
+    over = [f"model={model}", f"width={width}", "dataset=fashion_mnist", f"batch_size={BATCH}",
+            "epochs=8", "device=cpu", f"compile={compile_}"]
+    over += [f"{k}={v}" for k, v in SETTINGS[setting].items()]
+    over += [f"{k}={v}" for k, v in extra.items()]
+    return C.build(f"configs/quick/{method}.yaml", over)
+
+
+class Stepper:
+    """One model + method in one setting, stepping on a fixed synthetic batch."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        torch.manual_seed(0)
+        self.model = train.build_model(cfg, 10, torch.device("cpu"), (1, 28, 28))
+        self.method = train.build_method(cfg, self.model, 469)
+        self.fwd = torch.compile(self.model) if cfg["compile"] else self.model
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(BATCH, 1, 28, 28, generator=g)
+        self.x = x.contiguous(memory_format=torch.channels_last) if cfg["channels_last"] else x
+        self.y = torch.randint(0, 10, (BATCH,), generator=g)
+        t = time.perf_counter()
+        self.step()
+        self.first = time.perf_counter() - t   # includes compilation
+
+    def step(self):
+        train.train_step(self.cfg, self.method, self.fwd, self.x, self.y, torch.device("cpu"), ONE, BATCH)
+
+    def rate(self, steps):
+        times = []
+        for _ in range(steps):
+            t = time.perf_counter()
+            self.step()
+            times.append(time.perf_counter() - t)
+        return BATCH / statistics.median(times)
+
+
+def bench_steps(args):
+    rows = []
+    for spec in args.models:
+        model, width = spec.split(":")
+        names = list(args.settings)
+        steppers = {s: Stepper(run_config(model, float(width), args.method, s)) for s in names}
+        if args.compile:
+            best = names[-1]
+            steppers[best + "+compile"] = Stepper(run_config(model, float(width), args.method, best, True))
+            names.append(best + "+compile")
+        for s in steppers.values():   # warm-up
+            s.rate(3)
+        rates = {s: [] for s in names}
+        for _ in range(args.repeats):
+            for s in names:
+                rates[s].append(steppers[s].rate(args.steps))
+        base = statistics.median(rates[names[0]])
+        print(f"\n{model} x{width} ({args.method}, batch {BATCH}, 1x28x28, {torch.get_num_threads()} "
+              f"thread(s), {args.repeats} rounds of {args.steps} steps)")
+        print(f"  {'setting':<18} {'images/s':>9} {'min-max':>13} {'ratio':>6}  first step")
+        for s in names:
+            med = statistics.median(rates[s])
+            lo, hi = min(rates[s]), max(rates[s])
+            ratios = sorted(r / base for r in rates[s])
+            print(f"  {s:<18} {med:>9.0f} {lo:>6.0f}-{hi:<6.0f} {med / base:>6.2f}  "
+                  f"{steppers[s].first:.1f}s")
+            rows.append({"part": "step", "model": f"{model}x{width}", "setting": s,
+                         "images_per_s": round(med, 1), "min": round(lo, 1), "max": round(hi, 1),
+                         "ratio": round(med / base, 3), "ratio_min": round(ratios[0], 3),
+                         "ratio_max": round(ratios[-1], 3), "first_step_s": round(steppers[s].first, 2),
+                         "device": runs.environment()["device_name"], "threads": torch.get_num_threads()})
+    return rows
+
+
+def bench_epoch(args):
+    """One epoch of the fashion run in each setting, timed by part (module docstring)."""
+    rows = []
+    data = D.load("fashion_mnist", "data")
+    cpu = torch.device("cpu")
+    for s in args.epoch_settings:
+        cfg = run_config("resnet20", 0.5, "xrda", s)
+        torch.manual_seed(0)
+        model = train.build_model(cfg, data.num_classes, cpu, data.input_shape)
+        method = train.build_method(cfg, model, data.steps_per_epoch(BATCH))
+        eval_model = train.build_model(cfg, data.num_classes, cpu, data.input_shape)
+        t = dict.fromkeys(("data", "forward", "backward", "step", "evaluation", "bn_recal",
+                           "final_train_acc"), 0.0)
+        model.train()
+        start = time.perf_counter()
+        batches = data.train_batches(BATCH, cfg["seed"], 0, channels_last=cfg["channels_last"])
+        while True:
+            t0 = time.perf_counter()
+            try:
+                x, y = next(batches)
+            except StopIteration:
+                break
+            t1 = time.perf_counter()
+            method.zero_grad()
+            with runs.autocast(cfg, cpu):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+            t2 = time.perf_counter()
+            loss.backward()
+            t3 = time.perf_counter()
+            method.step()
+            t4 = time.perf_counter()
+            t["data"] += t1 - t0
+            t["forward"] += t2 - t1
+            t["backward"] += t3 - t2
+            t["step"] += t4 - t3
+        t0 = time.perf_counter()
+        method.end_epoch(0)
+        eval_model.load_state_dict(method.export())
+        train.evaluate(cfg, eval_model, data, cpu, ONE)
+        t1 = time.perf_counter()
+        train.recalibrate_bn(eval_model, data, cfg, cfg["bn_recal"])
+        t2 = time.perf_counter()
+        train.final_train_accuracy(cfg, eval_model, data, cpu, ONE)
+        t3 = time.perf_counter()
+        t["evaluation"], t["bn_recal"], t["final_train_acc"] = t1 - t0, t2 - t1, t3 - t2
+        total = time.perf_counter() - start
+        print(f"\nepoch of fashion xRDA ResNet-20 x0.5, {s}: {total:.1f}s in all")
+        for k, v in t.items():
+            print(f"  {k:<16} {v:7.1f}s {100 * v / total:5.1f}%")
+            rows.append({"part": f"epoch:{k}", "model": "resnet20x0.5", "setting": s,
+                         "seconds": round(v, 2), "device": runs.environment()["device_name"],
+                         "threads": torch.get_num_threads()})
+        rows.append({"part": "epoch:total", "model": "resnet20x0.5", "setting": s,
+                     "seconds": round(total, 2), "device": runs.environment()["device_name"],
+                     "threads": torch.get_num_threads()})
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["resnet20:0.5", "vgg16:0.25"])
+    ap.add_argument("--method", default="xrda")
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--epoch", action="store_true")
+    ap.add_argument("--epoch-settings", nargs="+", default=["fp32+cl", "bf16+cl"], choices=list(SETTINGS))
+    ap.add_argument("--no-steps", action="store_true", help="only the epoch part")
+    ap.add_argument("--out", help="write the rows as CSV")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    print(f"{runs.environment()['device_name']}, torch {torch.__version__}")
+    rows = [] if args.no_steps else bench_steps(args)
+    if args.epoch:
+        rows += bench_epoch(args)
+    if args.out:
+        keys = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
+        with open(args.out, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
