@@ -286,6 +286,8 @@ def _setup(cfg, d):
         raise RunError(str(e), 2) from None
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    else:
+        runs.keep_freed_memory()
     try:
         data = D.load(cfg["dataset"], cfg["data_dir"], device=device, download=cfg["download"],
                       workers=cfg["workers"])
