@@ -341,9 +341,28 @@ def _identity(ident):
     out["swept_value"] = "" if out["swept_value"] is None else str(out["swept_value"])
     for k in ("profile", "entry", "row", "swept_key", "calibration_status"):
         out[k] = str(out[k])
-    out["calibration_target"] = float(out["calibration_target"])
-    out["calibration_round"] = int(out["calibration_round"])
+    out["calibration_target"] = _identity_number("calibration_target", out["calibration_target"])
+    out["calibration_round"] = _identity_number("calibration_round", out["calibration_round"])
     return out
+
+
+def _identity_number(key, value):
+    """identity.calibration_target: NaN (none) or a fraction in [0, 1]; identity.calibration_round:
+    a whole number >= 0. Anything else a ConfigError (one line), not a traceback."""
+    try:
+        bad = isinstance(value, bool)
+        x = float(value)
+    except (TypeError, ValueError):
+        bad = True
+    if key == "calibration_round":
+        if bad or not math.isfinite(x) or not x.is_integer() or x < 0:
+            raise ConfigError(f"config key 'identity.calibration_round' must be a whole number >= 0, "
+                              f"got {value!r}")
+        return int(x)
+    if bad or not (math.isnan(x) or 0 <= x <= 1):
+        raise ConfigError(f"config key 'identity.calibration_target' must be a fraction in [0, 1] "
+                          f"(or .nan: none), got {value!r}")
+    return x
 
 
 def config_hash(cfg):

@@ -156,4 +156,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.path.insert(0, REPO)
+    import runs
+    sys.exit(runs.cli(main, "report.py"))

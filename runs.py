@@ -753,3 +753,30 @@ def autocast(cfg, device):
     if cfg["precision"] == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------- every tool's entry
+
+def cli(main, tool):
+    """Run `main()` as a command-line tool and return its exit status. SIGTERM ends like
+    Ctrl-C (as train.py): one line and 130; every file is written atomically, so an interrupt
+    leaves whole files behind. A reader that closed the pipe (`| head`) ends it quietly, 141
+    (the shell's status of a process SIGPIPE ended)."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        code = main()
+        sys.stdout.flush()   # a closed pipe shows here, not at exit
+        return code
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError):
+            print(f"{tool}: interrupted; every file written so far is whole: run the same command "
+                  f"again", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # nothing more reaches the reader; stdout must not be flushed again at exit
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

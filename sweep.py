@@ -296,4 +296,4 @@ def _visible_gpus():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(runs.cli(main, "sweep.py"))
