@@ -16,7 +16,7 @@ import torch
 
 import runs
 
-from .files import ExportError, export_problem, name_of, open_export
+from .files import ExportError, export_problem, name_of, open_export, with_content_sha
 
 CSR_FORMAT = "sparse-weights-v1"
 HEADER = ("model", "width", "num_classes", "dataset")     # what rebuilds the model (models.from_saved)
@@ -100,14 +100,14 @@ def _decode(enc):
 
 
 def csr_file(saved):
-    """What a csr export holds, from what model.pt holds (runs.model_file)."""
-    return {"format": CSR_FORMAT, **{k: saved[k] for k in HEADER},
-            "weights": _encode(saved["state_dict"]), "order": list(saved["state_dict"])}
+    """What a csr export holds, from what model.pt holds (runs.model_file), its checksum inside."""
+    return with_content_sha({"format": CSR_FORMAT, **{k: saved[k] for k in HEADER},
+                             "weights": _encode(saved["state_dict"]), "order": list(saved["state_dict"])})
 
 
 def dense_file(saved):
-    """What a dense export holds: model.pt's header and state dict."""
-    return {**{k: saved[k] for k in HEADER}, "state_dict": dict(saved["state_dict"])}
+    """What a dense export holds: model.pt's header and state dict, its checksum inside."""
+    return with_content_sha({**{k: saved[k] for k in HEADER}, "state_dict": dict(saved["state_dict"])})
 
 
 def read_csr(file):
