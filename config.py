@@ -385,14 +385,27 @@ def method_revision(name):
     return get_method(name).revision
 
 
+RUN_FOLDER_FILES = ("config.yaml", "summary.json", ".sparse-run")   # runs.CONFIG, SUMMARY, MARKER
+
+
 def init_key(path):
-    """What of an init_from path identifies the weights: the run folder's name (also for its
-    model.pt), else the file's name; '' for none."""
+    """What of an init_from path identifies the weights: a run folder's name (also for its
+    model.pt; the name holds that run's own config hash), else the file's content
+    ('sha256:...'): two different w.pt in two folders are two runs, and one file moved or
+    renamed is the same. A path that is no file (a folder not there yet) keeps its name;
+    '' for none."""
     if not path:
         return ""
     path = os.path.normpath(str(path))
-    if os.path.basename(path) == "model.pt":
-        path = os.path.dirname(path)
+    if os.path.basename(path) == "model.pt" and (not os.path.isfile(path) or any(
+            os.path.exists(os.path.join(os.path.dirname(path), n)) for n in RUN_FOLDER_FILES)):
+        return os.path.basename(os.path.dirname(path))
+    if os.path.isfile(path):
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return "sha256:" + h.hexdigest()
     return os.path.basename(path)
 
 
