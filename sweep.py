@@ -184,6 +184,10 @@ def main(argv=None):
         print(f"error: --threads must be >= 1 (CPU threads per run), got {args.threads}", file=sys.stderr)
         return 2
     results = os.path.abspath(args.results)
+    if os.path.exists(results) and not os.path.isdir(results):   # a path given on the command line: 2
+        print(f"error: --results {args.results} is a file, not a results folder; nothing was run",
+              file=sys.stderr)
+        return 2
     plan.REUSE_COMPLETE = args.reuse_complete
     if args.reindex:
         try:
