@@ -341,9 +341,28 @@ def _identity(ident):
     out["swept_value"] = "" if out["swept_value"] is None else str(out["swept_value"])
     for k in ("profile", "entry", "row", "swept_key", "calibration_status"):
         out[k] = str(out[k])
-    out["calibration_target"] = float(out["calibration_target"])
-    out["calibration_round"] = int(out["calibration_round"])
+    out["calibration_target"] = _identity_number("calibration_target", out["calibration_target"])
+    out["calibration_round"] = _identity_number("calibration_round", out["calibration_round"])
     return out
+
+
+def _identity_number(key, value):
+    """identity.calibration_target: NaN (none) or a fraction in [0, 1]; identity.calibration_round:
+    a whole number >= 0. Anything else a ConfigError (one line), not a traceback."""
+    try:
+        bad = isinstance(value, bool)
+        x = float(value)
+    except (TypeError, ValueError):
+        bad = True
+    if key == "calibration_round":
+        if bad or not math.isfinite(x) or not x.is_integer() or x < 0:
+            raise ConfigError(f"config key 'identity.calibration_round' must be a whole number >= 0, "
+                              f"got {value!r}")
+        return int(x)
+    if bad or not (math.isnan(x) or 0 <= x <= 1):
+        raise ConfigError(f"config key 'identity.calibration_target' must be a fraction in [0, 1] "
+                          f"(or .nan: none), got {value!r}")
+    return x
 
 
 def config_hash(cfg):
@@ -366,14 +385,27 @@ def method_revision(name):
     return get_method(name).revision
 
 
+RUN_FOLDER_FILES = ("config.yaml", "summary.json", ".sparse-run")   # runs.CONFIG, SUMMARY, MARKER
+
+
 def init_key(path):
-    """What of an init_from path identifies the weights: the run folder's name (also for its
-    model.pt), else the file's name; '' for none."""
+    """What of an init_from path identifies the weights: a run folder's name (also for its
+    model.pt; the name holds that run's own config hash), else the file's content
+    ('sha256:...'): two different w.pt in two folders are two runs, and one file moved or
+    renamed is the same. A path that is no file (a folder not there yet) keeps its name;
+    '' for none."""
     if not path:
         return ""
     path = os.path.normpath(str(path))
-    if os.path.basename(path) == "model.pt":
-        path = os.path.dirname(path)
+    if os.path.basename(path) == "model.pt" and (not os.path.isfile(path) or any(
+            os.path.exists(os.path.join(os.path.dirname(path), n)) for n in RUN_FOLDER_FILES)):
+        return os.path.basename(os.path.dirname(path))
+    if os.path.isfile(path):
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return "sha256:" + h.hexdigest()
     return os.path.basename(path)
 
 

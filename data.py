@@ -420,12 +420,15 @@ def _load_fashion(spec, root, download):
             ds = torchvision.datasets.FashionMNIST(root, train=train, download=False)
             x, y = ds.data, ds.targets
         except Exception as e:
+            why = one_line(e, 80) or ("not an IDX file of the format (bad magic number or size)"
+                                      if isinstance(e, AssertionError) else "no reason given")
             raise DataError(f"{spec.label}: cannot read the IDX files in {where} "
-                            f"({type(e).__name__}: {one_line(e, 80)}): delete them and rerun") from None
+                            f"({type(e).__name__}: {why}): replace them with the data set's files "
+                            f"({FASHION_HOW})") from None
         if x.dim() != 3 or len(x) != len(y) or tuple(x.shape[1:]) != tuple(spec.input_shape[1:]):
             raise DataError(f"{spec.label}: the IDX files in {where} hold images of shape "
-                            f"{tuple(x.shape[1:])} and {len(y)} labels for {len(x)} images; "
-                            f"delete them and rerun")
+                            f"{tuple(x.shape[1:])} and {len(y)} labels for {len(x)} images: "
+                            f"replace them with the data set's files ({FASHION_HOW})")
         out += [x.to(torch.uint8).unsqueeze(1).contiguous(), y.to(torch.int64)]
     return tuple(out)
 

@@ -22,12 +22,15 @@ data must equal the original model's (to 1e-4 of the logit scale). The file size
 next to the dense size, and the facts go to RUN_DIR/export.json, one key per format. Each file
 is written with FILE.sha256 beside it (`sha256sum -c` reads it); every loader above, and
 `--check`, compares the file with it before reading, so an export altered even at the same
-size is refused. A failed check or bad input ends with one line on stderr and a non-zero exit
+size is refused; a copy without FILE.sha256 is checked against the checksum stored inside it
+(csr, dense). An existing file at --out that is not an earlier export is replaced only with
+--force, a run folder's own files never. A failed check or bad input ends with one line on stderr and a non-zero exit
 (2: usage, 1: the run or a file); nothing is written.
 """
 import argparse
 import io
 import os
+import re
 import sys
 
 import torch
@@ -84,8 +87,10 @@ def real_batch(dataset, n=256, data_dir="data"):
 
 # ----------------------------------------------------------------------------- export
 
-def _out_path(run_dir, fmt, out):
-    """Where the export goes: `out`, or RUN_DIR/model.<fmt>.pt; never a folder or a run's file."""
+def _out_path(run_dir, fmt, out, force=False):
+    """Where the export goes: `out`, or RUN_DIR/model.<fmt>.pt; never a folder or a file of any
+    run folder, and a file that is not an earlier export (its FILE.sha256 beside it, matching)
+    only with `force`."""
     default = os.path.join(run_dir, DEFAULT_OUT[fmt])
     out = out or default
     if os.path.isdir(out):
@@ -94,7 +99,30 @@ def _out_path(run_dir, fmt, out):
     if own:
         raise ExportError(f"--out {out} is {own}, a file of the run being exported: give another "
                           f"file name (default: {default}); nothing written", 2)
+    real = os.path.realpath(out)
+    folder = os.path.dirname(real)
+    if os.path.basename(real) in RUN_FILES and any(
+            os.path.exists(os.path.join(folder, n)) for n in (runs.MARKER, runs.CONFIG, runs.SUMMARY)):
+        raise ExportError(f"--out {out} is {os.path.basename(real)} of the run folder {folder}: an "
+                          f"export never replaces a run's files; give another file name; nothing "
+                          f"written", 2)
+    if not force and (os.path.lexists(out) or os.path.lexists(sha_path(out))) and not _our_export(out):
+        raise ExportError(f"--out {out}: a file export.py did not write is there already (no "
+                          f"{os.path.basename(sha_path(out))} beside it that matches it): give a new file "
+                          f"name, or --force to replace it; nothing written", 2)
     return out
+
+
+def _our_export(out):
+    """Whether `out` is an export this tool wrote (maybe damaged since): the sha256 record
+    beside it names it, in the line write_export writes."""
+    try:
+        with open(sha_path(out)) as f:
+            words = f.read(512).split()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return (len(words) == 2 and bool(re.fullmatch(r"[0-9a-f]{64}", words[0]))
+            and words[1] == os.path.basename(out))
 
 
 def _build(fmt, model, dense_obj, dense_blob):
@@ -117,14 +145,15 @@ def _build(fmt, model, dense_obj, dense_blob):
                             "kept_zero_filters": len(skipped)}
 
 
-def export(run_dir, fmt, out=None, batch=256, data_dir=None):
-    """Export the run in `run_dir` as `fmt`; returns the facts written to export.json."""
+def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False):
+    """Export the run in `run_dir` as `fmt`; returns the facts written to export.json. An
+    existing file at `out` that is not an earlier export is replaced only with `force`."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ExportError(f"--batch must be a positive number of test images, got {batch!r}", 2)
     finished_run(run_dir)
-    out = _out_path(run_dir, fmt, out)
+    out = _out_path(run_dir, fmt, out, force)
     saved = runs.load_model_file(run_dir)
     model = runs.load_model(run_dir)
     x = real_batch(saved["dataset"], batch, data_dir or run_data_dir(run_dir))
@@ -149,13 +178,10 @@ def verify(file):
     sha256; no record, a mismatch or an unreadable file: ExportError, one line."""
     if not os.path.isfile(file):
         raise ExportError(f"{file}: no such export file")
-    sha = recorded_sha(file)
-    if sha is None:
-        raise ExportError(f"{file}: no checksum recorded ({os.path.basename(sha_path(file))} is "
-                          f"missing); export the run again")
     problem = export_problem(file)       # before anything is unpickled
     if problem:
         raise ExportError(f"{problem}; export the run again")
+    sha = recorded_sha(file) or runs.file_sha256(file)   # checked inside it or by export.json
     try:
         obj = torch.load(file, map_location="cpu", weights_only=True)
     except Exception:      # not plain tensors: a slim export, the pickle whose sha256 we recorded
@@ -209,6 +235,8 @@ def main(argv=None):
     p.add_argument("run_dir", nargs="?", help="a finished run folder")
     p.add_argument("--format", choices=FORMATS)
     p.add_argument("--out", help="output file (default: RUN_DIR/model.<format>.pt)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a file at --out that is not an earlier export (never a run's file)")
     p.add_argument("--batch", type=_positive, default=256, help="test images the check uses")
     p.add_argument("--data-dir", help="where the data set lives (default: the run's data_dir)")
     p.add_argument("--check", nargs="+", metavar="FILE",
@@ -225,7 +253,7 @@ def main(argv=None):
             print(f"{file}: ok ({fmt} export, sha256 {sha[:16]}... as recorded)")
         if not args.check:
             _print_facts(args.format, export(args.run_dir, args.format, args.out, args.batch,
-                                             args.data_dir))
+                                             args.data_dir, args.force))
     except (ExportError, runs.RunFolderError, D.DataError, OSError) as e:
         print(f"export.py: error: {' '.join(str(e).split())}", file=sys.stderr)
         return getattr(e, "code", 1) if isinstance(e, ExportError) else 1
@@ -233,4 +261,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(runs.cli(main, "export.py"))

@@ -488,7 +488,8 @@ def _cpu_name(cpuinfo="/proc/cpuinfo"):
 def finished_summary(out, warn=None):
     """The summary of the run finished in folder `out`, or None. A run is finished when
     summary.json reads back (well-typed fields), metrics.csv, where there is one, has a row
-    for every epoch, and model.pt is the file the run wrote (its size and sha256 as the
+    for every epoch, no more and no fewer (metrics_problem, also the report's rule), and
+    model.pt is the file the run wrote (its size and sha256 as the
     summary recorded them, model_problem): results committed to git (no weights) do not
     count, so running their config again trains it here instead of trusting another
     machine's numbers; a damaged summary or metrics.csv, a truncated or altered model.pt is
@@ -498,13 +499,13 @@ def finished_summary(out, warn=None):
         return None
     try:
         summary = read_summary(out)
-        rows = read_metrics(out) if os.path.exists(path(out, METRICS)) else None
+        problem = (metrics_problem(out, summary)
+                   if os.path.exists(path(out, METRICS)) and "epochs" in summary else None)
     except RunFolderError as e:   # (not the advice to delete the folder: a rerun rewrites it)
         (warn or _stderr)(f"{str(e).removesuffix(RETRAIN)}: rerunning it")
         return None
-    if rows is not None and "epochs" in summary and len(rows) < int(summary["epochs"]):
-        (warn or _stderr)(f"{path(out, METRICS)}: {len(rows)} rows for the {summary['epochs']} "
-                          f"epochs the run trained: rerunning it")
+    if problem:
+        (warn or _stderr)(f"{problem}: rerunning it")
         return None
     problem = model_problem(out, summary)
     if problem:
@@ -606,10 +607,45 @@ def complete_summary(out):
     if any(k not in s for k in SUMMARY_FIELDS if k not in OPTIONAL):
         return None
     try:
-        epochs = len(read_metrics(out))
+        return None if metrics_problem(out, s) else s
     except OSError:
         return None
-    return s if epochs == int(s["epochs"]) else None
+
+
+def metrics_rows(out, most=None):
+    """The number of rows of metrics.csv in run folder `out`, read a row at a time (a file of
+    millions of rows costs no memory), counting at most `most` (then stops); OSError when it is
+    missing, RunFolderError (one line) when it is damaged, as read_metrics."""
+    p = path(out, METRICS)
+    n = 0
+    with open(p, newline="", encoding="utf-8", errors="strict") as f:
+        try:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if not header or "epoch" not in header:
+                raise RunFolderError(f"{p}: damaged (no header with an 'epoch' column){RETRAIN}")
+            for i, r in enumerate(reader, 2):
+                if len(r) != len(header):
+                    raise RunFolderError(f"{p}: damaged (line {i} has {len(r)} fields, the header "
+                                         f"{len(header)}){RETRAIN}")
+                n += 1
+                if most is not None and n >= most:
+                    break
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise RunFolderError(f"{p}: damaged ({type(e).__name__}){RETRAIN}") from None
+    return n
+
+
+def metrics_problem(out, summary):
+    """Why metrics.csv of run folder `out` does not hold one row per epoch the summary says the
+    run trained, or None: the one rule of a finished (train, sweep, eval, hub, export) and a
+    complete (report, --reuse-complete) run. Too few rows or too many: neither."""
+    epochs = int(summary["epochs"])
+    rows = metrics_rows(out, most=epochs + 1)
+    if rows == epochs:
+        return None
+    many = f"more than {epochs} rows" if rows > epochs else f"{rows} rows"
+    return f"{path(out, METRICS)}: {many} for the {epochs} epochs the run trained"
 
 
 # A run is collapsed when its final training accuracy is below this fraction of the way from
@@ -753,3 +789,30 @@ def autocast(cfg, device):
     if cfg["precision"] == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------- every tool's entry
+
+def cli(main, tool):
+    """Run `main()` as a command-line tool and return its exit status. SIGTERM ends like
+    Ctrl-C (as train.py): one line and 130; every file is written atomically, so an interrupt
+    leaves whole files behind. A reader that closed the pipe (`| head`) ends it quietly, 141
+    (the shell's status of a process SIGPIPE ended)."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        code = main()
+        sys.stdout.flush()   # a closed pipe shows here, not at exit
+        return code
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError):
+            print(f"{tool}: interrupted; every file written so far is whole: run the same command "
+                  f"again", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # nothing more reaches the reader; stdout must not be flushed again at exit
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

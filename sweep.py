@@ -2,7 +2,7 @@
 
     python sweep.py PROFILE [--dry-run] [--jobs N] [--threads T] [--runs-per-gpu K]
                             [--results DIR] [--only ENTRY,...] [--seeds S,...] [--levels L,...]
-                            [--reuse-complete] [--set KEY=VALUE ...]
+                            [--reuse-complete] [--set KEY=VALUE ...] [--max-runs N]
     python sweep.py PROFILE --launcher slurm --partition gpu --time 24:00:00 --gpus 1 \\
                             [--nodes 1] --array-parallelism 32
 
@@ -115,7 +115,7 @@ from sweeping import plan
 from sweeping.launch import MARK, LocalLauncher, _header, log_path, train_argv  # noqa: F401
 from sweeping.plan import (dependency_overrides, is_finished, known, materialize,  # noqa: F401
                            only, select)
-from sweeping.profile import REPO, ProfileError, expand, find_profile, load_profile  # noqa: F401
+from sweeping.profile import MAX_RUNS, REPO, ProfileError, expand, find_profile, load_profile  # noqa: F401
 from sweeping.schedule import dry_run, print_table, run_all
 from sweeping.search import Search  # noqa: F401
 from sweeping.slurm import SlurmLauncher, _requeueing_call, slurm_script  # noqa: F401
@@ -149,7 +149,11 @@ def main(argv=None):
                         "a chained search's previous target, ...; composes with --only and --seeds")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="an override for every run, after the profile's (repeatable; e.g. a smoke "
-                        "test with --set epochs=1 --set train_subset=128: other run names)")
+                        "test with --set epochs=1 --set train_subset=128: other run names); not seed, "
+                        "which the profile's seeds: set (--seeds chooses among them)")
+    p.add_argument("--max-runs", type=int, default=MAX_RUNS, metavar="N",
+                   help=f"refuse a profile of more than N runs before expanding it (default {MAX_RUNS}: "
+                        f"a larger grid must be confirmed with a larger N)")
     g = p.add_argument_group("local launcher")
     g.add_argument("--jobs", type=int, default=0,
                    help="runs at once (default: --runs-per-gpu per visible GPU, else CPU cores / --threads)")
@@ -180,6 +184,10 @@ def main(argv=None):
         print(f"error: --threads must be >= 1 (CPU threads per run), got {args.threads}", file=sys.stderr)
         return 2
     results = os.path.abspath(args.results)
+    if os.path.exists(results) and not os.path.isdir(results):   # a path given on the command line: 2
+        print(f"error: --results {args.results} is a file, not a results folder; nothing was run",
+              file=sys.stderr)
+        return 2
     plan.REUSE_COMPLETE = args.reuse_complete
     if args.reindex:
         try:
@@ -198,7 +206,7 @@ def main(argv=None):
             print(f"error: {flag} must be >= {low}", file=sys.stderr)
             return 2
     try:
-        specs = expand(find_profile(args.profile), args.set or ())
+        specs = expand(find_profile(args.profile), args.set or (), args.max_runs)
         if (args.only, args.seeds, args.levels) != (None, None, None):   # each narrows; then what they need
             specs = select(specs, None if args.only is None else args.only.split(","),
                            None if args.seeds is None else _values(args.seeds, int, "--seeds", "seed"),
@@ -296,4 +304,4 @@ def _visible_gpus():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(runs.cli(main, "sweep.py"))

@@ -564,4 +564,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(runs.cli(main, "train.py"))

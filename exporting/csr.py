@@ -16,7 +16,7 @@ import torch
 
 import runs
 
-from .files import ExportError, export_problem, name_of, open_export
+from .files import ExportError, export_problem, name_of, open_export, recorded_sha, with_content_sha
 
 CSR_FORMAT = "sparse-weights-v1"
 HEADER = ("model", "width", "num_classes", "dataset")     # what rebuilds the model (models.from_saved)
@@ -100,14 +100,14 @@ def _decode(enc):
 
 
 def csr_file(saved):
-    """What a csr export holds, from what model.pt holds (runs.model_file)."""
-    return {"format": CSR_FORMAT, **{k: saved[k] for k in HEADER},
-            "weights": _encode(saved["state_dict"]), "order": list(saved["state_dict"])}
+    """What a csr export holds, from what model.pt holds (runs.model_file), its checksum inside."""
+    return with_content_sha({"format": CSR_FORMAT, **{k: saved[k] for k in HEADER},
+                             "weights": _encode(saved["state_dict"]), "order": list(saved["state_dict"])})
 
 
 def dense_file(saved):
-    """What a dense export holds: model.pt's header and state dict."""
-    return {**{k: saved[k] for k in HEADER}, "state_dict": dict(saved["state_dict"])}
+    """What a dense export holds: model.pt's header and state dict, its checksum inside."""
+    return with_content_sha({**{k: saved[k] for k in HEADER}, "state_dict": dict(saved["state_dict"])})
 
 
 def read_csr(file):
@@ -158,14 +158,20 @@ def is_csr_export(path):
     that no longer matches the sha256 recorded beside it is ExportError, before it is read."""
     if not os.path.isfile(path):
         return False
-    problem = export_problem(path)
+    # a record beside it: checked first (a damaged file may not even load); without one only a
+    # csr export is checked (the checksum inside it), not a model.pt
+    problem = export_problem(path) if recorded_sha(path) is not None else None
     if problem:
         raise ExportError(f"{problem}; export the run again")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:        # not plain tensors: not a csr export (the caller says what it is)
         return False
-    return isinstance(obj, dict) and obj.get("format") == CSR_FORMAT
+    csr = isinstance(obj, dict) and obj.get("format") == CSR_FORMAT
+    problem = export_problem(path) if csr else None
+    if problem:
+        raise ExportError(f"{problem}; export the run again")
+    return csr
 
 
 def load_any(path, device="cpu"):

@@ -4,8 +4,11 @@ their sha256 beside them, export.json, and reading an export back with that chec
 Each export FILE is written with FILE.sha256 beside it, one line in the format `sha256sum`
 writes (so `sha256sum -c FILE.sha256` checks it as well); reading FILE back (load_slim,
 load_csr, load_dense, `export.py --check`) first compares the file with it, as runs.py checks
-model.pt against summary.json's model_sha256. A file without a record (an export from before
-checksums) is read as it is; a mismatch is ExportError, one line.
+model.pt against summary.json's model_sha256. Without FILE.sha256 beside it (a file copied
+alone), a csr or dense export is checked against the checksum stored inside it (CONTENT_SHA,
+over every tensor's bytes and every other value), else against the sha256 export.json beside
+it records; a file with none of these is not read (one line), and a mismatch is ExportError,
+one line.
 """
 import contextlib
 import hashlib
@@ -132,14 +135,93 @@ def recorded_sha(file):
     return words[0]
 
 
-def export_problem(file):
-    """Why export `file` is not the file export.py wrote (its recorded sha256), or None; a file
-    without a record is trusted."""
-    want = recorded_sha(file)
-    if want is not None and runs.file_sha256(file) != want:
-        return (f"{file}: altered or damaged (its sha256 is not the one {os.path.basename(sha_path(file))} "
-                f"recorded, {want[:12]}...)")
+CONTENT_SHA = "content_sha256"   # inside a csr / dense export: content_sha(the rest of it)
+
+
+def content_sha(obj):
+    """sha256 of what an export holds: keys, values and every tensor's dtype, shape and bytes,
+    the key CONTENT_SHA left out; the same however torch lays the file out."""
+    h = hashlib.sha256()
+
+    def walk(x):
+        if isinstance(x, dict):
+            h.update(b"{")
+            for k in sorted(x, key=str):
+                if k != CONTENT_SHA:
+                    h.update(repr(k).encode() + b":")
+                    walk(x[k])
+            h.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[")
+            for v in x:
+                walk(v)
+            h.update(b"]")
+        elif isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous().reshape(-1)
+            h.update(f"T{t.dtype}{tuple(x.shape)}:".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(repr(x).encode() + b";")
+    walk(obj)
+    return h.hexdigest()
+
+
+def with_content_sha(obj):
+    """`obj` (a csr or dense export's dict) with its own checksum inside."""
+    return {**obj, CONTENT_SHA: content_sha(obj)}
+
+
+def json_sha(file):
+    """The sha256 that export.json beside `file` records for it, or None."""
+    target = os.path.join(os.path.dirname(os.path.abspath(file)), EXPORT_JSON)
+    try:
+        with open(target) as f:
+            facts = json.load(f)
+        for v in facts.values():
+            if os.path.basename(str(v.get("file", ""))) == os.path.basename(file) and \
+                    re.fullmatch(r"[0-9a-f]{64}", str(v.get("sha256", ""))):
+                return v["sha256"]
+    except (OSError, ValueError, AttributeError):
+        pass
     return None
+
+
+def _inner_sha(file):
+    """(recorded, computed) content checksum of a csr / dense export holding one, else None;
+    read with weights_only=True (plain tensors: nothing runs)."""
+    try:
+        obj = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    if isinstance(obj, dict) and isinstance(obj.get(CONTENT_SHA), str):
+        return obj[CONTENT_SHA], content_sha(obj)
+    return None
+
+
+def export_problem(file):
+    """Why export `file` is not the file export.py wrote, or None: checked against FILE.sha256,
+    else the checksum inside it, else export.json's record beside it; none of them: a problem
+    too (an unchecked file is never read)."""
+    want = recorded_sha(file)
+    if want is not None:
+        if runs.file_sha256(file) != want:
+            return (f"{file}: altered or damaged (its sha256 is not the one "
+                    f"{os.path.basename(sha_path(file))} recorded, {want[:12]}...)")
+        return None
+    inner = _inner_sha(file)
+    if inner is not None:
+        if inner[0] != inner[1]:
+            return (f"{file}: altered or damaged (its content no longer matches the checksum "
+                    f"stored inside it, {inner[0][:12]}...)")
+        return None
+    want = json_sha(file)
+    if want is not None:
+        if runs.file_sha256(file) != want:
+            return (f"{file}: altered or damaged (its sha256 is not the one {EXPORT_JSON} "
+                    f"beside it recorded, {want[:12]}...)")
+        return None
+    return (f"{file}: no checksum to check it against ({os.path.basename(sha_path(file))} is not "
+            f"beside it, none is stored inside it, no {EXPORT_JSON} records it): not read")
 
 
 def name_of(file):

@@ -196,7 +196,26 @@ def load(profile, results):
     retired = [n for n in other if listed[n] in ours]
     other = [n for n in other if n not in retired]
     return df, {"missing": missing, "waiting": waiting, "not_run": not_run, "other": other, "retired": retired,
-                "searches": search_rows(searches)}
+                "searches": search_rows(searches), "incomplete": incomplete(results, missing)}
+
+
+def incomplete(results, names):
+    """'NAME: why' for each of `names` whose folder holds a summary.json but is not complete
+    (runs.metrics_problem: metrics.csv with fewer or more rows than epochs), so the report
+    names what it left out."""
+    out = []
+    for name in names:
+        folder = runs.run_dir(results, name)
+        if not os.path.exists(runs.path(folder, runs.SUMMARY)):
+            continue
+        try:
+            why = runs.metrics_problem(folder, runs.read_summary(folder))
+        except OSError:
+            why = f"{runs.path(folder, runs.METRICS)}: missing"
+        except (runs.RunFolderError, KeyError, ValueError) as e:
+            why = str(e).removesuffix(runs.RETRAIN)
+        out.append(f"{name}: {why or 'summary.json lacks fields'}")
+    return out
 
 
 def parent_run(init_from):

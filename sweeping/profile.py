@@ -217,12 +217,29 @@ def _check_profile(prof, path):
             raise ProfileError(f"{where}: {key} must be a list of strings, got {_fmt(v)[:80]}")
 
 
-def expand(profile_path, extra=()):
+MAX_RUNS = 2000   # sweep.py --max-runs: a profile expanding to more needs the flag (a typo'd grid)
+
+
+def _seed_override(overrides, where):
+    """A `seed=` among overrides is refused: each run's seed comes from `seeds:` and would
+    silently replace it."""
+    for o in overrides:
+        if str(o).split("=", 1)[0].strip() == "seed":
+            raise ProfileError(f"{where}: '{o}': a run's seed comes from the profile's seeds: list, "
+                               f"which would replace this value; choose seeds with --seeds S,... "
+                               f"(each one of the profile's) or give the profile seeds: [...]")
+
+
+def expand(profile_path, extra=(), max_runs=None):
     """[Spec] for every run of the profile, in profile order (dependencies reference Specs);
-    `extra` KEY=VALUE overrides come after the profile's own (sweep.py --set)."""
+    `extra` KEY=VALUE overrides come after the profile's own (sweep.py --set). More than
+    `max_runs` runs (counted before they are built): ProfileError."""
     prof = load_profile(profile_path)
     pname = profile_name(profile_path)
     extra = [str(o) for o in extra]
+    _seed_override(extra, "--set")
+    _seed_override(prof.get("overrides") or [], f"{os.path.basename(profile_path)}: overrides")
+    counted = 0
     seeds = prof.get("seeds", [0])
     common = [str(o) for o in prof.get("overrides") or []]
     scale = prof.get("epochs_scale")
@@ -288,6 +305,16 @@ def expand(profile_path, extra=()):
             raise ProfileError(f"{where}: epochs_scale must be a positive number")
         total_scale = (scale or 1.0) * (escale or 1.0) if (scale or escale) else None
         own = [str(o) for o in entry.get("overrides") or []]
+        _seed_override(own, f"{where}: overrides")
+        if any("seed" in a for a in axes_list):
+            raise ProfileError(f"{where}: grid axis 'seed': a run's seed comes from seeds: (give the "
+                               f"entry seeds: [...] instead)")
+        counted += (sum(math.prod(len(v) for v in a.values()) for a in axes_list) * len(targets)
+                    * len(entry.get("seeds", seeds)))
+        if max_runs is not None and counted > max_runs:
+            raise ProfileError(f"{os.path.basename(profile_path)}: expands to more than {max_runs:,} runs "
+                               f"(at least {counted:,} by runs[{i}] ({ename})); a grid that large is "
+                               f"likely a mistake: to run it, confirm with --max-runs {counted}")
         mine = []
         for axes, combo in ((a, c) for a in axes_list for c in itertools.product(*a.values())):
             point = dict(zip(axes, combo))
@@ -325,6 +352,10 @@ def expand(profile_path, extra=()):
                     mine += _with_deps(ename, where, config, static, point, seed, deps, metric, ident)
         by_entry[ename] = mine
         specs += mine
+        if max_runs is not None and len(specs) > max_runs:   # dependencies repeat runs
+            raise ProfileError(f"{os.path.basename(profile_path)}: expands to more than {max_runs:,} runs "
+                               f"({len(specs):,} by runs[{i}] ({ename})); a grid that large is likely a "
+                               f"mistake: to run it, confirm with --max-runs N (N at least the total)")
     return specs
 
 

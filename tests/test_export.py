@@ -560,9 +560,18 @@ def test_check_without_a_record_or_file_and_bad_usage(run_dir, tmp_path, capsys)
     export.export(str(run_dir), "dense", batch=16)
     f = run_dir / export.DEFAULT_OUT["dense"]
     os.unlink(str(f) + export.SHA_SUFFIX)
-    assert export.load_dense(f).training is False          # no record: read as it is (old exports)
+    # no record beside it: checked against the checksum inside it (issue 36)
+    assert export.load_dense(f).training is False
+    assert export.main(["--check", str(f)]) == 0
+    capsys.readouterr()
+    saved = torch.load(f, weights_only=True)
+    del saved["content_sha256"]
+    torch.save(saved, f)
+    os.unlink(run_dir / export.EXPORT_JSON)       # no record anywhere: never read unchecked
+    with pytest.raises(export.ExportError, match="no checksum to check it against"):
+        export.load_dense(f)
     err = one_error_line(capsys, export.main(["--check", str(f)]))
-    assert "no checksum recorded" in err
+    assert "no checksum to check it against" in err
     err = one_error_line(capsys, export.main(["--check", str(tmp_path / "none.pt")]))
     assert "no such export file" in err
     (tmp_path / "bad.pt").write_bytes(b"x" * 10)
