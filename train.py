@@ -272,10 +272,11 @@ def _check_folder(cfg, out, chash):
             raise RunError(f"{out} holds a run with another config; pick another --out or delete it", 2)
 
 
-def _setup(cfg, d):
+def _setup(cfg, d, say=lambda msg: None):
     """Seeds, the device, the data, the model (from init_from or random), the method, and the
     model the exported weights are evaluated on: (device, data, model, method, eval_model,
-    init_path)."""
+    init_path). A setting this machine cannot run is refused here (RunError, code 2), one it
+    runs slowly said in one line."""
     seed = cfg["seed"]
     random.seed(seed)
     np.random.seed(seed)
@@ -284,6 +285,12 @@ def _setup(cfg, d):
         device = dist_.device_for(d, runs.pick_device(cfg["device"]))
     except runs.RunFolderError as e:
         raise RunError(str(e), 2) from None
+    problem = runs.device_problem(cfg, device)
+    if problem:
+        raise RunError(problem, 2)
+    note = runs.device_note(cfg, device)
+    if note:
+        say(f"{C.run_name(cfg)}: {note}")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     else:
@@ -399,7 +406,7 @@ def _save_epoch(out, d, rows, model, method, epoch, train_seconds, chash, init_s
 def _train(cfg, out, results, say, quiet, d, stop_after):
     name, chash = C.run_name(cfg), C.config_hash(cfg)
     _check_folder(cfg, out, chash)
-    device, data, model, method, eval_model, init_path = _setup(cfg, d)
+    device, data, model, method, eval_model, init_path = _setup(cfg, d, say)
     # which weights it starts from: a dense run trained again (on another CPU, say) differs in
     # the last bits, so the summary says which version its followers started from
     init_sha = runs.file_sha256(init_path) if init_path else ""
