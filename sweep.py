@@ -68,6 +68,13 @@ between the closest points on both sides, until a round's nonzero fraction is wi
 Every round's run is kept; the closest is the calibrated point, and the other seeds run at
 its λ (also when the rounds ran out before the tolerance was met: the sweep says so). A target no λ reaches (sparsity stuck, or a round fails) ends the search with a
 message and blocks those seeds.
+`calibrate: {..., start_from: {profile: fashion, entry: xrda}}` (entry: default this entry's
+name): round 1 of each target at the value that profile's search for the same target reached
+(its calibrated round, or its closest healthy round if it missed; replayed from RESULTS/runs)
+times the method's budget factor for this run's steps and Σ lr (docs/methods.md §7.1; 1 for
+xRDA, ~0.41 for LATS at 4x fashion's epochs); with chain, a later target takes the factor the
+previous target's search measured. The dry run prints one line per search saying which. No
+round of that entry in that profile: one line, exit 2; a target it never searched: `start`.
 
 Runs of an entry are its grid points times its seeds, in that order. The order of the
 overrides of one run: row keys, profile overrides, entry overrides, grid values, epoch
@@ -214,6 +221,7 @@ def main(argv=None):
         for s in specs:  # resolve what is known now: catches config errors before launching
             if not s.deps and s.after is None and not s.waiting_on_search():
                 materialize(s, results)
+        notes = [] if args.dry_run else plan.start_notes(specs, results)
     except (ProfileError, C.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -228,6 +236,8 @@ def main(argv=None):
         rebuilt = runs.ensure_index(results)   # a lost or damaged row is never lost for good
         if rebuilt:
             print(rebuilt, flush=True)
+        for line in notes:
+            print(line, flush=True)
         n_done = sum(1 for s in specs if s.cfg is not None and is_finished(s.cfg, results))
         if args.launcher == "local" and args.jobs < 0:
             print("error: --jobs must be >= 1 (0: one per GPU or CPU core)", file=sys.stderr)

@@ -114,6 +114,14 @@ class Method:
     def validate(cls, hp):
         """Raise ValueError (one line) for a bad value; called before anything is built."""
 
+    @classmethod
+    def budget_factor(cls, key, old, new):
+        """(factor, why): what a value of optim.`key` calibrated at budget `old` is multiplied
+        by to give about the same sparsity at budget `new` (a λ search's start_from); each a
+        dict {"hp": the optim keys, lr scaled, "steps": N, "lr_sum": Σ_{t≤N} lr_t}. Default 1,
+        no scaling derived; docs/methods.md §7 gives each method's."""
+        return 1.0, "no budget scaling derived"
+
     def zero_grad(self):
         self.optimizer.zero_grad(set_to_none=True)
 

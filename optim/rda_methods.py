@@ -84,6 +84,13 @@ class _RDAFamily(Method):
     def summary(self):
         return {"lam": float(self.hp["lam"]), "max_factor": float(self.hp["max_factor"])}
 
+    @classmethod
+    def budget_factor(cls, key, old, new):
+        """1: the threshold λ·Λ does not grow with the steps taken (Λ ← a·Λ + h·c is an average
+        of c under the cosine schedule, a = 1 − h, and h·c itself for prox_sgd), so a surviving
+        weight's stationary point is that of L + λ·c·|w| at any budget (docs/methods.md §7)."""
+        return 1.0, "λ weighs the ℓ1 term of a fixed objective (Λ averages c, it does not sum)"
+
 
 _COMMON = {"lr": 1.0, "momentum_ts": 9.5, "magnitude_ts": 9.5, "weight_decay": 5e-4,
            "lam": 1e-6, "mode": "elementwise", "schedule": "cosine", "milestones": [],
@@ -157,3 +164,7 @@ class SGDL1(Method):
 
     def summary(self):
         return {"lam": float(self.hp["lam"]), "max_factor": 1.0}
+
+    @classmethod
+    def budget_factor(cls, key, old, new):
+        return 1.0, "λ·sign(w) is the subgradient of a fixed objective L + λ‖w‖₁"

@@ -132,6 +132,25 @@ class SoftThreshold(SGD):
             raise ValueError(f"optim.threshold_schedule {kind} needs optim.final_threshold > 0 and "
                              f"no optim.lam")
 
+    @classmethod
+    def budget_factor(cls, key, old, new):
+        """LATS: where the threshold d grows by λ·lr a step and momentum SGD (μ) with weight
+        decay wd moves θ, a surviving weight stays put when ∂L/∂w + wd·w + κ·sign(w) = 0 with
+        κ = (1 − μ)·λ + wd·d: the ℓ1 coefficient the run ends at is κ = λ·((1 − μ) + wd·Σ lr).
+        The factor keeps κ: ((1 − μ) + wd·S_old) / ((1 − μ) + wd·S_new) on λ, and on a final
+        threshold D (= λ̄·S, λ̄ the lr-weighted mean, also for linear and sine)
+        ((1 − μ)/S_old + wd) / ((1 − μ)/S_new + wd). docs/methods.md §7."""
+        if key not in ("lam", "final_threshold"):
+            return super().budget_factor(key, old, new)
+
+        def kappa(b):   # κ per unit of the key
+            hp = {**cls.defaults, **b["hp"]}
+            m, wd, S = 1.0 - float(hp["momentum"]), float(hp["weight_decay"]), float(b["lr_sum"])
+            return m + wd * S if key == "lam" else m / S + wd
+        f = kappa(old) / kappa(new)
+        return f, (f"keeps the final ℓ1 coefficient (1 − μ)·λ + wd·d at Σ lr {old['lr_sum']:.6g} -> "
+                   f"{new['lr_sum']:.6g}")
+
     def threshold_at(self, t, lr_sum):
         kind = self.hp["threshold_schedule"]
         if kind == "lats":

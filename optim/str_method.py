@@ -114,6 +114,14 @@ class STR(Method):
                                  warmup_steps=warmup_steps(hp, steps_per_epoch))
 
     @classmethod
+    def budget_factor(cls, key, old, new):
+        """1: decay alone would carry s from s_init to about 0 in the first 8-epoch budget at
+        the 90% value (s_init·exp(−s_wd·Σlr/(1 − μ)), exponent 5.3), yet sparsity keeps rising
+        with s_wd up to 99%: the thresholds settle where the decay balances the loss gradient
+        on s, a point that does not depend on the steps taken (docs/methods.md §7)."""
+        return 1.0, "its thresholds settle where decay balances the loss gradient"
+
+    @classmethod
     def validate(cls, hp):
         hp = {**cls.defaults, **hp}
         SGD.validate(hp)

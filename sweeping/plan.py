@@ -176,7 +176,9 @@ def dependency_overrides(spec, results):
     inside the repo)."""
     ov = []
     search = spec.search or spec.after
-    if spec.search is not None and spec.search.chain is not None and spec is spec.search.specs[0]:
+    if spec.search is not None and (spec.search.chain is not None or spec.search.start_from) \
+            and spec is spec.search.specs[0]:
+        resolve_start(spec.search, results)
         ov.append(f"{spec.search.key}={spec.search.first_value()!r}")
     if spec.target_from:
         vals = [target_value(results, calibrated(d), spec.target_metric) for d in spec.target_from]
@@ -190,6 +192,133 @@ def dependency_overrides(spec, results):
     if spec.init_from:
         ov.append(f"init_from={_rel(os.path.abspath(run_dir(results, spec.init_from.name)))}")
     return ov
+
+
+# ----------------------------------------------------------------------------- start_from
+
+_SOURCES = {}   # (source profile path, results, folders) -> {entry: [its searches, replayed from disk]}
+
+
+def _complete(cfg, results):
+    """Finished (weights there) or complete without weights (committed results)."""
+    name = C.run_name(cfg)
+    return runs.is_finished(results, name) or runs.complete_summary(run_dir(results, name)) is not None
+
+
+def source_searches(profile, results):
+    """{entry: [Search]} of another profile, its searches replayed from the complete runs in
+    RESULTS/runs (weights not needed), as the sweep would replay them; cached per process
+    while the number of run folders stays the same."""
+    from .profile import expand, find_profile
+    path = os.path.abspath(find_profile(profile))
+    root = os.path.join(results, "runs")
+    # a new run folder (a source still running, a test) replays again
+    key = (path, os.path.abspath(results), len(os.listdir(root)) if os.path.isdir(root) else 0)
+    if key not in _SOURCES:
+        specs = expand(path)
+        ready, waiting = known(specs, results, done=_complete)
+        out = {}
+        for s in ready + waiting:
+            if s.search is not None and s.search.specs and s.search.specs[0] is s:
+                out.setdefault(s.entry, []).append(s.search)
+        _SOURCES[key] = out
+    return _SOURCES[key]
+
+
+def budget(cfg):
+    """{"hp", "steps", "lr_sum"} of a resolved run config: the optimizer steps it takes and the
+    sum of its learning rates over them (its method's schedule), for Method.budget_factor."""
+    import data
+    from optim.schedules import Schedule, warmup_steps
+    hp = dict(cfg["optim"])
+    if "lr" in hp:
+        hp["lr"] = hp["lr"] * cfg["lr_scale"]
+    n = data.get(cfg["dataset"]).n_train
+    if cfg["train_subset"]:
+        n = min(n, int(cfg["train_subset"])) if n else int(cfg["train_subset"])
+    if not n:
+        raise ProfileError(f"start_from: the training set size of {cfg['dataset']} is unknown: "
+                           f"cannot scale a λ to its budget")
+    spe = math.ceil(n / int(cfg["batch_size"]))
+    steps = spe * int(cfg["epochs"])
+    lr = float(hp.get("lr", 0.0))
+    if "schedule" not in hp or not lr:
+        return {"hp": hp, "steps": steps, "lr_sum": lr * steps}
+
+    class _Groups:   # the schedule reads only its optimizer's param groups
+        param_groups = [{"lr": lr}]
+    hp_w = {**hp, "warmup_epochs": cfg["warmup_epochs"]}
+    sched = Schedule(_Groups(), hp["schedule"], steps, spe, hp.get("milestones") or (),
+                     hp.get("gamma", 0.1), warmup_steps=warmup_steps(hp_w, spe))
+    return {"hp": hp, "steps": steps, "lr_sum": sum(lr * sched.factor(t) for t in range(1, steps + 1))}
+
+
+def resolve_start(search, results):
+    """Set a start_from search's source value, budget factor and note (once; the chain's
+    searches first). The source value: the source profile's search for the same target (and
+    grid point), its calibrated round, or when it missed its closest healthy round. A source
+    entry with no search at all is a ProfileError; a target it did not search starts at
+    `start` (or from the chain), with a note."""
+    if search.chain is not None:
+        resolve_start(search.chain, results)
+    sf = search.start_from
+    if not sf or search.start_note:
+        return
+    from .profile import find_profile, profile_name
+    prof, entry = sf["profile"], sf["entry"]
+    prof_label = profile_name(find_profile(prof))
+    theirs = [x for x in source_searches(prof, results).get(entry, []) if x.history]
+    if not theirs:
+        raise ProfileError(f"start_from: profile {prof} has no λ search rounds of entry '{entry}' in "
+                           f"{os.path.join(results, 'runs')} (train them there, or drop start_from)")
+    mine = search.specs[0]
+    point = {k: v for k, v in mine.point.items() if k != "target_sparsity"}
+    match = [x for x in theirs if x.target is not None and search.target is not None
+             and math.isclose(x.target, search.target, rel_tol=0, abs_tol=1e-9)
+             and all(x.specs[0].point.get(k, v) == v for k, v in point.items() if k != "row")]
+    where = f"start_from {prof_label}/{entry} at {_fmt(search.target)}"
+    if not match or match[0].best() is None:
+        why = "has no search for this target" if not match else "has only collapsed rounds"
+        search.start_note = (f"{where}: {prof_label} {why}; round 1 "
+                             + ("from the previous target's rounds" if search.chain else
+                                f"at start {search.key}={search.start:g}"))
+        return
+    src = match[0]
+    value, sparsity, _ = src.best()
+    how = ("calibrated" if src.status == "reached" else
+           f"missed ({src.why}): its closest healthy round" if src.done else "still searching: its closest round so far")
+    if search.key != src.key:
+        raise ProfileError(f"start_from: {prof}/{entry} searched {src.key}, this entry {search.key}")
+    old_cfg, new_cfg = src.specs[0].cfg, spec_cfg(mine)
+    method = get_method(new_cfg["method"])
+    if old_cfg is None or get_method(old_cfg["method"]) is not method:
+        raise ProfileError(f"start_from: {prof}/{entry} is not the same method as {search.label}")
+    factor, why = method.budget_factor(search.key.removeprefix("optim."), budget(old_cfg), budget(new_cfg))
+    search.source, search.factor = value, factor
+    search.start_note = (f"{where}: {search.key}={value:g} ({how}, sparsity {sparsity:.4f}) x {factor:.4g} "
+                         f"({method.name}: {why}) = {value * factor:g}")
+
+
+def start_notes(specs, results):
+    """One line per start_from search of these runs: where its round 1 comes from."""
+    out, seen = [], set()
+    for sp in specs:
+        x = sp.search
+        if x is None or not x.start_from or id(x) in seen or not x.specs or x.specs[0] is not sp:
+            continue
+        seen.add(id(x))
+        resolve_start(x, results)
+        line = x.start_note
+        if x.source is not None:
+            prev = x.chain
+            near = prev._first_near() if prev is not None and prev.source is not None else None
+            if near is not None:
+                line += f"; round 1 at {x.first_value():g} (x {prev.history[near][0] / prev.source:.4g}, " \
+                        f"the factor the previous target's search measured)"
+            elif prev is not None and prev.source is not None and not prev.done:
+                line += " (or the factor the previous target's search measures, once it is near its target)"
+        out.append(line)
+    return out
 
 
 def target_key(spec):

@@ -23,7 +23,8 @@ ROW_KEYS = ["dataset", "model", "width", "epochs", "batch_size", "eval_batch_siz
 ENTRY_KEYS = {"name", "config", "at", "grid", "overrides", "seeds", "target_from", "init_from",
               "row_keys", "target_metric", "role", "epochs_scale", "target_sparsity", "calibrate"}
 CALIBRATE_KEYS = {"key": None, "start": None, "tolerance": 0.3, "rounds": 6, "on_miss": "skip",
-                  "chain": False}
+                  "chain": False, "start_from": None}
+START_FROM_KEYS = ("profile", "entry")   # calibrate.start_from: {profile: NAME, entry: NAME}
 ON_MISS = ("skip", "closest")   # followers of a search that missed: not run, or run marked
 EVIDENCE = ("none", "small-scale", "paper-scale")
 # What `target_from` reads from a finished run: its sparsity (summary.json), or the fraction of
@@ -289,6 +290,8 @@ def expand(profile_path, extra=(), max_runs=None):
         if role is not None and role not in C.ROLES:
             raise ProfileError(f"{where}: role must be one of {', '.join(C.ROLES)}")
         calib = _calibration(entry, where)
+        if calib and calib["start_from"] and profile_name(find_profile(calib["start_from"]["profile"])) == pname:
+            raise ProfileError(f"{where}: calibrate.start_from names this profile itself")
         if calib and "target_sparsity" not in entry and "target_from" not in deps:
             raise ProfileError(f"{where}: calibrate needs target_sparsity or target_from")
         if entry.get("target_sparsity") is not None and not calib:
@@ -417,6 +420,13 @@ def _calibration(entry, where):
         raise ProfileError(f"{where}: calibrate.tolerance must be in (0, 1)")
     if not (isinstance(c["rounds"], int) and not isinstance(c["rounds"], bool) and c["rounds"] >= 1):
         raise ProfileError(f"{where}: calibrate.rounds must be a positive integer")
+    sf = c["start_from"]
+    if sf is not None:
+        if not (isinstance(sf, dict) and "profile" in sf and set(sf) <= set(START_FROM_KEYS)
+                and all(isinstance(v, str) and v for v in sf.values())):
+            raise ProfileError(f"{where}: calibrate.start_from must map profile (and optionally entry) "
+                               f"to names, e.g. {{profile: fashion, entry: xrda}}; got {_fmt(sf)[:80]}")
+        c["start_from"] = {"profile": sf["profile"], "entry": sf.get("entry", entry.get("name"))}
     return c
 
 
@@ -432,9 +442,11 @@ def _searches(ename, where, config, static, point, seeds, deps, metric, ident, c
         search = Search(calib["key"], calib["start"], calib["tolerance"], calib["rounds"], target,
                         label=r1.label(), on_miss=calib["on_miss"],
                         chain=prev[n] if n < len(prev) else None, side=calib.get("side", 0),
-                        targets=calib.get("targets", ()))
+                        targets=calib.get("targets", ()), start_from=calib.get("start_from"))
         r1.search = search
-        if search.chain is None:   # a chained round 1 gets its value once the previous search ends
+        if search.chain is None and search.start_from is None:
+            # a chained round 1 gets its value once the previous search ends; one with
+            # start_from when the source profile's runs are read (plan.resolve_start)
             r1.overrides.append(f"{calib['key']}={search.start!r}")
         r1.identity.update(swept_key=calib["key"], calibration_round=1)
         search.specs.append(r1)

@@ -4,9 +4,9 @@ import time
 import config as C
 import runs
 
-from .plan import (epoch_seconds, is_finished, known, materialize, missed, never_runs, next_round, spec_cfg, time_key,
-                   weight_users, weights_wanted)
-from .profile import TERMINAL
+from .plan import (epoch_seconds, is_finished, known, materialize, missed, never_runs, next_round, spec_cfg,
+                   start_notes, time_key, weight_users, weights_wanted)
+from .profile import TERMINAL, ProfileError
 
 
 # ----------------------------------------------------------------------------- scheduling
@@ -180,7 +180,8 @@ def dry_run(specs, results):
     seen = set()
     try:
         ready, waiting = known(specs, results)
-    except (C.ConfigError, runs.RunFolderError) as e:
+        notes = start_notes(specs, results)
+    except (C.ConfigError, runs.RunFolderError, ProfileError) as e:
         print(f"  error: {e}")
         return 2
     users = weight_users(ready + waiting)
@@ -229,6 +230,8 @@ def dry_run(specs, results):
         if settled and not s.after:
             why = settled
         print(f"  wait  {s.label()}  ({why})  {cost(s, not gone)}")
+    for line in notes:
+        print(f"  {line}")
     gone = sum(1 for s in waiting if never_runs(s))
     print(f"{len(ready) - dup + len(waiting)} runs: {done} finished, {todo} to run, {len(waiting) - gone} waiting "
           f"on a dependency or a λ search" + (f", {gone} never run (their λ search did not reach its target)"

@@ -47,8 +47,14 @@ class Search:
     NARROW = 1.05     # a bracket narrower than this ratio of the key: the response jumps
 
     def __init__(self, key, start, tolerance, rounds, target=None, label="", on_miss="skip", chain=None,
-                 side=0, targets=()):
+                 side=0, targets=(), start_from=None):
         self.key, self.start, self.tolerance, self.rounds = key, float(start), tolerance, rounds
+        # calibrate.start_from {profile, entry}: round 1 at another profile's value for this
+        # target times a budget factor (sweeping.plan.resolve_start sets source and factor)
+        self.start_from = start_from
+        self.source = None         # that profile's value for this target (None: it has none)
+        self.factor = 1.0          # the method's budget factor (optim Method.budget_factor)
+        self.start_note = ""       # where round 1's value comes from, for the dry run
         self.target, self.label, self.on_miss = target, label, on_miss
         self.side = side           # -1 / +1: the entry's lowest / highest target (see above)
         self.chain = chain         # with calibrate.chain: the search for the previous target
@@ -132,9 +138,18 @@ class Search:
         return v
 
     def first_value(self):
-        """Round 1's value: `start`; for a chained search, the next value the previous target's
-        healthy rounds give for this target (its closest round when one is within tolerance)."""
+        """Round 1's value: `start`; with start_from, the source profile's value for this target
+        times the budget factor, or, once the previous target of the chain has a healthy round
+        near its target and a source value too, times the factor that search measured (that
+        round's value over its source value); without a source value, for a chained search,
+        the next value the previous target's healthy rounds give for this target (its closest
+        round when one is within tolerance)."""
         prev = self.chain
+        if self.source is not None:
+            near = prev._first_near() if prev is not None and prev.source is not None else None
+            if near is not None:   # the first round near its target: fixed once it exists (replays)
+                return self.source * (prev.history[near][0] / prev.source)
+            return self.source * self.factor
         if prev is None or not prev.history:
             return self.start
         first = prev._first_near()

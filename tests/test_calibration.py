@@ -602,3 +602,151 @@ runs:
     assert len(mine) == 6 and all(s.init_from is dense[s.seed] for s in mine)
     assert [s.seed for s in mine if s.search is not None] == [0, 0]
     assert all(s.after is not None for s in mine if s.seed != 0)
+
+
+# --- calibrate.start_from: round 1 at another budget's calibrated value x the method's factor --
+
+from optim.rda_methods import XRDAMethod
+from optim.soft_threshold import SoftThreshold
+from optim.str_method import STR
+from sweeping import plan
+
+# Fashion-MNIST at batch 128: 469 steps an epoch; a cosine lr from 0.1 sums to
+# 0.1 * (N - 1) / 2 over N steps (the cosines of t = 1..N sum to -1)
+S8, S32 = 0.1 * (8 * 469 - 1) / 2, 0.1 * (32 * 469 - 1) / 2        # 187.55, 750.35
+LATS_4X = (0.1 + 5e-4 * S8) / (0.1 + 5e-4 * S32)                      # 0.193775 / 0.475175
+
+BUDGET = """
+seeds: [0, 1]
+overrides: [dataset=fashion_mnist, model=resnet20, width=0.5, epochs={epochs}, batch_size=128]
+runs:
+  - name: st
+    config: {repo}/configs/quick/soft_threshold.yaml
+    target_sparsity: {targets}
+    calibrate: {{key: optim.lam, start: 1.0e-2, tolerance: 0.3, rounds: 6, chain: true{extra}}}
+"""
+
+
+def budget_launcher(results, mid8, cap=1.0, only=None):
+    """Writes each run with the sparsity of a world whose λ scale follows the LATS factor:
+    logistic(λ, mid) with mid = mid8 at 8 epochs, mid8 x LATS_4X at 32, at most `cap`;
+    with `only`, runs of other epochs are left unwritten (found on disk already)."""
+    import runs
+
+    def write(results, s):
+        if only is not None and s.cfg["epochs"] != only:
+            return
+        mid = mid8 * (LATS_4X if s.cfg["epochs"] == 32 else 1.0)
+        sp = min(cap, logistic(s.cfg["optim"]["lam"], mid=mid))
+        d = runs.run_dir(results, s.name)
+        runs.save_json({"run": s.name, "sparsity": sp, "train_acc": 90.0, "dataset": s.cfg["dataset"],
+                        **s.cfg["identity"]}, runs.path(d, runs.SUMMARY))
+        open(runs.path(d, runs.MODEL), "wb").close()
+    return StandInLauncher(results, write)
+
+
+def budget_profile(tmp_path, name, epochs, targets, extra="", results=None, run=True, **world):
+    prof = tmp_path / f"{name}.yaml"
+    prof.write_text(BUDGET.format(repo=sweep.REPO, epochs=epochs, targets=targets, extra=extra))
+    results = results or str(tmp_path / "results")
+    specs = sweep.expand(str(prof))
+    launcher = budget_launcher(results, world.pop("mid8", 0.05), **world)
+    if run:
+        sweep.run_all(specs, results, launcher)
+    return prof, results, specs, launcher
+
+
+def test_the_budget_factors_by_hand(tmp_path):
+    _, _, specs, _ = budget_profile(tmp_path, "p8", 8, "[0.9]", run=False)
+    cfg = sweep.materialize(specs[0], str(tmp_path / "r")).cfg
+    assert plan.budget(cfg)["steps"] == 3752 and plan.budget(cfg)["lr_sum"] == pytest.approx(187.55)
+    old, new = {"hp": {"momentum": 0.9, "weight_decay": 5e-4}, "lr_sum": S8}, {"hp": {}, "lr_sum": S32}
+    # LATS: κ = 0.1 λ + 5e-4 λ Σlr kept: 0.193775 / 0.475175 on λ ...
+    assert SoftThreshold.budget_factor("lam", old, new)[0] == pytest.approx(0.193775 / 0.475175)
+    # ... and (0.1 / 187.55 + 5e-4) / (0.1 / 750.35 + 5e-4) on a final threshold D
+    assert SoftThreshold.budget_factor("final_threshold", old, new)[0] == pytest.approx(
+        (0.1 / 187.55 + 5e-4) / (0.1 / 750.35 + 5e-4))
+    no_wd = {"weight_decay": 0.0}
+    assert SoftThreshold.budget_factor("lam", {**old, "hp": no_wd}, {**new, "hp": no_wd})[0] == 1.0  # ISTA
+    # xRDA: the 8-epoch λ 1.67e-4 (98.5% sparse) is round 1 at 4x the budget as it is
+    assert 1.67e-4 * XRDAMethod.budget_factor("lam", old, new)[0] == 1.67e-4
+    assert STR.budget_factor("s_weight_decay", old, new)[0] == 1.0
+
+
+def test_start_from_starts_at_the_calibrated_value_times_the_factor(tmp_path, capsys):
+    src, results, specs, _ = budget_profile(tmp_path, "p8", 8, "[0.9, 0.99]")
+    calibrated = {s.search.target: s.search.value() for s in specs if s.search is not None}
+    assert all(calibrated.values())
+    extra = f", start_from: {{profile: {src}, entry: st}}"
+    prof, _, new, launcher = budget_profile(tmp_path, "p32", 32, "[0.9, 0.99]", extra, results, run=False)
+    r1 = sweep.materialize(new[0], results)
+    assert r1.cfg["optim"]["lam"] == pytest.approx(calibrated[0.9] * 0.193775 / 0.475175)
+    # the dry run says where round 1 comes from, and the next target waits on the first
+    assert sweep.main([str(prof), "--dry-run", "--results", results]) == 0
+    out = capsys.readouterr().out
+    assert f"start_from p8/st at 0.9: optim.lam={calibrated[0.9]:g} (calibrated" in out
+    assert f"x {LATS_4X:.4g}" in out and "or the factor the previous target's search measures" in out
+    sweep.run_all(new, results, launcher)
+    s9, s99 = (next(s.search for s in new if s.search is not None and s.search.target == t) for t in (0.9, 0.99))
+    assert len(s9.history) == 1 and s9.status == "reached"   # the world follows the factor: one round
+    # 0.99 starts from its source value times the factor 0.9's search measured
+    near = s9.history[0][0] / calibrated[0.9]
+    assert s99.history[0][0] == pytest.approx(calibrated[0.99] * near)
+
+
+def test_start_from_a_missed_source_uses_its_closest_healthy_round(tmp_path, capsys):
+    # the source plateaus at 95% sparsity: its 0.99 search misses; round 1 at its closest round
+    src, results, specs, _ = budget_profile(tmp_path, "p8", 8, "[0.99]", cap=0.95)
+    search = specs[0].search
+    assert search.status == "not reached" and search.why == "plateau"
+    closest = search.best()[0]
+    extra = f", start_from: {{profile: {src}, entry: st}}"
+    prof, _, new, _ = budget_profile(tmp_path, "p32", 32, "[0.99]", extra, results, run=False)
+    assert sweep.materialize(new[0], results).cfg["optim"]["lam"] == pytest.approx(closest * LATS_4X)
+    assert sweep.main([str(prof), "--dry-run", "--results", results]) == 0
+    assert "(missed (plateau): its closest healthy round, sparsity 0.9500)" in capsys.readouterr().out
+
+
+def test_start_from_without_source_runs_is_one_line_and_a_new_target_starts_at_start(tmp_path, capsys):
+    src, results, specs, _ = budget_profile(tmp_path, "p8", 8, "[0.9]", run=False)
+    extra = f", start_from: {{profile: {src}, entry: st}}"
+    prof, _, _, _ = budget_profile(tmp_path, "p32", 32, "[0.9]", extra, results, run=False)
+    assert sweep.main([str(prof), "--dry-run", "--results", results]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "has no λ search rounds of entry 'st'" in err
+    # once the source has run: a target it never searched starts at `start`, said so
+    sweep.run_all(specs, results, budget_launcher(results, 0.05))
+    prof, _, new, _ = budget_profile(tmp_path, "p32", 32, "[0.8]", extra, results, run=False)
+    assert sweep.materialize(new[0], results).cfg["optim"]["lam"] == 1e-2
+    assert sweep.main([str(prof), "--dry-run", "--results", results]) == 0
+    assert "start_from p8/st at 0.8: p8 has no search for this target; round 1 at start optim.lam=0.01" \
+        in capsys.readouterr().out
+
+
+def test_start_from_bad_values_are_one_line(tmp_path, capsys):
+    for bad, says in (("start_from: fashion", "calibrate.start_from must map profile"),
+                      ("start_from: {profile: nosuch}", "no profile 'nosuch'"),
+                      ("start_from: {profile: fashion, lam: 1}", "calibrate.start_from must map profile")):
+        prof = tmp_path / "bad.yaml"
+        prof.write_text(BUDGET.format(repo=sweep.REPO, epochs=8, targets="[0.9]", extra=", " + bad))
+        assert sweep.main([str(prof), "--dry-run", "--results", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert says in err and err.count("\n") == 0
+
+
+@pytest.mark.parametrize("truth", [1.0, 1.5])
+def test_start_from_saves_search_rounds(tmp_path, truth):
+    """Rounds of seed 0 for four chained targets at 4x the budget, from `start` and from the
+    8-epoch profile; the 32-epoch world's λ scale is the LATS factor times `truth` (1: the
+    derivation is right; 1.5: it is off by half)."""
+    targets = "[0.9, 0.95, 0.98, 0.99]"
+    src, results, _, _ = budget_profile(tmp_path, "p8", 8, targets)
+
+    def rounds(extra, where):
+        _, res, new, _ = budget_profile(tmp_path, where, 32, targets, extra, results, run=False)
+        sweep.run_all(new, res, budget_launcher(res, 0.05 * truth, only=32))
+        return sum(1 for s in new if s.search is not None)
+    plain = rounds("", "plain")
+    chained = rounds(f", start_from: {{profile: {src}, entry: st}}", "from8")
+    print(f"truth x{truth}: {plain} rounds from start, {chained} with start_from")
+    assert chained < plain
