@@ -140,7 +140,8 @@ def main(argv=None):
     p.add_argument("--results", default="results", help="where runs.csv, runs/ and logs/ live")
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs, what is done, their epochs and the cost left (run-epochs; "
-                        "hours where complete runs measured an epoch); run nothing")
+                        "hours where complete runs measured an epoch: this machine's in the same "
+                        "setting first, others' said so); run nothing")
     p.add_argument("--reuse-complete", action="store_true",
                    help="count complete runs without weights (committed results whose config hash "
                         "matches) as done instead of retraining them: a profile finished in parts")

@@ -4,8 +4,8 @@ import time
 import config as C
 import runs
 
-from .plan import (epoch_seconds, is_finished, known, materialize, missed, never_runs, next_round, spec_cfg,
-                   start_notes, time_key, weight_users, weights_wanted)
+from .plan import (SETTING_KEYS, epoch_seconds, epoch_time, is_finished, known, materialize, missed, never_runs,
+                   next_round, spec_cfg, start_notes, weight_users, weights_wanted)
 from .profile import TERMINAL, ProfileError
 
 
@@ -174,8 +174,10 @@ def _searches(specs):
 def dry_run(specs, results):
     """List every run (done, todo, same, wait) with its epochs, then what is left to train: its
     run-epochs, and hours where complete runs of the same data, model, width and method in
-    RESULTS/runs measured an epoch (metrics.csv), plus the most the unfinished λ searches can
-    add (their rounds after the one listed)."""
+    RESULTS/runs measured an epoch (metrics.csv): this machine's runs in the same setting
+    (precision, channels_last, compile) first, else other machines' (the line names them),
+    else runs in another setting (a note says which; plan.epoch_time), plus the most the
+    unfinished λ searches can add (their rounds after the one listed)."""
     done = todo = dup = 0
     seen = set()
     try:
@@ -186,19 +188,24 @@ def dry_run(specs, results):
         return 2
     users = weight_users(ready + waiting)
     measured = epoch_seconds(results)
-    left = {"epochs": 0, "seconds": 0.0, "timed": 0, "untimed": 0}
+    device = runs.environment()["device_name"]
+    left = {"epochs": 0, "untimed": 0, "here": 0.0, "other": 0.0}
+    others, settings = set(), {}   # the machines, and the settings, other runs' times came from
 
     def cost(s, to_run):
         cfg = spec_cfg(s)
         ep = int(cfg["epochs"])
         if to_run:
             left["epochs"] += ep
-            t = measured.get(time_key(cfg))
+            t, how, cells = epoch_time(measured, cfg, device)
             if t is None:
                 left["untimed"] += 1
             else:
-                left["seconds"] += ep * t
-                left["timed"] += 1
+                mine = all(d == device for _, d in cells)
+                left["here" if mine else "other"] += ep * t
+                others.update(d for _, d in cells if d != device)
+                if how == "setting":
+                    settings[_setting_text(cfg)] = {_setting_text(dict(zip(SETTING_KEYS, c[0]))) for c in cells}
         return f"{ep} epochs"
 
     for s in ready:
@@ -241,10 +248,7 @@ def dry_run(specs, results):
     for x in _searches(ready + waiting):
         if not x.done and x.specs:
             extra += max(0, x.rounds - len(x.history) - 1) * int(spec_cfg(x.specs[0])["epochs"])
-    hours = (f"; {left['seconds'] / 3600:.1f} h at the epoch times measured in {results}/runs"
-             + (f" ({left['untimed']} run(s) with no measured epoch time not counted)" if left["untimed"] else "")
-             if left["timed"] else "; no epoch time measured for these runs yet (none complete in "
-             f"{results}/runs)")
+    hours = _hours(left, results, device, others, settings)
     if not left["epochs"] and not extra:
         print("cost: nothing left to train")
         return 0
@@ -252,3 +256,30 @@ def dry_run(specs, results):
           + (f"; the λ searches' later rounds may add up to {extra} run-epochs" if extra else "")
           + " (one run at a time: divide by the runs that run at once)")
     return 0
+
+
+def _setting_text(cfg):
+    return ", ".join(f"{k} {cfg.get(k)}" for k in SETTING_KEYS)
+
+
+def _hours(left, results, device, others, settings):
+    """The cost line's hours: at the epoch times this machine measured in the runs' setting;
+    what came from other machines' runs, or from runs in another setting, said apart."""
+    import torch
+    total = left["here"] + left["other"]
+    if not total:
+        return f"; no epoch time measured for these runs yet (none complete in {results}/runs)"
+    kind = "GPU" if torch.cuda.is_available() else "CPU"
+    parts = []
+    if left["here"]:
+        parts.append(f"{left['here'] / 3600:.1f} h at epoch times measured on this {kind} ({device})")
+    if left["other"]:
+        parts.append(f"{left['other'] / 3600:.1f} h at epoch times of another {kind}: " + ", ".join(sorted(others)))
+    out = f"; {total / 3600:.1f} h in all (" + "; ".join(parts) + f"; from {results}/runs)"
+    if settings:
+        out += ("; note: " + "; ".join(f"runs in {mine} are timed by runs in {' / '.join(sorted(theirs))}"
+                                        for mine, theirs in sorted(settings.items()))
+                + ", another setting")
+    if left["untimed"]:
+        out += f" ({left['untimed']} run(s) with no measured epoch time not counted)"
+    return out

@@ -103,9 +103,7 @@ def test_dry_run_prints_each_runs_epochs_and_the_cost_left(tmp_path, capsys):
     a0 = next(s for s in sweep.expand(path) if s.entry == "a")
     sweep.materialize(a0, str(results))
     # a complete run of `a` (committed results: no weights) that took 180 s an epoch
-    synthetic.write_run(str(results), a0.name, a0.cfg)
-    rows = runs.read_metrics(runs.run_dir(str(results), a0.name))
-    runs.save_csv([{**r, "seconds": 180.0} for r in rows], runs.path(runs.run_dir(str(results), a0.name), runs.METRICS))
+    timed_run(str(results), a0.name, a0.cfg, 180.0, runs.environment()["device_name"])
     assert sweep.main([path, "--dry-run", "--results", str(results)]) == 0
     out = capsys.readouterr().out
     assert re.search(rf"todo  {a0.name}  2 epochs$", out, re.M)
@@ -113,14 +111,83 @@ def test_dry_run_prints_each_runs_epochs_and_the_cost_left(tmp_path, capsys):
     assert re.search(r"wait  st\[target_sparsity=0.9, seed=1\]  \(the λ search of .+\)  2 epochs$", out, re.M), out
     # to train: a (2 x 2 epochs), b (3), st's first round and its follower (2 + 2) = 11; only
     # a's runs have a measured epoch: 4 x 180 s = 0.2 h; the search may take 2 more rounds of 2
-    assert (f"cost: 11 run-epochs to train; 0.2 h at the epoch times measured in {results}/runs "
-            f"(3 run(s) with no measured epoch time not counted); the λ searches' later rounds may "
-            f"add up to 4 run-epochs") in out
+    here = runs.environment()["device_name"]
+    assert (f"cost: 11 run-epochs to train; 0.2 h in all (0.2 h at epoch times measured on this CPU "
+            f"({here}); from {results}/runs) (3 run(s) with no measured epoch time not counted); the λ "
+            f"searches' later rounds may add up to 4 run-epochs") in out
     # committed complete runs count as done with --reuse-complete: 2 epochs fewer, 0.1 h
     assert sweep.main([path, "--dry-run", "--reuse-complete", "--results", str(results)]) == 0
     out = capsys.readouterr().out
     assert re.search(rf"done  {a0.name}  2 epochs$", out, re.M)
-    assert "cost: 9 run-epochs to train; 0.1 h at" in out
+    assert "cost: 9 run-epochs to train; 0.1 h in all (0.1 h at epoch times measured on this CPU" in out
     # nothing measured: run-epochs only, and it says why
     assert sweep.main([path, "--dry-run", "--results", str(tmp_path / "empty")]) == 0
     assert "cost: 11 run-epochs to train; no epoch time measured" in capsys.readouterr().out
+
+
+def timed_run(results, name, cfg, seconds, device, **setting):
+    """A complete run folder (tests/synthetic) whose epochs took `seconds` each on `device`,
+    with its config.yaml, in the setting of cfg changed by `setting` (precision=..., ...)."""
+    import yaml
+    synthetic.write_run(results, name, cfg)
+    d = runs.run_dir(results, name)
+    runs.save_csv([{**r, "seconds": seconds} for r in runs.read_metrics(d)], runs.path(d, runs.METRICS))
+    summary = runs.read_summary(d)
+    runs.save_json({**summary, "device_name": device}, runs.path(d, runs.SUMMARY))
+    with open(runs.path(d, runs.CONFIG), "w") as f:
+        yaml.safe_dump({**cfg, **setting}, f, sort_keys=False)
+
+
+TIMED = f"""
+seeds: [0]
+overrides: [epochs=2, train_subset=128, model=resnet20, width=0.125, device=cpu, precision=fp32,
+            channels_last=true, compile=false]
+runs:
+  - name: a
+    config: {SGD}
+"""
+
+
+def test_dry_run_times_runs_by_this_machine_and_setting_first(tmp_path, capsys):
+    """Epoch times: this machine's runs in the run's setting; else other machines' in it, said
+    so; else this machine's in another setting, with a note. Runs of seeds 1-4 stand for
+    committed runs of the same data, model, width and method (their seconds set by hand)."""
+    from sweeping import plan
+    here = runs.environment()["device_name"]
+    path = profile(tmp_path, TIMED)
+    results = str(tmp_path / "results")
+    a0 = sweep.materialize(sweep.expand(path)[0], results)
+    cfg = lambda seed: C.build(a0.config, a0.overrides + [f"seed={seed}"])  # noqa: E731
+    made = {}
+
+    def put(seed, seconds, device, **setting):
+        c = cfg(seed)
+        made[seed] = C.run_name(c)
+        timed_run(results, made[seed], c, seconds, device, **setting)
+
+    put(1, 100.0, here)                                   # this machine, this setting
+    put(2, 90.0, here)
+    put(3, 300.0, "Other CPU (AVX2)")                     # another machine, this setting
+    put(4, 50.0, here, precision="bf16")                  # this machine, another setting
+    m = plan.epoch_seconds(results)
+    assert plan.epoch_time(m, a0.cfg, here)[:2] == (95.0, "here")      # (2 x 100 + 2 x 90) / 4
+    assert sweep.main([path, "--dry-run", "--results", results]) == 0
+    out = capsys.readouterr().out
+    assert f"0.1 h in all (0.1 h at epoch times measured on this CPU ({here}); from {results}/runs)" in out
+    import shutil
+    for seed in (1, 2):
+        shutil.rmtree(runs.run_dir(results, made[seed]))
+    m = plan.epoch_seconds(results)
+    assert plan.epoch_time(m, a0.cfg, here)[:2] == (300.0, "other")
+    assert sweep.main([path, "--dry-run", "--results", results]) == 0
+    out = capsys.readouterr().out      # 2 epochs x 300 s
+    assert f"0.2 h in all (0.2 h at epoch times of another CPU: Other CPU (AVX2); from {results}/runs)" in out
+    assert "another setting" not in out
+    shutil.rmtree(runs.run_dir(results, made[3]))
+    m = plan.epoch_seconds(results)
+    assert plan.epoch_time(m, a0.cfg, here)[:2] == (50.0, "setting")
+    assert sweep.main([path, "--dry-run", "--results", results]) == 0
+    out = capsys.readouterr().out      # 2 epochs x 50 s, this machine, in bf16: said so
+    assert (f"0.0 h in all (0.0 h at epoch times measured on this CPU ({here}); from {results}/runs); "
+            f"note: runs in precision fp32, channels_last True, compile False are timed by runs in "
+            f"precision bf16, channels_last True, compile False, another setting") in out
