@@ -125,6 +125,10 @@ class Data:
         self._padded = {}     # padding -> zero-padded training set as rows, made on first use
         self._affine = {}     # device -> (scale, shift) of the normalization
 
+    def test_labels(self):
+        """The test set's labels in its fixed order (a CPU int64 tensor)."""
+        return self.test_y.cpu()
+
     def __repr__(self):
         return (f"Data({self.name!r}, train={len(self.train_y)}, test={len(self.test_y)}, "
                 f"classes={self.num_classes}, device={self.device})")

@@ -62,6 +62,14 @@ class Dist:
         dist.all_reduce(t)
         return t.tolist()
 
+    def gather(self, obj):
+        """[every rank's `obj`] in rank order ([obj] in one process)."""
+        if not self.enabled:
+            return [obj]
+        box = [None] * self.world
+        dist.all_gather_object(box, obj)
+        return box
+
     def barrier(self):
         if self.enabled:
             dist.barrier()

@@ -100,6 +100,10 @@ class FolderData:
         self.test_samples = list(test_samples)
         self._affine = {}
 
+    def test_labels(self):
+        """The validation set's labels in its fixed order (a CPU int64 tensor)."""
+        return torch.tensor([y for _, y in self.test_samples], dtype=torch.int64)
+
     def __repr__(self):
         return (f"FolderData({self.name!r}, train={len(self.train_samples)}, "
                 f"test={len(self.test_samples)}, classes={self.num_classes}, device={self.device})")

@@ -11,15 +11,19 @@ from optim.base import penalized_modules, probe, probe_shape
 
 
 @torch.no_grad()
-def evaluate(model, batches):
-    """(mean cross-entropy, accuracy in percent) over an iterable of (x, y)."""
+def evaluate(model, batches, predictions=None):
+    """(mean cross-entropy, accuracy in percent) over an iterable of (x, y); `predictions`, a
+    list, receives each batch's predicted classes (a CPU tensor) in order."""
     was_training = model.training
     model.eval()
     loss = correct = n = 0
     for x, y in batches:
         out = model(x).float()
         loss += F.cross_entropy(out, y, reduction="sum").item()
-        correct += (out.argmax(1) == y).sum().item()
+        pred = out.argmax(1)
+        correct += (pred == y).sum().item()
+        if predictions is not None:
+            predictions.append(pred.cpu())
         n += y.numel()
     model.train(was_training)
     return loss / n, 100.0 * correct / n

@@ -5,8 +5,10 @@ train.py writes run folders, eval.py, sweep.py, report.py and export.py read the
 them go through this module, so the contract (README, "Run folders") lives in one place.
 
     RESULTS/runs/<run name>/   config.yaml metrics.csv layers.csv summary.json
-                               checkpoint.pt model.pt
+                               predictions.npy checkpoint.pt model.pt
     RESULTS/runs.csv           one row per finished run (an index; the folders are the truth)
+    RESULTS/labels/<data set>.npy   the test set's labels, in its fixed order (the report
+                               scores predictions.npy against them: paired tests)
 
 Sweeps write to `results/`; an ad-hoc `python train.py` writes to `scratch/` (git-ignored)
 unless it is given --results, so experiments never mix into the committed results.
@@ -32,6 +34,10 @@ SCRATCH = "scratch"     # where ad-hoc train.py runs go by default (git-ignored)
 
 CONFIG, METRICS, LAYERS, SUMMARY = "config.yaml", "metrics.csv", "layers.csv", "summary.json"
 CHECKPOINT, CHECKPOINT_PREV, MODEL = "checkpoint.pt", "checkpoint.prev.pt", "model.pt"
+# the predicted class of every test image at the final evaluation, in the test set's fixed
+# order (uint8; int16 past 256 classes): 10,128 bytes for Fashion-MNIST, committed with the run
+PREDICTIONS = "predictions.npy"
+LABELS = "labels"       # RESULTS/labels/<data set>.npy: the test labels the predictions are scored on
 LOCK = "run.lock"       # held by the one process training the folder
 INDEX = "runs.csv"
 MARKER = ".sparse-run"  # written by train.py into every run folder it creates
@@ -39,7 +45,7 @@ MARKER = ".sparse-run"  # written by train.py into every run folder it creates
 # mkstemp's random letters. Only names of this pattern are removed as stale (a user's own
 # .tmp-notes.txt in a run folder is not ours).
 STALE_TEMP = re.compile(r"\.tmp-(?:config\.yaml|metrics\.csv|layers\.csv|summary\.json|checkpoint\.pt"
-                        r"|model(?:\.[a-z]+)?\.pt(?:\.sha256)?|export\.json|\.sparse-run)[a-z0-9_]{1,16}\Z")
+                        r"|predictions\.npy|model(?:\.[a-z]+)?\.pt(?:\.sha256)?|export\.json|\.sparse-run)[a-z0-9_]{1,16}\Z")
 
 # summary.json, field by field (a runs.csv row is the same dict). Methods add their own
 # fields after these (method.summary(): lam, target, threshold, ...).
@@ -121,6 +127,55 @@ def path(out, name):
 
 def run_dir(results, name):
     return os.path.join(results, "runs", name)
+
+
+def labels_path(results, dataset):
+    return os.path.join(results, LABELS, f"{dataset}.npy")
+
+
+def _npy_bytes(array):
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def class_array(values, num_classes):
+    """Class indices as the smallest array that holds them: uint8 up to 256 classes, else int16."""
+    import numpy as np
+
+    return np.asarray(values, dtype=np.uint8 if num_classes <= 256 else np.int16)
+
+
+def save_predictions(out, predicted, num_classes):
+    """predictions.npy of run folder `out` (atomic, like every run file)."""
+    atomic_write(path(out, PREDICTIONS), _npy_bytes(class_array(predicted, num_classes)))
+
+
+def save_labels(results, dataset, labels, num_classes):
+    """RESULTS/labels/<dataset>.npy, written once (the test labels never change; a file that
+    differs is replaced: the data set on disk is the truth)."""
+    import numpy as np
+
+    target, arr = labels_path(results, dataset), class_array(labels, num_classes)
+    if os.path.exists(target):
+        with contextlib.suppress(OSError, ValueError):
+            if np.array_equal(np.load(target, allow_pickle=False), arr):
+                return
+    atomic_write(target, _npy_bytes(arr))
+
+
+def read_classes(file):
+    """An array of class indices saved by save_predictions / save_labels (int64), or None
+    when there is none or it is unreadable."""
+    import numpy as np
+
+    try:
+        a = np.load(file, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    return a.astype(np.int64) if a.ndim == 1 and a.dtype.kind in "iu" else None
 
 
 # ----------------------------------------------------------------------------- writing

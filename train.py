@@ -186,10 +186,11 @@ def keep_previous(ckpt_path, prev_path):
         os.replace(ckpt_path, prev_path)
 
 
-def _evaluate(model, batches, d):
-    """(mean loss, accuracy %) over the test set; under DDP each rank has a part of it."""
+def _evaluate(model, batches, d, predictions=None):
+    """(mean loss, accuracy %) over the test set; under DDP each rank has a part of it.
+    `predictions` (a list) receives this rank's predicted classes batch by batch."""
     if not d.enabled:
-        return metrics.evaluate(model, batches)
+        return metrics.evaluate(model, batches, predictions)
     n = 0
 
     def counted():
@@ -197,7 +198,7 @@ def _evaluate(model, batches, d):
         for x, y in batches:
             n += y.numel()
             yield x, y
-    loss, acc = metrics.evaluate(model, counted())
+    loss, acc = metrics.evaluate(model, counted(), predictions)
     loss_sum, correct, total = d.sum(loss * n, acc * n / 100.0, n)
     return loss_sum / total, 100.0 * round(correct) / total
 
@@ -374,12 +375,22 @@ def train_one_epoch(cfg, method, model, fwd, data, epoch, device, d, bar):
     return train_loss, 100.0 * hits / n
 
 
-def evaluate(cfg, eval_model, data, device, d):
-    """(test loss, test accuracy %) of `eval_model` over the whole test set (every rank's part)."""
+def evaluate(cfg, eval_model, data, device, d, predictions=None):
+    """(test loss, test accuracy %) of `eval_model` over the whole test set (every rank's part);
+    `predictions` (a list) receives this rank's predicted classes (see gather_predictions)."""
     shard = dict(rank=d.rank, world=d.world) if d.enabled else {}
     with runs.autocast(cfg, device):
         return _evaluate(eval_model, data.test_batches(cfg["eval_batch_size"],
-                                                       channels_last=cfg["channels_last"], **shard), d)
+                                                       channels_last=cfg["channels_last"], **shard), d,
+                         predictions)
+
+
+def gather_predictions(parts, d):
+    """The predicted class of every test image in the test set's order, from each rank's
+    batches (`parts`): under DDP rank r holds the r-th contiguous part (data.shard), so the
+    parts joined in rank order are the whole set. Every rank must call it (a collective)."""
+    mine = torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.int64)
+    return np.concatenate(d.gather(mine))
 
 
 def _non_finite(what, epoch, start, out):
@@ -432,7 +443,9 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
             raise _non_finite(f"training loss became {train_loss}", epoch, start, out)
         extras = method.end_epoch(epoch)
         eval_model.load_state_dict(method.export())
-        test_loss, test_acc = evaluate(cfg, eval_model, data, device, d)
+        # the last epoch's predictions are the final ones when there is no bn_recal pass
+        last_preds = [] if epoch == cfg["epochs"] - 1 else None
+        test_loss, test_acc = evaluate(cfg, eval_model, data, device, d, last_preds)
         bad = [k for k, v in eval_model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad or not math.isfinite(test_loss):
             bar.close()
@@ -457,28 +470,39 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
                             f"{start}/{cfg['epochs']} done: run the same command to resume")
     bar.close()
     return _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_seconds, init_path,
-                   init_sha)
+                   init_sha, last_preds if trained_now else None)
 
 
 def _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_seconds, init_path,
-            init_sha=""):
+            init_sha="", last_preds=None):
     """The final evaluation (BatchNorm statistics recomputed for every method alike, bn_recal;
     the last epoch's numbers with the running statistics stay in metrics.csv and the summary),
-    then model.pt, layers.csv, the index row and summary.json (rank 0)."""
+    then predictions.npy (the final evaluation's predicted classes, from the same pass),
+    model.pt, layers.csv, the index row and summary.json (rank 0). `last_preds`: the last
+    epoch's predicted classes, the final ones without bn_recal (None: that epoch was trained
+    by an earlier process, so they are computed again)."""
     name, chash, device = C.run_name(cfg), C.config_hash(cfg), next(eval_model.parameters()).device
     state = method.export()
     eval_model.load_state_dict(state)
     last = rows[-1]
     recal = recalibrate_bn(eval_model, data, cfg, cfg["bn_recal"])
+    preds = []
     if recal:
-        final_loss, final_acc = evaluate(cfg, eval_model, data, device, d)
+        final_loss, final_acc = evaluate(cfg, eval_model, data, device, d, preds)
         state = eval_model.state_dict()
     else:
         final_loss, final_acc = last["test_loss"], last["test_acc"]
+        if last_preds is None:   # resumed after its last epoch: the one extra pass
+            evaluate(cfg, eval_model, data, device, d, preds)
+        else:
+            preds = last_preds
+    predicted = gather_predictions(preds, d)
     train_acc_final = final_train_accuracy(cfg, eval_model, data, device, d)
     if not d.main:
         d.barrier()   # rank 0 writes the run's files
         return None
+    runs.save_predictions(out, predicted, data.num_classes)
+    runs.save_labels(results, cfg["dataset"], data.test_labels(), data.num_classes)
     model_bytes, model_sha256 = runs.save_torch_sha(runs.model_file(cfg, data.num_classes, state), runs.path(out, runs.MODEL))
     layers = metrics.layer_table(eval_model)
     runs.save_csv(layers, runs.path(out, runs.LAYERS))

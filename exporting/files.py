@@ -24,7 +24,7 @@ EXPORT_JSON = "export.json"
 SHA_SUFFIX = ".sha256"
 # the run's own files: an export never replaces the weights, summary or log of the run it reads
 RUN_FILES = (runs.CONFIG, runs.METRICS, runs.LAYERS, runs.SUMMARY, runs.CHECKPOINT,
-             runs.CHECKPOINT_PREV, runs.MODEL, runs.LOCK, runs.MARKER, EXPORT_JSON)
+             runs.CHECKPOINT_PREV, runs.MODEL, runs.PREDICTIONS, runs.LOCK, runs.MARKER, EXPORT_JSON)
 
 
 class ExportError(Exception):

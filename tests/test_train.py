@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -302,3 +303,40 @@ def test_a_model_broken_in_its_last_step_is_collapsed_whatever_the_epoch_average
     assert s["train_acc"] > 55.0 and runs.collapsed(s)   # the epoch's average would have passed
     assert not runs.collapsed({**s, "train_acc_final": 55.0})
     assert runs.collapse_measure({k: v for k, v in s.items() if k != "train_acc_final"}) == (s["train_acc"], "train_acc")
+
+
+@pytest.mark.parametrize("recal", [True, False])
+def test_predictions_are_the_final_evaluations_and_score_its_accuracy(tmp_path, recal, monkeypatch):
+    # bn_recal 0: no recalibration pass, the last epoch's evaluation is the final one and its
+    # predictions are kept from that pass (no extra evaluation)
+    cfg = cfg_for("resnet20", 1, *([] if recal else ["bn_recal=0"]))
+    calls = []
+    real = metrics.evaluate
+    monkeypatch.setattr(metrics, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    s = train.train(cfg, results=str(tmp_path), quiet=True)
+    # one pass per epoch, one after bn_recal, one on training images (train_acc_final): no more
+    assert len(calls) == (3 if recal else 2)
+    run = runs.run_dir(str(tmp_path), s["run"])
+    labels = data.load("digits").test_y.numpy()
+    with open(runs.path(run, runs.PREDICTIONS), "rb") as f:
+        saved = np.load(f)
+    assert saved.dtype == np.uint8 and saved.shape == (len(labels),)
+    assert os.path.getsize(runs.path(run, runs.PREDICTIONS)) == 128 + len(labels)   # the .npy header + a byte each
+    assert 100.0 * (saved == labels).sum() / len(labels) == pytest.approx(s["test_acc"], abs=1e-9)
+    # and the labels the report scores them on, written once beside the runs
+    assert np.array_equal(runs.read_classes(runs.labels_path(str(tmp_path), "digits")), labels)
+    # the predictions are this model's: eval.py's model scores the same images the same way
+    model = runs.load_model(run)
+    got = []
+    metrics.evaluate(model, data.load("digits").test_batches(cfg["eval_batch_size"]), got)
+    assert np.array_equal(torch.cat(got).numpy(), saved)
+
+
+def test_predictions_gathered_from_contiguous_rank_parts_are_the_whole_test_set():
+    class TwoRanks:   # a stand-in for distributed.Dist whose gather returns both ranks' parts
+        enabled, world = True, 2
+
+        def gather(self, mine):
+            return [mine, np.arange(5, 9)]
+    got = train.gather_predictions([torch.arange(0, 3), torch.arange(3, 5)], TwoRanks())
+    assert got.tolist() == list(range(9))
