@@ -11,7 +11,8 @@ PROFILE, every profile named by the runs in RESULTS/runs.csv. For each profile i
                                       comparisons behind them (unless `evidence: none`)
     OUT/tables/levels_*.{md,tex}      methods side by side at fixed sparsity / MAC levels
     OUT/tables/points.csv, points.md  every point of every entry
-    OUT/tables/comparisons.csv        every comparison, level by level
+    OUT/tables/comparisons.csv        every comparison, level by level (p, Holm-adjusted p, and
+                                      the test: paired on per-image predictions, or unpaired)
     OUT/tables/pairs_*.md             point-by-point outcomes (not for `evidence: none`)
     FIGURES/*_{col,page}*.{png,pdf}   trade-off, ablation, structured, dynamics, per-layer,
                                       soft-threshold and λ-search figures at 3.5 in (column)
@@ -146,6 +147,7 @@ def build(profile, results, out, fdir=None):
              "strength": c["strength"], "level": lv["level"], "kind": c["kind"],
              "a_mean": sum(lv["a"]) / len(lv["a"]), "b_mean": sum(lv["b"]) / len(lv["b"]),
              "n_a": len(lv["a"]), "n_b": len(lv["b"]), "diff": lv["diff"], "p": lv["p"],
+             "p_holm": lv.get("p_holm", lv["p"]), "test": lv.get("test", "unpaired"),
              "level_outcome": lv["outcome"]} for c in comps for lv in (c["levels"] or [None]) if lv]
     put("comparisons.csv", runs.csv_text(flat) if flat else "paper,claim\n")
 
@@ -155,7 +157,7 @@ def build(profile, results, out, fdir=None):
             ("Ablations: accuracy against sparsity",
              figures.tradeoff(pts, fdir, "nnz", "page", "ablation", roles=("reference", "ablation"), **kw)
              + figures.tradeoff(pts, fdir, "nnz", "col", "ablation", roles=("reference", "ablation"), **kw)),
-            ("Structured: accuracy against nonzero multiply-adds",
+            ("Structured: accuracy against structural multiply-adds",
              figures.tradeoff(pts, fdir, "macs", "page", **kw) + figures.tradeoff(pts, fdir, "macs", "col", **kw)),
             ("Training dynamics on the common budget", figures.dynamics(df, pts, fdir, **kw)),
             ("Per-layer sparsity", figures.layers(df, pts, fdir, **kw)),

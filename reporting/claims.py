@@ -109,10 +109,10 @@ def full_points(part):
 
 
 def frontier(pts):
-    """The Pareto frontier of [(x, acc)] (x = log nonzeros: fewer is better, higher acc is
-    better): the points no other point beats on both."""
-    return [(x, a) for x, a in pts
-            if not any(x2 <= x and a2 >= a and (x2 < x or a2 > a) for x2, a2 in pts)]
+    """The Pareto frontier of [(x, acc, ...)] (x = log nonzeros: fewer is better, higher acc
+    is better): the points no other point beats on both (each kept whole, e.g. with its run)."""
+    return [p for p in pts
+            if not any(q[0] <= p[0] and q[1] >= p[1] and (q[0] < p[0] or q[1] > p[1]) for q in pts)]
 
 
 def _num(v):
@@ -130,7 +130,7 @@ def _inside(fell, healthy):
 
 
 def seed_points(part, kind):
-    """{seed: (frontier [(x, acc)], largest x)} of one curve: full points only, no collapsed
+    """{seed: (frontier [(x, acc, run)], largest x)} of one curve: full points only, no collapsed
     run, and only points denser than the seed's densest collapsed run (any of its runs, search
     rounds too) except a collapsed run whose swept value is past every healthy full point's
     of the seed (every swept key, λ, D, swd or a target, grows sparsity: such a run is a
@@ -143,8 +143,9 @@ def seed_points(part, kind):
         fell = _inside(mine[mine["collapsed"]], full[(full["seed"] == seed) & ~full["collapsed"]])
         edge = max(_xs(fell, kind)) if len(fell) else -math.inf
         ok = full[(full["seed"] == seed) & ~full["collapsed"]]
-        pts = [(x, a) for x, a in zip(_xs(ok, kind), ok["acc"]) if x > edge]
-        out[seed] = (frontier(pts), max((x for x, _ in pts), default=-math.inf))
+        names = ok["run"] if "run" in ok.columns else ok.index
+        pts = [(x, a, r) for x, a, r in zip(_xs(ok, kind), ok["acc"], names) if x > edge]
+        out[seed] = (frontier(pts), max((p[0] for p in pts), default=-math.inf))
     return out
 
 
@@ -159,6 +160,29 @@ def envelope(front, hi, x):
     if x > top[0]:
         return float(top[1])
     return K.interpolate([p[0] for p in front], [p[1] for p in front], x)
+
+
+def envelope_weights(front, hi, x):
+    """{run: weight} whose weighted accuracies are envelope(front, hi, x): the one frontier
+    run that stands for the dense side, or the two that bracket x (linear in x; runs at the
+    same x share their weight equally, as interpolate averages them). None outside the span."""
+    if not front or x > hi + K.COVER_TOL + 1e-12:
+        return None
+    top = max(front)
+    if x > top[0]:
+        return {top[2]: 1.0}
+    xs = sorted({p[0] for p in front})
+    if x < xs[0] - K.COVER_TOL - 1e-12:
+        return None
+    x = min(max(x, xs[0]), xs[-1])
+    k = max(i for i, u in enumerate(xs) if u <= x)
+    t = 0.0 if xs[k] == x or k == len(xs) - 1 else (x - xs[k]) / (xs[k + 1] - xs[k])
+    out = {}
+    for u, w in ((xs[k], 1.0 - t), (xs[min(k + 1, len(xs) - 1)], t)):
+        group = [p[2] for p in front if p[0] == u]
+        for r in group:
+            out[r] = out.get(r, 0.0) + w / len(group)
+    return {r: w for r, w in out.items() if w > 0}
 
 
 def collapse_note(part, kind):
@@ -188,6 +212,19 @@ def levels_of(kind):
     return K.MAC_LEVELS if kind == "macs" else K.SPARSITY_LEVELS
 
 
+def level_weights(part, kind):
+    """{level: [per-seed {run: weight}]} of one curve: the runs (and weights) whose accuracies
+    make each seed's accuracy at the level (envelope_weights); [] as in at_levels."""
+    n = float(part["n_weights"].iloc[0])
+    per_seed = seed_points(part, kind)
+    out = {}
+    for lv in levels_of(kind):
+        x = _level_x(lv, kind, n)
+        ws = [envelope_weights(front, hi, x) for front, hi in per_seed.values()]
+        out[lv] = ws if ws and all(w is not None for w in ws) else []
+    return out
+
+
 def at_levels(part, kind):
     """{level: [per-seed accuracy]} of one curve (see the module docstring and envelope); an
     empty list where not every seed's span covers the level."""
@@ -205,21 +242,49 @@ def n_test(part):
     return int(part["n_test"].iloc[0]) if "n_test" in part and part["n_test"].iloc[0] == part["n_test"].iloc[0] else 0
 
 
+def correct_of(*parts):
+    """{run: per-image correctness (bool array)} of the runs of these parts that have one
+    (reporting.load: predictions.npy against the test labels)."""
+    out = {}
+    for part in parts:
+        if "correct" in part.columns:
+            out.update({r: c for r, c in zip(part["run"], part["correct"]) if isinstance(c, np.ndarray)})
+    return out
+
+
+def paired_diff(wa, wb, correct):
+    """The per-image differences of two sides' seed-mean scores (see compare.paired_var), each
+    side a list of per-seed {run: weight}; None unless every run has its predictions."""
+    def side(ws):
+        if not ws or any(r not in correct for w in ws for r in w):
+            return None
+        return sum(sum(v * correct[r].astype(float) for r, v in w.items()) for w in ws) / len(ws)
+    sa, sb = side(wa), side(wb)
+    if sa is None or sb is None or len(sa) != len(sb):
+        return None
+    return sa - sb
+
+
 def compare_curves(a, b, kind, flat_b=False):
     """Compare curve `a` with `b` at every level both cover. flat_b: b is a dense model (its
-    per-seed accuracy stands at every level). Returns (outcome, strength, [level rows])."""
-    va = at_levels(a, kind)
+    per-seed accuracy stands at every level). Paired (compare.verdict) where every run the
+    level's values come from has its predictions. Returns (outcome, strength, [level rows]);
+    a level row's `test` says paired or unpaired."""
+    va, wa = at_levels(a, kind), level_weights(a, kind)
     vb = ({lv: list(b["acc"]) for lv in levels_of(kind)} if flat_b else at_levels(b, kind))
+    wb = ({lv: [{r: 1.0} for r in b["run"]] for lv in levels_of(kind)} if flat_b else level_weights(b, kind))
+    correct = correct_of(a, b)
     N = n_test(a)
     rows = []
     for lv in levels_of(kind):
         if not va[lv] or not vb[lv]:
             continue
-        out, st, diff, p = K.verdict(va[lv], vb[lv], n_test=N)
+        d = paired_diff(wa[lv], wb[lv], correct)
+        out, st, diff, p = K.verdict(va[lv], vb[lv], n_test=N, paired=d)
         if flat_b and N and sum(vb[lv]) / len(vb[lv]) + math.sqrt(K.test_var(sum(vb[lv]) / len(vb[lv]), N)) >= 100:
             out = K.UNMEASURABLE   # dense within its standard error of 100%: nothing to improve on
         rows.append({"level": lv, "a": va[lv], "b": vb[lv], "diff": diff, "p": p, "outcome": out,
-                     "strength": st})
+                     "strength": st, "test": "unpaired" if d is None else "paired"})
     for r, padj in zip(rows, K.holm([r["p"] for r in rows])):
         r["p_holm"] = padj
         r["outcome"] = K.decide(r["diff"], padj, r["outcome"])
@@ -303,13 +368,15 @@ def claim_verdicts(comps, papers=("A",)):
 def point_pairs(df, pts, table):
     """Each point of every curve a papers.PointTable's `against` selects, against the row's
     point of its `reference` curve of the same mode: at the same swept value when both sweep
-    the same key (an ablation at xRDA's λ), else the nearest within compare.MATCH_TOL in log
-    nonzeros (structured: log nonzero MACs), each reference point used once per curve; farther
+    the same key (an ablation at xRDA's λ), else within compare.MATCH_TOL in log nonzeros
+    (structured: log structural MACs), a point every seed ran before a one-seed search round and
+    then the nearest (compare.match_points), each reference point used once per curve; farther
     is unmatched, shown and not counted. Returns dicts: row, entry, a (point), ref (point or
     None), match (how), outcome of a against ref (per-seed Welch test)."""
     out = []
     info = {k: _info(p) for k, p in curves(df).items()}
     acc = lambda p: list(df[df["run"].isin(p["runs"])]["acc"])
+    correct = correct_of(df)
     for (row, entry), i in info.items():
         if matches(i, table.reference) or not any(matches(i, sel) for sel in table.against):
             continue
@@ -357,7 +424,9 @@ def point_pairs(df, pts, table):
         taken = {m for m, _ in pairs.values()}
         rest = [n for n in range(len(mine)) if n not in pairs and n not in dead]   # other rounds, keys
         free = [m for m in range(len(ref)) if m not in taken]
-        for n, m, d in K.match_points([xm[n] for n in rest], [xr[m] for m in free]):
+        for n, m, d in K.match_points([xm[n] for n in rest], [xr[m] for m in free],
+                                      a_seeds=[int(mine["seeds"].iloc[n]) for n in rest],
+                                      b_seeds=[int(ref["seeds"].iloc[m]) for m in free]):
             pairs[rest[n]] = (free[m], f"Δlog {unit} {d:.2f}")
         for n in range(len(mine)):
             a = mine.iloc[n]
@@ -366,6 +435,8 @@ def point_pairs(df, pts, table):
                             "match": "collapsed: not compared" if n in dead else "unmatched"})
                 continue
             r = ref.iloc[pairs[n][0]]
+            d = paired_diff([{x: 1.0} for x in a["runs"]], [{x: 1.0} for x in r["runs"]], correct)
             out.append({"row": row, "entry": entry, "a": a, "ref": r, "match": pairs[n][1],
-                        "outcome": K.verdict(acc(a), acc(r), n_test=n_test(df))[0]})
+                        "test": "unpaired" if d is None else "paired",
+                        "outcome": K.verdict(acc(a), acc(r), n_test=n_test(df), paired=d)[0]})
     return out

@@ -9,10 +9,21 @@ multiply-adds the same way. Points of two curves count as matched only within MA
 log nonzeros. Every comparison is a win, a loss, inconclusive or not measurable:
 
   * the noise of a mean accuracy has two parts: the spread over seeds (s^2 / n) and the test
-    set's own sampling error, p(1 - p) / N_test, which every seed shares (all seeds are scored
-    on the same N_test images, so the seed spread does not contain it). A difference of two
-    means has the sum of both sides' parts as its variance (unpaired: per-image predictions are
-    not kept, so this is conservative);
+    set's own sampling error, which every seed shares (all seeds are scored on the same N_test
+    images, so the seed spread does not contain it). A difference of two means has both
+    sides' seed parts in its variance, and a test-set part:
+      - paired, where every run on both sides saved its per-image predictions: both sides are
+        scored on the same images, so the test-set part is the sampling variance of the mean
+        per-image difference, var(d) / N with d_i = (side a's mean score on image i) - (side
+        b's): for two single models with correctness vectors c_a, c_b, d = c_a - c_b and
+        var(d) = mean(d^2) - mean(d)^2, which only the images they disagree on (discordant
+        pairs) make nonzero. A seed's score at a level is its accuracy along its sweep, so
+        its per-image score is the same combination of its runs' correctness (an interpolated
+        level: the two bracketing runs, weighted as the accuracies are): the paired variance
+        is that of the very numbers compared, interpolated or not;
+      - unpaired otherwise (runs from before predictions.npy): p_a(1 - p_a)/N + p_b(1 - p_b)/N,
+        the two sides' binomial variances added as if independent (conservative: two models
+        agree on most images, so the true variance of the difference is smaller);
   * a difference smaller than RESOLUTION standard errors of the test-set part alone is "not
     measurable at this scale" (the test set cannot tell it from zero, whatever the seeds say);
   * two or more seeds on both sides: a two-sided t-test of the difference with that variance
@@ -53,9 +64,20 @@ def test_var(acc, n_test):
     return 1e4 * p * (1.0 - p) / n_test
 
 
-def resolution(mean_a, mean_b, n_test):
-    """The smallest difference (pp) the test set resolves between two mean accuracies."""
-    return RESOLUTION * math.sqrt(test_var(mean_a, n_test) + test_var(mean_b, n_test))
+def paired_var(d):
+    """Variance (pp^2) of the mean of per-image differences `d` (fractions of an image, e.g.
+    c_a - c_b of two correctness vectors): (mean(d^2) - mean(d)^2) / N."""
+    d = np.asarray(d, float)
+    if not len(d):
+        return 0.0
+    return 1e4 * max(float(np.mean(d * d)) - float(np.mean(d)) ** 2, 0.0) / len(d)
+
+
+def resolution(mean_a, mean_b, n_test, paired=None):
+    """The smallest difference (pp) the test set resolves between two mean accuracies
+    (`paired`: the per-image differences, see paired_var)."""
+    known = paired_var(paired) if paired is not None else test_var(mean_a, n_test) + test_var(mean_b, n_test)
+    return RESOLUTION * math.sqrt(known)
 
 
 def holm(pvalues):
@@ -106,12 +128,15 @@ def at_levels(points, levels, x_of_level):
     return out
 
 
-def verdict(a, b, band=ONE_SEED_BAND, alpha=ALPHA, n_test=0):
+def verdict(a, b, band=ONE_SEED_BAND, alpha=ALPHA, n_test=0, paired=None):
     """Compare per-seed accuracies `a` with `b` (lists) measured on a test set of n_test images
-    (0: unknown, only the seed spread counts). Returns (outcome, strength, diff, p): outcome
-    win/loss/inconclusive/not measurable for a against b, strength 'significant' (seeds) or
-    'suggestive' (one seed on a side), diff = mean(a) - mean(b), p the unadjusted two-sided p
-    (NaN with one seed on a side). See the module docstring."""
+    (0: unknown, only the seed spread counts). `paired`: the per-image differences of the two
+    sides' seed-mean scores (fractions, N of them; their mean is diff / 100): the test-set
+    part is then paired_var(paired) instead of the two binomial variances. Returns (outcome,
+    strength, diff, p): outcome win/loss/inconclusive/not measurable for a against b,
+    strength 'significant' (seeds) or 'suggestive' (one seed on a side), diff = mean(a) -
+    mean(b), p the unadjusted two-sided p (NaN with one seed on a side). See the module
+    docstring."""
     from scipy import stats
 
     a, b = [float(v) for v in a], [float(v) for v in b]
@@ -119,10 +144,10 @@ def verdict(a, b, band=ONE_SEED_BAND, alpha=ALPHA, n_test=0):
         raise ValueError("verdict needs at least one value on each side")
     ma, mb = float(np.mean(a)), float(np.mean(b))
     diff = ma - mb
-    measurable = abs(diff) >= resolution(ma, mb, n_test)
+    measurable = abs(diff) >= resolution(ma, mb, n_test, paired)
     if len(a) >= 2 and len(b) >= 2:
         seed = [(float(np.var(v, ddof=1)) / len(v), len(v) - 1) for v in (a, b)]
-        known = test_var(ma, n_test) + test_var(mb, n_test)
+        known = paired_var(paired) if paired is not None else test_var(ma, n_test) + test_var(mb, n_test)
         var = sum(v for v, _ in seed) + known
         if var == 0:
             p = 1.0 if diff == 0 else 0.0
@@ -144,12 +169,17 @@ def decide(diff, p_adj, outcome, alpha=ALPHA):
     return outcome
 
 
-def match_points(a_points, b_points, tol=MATCH_TOL):
+def match_points(a_points, b_points, tol=MATCH_TOL, a_seeds=None, b_seeds=None):
     """Pairs (i, j, distance) of points of two curves within `tol` in log nonzeros, each
-    point used once, closest pairs first. a_points/b_points: lists of x = log(nnz)."""
-    pairs = sorted((abs(xa - xb), i, j) for i, xa in enumerate(a_points) for j, xb in enumerate(b_points))
+    point used once. a_points/b_points: lists of x = log(nnz); a_seeds/b_seeds: each point's
+    seed count. Pairs whose fewer-seeded side has more seeds come first (a point every seed
+    ran before a one-seed search round, whenever both are within `tol`), then the closest."""
+    a_seeds = a_seeds or [1] * len(a_points)
+    b_seeds = b_seeds or [1] * len(b_points)
+    pairs = sorted((-min(a_seeds[i], b_seeds[j]), abs(xa - xb), i, j)
+                   for i, xa in enumerate(a_points) for j, xb in enumerate(b_points))
     used_a, used_b, out = set(), set(), []
-    for d, i, j in pairs:
+    for _, d, i, j in pairs:
         if d <= tol and i not in used_a and j not in used_b:
             used_a.add(i)
             used_b.add(j)

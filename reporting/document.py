@@ -58,9 +58,13 @@ def comparison_line(c):
     parts = []
     for lv in c["levels"]:
         p = "" if lv["p"] != lv["p"] else f", p={lv['p']:.2g}, Holm {lv.get('p_holm', lv['p']):.2g}"
+        mixed = len({x.get("test", "unpaired") for x in c["levels"]}) > 1
         parts.append(f"{_level(lv['level'], c['kind'])}: {_vals(lv['a'])} vs {_vals(lv['b'])} "
-                     f"(Δ {lv['diff']:+.2f} pp{p}, {lv['outcome']})")
-    return head + (f" ({STRENGTH_TEXT.get(c['strength'], c['strength'])})" if c["strength"] else "") + "; " + "; ".join(parts)
+                     f"(Δ {lv['diff']:+.2f} pp{p}{', ' + lv.get('test', 'unpaired') if mixed else ''}, {lv['outcome']})")
+    tests = sorted({lv.get("test", "unpaired") for lv in c["levels"]})
+    test = tests[0] + " test" if len(tests) == 1 else "paired test where both sides have predictions"
+    strength = STRENGTH_TEXT.get(c["strength"], c["strength"])
+    return head + f" ({strength + '; ' if strength else ''}{test})" + "; " + "; ".join(parts)
 
 
 def searches_md(rows):
@@ -251,8 +255,12 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
               "never outside the range the sweep covers, along the points every seed ran and never "
               "through a collapsed run. Only curves of equal total budget are compared. At each level "
               "the mean accuracies are compared with a "
-              "variance that holds the seed spread and the test set's own sampling error "
-              f"(p(1−p)/N); a difference under {K.RESOLUTION:g} test-set standard errors is *not "
+              "variance that holds the seed spread and the test set's own sampling error: *paired* "
+              "where every run on both sides saved its per-image predictions (both sides are scored "
+              "on the same images, so that error is the variance of the mean per-image difference, "
+              "var(d)/N, which only the images they disagree on make nonzero), else *unpaired* "
+              "(each side's p(1−p)/N, added as if independent); each comparison below names its "
+              f"test. A difference under {K.RESOLUTION:g} test-set standard errors is *not "
               "measurable at this scale*; otherwise a two-sided t-test, Holm-corrected over the "
               f"levels of the comparison, at α = {K.ALPHA} (with one seed on a side, a band of "
               f"±{K.ONE_SEED_BAND} pp and the verdict is only suggestive): win, loss or inconclusive. A "
@@ -283,7 +291,7 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
         L += ["No entry's sweep covers any of the levels: no level table (every point is in the "
               "table below).", ""]
     for t in level_tables:
-        what = {"methods": "methods", "ablations": "ablations", "structured": "structured (nonzero MACs)"}[t.what]
+        what = {"methods": "methods", "ablations": "ablations", "structured": "structured (structural MACs)"}[t.what]
         L += [f"### {t.title}: {what}", "", t.md()]
     for t, rows in (pairs or {}).values():
         if rows:
@@ -298,7 +306,7 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
           "Each entry's points (its swept value), mean ± std over seeds; `round` is a λ search's "
           "round (→ its target sparsity): every round is kept, the calibrated point is the one the "
           "other seeds ran at. Also `tables/points.csv`.", "",
-          T.md(T.POINT_HEADER, T.point_rows(pts), ["l"] * 5 + ["r"] * 8)]
+          T.md(T.POINT_HEADER, T.point_rows(pts), ["l"] * 5 + ["r"] * 8 + ["l"])]
     if savings_md:
         L += ["### Measured savings", "", savings_md]
     L += ["## Figures", "",

@@ -188,6 +188,7 @@ def load(profile, results):
     df["collapsed"] = [runs.collapsed(r) for r in judged]
     df["collapse_measure"] = [runs.collapse_measure(r)[1] for r in judged]
     df["n_test"] = [data.DATASETS[d].n_test if d in data.DATASETS else 0 for d in df["dataset"]]
+    df["correct"] = correctness(df, results)
     df["weights_here"] = [os.path.exists(runs.path(f, runs.MODEL)) for f in df["folder"]]
     df["compression"] = df["n_weights"] / df["nnz"].clip(lower=1)
     # rows this profile asked for once that its plan no longer names (a λ search that took
@@ -215,6 +216,26 @@ def incomplete(results, names):
         except (runs.RunFolderError, KeyError, ValueError) as e:
             why = str(e).removesuffix(runs.RETRAIN)
         out.append(f"{name}: {why or 'summary.json lacks fields'}")
+    return out
+
+
+def correctness(df, results):
+    """Per run: which test images it classified correctly (a bool array: predictions.npy
+    against RESULTS/labels/<data set>.npy), or None where either file is missing or they do not
+    reproduce the run's test accuracy (then its comparisons keep the unpaired test)."""
+    import numpy as np
+
+    labels, out = {}, []
+    for folder, ds, acc in zip(df["folder"], df["dataset"], df["test_acc"]):
+        if ds not in labels:
+            labels[ds] = runs.read_classes(runs.labels_path(results, ds))
+        pred, lab = runs.read_classes(runs.path(folder, runs.PREDICTIONS)), labels[ds]
+        ok = None
+        if pred is not None and lab is not None and len(pred) == len(lab) and len(lab):
+            ok = pred == lab
+            if abs(100.0 * ok.sum() / len(ok) - acc) > 1e-6:   # not this run's final evaluation
+                ok = None
+        out.append(ok)
     return out
 
 

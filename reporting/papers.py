@@ -70,7 +70,7 @@ CLAIMS = (
           axis="nnz"),
     Claim("A", "2", "Structured sparsity",
           "xRDA kernel/channel mode against each structured baseline of its row, at fixed "
-          "fractions of nonzero multiply-adds",
+          "fractions of the structural multiply-adds (what slim export keeps)",
           {**XRDA, "mode": STRUCTURED}, ({"role": "baseline", "mode": STRUCTURED},), axis="macs"),
     Claim("A", "3", "Training from scratch in one run",
           "xRDA from random initialization against the curves of its mode that start from a "

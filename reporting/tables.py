@@ -11,7 +11,8 @@
                   spread and the test set's error, Holm over the level's comparisons), only in
                   profiles that draw verdicts.
     points        every point of every entry: seeds, accuracy, sparsity, compression ("all
-                  zero" for a network with no nonzero weight), nonzero MACs, budget, round
+                  zero" for a network with no nonzero weight), structural MACs, budget, round,
+                  collapsed (how many of its seeds)
 
 LaTeX tables are table* floats for a 7 in text width: \\small with 4 pt column separation,
 headers broken over two lines; a table that would still be wider (estimated with Computer
@@ -168,7 +169,7 @@ class LevelTable:
         return f"not reached ({c['note']})" if c["note"] else "—"
 
     def header(self):
-        first = "nonzero MACs" if self.kind == "macs" else "sparsity"
+        first = "structural MACs" if self.kind == "macs" else "sparsity"
         return [first] + [lab + ("" if self.epochs else f", {ep} ep") for lab, ep, _ in self.entries]
 
     def md_rows(self):
@@ -307,15 +308,17 @@ def _column_parts(cols, size, sep):
     return parts + ([cur] if cur else [])
 
 
-def _mark_best(cells, n_test):
+def _mark_best(cells, n_test, correct=None):
     """Bold the highest mean of one level where it wins against every other cell by the
-    report's test (compare.verdict with the test-set size, Holm over these comparisons)."""
+    report's test (compare.verdict with the test-set size, paired where every run of both
+    cells has its predictions (`correct`, claims.correct_of), Holm over these comparisons)."""
     have = [c for c in cells if c["vals"]]
     if len(have) < 2:
         return
     best = max(have, key=lambda c: sum(c["vals"]) / len(c["vals"]))
     rest = [c for c in have if c is not best]
-    res = [K.verdict(best["vals"], c["vals"], n_test=n_test) for c in rest]
+    res = [K.verdict(best["vals"], c["vals"], n_test=n_test,
+                     paired=CL.paired_diff(best.get("w"), c.get("w"), correct or {})) for c in rest]
     adj = K.holm([r[3] for r in res])
     if all(K.decide(r[2], p, r[0]) == K.WIN for r, p in zip(res, adj)):
         best["bold"] = True
@@ -330,10 +333,11 @@ def level_tables(df, roles=("reference", "baseline"), what="methods", marked=Tru
     out = []
     for (row, kind), keys in groups.items():
         vals = {k: CL.at_levels(cv[k], kind) for k in keys}
+        weights = {k: CL.level_weights(cv[k], kind) for k in keys}
         fell = {k: CL.collapse_note(cv[k], kind) for k in keys}
         lines = []
         for lv in CL.levels_of(kind):
-            cells = [{"vals": list(vals[k][lv]), "bold": False,
+            cells = [{"vals": list(vals[k][lv]), "w": weights[k][lv], "bold": False,
                       "note": fell[k] if not vals[k][lv] and fell[k] and _beyond(cv[k], kind, lv) else ""}
                      for k in keys]
             if any(c["vals"] for c in cells):
@@ -347,8 +351,9 @@ def level_tables(df, roles=("reference", "baseline"), what="methods", marked=Tru
         lines = [(lv, [cells[j] for j in keep]) for lv, cells in lines]
         n_test = CL.n_test(cv[keys[0]])
         if marked:
+            correct = CL.correct_of(*(cv[k] for k in keys))
             for _, cells in lines:
-                _mark_best(cells, n_test)
+                _mark_best(cells, n_test, correct)
         dense = [k for k in cv if info[k]["row"] == row and info[k]["role"] == "dense"]
         budget = max(info[k]["epochs"] for k in keys)
         dense.sort(key=lambda k: (info[k]["epochs"] != budget, -info[k]["epochs"]))
@@ -381,8 +386,17 @@ def tex(header, rows, caption, label, align=None):
 
 # ------------------------------------------------------------------------- points and pairs
 
+# structural MACs: what slim export keeps (all-zero filters and their inputs removed), not the
+# nonzero MACs of elementwise zeros
 POINT_HEADER = ["row", "entry", "method", "mode", "swept", "epochs", "seeds", "test acc (%)",
-                "sparsity (%)", "compression", "nonzero MACs (%)", "filters zero (%)", "round"]
+                "sparsity (%)", "compression", "structural MACs (%)", "filters zero (%)", "round",
+                "collapsed"]
+
+
+def collapsed_text(p):
+    """'' for a point none of whose seeds collapsed, else 'yes' (every seed) or 'k of n'."""
+    k, n = int(p["collapsed"]), int(p["seeds"])
+    return "" if not k else "yes" if k >= n else f"{k} of {n}"
 
 
 def swept(p):
@@ -419,13 +433,14 @@ def point_rows(pts):
         epochs = str(int(p["epochs"])) if p["epochs"] == p["epochs_min"] else f"{int(p['epochs_min'])}–{int(p['epochs'])}"
         rows.append([p["row"], p["entry"], style.label(p["method"], p["entry"]), p["mode"], swept(p), epochs,
                      int(p["seeds"]), acc, sp, compression(p), _f(100 * p["mac_frac"], "{:.4g}"),
-                     _f(100 * p["filter_sparsity"], "{:.3g}"), rnd])
+                     _f(100 * p["filter_sparsity"], "{:.3g}"), rnd, collapsed_text(p)])
     return rows
 
 
 POINT_COLUMNS = ["row", "entry", "method", "mode", "role", "swept_key", "swept_value", "epochs", "seeds",
                  "acc", "acc_sd", "sparsity", "sparsity_sd", "nnz", "n_weights", "compression", "mac_frac",
-                 "filter_sparsity", "kernel_sparsity", "train_acc", "calibration_target", "calibration_round"]
+                 "filter_sparsity", "kernel_sparsity", "train_acc", "calibration_target", "calibration_round",
+                 "collapsed"]   # collapsed: how many of the point's seeds collapsed (runs.collapsed)
 
 
 def pair_header(name):

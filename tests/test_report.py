@@ -114,6 +114,14 @@ def test_points_match_only_within_the_tolerance_and_each_once():
     pairs = K.match_points(a, b, tol=0.1)
     # 1000 pairs with 1010 (closest), not 1080; 100 vs 150 is |log 1.5| = 0.405 > 0.1: unmatched
     assert [(i, j) for i, j, _ in pairs] == [(0, 2)]
+    # a point every seed ran is preferred to a one-seed search round that sits a hair closer,
+    # when both are within the tolerance (fashion at 98%: GMP's 98.00% took xRDA's one-seed
+    # round at 97.99% over its three-seed point at 98.03%)
+    pairs = K.match_points(a, b, tol=0.1, a_seeds=[3, 3], b_seeds=[3, 3, 1])
+    assert [(i, j) for i, j, _ in pairs] == [(0, 0)]
+    assert pairs[0][2] == pytest.approx(math.log(1.08))
+    # ... and outside the tolerance seeds do not help
+    assert K.match_points(a, [math.log(1120), math.log(1010)], tol=0.1, a_seeds=[3, 3], b_seeds=[3, 1])[0][1] == 1
 
 
 def test_verdicts_with_seeds_and_with_one_seed():
