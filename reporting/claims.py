@@ -341,26 +341,52 @@ def comparisons(df, papers=("A",)):
                    for j in info.values() for sel in claim.against):
                 continue
         row = {"claim": claim.id, "paper": claim.paper, "row": ia["row"], "a": ia, "b": ib,
-               "kind": kind, "levels": []}
+               "kind": kind, "levels": [], "regime": ""}
         if ib["epochs"] != ia["epochs"]:
             row.update(outcome="unequal budget", strength="")
         else:
             o, s, lv = compare_curves(cv[a], cv[b], kind, flat_b=flat)
             row.update(outcome=o, strength=s, levels=lv)
+            met, words = regime_check(claim.regime, cv[b])
+            row["regime"] = words
+            if not met and lv:   # the levels stay shown; the comparison is no evidence either way
+                row.update(outcome=K.NOT_TESTABLE, strength="")
         out.append(row)
     return out
 
 
+def regime_check(regime, part):
+    """(met, the numbers in words) of a papers.Regime on a curve's runs; (True, '') for none.
+    Not met where no field of `regime.high` is there for every run (nothing measured)."""
+    if regime is None:
+        return True, ""
+    high = next((f for f in regime.high if f in part.columns and part[f].notna().all()), None)
+    if high is None or regime.low not in part.columns or part[regime.low].isna().any():
+        return False, f"needs {regime.what}: not measured in these runs"
+    h, lo = float(part[high].mean()), float(part[regime.low].mean())
+    gap = h - lo
+    met = gap >= regime.min_gap
+    n = len(part)
+    return met, (f"{'in' if met else 'outside'} its regime, {regime.what}: {high} {h:.2f}% against "
+                 f"{regime.low} {lo:.2f}% (mean of {n} seed{'s' if n != 1 else ''}), a gap of {gap:.2f} pp, "
+                 f"{'at least' if met else 'under'} {regime.min_gap:g} pp")
+
+
 def claim_verdicts(comps, papers=("A",)):
-    """[(id, title, rule, verdict, [comparisons])] for the declared claims of `papers`."""
+    """[(id, title, rule, verdict, [comparisons])] for the declared claims of `papers`. A claim
+    whose every comparison is outside its regime (papers.Regime) is "not testable at this
+    budget"; comparisons outside it never count for or against it."""
     out = []
     for claim in PA.of(papers):
         mine = [c for c in comps if c["claim"] == claim.id]
         counted = [c for c in mine if c["outcome"] in (K.WIN, K.LOSS, K.INCONCLUSIVE, "mixed", K.UNMEASURABLE)]
         # suggestive only when no counted comparison rests on seeds on both sides
         strength = "significant" if any(c["strength"] == "significant" for c in counted) else "suggestive"
-        v = K.claim_verdict([c["outcome"] if c["outcome"] != "mixed" else K.INCONCLUSIVE
-                             for c in counted], strength)
+        if not counted and any(c["outcome"] == K.NOT_TESTABLE for c in mine):
+            v = K.NOT_TESTABLE
+        else:
+            v = K.claim_verdict([c["outcome"] if c["outcome"] != "mixed" else K.INCONCLUSIVE
+                                 for c in counted], strength)
         out.append((claim.id, claim.title, claim.rule, v, mine))
     return out
 

@@ -54,6 +54,7 @@ RESOLUTION = 2.0         # standard errors of the test set's part below which a 
 
 WIN, LOSS, INCONCLUSIVE = "win", "loss", "inconclusive"
 UNMEASURABLE = "not measurable at this scale"
+NOT_TESTABLE = "not testable at this budget"   # the runs are outside the claim's regime (papers.Regime)
 
 
 def test_var(acc, n_test):

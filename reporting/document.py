@@ -63,8 +63,10 @@ def comparison_line(c):
                      f"(Δ {lv['diff']:+.2f} pp{p}{', ' + lv.get('test', 'unpaired') if mixed else ''}, {lv['outcome']})")
     tests = sorted({lv.get("test", "unpaired") for lv in c["levels"]})
     test = tests[0] + " test" if len(tests) == 1 else "paired test where both sides have predictions"
-    strength = STRENGTH_TEXT.get(c["strength"], c["strength"])
-    return head + f" ({strength + '; ' if strength else ''}{test})" + "; " + "; ".join(parts)
+    why = [STRENGTH_TEXT.get(c["strength"], c["strength"])] if c["strength"] else []
+    if c["outcome"] == K.NOT_TESTABLE:   # the numbers of the regime it is outside, the levels as measured
+        why = [c["regime"], "not counted"]
+    return head + f" ({'; '.join(why + [test])})" + "; " + "; ".join(parts)
 
 
 def searches_md(rows):
@@ -276,6 +278,8 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
             for claim in mine_claims:
                 num, title, rule, verdict, mine = by_id[claim.id]
                 L += [f"### {num}. {title}", "", f"**Verdict: {verdict}.** Compared: {rule}."
+                      + (f" Testable only with {claim.regime.what}, measured on the runs; outside it "
+                         f"the verdict is \"{K.NOT_TESTABLE}\"." if claim.regime else "")
                       + (f" {claim.note}" if claim.note else ""), ""]
                 L += [comparison_line(c) for c in mine] or ["- no comparison in these runs"]
                 L.append("")

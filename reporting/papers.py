@@ -18,6 +18,10 @@ the structural multiply-adds) or "mode" (macs for a structured reference, else n
 `dense`: the other curve is a dense model, its per-seed accuracy standing at every level; of
 several such curves in a row only those at the reference's budget are compared when there
 are any (prune + fine-tune's half-budget dense start is not the comparison).
+
+`regime`: what makes the claim testable, measured on the runs (Regime); where the runs are
+outside it, the verdict is "not testable at this budget" with the numbers, never supported
+or refuted.
 """
 from dataclasses import dataclass
 
@@ -35,6 +39,27 @@ SAME = "<the reference's own value>"
 
 
 @dataclass(frozen=True)
+class Regime:
+    """What makes a claim testable, measured on the runs it compares: on the curve each
+    comparison is made against (the `against` side), the mean over its seeds of the first of
+    `high` that every run has, minus the mean of `low`, is at least `min_gap`. Where it is not,
+    that comparison is "not testable at this budget", with the numbers, and counts neither
+    for nor against the claim (reporting.claims.regime_check; docs/methods.md, claims)."""
+    what: str                 # the regime in words: "a dense model that overfits"
+    high: tuple               # summary fields, the first every run has
+    low: str
+    min_gap: float            # percentage points
+
+
+# a regularizer can only help a model that overfits: the dense model's final training accuracy
+# at least 1 pp above its test accuracy (train_acc_final: the final weights on training images
+# without augmentation; runs from before it was recorded: the last epoch's training accuracy,
+# an average over weights still learning, which understates the gap)
+OVERFITS = Regime("a dense model that overfits (training accuracy at least 1 pp above test accuracy)",
+                  ("train_acc_final", "train_acc"), "test_acc", 1.0)
+
+
+@dataclass(frozen=True)
 class Claim:
     paper: str
     id: str
@@ -45,6 +70,7 @@ class Claim:
     axis: str = "mode"        # nnz | macs | mode
     dense: bool = False       # the other curve is a dense model (flat across levels)
     note: str = ""            # how to read an inconclusive verdict, where it needs saying
+    regime: Regime = None     # what makes it testable (None: any runs)
 
 
 PAPERS = {
@@ -78,7 +104,7 @@ CLAIMS = (
           XRDA, ({"from_trained": True, "role": NOT("dense"), "mode": SAME},), note=NO_NOISE),
     Claim("A", "4", "A regularizing effect (sparse at least as accurate as dense)",
           "xRDA against the dense model of its row at every level its sweep covers",
-          XRDA, ({"role": "dense"},), dense=True, note=NO_NOISE),
+          XRDA, ({"role": "dense"},), dense=True, note=NO_NOISE, regime=OVERFITS),
     Claim("B", "B1", "A constant ℓ1 coefficient (LATS / S-LATS) beats the other threshold schedules",
           "the soft threshold with the LATS schedule (d_t = λ·Σ η_s; S-LATS under a cosine lr) "
           "against the same method with the linear and sine schedules and against STR's learned "

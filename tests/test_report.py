@@ -159,6 +159,22 @@ def test_the_test_sets_sampling_error_enters_every_verdict():
     assert p == pytest.approx(2 * stats.t.sf(t, dof), rel=2e-3)
 
 
+def test_the_significance_level_is_pinned_at_005():
+    # a p between 0.05 and 0.1 stays inconclusive (a verdict at alpha 0.1 would call it a win):
+    # seeds 92.0/92.4/92.8 against 91.25/91.65/92.05, no test-set part: diff 0.75, each side's
+    # seed variance 0.16 / 3, Welch dof (2 * 0.0533)^2 / (2 * 0.0533^2 / 2) = 4,
+    # t = 0.75 / sqrt(0.10667) = 2.296 -> p = 0.083
+    from scipy import stats
+    a, b = [92.0, 92.4, 92.8], [91.25, 91.65, 92.05]
+    p_hand = 2 * stats.t.sf(0.75 / math.sqrt(2 * 0.16 / 3), 4)
+    assert p_hand == pytest.approx(0.083, abs=1e-3)
+    out, _, diff, p = K.verdict(a, b)
+    assert diff == pytest.approx(0.75) and p == pytest.approx(p_hand, rel=1e-6)
+    assert out == K.INCONCLUSIVE
+    # ... and once Holm-adjusted, a level at p 0.03 that adjusts to 0.06 is no longer a win
+    assert K.decide(0.75, 0.06, K.WIN) == K.INCONCLUSIVE and K.decide(0.75, 0.049, K.WIN) == K.WIN
+
+
 def test_holm_over_four_levels():
     # sorted 0.005, 0.01, 0.03, 0.04 -> 4*0.005, 3*0.01, 2*0.03, max(1*0.04, previous)
     assert K.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
@@ -275,6 +291,7 @@ def test_report_covers_exactly_the_profile_and_names_stale_rows(tmp_path):
     with open(out / "tables" / "points.csv", newline="") as f:
         pts = list(csv.DictReader(f))
     assert len(pts) == 1 + 2 + 2 and all(p["seeds"] == "3" for p in pts)
+    assert all(p["collapsed"] == "0" for p in pts)       # how many of a point's seeds collapsed
     assert (out / "tables" / "levels_fashion_mnist-resnet20_methods.tex").read_text().count(r"\label{") == 1
     for f in ("tradeoff_col.png", "tradeoff_page.pdf", "dynamics_page.png"):
         assert (out / "figures" / f).stat().st_size > 1000
@@ -546,7 +563,18 @@ def test_the_report_has_a_section_per_declared_paper(tmp_path):
     assert "**Verdict: refuted.**" in text[text.index("### B2. "):]
     assert "Seeds: 3 (0, 1, 2)" in text
     with open(out / "tables" / "comparisons.csv", newline="") as f:
-        assert {r["paper"] for r in csv.DictReader(f)} == {"A", "B"}
+        rows = list(csv.DictReader(f))
+    assert {r["paper"] for r in rows} == {"A", "B"}
+    # the Holm-adjusted p of each level (over its comparison's levels) and the test it used:
+    # these runs saved no predictions, so every one is unpaired
+    assert {r["test"] for r in rows} == {"unpaired"}
+    by = {}
+    for r in rows:
+        by.setdefault((r["claim"], r["a"], r["b"]), []).append(r)
+    for levels in by.values():
+        ps = [float(r["p"]) for r in levels]
+        assert [float(r["p_holm"]) for r in levels] == pytest.approx(K.holm(ps), nan_ok=True)
+    assert "(several seeds a side; unpaired test)" in text
     # the same runs under a profile that speaks to paper A only (the default): no paper B
     only_a = tmp_path / "pa.yaml"
     only_a.write_text(open(prof).read().replace("claims: [A, B]\n", ""))
