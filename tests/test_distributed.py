@@ -70,8 +70,17 @@ def test_two_processes_train_what_one_does_for_every_kind_of_method(tmp_path, on
                  str(tmp_path / "two"), "--quiet"])
     p = torchrun(args, tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
-    _, w1 = one_process(tmp_path, "exact", *exact)
+    s1, w1 = one_process(tmp_path, "exact", *exact)
     assert gap(w1, weights(two["exact"])) < 1e-5
+    # the predictions of each rank's contiguous part of the test set, gathered in rank order:
+    # the whole test set, scoring the run's own (all-reduced) accuracy, as one process's do
+    labels = runs.read_classes(runs.labels_path(str(tmp_path / "two"), "digits"))
+    p2 = runs.read_classes(runs.path(two["exact"], runs.PREDICTIONS))
+    p1 = runs.read_classes(runs.path(str(tmp_path / "exact"), runs.PREDICTIONS))
+    s2 = runs.read_summary(two["exact"])
+    assert len(p2) == len(labels) == len(p1)
+    assert 100.0 * (p2 == labels).sum() / len(labels) == pytest.approx(s2["test_acc"], abs=1e-9)
+    assert (p1 == p2).mean() > 0.99
     # Every method, an uneven last batch, pruning at the epoch's end: the two-process run is
     # closer to the one-process run than a rounding change (memory format) moves the latter.
     for m, (c, o) in METHODS.items():
