@@ -257,8 +257,8 @@ def resolve_start(search, results):
     """Set a start_from search's source value, budget factor and note (once; the chain's
     searches first). The source value: the source profile's search for the same target (and
     grid point), its calibrated round, or when it missed its closest healthy round. A source
-    entry with no search at all is a ProfileError; a target it did not search starts at
-    `start` (or from the chain), with a note."""
+    entry with no search rounds in `results` (a fresh results folder) and a target it did not
+    search start at `start` (or from the chain), with a note."""
     if search.chain is not None:
         resolve_start(search.chain, results)
     sf = search.start_from
@@ -268,9 +268,12 @@ def resolve_start(search, results):
     prof, entry = sf["profile"], sf["entry"]
     prof_label = profile_name(find_profile(prof))
     theirs = [x for x in source_searches(prof, results).get(entry, []) if x.history]
-    if not theirs:
-        raise ProfileError(f"start_from: profile {prof} has no λ search rounds of entry '{entry}' in "
-                           f"{os.path.join(results, 'runs')} (train them there, or drop start_from)")
+    if not theirs:   # a fresh results folder: search as without start_from, and say so
+        search.start_note = (f"start_from {prof_label}/{entry}: no λ search rounds of entry '{entry}' in "
+                             f"{os.path.join(results, 'runs')}; round 1 "
+                             + ("from the previous target's rounds" if search.chain is not None and
+                                search.chain.history else f"at start {search.key}={search.start:g}"))
+        return
     mine = search.specs[0]
     point = {k: v for k, v in mine.point.items() if k != "target_sparsity"}
     match = [x for x in theirs if x.target is not None and search.target is not None

@@ -707,13 +707,14 @@ def test_start_from_a_missed_source_uses_its_closest_healthy_round(tmp_path, cap
     assert "(missed (plateau): its closest healthy round, sparsity 0.9500)" in capsys.readouterr().out
 
 
-def test_start_from_without_source_runs_is_one_line_and_a_new_target_starts_at_start(tmp_path, capsys):
+def test_start_from_without_source_runs_starts_at_start_and_a_new_target_too(tmp_path, capsys):
     src, results, specs, _ = budget_profile(tmp_path, "p8", 8, "[0.9]", run=False)
     extra = f", start_from: {{profile: {src}, entry: st}}"
-    prof, _, _, _ = budget_profile(tmp_path, "p32", 32, "[0.9]", extra, results, run=False)
-    assert sweep.main([str(prof), "--dry-run", "--results", results]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "has no λ search rounds of entry 'st'" in err
+    prof, _, new, _ = budget_profile(tmp_path, "p32", 32, "[0.9]", extra, results, run=False)
+    # a results folder without the source's runs (a fresh one): round 1 at `start`, said so
+    assert sweep.main([str(prof), "--dry-run", "--results", results]) == 0
+    assert "no λ search rounds of entry 'st'" in capsys.readouterr().out
+    assert sweep.materialize(new[0], results).cfg["optim"]["lam"] == 1e-2
     # once the source has run: a target it never searched starts at `start`, said so
     sweep.run_all(specs, results, budget_launcher(results, 0.05))
     prof, _, new, _ = budget_profile(tmp_path, "p32", 32, "[0.8]", extra, results, run=False)
