@@ -372,17 +372,18 @@ def config_hash(cfg):
     hash), not as a path: moving the results folder keeps every name."""
     hashed = {k: v for k, v in cfg.items() if k not in NOT_HASHED}
     hashed["init_from"] = init_key(cfg["init_from"])
-    revision = method_revision(cfg["method"])
+    revision = method_revision(cfg["method"], cfg["optim"])
     if revision != 1:   # only then: the hashes of methods never revised stay as they were
         hashed["method_revision"] = revision
     return hashlib.sha1(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def method_revision(name):
-    """The `revision` of the method named `name` (optim/base.py Method.revision)."""
+def method_revision(name, hp=None):
+    """The revision of a run of the method named `name` with `optim` keys `hp` (optim/base.py
+    Method.revision_of: the method's `revision`, or a variant's own)."""
     from optim import get_method
 
-    return get_method(name).revision
+    return get_method(name).revision_of(hp or {})
 
 
 RUN_FOLDER_FILES = ("config.yaml", "summary.json", ".sparse-run")   # runs.CONFIG, SUMMARY, MARKER

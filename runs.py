@@ -90,8 +90,9 @@ SUMMARY_FIELDS = {
     "init_sha256": "sha256 of the init_from model.pt when this run started from it ('' for random init)",
     "train_acc_final": "the final weights' accuracy, percent, on the first FINAL_TRAIN_IMAGES training "
                        "images of a fixed order (no augmentation, after bn_recal): what collapsed() reads",
-    "method_revision": "revision of the method's behaviour (optim Method.revision; 1 unless corrected "
-                       "since, e.g. RigL 2: the authors' update); in the config hash where it is not 1",
+    "method_revision": "revision of the method's behaviour (optim Method.revision_of; 1 unless corrected "
+                       "since, e.g. RigL 2: the authors' update; soft_threshold's sine schedule 2: "
+                       "STDS's curve); in the config hash where it is not 1",
 }
 OPTIONAL = ("world_size", "model_bytes", "model_sha256", "init_sha256", "train_acc_final",
             "method_revision")   # a summary may lack these

@@ -510,7 +510,8 @@ def _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_sec
     if not math.isfinite(macs_structural):
         say(f"{name}: note: slim export could not trace this model: macs_structural is NaN")
     summary = {"run": name, "dataset": cfg["dataset"], "model": cfg["model"], "width": cfg["width"],
-               "method": cfg["method"], "mode": method.mode, "method_revision": method.revision,
+               "method": cfg["method"], "mode": method.mode,
+               "method_revision": C.method_revision(cfg["method"], cfg["optim"]),
                "seed": cfg["seed"], "epochs": cfg["epochs"],
                "total_epochs": cfg["epochs"] + epochs_before(init_path),
                "lam": 0.0, **method.summary(), "test_acc": final_acc, "test_loss": final_loss,

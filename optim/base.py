@@ -122,6 +122,12 @@ class Method:
         no scaling derived; docs/methods.md §7 gives each method's."""
         return 1.0, "no budget scaling derived"
 
+    @classmethod
+    def revision_of(cls, hp):
+        """The revision of a run with `optim` keys `hp`: `revision`, unless a method revised one
+        variant only (soft_threshold's sine schedule), so that the others keep their hashes."""
+        return cls.revision
+
     def zero_grad(self):
         self.optimizer.zero_grad(set_to_none=True)
 

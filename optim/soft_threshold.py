@@ -13,8 +13,18 @@ optimizer used at step s, read from its param group, so any lr schedule works):
     lats    d_t = λ · Σ_{s≤t} η_s: a constant ℓ1 coefficient λ (ISTA on L(w) + λ‖w‖₁).
             Set either `lam` (λ) or `final_threshold` (D, then λ = D / Σ_{s≤N} η_s, the
             sum computed from the lr schedule before training); neither: d ≡ 0 (dense).
-    linear  d_t = D · t / N        (ablations: the implied λ_t = (d_{t+1} − d_t) / η_t
-    sine    d_t = D · sin(π t / 2N) grows without bound as η_t → 0 under a cosine lr)
+    linear  d_t = D · t / N
+    sine    d_t = D · (1 − cos(π t / N)) / 2
+            (ablations: the implied λ_t = (d_{t+1} − d_t) / η_t grows without bound as
+            η_t → 0 under a cosine lr)
+
+linear and sine are the schedules of STDS (Chen et al., ICML 2022, paper B's earlier work;
+Yanqi-Chen/STDS, `linearInc` and `sineInc` in ImageNet/train.py and CIFAR10/train.py):
+set after every optimizer step from the steps done over all training steps, from d = 0 to D
+at the last step, with no early end and no hold. Their sineInc is (1 + sin(π(t/N − ½)))/2,
+the same curve. Paper B's own code (Yanqi-Chen/LATS trainer.py) has only its LATS, S-LATS
+and PGH schedules. sine is revision 2 (`revision_of`, in the config hash): revision 1 ran
+D · sin(πt/2N), found in neither code. linear was STDS's already and stays revision 1.
 
 Step t uses w = S(θ, d_{t−1}); after the optimizer step the threshold becomes d_t, so the
 last step leaves d_N (= D). θ starts at sign(w₀)·(|w₀| + d_0) with d_0 = 0, i.e. θ = w₀.
@@ -32,6 +42,9 @@ from .magnitude import check_sgd
 from .sgd import SGD
 
 THRESHOLD_SCHEDULES = ("lats", "linear", "sine")
+# The revision of each schedule (Method.revision_of): sine 2 runs STDS's curve, 1 did not;
+# lats and linear never changed, so their runs keep their hashes.
+SCHEDULE_REVISIONS = {"lats": 1, "linear": 1, "sine": 2}
 ORIGINAL = ".parametrizations.weight.original"
 
 
@@ -151,12 +164,17 @@ class SoftThreshold(SGD):
         return f, (f"keeps the final ℓ1 coefficient (1 − μ)·λ + wd·d at Σ lr {old['lr_sum']:.6g} -> "
                    f"{new['lr_sum']:.6g}")
 
+    @classmethod
+    def revision_of(cls, hp):
+        # an unknown schedule is validate()'s to reject, not this lookup's
+        return SCHEDULE_REVISIONS.get({**cls.defaults, **hp}["threshold_schedule"], cls.revision)
+
     def threshold_at(self, t, lr_sum):
         kind = self.hp["threshold_schedule"]
         if kind == "lats":
             return self.lam * lr_sum
         frac = min(t, self.total_steps) / self.total_steps
-        return self.final * (frac if kind == "linear" else math.sin(math.pi * frac / 2))
+        return self.final * (frac if kind == "linear" else (1 - math.cos(math.pi * frac)) / 2)
 
     def step(self):
         lr = self.optimizer.param_groups[0]["lr"]  # the step size this step actually uses

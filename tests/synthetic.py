@@ -128,7 +128,7 @@ def write_run(results, name, cfg):
     summary = {k: "" for k in runs.SUMMARY_FIELDS}
     summary.update({"run": name, "dataset": cfg["dataset"], "model": cfg["model"], "width": cfg["width"],
                     "method": cfg["method"], "mode": mode,
-                    "method_revision": C.method_revision(cfg["method"]), "seed": cfg["seed"], "epochs": cfg["epochs"],
+                    "method_revision": C.method_revision(cfg["method"], cfg["optim"]), "seed": cfg["seed"], "epochs": cfg["epochs"],
                     "total_epochs": cfg["epochs"] + (cfg["epochs"] if cfg["init_from"] else 0),
                     "lam": float(cfg["optim"].get("lam", 0.0) or 0.0), "test_acc": acc, "test_loss": 0.3,
                     "test_acc_running_bn": acc - 0.1, "test_loss_running_bn": 0.31, "bn_recal_images": 2048,

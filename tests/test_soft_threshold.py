@@ -153,17 +153,97 @@ def test_lats_uses_the_lr_actually_used_not_the_planned_one():
         assert method.threshold.item() == pytest.approx(0.1 * sum(used), rel=1e-6)
 
 
+def stds_thresholds(kind, D, steps_per_epoch, epochs):
+    """The threshold after each optimizer step as STDS's ImageNet/train.py sets it, re-written
+    from its loop: the step count starts at epoch · len(loader), is raised after each
+    optimizer step, and the flat width becomes linearInc or sineInc(step, total_step) · D,
+    total_step = len(loader) · epochs."""
+    def linear_inc(n, N):
+        return float(n) / N
+
+    def sine_inc(n, N):
+        return (1.0 + math.sin(math.pi * (float(n) / N - 0.5))) / 2
+
+    inc = linear_inc if kind == "linear" else sine_inc
+    total_step = steps_per_epoch * epochs
+    out = []
+    for epoch in range(epochs):
+        step = epoch * steps_per_epoch
+        for _ in range(steps_per_epoch):
+            step = step + 1
+            out.append(inc(step, total_step) * D)
+    return out
+
+
 @pytest.mark.parametrize("kind", ["linear", "sine"])
-def test_linear_and_sine_ablations(kind):
+def test_linear_and_sine_are_stds_schedules_step_by_step(kind):
     steps, epochs, D = 2, 3, 0.05
     model = tiny_model()
     method = make(model, steps, epochs, threshold_schedule=kind, final_threshold=D)
-    N = steps * epochs
-    for t in range(1, N + 1):
+    got = []
+    for t in range(1, steps * epochs + 1):
         one_step(model, method, t)
-        want = D * t / N if kind == "linear" else D * math.sin(math.pi * t / (2 * N))
-        assert method.threshold.item() == pytest.approx(want, rel=1e-6)
+        got.append(method.threshold.item())
+    assert got == pytest.approx(stds_thresholds(kind, D, steps, epochs), rel=1e-6)
     assert method.summary()["threshold_schedule"] == kind
+
+
+# d_t / D after step t of N = 6, by hand: linear t/6; sine (1 − cos(πt/6))/2, i.e.
+# (1 − √3/2)/2, 1/4, 1/2, 3/4, (1 + √3/2)/2, 1. Revision 1's sin(πt/12) gave 0.2588 at t = 1
+# and 0.7071 at t = 3: these values fail it.
+HAND = {"linear": [1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0],
+        "sine": [(1 - 3 ** 0.5 / 2) / 2, 0.25, 0.5, 0.75, (1 + 3 ** 0.5 / 2) / 2, 1.0]}
+
+
+@pytest.mark.parametrize("kind", ["linear", "sine"])
+def test_linear_and_sine_hand_computed_grow_to_the_last_step(kind):
+    """STDS ramps over all of training: no early end, no hold; the last step ends at D."""
+    D = 0.4
+    method = make(tiny_model(), 2, 3, threshold_schedule=kind, final_threshold=D)
+    got = [method.threshold_at(t, 0.0) for t in range(7)]
+    assert got == pytest.approx([0.0] + [D * v for v in HAND[kind]], rel=1e-12, abs=1e-15)
+    assert got[5] < got[6] == D          # still growing at the last step: nothing held early
+
+
+def test_schedule_revisions_sine_alone_is_revised():
+    assert SoftThreshold.revision == 1
+    assert [SoftThreshold.revision_of({"threshold_schedule": k}) for k in ("lats", "linear", "sine")] == [1, 1, 2]
+    assert SoftThreshold.revision_of({}) == 1            # the default schedule is LATS
+    cfg = C.build("configs/quick/soft_threshold.yaml",
+                  ["optim.threshold_schedule=sine", "optim.lam=0", "optim.final_threshold=0.1"])
+    assert C.method_revision("soft_threshold", cfg["optim"]) == 2
+
+
+def committed_soft_threshold_runs():
+    import os
+
+    import yaml
+
+    root = "results/runs"
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        if "-soft_threshold-" in name:
+            with open(os.path.join(root, name, "config.yaml")) as f:
+                yield name, yaml.safe_load(f)
+
+
+def test_committed_lats_and_linear_runs_keep_their_hashes_sine_runs_do_not(monkeypatch):
+    """The committed runs were trained at revision 1 (their names end in that config hash):
+    LATS and linear keep their names; every sine run's hash moves, so the sweep retrains it
+    and no revision-1 sine run is counted with revision-2 ones. Pinning sine back to 1 gives
+    the committed hash back: the revision is the only change."""
+    from optim import soft_threshold as st
+
+    seen = {"lats": 0, "linear": 0, "sine": 0}
+    for name, cfg in committed_soft_threshold_runs():
+        kind = cfg["optim"]["threshold_schedule"]
+        seen[kind] += 1
+        committed = name.rsplit("-", 1)[1]
+        assert (C.config_hash(cfg) == committed) == (kind != "sine"), name
+    if not all(seen.values()):
+        pytest.skip(f"no committed runs of every schedule here: {seen}")
+    monkeypatch.setitem(st.SCHEDULE_REVISIONS, "sine", 1)
+    for name, cfg in committed_soft_threshold_runs():
+        assert C.config_hash(cfg) == name.rsplit("-", 1)[1], name
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -233,6 +313,18 @@ def test_two_epochs_end_to_end_and_eval_reproduces_the_summary(tmp_path, model):
     for k in ("test_acc", "test_loss", "sparsity", "sparsity_all", "nnz", "flops_nonzero"):
         assert result[k] == pytest.approx(summary[k], abs=1e-9), k
     assert s["test_acc"] == summary["test_acc"]
+
+
+@pytest.mark.parametrize("kind,revision", [("sine", 2), ("lats", 1)])
+def test_summary_records_the_schedules_revision(tmp_path, kind, revision):
+    extra = ["optim.lam=0", "optim.final_threshold=0.05"] + ([f"optim.threshold_schedule={kind}"]
+                                                            if kind != "lats" else [])
+    cfg = C.build("configs/quick/soft_threshold.yaml",
+                  ["model=resnet20", "width=0.125", "epochs=1", "device=cpu", "train_subset=64", *extra])
+    train.train(cfg, results=str(tmp_path), quiet=True)
+    summary = json.loads((tmp_path / "runs" / C.run_name(cfg) / "summary.json").read_text())
+    assert summary["method_revision"] == revision and summary["threshold_schedule"] == kind
+    assert summary["final_threshold"] == pytest.approx(0.05, rel=1e-6)
 
 
 def test_resume_gives_the_same_model_and_thresholds(tmp_path, train_then_crash):
