@@ -8,7 +8,8 @@
 # Remaining options go to sweep.py, e.g. --jobs 4, --dry-run, --results DIR, or
 #   --launcher slurm --partition gpu --time 24:00:00 --gpus 1 --array-parallelism 32
 # Finished runs are skipped and unfinished ones resume, so rerunning after a failure or an
-# interruption only does what is left. The report is rebuilt even if some runs failed
+# interruption only does what is left. Committed complete runs (results/runs/ without weights)
+# count as done: `--profile fashion` trains none of them unless given --retrain. The report is rebuilt even if some runs failed
 # (from the runs that finished); the exit status is the sweep's (1: some runs failed or were
 # blocked, 2: a bad profile or option), or the report's if that fails.
 set -euo pipefail

@@ -2,7 +2,7 @@
 
     python sweep.py PROFILE [--dry-run] [--jobs N] [--threads T] [--runs-per-gpu K]
                             [--results DIR] [--only ENTRY,...] [--seeds S,...] [--levels L,...]
-                            [--reuse-complete] [--set KEY=VALUE ...] [--max-runs N]
+                            [--retrain] [--set KEY=VALUE ...] [--max-runs N]
     python sweep.py PROFILE --launcher slurm --partition gpu --time 24:00:00 --gpus 1 \\
                             [--nodes 1] --array-parallelism 32
 
@@ -107,7 +107,9 @@ later `--seeds 1,2 --levels 0.9` its other seeds. The filters only select: names
 value the profile does not have is one line and exit 2.
 
 Finished runs (summary.json and model.pt present) are skipped, unfinished ones resume from their
-checkpoint (train.py does both). Each run is its own process with its log in
+checkpoint (train.py does both). Complete runs without weights (results committed to git) count
+as done too; `--retrain` trains them again into the same folders, writing over them (a dense run
+one still to train starts from, init_from, is trained again regardless: --dry-run says which). Each run is its own process with its log in
 RESULTS/logs/<run>.log (appended to on each attempt); one failing does not stop the others; at the end a table of
 finished, skipped, failed and blocked runs, and exit status 1 if any failed or was blocked.
 """
@@ -123,7 +125,7 @@ from sweeping.launch import MARK, LocalLauncher, _header, log_path, train_argv  
 from sweeping.plan import (dependency_overrides, is_finished, known, materialize,  # noqa: F401
                            only, select)
 from sweeping.profile import MAX_RUNS, REPO, ProfileError, expand, find_profile, load_profile  # noqa: F401
-from sweeping.schedule import dry_run, print_table, run_all
+from sweeping.schedule import committed_line, dry_run, print_table, run_all
 from sweeping.search import Search  # noqa: F401
 from sweeping.slurm import SlurmLauncher, _requeueing_call, slurm_script  # noqa: F401
 
@@ -142,9 +144,11 @@ def main(argv=None):
                    help="list the runs, what is done, their epochs and the cost left (run-epochs; "
                         "hours where complete runs measured an epoch: this machine's in the same "
                         "setting first, others' said so); run nothing")
+    p.add_argument("--retrain", action="store_true",
+                   help="train again the complete runs without weights (committed results whose config "
+                        "hash matches), writing over them; by default they count as done")
     p.add_argument("--reuse-complete", action="store_true",
-                   help="count complete runs without weights (committed results whose config hash "
-                        "matches) as done instead of retraining them: a profile finished in parts")
+                   help="the default now (committed complete runs count as done); kept for old commands")
     p.add_argument("--launcher", choices=("local", "slurm"), default="local")
     p.add_argument("--only", metavar="ENTRY[,ENTRY]",
                    help="only these entries of the profile (and the runs they depend on)")
@@ -196,7 +200,11 @@ def main(argv=None):
         print(f"error: --results {args.results} is a file, not a results folder; nothing was run",
               file=sys.stderr)
         return 2
-    plan.REUSE_COMPLETE = args.reuse_complete
+    if args.retrain and args.reuse_complete:
+        print("error: --retrain and --reuse-complete contradict each other (reuse is the default)",
+              file=sys.stderr)
+        return 2
+    plan.REUSE_COMPLETE = not args.retrain
     if args.reindex:
         try:
             n, skipped = runs.reindex(results, warn=lambda m: print(m, file=sys.stderr))
@@ -256,7 +264,11 @@ def main(argv=None):
             else:
                 jobs = args.jobs or max(1, cores // max(1, args.threads or 1))
             threads = args.threads or max(1, cores // jobs)
+        n_committed = sum(1 for s in specs if s.cfg is not None and plan.is_committed(s.name, results))
         print(f"{len(specs)} runs: {n_done} finished already, {len(specs) - n_done} to run or check", flush=True)
+        line = committed_line(*((n_committed, 0) if plan.REUSE_COMPLETE else (0, n_committed)))
+        if line:
+            print(line, flush=True)
         if args.launcher == "local":
             where = (f"GPUs {','.join(map(str, gpus))} (at most {args.runs_per_gpu} per GPU)" if gpus else "CPU")
             print(f"local: {jobs} at once, {where}, {threads} thread(s) each", flush=True)

@@ -221,7 +221,7 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
     L += compute(df)
     if reused:
         L += [f"{reused} of these runs have no weights on this machine: they are committed results "
-              f"(or were reused by `sweep.py --reuse-complete`), trained where their summary.json says.", ""]
+              f"(which a sweep counts as done unless given `--retrain`), trained where their summary.json says.", ""]
     L += starts_line(df)
     L += collapse_line(df)
     if left.get("searches"):
@@ -246,7 +246,7 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
                   f"**No verdict yet: the profile is incomplete** ({len(left['missing'])} run(s) named but not "
                   f"complete, {left['waiting']} waiting on a dependency or a λ search). A verdict needs every "
                   "search ended and every seed of the points it compares; run the sweep again (`python "
-                  "sweep.py PROFILE --reuse-complete` to keep the committed runs) and rebuild this report. "
+                  "sweep.py PROFILE` keeps the committed runs) and rebuild this report. "
                   "The tables below show what has finished.", ""]
     if evidence != "none" and not incomplete:
         L += ["## How a claim's verdict is reached", "",

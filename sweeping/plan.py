@@ -115,16 +115,29 @@ def run_dir(results, name):
     return runs.run_dir(results, name)
 
 
-# --reuse-complete: a complete run without weights (results committed to git, made by an
-# earlier session or another machine) counts as done; never unasked.
-REUSE_COMPLETE = False
+# A complete run without weights (results committed to git, made by an earlier session or
+# another machine) counts as done: training it again would write over committed evidence, so
+# only `sweep.py --retrain` does (it sets this False).
+REUSE_COMPLETE = True
 
 
 def is_finished(cfg, results):
     name = C.run_name(cfg)
     if runs.is_finished(results, name):
         return True
-    return REUSE_COMPLETE and runs.complete_summary(run_dir(results, name)) is not None
+    return REUSE_COMPLETE and is_committed(name, results)
+
+
+def is_committed(name, results):
+    """A complete run without its weights (model.pt): committed results, reused unless --retrain.
+    A damaged summary.json is not one: that run is trained again (runs.finished_summary says so)."""
+    folder = run_dir(results, name)
+    if os.path.exists(os.path.join(folder, runs.MODEL)):
+        return False
+    try:
+        return runs.complete_summary(folder) is not None
+    except (OSError, ValueError, runs.RunFolderError):
+        return False
 
 
 def weight_users(specs):

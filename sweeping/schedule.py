@@ -4,8 +4,8 @@ import time
 import config as C
 import runs
 
-from .plan import (SETTING_KEYS, epoch_seconds, epoch_time, is_finished, known, materialize, missed, never_runs,
-                   next_round, spec_cfg, start_notes, weight_users, weights_wanted)
+from .plan import (SETTING_KEYS, epoch_seconds, epoch_time, is_committed, is_finished, known, materialize,
+                   missed, never_runs, next_round, spec_cfg, start_notes, weight_users, weights_wanted)
 from .profile import TERMINAL, ProfileError
 
 
@@ -171,6 +171,18 @@ def _searches(specs):
     return list(out.values())
 
 
+def committed_line(reused, retrain):
+    """What happens to committed complete runs (results without weights): the default counts
+    them as done; --retrain trains them again into the same folders."""
+    if retrain:
+        return (f"{retrain} committed complete run(s) would be retrained, writing over them (--retrain); "
+                f"without --retrain they count as done")
+    if reused:
+        return (f"{reused} of the finished runs are committed complete runs (no weights here), counted as "
+                f"done; --retrain would train them again, writing over them")
+    return None
+
+
 def dry_run(specs, results):
     """List every run (done, todo, same, wait) with its epochs, then what is left to train: its
     run-epochs, and hours where complete runs of the same data, model, width and method in
@@ -208,6 +220,7 @@ def dry_run(specs, results):
                     settings[_setting_text(cfg)] = {_setting_text(dict(zip(SETTING_KEYS, c[0]))) for c in cells}
         return f"{ep} epochs"
 
+    reused = retrain = 0     # committed complete runs (no weights): counted as done, or --retrain
     for s in ready:
         if s.name in seen:
             dup += 1
@@ -216,9 +229,13 @@ def dry_run(specs, results):
             todo += 1
             why = ("  (complete without its weights, which a run still to train starts from: "
                    "trained again)" if fin else "")
+            if not fin and is_committed(s.name, results):
+                retrain += 1
+                why = "  (committed complete run: --retrain trains it again, writing over it)"
             print(f"  todo  {s.name}  {cost(s, True)}{why}")
         else:
             done += 1
+            reused += is_committed(s.name, results)
             print(f"  done  {s.name}  {cost(s, False)}")
         seen.add(s.name)
     for s in waiting:
@@ -244,6 +261,8 @@ def dry_run(specs, results):
           f"on a dependency or a λ search" + (f", {gone} never run (their λ search did not reach its target)"
                                                if gone else "")
           + (f" ({dup} entries name a run listed already)" if dup else ""))
+    if committed_line(reused, retrain):
+        print(committed_line(reused, retrain))
     extra = 0
     for x in _searches(ready + waiting):
         if not x.done and x.specs:

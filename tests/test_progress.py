@@ -104,9 +104,13 @@ def test_dry_run_prints_each_runs_epochs_and_the_cost_left(tmp_path, capsys):
     sweep.materialize(a0, str(results))
     # a complete run of `a` (committed results: no weights) that took 180 s an epoch
     timed_run(str(results), a0.name, a0.cfg, 180.0, runs.environment()["device_name"])
-    assert sweep.main([path, "--dry-run", "--results", str(results)]) == 0
+    # --retrain: the committed complete run is to train again, and the dry run says it writes over it
+    assert sweep.main([path, "--dry-run", "--retrain", "--results", str(results)]) == 0
     out = capsys.readouterr().out
-    assert re.search(rf"todo  {a0.name}  2 epochs$", out, re.M)
+    assert re.search(rf"todo  {a0.name}  2 epochs  \(committed complete run: --retrain trains it again, "
+                     rf"writing over it\)$", out, re.M)
+    assert ("1 committed complete run(s) would be retrained, writing over them (--retrain); without "
+            "--retrain they count as done") in out
     assert re.search(r"todo  digits-vgg16-w0.125-sgd-s0-\w+  3 epochs$", out, re.M)
     assert re.search(r"wait  st\[target_sparsity=0.9, seed=1\]  \(the λ search of .+\)  2 epochs$", out, re.M), out
     # to train: a (2 x 2 epochs), b (3), st's first round and its follower (2 + 2) = 11; only
@@ -115,11 +119,15 @@ def test_dry_run_prints_each_runs_epochs_and_the_cost_left(tmp_path, capsys):
     assert (f"cost: 11 run-epochs to train; 0.2 h in all (0.2 h at epoch times measured on this CPU "
             f"({here}); from {results}/runs) (3 run(s) with no measured epoch time not counted); the λ "
             f"searches' later rounds may add up to 4 run-epochs") in out
-    # committed complete runs count as done with --reuse-complete: 2 epochs fewer, 0.1 h
-    assert sweep.main([path, "--dry-run", "--reuse-complete", "--results", str(results)]) == 0
-    out = capsys.readouterr().out
-    assert re.search(rf"done  {a0.name}  2 epochs$", out, re.M)
-    assert "cost: 9 run-epochs to train; 0.1 h in all (0.1 h at epoch times measured on this CPU" in out
+    # by default (and with the old --reuse-complete) committed complete runs count as done: 2
+    # epochs fewer, 0.1 h, and the dry run says how many and how to retrain them
+    for flags in ([], ["--reuse-complete"]):
+        assert sweep.main([path, "--dry-run", *flags, "--results", str(results)]) == 0
+        out = capsys.readouterr().out
+        assert re.search(rf"done  {a0.name}  2 epochs$", out, re.M)
+        assert "cost: 9 run-epochs to train; 0.1 h in all (0.1 h at epoch times measured on this CPU" in out
+        assert ("1 of the finished runs are committed complete runs (no weights here), counted as done; "
+                "--retrain would train them again, writing over them") in out
     # nothing measured: run-epochs only, and it says why
     assert sweep.main([path, "--dry-run", "--results", str(tmp_path / "empty")]) == 0
     assert "cost: 11 run-epochs to train; no epoch time measured" in capsys.readouterr().out

@@ -229,3 +229,34 @@ def test_a_reused_run_without_weights_is_trained_again_when_a_run_still_to_train
     launcher = StandInLauncher(results, weights_too)
     state = sweep.run_all(sweep.expand(str(path)), results, launcher)
     assert launcher.started == [] and sorted(st for st, _ in state.values()) == ["skipped", "skipped"]
+
+
+def test_a_sweep_never_writes_over_committed_runs_unless_told_to_retrain(tmp_path, monkeypatch, capsys):
+    """A fresh clone's committed runs (complete, no model.pt) count as done by default: the sweep
+    starts none of them and their files stay as committed; --retrain trains them again."""
+    import runs
+    monkeypatch.setattr(plan, "REUSE_COMPLETE", True)   # restored after (main sets it)
+    path = tmp_path / "w.yaml"
+    path.write_text(WEIGHTS)
+    results = str(tmp_path / "results")
+    for s in sweep.expand(str(path)):                    # both committed: results, no weights
+        sweep.materialize(s, results)
+        synthetic.write_run(results, s.name, s.cfg)
+    names = os.listdir(os.path.join(results, "runs"))
+    summary = {n: open(os.path.join(runs.run_dir(results, n), "summary.json")).read() for n in names}
+    started = []
+    stand_in(monkeypatch, started)
+    assert sweep.main([str(path), "--results", results]) == 0
+    out = capsys.readouterr().out
+    # (the tuned run's name is known once its parent is settled: the first line counts the dense one)
+    assert started == [] and re.search(r"\| skipped\s+\|\s+2 \|", out) and len(summary) == 2
+    assert "1 of the finished runs are committed complete runs (no weights here), counted as done" in out
+    for n, text in summary.items():                      # untouched
+        assert open(os.path.join(runs.run_dir(results, n), "summary.json")).read() == text
+    assert sweep.main([str(path), "--retrain", "--results", results]) == 0
+    assert sorted(started) == sorted(summary) and "1 committed complete run(s) would be retrained" in \
+        capsys.readouterr().out
+    # both flags: one line, exit 2, nothing run
+    assert sweep.main([str(path), "--retrain", "--reuse-complete", "--results", results]) == 2
+    cap = capsys.readouterr()
+    assert cap.err.startswith("error: --retrain and --reuse-complete contradict") and len(started) == 2
