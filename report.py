@@ -21,7 +21,8 @@ PROFILE, every profile named by the runs in RESULTS/runs.csv. For each profile i
     FIGURES/speedup_page.{png,pdf}     CPU inference speed-up against the nonzero-MAC ratio, when
                                       OUT/inference.csv exists (benchmarks/bench_inference.py --csv)
 
-OUT defaults to RESULTS/<profile>/ and FIGURES to figures/<profile>/ beside RESULTS when that
+RESULTS defaults to the profile's `results:` folder (quick: scratch/results, git-ignored), else
+results. OUT defaults to RESULTS/<profile>/ and FIGURES to figures/<profile>/ beside RESULTS when that
 folder is named `results` (with the default, the repository's top-level figures/), else to
 RESULTS/figures/<profile>/ (two results folders never share figures). With --out, FIGURES is OUT/figures
 (several profiles: OUT/<profile>/ and OUT/<profile>/figures). REPORT.md links the figures by
@@ -181,7 +182,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("profiles", nargs="*", help="profile names (configs/profiles/) or files; "
                                                "default: those named by the runs in RESULTS/runs.csv")
-    p.add_argument("--results", default="results", help="folder with runs/ and runs.csv")
+    p.add_argument("--results", help="folder with runs/ and runs.csv (default: each profile's `results:` "
+                                     "folder, else results; quick: scratch/results)")
     p.add_argument("--out", help="where REPORT.md, tables/ and figures/ go (default: RESULTS/<profile>/ "
                                  "and figures/<profile>/ beside RESULTS; with several profiles, "
                                  "OUT/<profile>/)")
@@ -193,21 +195,24 @@ def main(argv=None):
     from reporting.load import ReportError, profiles_in
     import runs
 
+    from sweeping.profile import profile_results
+
     try:
-        profiles = args.profiles or profiles_in(args.results)
+        profiles = args.profiles or profiles_in(args.results or "results")
         if not profiles:
-            raise ReportError(f"{args.results}: no run of any profile there (run `python sweep.py PROFILE` "
-                              f"first)", code=1)
+            raise ReportError(f"{args.results or 'results'}: no run of any profile there (run `python "
+                              f"sweep.py PROFILE` first)", code=1)
         for prof in profiles:
             name = os.path.basename(prof).removesuffix(".yaml")
-            out = args.out if args.out and len(profiles) == 1 else os.path.join(args.out or args.results, name)
-            fdir = None if args.out else figures_dir(args.results, name)
+            results = args.results or profile_results(prof)   # quick: scratch/results, as sweep.py
+            out = args.out if args.out and len(profiles) == 1 else os.path.join(args.out or results, name)
+            fdir = None if args.out else figures_dir(results, name)
             problem = None if args.force else out_problem(out, fdir or os.path.join(out, "figures"))
             if problem:
                 raise ReportError(f"{problem}: give an empty or new --out, or --force to replace "
                                   f"its files; nothing written", code=2)
             mark(out, fdir or os.path.join(out, "figures"))
-            written, n, left = build(prof, args.results, out, fdir)
+            written, n, left = build(prof, results, out, fdir)
             for why in left.get("incomplete", ()):   # a run folder of the profile, not complete
                 print(f"note: left out {why} (train.py with its config reruns it)", file=sys.stderr)
             extra = f"; left out {len(left['other'])} other row(s) of runs.csv" if left["other"] else ""

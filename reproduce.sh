@@ -4,7 +4,9 @@
 #   bash reproduce.sh                    the paper profile on GPU(s), released hyperparameters
 #   bash reproduce.sh --profile NAME     any profile in configs/profiles/ (quick, digits, short, paper, ablation)
 # The report covers exactly that profile's runs: results/<profile>/REPORT.md and tables/,
-# figures/<profile>/ at the top level (beside results/).
+# figures/<profile>/ at the top level (beside results/). The quick profile, a pipeline check,
+# writes its runs and report to the git-ignored scratch/results/ and scratch/figures/ instead
+# (its `results:` key), so the committed results/ stays as it is.
 # Remaining options go to sweep.py, e.g. --jobs 4, --dry-run, --results DIR, or
 #   --launcher slurm --partition gpu --time 24:00:00 --gpus 1 --array-parallelism 32
 # Finished runs are skipped and unfinished ones resume, so rerunning after a failure or an

@@ -124,7 +124,8 @@ from sweeping import plan
 from sweeping.launch import MARK, LocalLauncher, _header, log_path, train_argv  # noqa: F401
 from sweeping.plan import (dependency_overrides, is_finished, known, materialize,  # noqa: F401
                            only, select)
-from sweeping.profile import MAX_RUNS, REPO, ProfileError, expand, find_profile, load_profile  # noqa: F401
+from sweeping.profile import (MAX_RUNS, REPO, ProfileError, expand, find_profile, load_profile,  # noqa: F401
+                              profile_results)
 from sweeping.schedule import committed_line, dry_run, print_table, run_all
 from sweeping.search import Search  # noqa: F401
 from sweeping.slurm import SlurmLauncher, _requeueing_call, slurm_script  # noqa: F401
@@ -139,7 +140,8 @@ def main(argv=None):
     p.add_argument("profile", nargs="?", help="a profile YAML or a name under configs/profiles/")
     p.add_argument("--reindex", action="store_true",
                    help="rebuild RESULTS/runs.csv from the run folders, then exit (no profile needed)")
-    p.add_argument("--results", default="results", help="where runs.csv, runs/ and logs/ live")
+    p.add_argument("--results", help="where runs.csv, runs/ and logs/ live (default: the profile's "
+                                     "`results:` folder, else results; quick: scratch/results)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs, what is done, their epochs and the cost left (run-epochs; "
                         "hours where complete runs measured an epoch: this machine's in the same "
@@ -195,6 +197,8 @@ def main(argv=None):
     if args.threads is not None and args.threads < 1:
         print(f"error: --threads must be >= 1 (CPU threads per run), got {args.threads}", file=sys.stderr)
         return 2
+    if args.results is None:
+        args.results = profile_results(args.profile) if args.profile else "results"
     results = os.path.abspath(args.results)
     if os.path.exists(results) and not os.path.isdir(results):   # a path given on the command line: 2
         print(f"error: --results {args.results} is a file, not a results folder; nothing was run",

@@ -31,7 +31,7 @@ EVIDENCE = ("none", "small-scale", "paper-scale")
 # its conv filters / kernels that are entirely zero (layers.csv), for structured baselines.
 TARGET_METRICS = ("sparsity", "filter_sparsity", "kernel_sparsity")
 PROFILE_KEYS = {"seeds", "overrides", "runs", "row_keys", "epochs_scale", "epoch_keys", "defs", "inherit",
-                "evidence", "claims"}
+                "evidence", "claims", "results"}
 # `claims:` which papers' claims the profile's report speaks to (reporting/papers.py declares
 # them per paper); default paper A's only
 PAPERS = ("A", "B")
@@ -212,6 +212,11 @@ def _check_profile(prof, path):
     if prof.get("epochs_scale") is not None and not _positive(prof["epochs_scale"]):
         raise ProfileError(f"{where}: epochs_scale must be a positive number, got "
                            f"{_fmt(prof['epochs_scale'])[:80]}")
+    if "results" in prof:
+        v = prof["results"]
+        if not (isinstance(v, str) and v.strip() and not os.path.isabs(v)):
+            raise ProfileError(f"{where}: results must be a folder relative to the repository, got "
+                               f"{_fmt(v)[:80]}")
     for key in ("overrides", "row_keys", "epoch_keys"):
         v = prof.get(key)
         if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
@@ -468,6 +473,17 @@ def _searches(ename, where, config, static, point, seeds, deps, metric, ident, c
 
 def profile_name(path):
     return os.path.basename(path).removesuffix(".yaml")
+
+
+def profile_results(name):
+    """Where a profile's runs go when no --results is given: its `results:` folder (relative to
+    the repository: a pipeline check keeps its runs out of the committed results/), else
+    `results`. A profile that cannot be read: `results` (the caller reports the problem)."""
+    try:
+        folder = load_profile(find_profile(name)).get("results")
+    except ProfileError:
+        return "results"
+    return os.path.join(REPO, folder) if folder else "results"
 
 
 def find_profile(name):
