@@ -7,6 +7,8 @@
 # figures/<profile>/ at the top level (beside results/). The quick profile, a pipeline check,
 # writes its runs and report to the git-ignored scratch/results/ and scratch/figures/ instead
 # (its `results:` key), so the committed results/ stays as it is.
+# TORCH_INDEX=cpu bash reproduce.sh ...: torch and torchvision from PyTorch's CPU-only index
+# into a new .venv (scripts/venv.sh; the default takes PyPI's CUDA build, 5.9 GB).
 # Remaining options go to sweep.py, e.g. --jobs 4, --dry-run, --results DIR, or
 #   --launcher slurm --partition gpu --time 24:00:00 --gpus 1 --array-parallelism 32
 # Finished runs are skipped and unfinished ones resume, so rerunning after a failure or an
