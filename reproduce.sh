@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the paper's tables and figures: bootstrap .venv, run a profile's sweep, report.
-#   bash reproduce.sh --quick            CPU, bundled digits data, every model x method (< 15 min)
+#   bash reproduce.sh --quick            CPU, bundled digits data, every model x method (22.8 min on 2 cores)
 #   bash reproduce.sh                    the paper profile on GPU(s), released hyperparameters
 #   bash reproduce.sh --profile NAME     any profile in configs/profiles/ (quick, digits, short, paper, ablation)
 # The report covers exactly that profile's runs: results/<profile>/REPORT.md and tables/,

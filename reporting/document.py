@@ -135,8 +135,8 @@ def collapse_line(df):
     older = int((df["collapse_measure"] == "train_acc").sum()) if "collapse_measure" in df.columns else 0
     if not fell and not older:
         return []
-    line = (f"{fell} run(s) collapsed (the final weights' accuracy on {runs.FINAL_TRAIN_IMAGES:,} "
-            f"training images below {100 * runs.COLLAPSE_FRACTION:g}% of the way from chance to "
+    line = (f"{fell} run(s) collapsed (the final weights' accuracy on the first {runs.FINAL_TRAIN_IMAGES:,} "
+            f"training images, all of a smaller training set, below {100 * runs.COLLAPSE_FRACTION:g}% of the way from chance to "
             f"100%): shown in the tables, never interpolated through.")
     if older:
         line += (f" {older} of the {len(df)} runs are judged by their last epoch's average "

@@ -739,7 +739,8 @@ def test_collapse_line_counts_runs_by_the_measure_that_judged_them():
     df["collapse_measure"] = [runs.collapse_measure(r)[1] for r in rows]
     assert df["collapsed"].tolist() == [True, False, False, True]
     text = DOC.collapse_line(df)[0]
-    assert text.startswith("2 run(s) collapsed (the final weights' accuracy on 10,000 training images")
+    assert text.startswith("2 run(s) collapsed (the final weights' accuracy on the first 10,000 training images, "
+                           "all of a smaller training set, below")
     assert "2 of the 4 runs are judged by their last epoch's average training accuracy" in text
     newer = df.iloc[:2]
     assert "judged by their last epoch's average" not in DOC.collapse_line(newer)[0]
