@@ -6,6 +6,7 @@ thresholded or masked tensor when a method parametrizes the layer).
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from optim.base import penalized_modules, probe, probe_shape
 
@@ -80,6 +81,67 @@ def counts(model, input_shape=None):
             "nnz": nnz, "n_weights": n_weights, "n_params": n_params,
             "flops_dense": sum(r["flops_dense"] for r in rows),
             "flops_nonzero": sum(r["flops_nonzero"] for r in rows)}
+
+
+# the torch functions that multiply-add, and the inner dimension each output element sums over
+_CONVS = (torch.conv1d, torch.conv2d, torch.conv3d)
+_PRODUCTS = (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.Tensor.__rmatmul__,
+             torch.mm, torch.Tensor.mm, torch.bmm, torch.Tensor.bmm)
+_ADD_PRODUCTS = (torch.addmm, torch.Tensor.addmm, torch.baddbmm, torch.Tensor.baddbmm)
+
+
+def _op_macs(func, args, kwargs, out):
+    """Multiply-adds of one call: each output element of a conv sums over its weight's
+    C_in/groups x kernel entries, of a linear or matrix product over the inner dimension."""
+    if func in _CONVS:
+        w = args[1] if len(args) > 1 else kwargs["weight"]
+        return out.numel() * w[0].numel()
+    if func is F.linear:
+        w = args[1] if len(args) > 1 else kwargs["weight"]
+        return out.numel() * w.shape[-1]
+    if func in _PRODUCTS:
+        a = args[1] if func is torch.Tensor.__rmatmul__ else args[0]
+        return out.numel() * a.shape[-1]
+    if func in _ADD_PRODUCTS:
+        return out.numel() * args[1].shape[-1]
+    return 0
+
+
+class _CountMacs(TorchFunctionMode):
+    """Adds up _op_macs of every torch function call (a mode is off inside its own handler,
+    so F.linear is not counted again as the addmm it calls)."""
+
+    def __init__(self):
+        super().__init__()
+        self.macs = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self.macs += _op_macs(func, args, kwargs, out)
+        return out
+
+
+@torch.no_grad()
+def graph_macs(model, input_shape=None):
+    """Multiply-adds of one forward of one input, counted on every conv, linear and matrix
+    product the forward calls, module or not (layer_table sees only nn.Conv2d / nn.Linear
+    modules). For a slim export (exporting/slim.py) that differs: the constants that removed
+    channels pass to padded 3x3 convs are added as conv(ones, K), a functional conv with one
+    input channel that no module hook sees. `input_shape` (1, C, H, W), by default the
+    model's own; the count is per image."""
+    if input_shape is None:
+        input_shape = probe_shape(model)
+    was_training = model.training
+    model.eval()
+    p = next(model.parameters())
+    counter = _CountMacs()
+    try:
+        with counter:
+            model(torch.zeros(input_shape, device=p.device, dtype=p.dtype))
+    finally:
+        model.train(was_training)
+    return counter.macs // int(input_shape[0])
 
 
 @torch.no_grad()
