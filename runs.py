@@ -78,7 +78,8 @@ SUMMARY_FIELDS = {
     "role": "dense | reference | baseline | ablation",
     "row": "the comparison it belongs to (a paper row, or dataset-model-width)",
     "swept_key": "the key its entry sweeps ('' if none)", "swept_value": "its value here",
-    "calibration_target": "target sparsity of a λ search (NaN if none; null in the file)",
+    "calibration_target": "target of a λ search in its entry's target_metric: a sparsity, or a "
+                          "fraction of the dense structural MACs (NaN if none; null in the file)",
     "calibration_round": "round of that search (0 if none)",
     "calibration_status": "'not reached': run at the closest round of a search that missed",
     # where and with what it ran

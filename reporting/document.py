@@ -7,6 +7,7 @@ import os
 from collections import Counter
 
 import runs
+from sweeping.search import FALLING
 
 from . import compare as K
 from . import figures
@@ -77,6 +78,9 @@ def searches_md(rows):
         sp = "—" if r["sparsity"] != r["sparsity"] else f"{100 * r['sparsity']:.2f}%"
         val = "—" if r["value"] != r["value"] else f"{r['value']:.4g}"
         tgt = "—" if r["target"] is None else f"{100 * r['target']:g}%"
+        if r.get("metric") in FALLING:   # calibrated on structural MACs: both in % of dense MACs
+            sp = "—" if r["sparsity"] != r["sparsity"] else f"{100 * (1 - r['sparsity']):.2f}% of MACs"
+            tgt = "—" if r["target"] is None else f"{100 * r['target']:g}% of MACs"
         out.append([r["label"], tgt, sp, ratio, val, r["status"], r["reason"] or "",
                     f"{r['rounds']}" + (f" ({r['collapsed_rounds']} collapsed)" if r["collapsed_rounds"] else "")])
     return T.md(["search (seed 0)", "target", "reached", "nonzeros / target's", "key value", "status",

@@ -648,6 +648,9 @@ def searches(df, folder, search_rows=(), titles=None, looks=None):
     plt = _plt()
     titles = titles or {}
     rounds = df[(df["calibration_round"] > 0) & (df["calibration_target"] == df["calibration_target"])]
+    # searches on structural MACs (target_metric) are not drawn on this sparsity axis
+    on_macs = {r["entry"] for r in search_rows if r.get("metric", "sparsity") != "sparsity"}
+    rounds = rounds[~rounds["entry"].isin(on_macs)]
     if not len(rounds):
         return []
     rounds = rounds[rounds["seed"] == rounds.groupby("entry")["seed"].transform("min")]

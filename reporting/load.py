@@ -72,7 +72,8 @@ def search_rows(searches):
     out = []
     for entry, s in searches:
         b = s.best() if s.history else None
-        out.append({"entry": entry, "label": s.label, "key": s.key, "target": s.target,
+        # target in the metric's units (a MACs level); "sparsity": the search's growing form
+        out.append({"entry": entry, "label": s.label, "key": s.key, "target": s.level, "metric": s.metric,
                     "rounds": len(s.history), "collapsed_rounds": sum(1 for h in s.history if h[2]),
                     "status": s.status if (s.done or s.history) else "not started",
                     "reason": s.failed or s.reason or _inner(s, b),

@@ -8,7 +8,8 @@ import config as C
 import runs
 from optim import get_method
 
-from .profile import ProfileError, Spec, _fmt, _rel
+from .profile import TARGET_POINT, ProfileError, Spec, _fmt, _rel
+from .search import internal
 
 
 def next_round(spec, results):
@@ -16,7 +17,8 @@ def next_round(spec, results):
     search = spec.search
     value = _override_value(spec.overrides, search.key)
     summary = runs.read_summary(run_dir(results, spec.name))
-    nxt = search.record(value, float(summary["sparsity"]), runs.collapsed(summary))
+    measured = internal(target_value(results, spec, search.metric), search.metric)
+    nxt = search.record(value, measured, runs.collapsed(summary))
     if nxt is None:
         return None
     ov = [o for o in spec.overrides if not o.startswith(search.key + "=")] + [f"{search.key}={nxt!r}"]
@@ -44,9 +46,10 @@ def only(specs, names):
 
 
 def level(spec):
-    """A run's target level: its calibrated entry's target_sparsity or its grid's optim.target
-    (a run matched to another entry's point carries that point's); None for neither (dense)."""
-    for key in ("target_sparsity", "optim.target"):
+    """A run's target level: its calibrated entry's target (target_sparsity, or a MACs level:
+    profile.TARGET_POINT) or its grid's optim.target (a run matched to another entry's point
+    carries that point's); None for neither (dense)."""
+    for key in (*TARGET_POINT.values(), "optim.target"):
         v = spec.point.get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return float(v)
@@ -174,10 +177,19 @@ def weights_wanted(spec, users, results):
 
 
 def target_value(results, spec, metric="sparsity"):
-    """A finished run's sparsity, or the fraction of its conv filters or kernels all zero."""
+    """A finished run's sparsity, the fraction of its conv filters or kernels all zero, or the
+    fraction of its dense multiply-adds the slim export keeps (macs_structural / flops_dense;
+    a run whose slim export failed, NaN there: ValueError, one line)."""
     folder = run_dir(results, spec.name)
     if metric == "sparsity":
         return float(runs.read_summary(folder)["sparsity"])
+    if metric == "macs_structural_fraction":
+        s = runs.read_summary(folder)
+        v = float(s["macs_structural"]) / float(s["flops_dense"])
+        if not 0 <= v <= 1:       # NaN too
+            raise ValueError(f"{spec.name}: macs_structural is {s['macs_structural']} of "
+                             f"{s['flops_dense']} dense: no MACs fraction to calibrate on")
+        return v
     v = runs.zero_fraction(folder, "filters" if metric == "filter_sparsity" else "kernels")
     return 0.0 if v is None else v
 
@@ -199,7 +211,7 @@ def dependency_overrides(spec, results):
         if search is None:
             ov.append(f"optim.{target_key(spec)}={target!r}")
         elif search.target is None or not search.history:
-            search.target = target
+            search.target = internal(target, search.metric)
     if spec.after is not None:
         ov.append(f"{spec.after.key}={spec.after.follower_value()!r}")
     if spec.init_from:
@@ -288,11 +300,12 @@ def resolve_start(search, results):
                                 search.chain.history else f"at start {search.key}={search.start:g}"))
         return
     mine = search.specs[0]
-    point = {k: v for k, v in mine.point.items() if k != "target_sparsity"}
+    point = {k: v for k, v in mine.point.items() if k not in TARGET_POINT.values()}
     match = [x for x in theirs if x.target is not None and search.target is not None
+             and x.metric == search.metric
              and math.isclose(x.target, search.target, rel_tol=0, abs_tol=1e-9)
              and all(x.specs[0].point.get(k, v) == v for k, v in point.items() if k != "row")]
-    where = f"start_from {prof_label}/{entry} at {_fmt(search.target)}"
+    where = f"start_from {prof_label}/{entry} at {_fmt(search.level)}"
     if not match or match[0].best() is None:
         why = "has no search for this target" if not match else "has only collapsed rounds"
         search.start_note = (f"{where}: {prof_label} {why}; round 1 "
@@ -388,7 +401,7 @@ def materialize(spec, results):
     ident["row"] = row_label(spec.point, cfg)
     search = spec.search or spec.after
     if search is not None:
-        ident["calibration_target"] = search.target
+        ident["calibration_target"] = search.level     # in the metric's units (a MACs level)
         ident["swept_value"] = _fmt(_override_value(ov, search.key))
         if spec.after is not None and spec.after.status == "not reached":
             ident["calibration_status"] = "not reached"

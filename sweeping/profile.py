@@ -12,7 +12,7 @@ import yaml
 import config as C
 from optim import get_method
 
-from .search import Search
+from .search import FALLING, METRICS, SCALES, Search, internal
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the repository
@@ -21,15 +21,22 @@ ROW_KEYS = ["dataset", "model", "width", "epochs", "batch_size", "eval_batch_siz
             "crop_padding", "flip", "erase", "lr_scale", "warmup_epochs", "label_smoothing", "sync_bn",
             "precision", "channels_last", "compile", "device"]
 ENTRY_KEYS = {"name", "config", "at", "grid", "overrides", "seeds", "target_from", "init_from",
-              "row_keys", "target_metric", "role", "epochs_scale", "target_sparsity", "calibrate"}
+              "row_keys", "target_metric", "role", "epochs_scale", "target_sparsity", "targets",
+              "calibrate"}
 CALIBRATE_KEYS = {"key": None, "start": None, "tolerance": 0.3, "rounds": 6, "on_miss": "skip",
-                  "chain": False, "start_from": None}
+                  "chain": False, "start_from": None, "scale": "log"}
 START_FROM_KEYS = ("profile", "entry")   # calibrate.start_from: {profile: NAME, entry: NAME}
 ON_MISS = ("skip", "closest")   # followers of a search that missed: not run, or run marked
 EVIDENCE = ("none", "small-scale", "paper-scale")
-# What `target_from` reads from a finished run: its sparsity (summary.json), or the fraction of
-# its conv filters / kernels that are entirely zero (layers.csv), for structured baselines.
-TARGET_METRICS = ("sparsity", "filter_sparsity", "kernel_sparsity")
+# What `target_from` reads from a finished run, and what a calibrated entry's search reads from
+# its rounds: its sparsity (summary.json), the fraction of its conv filters / kernels that are
+# entirely zero (layers.csv), for structured baselines, or the fraction of the dense
+# structural multiply-adds its slim export keeps (macs_structural / flops_dense, summary.json;
+# calibrated entries only, with `targets:` the MACs levels).
+TARGET_METRICS = METRICS
+# the grid-point key of a calibrated entry's target, per metric (--levels and labels read it)
+TARGET_POINT = {"sparsity": "target_sparsity", "filter_sparsity": "target_filter_sparsity",
+                "kernel_sparsity": "target_kernel_sparsity", "macs_structural_fraction": "target_macs"}
 PROFILE_KEYS = {"seeds", "overrides", "runs", "row_keys", "epochs_scale", "epoch_keys", "defs", "inherit",
                 "evidence", "claims", "results"}
 # `claims:` which papers' claims the profile's report speaks to (reporting/papers.py declares
@@ -297,14 +304,18 @@ def expand(profile_path, extra=(), max_runs=None):
         calib = _calibration(entry, where)
         if calib and calib["start_from"] and profile_name(find_profile(calib["start_from"]["profile"])) == pname:
             raise ProfileError(f"{where}: calibrate.start_from names this profile itself")
-        if calib and "target_sparsity" not in entry and "target_from" not in deps:
-            raise ProfileError(f"{where}: calibrate needs target_sparsity or target_from")
-        if entry.get("target_sparsity") is not None and not calib:
-            raise ProfileError(f"{where}: target_sparsity needs calibrate: {{key: optim.lam, start: ...}}")
-        targets = entry.get("target_sparsity")
+        tkey = _targets_key(entry, metric, where)
+        if calib and tkey not in entry and "target_from" not in deps:
+            raise ProfileError(f"{where}: calibrate needs {tkey} or target_from")
+        if entry.get(tkey) is not None and not calib:
+            raise ProfileError(f"{where}: {tkey} needs calibrate: {{key: optim.lam, start: ...}}")
+        if metric in FALLING and not calib:
+            raise ProfileError(f"{where}: target_metric {metric} is read by a calibrated entry's "
+                               f"search only (targets: [...] and calibrate: {{...}})")
+        targets = entry.get(tkey)
         if targets is not None and not (isinstance(targets, list) and targets and all(
                 _positive(t) and t < 1 for t in targets)):
-            raise ProfileError(f"{where}: target_sparsity must be a non-empty list of fractions in (0, 1)")
+            raise ProfileError(f"{where}: {tkey} must be a non-empty list of fractions in (0, 1)")
         targets = targets or [None]
         if "seeds" in entry:
             _check_seeds(entry["seeds"], where)
@@ -341,15 +352,17 @@ def expand(profile_path, extra=(), max_runs=None):
                      "swept_key": ",".join(swept), "swept_value": ",".join(_fmt(v) for v in swept.values())}
             ent_seeds = entry.get("seeds", seeds)
             previous = []   # calibrate.chain: the searches for the previous target, in order
-            order = (sorted(targets, key=lambda v: -1 if v is None else v)
-                     if calib and calib["chain"] else targets)
-            given = [v for v in targets if v is not None]   # (for Search.side below)
+            # the search's growing form (search.internal): a MACs level 0.1 is 0.9 of them removed
+            grow = lambda v: -1 if v is None else internal(v, metric)
+            order = sorted(targets, key=grow) if calib and calib["chain"] else targets
+            given = [grow(v) for v in targets if v is not None]   # (for Search.side below)
             for t, target in enumerate(order):
                 if calib:
                     start = calib["start"][t] if isinstance(calib["start"], list) else calib["start"]
                     # the lowest and highest targets calibrate on their outer side (Search.side)
+                    g = grow(target)
                     side = (0 if target is None or len(set(given)) < 2 else
-                            -1 if target == min(given) else 1 if target == max(given) else 0)
+                            -1 if g == min(given) else 1 if g == max(given) else 0)
                     made = _searches(ename, where, config, static, point, ent_seeds, deps, metric,
                                      ident, {**calib, "start": start, "side": side, "targets": given,
                                              "previous": previous if calib["chain"] else None}, target)
@@ -401,6 +414,19 @@ def _with_deps(ename, where, config, static, point, seed, deps, metric, ident=No
     return out
 
 
+def _targets_key(entry, metric, where):
+    """Which key holds a calibrated entry's targets: target_sparsity (the sparsity), or
+    `targets:` in its target_metric's own units (required for any other metric)."""
+    if "target_sparsity" in entry and "targets" in entry:
+        raise ProfileError(f"{where}: give target_sparsity or targets, not both")
+    if metric == "sparsity":
+        return "targets" if "targets" in entry else "target_sparsity"
+    if "target_sparsity" in entry:
+        raise ProfileError(f"{where}: target_metric {metric}: give the targets in its units as "
+                           f"targets: [...], not target_sparsity")
+    return "targets"
+
+
 def _calibration(entry, where):
     c = entry.get("calibrate")
     if c is None:
@@ -414,9 +440,14 @@ def _calibration(entry, where):
     if not starts or not all(_positive(v) for v in starts):
         raise ProfileError(f"{where}: calibrate.start must be a positive number, or a list of them "
                            f"(one per target_sparsity)")
-    if isinstance(c["start"], list) and len(starts) != len(entry.get("target_sparsity") or []):
+    given = entry.get("target_sparsity") or entry.get("targets") or []
+    if isinstance(c["start"], list) and len(starts) != len(given):
         raise ProfileError(f"{where}: calibrate.start lists {len(starts)} values for "
-                           f"{len(entry.get('target_sparsity') or [])} target_sparsity values")
+                           f"{len(given)} targets")
+    if c["scale"] not in SCALES:
+        raise ProfileError(f"{where}: calibrate.scale must be one of {', '.join(SCALES)}")
+    if c["scale"] == "fraction" and not all(v < 1 for v in starts):
+        raise ProfileError(f"{where}: calibrate.scale fraction: start must be a fraction in (0, 1)")
     if not isinstance(c["chain"], bool):
         raise ProfileError(f"{where}: calibrate.chain must be true or false")
     if c["on_miss"] not in ON_MISS:
@@ -439,15 +470,17 @@ def _searches(ename, where, config, static, point, seeds, deps, metric, ident, c
     """Round 1 of a λ search (first seed) and the other seeds' runs waiting for its result;
     with target_from, one search per matched point of that entry (its mean sparsity)."""
     if target is not None:   # one point per target, so that dependents match each one
-        point = {**point, "target_sparsity": target}
+        point = {**point, TARGET_POINT[metric]: target}
     first = _with_deps(ename, where, config, static, point, seeds[0], deps, metric, ident)
     out = []
     for n, r1 in enumerate(first):
         prev = calib.get("previous") or []
-        search = Search(calib["key"], calib["start"], calib["tolerance"], calib["rounds"], target,
+        search = Search(calib["key"], calib["start"], calib["tolerance"], calib["rounds"],
+                        None if target is None else internal(target, metric),
                         label=r1.label(), on_miss=calib["on_miss"],
                         chain=prev[n] if n < len(prev) else None, side=calib.get("side", 0),
-                        targets=calib.get("targets", ()), start_from=calib.get("start_from"))
+                        targets=calib.get("targets", ()), start_from=calib.get("start_from"),
+                        metric=metric, scale=calib.get("scale", "log"))
         r1.search = search
         if search.chain is None and search.start_from is None:
             # a chained round 1 gets its value once the previous search ends; one with

@@ -7,6 +7,23 @@ import math
 SIDE_TOL = 0.01
 # the words a missed target's reason starts with (the report and the README quote them)
 WHY = ("ceiling", "plateau", "collapse", "jump", "rounds exhausted")
+# What a search may be calibrated on (a profile entry's `target_metric`): a fraction that grows
+# with the key (the sparsity; of conv filters or kernels all zero) or one that falls with it
+# (FALLING: the structural multiply-adds kept, macs_structural / flops_dense). A search works
+# on the growing form s (1 - the fraction for a falling one: the MACs removed), so "nonzeros"
+# 1 - s is the MACs kept and the tolerance, the sides and the log-space steps below read the
+# same on both: ±30% nonzeros is ±30% MACs.
+METRICS = ("sparsity", "filter_sparsity", "kernel_sparsity", "macs_structural_fraction")
+FALLING = ("macs_structural_fraction",)
+# How the searched key is stepped: "log" (λ, D, a weight decay: > 0, steps in log value) or
+# "fraction" (a fraction in (0, 1) such as filter pruning's optim.target: steps in
+# log(-log(1 - value)), which is > 0 and unbounded, so no step leaves (0, 1)).
+SCALES = ("log", "fraction")
+
+
+def internal(value, metric):
+    """A measured value of `metric` in the search's growing form (see METRICS)."""
+    return 1.0 - value if metric in FALLING else value
 
 
 class Search:
@@ -47,8 +64,11 @@ class Search:
     NARROW = 1.05     # a bracket narrower than this ratio of the key: the response jumps
 
     def __init__(self, key, start, tolerance, rounds, target=None, label="", on_miss="skip", chain=None,
-                 side=0, targets=(), start_from=None):
+                 side=0, targets=(), start_from=None, metric="sparsity", scale="log"):
         self.key, self.start, self.tolerance, self.rounds = key, float(start), tolerance, rounds
+        # target, targets and the rounds' second field are in the growing form (internal());
+        # `level` gives the target in the metric's own units
+        self.metric, self.scale = metric, scale
         # calibrate.start_from {profile, entry}: round 1 at another profile's value for this
         # target times a budget factor (sweeping.plan.resolve_start sets source and factor)
         self.start_from = start_from
@@ -66,6 +86,23 @@ class Search:
         self.why = ""              # that word alone
         self.failed = ""           # a round failed or is unreadable: the search cannot go on
         self.specs = []            # the round runs made so far
+
+    @property
+    def level(self):
+        """The target in its metric's own units (a MACs fraction for macs_structural_fraction)."""
+        # rounded: 1 - (1 - 0.3) is 0.30000000000000004, and the level is written into each run
+        return None if self.target is None else round(internal(self.target, self.metric), 12)
+
+    def show(self, s):
+        """A round's measured value in its metric's words."""
+        return f"{s:.4f}" if self.metric not in FALLING else f"MACs {1.0 - s:.4f}"
+
+    def _x(self, v):
+        """Where the search steps: log value, or log(-log(1 - value)) for a fraction key."""
+        return math.log(v) if self.scale == "log" else math.log(-math.log1p(-v))
+
+    def _v(self, x):
+        return math.exp(x) if self.scale == "log" else -math.expm1(-math.exp(x))
 
     @property
     def note(self):
@@ -154,10 +191,11 @@ class Search:
             return self.start
         first = prev._first_near()
         rounds = prev.history if first is None else prev.history[:first + 1]
-        guide = Search(self.key, self.start, self.tolerance, self.rounds, self.target)
+        guide = Search(self.key, self.start, self.tolerance, self.rounds, self.target,
+                       metric=self.metric, scale=self.scale)
         guide.history = [h for h in rounds if not h[2]]
         if not guide.history:
-            return min(h[0] for h in rounds) / self.MAX_STEP
+            return self._v(self._x(min(h[0] for h in rounds)) - math.log(self.MAX_STEP))
         hit = [h for h in guide.history if guide.within(h[1])]
         if hit:
             return hit[-1][0]
@@ -173,10 +211,10 @@ class Search:
             numbers = "every round collapsed"
         elif max(h[1] for h in healthy) < self.target:
             top = max(healthy, key=lambda h: h[1])
-            numbers = f"highest {top[1]:.4f} at {self.key}={top[0]:g}"
+            numbers = f"{'fewest' if self.metric in FALLING else 'highest'} {self.show(top[1])} at {self.key}={top[0]:g}"
         else:
             b = self.best()
-            numbers = f"closest {b[1]:.4f} at {self.key}={b[0]:g}"
+            numbers = f"closest {self.show(b[1])} at {self.key}={b[0]:g}"
         self.done, self.status, self.why = True, "not reached", why
         self.reason = f"{why}: {numbers}" + (f"; {detail}" if detail else "")
         return None
@@ -198,7 +236,7 @@ class Search:
         """Bracket, then bisect in log λ inside the bracket (secant between two healthy ends,
         guarded to the middle 60%); a flat side or a bracket that cannot shrink ends it."""
         yt = self._y(self.target)
-        pts = sorted((math.log(v), self._y(sp), c) for v, sp, c in self.history)
+        pts = sorted((self._x(v), self._y(sp), c) for v, sp, c in self.history)
         side = lambda p: 1 if (p[2] or p[1] < yt) else -1   # +1: too sparse (or collapsed)
         healthy = [p for p in pts if not p[2]]
         best = min(healthy, key=lambda p: (abs(p[1] - yt), -p[0])) if healthy else None   # ties: larger λ
@@ -217,9 +255,9 @@ class Search:
                 # an inverted response (too sparse at the smaller λ, not sparse enough at the
                 # larger): bisect between them; a bracket that cannot shrink ends it
                 if p1[0] - p0[0] < math.log(self.NARROW):
-                    return self._end("jump", f"non-monotone response: {self.key}={math.exp(p0[0]):g} is "
-                                     f"too sparse, {math.exp(p1[0]):g} not sparse enough")
-                return math.exp((p0[0] + p1[0]) / 2)
+                    return self._end("jump", f"non-monotone response: {self.key}={self._v(p0[0]):g} is "
+                                     f"too sparse, {self._v(p1[0]):g} not sparse enough")
+                return self._v((p0[0] + p1[0]) / 2)
         below = [p for p in pts if side(p) == -1]   # not sparse enough: more penalty needed
         above = [p for p in pts if side(p) == 1]
         pts_side = below or above
@@ -229,15 +267,18 @@ class Search:
         if len(healthy) >= 2:
             (x0, y0, _), (x1, y1, _) = (healthy[-2], healthy[-1]) if up else (healthy[1], healthy[0])
             if self._flat([(x0, y0), (x1, y1)]):
-                where = "below" if up else "above"
-                return self._end("plateau", f"sparsity stays at {1 - math.exp(y1):.4f} ({where} the target) "
-                                 f"for {self.key} from {math.exp(min(x0, x1)):g} to {math.exp(max(x0, x1)):g}")
+                where = "below" if up == (self.metric not in FALLING) else "above"
+                return self._end("plateau", f"{self._what()} stays at {self.show(1 - math.exp(y1))} ({where} the target) "
+                                 f"for {self.key} from {self._v(min(x0, x1)):g} to {self._v(max(x0, x1)):g}")
             slope = (y1 - y0) / (x1 - x0) if x1 != x0 else 0.0
         else:
             slope = -1.0   # guess: nonzeros shrink in proportion to λ
         step = (yt - edge[1]) / slope if slope < 0 else math.log(self.MAX_STEP)
         step = min(max(abs(step), math.log(self.MIN_STEP)), math.log(self.MAX_STEP))
-        return math.exp(edge[0] + (step if up else -step))
+        return self._v(edge[0] + (step if up else -step))
+
+    def _what(self):
+        return "the MACs fraction" if self.metric in FALLING else "sparsity"
 
     def _flat(self, pts):
         """A plateau: over a step of at least ×SPAN in the key, log nonzeros move by less than
@@ -252,11 +293,11 @@ class Search:
         (x0, y0, _), (x1, y1, c1) = p0, p1
         if x1 - x0 < math.log(self.NARROW):
             if c1:
-                return self._end("collapse", f"collapses at {self.key} >= {math.exp(x1):g}")
-            return self._end("jump", f"the response jumps from {1 - math.exp(y0):.4f} at "
-                             f"{self.key}={math.exp(x0):g} to {1 - math.exp(y1):.4f} at {math.exp(x1):g}")
+                return self._end("collapse", f"collapses at {self.key} >= {self._v(x1):g}")
+            return self._end("jump", f"the response jumps from {self.show(1 - math.exp(y0))} at "
+                             f"{self.key}={self._v(x0):g} to {self.show(1 - math.exp(y1))} at {self._v(x1):g}")
         t = min(max((yt - y0) / (y1 - y0), 0.2), 0.8) if not c1 and y1 != y0 else 0.5
-        return math.exp(x0 + t * (x1 - x0))
+        return self._v(x0 + t * (x1 - x0))
 
     def _turned(self, best, nxt, pts):
         """The best round is not sparse enough and the nearest larger value, healthy, is no
@@ -270,10 +311,10 @@ class Search:
             run.append(p)
         if self._flat([(p[0], p[1]) for p in run]):
             lo, hi = run[0], run[-1]
-            return self._end("plateau", f"sparsity stays within {1 - math.exp(max(p[1] for p in run)):.4f}-"
-                             f"{1 - math.exp(min(p[1] for p in run)):.4f} for {self.key} from "
-                             f"{math.exp(lo[0]):g} to {math.exp(hi[0]):g}")
+            return self._end("plateau", f"{self._what()} stays within {self.show(1 - math.exp(max(p[1] for p in run)))}-"
+                             f"{self.show(1 - math.exp(min(p[1] for p in run)))} for {self.key} from "
+                             f"{self._v(lo[0]):g} to {self._v(hi[0]):g}")
         if nxt[0] - best[0] < math.log(self.NARROW):
-            return self._end("ceiling", f"a larger {self.key} gives less: {1 - math.exp(nxt[1]):.4f} at "
-                             f"{math.exp(nxt[0]):g}")
-        return math.exp((best[0] + nxt[0]) / 2)
+            return self._end("ceiling", f"a larger {self.key} gives less: {self.show(1 - math.exp(nxt[1]))} at "
+                             f"{self._v(nxt[0]):g}")
+        return self._v((best[0] + nxt[0]) / 2)
