@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 
 import imagefolder
+import runs
 from sampling import (DataError, epoch_generator, erase_boxes, erase_mask, one_line,  # noqa: F401
                       shard)
 
@@ -383,15 +384,16 @@ def _extract_system_fashion(root, system=None):
             continue
         # A temporary name of this process's own: two runs that start together on a fresh
         # machine both extract, and a shared name lets one rename the other's file away.
-        fd, tmp = tempfile.mkstemp(prefix=f + ".", suffix=".part", dir=raw)
-        try:
-            with gzip.open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-            os.replace(tmp, dst)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with runs.writing(dst):   # a full disk names the file, not the temporary one
+            fd, tmp = tempfile.mkstemp(prefix=f + ".", suffix=".part", dir=raw)
+            try:
+                with gzip.open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+                os.replace(tmp, dst)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
     return True
 
 

@@ -255,7 +255,8 @@ def main(argv=None):
             _print_facts(args.format, export(args.run_dir, args.format, args.out, args.batch,
                                              args.data_dir, args.force))
     except (ExportError, runs.RunFolderError, D.DataError, OSError) as e:
-        print(f"export.py: error: {' '.join(str(e).split())}", file=sys.stderr)
+        text = runs.os_error_text(e) if isinstance(e, OSError) else str(e)
+        print(f"export.py: error: {' '.join(text.split())}", file=sys.stderr)
         return getattr(e, "code", 1) if isinstance(e, ExportError) else 1
     return 0
 

@@ -221,8 +221,11 @@ def main(argv=None):
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.code
-    except (runs.RunFolderError, OSError) as e:   # damaged or unreadable results
+    except runs.RunFolderError as e:   # damaged results
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:   # unreadable results, a full disk, a read-only --out
+        print(f"error: {runs.os_error_text(e)}", file=sys.stderr)
         return 1
     return 0
 

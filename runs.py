@@ -182,24 +182,51 @@ def read_classes(file):
 
 # ----------------------------------------------------------------------------- writing
 
+class WriteError(OSError):
+    """An OSError (a full disk, a read-only folder) while writing `filename`: its text names
+    the file meant, not the temporary file, nor nothing (ENOSPC from write() has no name)."""
+
+    def __str__(self):
+        return f"could not write {self.filename}: {self.strerror}"
+
+
+@contextlib.contextmanager
+def writing(target):
+    """Any OSError inside becomes a WriteError naming `target` (its errno kept)."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as e:
+        raise WriteError(e.errno, e.strerror or str(e), os.fspath(target)) from e
+
+
+def os_error_text(e):
+    """One line for an OSError: 'could not write F: reason', 'F: reason' or the reason."""
+    if isinstance(e, WriteError):
+        return str(e)
+    return f"{e.filename}: {e.strerror or e}" if e.filename else str(e.strerror or e)
+
+
 def atomic_write(target, data):
     """Write bytes or text to `target` via a temporary file in the same folder + os.replace,
-    so a crash never leaves half a CSV or checkpoint."""
+    so a crash never leaves half a CSV or checkpoint. A failure is a WriteError naming `target`."""
     target = os.fspath(target)
     d = os.path.dirname(target) or "."
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-" + os.path.basename(target))
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)   # mkstemp makes 0600; collaborators must read results
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with writing(target):
+        os.makedirs(d, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-" + os.path.basename(target))
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)   # mkstemp makes 0600; collaborators must read results
+            with os.fdopen(fd, "wb") as f:
+                f.write(data.encode() if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 def _umask():
@@ -220,8 +247,9 @@ def run_lock(out):
     """Hold RUN/run.lock for as long as this process trains the folder (released by the
     kernel however the process ends); a second process gets LockedError at once. Temporary
     files a killed writer left behind are removed once the lock is ours."""
-    os.makedirs(out, exist_ok=True)
-    f = open(path(out, LOCK), "a+")
+    with writing(path(out, LOCK)):
+        os.makedirs(out, exist_ok=True)
+        f = open(path(out, LOCK), "a+")
     try:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -230,10 +258,11 @@ def run_lock(out):
             holder = f.read().strip() or "?"
             raise LockedError(f"{out} is being trained by another process (pid {holder}); wait for "
                               f"it to finish or stop it") from None
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
+        with writing(path(out, LOCK)):
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
         for name in os.listdir(out):
             if STALE_TEMP.match(name):
                 with contextlib.suppress(OSError):
@@ -396,6 +425,14 @@ def save_csv(rows, target, columns=None):
     atomic_write(target, csv_text(rows, columns))
 
 
+def save_figure(fig, target, **kw):
+    """fig.savefig through atomic_write (the format from the file's extension): a full disk
+    leaves the previous figure whole and names the file."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=os.path.splitext(target)[1][1:], **kw)
+    atomic_write(target, buf.getvalue())
+
+
 def _index_rows(target, key="run"):
     """The rows of the CSV at `target` ([] if there is none); RunFolderError when it is not a
     table (not text, a field over csv's limit, ragged rows, no `key` column)."""
@@ -432,13 +469,19 @@ def _folder_rows(results):
     return rows, skipped, notes
 
 
+def _index_lock(target):
+    """The side file whose lock serializes writers of the index `target` (opened, not locked)."""
+    with writing(target + ".lock"):
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        return open(target + ".lock", "w")
+
+
 def upsert_row(target, row, key="run", warn=None):
     """Add `row` to the CSV at `target`, replacing a row with the same key; safe when several
     processes finish at once (an exclusive lock on a side file serializes them). A damaged
     runs.csv is rebuilt from the run folders next to it (said through `warn`, one line), so
     it never costs the run whose row this is."""
-    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-    with open(target + ".lock", "w") as lock:
+    with _index_lock(target) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             rows = _index_rows(target, key)
@@ -458,7 +501,7 @@ def reindex(results, warn=None):
     for n in notes:
         (warn or (lambda _: None))(n)
     target = os.path.join(results, INDEX)
-    with open(target + ".lock", "w") as lock:
+    with _index_lock(target) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         save_csv(rows, target, list(dict.fromkeys(k for r in rows for k in r)) or ["run"])
     return len(rows), skipped

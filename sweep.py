@@ -213,7 +213,7 @@ def main(argv=None):
         try:
             n, skipped = runs.reindex(results, warn=lambda m: print(m, file=sys.stderr))
         except OSError as e:
-            print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+            print(f"error: {runs.os_error_text(e)}", file=sys.stderr)
             return 1
         print(f"{os.path.join(args.results, runs.INDEX)}: {n} runs from the run folders"
               + (f"; {len(skipped)} incomplete folder(s) left out" if skipped else ""))
@@ -294,8 +294,7 @@ def main(argv=None):
         return 130
     except OSError as e:        # a full disk, a read-only results folder
         print_table(specs, state, time.time() - t0)
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e} (finished runs are kept; fix it and rerun the same "
+        print(f"error: {runs.os_error_text(e)} (finished runs are kept; fix it and rerun the same "
               f"command)", file=sys.stderr)
         return 1
     counts = print_table(specs, state, time.time() - t0)

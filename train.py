@@ -177,13 +177,14 @@ def keep_previous(ckpt_path, prev_path):
     """The current checkpoint becomes the previous one while staying the current one until the
     next is written (a hard link, no copy): a failed write (disk full) leaves both."""
     link = prev_path + ".link"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(link)
-    try:
-        os.link(ckpt_path, link)
-        os.replace(link, prev_path)
-    except OSError:   # a file system without hard links: move it (a failed write leaves prev)
-        os.replace(ckpt_path, prev_path)
+    with runs.writing(prev_path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        try:
+            os.link(ckpt_path, link)
+            os.replace(link, prev_path)
+        except OSError:   # a file system without hard links: move it (a failed write leaves prev)
+            os.replace(ckpt_path, prev_path)
 
 
 def _evaluate(model, batches, d, predictions=None):
@@ -583,8 +584,7 @@ def main(argv=None):
         tell(f"error: {e}")
         return 1
     except OSError as e:   # disk full, read-only folder, --out that is a file, ...
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e} (nothing written is half-written; fix it and rerun)",
+        print(f"error: {runs.os_error_text(e)} (nothing written is half-written; fix it and rerun)",
               file=sys.stderr)
         return 1
     except D.DataError as e:   # an image a data-loader worker could not read, ...

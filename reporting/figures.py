@@ -31,6 +31,7 @@ import re
 import numpy as np
 
 from optim.base import STRUCTURED_MODES
+import runs
 
 from . import load as L
 from . import style
@@ -108,7 +109,7 @@ def _save(fig, folder, name):
     paths = []
     for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Producer": None})):
         p = os.path.join(folder, f"{name}.{ext}")
-        fig.savefig(p, dpi=DPI, metadata=meta)    # no bbox_inches="tight": the size is the size
+        runs.save_figure(fig, p, dpi=DPI, metadata=meta)    # no bbox_inches="tight": the size is the size
         paths.append(p)
     import matplotlib.pyplot as plt
 

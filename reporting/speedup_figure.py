@@ -12,6 +12,8 @@ nonzero multiply-adds promise, from the CSV of benchmarks/bench_inference.py (--
 import math
 import os
 
+import runs
+
 FONT = 8
 WIDTH = 7.0   # in: a page-wide figure, as the report's other *_page figures
 VARIANTS = {"sparse": ("o", "#1f77b4"), "slim+sparse": ("s", "#2ca02c"),
@@ -80,7 +82,7 @@ def figure(csv_path, folder):
     paths = []
     for ext in ("png", "pdf"):
         p = os.path.join(folder, f"speedup_page.{ext}")
-        fig.savefig(p, bbox_inches="tight", pad_inches=0.02)
+        runs.save_figure(fig, p, bbox_inches="tight", pad_inches=0.02)
         paths.append(p)
     plt.close(fig)
     return paths

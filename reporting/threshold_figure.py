@@ -28,6 +28,8 @@ import os
 
 import numpy as np
 
+import runs
+
 from . import load as L
 from . import style
 
@@ -87,7 +89,6 @@ def curve(folder, summary=None):
     import pandas as pd
 
     import config as C
-    import runs
 
     m = L.metrics_of(folder)
     if "threshold" not in m.columns or not len(m):
@@ -157,7 +158,7 @@ def figure(df, folder):
     paths = []
     for ext in ("png", "pdf"):
         p = os.path.join(folder, f"thresholds_page.{ext}")
-        fig.savefig(p, bbox_inches="tight", pad_inches=0.02)
+        runs.save_figure(fig, p, bbox_inches="tight", pad_inches=0.02)
         paths.append(p)
     plt.close(fig)
     return paths

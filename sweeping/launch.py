@@ -9,6 +9,8 @@ import sys
 import threading
 import time
 
+import runs
+
 from .profile import REPO
 
 
@@ -92,12 +94,9 @@ class LocalLauncher:
             if gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = str(gpu)
             log = log_path(self.results, spec.name)
-            try:
+            with runs.writing(log):   # full disk, read-only folder: the sweep stops (one line)
                 f = open(log, "a")
                 print(_header(spec, self.results), file=f, flush=True)
-            except OSError as e:   # full disk, read-only folder: the sweep stops (one line)
-                e.filename = e.filename or log
-                raise
             with f:
                 if self.stopping:
                     return 130, "not started: the sweep was stopped"

@@ -1,7 +1,9 @@
 """Hostile input, part three (issue 36): the cases a new probe broke, each in its smallest
 reproduction. As tests/test_hostile.py: one line on stderr (no traceback), the documented
 exit status, and every file that existed before byte-identical after."""
+import errno
 import os
+import re
 import shutil
 import signal
 import struct
@@ -15,6 +17,7 @@ import torch
 
 import config as C
 import runs
+import train
 from tests.test_hostile import (SGD, TINY, _one_thread, cli, one_line,  # noqa: F401 (fixtures)
                                 profile_of_the_run, run, snapshot, trained)
 
@@ -295,3 +298,114 @@ def test_sweep_results_that_is_a_file_is_exit_2(tmp_path, capsys):
         assert sweep.main(["quick", "--results", str(f), *extra]) == 2
         assert "is a file, not a results folder" in one_line(capsys)
     assert f.read_text() == "mine\n" and os.listdir(tmp_path) == ["afile"]
+
+
+# ----------------------------------------------------------------------------- 54: a full disk names the file
+
+NO_SPACE = os.strerror(errno.ENOSPC)
+
+
+def full_disk(monkeypatch, name, where):
+    """ENOSPC when file `name` (a basename, or a predicate on it) is written: at fsync, where
+    write(2)'s error names no file (the temporary atomic_write writes, `.tmp-NAME` + 8 random
+    characters, is matched), or at os.replace, where the error names the temporary file and the
+    target. Returns the list the path of the file that failed is appended to."""
+    hit, matches = [], name if callable(name) else (lambda b: b == name)
+    if where == "fsync":
+        real = os.fsync
+
+        def fsync(fd):
+            p = os.readlink(f"/proc/self/fd/{fd}")
+            b = os.path.basename(p)
+            if b.startswith(".tmp-") and matches(b[5:-8]):
+                hit.append(os.path.join(os.path.dirname(p), b[5:-8]))
+                raise OSError(errno.ENOSPC, NO_SPACE)
+            return real(fd)
+        monkeypatch.setattr(os, "fsync", fsync)
+    else:
+        real = os.replace
+
+        def replace(src, dst, **kw):
+            if matches(os.path.basename(dst)):
+                hit.append(os.fspath(dst))
+                raise OSError(errno.ENOSPC, NO_SPACE, src, dst)
+            return real(src, dst, **kw)
+        monkeypatch.setattr(os, "replace", replace)
+    return hit
+
+
+def names_the_file(line, hit, prefix="error: "):
+    """The line is PREFIX 'could not write FILE: No space left on device', FILE the one that failed."""
+    assert len(hit) == 1, hit
+    m = re.match(re.escape(prefix) + r"could not write (.+?): " + re.escape(NO_SPACE), line)
+    assert m and os.path.realpath(m.group(1)) == os.path.realpath(hit[0]), line
+
+
+@pytest.mark.parametrize("name,where", [(runs.METRICS, "fsync"), (runs.INDEX, "replace")])
+def test_train_on_a_full_disk_names_the_file(tmp_path, monkeypatch, capsys, name, where):
+    results = tmp_path / "res"
+    hit = full_disk(monkeypatch, name, where)
+    assert train.main(cli("--results", str(results))) == 1
+    line = one_line(capsys)
+    names_the_file(line, hit)
+    assert line.endswith("(nothing written is half-written; fix it and rerun)")
+    assert not [f for f in snapshot(results) if ".tmp-" in f]   # no temporary file left
+
+
+def test_sweep_reindex_on_a_full_disk_names_the_file(run, monkeypatch, capsys):
+    import sweep
+
+    results, _ = run
+    before = snapshot(results)
+    hit = full_disk(monkeypatch, runs.INDEX, "fsync")
+    assert sweep.main(["--reindex", "--results", results]) == 1
+    names_the_file(one_line(capsys), hit)
+    after = snapshot(results)
+    after.pop(os.path.join(results, runs.INDEX + ".lock"), None)   # the lock's side file
+    before.pop(os.path.join(results, runs.INDEX + ".lock"), None)
+    assert after == before   # the index is whole: the old one
+
+
+@pytest.mark.parametrize("name,where", [("out.pt", "fsync"), ("out.pt.sha256", "fsync"),
+                                        ("export.json", "replace")])
+def test_export_on_a_full_disk_names_the_file(run, tmp_path, monkeypatch, capsys, name, where):
+    import export
+
+    _, folder = run
+    hit = full_disk(monkeypatch, name, where)
+    assert export.main([folder, "--format", "csr", "--out", str(tmp_path / "out.pt")]) == 1
+    names_the_file(one_line(capsys), hit, prefix="export.py: error: ")
+
+
+@pytest.mark.parametrize("name,where", [("REPORT.md", "fsync"), (lambda b: b.endswith(".csv"), "replace")],
+                         ids=["REPORT.md", "a-table"])
+def test_report_on_a_full_disk_names_the_file(run, tmp_path, monkeypatch, capsys, name, where):
+    import report
+
+    results, _ = run
+    hit = full_disk(monkeypatch, name, where)
+    assert report.main([profile_of_the_run(tmp_path), "--results", results, "--out", str(tmp_path / "rep")]) == 1
+    names_the_file(one_line(capsys), hit)
+
+
+def test_a_figure_on_a_full_disk_names_the_file_and_is_written_as_before(tmp_path, monkeypatch):
+    """Figures go through atomic_write now (a profile of one run draws none: called directly);
+    the bytes are savefig's own to a path, so the committed figures do not change."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from reporting import figures
+
+    fig = plt.figure(figsize=(2, 2))
+    fig.gca().plot([0, 1], [1, 0])
+    kw = {"png": {"metadata": {"Software": None}}, "pdf": {"metadata": {"CreationDate": None, "Producer": None}}}
+    for ext in ("png", "pdf"):
+        fig.savefig(tmp_path / f"direct.{ext}", dpi=figures.DPI, **kw[ext])
+        runs.save_figure(fig, str(tmp_path / f"atomic.{ext}"), dpi=figures.DPI, **kw[ext])
+        assert (tmp_path / f"direct.{ext}").read_bytes() == (tmp_path / f"atomic.{ext}").read_bytes()
+    hit = full_disk(monkeypatch, "fig.png", "fsync")
+    with pytest.raises(OSError) as e:
+        figures._save(fig, str(tmp_path / "figs"), "fig")
+    names_the_file(f"error: {runs.os_error_text(e.value)}", hit)
+    assert os.listdir(tmp_path / "figs") == []   # no half figure, no temporary file
