@@ -111,7 +111,9 @@ checkpoint (train.py does both). Complete runs without weights (results committe
 as done too; `--retrain` trains them again into the same folders, writing over them (a dense run
 one still to train starts from, init_from, is trained again regardless: --dry-run says which). Each run is its own process with its log in
 RESULTS/logs/<run>.log (appended to on each attempt); one failing does not stop the others; at the end a table of
-finished, skipped, failed and blocked runs, and exit status 1 if any failed or was blocked.
+finished, skipped, held, failed and blocked runs, and exit status 1 if any failed or was blocked. A run
+another process trains now (a second sweep of the profile: train.py's exit 4) is `held`, skipped and
+not a failure; the runs that depend on it are blocked.
 """
 import argparse
 import os

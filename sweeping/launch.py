@@ -1,6 +1,7 @@
 """The local launcher: one train.py process per run, with its log."""
 import concurrent.futures as cf
 import contextlib
+import functools
 import os
 import shlex
 import signal
@@ -46,16 +47,21 @@ def _last_line(path):
 
 # ----------------------------------------------------------------------------- launchers
 
-def _die_with_parent():
+def _die_with_parent(parent):
     """In the child, before exec: SIGTERM it when the sweep dies, however it dies (SIGKILL
     included), so a killed sweep leaves no train.py racing a rerun (Linux; elsewhere a no-op).
-    train.py stops at its last checkpoint on SIGTERM."""
+    train.py stops at its last checkpoint on SIGTERM. The kernel sends it when the *thread*
+    that forked the child ends: here a pool worker, which waits for its child before it takes
+    other work and lives until the pool shuts down, so only the sweep's death ends it early.
+    A sweep killed between fork and prctl sends nothing: the child checks its parent itself."""
     try:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:   # adopted already: the sweep died before prctl took effect
+        os._exit(128 + signal.SIGTERM)
 
 
 class LocalLauncher:
@@ -101,7 +107,8 @@ class LocalLauncher:
                 if self.stopping:
                     return 130, "not started: the sweep was stopped"
                 proc = subprocess.Popen(train_argv(spec, self.results), stdout=f, stderr=subprocess.STDOUT,
-                                        env=env, cwd=REPO, preexec_fn=_die_with_parent)
+                                        env=env, cwd=REPO,
+                                        preexec_fn=functools.partial(_die_with_parent, os.getpid()))
                 with self.lock:
                     self.procs.add(proc)
                     if self.stopping:   # stopped while it started

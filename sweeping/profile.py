@@ -44,7 +44,7 @@ PROFILE_KEYS = {"seeds", "overrides", "runs", "row_keys", "epochs_scale", "epoch
 PAPERS = ("A", "B")
 DEFAULT_CLAIMS = ["A"]
 # "not run": a follower of a λ search that did not reach its target (a fact, not a failure)
-TERMINAL = ("finished", "skipped", "not run", "failed", "blocked")
+TERMINAL = ("finished", "skipped", "held", "not run", "failed", "blocked")
 
 
 class ProfileError(ValueError):

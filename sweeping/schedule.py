@@ -11,6 +11,18 @@ from .profile import TERMINAL, ProfileError
 
 # ----------------------------------------------------------------------------- scheduling
 
+HELD = 4   # train.py's exit status for a run folder another process holds (README, exit codes)
+
+
+def holder(results, name):
+    """The PID in run `name`'s lock file (the process that holds it), or '?'."""
+    try:
+        with open(runs.path(runs.run_dir(results, name), runs.LOCK)) as f:
+            return f.read(32).strip() or "?"
+    except OSError:
+        return "?"
+
+
 def run_all(specs, results, launcher, state=None):
     """Launch every run whose dependencies are done; returns {id(spec): (status, note)}
     (`state`: fill this dict instead, so that a caller still has it after an exception).
@@ -59,7 +71,7 @@ def run_all(specs, results, launcher, state=None):
             still, settled = [], len(state)
             for s in pending:
                 dep_states = [state.get(id(d), ("",))[0] for d in s.deps]
-                bad = [d for d, st in zip(s.deps, dep_states) if st in ("failed", "blocked")]
+                bad = [d for d, st in zip(s.deps, dep_states) if st in ("failed", "blocked", "held")]
                 failed = [d.search.failed for d in s.deps if d.search is not None and d.search.failed]
                 if not bad and s.after is not None and s.after.done and s.after.failed:
                     failed.append(s.after.failed)
@@ -133,9 +145,13 @@ def run_all(specs, results, launcher, state=None):
                 eta = runs.duration(sum(took) / len(took) * left / jobs) if left else "0s"
                 times = (f"took {runs.duration(took[-1])}; elapsed {runs.duration(time.time() - t_sweep)}, "
                          f"ETA {eta}")
-                print(f"[{len(took)}/{total}] {'done' if code == 0 else 'FAILED'} {s.name} ({times})"
-                      + (f": {note}" if note else ""), flush=True)
-                settle(s, *(("finished", "") if code == 0 else ("failed", note)))
+                status, note = ("finished", "") if code == 0 else ("failed", note)
+                if code == HELD:   # another sweep trains it now: not a failure of this one
+                    status, note = "held", f"held by another process (PID {holder(results, s.name)}), skipped"
+                word = {"finished": "done", "held": "held"}.get(status, "FAILED")
+                print(f"[{len(took)}/{total}] {word} {s.name} ({times})" + (f": {note}" if note else ""),
+                      flush=True)
+                settle(s, status, note)
     except BaseException:   # Ctrl-C, a full disk: the running children stop at a checkpoint
         launcher.close(cancel=True, handles=running)
         raise
@@ -153,7 +169,7 @@ def print_table(specs, state, seconds=None):
         print(f"| {k:<8} | {counts[k]:>4} |")
     if seconds is not None:
         print(f"\n{len(specs)} runs in {seconds:.0f}s")
-    for kind in ("failed", "blocked"):
+    for kind in ("held", "failed", "blocked"):
         for s in specs:
             st, note = state.get(id(s), ("not run", ""))
             if st == kind:

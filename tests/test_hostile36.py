@@ -409,3 +409,64 @@ def test_a_figure_on_a_full_disk_names_the_file_and_is_written_as_before(tmp_pat
         figures._save(fig, str(tmp_path / "figs"), "fig")
     names_the_file(f"error: {runs.os_error_text(e.value)}", hit)
     assert os.listdir(tmp_path / "figs") == []   # no half figure, no temporary file
+
+
+# ----------------------------------------------------------------------------- 55: two sweeps, a killed sweep
+
+def test_a_run_another_process_holds_is_held_not_failed(tmp_path, capsys):
+    """A second sweep of the profile meets the run the first trains: train.py exits 4, the
+    sweep says who holds it and counts it apart, not as a failure (exit 0)."""
+    import sweep
+
+    results = tmp_path / "res"
+    prof = profile_of_the_run(tmp_path)
+    name = C.run_name(C.build(SGD, TINY))
+    folder = runs.run_dir(str(results), name)
+    with runs.run_lock(folder):   # this process is the first sweep's train.py
+        assert sweep.main([prof, "--results", str(results), "--jobs", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr()
+    why = f"held by another process (PID {os.getpid()}), skipped"
+    assert f"held {name} (" in out.out and out.out.count(why) == 2, out.out   # progress line, table
+    assert f"  held: {name}: {why}" in out.out
+    assert "| held     |    1 |" in out.out and "| failed   |    0 |" in out.out
+    assert "FAILED" not in out.out and out.err == ""
+    assert not os.path.exists(runs.path(folder, runs.SUMMARY))
+
+
+KILLED_SWEEP = """
+import sys
+sys.path.insert(0, {repo!r})
+import runs, sweeping.launch as L
+L.train_argv = lambda spec, results: [sys.executable, "-c", {child!r}, {rec!r}, spec.name, "120"]
+import sweep
+sys.exit(runs.cli(sweep.main, "sweep.py"))
+"""
+
+
+def test_a_sweep_killed_by_sigkill_leaves_no_child_running(tmp_path):
+    """PR_SET_PDEATHSIG: the kernel sends the child SIGTERM when the sweep dies, SIGKILL too."""
+    from tests.test_hostile import CHILD, alive, two_seeds
+
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    driver = KILLED_SWEEP.format(repo=REPO, child=CHILD, rec=str(rec))
+    proc = subprocess.Popen([sys.executable, "-c", driver, two_seeds(tmp_path), "--results",
+                             str(tmp_path / "res"), "--jobs", "1", "--threads", "1"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not any(rec.glob("*.pid")) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        pid = int(next(rec.glob("*.pid")).read_text())
+        with open(f"/proc/{pid}/stat") as f:   # the sweep's own child
+            assert int(f.read().rsplit(")", 1)[1].split()[1]) == proc.pid
+    finally:
+        proc.kill()   # SIGKILL
+        proc.wait()
+    deadline = time.time() + 10
+    while alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    orphan = alive(pid)
+    if orphan:
+        os.kill(pid, signal.SIGKILL)   # never leave it behind
+    assert not orphan
