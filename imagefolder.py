@@ -160,17 +160,24 @@ class FolderData:
             # its own generator for the workers' base seed (unused: items carry their seeds),
             # so the global CPU generator is not advanced by loading
             generator=torch.Generator().manual_seed(0))) if full else iter(())
-        for b in batches:
-            if not b:
-                yield (torch.empty((0, *self.input_shape), dtype=torch.uint8, device=self.device),
-                       torch.empty(0, dtype=torch.int64, device=self.device))
-                continue
-            try:
-                x, y = next(loader)
-            except D.DataError as e:   # from a worker: its traceback is in the text, keep the line
-                raise D.DataError(_last_line(str(e))) from None
-            yield (x.to(self.device, non_blocking=True),
-                   y.to(self.device, dtype=torch.int64, non_blocking=True))
+        try:
+            for b in batches:
+                if not b:
+                    yield (torch.empty((0, *self.input_shape), dtype=torch.uint8, device=self.device),
+                           torch.empty(0, dtype=torch.int64, device=self.device))
+                    continue
+                try:
+                    x, y = next(loader)
+                except D.DataError as e:   # from a worker: its traceback is in the text, keep the line
+                    raise D.DataError(_last_line(str(e))) from None
+                yield (x.to(self.device, non_blocking=True),
+                       y.to(self.device, dtype=torch.int64, non_blocking=True))
+        finally:
+            # workers stopped now, not whenever the iterator is collected: a collected one's
+            # queue thread can print a traceback into whatever runs then
+            shutdown = getattr(loader, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
 
     def _finish(self, x, dtype, channels_last):
         if channels_last:
