@@ -273,7 +273,12 @@ def test_every_tool_ends_an_interrupt_in_one_line_130(run, tmp_path, monkeypatch
             "report": [profile_of_the_run(tmp_path), "--results", results, "--out", str(tmp_path / "rep")],
             "sweep": [profile_of_the_run(tmp_path), "--results", results]}[tool]
     before = snapshot(results)
-    assert runs.cli(lambda: mod.main(argv), f"{tool}.py") == 130
+    # a shell's background job starts with SIGINT ignored: Ctrl-C's own handler here
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert runs.cli(lambda: mod.main(argv), f"{tool}.py") == 130
+    finally:
+        signal.signal(signal.SIGINT, old_int)
     assert "interrupted" in one_line(capsys)
     assert snapshot(results) == before
 

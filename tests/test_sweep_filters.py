@@ -162,8 +162,8 @@ def test_finishing_in_parts_runs_to_the_end_with_the_full_profiles_names(tmp_pat
     (["--seeds", "3"], "--seeds: 3 is not a seed of the profile; its seeds: 0, 1, 2"),
     (["--seeds", "0,x"], "--seeds: 'x' is not a seed"),
     (["--seeds", "0.5"], "--seeds: '0.5' is not a seed"),
-    (["--levels", "0.9,0.97"], "--levels: no entry has level 0.97; the profile's levels: 0.3, 0.5, 0.8, 0.9, "
-                               "0.95, 0.98, 0.99"),
+    (["--levels", "0.9,0.97"], "--levels: no entry has level 0.97; the profile's levels: 0.1, 0.2, 0.3, 0.5, "
+                               "0.9, 0.95, 0.98, 0.99"),
     (["--levels", "90"], "--levels: no entry has level 90.0"),
     (["--levels", "high"], "--levels: 'high' is not a level"),
     (["--levels", ""], "--levels: '' is not a level"),
