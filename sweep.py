@@ -54,7 +54,9 @@ optim/), `epochs_scale` (this entry's epochs and epoch keys times this, on top o
 profile's: a prune-and-fine-tune entry at 0.5 after a dense entry at 0.5 spends the row's
 budget). Profile keys: `evidence: none | small-scale | paper-scale` says what the report
 may conclude from the profile's runs (none: a pipeline check, tables and figures only);
-`claims: [A, B]` which papers' claims its report speaks to (reporting/papers.py; default [A]).
+`claims: [A, B]` which papers' claims its report speaks to (reporting/papers.py; default [A]);
+`compare_budget: PROFILE` the same entries at another training budget, whose verdicts the
+report sets beside this profile's ("Verdicts against the budget", reporting/budget.py).
 
 Identity. Every run is told what it is (config key `identity`, copied into summary.json):
 the profile, its entry, its role, the row it belongs to (the `at:`/config row, else

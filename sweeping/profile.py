@@ -38,7 +38,7 @@ TARGET_METRICS = METRICS
 TARGET_POINT = {"sparsity": "target_sparsity", "filter_sparsity": "target_filter_sparsity",
                 "kernel_sparsity": "target_kernel_sparsity", "macs_structural_fraction": "target_macs"}
 PROFILE_KEYS = {"seeds", "overrides", "runs", "row_keys", "epochs_scale", "epoch_keys", "defs", "inherit",
-                "evidence", "claims", "results"}
+                "evidence", "claims", "results", "compare_budget"}
 # `claims:` which papers' claims the profile's report speaks to (reporting/papers.py declares
 # them per paper); default paper A's only
 PAPERS = ("A", "B")
@@ -224,6 +224,8 @@ def _check_profile(prof, path):
         if not (isinstance(v, str) and v.strip() and not os.path.isabs(v)):
             raise ProfileError(f"{where}: results must be a folder relative to the repository, got "
                                f"{_fmt(v)[:80]}")
+    if "compare_budget" in prof:
+        budget_partner(path, prof)
     for key in ("overrides", "row_keys", "epoch_keys"):
         v = prof.get(key)
         if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
@@ -502,6 +504,28 @@ def _searches(ename, where, config, static, point, seeds, deps, metric, ident, c
                             None, metric, {**ident, "swept_key": calib["key"]}, after=search)
             out.append(follower)
     return out
+
+
+def budget_partner(path, prof=None):
+    """The profile named by `compare_budget:` (the same entries at another training budget,
+    whose verdicts the report sets beside this one's), as a path, or None. A name is looked
+    up beside this profile first, then under configs/profiles/. Unknown or this profile
+    itself: ProfileError, one line."""
+    prof = load_profile(path) if prof is None else prof
+    name = prof.get("compare_budget")
+    if name is None:
+        return None
+    where = os.path.basename(path)
+    if not (isinstance(name, str) and name.strip()):
+        raise ProfileError(f"{where}: compare_budget must name a profile, got {_fmt(name)[:80]}")
+    here = os.path.join(os.path.dirname(os.path.abspath(path)), name + ".yaml")
+    try:
+        found = here if os.path.isfile(here) else find_profile(name)
+    except ProfileError as e:
+        raise ProfileError(f"{where}: compare_budget: {e}") from None
+    if os.path.realpath(found) == os.path.realpath(path):
+        raise ProfileError(f"{where}: compare_budget names this profile itself")
+    return found
 
 
 def profile_name(path):
