@@ -169,13 +169,44 @@ def build(profile, results, out, fdir=None):
             # measured by benchmarks/bench_inference.py --csv OUT/inference.csv (not by the sweep)
             ("CPU inference: measured speed-up against the nonzero-MAC ratio",
              speedup_figure.figure(os.path.join(out, INFERENCE_CSV), fdir))]
+    budget_md = []
+    if verdict and load.budget_partner(profile):
+        budget_md = budget_section(profile, results, papers, df, left, tdir, fdir, looks, put, figs)
     figs = [(t, p) for t, p in figs if p]
     written += [p for _, ps in figs for p in ps]
     sv = savings.table(list(df["folder"]))
     sv_md = T.md(*savings.display(sv)) if sv else ""
     written.append(document.write(os.path.join(out, "REPORT.md"), name, evidence, df, left, pts, comps,
-                                  verdicts, level_tables, figs, sv_md, pairs, papers, results=results))
+                                  verdicts, level_tables, figs, sv_md, pairs, papers, results=results,
+                                  budget_md=budget_md))
     return written, len(df), left
+
+
+def budget_section(profile, results, papers, df, left, tdir, fdir, looks, put, figs):
+    """"Verdicts against the budget": this profile beside its `compare_budget:` partner (read
+    from the same results folder): tables/budget.csv, budget_runs.csv, budget_readme.md (the
+    README block), the budget figure (added to `figs`); returns the section's lines."""
+    from reporting import budget as B
+    from reporting import budget_document as BD
+    from reporting import budget_figure, load
+    import runs
+
+    partner = load.budget_partner(profile)
+    try:
+        other = B.side(partner, results, papers)
+    except load.ReportError as e:   # the partner has no complete run yet
+        return ["## Verdicts against the budget", "", f"Not yet: {e}.", ""]
+    sides = sorted([B.side(profile, results, papers, df, left), other], key=lambda s: s["epochs"])
+    rows, lvls = B.claim_rows(sides, papers), B.levels(sides)
+    reach, gaps, diff = B.reach_rows(sides, lvls), [B.dense_gap(s) for s in sides], B.setting_diff(sides)
+    put("budget.csv", runs.csv_text(BD.csv_rows(sides, rows)) if rows else "claim\n")
+    put("budget_runs.csv", runs.csv_text(BD.run_rows(sides)))
+    put("budget_readme.md", BD.readme_block(sides, rows, reach, gaps, diff))
+    paths = budget_figure.figure(B.frame(sides, lvls), fdir, looks)
+    if paths:
+        figs.append(("Accuracy against the training budget, at each sparsity level", paths))
+    return BD.section(sides, papers, rows, reach, gaps, diff) + [
+        "The README block for these verdicts: `tables/budget_readme.md`.", ""]
 
 
 def main(argv=None):

@@ -193,7 +193,7 @@ def seeds_line(df):
 
 
 def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables, figs, savings_md="",
-          pairs=None, papers=("A",), results="results"):
+          pairs=None, papers=("A",), results="results", budget_md=()):
     rel = lambda p: os.path.relpath(p, os.path.dirname(path))
     n_other = len(left["other"])
     not_run = left.get("not_run", 0)
@@ -287,6 +287,7 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
                       + (f" {claim.note}" if claim.note else ""), ""]
                 L += [comparison_line(c) for c in mine] or ["- no comparison in these runs"]
                 L.append("")
+    L += list(budget_md)   # "Verdicts against the budget" (reporting/budget_document.py)
     L += ["## Tables", "",
           "Accuracy (%) at fixed levels, interpolated along each method's own sweep: mean ± std "
           "over seeds (a seed count in brackets where it differs from the table's); — where the "

@@ -8,6 +8,7 @@ wrote into its summary (entry, role, row, swept key and value, total epochs); no
 ever parsed.
 """
 import csv
+import json
 import math
 import os
 
@@ -46,11 +47,12 @@ def _complete(cfg, results):
     return runs.complete_summary(runs.run_dir(results, C.run_name(cfg))) is not None
 
 
-def expected(profile, results, searches=None):
+def expected(profile, results, searches=None, configs=None):
     """(run names the profile expands to, in profile order without repeats; how many of its
     runs cannot be named yet because a dependency or a λ search has not finished; how many
     never run because the λ search they follow did not reach its target). The profile's λ
-    searches, replayed from disk, are appended to `searches` when given."""
+    searches, replayed from disk, are appended to `searches` when given; `configs` (a dict)
+    gets each named run's resolved config."""
     try:
         specs = P.expand(profile_path(profile))
         ready, waiting = plan.known(specs, results, done=_complete)
@@ -63,6 +65,8 @@ def expected(profile, results, searches=None):
                 seen.add(id(s.search))
                 searches.append((s.entry, s.search))
     not_run = sum(1 for s in waiting if plan.never_runs(s))
+    if configs is not None:
+        configs.update({s.name: s.cfg for s in ready})
     return list(dict.fromkeys(s.name for s in ready)), len(waiting) - not_run, not_run
 
 
@@ -99,6 +103,14 @@ def evidence(profile):
 def claims(profile):
     """The papers whose claims the profile's report speaks to (its `claims:` key)."""
     return list(P.load_profile(profile_path(profile)).get("claims", P.DEFAULT_CLAIMS))
+
+
+def budget_partner(profile):
+    """The profile its `compare_budget:` names (a path), or None."""
+    try:
+        return P.budget_partner(profile_path(profile))
+    except P.ProfileError as e:
+        raise ReportError(str(e)) from None
 
 
 def seeds(profile):
@@ -154,8 +166,8 @@ def load(profile, results):
     runs.csv rows that are not the profile's}."""
     import pandas as pd
 
-    searches = []
-    names, waiting, not_run = expected(profile, results, searches)
+    searches, configs = [], {}
+    names, waiting, not_run = expected(profile, results, searches, configs)
     rows, missing = [], []
     for name in names:
         folder = runs.run_dir(results, name)
@@ -163,7 +175,7 @@ def load(profile, results):
         if s is None:
             missing.append(name)
             continue
-        s = dict(s, folder=folder)
+        s = dict(s, folder=folder, setting=setting_of(configs[name]))
         s["kernel_sparsity"], s["filter_sparsity"] = layer_fractions(folder)
         rows.append(s)
     mine = set(names)
@@ -199,6 +211,17 @@ def load(profile, results):
     other = [n for n in other if n not in retired]
     return df, {"missing": missing, "waiting": waiting, "not_run": not_run, "other": other, "retired": retired,
                 "searches": search_rows(searches), "incomplete": incomplete(results, missing)}
+
+
+# the training setting of a run: what `at: ROW` takes from a row except its budget (the data,
+# the model, batch, augmentation, precision, channels_last, compile, ...); two profiles whose
+# runs differ in nothing else differ in their budget only (reporting/budget.py)
+SETTING_KEYS = tuple(k for k in P.ROW_KEYS if k != "epochs")
+
+
+def setting_of(cfg):
+    """A run's setting (SETTING_KEYS of its resolved config) as one JSON text."""
+    return json.dumps({k: cfg.get(k) for k in SETTING_KEYS}, sort_keys=True, default=str)
 
 
 def incomplete(results, names):

@@ -1,0 +1,56 @@
+"""Accuracy at each sparsity level against the training budget: a panel per level, the
+budgets (epochs, log-spaced) on x, one line per method with its seed spread (mean ± std over
+seeds), the dense model of each budget in black. Reads the frame reporting/budget.frame
+builds (never run folders); looks from reporting/style.py, sizes and saving from
+reporting/figures.py."""
+import numpy as np
+
+from . import figures as F
+from . import style
+
+
+def figure(fr, folder, looks=None, name="budget"):
+    """Write FOLDER/<name>_{col,page}.{png,pdf}; returns the paths ([] for an empty frame or
+    one budget only: nothing to draw against)."""
+    if fr is None or fr.empty or fr["epochs"].nunique() < 2:
+        return []
+    looks = looks or style.Looks(zip(fr["method"], fr["entry"]), dict(zip(fr["entry"], fr["role"])))
+    return draw(fr, folder, looks, "page", name) + draw(fr, folder, looks, "col", name)
+
+
+def draw(fr, folder, looks, width, name):
+    plt = F._plt()
+    lvls = sorted(fr["level"].unique())
+    entries = list(dict.fromkeys(zip(fr["method"], fr["entry"])))
+    look = looks.figure(entries)
+    budgets = sorted(int(e) for e in fr["epochs"].unique())
+    ncols = min(len(lvls), 2)
+    fig, axes = F._figure(plt, len(lvls), width, F._legend_rows(len(entries), width), ncols=ncols)
+    handles = {}
+    for ax, lv in zip(axes, lvls):
+        mine = fr[fr["level"] == lv]
+        for meth, entry in entries:
+            part = mine[(mine["method"] == meth) & (mine["entry"] == entry)].sort_values("epochs")
+            if part.empty:
+                continue
+            kw = look[(meth, entry)]
+            dense = part["role"].iloc[0] == "dense"
+            h = ax.errorbar(part["epochs"], part["acc"], yerr=part["sd"].fillna(0).to_numpy(), capsize=1.5,
+                            elinewidth=0.7, color=kw["color"], marker=kw["marker"], mfc=kw["color"],
+                            mec=kw["color"], ls=":" if dense else kw["ls"])
+            handles.setdefault(style.mpl(style.label(meth, entry)), h)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.minorticks_off()
+        ax.set_xlim(budgets[0] / 1.25, budgets[-1] * 1.25)
+        ys = np.concatenate([(mine["acc"] - mine["sd"].fillna(0)).to_numpy(),
+                             (mine["acc"] + mine["sd"].fillna(0)).to_numpy()])
+        ax.set_ylim(*F._ylim(list(ys)))
+        ax.set_xlabel("training budget (epochs, log-spaced)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{F.pct(lv)} sparse")
+    F._legend(fig, handles, width)
+    stem = f"{name}_{width}"
+    paths = F._save(fig, folder, stem)
+    F._record(stem, fig, entries=[(style.label(*e), look[e]["color"], look[e]["marker"]) for e in entries])
+    return paths

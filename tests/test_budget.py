@@ -1,0 +1,179 @@
+"""Verdicts against the budget (issue 35): a synthetic pair of profiles whose verdicts are
+known by construction, the same-setting rule, the budget partner's validation, the budget
+estimate from the dense model's gap, and the figure.
+
+The pair: the same entries (dense SGD, xRDA at two λ, GMP at two targets) at 2 and 8 epochs.
+Accuracy (tests/test_report.write_run, train accuracy 100): dense 98 + 0.1·seed at both
+budgets; xRDA 97 − (decades of nonzeros − 1) + 0.1·seed at 2 epochs, 2 pp more at 8; GMP
+2 pp below xRDA at the same sparsity at both budgets. xRDA's λ 1e-2 is 98% sparse at 2
+epochs and 99% at 8, so 99% is reached only at the longer budget. Hence by hand:
+claim A1 (xRDA against GMP) +2 pp at every level at both budgets: supported, held; claim A4
+(xRDA against dense 98.1): −1.1 pp at 90% at 2 epochs (every level a loss: refuted), +1.0 pp
+at 90% at 8 epochs (supported): moved."""
+import math
+import os
+
+import pytest
+
+import report
+import sweep
+from reporting import budget as B
+from reporting import budget_document as BD
+from reporting import figures as F
+from sweeping.profile import ProfileError, load_profile
+from tests.test_report import FakeLauncher
+
+PAIR = """
+evidence: small-scale
+claims: [A]
+seeds: [0, 1, 2]
+overrides: [epochs={epochs}, dataset=fashion_mnist{setting}]
+{partner}runs:
+  - name: sgd
+    config: {repo}/configs/quick/sgd.yaml
+  - name: xrda
+    config: {repo}/configs/quick/xrda.yaml
+    grid: {{optim.lam: [1.0e-3, 1.0e-2]}}
+  - name: gmp
+    config: {repo}/configs/quick/gmp.yaml
+    grid: {{optim.target: [0.9, 0.99]}}
+"""
+
+
+def numbers(cfg):
+    seed, m, long = cfg["seed"], cfg["method"], cfg["epochs"] == 8
+    if m == "sgd":
+        return 98.0 + 0.1 * seed, 0.0
+    sp = {1e-3: 0.9, 1e-2: 0.99 if long else 0.98}[cfg["optim"]["lam"]] if m == "xrda" else cfg["optim"]["target"]
+    acc = 97.0 - (-math.log10(1 - sp) - 1.0) + 0.1 * seed + (2.0 if long else 0.0)
+    return (acc - 2.0 if m == "gmp" else acc), sp
+
+
+def make_pair(tmp_path, short_setting="", partner="short"):
+    """short.yaml (2 epochs) and long.yaml (8 epochs, compare_budget: short), swept into one
+    results folder."""
+    results = str(tmp_path / "results")
+    for name, epochs, setting, part in (("short", 2, short_setting, ""),
+                                        ("long", 8, "", f"compare_budget: {partner}\n")):
+        prof = tmp_path / f"{name}.yaml"
+        prof.write_text(PAIR.format(epochs=epochs, setting=setting, partner=part, repo=sweep.REPO))
+        if name == "short" or partner == "short":
+            state = sweep.run_all(sweep.expand(str(prof)), results, FakeLauncher(results, numbers))
+            assert all(st == "finished" for st, _ in state.values())
+    return str(tmp_path / "long.yaml"), results
+
+
+def sides_of(prof, results):
+    from reporting import load
+
+    sides = sorted([B.side(prof, results, ["A"]), B.side(load.budget_partner(prof), results, ["A"])],
+                   key=lambda s: s["epochs"])
+    return sides, B.claim_rows(sides, ["A"])
+
+
+def test_a_verdict_that_holds_one_that_flips_and_a_level_reached_only_at_the_longer_budget(tmp_path):
+    prof, results = make_pair(tmp_path)
+    sides, rows = sides_of(prof, results)
+    assert [s["epochs"] for s in sides] == [2, 8] and [s["profile"] for s in sides] == ["short", "long"]
+    by = {r["claim"].id: r for r in rows}
+    assert by["1"]["verdicts"] == ["supported", "supported"] and by["1"]["moved"] is False
+    assert by["4"]["verdicts"] == ["refuted", "supported"] and by["4"]["moved"] is True
+    gmp = next(c for c in by["1"]["comparisons"] if c["b"]["entry"] == "gmp")
+    # +2 pp at every level both curves cover; 99% only at 8 epochs (xRDA's points end at 98%)
+    assert gmp["levels"][0.9][0][0] == pytest.approx(2.0) and gmp["levels"][0.9][1][0] == pytest.approx(2.0)
+    assert gmp["levels"][0.99][0] is None and gmp["levels"][0.99][1][0] == pytest.approx(2.0)
+    dense = by["4"]["comparisons"][0]
+    assert dense["outcomes"] == ["loss", "win"]
+    assert dense["levels"][0.9][0] == (pytest.approx(97.1 - 98.1), "loss")
+    assert dense["levels"][0.9][1] == (pytest.approx(99.1 - 98.1), "win")
+
+    lvls = B.levels(sides)
+    assert lvls == [0.9, 0.95, 0.98, 0.99]
+    reach = {(r["entry"], r["level"]): r["sides"] for r in B.reach_rows(sides, lvls)}
+    (short, why), (long, _) = reach[("xrda", 0.99)]
+    assert short == [] and why == "its points end at 98.00%"
+    assert long == pytest.approx([98.0, 98.1, 98.2])
+    assert all(v for v, _ in reach[("gmp", 0.99)])        # GMP takes the target: reached at both
+
+    # the dense gap (train accuracy 100 against test 98.1) at both budgets: A4 testable
+    gaps = [B.dense_gap(s) for s in sides]
+    assert [g["gap"] for g in gaps] == [pytest.approx(1.9), pytest.approx(1.9)]
+
+    md = "\n".join(BD.section(sides, ["A"], rows, B.reach_rows(sides, lvls), gaps, B.setting_diff(sides)))
+    assert "| A4. A regularizing effect (sparse at least as accurate as dense) | refuted | supported | **moved** |" in md
+    assert "| A1. Sparser and more accurate than the baselines (unstructured) | supported | supported | held |" in md
+    assert "Held: A1, A2, A3." in md                 # A2, A3: no evidence at either budget
+    assert "not reached (its points end at 98.00%)" in md
+    assert "rests on the setting check" not in md and "differ in their budget only" in md
+
+
+def test_the_report_writes_the_section_the_tables_and_the_figure(tmp_path):
+    prof, results = make_pair(tmp_path)
+    out = str(tmp_path / "out")
+    assert report.main([prof, "--results", results, "--out", out]) == 0
+    text = open(os.path.join(out, "REPORT.md"), encoding="utf-8").read()
+    assert "## Verdicts against the budget" in text and "![Accuracy against the training budget" in text
+    assert text.index("## Verdicts against the budget") < text.index("## Tables")
+    readme = open(os.path.join(out, "tables", "budget_readme.md"), encoding="utf-8").read()
+    assert "| A4 A regularizing effect (sparse at least as accurate as dense) | refuted | supported | moved |" in readme
+    assert "xRDA: not reached at 2 ep (its points end at 98.00%), 98.10 ± 0.10 at 8 ep" in readme
+    runs_csv = open(os.path.join(out, "tables", "budget_runs.csv")).read().splitlines()
+    assert len(runs_csv) == 1 + 2 * (3 + 6 + 6)       # header, each side's 15 runs
+    for width in ("col", "page"):
+        assert os.path.exists(os.path.join(out, "figures", f"budget_{width}.png"))
+        d = F.DRAWN[f"budget_{width}"]
+        assert d["titles"] == ["90% sparse", "95% sparse", "98% sparse", "99% sparse"]
+        assert d["xticks"][0] == ["2", "8"] and d["size"][0] == {"col": 3.5, "page": 7.0}[width]
+
+
+@pytest.mark.parametrize("setting, note", [(", precision=bf16", True), ("", False)])
+def test_sides_that_differ_in_more_than_the_budget_say_so_beside_every_comparison(tmp_path, setting, note):
+    prof, results = make_pair(tmp_path, short_setting=setting)
+    sides, rows = sides_of(prof, results)
+    diff = B.setting_diff(sides)
+    assert diff == ({"precision": ["bf16", "fp32"]} if note else {})
+    md = BD.section(sides, ["A"], rows, [], [B.dense_gap(s) for s in sides], diff)
+    table = [l for l in md if l.startswith("| ")]
+    comp = [l for l in "\n".join(md).split("### Each comparison")[1].split("###")[0].splitlines()
+            if l.startswith("| ") and not l.startswith("| claim") and not l.startswith("| :")]
+    assert comp and all(("sides differ in precision: bf16 / fp32; rests on the setting check" in l) == note
+                        for l in comp)
+    assert any("results/fashion_bf16/CHECK.md" in l for l in md) == note
+    assert table
+
+
+def test_an_unknown_or_self_partner_is_one_clear_line(tmp_path, capsys):
+    prof, results = make_pair(tmp_path, partner="nowhere")
+    with pytest.raises(ProfileError, match=r"long.yaml: compare_budget: no profile 'nowhere'; known: "):
+        load_profile(prof)
+    assert report.main([prof, "--results", results, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "compare_budget: no profile 'nowhere'" in err[0]
+    (tmp_path / "self.yaml").write_text(PAIR.format(epochs=2, setting="", partner="compare_budget: self\n",
+                                                    repo=sweep.REPO))
+    with pytest.raises(ProfileError, match="compare_budget names this profile itself"):
+        load_profile(str(tmp_path / "self.yaml"))
+
+
+def test_the_budget_a4_needs_is_extrapolated_linearly_in_log_epochs():
+    # gap(E) = 0.48 + 0.22 * ln(E / 8) / ln 4 = 1  ->  E = 8 * exp(0.52 / 0.22 * ln 4) = 211.9
+    assert B.budget_needed([(32, 0.70), (8, 0.48)], 1.0) == pytest.approx(211.9, abs=0.1)
+    assert B.budget_needed([(8, 0.48), (32, 0.40)], 1.0) is None      # no growth: no estimate
+    sides = [{"epochs": 8}, {"epochs": 32}]
+    gaps = [{"field": "train_acc_final", "train": 92.59, "test": 92.11, "gap": 0.48, "n": 3, "min_gap": 1.0},
+            {"field": "train_acc_final", "train": 93.0, "test": 92.3, "gap": 0.70, "n": 3, "min_gap": 1.0}]
+    text = "\n".join(BD.gap_lines(sides, gaps, ""))
+    assert "8 ep: train_acc_final 92.59% − test 92.11% = **0.48 pp**" in text and "not testable" in text
+    assert "**Estimate**" in text and "about 212 epochs" in text and "linearly in log(epochs)" in text
+
+
+def test_the_searchs_reason_word_says_why_a_level_is_not_reached():
+    import pandas as pd
+
+    df = pd.DataFrame(columns=["row", "entry", "mode", "role", "method"])
+    s = {"df": df, "left": {"searches": [
+        {"entry": "xrda", "target": 0.99, "metric": "sparsity", "status": "not reached",
+         "reason": "plateau: 98.77-98.87% while λ grows ×2.7"},
+        {"entry": "str", "target": 0.99, "metric": "sparsity", "status": "searching", "reason": ""}]}}
+    got = B.reach(s, 0.99)
+    assert got == {"xrda": ([], "plateau"), "str": ([], "search not ended")}
