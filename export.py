@@ -2,6 +2,7 @@
 
     python export.py RUN_DIR --format slim|csr|dense [--out FILE] [--batch N] [--data-dir DIR]
     python export.py --check FILE [FILE ...]
+    python export.py --profile PROFILE [--results DIR]
 
 slim   Conv filters whose weights are all zero, and channels that no later layer reads, are
        physically removed and what they still passed on is folded into the layers that read
@@ -26,6 +27,12 @@ size is refused; a copy without FILE.sha256 is checked against the checksum stor
 (csr, dense). An existing file at --out that is not an earlier export is replaced only with
 --force, a run folder's own files never. A failed check or bad input ends with one line on stderr and a non-zero exit
 (2: usage, 1: the run or a file); nothing is written.
+
+--profile: the csr export of every run at the profile's `export_levels: [0.98, 0.99]` (the
+calibrated point of each λ search at those targets, a grid's runs at those targets; every
+seed), into RESULTS/<profile>/weights/<run>/ with model.csr.pt.sha256 and export.json beside
+it, so that they can be committed; the run folders are not written to. Runs without model.pt
+here (committed, trained elsewhere) are named on stderr and skipped.
 """
 import argparse
 import io
@@ -145,9 +152,10 @@ def _build(fmt, model, dense_obj, dense_blob):
                             "kept_zero_filters": len(skipped)}
 
 
-def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False):
-    """Export the run in `run_dir` as `fmt`; returns the facts written to export.json. An
-    existing file at `out` that is not an earlier export is replaced only with `force`."""
+def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False, record_dir=None):
+    """Export the run in `run_dir` as `fmt`; returns the facts written to export.json (in
+    `record_dir`, default the run folder). An existing file at `out` that is not an earlier
+    export is replaced only with `force`."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
@@ -165,12 +173,67 @@ def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False):
         raise ExportError(f"{fmt} export changed the logits: max |difference| {diff:.3g} > "
                           f"tolerance {tol:.3g}; nothing written")
     # relative to the run folder (where export.json is): stays true when the folder moves
-    facts = {"format": fmt, "file": os.path.relpath(os.path.abspath(out), os.path.abspath(run_dir)), "dense_bytes": len(dense_blob),
+    record_dir = record_dir or run_dir
+    facts = {"format": fmt, "file": os.path.relpath(os.path.abspath(out), os.path.abspath(record_dir)), "dense_bytes": len(dense_blob),
              "params_before": _n_params(model), "test_images": int(x.shape[0]), **facts,
              "bytes": len(blob), "max_logit_diff": diff, "tolerance": tol}
     facts["sha256"] = write_export(out, blob)
-    record(run_dir, fmt, facts)
+    record(record_dir, fmt, facts)
     return facts
+
+
+# ----------------------------------------------------------------------------- a profile's levels
+
+def level_runs(profile, results):
+    """{level: [run folder]} for the profile's `export_levels`: the runs of every sparse
+    entry's point that stands for the level (a λ search's calibrated point, every seed, or a
+    grid's target), complete in RESULTS (reporting.load). A search's other rounds are not."""
+    from reporting import claims as CL
+    from reporting import load
+    from sweeping.profile import load_profile
+
+    levels = load_profile(load.profile_path(profile)).get("export_levels")
+    if not levels:
+        raise ExportError(f"{profile}: the profile has no export_levels: [...] (the sparsities whose "
+                          f"runs export.py --profile exports)", 2)
+    df, _ = load.load(profile, results)
+    out = {lv: [] for lv in levels}
+    for part in CL.curves(df).values():
+        if part["role"].iloc[0] == "dense" or part["mode"].iloc[0] != "elementwise":
+            continue
+        for _, r in CL.full_points(part).iterrows():
+            target = r["calibration_target"] if r["calibration_target"] == r["calibration_target"] else (
+                _number(r["swept_value"]) if str(r["swept_key"]).endswith("target") else None)
+            for lv in levels:
+                if target is not None and abs(target - lv) < 1e-9:
+                    out[lv].append(r["folder"])
+    return out
+
+
+def _number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def export_profile(profile, results, batch=256, data_dir=None):
+    """The csr export of every run at the profile's export_levels, with its sha256 and
+    export.json, into RESULTS/<profile>/weights/<run>/ (the run folders are not written to).
+    Returns ([(level, run, facts)], [runs without weights here: committed, trained elsewhere])."""
+    name = os.path.basename(profile).removesuffix(".yaml")
+    done, missing = [], []
+    for lv, folders in level_runs(profile, results).items():
+        for folder in folders:
+            run = os.path.basename(folder)
+            if not os.path.exists(runs.path(folder, runs.MODEL)):
+                missing.append(run)
+                continue
+            dest = os.path.join(results, name, "weights", run)
+            os.makedirs(dest, exist_ok=True)
+            done.append((lv, run, export(folder, "csr", os.path.join(dest, DEFAULT_OUT["csr"]), batch,
+                                         data_dir, record_dir=dest)))
+    return done, missing
 
 
 def verify(file):
@@ -239,25 +302,41 @@ def main(argv=None):
                    help="replace a file at --out that is not an earlier export (never a run's file)")
     p.add_argument("--batch", type=_positive, default=256, help="test images the check uses")
     p.add_argument("--data-dir", help="where the data set lives (default: the run's data_dir)")
+    p.add_argument("--profile", help="export (csr) every run at the profile's export_levels into "
+                                     "RESULTS/<profile>/weights/<run>/")
+    p.add_argument("--results", default="results", help="with --profile: the results folder")
     p.add_argument("--check", nargs="+", metavar="FILE",
                    help="read exports back against their recorded sha256 instead of exporting")
     args = p.parse_args(argv)
     if args.check and (args.run_dir or args.format or args.out):
         p.error("--check FILE ... takes no RUN_DIR, --format or --out")
-    if not args.check and not (args.run_dir and args.format):
-        p.error("give RUN_DIR and --format (or --check FILE ...)")
+    if args.profile and (args.check or args.run_dir or args.format or args.out):
+        p.error("--profile PROFILE takes no RUN_DIR, --format, --out or --check (it writes csr exports)")
+    if not args.check and not args.profile and not (args.run_dir and args.format):
+        p.error("give RUN_DIR and --format (or --check FILE ..., or --profile PROFILE)")
     import data as D
+    from reporting.load import ReportError
+    from sweeping.profile import ProfileError
     try:
         for file in args.check or ():
             fmt, sha = verify(file)
             print(f"{file}: ok ({fmt} export, sha256 {sha[:16]}... as recorded)")
-        if not args.check:
+        if args.profile:
+            done, missing = export_profile(args.profile, args.results, args.batch, args.data_dir)
+            for lv, run, f in done:
+                print(f"{100 * lv:g}%: {run}: {f['bytes']:,} B (sha256 {f['sha256'][:16]}...)")
+            for run in missing:
+                print(f"not exported: {run}: no model.pt here (a committed run, trained elsewhere)",
+                      file=sys.stderr)
+        elif not args.check:
             _print_facts(args.format, export(args.run_dir, args.format, args.out, args.batch,
                                              args.data_dir, args.force))
-    except (ExportError, runs.RunFolderError, D.DataError, OSError) as e:
+    except (ExportError, runs.RunFolderError, D.DataError, OSError, ReportError, ProfileError) as e:
         text = runs.os_error_text(e) if isinstance(e, OSError) else str(e)
         print(f"export.py: error: {' '.join(text.split())}", file=sys.stderr)
-        return getattr(e, "code", 1) if isinstance(e, ExportError) else 1
+        if isinstance(e, ProfileError):
+            return 2
+        return getattr(e, "code", 1) if isinstance(e, (ExportError, ReportError)) else 1
     return 0
 
 
