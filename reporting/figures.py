@@ -45,6 +45,7 @@ SP_CAND = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.
 MAC_CAND = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
 EDGE = 5.9          # sp_x / mac_x beyond this: 100% sparse, nothing left
 BELOW_PP = 20.0     # the accuracy axis reaches this far below the best healthy value at most
+BELOW_MARK = r"$\downarrow$"     # not a triangle: ▼ is prune + fine-tune's marker
 
 # what each figure drew: {file stem: {"entries": [(label, colour, marker)], "marks": [...]}}
 DRAWN = {}
@@ -180,15 +181,15 @@ def _mark_handles(plt, marks):
     spec = {
         "round": ("λ-search round (seed 0)", dict(marker="o", ms=3, mfc="white", mec=g, ls="none")),
         "collapsed": ("collapsed run (lower edge)", dict(marker="x", ms=4, color=g, ls="none")),
-        "below": ("below the axis (lower edge)", dict(marker="v", ms=4, color=g, ls="none")),
-        "edge": ("100% sparse (right edge)", dict(marker=">", ms=5, color=g, ls="none")),
+        "below": ("below the axis (lower edge)", dict(marker=BELOW_MARK, ms=6, color=g, ls="none")),
+        "edge": ("past the axis (right edge; its value beside)", dict(marker=">", ms=5, color=g, ls="none")),
         "band": ("± std over seeds", dict(color=g, lw=6, alpha=0.2)),
         "reached": ("round that reached its target", dict(marker="o", ms=4, color=g, ls="none")),
         "target": ("target sparsity", dict(color=g, ls=":", lw=0.8)),
     }
     out = {spec[m][0]: Line2D([], [], **spec[m][1]) for m in marks if m in spec}
     if "edge_collapsed" in marks:     # a ▶ with a white × on it
-        out["100% sparse and collapsed"] = (Line2D([], [], marker=">", ms=5, color=g, ls="none"),
+        out["past the axis and collapsed"] = (Line2D([], [], marker=">", ms=5, color=g, ls="none"),
                                             Line2D([], [], marker="x", ms=3, mew=1.0, color="white", ls="none"))
     return out
 
@@ -230,7 +231,7 @@ def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference"
         entries = list(dict.fromkeys(zip(sel[sel["row"].isin(group)]["method"],
                                          sel[sel["row"].isin(group)]["entry"])))
         look = looks.figure(entries)
-        marks, handles = [], {}
+        marks, handles, placed = [], {}, []
         n_leg = len(entries) + 1 + 4
         fig, axes = _figure(plt, len(group), width, _legend_rows(n_leg, width))
         for ax, row in zip(axes, group):
@@ -252,8 +253,14 @@ def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference"
             # model); anything lower is marked on the lower edge, not allowed to flatten the rest
             ys = [y for y in ys if y == y]
             lo, hi = _ylim([y for y in ys if y >= max(ys, default=100.0) - BELOW_PP])
-            x_lo, x_hi = _xrange(xv[xv < EDGE], cand, to_x)
-            x_edge = x_hi + (0.25 if (xv >= EDGE).any() else 0.0)
+            # the x axis spans the healthy points: a collapsed run far to the right (99.994%)
+            # is an edge marker with its sparsity beside it, not a reason to squeeze the data
+            ok = (mine["collapsed"] == 0).to_numpy() & (xv < EDGE)
+            x_lo, x_hi = _xrange(xv[ok] if ok.any() else xv[xv < EDGE], cand, to_x)
+            x_lo = min(x_lo, _xrange(xv[xv < EDGE], cand, to_x)[0]) if (xv < EDGE).any() else x_lo
+            past = xv > x_hi
+            x_edge = x_hi + (0.3 if past.any() else 0.0)
+            lower, right = [], []       # edge marks of every entry, placed together (never hiding)
             for (meth, entry), part in mine.groupby(["method", "entry"], sort=False):
                 kw = look[(meth, entry)]
                 lab = style.mpl(style.label(meth, entry))
@@ -263,7 +270,7 @@ def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference"
                 sd = part["acc_sd"].fillna(0).to_numpy()
                 full = (part["seeds"] >= part["seeds"].max()).to_numpy()
                 fell = (part["collapsed"] > 0).to_numpy()
-                edge = x >= EDGE
+                edge = x > x_hi
                 below = (acc < lo) & ~fell
                 line = full & ~fell & ~edge & ~below
                 if line.any():
@@ -277,29 +284,16 @@ def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference"
                                 mec=kw["color"], mew=0.7)[0]
                     marks.append("round")
                     handles.setdefault(lab, h)
-                y_edge = lo + 0.02 * (hi - lo)
-                for m, sym, ms in (("collapsed", fell & ~edge, 4.5), ("below", below & ~edge, 4.5)):
-                    if sym.any():
-                        ax.plot(x[sym], [y_edge] * int(sym.sum()), ls="none", marker="x" if m == "collapsed" else "v",
-                                color=kw["color"], ms=ms, clip_on=False, zorder=5)
-                        marks.append(m)
-                        handles.setdefault(lab, ax.plot([], [], color=kw["color"], marker=kw["marker"],
-                                                        ls=kw["ls"])[0])
-                if edge.any():
-                    ye = np.clip(acc[edge], y_edge, hi)
-                    ax.plot([x_edge - 0.06] * int(edge.sum()), ye, ls="none", marker=">", color=kw["color"],
-                            ms=5, clip_on=False, zorder=5)
-                    if (edge & ~(fell | below)).any():
-                        marks.append("edge")
-                    if (edge & (fell | below)).any():     # and below the axis: its × (or ▼) on top
-                        k = edge & (fell | below)
-                        ax.plot([x_edge - 0.06] * int(k.sum()), [y_edge] * int(k.sum()), ls="none",
-                                marker="x", color="white", ms=3, mew=1.0, clip_on=False, zorder=6)
-                        marks.append("edge_collapsed")
+                for m, sym in (("collapsed", fell & ~edge), ("below", below & ~edge)):
+                    lower += [(xi, m, kw["color"]) for xi in x[sym]]
+                sp = part["mac_frac"] if structured else part["sparsity"]
+                right += [(float(a), bool(f or b), kw["color"], _edge_text(v, structured))
+                          for a, f, b, v in zip(acc[edge], fell[edge], below[edge], sp.to_numpy()[edge])]
+                if (fell | below | edge).any():
                     handles.setdefault(lab, ax.plot([], [], color=kw["color"], marker=kw["marker"], ls=kw["ls"])[0])
+            placed += _lower_marks(ax, lower, lo, hi, x_hi - x_lo)
+            placed += _right_marks(ax, right, lo, hi, x_edge - 0.08)
             tx, tl = ticks(x_lo, x_hi, cand, to_x)
-            if (xv >= EDGE).any():
-                tx, tl = tx + [x_edge - 0.06], tl + ["100%" if not structured else "0%"]
             ax.set_xticks(tx, tl)
             ax.set_xlim(x_lo, x_edge)
             ax.set_ylim(lo, hi)
@@ -308,14 +302,67 @@ def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference"
                           else "sparsity of conv + linear weights (log-spaced)")
             ax.set_ylabel("test accuracy (%)")
             ax.set_title(f"{titles.get(row, row)}, {budget} epochs")
+        marks += [m[2] for m in placed]
         handles.update(_mark_handles(plt, [m for m in ("round", "collapsed", "below", "edge", "edge_collapsed")
                                            if m in marks]))
         _legend(fig, handles, width)
         stem = f"{base}_{width}{suffix}"
         paths += _save(fig, folder, stem)
         _record(stem, fig, entries=[(style.label(*e), look[e]["color"], look[e]["marker"]) for e in entries],
-                marks=sorted(set(marks)))
+                marks=sorted(set(marks)), edge_marks=placed)
     return paths
+
+
+def _edge_text(v, structured):
+    """The label beside a right-edge mark: its sparsity (or share of MACs kept)."""
+    if structured:
+        return f"{100 * v:.3g}%"
+    return "100%" if v >= 1 else f"{100 * v:.5g}%"
+
+
+def _stack(values, gap):
+    """A level per value (0, 1, 2, ...) such that two values on one level are at least `gap`
+    apart: marks that would cover each other are stacked instead (deterministic, no jitter)."""
+    levels, taken = [], []
+    for v in values:
+        k = 0
+        while any(lv == k and abs(v - w) < gap for w, lv in taken):
+            k += 1
+        taken.append((v, k))
+        levels.append(k)
+    return levels
+
+
+def _lower_marks(ax, lower, lo, hi, span):
+    """Collapsed (×) and far-below (↓) runs on the lower edge at their x; marks closer than
+    2.5% of the axis to another are stacked upward. Returns [(x, y, kind)]."""
+    out = []
+    step = 0.065 * (hi - lo)
+    for (x, m, color), k in zip(lower, _stack([t[0] for t in lower], 0.025 * max(span, 1e-9))):
+        y = lo + 0.025 * (hi - lo) + k * step
+        ax.plot([x], [y], ls="none", marker="x" if m == "collapsed" else BELOW_MARK, color=color,
+                ms=4.5 if m == "collapsed" else 6, clip_on=False, zorder=5)
+        out.append((float(x), float(y), m))
+    return out
+
+
+def _right_marks(ax, right, lo, hi, x):
+    """Runs past the axis's right end (sparser than every healthy point: a collapse at
+    99.994%, an all-zero network) as ▶ on the right edge, with their sparsity beside them; a
+    collapsed (or far-below) one at the lower edge with a white × on it. Stacked, never
+    covering each other. Returns [(x, y, kind)]."""
+    out = []
+    ys = [max(lo + 0.025 * (hi - lo), min(a, hi)) if not bad else lo + 0.025 * (hi - lo)
+          for a, bad, _, _ in right]
+    for (a, bad, color, text), y0, k in zip(right, ys, _stack(ys, 0.07 * (hi - lo))):
+        y = y0 + k * 0.07 * (hi - lo)
+        ax.plot([x], [y], ls="none", marker=">", color=color, ms=5, clip_on=False, zorder=5)
+        if bad:
+            ax.plot([x], [y], ls="none", marker="x", color="white", ms=3, mew=1.0, clip_on=False, zorder=6)
+        ax.annotate(text, (x, y), xytext=(-5, 0), textcoords="offset points", ha="right", va="center",
+                    fontsize=FONT - 2, color=color, annotation_clip=False)
+        out.append((float(x), float(y), "edge_collapsed" if bad else "edge"))
+    return out
 
 
 def _xrange(finite, cand, to_x):
@@ -578,12 +625,15 @@ def _bar_proxy():
 
 
 def threshold(df, pts, folder, titles=None, looks=None):
-    """The soft threshold d_t over training (metrics.csv's threshold column), one curve per
-    point every seed ran (mean over seeds), one panel per row."""
+    """The soft threshold d_t over training (metrics.csv's threshold column), mean over seeds,
+    one panel per row: per schedule (entry) its colour and marker, and of its points every
+    seed ran the one nearest each report level (compare.SPARSITY_LEVELS); each curve names its
+    final sparsity at its end, the legend the schedule and the knob it sets (λ or D)."""
     plt = _plt()
     from matplotlib.ticker import MaxNLocator
 
     titles = titles or {}
+    looks = looks or style.Looks(zip(pts["method"], pts["entry"]))
     st = pts[(pts["method"] == "soft_threshold") & (pts["collapsed"] == 0)]
     st = st[st["seeds"] == st.groupby("entry")["seeds"].transform("max")]
     rows = []
@@ -592,32 +642,74 @@ def threshold(df, pts, folder, titles=None, looks=None):
         if any("threshold" in L.metrics_of(f).columns for f in _runs_of(df, part.iloc[0])["folder"]):
             rows.append(row)
     paths = []
-    import matplotlib
-
-    cmap = matplotlib.colormaps["cividis"]
     for suffix, group in _groups(rows, "col"):
         row = group[0]
-        part = st[st["row"] == row].sort_values("sparsity")
-        fig, (ax,) = _figure(plt, 1, "col", _legend_rows(len(part), "col"))
-        for i, (_, p) in enumerate(part.iterrows()):
-            frames = [m for m in _epoch_metrics(df, p) if "threshold" in m.columns]
-            if not frames:
-                continue
-            ep, thr, _ = _mean_sd(frames, "threshold")
-            c = cmap(0.1 + 0.75 * i / max(1, len(part) - 1))
-            ax.plot(ep, thr, color=c, marker="s", ms=2.5, markevery=max(1, len(ep) // 6),
-                    label=f"{tables_swept(p)} → {pct(p['sparsity'])}")
+        part = st[st["row"] == row]
+        entries = list(dict.fromkeys(zip(part["method"], part["entry"])))
+        look = looks.figure(entries)
+        fig, (ax,) = _figure(plt, 1, "col", _legend_rows(len(entries), "col", 1), ncols=1)
+        handles, ends = {}, []
+        for (meth, entry), mine in part.groupby(["method", "entry"], sort=False):
+            kw = look[(meth, entry)]
+            for _, p in _nearest_levels(mine).iterrows():
+                frames = [m for m in _epoch_metrics(df, p) if "threshold" in m.columns]
+                if not frames:
+                    continue
+                ep, thr, _ = _mean_sd(frames, "threshold")
+                h = ax.plot(ep, thr, color=kw["color"], ls=kw["ls"], marker=kw["marker"], ms=2.5,
+                            markevery=max(1, len(ep) // 6))[0]
+                handles.setdefault(f"{style.mpl(style.label(meth, entry))} ({_knob(p)})", h)
+                ends.append((float(ep[-1]), float(thr[-1]), pct(p["sparsity"]), kw["color"]))
         ax.set_yscale("log")
+        _end_labels(ax, ends)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("threshold $d_t$")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=4))
-        ax.set_title(f"{titles.get(row, row)}: soft threshold $d_t$")
-        handles = dict(zip(*ax.get_legend_handles_labels()[::-1]))
-        _legend(fig, handles, "col")
+        ax.set_ylabel("threshold $d_t$ (log scale)")
+        last = max((e[0] for e in ends), default=1)
+        ax.set_xticks([t for t in MaxNLocator(integer=True, min_n_ticks=4).tick_values(1, last) if 1 <= t <= last])
+        ax.set_title(f"{titles.get(row, row)}: soft threshold $d_t$,\nfinal sparsity at each curve's end")
+        _legend(fig, handles, "col", ncol=1)
         stem = f"threshold_col{suffix}"
         paths += _save(fig, folder, stem)
-        _record(stem, fig)
+        _record(stem, fig, curves=len(ends), entries=[(style.label(*e), look[e]["color"], look[e]["marker"])
+                                                      for e in entries])
     return paths
+
+
+def _nearest_levels(mine):
+    """An entry's points nearest each report level (in log nonzeros), each point once."""
+    from . import compare as K
+
+    keep = []
+    for lv in K.SPARSITY_LEVELS:
+        d = (np.log10(1 - mine["sparsity"].clip(upper=1 - 1e-6)) - math.log10(1 - lv)).abs()
+        i = d.idxmin()
+        if d[i] < 0.15 and i not in keep:        # within 0.15 decades of nonzeros (90% vs 93%)
+            keep.append(i)
+    return mine.loc[sorted(keep, key=lambda i: mine.loc[i, "sparsity"])]
+
+
+def _knob(p):
+    """'searched λ' or 'searched D': the knob that set the point's level."""
+    return "searched " + tables_swept(p).split(" = ")[0]
+
+
+def _end_labels(ax, ends):
+    """Each curve's final sparsity beside its last point, pushed apart (in log y) so that no
+    two overlap."""
+    if not ends:
+        return
+    ends = sorted(ends, key=lambda t: t[1])
+    lo, hi = (math.log10(v) for v in ax.get_ylim())
+    gap = 0.075 * (hi - lo)
+    ys, prev = [], -math.inf
+    for _, y, _, _ in ends:
+        prev = max(math.log10(y), prev + gap)
+        ys.append(prev)
+    x = max(e[0] for e in ends)
+    for (_, y, text, color), ly in zip(ends, ys):
+        ax.annotate(text, (x, y), xytext=(x + 0.25, 10 ** ly), textcoords="data", fontsize=FONT - 2,
+                    color=color, va="center", ha="left", annotation_clip=False)
+    ax.set_xlim(right=x + 1.6)         # room for the labels inside the panel
 
 
 def tables_swept(p):

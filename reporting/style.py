@@ -30,7 +30,10 @@ PALETTE = tuple(OKABE_ITO.values())
 DENSE_COLOR = OKABE_ITO["black"]
 YELLOW = OKABE_ITO["yellow"]
 DASHES = ("-", "--", "-.", ":")
-SPARE_MARKERS = ("h", "<", "d", "p", "8", ">", "H")
+SPARE_MARKERS = ("h", "<", "d", "p", "8", "H")
+# the figures' own marks (collapse ×, right edge ▶): an entry never draws with them; prox. SGD's
+# X, open as a search round, read as a collapse
+RESERVED = {"x": "<", "X": "<", "+": "h", ">": "<"}
 
 VARIANTS = {"channel": "channel", "kernel": "kernel", "step": "step schedule", "from_dense": "from dense",
             "half": "half budget"}
@@ -140,7 +143,7 @@ class Looks:
                         free = [c for c in chromatic if c not in used]
                         color[(meth, entry)] = free[0] if free else chromatic[len(used) % len(chromatic)]
                         used.append(color[(meth, entry)])
-        self.base, count = {}, {}
+        self.base, self.shown, count = {}, {}, {}
         for meth, entry in entries:
             m = method(meth)
             i = count.get(meth, 0)
@@ -148,6 +151,7 @@ class Looks:
             marker = m.marker if m.marker not in (".", None) else "o"
             if i:
                 marker = SPARE_MARKERS[(i - 1) % len(SPARE_MARKERS)]
+            marker = RESERVED.get(marker, marker)
             self.base[(meth, entry)] = dict(color=color[(meth, entry)], marker=marker, ls=DASHES[i % len(DASHES)])
 
     def figure(self, entries):
@@ -155,7 +159,9 @@ class Looks:
         colours (an entry whose colour an earlier entry of the figure has takes a free one)."""
         out, taken = {}, []
         entries = list(dict.fromkeys(entries))
-        own = {e: self.base.get(e) or Looks([e]).base[e] for e in entries}
+        # the colour an entry was given in an earlier figure first: a schedule the trade-off
+        # figure drew in yellow stays yellow in the threshold figures, never xRDA's vermillion
+        own = {e: self.shown.get(e) or self.base.get(e) or Looks([e]).base[e] for e in entries}
         wanted = [own[x]["color"] for x in entries]
         for e in entries:
             kw = dict(own[e])
@@ -169,6 +175,8 @@ class Looks:
                 if free:
                     kw["color"] = free[0]
             taken.append(kw["color"])
+            if e in self.base and kw["color"] != self.base[e]["color"]:
+                self.shown.setdefault(e, dict(kw))
             out[e] = dict(kw, mec=kw["color"], mfc=kw["color"])
         return out
 
