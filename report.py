@@ -165,7 +165,7 @@ def build(profile, results, out, fdir=None):
             ("Soft threshold over training", figures.threshold(df, pts, fdir, **kw)),
             ("λ searches: sparsity against λ", figures.searches(df, fdir, left.get("searches") or (), **kw)),
             ("Threshold schedules: the threshold and the ℓ1 coefficient it implies",
-             threshold_figure.figure(df, fdir)),
+             threshold_figure.figure(df, fdir, **kw)),
             # measured by benchmarks/bench_inference.py --csv OUT/inference.csv (not by the sweep)
             ("CPU inference: measured speed-up against the nonzero-MAC ratio",
              speedup_figure.figure(os.path.join(out, INFERENCE_CSV), fdir))]

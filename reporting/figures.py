@@ -735,6 +735,12 @@ def _few_log_labels(axis, lim):
     axis.set_minor_formatter(NullFormatter())
 
 
+# a searched config key in words: (axis label, short name in the title)
+KNOBS = {"lam": ("ℓ₁ coefficient λ", "λ"), "final_threshold": ("final threshold D", "D"),
+         "s_weight_decay": ("STR's threshold weight decay", "the threshold decay"),
+         "target": ("target sparsity", "the target")}
+
+
 def searches(df, folder, search_rows=(), titles=None, looks=None):
     """Sparsity against the searched key for every λ search (seed 0's rounds, in round
     order), one panel per row and key; the target sparsities as dotted lines."""
@@ -763,6 +769,10 @@ def searches(df, folder, search_rows=(), titles=None, looks=None):
         handles, marks = {}, ["round", "reached", "target"]
         for t in sorted(set(mine["calibration_target"])):
             ax.axhline(float(sp_x(t)), color="0.35", ls=":", lw=0.8)
+            # every target line says which it is (a tick may not sit on it)
+            ax.annotate(f"target {pct(t)}", (1.0, float(sp_x(t))), xycoords=("axes fraction", "data"),
+                        xytext=(-2, 1), textcoords="offset points", ha="right", va="bottom",
+                        fontsize=FONT - 2, color="0.3")
         for (meth, entry), part in mine.groupby(["method", "entry"], sort=False):
             kw = look[(meth, entry)]
             for t, srch in part.groupby("calibration_target", sort=True):
@@ -790,10 +800,8 @@ def searches(df, folder, search_rows=(), titles=None, looks=None):
         tx, tl = ticks(lo, hi, SP_CAND, sp_x)
         ax.set_yticks(tx, tl)
         ax.set_ylim(lo, hi)
-        sym, short = {"lam": ("λ", "λ"), "final_threshold": ("final threshold D", "D"),
-                      "s_weight_decay": ("threshold weight decay", "the threshold decay")
-                      }.get(key.split(".")[-1], (key, key))
-        ax.set_xlabel(f"{sym} ({key}, log scale)")
+        sym, short = KNOBS.get(key.split(".")[-1], (key.split(".")[-1].replace("_", " "),) * 2)
+        ax.set_xlabel(f"{style.mpl(sym)}, log scale\n(config key {key})")      # two lines: never clipped
         ax.set_ylabel("sparsity (log-spaced)")
         ax.set_title(f"{titles.get(row, row)}:\nsearches of {short} (seed 0)")   # two lines: a column's width
         handles.update(_mark_handles(plt, marks))

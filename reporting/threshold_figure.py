@@ -33,22 +33,7 @@ import runs
 from . import load as L
 from . import style
 
-WIDTH = 7.0     # in: page width, 8 pt text, as the report's other figures
-FONT = 8
 METHOD = "soft_threshold"
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"font.size": FONT, "axes.titlesize": FONT, "axes.labelsize": FONT,
-                         "xtick.labelsize": FONT, "ytick.labelsize": FONT, "legend.fontsize": FONT,
-                         "lines.linewidth": 1.1, "lines.markersize": 4, "axes.grid": True,
-                         "grid.alpha": 0.3, "savefig.dpi": 200})
-    return plt
 
 
 def steps_per_epoch(cfg):
@@ -123,42 +108,78 @@ def _runs(df):
     return out
 
 
-def figure(df, folder):
+CONSTANT = 1e-6      # relative range under which a curve is a constant (rounding noise, not a result)
+
+
+def flat(values):
+    """`values` as drawn: a curve whose relative range is under CONSTANT is its mean, exactly."""
+    v = np.asarray(values, dtype=float)
+    ok = v[np.isfinite(v)]
+    if len(ok) and np.ptp(ok) <= CONSTANT * max(abs(ok).max(), 1e-300):
+        return np.where(np.isfinite(v), ok.mean(), v)
+    return v
+
+
+def _lambda_axis(ax, curves):
+    """Log scale only where the drawn values span more than a factor 3; a linear axis from 0
+    otherwise (a constant λ: one flat line at 1, no '1×10⁰' ticks over a range of 1e-5)."""
+    vals = np.concatenate([c[np.isfinite(c) & (c > 0)] for c in curves]) if curves else np.array([])
+    if len(vals) and vals.max() / vals.min() > 3:
+        ax.set_yscale("log")
+        from reporting.figures import _few_log_labels
+
+        _few_log_labels(ax.yaxis, (vals.min() / 1.3, vals.max() * 1.3))
+    else:
+        ax.set_ylim(0, max(2.0, 1.2 * float(vals.max()) if len(vals) else 2.0))
+
+
+def figure(df, folder, titles=None, looks=None):
     """thresholds_page.{png,pdf} from the soft_threshold runs of the report's table `df`
-    (reporting.load.load); [] when there is none with a threshold."""
+    (reporting.load.load), at most three rows a file (thresholds_page_2, ...); [] when
+    there is none with a threshold. Colours: the report's `looks` (style.Looks)."""
+    from reporting import figures as F
+
     picked = [(row, entry, sched, r, curve(r["folder"], r.to_dict())) for row, entry, sched, r in _runs(df)]
     picked = [p for p in picked if p[4] is not None]
     if not picked:
         return []
-    plt = _plt()
+    plt = F._plt()
+    titles = titles or style.row_titles(df)
+    looks = looks or style.Looks((METHOD, p[1]) for p in picked)
     rows = list(dict.fromkeys(p[0] for p in picked))
-    fig, axes = plt.subplots(len(rows), 2, figsize=(WIDTH, 2.3 * len(rows)), squeeze=False)
-    look = style.looks([(METHOD, p[1]) for p in picked])
-    for (ax_d, ax_l), row in zip(axes, rows):
-        for _, entry, sched, r, c in (p for p in picked if p[0] == row):
-            kw = dict(look[(METHOD, entry)], markevery=max(1, len(c) // 6))
-            D = c.attrs["D"]
-            mean = D / c["lr_sum"].sum() if c["lr_sum"].sum() > 0 else math.nan
-            # the entry's display name (reporting/style.py: names its schedule), its D and λ
-            lab = f"{style.label(METHOD, entry, sched)}: D = {D:.3g}, mean λ = {mean:.3g}"
-            ax_d.plot([0, *c["epoch"]], [0.0, *(c["threshold"] / D)], label=lab, **kw)   # d_0 = 0
-            ax_l.plot(c["epoch"], c["lam"] / mean, **kw)
-        ax_d.set_title(f"{row}: the threshold", loc="left")
-        ax_d.set_ylabel("threshold d / final D")
-        ax_l.set_title("implied ℓ1 coefficient λ_e = Δd / Σ η of the epoch", loc="left")
-        ax_l.set_ylabel("λ_e / (D / Σ η)")
-        ax_l.set_yscale("log")
-        ax_l.axhline(1.0, color="#555555", lw=0.6, ls=":")
-        for ax in (ax_d, ax_l):
-            ax.set_xlabel("epoch")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=1, frameon=False, bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout()
-    os.makedirs(folder, exist_ok=True)
     paths = []
-    for ext in ("png", "pdf"):
-        p = os.path.join(folder, f"thresholds_page.{ext}")
-        runs.save_figure(fig, p, bbox_inches="tight", pad_inches=0.02)
-        paths.append(p)
-    plt.close(fig)
+    for suffix, group in F._groups(rows, "page", per=3):
+        mine = [p for p in picked if p[0] in group]
+        fig, axes = F._figure(plt, 2 * len(group), "page", F._legend_rows(len(mine), "page", 1), ncols=2)
+        look = looks.figure([(METHOD, p[1]) for p in mine])
+        handles = {}
+        for i, row in enumerate(group):
+            _panel_row(axes[2 * i], axes[2 * i + 1], [p for p in mine if p[0] == row], look, handles,
+                       titles.get(row, row))
+        F._legend(fig, handles, "page", ncol=1)
+        stem = f"thresholds_page{suffix}"
+        paths += F._save(fig, folder, stem)
+        F._record(stem, fig)
     return paths
+
+
+def _panel_row(ax_d, ax_l, mine, look, handles, title):
+    """One row: d / D against epoch (left), λ_e over its lr-weighted mean (right)."""
+    drawn = []
+    for _, entry, sched, r, c in mine:
+        kw = dict(look[(METHOD, entry)], markevery=max(1, len(c) // 6))
+        D = c.attrs["D"]
+        mean = D / c["lr_sum"].sum() if c["lr_sum"].sum() > 0 else math.nan
+        lab = f"{style.mpl(style.label(METHOD, entry, sched))}: D = {D:.3g}, mean λ = {mean:.3g}"
+        h = ax_d.plot([0, *c["epoch"]], [0.0, *(c["threshold"] / D)], **kw)[0]      # d_0 = 0
+        handles.setdefault(lab, h)
+        drawn.append(flat(c["lam"] / mean))
+        ax_l.plot(c["epoch"], drawn[-1], **kw)
+    ax_d.set_title(f"{title}: the threshold")
+    ax_d.set_ylabel("threshold d / final D")
+    ax_l.set_title(r"implied $\ell_1$ coefficient $\lambda_e = \Delta d\,/\,\Sigma\eta$ of the epoch")
+    ax_l.set_ylabel(r"$\lambda_e$ / (D / $\Sigma\eta$)")
+    _lambda_axis(ax_l, drawn)
+    ax_l.axhline(1.0, color="#555555", lw=0.6, ls=":")
+    for ax in (ax_d, ax_l):
+        ax.set_xlabel("epoch")
