@@ -121,8 +121,8 @@ def _save(fig, folder, name):
 def _record(stem, fig, **extra):
     """What a figure shows, for tests and for a reader of DRAWN: titles, legend texts, axis
     limits and tick labels of every visible axis."""
-    axes = [ax for ax in fig.axes if ax.get_visible()]
-    legend = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    axes = [ax for ax in fig.get_axes() if ax.get_visible()]
+    legend = [t.get_text() for f in [fig, *fig.subfigs] for lg in f.legends for t in lg.get_texts()]
     legend += [t.get_text() for ax in axes if ax.get_legend() for t in ax.get_legend().get_texts()]
     DRAWN[stem] = {"titles": [ax.get_title(loc="left") for ax in axes if ax.get_title(loc="left")],
                    "legend": legend, "ylims": [ax.get_ylim() for ax in axes],
@@ -395,6 +395,9 @@ def _ylocator():
 
 # ----------------------------------------------------------------------------- matched points
 
+ALWAYS = ("soft_threshold",)     # entries the dynamics and per-layer figures always show
+
+
 def matched(pts, row, most=2):
     """The points the dynamics and per-layer figures show for one row: xRDA's (the reference,
     elementwise, from scratch) full point nearest its median sparsity, and for each of the
@@ -414,7 +417,9 @@ def matched(pts, row, most=2):
         i = int(np.argmin(dist))
         near.append((dist[i], part.iloc[i]))
     near.sort(key=lambda t: t[0])
-    out = [("reference", r)] + [("baseline", p) for _, p in near[:most]]
+    # LATS (the soft threshold with its own schedule) always: the baseline xRDA is held against
+    keep = near[:most] + [t for t in near[most:] if t[1]["entry"] in ALWAYS]
+    out = [("reference", r)] + [("baseline", p) for _, p in keep]
     d = _dense_point(pts, row, int(r["epochs"]))
     return out + ([("dense", d)] if d is not None else [])
 
@@ -468,10 +473,13 @@ def dynamics(df, pts, folder, titles=None, looks=None):
         return []
     paths = []
     for suffix, group in _groups(rows, "page", per=3):
-        fig, axes = plt.subplots(len(group), 2, figsize=(WIDTHS["page"], 2.2 * len(group) + 0.3),
-                                 squeeze=False, layout="constrained")
-        drawn, panels, marks = [], [], set()
-        for (ax_a, ax_s), row in zip(axes, group):
+        # a subfigure per row, its legend below its two panels: never over the curves
+        fig = plt.figure(figsize=(WIDTHS["page"], 2.75 * len(group)), layout="constrained")
+        subs = fig.subfigures(len(group), 1, squeeze=False)[:, 0]
+        axes = np.array([sf.subplots(1, 2) for sf in subs])
+        drawn, panels, curves = [], [], []
+        for (ax_a, ax_s), row, sf in zip(axes, group, subs):
+            marks = set()
             sel = matched(pts, row)
             look = looks.figure([(p["method"], p["entry"]) for _, p in sel])
             ref = sel[0][1]
@@ -506,8 +514,11 @@ def dynamics(df, pts, folder, titles=None, looks=None):
                            + (f" and the nearest point of {nb} baseline{'s' if nb != 1 else ''}" if nb else "")
                            + (f" ({n_seeds} seeds)" if n_seeds > 1 else " (one seed)"))
             ax_a.set_ylabel("test accuracy (%)")
-            ax_a.legend(loc="lower right", frameon=True, framealpha=0.85, edgecolor="none",
-                        title="final sparsity", title_fontsize=FONT - 1)
+            handles = dict(zip(*ax_a.get_legend_handles_labels()[::-1]))
+            curves.append(len(handles))
+            handles.update(_dynamics_keys(marks))
+            sf.legend(list(handles.values()), list(handles.keys()), loc="outside lower center", ncol=4,
+                      frameon=False, title="final sparsity", title_fontsize=FONT - 1)
             tx, tl = ticks(0.0, s_top + 0.1, SP_CAND, sp_x, most=6)
             ax_s.set_yticks(tx, tl)
             ax_s.set_ylim(-0.05, s_top + 0.15)
@@ -516,16 +527,19 @@ def dynamics(df, pts, folder, titles=None, looks=None):
                 ax.set_xlabel("epoch of the total budget")
                 ax.set_xlim(0.5, top + 0.5)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=4))
-        from matplotlib.lines import Line2D
-        keys = {"band": ("± std over seeds (band)", dict(color="0.35", lw=6, alpha=0.2)),
-                "parent": ("thin dashed: the dense run it starts from",
-                           dict(color="0.35", lw=0.6, ls="--"))}
-        _legend(fig, {keys[m][0]: Line2D([], [], **keys[m][1]) for m in ("band", "parent") if m in marks}, "page",
-                ncol=2)
         stem = f"dynamics_page{suffix}"
         paths += _save(fig, folder, stem)
-        _record(stem, fig, panels=panels, curves=[len(a.get_legend().get_texts()) for a in axes[:, 0]])
+        _record(stem, fig, panels=panels, curves=curves)
     return paths
+
+
+def _dynamics_keys(marks):
+    """Grey legend proxies for the band and the parent line, where a row draws them."""
+    from matplotlib.lines import Line2D
+
+    keys = {"band": ("± std over seeds (band)", dict(color="0.35", lw=6, alpha=0.2)),
+            "parent": ("thin dashed: the dense run it starts from", dict(color="0.35", lw=0.6, ls="--"))}
+    return {keys[m][0]: Line2D([], [], **keys[m][1]) for m in ("band", "parent") if m in marks}
 
 
 def _layers_mean(df, p):
