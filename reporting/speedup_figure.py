@@ -12,25 +12,21 @@ nonzero multiply-adds promise, from the CSV of benchmarks/bench_inference.py (--
 import math
 import os
 
-import runs
+from . import style
 
-FONT = 8
-WIDTH = 7.0   # in: a page-wide figure, as the report's other *_page figures
-VARIANTS = {"sparse": ("o", "#1f77b4"), "slim+sparse": ("s", "#2ca02c"),
-            "folded": ("^", "#7f7f7f"), "slim": ("D", "#d62728")}
+# marker, colour (the project's Okabe-Ito palette) and what each variant is, for the legend
+VARIANTS = {
+    "sparse": ("o", style.OKABE_ITO["blue"], "sparse: BatchNorm folded, sparse kernels"),
+    "slim+sparse": ("s", style.OKABE_ITO["bluish green"], "slim+sparse: zero filters removed, then sparse kernels"),
+    "folded": ("^", style.OKABE_ITO["orange"], "folded: BatchNorm folded, dense kernels"),
+    "slim": ("D", style.OKABE_ITO["vermillion"], "slim: zero filters removed, dense kernels"),
+}
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"font.size": FONT, "axes.titlesize": FONT, "axes.labelsize": FONT,
-                         "xtick.labelsize": FONT, "ytick.labelsize": FONT, "legend.fontsize": FONT,
-                         "lines.markersize": 4, "axes.grid": True, "grid.alpha": 0.3,
-                         "savefig.dpi": 200})
-    return plt
+def threads_text(threads):
+    """'1 thread', '4 threads', '1, 4 threads'."""
+    ts = sorted(int(t) for t in threads)
+    return f"{', '.join(map(str, ts))} thread{'' if ts == [1] else 's'}"
 
 
 def read(csv_path):
@@ -48,41 +44,40 @@ def read(csv_path):
 
 def figure(csv_path, folder):
     """speedup_page.{png,pdf} in `folder` from the benchmark CSV; [] when it has no rows."""
+    from . import figures as F
+
     df = read(csv_path)
     if df is None or df.empty:
         return []
-    plt = _plt()
+    plt = F._plt()
     batches = sorted(df["batch"].unique())
-    fig, axes = plt.subplots(1, len(batches), figsize=(WIDTH, 2.8), squeeze=False)
-    for ax, b in zip(axes[0], batches):
-        d = df[df["batch"] == b]
-        finite = d["mac_ratio"][d["mac_ratio"].map(math.isfinite)]
-        hi = max(2.0, float(finite.max()) * 1.3 if len(finite) else 2.0)
-        ax.plot([1, hi], [1, hi], color="#555555", lw=0.6, ls=":", label="nonzero-MAC ratio")
-        ax.axhline(1.0, color="#555555", lw=0.6)
-        for v, (marker, color) in VARIANTS.items():
-            s = d[d["variant"] == v]
-            if s.empty:
-                continue
-            err = [s["speedup"] - s["speedup_q1"], s["speedup_q3"] - s["speedup"]]
-            ax.errorbar(s["mac_ratio"], s["speedup"], yerr=err, fmt=marker, color=color,
-                        capsize=2, lw=0.8, label=v)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        threads = ", ".join(str(t) for t in sorted(d["threads"].unique()))
-        what = "latency" if b == 1 else "throughput"
-        ax.set_title(f"batch {b} ({what}), {threads} thread(s)", loc="left")
-        ax.set_xlabel("multiply-adds dense / nonzero")
-        ax.set_ylabel("speed-up over dense")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
-               bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout()
-    os.makedirs(folder, exist_ok=True)
-    paths = []
-    for ext in ("png", "pdf"):
-        p = os.path.join(folder, f"speedup_page.{ext}")
-        runs.save_figure(fig, p, bbox_inches="tight", pad_inches=0.02)
-        paths.append(p)
-    plt.close(fig)
+    fig, axes = F._figure(plt, len(batches), "page", F._legend_rows(len(VARIANTS) + 2, "page", 2),
+                          ncols=len(batches), panel_h=2.6)
+    handles = {}
+    for ax, b in zip(axes, batches):
+        _panel(ax, df[df["batch"] == b], b, handles)
+    F._legend(fig, handles, "page", ncol=2)
+    paths = F._save(fig, folder, "speedup_page")
+    F._record("speedup_page", fig)
     return paths
+
+
+def _panel(ax, d, b, handles):
+    finite = d["mac_ratio"][d["mac_ratio"].map(math.isfinite)]
+    hi = max(2.0, float(finite.max()) * 1.3 if len(finite) else 2.0)
+    handles.setdefault("diagonal: every skipped multiply-add saved",
+                       ax.plot([1, hi], [1, hi], color="#555555", lw=0.6, ls=":")[0])
+    handles.setdefault("1: dense's speed", ax.axhline(1.0, color="#555555", lw=0.6))
+    for v, (marker, color, text) in VARIANTS.items():
+        s = d[d["variant"] == v]
+        if s.empty:
+            continue
+        err = [s["speedup"] - s["speedup_q1"], s["speedup_q3"] - s["speedup"]]
+        handles.setdefault(text, ax.errorbar(s["mac_ratio"], s["speedup"], yerr=err, fmt=marker, color=color,
+                                             capsize=2, lw=0.8))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    what = "latency" if b == 1 else "throughput"
+    ax.set_title(f"batch {b} ({what}), {threads_text(d['threads'].unique())}")
+    ax.set_xlabel("multiply-adds dense / nonzero")
+    ax.set_ylabel("speed-up over dense (median, IQR)")
