@@ -20,6 +20,8 @@ PROFILE, every profile named by the runs in RESULTS/runs.csv. For each profile i
     FIGURES/thresholds_page.{png,pdf}  soft-threshold schedules' d and λ
     FIGURES/speedup_page.{png,pdf}     CPU inference speed-up against the nonzero-MAC ratio, when
                                       OUT/inference.csv exists (benchmarks/bench_inference.py --csv)
+    FIGURES/.manifest                 the figures this build wrote; the next build removes those of
+                                      them it no longer makes (and never a file no build listed)
 
 RESULTS defaults to the profile's `results:` folder (quick: scratch/results, git-ignored), else
 results. OUT defaults to RESULTS/<profile>/ and FIGURES to figures/<profile>/ beside RESULTS when that
@@ -61,7 +63,7 @@ def _ours(report_md):
 
 def _listing(folder):
     try:
-        return [n for n in os.listdir(folder) if n != MARKER]
+        return [n for n in os.listdir(folder) if n not in (MARKER, MANIFEST)]
     except (FileNotFoundError, NotADirectoryError):
         return []
 
@@ -93,6 +95,33 @@ def mark(out, fdir):
         if not _ours(os.path.join(out, "REPORT.md")) and not os.path.exists(os.path.join(folder, MARKER)):
             os.makedirs(folder, exist_ok=True)
             runs.atomic_write(os.path.join(folder, MARKER), "a folder written by report.py\n")
+
+
+MANIFEST = ".manifest"   # in a figures folder: the files the last build there wrote, one a line
+
+
+def prune_figures(fdir, paths):
+    """Remove from `fdir` the figures an earlier build wrote (its MANIFEST) that this build
+    did not (`paths`), then record this build's: a figure no longer made does not linger and
+    mislead. A file no build listed (a user's, or one from before the manifest) is kept."""
+    import runs
+
+    now = sorted({os.path.basename(p) for p in paths if os.path.dirname(os.path.abspath(p)) ==
+                  os.path.abspath(fdir)})
+    try:
+        with open(os.path.join(fdir, MANIFEST), encoding="utf-8") as f:
+            before = [n.strip() for n in f if n.strip()]
+    except FileNotFoundError:
+        before = []
+    for name in before:
+        # names only, never a path out of the folder
+        if name not in now and os.path.basename(name) == name and name not in (MANIFEST, MARKER):
+            try:
+                os.remove(os.path.join(fdir, name))
+            except FileNotFoundError:
+                pass
+    if now or before:
+        runs.atomic_write(os.path.join(fdir, MANIFEST), "".join(f"{n}\n" for n in now))
 
 
 INFERENCE_CSV = "inference.csv"   # bench_inference.py's measurements of this profile's runs
@@ -174,6 +203,7 @@ def build(profile, results, out, fdir=None):
         budget_md = budget_section(profile, results, papers, df, left, tdir, fdir, looks, put, figs)
     figs = [(t, p) for t, p in figs if p]
     written += [p for _, ps in figs for p in ps]
+    prune_figures(fdir, [p for _, ps in figs for p in ps])
     sv = savings.table(list(df["folder"]))
     sv_md = T.md(*savings.display(sv)) if sv else ""
     written.append(document.write(os.path.join(out, "REPORT.md"), name, evidence, df, left, pts, comps,

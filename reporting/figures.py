@@ -127,6 +127,7 @@ def _record(stem, fig, **extra):
     DRAWN[stem] = {"titles": [ax.get_title(loc="left") for ax in axes if ax.get_title(loc="left")],
                    "legend": legend, "ylims": [ax.get_ylim() for ax in axes],
                    "xlims": [ax.get_xlim() for ax in axes],
+                   "xlabels": [ax.get_xlabel() for ax in axes], "yscales": [ax.get_yscale() for ax in axes],
                    "xticks": [_shown(ax.get_xticks(), ax.get_xticklabels(), ax.get_xlim()) for ax in axes],
                    "yticks": [_shown(ax.get_yticks(), ax.get_yticklabels(), ax.get_ylim()) for ax in axes],
                    "size": tuple(fig.get_size_inches()), **extra}
