@@ -323,8 +323,10 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
           "own), 8 pt text, PNG at 300 dpi and PDF with TrueType fonts. Page-width versions are "
           "shown; the column-width ones (`*_col*`) are beside them. Filled markers joined by a line: "
           "points every seed ran, error bars std over seeds; small open markers: λ-search rounds "
-          "(seed 0 only); ×: collapsed runs on the lower edge; ▼: healthy points more than "
-          f"{figures.BELOW_PP:g} pp below the best, on the lower edge; ▶: 100% sparse, on the right edge. "
+          "(seed 0 only); ×: collapsed runs on the lower edge; ↓: healthy points more than "
+          f"{figures.BELOW_PP:g} pp below the best, on the lower edge; ▶: runs past the axis's right end "
+          "(sparser than every healthy point: a collapse, an all-zero network), their sparsity beside them "
+          "(with a white × if collapsed); edge marks at one place are stacked, never hidden. "
           "The accuracy axis spans the healthy points and the dense model's band.", ""]
     for title, paths in figs:
         png = [p for p in paths if p.endswith(".png")]

@@ -387,7 +387,7 @@ def test_accuracy_axis_zooms_and_legends_explain_every_mark(built):
     # the all-zero network of the quick profile is drawn at the right edge, and says so
     q = built["quick"][1]
     edge = [s for s, v in q.items() if "edge_collapsed" in v.get("marks", [])]
-    assert edge and all("100% sparse and collapsed" in q[s]["legend"] for s in edge)
+    assert edge and all("past the axis and collapsed" in q[s]["legend"] for s in edge)
     assert all(any(t == "100%" for t in q[s]["xticks"][0]) or any("100%" in ts for ts in q[s]["xticks"]) for s in edge)
 
 
@@ -422,7 +422,8 @@ def test_a_point_sparser_than_every_tick_stays_inside_the_axis(built, tmp_path):
 
 def test_dynamics_shows_few_curves_on_the_total_budget_axis(built):
     d = built["fashion"][1]["dynamics_page"]
-    assert all(n <= 4 for n in d["curves"])
+    assert all(n <= 5 for n in d["curves"])                   # xRDA, 2 nearest, LATS, dense
+    assert any(lab.startswith("soft threshold (LATS)") for lab in d["legend"])
     title = d["titles"][0]
     import pandas as pd
     pts = pd.read_csv(built["fashion"][0] / "tables" / "points.csv")
@@ -455,7 +456,10 @@ def test_per_layer_threshold_and_search_figures(built):
     pts = pd.read_csv(built["fashion"][0] / "tables" / "points.csv")
     lats = pts[(pts["entry"] == "soft_threshold") & (pts["seeds"] == 3)]
     assert len(lats) == 4
-    assert sum(lab.startswith("λ") for lab in thr["legend"]) == len(lats) and all("→" in lab for lab in thr["legend"])
+    # one legend entry per schedule, naming it; a curve per level (at most 4 of LATS's points)
+    assert "soft threshold (LATS) (searched λ)" in thr["legend"]
+    assert "soft threshold, linear schedule (searched D)" in thr["legend"]
+    assert len(thr["legend"]) == len(set(thr["legend"])) and thr["curves"] <= 4 * len(thr["legend"])
     rep = (built["fashion"][0] / "REPORT.md").read_text()
     for stem in ("layers_page", "threshold_col", "dynamics_page", "tradeoff_page"):
         assert f"figures/{stem}.png" in rep
