@@ -144,7 +144,7 @@ def figure(df, folder, titles=None, looks=None):
     if not picked:
         return []
     plt = F._plt()
-    titles = titles or style.row_titles(df)
+    titles = titles or (style.row_titles(df) if {"model", "width", "dataset"} <= set(df.columns) else {})
     looks = looks or style.Looks((METHOD, p[1]) for p in picked)
     rows = list(dict.fromkeys(p[0] for p in picked))
     paths = []

@@ -182,7 +182,7 @@ def test_one_marker_means_one_thing():
     assert F.BELOW_MARK not in markers.values() and markers[("magnitude_finetune",) * 2] == "v"
 
 
-def test_a_constant_coefficient_is_drawn_flat_on_a_linear_axis(small, tmp_path):
+def test_a_constant_coefficient_is_drawn_flat_on_a_linear_axis(tmp_path):
     from tests.test_threshold_figure import fake_run
 
     v = TF.flat([1.0, 1.0 + 3e-7, 1.0 - 2e-7])
@@ -200,7 +200,7 @@ def test_a_constant_coefficient_is_drawn_flat_on_a_linear_axis(small, tmp_path):
     d = F.DRAWN["thresholds_page"]
     assert d["yscales"] == ["linear", "linear"]
     assert not any("10^" in t for ts in d["yticks"] for t in ts)
-    assert d["titles"][0].startswith("ResNet-20 ×0.5, Digits")        # not the row id
+    assert d["titles"][0].startswith(f"ResNet-20 ×0.5, {style.dataset_name('digits')}")   # not the row id
     TF.figure(pd.DataFrame(rows), str(tmp_path / "two"))              # linear: λ grows ~10×
     assert F.DRAWN["thresholds_page"]["yscales"] == ["linear", "log"]
     assert F.DRAWN["thresholds_page"]["size"][0] == 7.0
