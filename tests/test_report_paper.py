@@ -381,14 +381,17 @@ def test_accuracy_axis_zooms_and_legends_explain_every_mark(built):
     lo, hi = d["ylims"][0]
     assert hi - lo < 6 and lo > 80          # the 0.2-2 pp differences, not 10-100%
     assert len(d["yticks"][0]) >= 4 and len(d["xticks"][0]) >= 3
-    # a collapsed soft-threshold run and λ-search rounds are drawn and explained
-    assert {"collapsed", "round"} <= set(d["marks"])
-    assert "collapsed run (lower edge)" in d["legend"] and "λ-search round (seed 0)" in d["legend"]
+    # a collapsed soft-threshold run (past the healthy points: on the right edge) and λ-search
+    # rounds are drawn and explained
+    assert "round" in d["marks"] and {"collapsed", "edge_collapsed"} & set(d["marks"])
+    assert ({"collapsed run (lower edge)", "past the axis and collapsed"} & set(d["legend"])
+            and "λ-search round (seed 0)" in d["legend"])
     # the all-zero network of the quick profile is drawn at the right edge, and says so
     q = built["quick"][1]
     edge = [s for s, v in q.items() if "edge_collapsed" in v.get("marks", [])]
     assert edge and all("past the axis and collapsed" in q[s]["legend"] for s in edge)
-    assert all(any(t == "100%" for t in q[s]["xticks"][0]) or any("100%" in ts for ts in q[s]["xticks"]) for s in edge)
+    for s in edge:      # inside the axis, at its right end
+        assert all(any(lo < x <= hi for lo, hi in q[s]["xlims"]) for x, _, m in q[s]["edge_marks"])
 
 
 def test_a_far_lower_healthy_point_is_marked_not_allowed_to_flatten_the_axis(built, tmp_path):
@@ -405,7 +408,7 @@ def test_a_far_lower_healthy_point_is_marked_not_allowed_to_flatten_the_axis(bui
     assert d["ylims"][0][0] > 85
 
 
-def test_a_point_sparser_than_every_tick_stays_inside_the_axis(built, tmp_path):
+def test_a_collapse_sparser_than_every_tick_is_an_edge_mark_inside_the_axis(built, tmp_path):
     from reporting import claims as CL
     from reporting import load
 
@@ -416,8 +419,9 @@ def test_a_point_sparser_than_every_tick_stays_inside_the_axis(built, tmp_path):
     pts.loc[i, "collapsed"] = 1
     F.tradeoff(pts, str(tmp_path), "nnz", "col", "far")
     lo, hi = F.DRAWN["far_col"]["xlims"][0]
-    assert lo < 4.52 < hi
-    assert hi < 5.9                               # not widened to the 100%-sparse edge either
+    # a collapse does not stretch the axis (issue 33): it sits on the right edge, inside it
+    assert hi < 4.52
+    assert any(m == "edge_collapsed" and lo < x < hi for x, _, m in F.DRAWN["far_col"]["edge_marks"])
 
 
 def test_dynamics_shows_few_curves_on_the_total_budget_axis(built):
