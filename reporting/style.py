@@ -9,7 +9,9 @@ text, $\\ell_1$ in LaTeX and matplotlib. A row reads as
 "ResNet-20 ×0.5, Fashion-MNIST" (row_title).
 
 Colours come from the Okabe-Ito palette (Okabe & Ito 2008, "Color Universal Design"; the
-palette Wong 2011, Nature Methods 8:441, recommends for colour-blind readers), nothing else:
+palette Wong 2011, Nature Methods 8:441, recommends for colour-blind readers) and one neutral
+grey, handed out before yellow (a profile with eight methods, fashion's, would otherwise draw
+one of them in yellow, faint on white):
 the dense model is black; xRDA's and the baselines' entries choose first, then the
 ablations: each method's first entry keeps its registry colour where that is an Okabe-Ito
 colour not taken yet, every other entry takes the next free one (yellow, faint on white, only
@@ -21,10 +23,12 @@ import re
 
 from optim import get_method
 
-# Okabe-Ito, in the order free colours are handed out (yellow last: faint on white)
+# Okabe-Ito plus a neutral grey, in the order free colours are handed out (yellow last: faint
+# on white)
 OKABE_ITO = {
     "vermillion": "#D55E00", "blue": "#0072B2", "bluish green": "#009E73", "orange": "#E69F00",
-    "reddish purple": "#CC79A7", "sky blue": "#56B4E9", "black": "#000000", "yellow": "#F0E442",
+    "reddish purple": "#CC79A7", "sky blue": "#56B4E9", "grey": "#777777", "black": "#000000",
+    "yellow": "#F0E442",
 }
 PALETTE = tuple(OKABE_ITO.values())
 DENSE_COLOR = OKABE_ITO["black"]

@@ -329,8 +329,11 @@ def test_pdfs_embed_truetype_not_type3_fonts(built):
 
 
 def test_colours_are_okabe_ito_and_distinct_in_every_figure(built):
-    okabe_ito = {"#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"}
+    # the eight Okabe-Ito colours and one neutral grey, handed out before yellow
+    okabe_ito = {"#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+                 "#777777"}
     assert set(style.PALETTE) == okabe_ito
+    assert style.PALETTE.index("#777777") < style.PALETTE.index(style.YELLOW)
     for prof in ("fashion", "quick"):
         drawn = built[prof][1]
         for stem, d in drawn.items():
