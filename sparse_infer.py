@@ -495,9 +495,13 @@ def main(argv=None):
           f"on {x.shape[0]} test images")
     if args.json:
         where = os.path.abspath(args.run_dir)     # a file (an export) is named after its folder
-        runs.save_json({"run": os.path.basename(where if os.path.isdir(where) else os.path.dirname(where)),
-                        "threads": args.threads, "folded": net.folded, "max_logit_diff": diff,
-                        "tolerance": tol, "plan": net.plan}, args.json)
+        try:   # a full disk, a read-only folder: one line naming the file (runs.WriteError)
+            runs.save_json({"run": os.path.basename(where if os.path.isdir(where) else os.path.dirname(where)),
+                            "threads": args.threads, "folded": net.folded, "max_logit_diff": diff,
+                            "tolerance": tol, "plan": net.plan}, args.json)
+        except OSError as e:
+            print(f"sparse_infer.py: error: {runs.os_error_text(e)}", file=sys.stderr)
+            return 1
     if not diff <= tol:
         print(f"sparse_infer.py: error: sparse network changed the logits: {diff:.3g} > {tol:.3g}",
               file=sys.stderr)
