@@ -5,7 +5,9 @@
 Numbers come from the weights, never from the run's logs. A csr export (export.py --format
 csr, e.g. a committed results/fashion/weights/<run>/model.csr.pt) is read back exactly,
 after the check against its sha256; without a run's config.yaml beside it, the defaults'
-precision and memory format are used.
+precision and memory format are used. A committed run folder (results/runs/<run>: no model.pt
+in git) is read from its committed export (results/<profile>/weights/<run>/model.csr.pt),
+checked against its sha256 and the run's summary, and a line on stderr says so.
 """
 import argparse
 import os
@@ -18,11 +20,12 @@ import data as D
 import metrics
 import runs
 from exporting.csr import ExportError, is_csr_export, load_any
+from exporting.files import committed_export
 
 
 def evaluate_file(path, data_dir=None, device="auto"):
     run_dir = path if os.path.isdir(path) else os.path.dirname(path)
-    model_path = path if is_csr_export(path) else runs.model_path(path)
+    model_path = path if is_csr_export(path) else committed_export(path) or runs.model_path(path)
     dev = runs.pick_device(device)
     saved, model = load_any(path, dev)
     cfg_path = runs.path(run_dir, runs.CONFIG)
@@ -49,6 +52,9 @@ def main(argv=None):
     p.add_argument("--data-dir", help="where the data set lives (default: the run's data_dir)")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
+    if not os.path.exists(args.path):   # a usage error, exit 2 as train.py's missing config
+        print(f"error: {args.path}: no such run folder or model file", file=sys.stderr)
+        return 2
     try:
         result, layers = evaluate_file(args.path, args.data_dir, args.device)
     except C.ConfigError as e:   # exit codes as every tool's (README)

@@ -1,8 +1,14 @@
 """Export a finished run's model in one of three forms, each checked on export.
 
-    python export.py RUN_DIR --format slim|csr|dense [--out FILE] [--batch N] [--data-dir DIR]
+    python export.py RUN_DIR|CSR_EXPORT --format slim|csr|dense [--out FILE] [--batch N] [--data-dir DIR]
     python export.py --check FILE [FILE ...]
     python export.py --profile PROFILE [--results DIR]
+
+The source is a finished run folder, or a csr export of one in its place (e.g. the committed
+results/fashion/weights/<run>/model.csr.pt). A committed run folder (results/runs/<run>: its
+model.pt is not in git) is read from its committed export, checked against its sha256 and the
+run's summary; one line says so. Read from an export, the new file and its export.json go to
+--out's folder, by default scratch/exports/<run>/ (committed folders are never written to).
 
 slim   Conv filters whose weights are all zero, and channels that no later layer reads, are
        physically removed and what they still passed on is folded into the layers that read
@@ -43,8 +49,8 @@ import sys
 import torch
 
 import runs
-from exporting.csr import (CSR_FORMAT, csr_file, dense_file, is_csr_export, load_any, load_csr,
-                           load_dense, read_csr)
+from exporting.csr import (CSR_FORMAT, csr_file, dense_file, is_csr_export, load_any, load_committed,
+                           load_csr, load_dense, read_csr)
 from exporting.files import (EXPORT_JSON, RUN_FILES, SHA_SUFFIX, ExportError, export_problem,
                              finished_run, record, recorded_sha, run_data_dir, run_file, sha_path,
                              write_export)
@@ -54,7 +60,8 @@ from exporting.slim import channels, load_slim, slim_model, slim_report
 __all__ = ["FORMATS", "DEFAULT_OUT", "EXPORT_JSON", "RUN_FILES", "SHA_SUFFIX", "ExportError",
            "export", "verify", "check", "real_batch", "finished_run", "run_data_dir", "size_ratio",
            "slim_model", "slim_report", "load_slim", "csr_file", "read_csr", "load_csr",
-           "dense_file", "load_dense", "export_problem", "is_csr_export", "load_any", "main"]
+           "dense_file", "load_dense", "export_problem", "is_csr_export", "load_any", "load_committed",
+           "main"]
 
 FORMATS = ("slim", "csr", "dense")
 DEFAULT_OUT = {"slim": "model.slim.pt", "csr": "model.csr.pt", "dense": "model.dense.pt"}
@@ -152,19 +159,58 @@ def _build(fmt, model, dense_obj, dense_blob):
                             "kept_zero_filters": len(skipped)}
 
 
-def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False, record_dir=None):
-    """Export the run in `run_dir` as `fmt`; returns the facts written to export.json (in
-    `record_dir`, default the run folder). An existing file at `out` that is not an earlier
-    export is replaced only with `force`."""
+def _same_file(a, b):
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _source(run_dir, say=None):
+    """(the run folder or None, what model.pt holds, the model, the file read or None for a
+    run's own model.pt) of a run folder, a committed run folder (its committed export) or a
+    csr export standing in for its run."""
+    if not os.path.exists(run_dir):
+        raise ExportError(f"{run_dir}: no such run folder or export file", 2)
+    if is_csr_export(run_dir):
+        saved, model = load_any(run_dir)
+        return None, saved, model, run_dir
+    committed = load_committed(run_dir, say=say)
+    if committed is not None:
+        return (run_dir, *committed)
+    finished_run(run_dir)
+    return run_dir, runs.load_model_file(run_dir), runs.load_model(run_dir), None
+
+
+def _run_name(path):
+    """The run a folder, or an export in the run's folder of exports, stands for: the folder's name."""
+    path = os.path.abspath(path)
+    return os.path.basename(path if os.path.isdir(path) else os.path.dirname(path))
+
+
+def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False, record_dir=None, say=None):
+    """Export the run in `run_dir` (a run folder, or a csr export standing in for one) as
+    `fmt`; returns the facts written to export.json (in `record_dir`, default the run
+    folder). An existing file at `out` that is not an
+    earlier export is replaced only with `force`; the source file never. Read from an export
+    (given, or a committed run folder's), the file and export.json go to --out's folder, by
+    default scratch/exports/<run>/: committed folders are evidence, never written to."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ExportError(f"--batch must be a positive number of test images, got {batch!r}", 2)
-    finished_run(run_dir)
-    out = _out_path(run_dir, fmt, out, force)
-    saved = runs.load_model_file(run_dir)
-    model = runs.load_model(run_dir)
-    x = real_batch(saved["dataset"], batch, data_dir or run_data_dir(run_dir))
+    run, saved, model, source = _source(run_dir, say)
+    if source is not None:
+        out = out or os.path.join(runs.SCRATCH, "exports", _run_name(run_dir), DEFAULT_OUT[fmt])
+        if any(_same_file(out, f) for f in (source, sha_path(source))):
+            # `export.py model.csr.pt --format csr` would write over the file it reads
+            raise ExportError(f"--out {out} is the export being read (or its sha256 record): give "
+                              f"another file name; nothing written", 2)
+    out = _out_path(run or os.path.dirname(os.path.abspath(out)), fmt, out, force)
+    home = run if source is None else os.path.dirname(os.path.abspath(out))   # where export.json goes
+    x = real_batch(saved["dataset"], batch, data_dir or run_data_dir(run or home))
     dense_obj = dense_file({**saved, "state_dict": model.state_dict()})
     dense_blob = _bytes(dense_obj)
     blob, exported, facts = _build(fmt, model, dense_obj, dense_blob)
@@ -173,13 +219,15 @@ def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False, record
         raise ExportError(f"{fmt} export changed the logits: max |difference| {diff:.3g} > "
                           f"tolerance {tol:.3g}; nothing written")
     # relative to the run folder (where export.json is): stays true when the folder moves
-    record_dir = record_dir or run_dir
+    record_dir = record_dir or home
     facts = {"format": fmt, "file": os.path.relpath(os.path.abspath(out), os.path.abspath(record_dir)), "dense_bytes": len(dense_blob),
              "params_before": _n_params(model), "test_images": int(x.shape[0]), **facts,
              "bytes": len(blob), "max_logit_diff": diff, "tolerance": tol}
+    if source is not None:
+        facts["source"] = os.path.abspath(source)
     facts["sha256"] = write_export(out, blob)
     record(record_dir, fmt, facts)
-    return facts
+    return {**facts, "path": out}    # (the path as given: for the line printed, not recorded)
 
 
 # ----------------------------------------------------------------------------- a profile's levels
@@ -285,7 +333,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _print_facts(fmt, f):
-    print(f"{fmt}: {f['file']}  {f['bytes']:,} bytes (dense {f['dense_bytes']:,} bytes, "
+    print(f"{fmt}: {f.get('path', f['file'])}  {f['bytes']:,} bytes (dense {f['dense_bytes']:,} bytes, "
           f"{size_ratio(f['bytes'], f['dense_bytes'])}); sha256 {f['sha256'][:16]}...")
     print(f"parameters {f['params_before']:,} -> {f['params_after']:,}; max |logit difference| "
           f"{f['max_logit_diff']:.2g} (tolerance {f['tolerance']:.2g}) on {f['test_images']} test images")
@@ -295,9 +343,10 @@ def _print_facts(fmt, f):
 
 def main(argv=None):
     p = _Parser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dir", nargs="?", help="a finished run folder")
+    p.add_argument("run_dir", nargs="?", help="a finished run folder, or a csr export of one")
     p.add_argument("--format", choices=FORMATS)
-    p.add_argument("--out", help="output file (default: RUN_DIR/model.<format>.pt)")
+    p.add_argument("--out", help="output file (default: RUN_DIR/model.<format>.pt; read from an export: "
+                                 "scratch/exports/<run>/model.<format>.pt)")
     p.add_argument("--force", action="store_true",
                    help="replace a file at --out that is not an earlier export (never a run's file)")
     p.add_argument("--batch", type=_positive, default=256, help="test images the check uses")
@@ -330,7 +379,8 @@ def main(argv=None):
                       file=sys.stderr)
         elif not args.check:
             _print_facts(args.format, export(args.run_dir, args.format, args.out, args.batch,
-                                             args.data_dir, args.force))
+                                             args.data_dir, args.force,
+                                             say=lambda line: print(f"export.py: {line}", file=sys.stderr)))
     except (ExportError, runs.RunFolderError, D.DataError, OSError, ReportError, ProfileError) as e:
         text = runs.os_error_text(e) if isinstance(e, OSError) else str(e)
         print(f"export.py: error: {' '.join(text.split())}", file=sys.stderr)

@@ -5,7 +5,9 @@
 
 `run` is a finished run folder (or its model.pt), or a csr export of one (export.py --format
 csr, e.g. the committed results/fashion/weights/<run>/model.csr.pt, checked against the
-sha256 beside it), relative to the caller's working directory. The model comes back with the
+sha256 beside it), relative to the caller's working directory. A committed run folder
+(results/runs/<run>: its model.pt is not in git) loads from its committed export
+(results/<profile>/weights/<run>/model.csr.pt), checked, with one line on stderr saying so. The model comes back with the
 run's trained weights (exact zeros included) in eval mode.
 """
 import contextlib
@@ -57,6 +59,12 @@ def sparse_model(run, device="cpu"):
                 return csr.load_csr(path, device)
         except csr.ExportError as e:     # one error type for every kind of `run`
             raise runs.RunFolderError(str(e)) from None
+        try:
+            committed = csr.load_committed(path, device)
+        except csr.ExportError as e:
+            raise runs.RunFolderError(str(e)) from None
+        if committed is not None:
+            return committed[1]
         notes = []
         if os.path.isdir(path) and runs.finished_summary(path, warn=notes.append) is None:
             missing = [f for f in (runs.SUMMARY, runs.MODEL) if not os.path.exists(os.path.join(path, f))]

@@ -201,6 +201,40 @@ def writing(target):
         raise WriteError(e.errno, e.strerror or str(e), os.fspath(target)) from e
 
 
+def stream_name(stream, default):
+    """The file an output stream writes to (a log it was redirected to), else `default`."""
+    name = getattr(stream, "name", None)
+    if isinstance(name, str) and not name.startswith("<"):
+        return name
+    try:
+        return os.readlink(f"/proc/self/fd/{stream.fileno()}")
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return default
+
+
+class NamedOutput:
+    """A text stream (stdout, stderr) whose write errors name its file: a full disk under the
+    log a tool's output is redirected to gives 'could not write LOG: No space left on device'
+    (WriteError), not the bare reason write(2) reports."""
+
+    def __init__(self, stream, default):
+        self._stream, self._default = stream, default
+
+    def _named(self):
+        return writing(stream_name(self._stream, self._default))
+
+    def write(self, text):
+        with self._named():
+            return self._stream.write(text)
+
+    def flush(self):
+        with self._named():
+            return self._stream.flush()
+
+    def __getattr__(self, name):      # isatty, fileno, encoding, ...: the stream's own
+        return getattr(self._stream, name)
+
+
 def os_error_text(e):
     """One line for an OSError: 'could not write F: reason', 'F: reason' or the reason."""
     if isinstance(e, WriteError):
@@ -242,22 +276,40 @@ class LockedError(Exception):
     """Another process holds the run folder."""
 
 
+def _same_inode(f, p):
+    """Whether open file `f` is still the file at path `p` (not unlinked or replaced)."""
+    try:
+        a, b = os.fstat(f.fileno()), os.stat(p)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 @contextlib.contextmanager
 def run_lock(out):
     """Hold RUN/run.lock for as long as this process trains the folder (released by the
     kernel however the process ends); a second process gets LockedError at once. Temporary
-    files a killed writer left behind are removed once the lock is ours."""
-    with writing(path(out, LOCK)):
-        os.makedirs(out, exist_ok=True)
-        f = open(path(out, LOCK), "a+")
-    try:
+    files a killed writer left behind are removed once the lock is ours. A run that finished
+    (its summary.json there) leaves no run.lock behind: it is removed while still held, and
+    a taker checks that the file it locked is still the one at the path (else it takes the
+    new one), so removing it never lets two processes hold the folder; a lock held by another
+    live process is never removed (flock refuses it to us)."""
+    while True:
+        with writing(path(out, LOCK)):
+            os.makedirs(out, exist_ok=True)
+            f = open(path(out, LOCK), "a+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "?"
+            f.close()
             raise LockedError(f"{out} is being trained by another process (pid {holder}); wait for "
                               f"it to finish or stop it") from None
+        if _same_inode(f, path(out, LOCK)):
+            break
+        f.close()     # its holder removed it as we opened it: lock the file there now
+    try:
         with writing(path(out, LOCK)):
             f.seek(0)
             f.truncate()
@@ -269,6 +321,9 @@ def run_lock(out):
                     os.unlink(path(out, name))
         yield
     finally:
+        if os.path.exists(path(out, SUMMARY)) and _same_inode(f, path(out, LOCK)):
+            with contextlib.suppress(OSError):
+                os.unlink(path(out, LOCK))
         f.close()
 
 

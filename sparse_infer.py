@@ -30,7 +30,8 @@ others are measured without it, down to dense alone. The network built is for th
 and this process (kernels hold native pointers, the plan holds this machine's timings): build
 it again from model.pt or a CSR export (export.load_csr) where it is to run, in seconds.
 The CLI builds it for a finished run (RUN_DIR, or a csr export of one in its place, e.g. the
-committed results/fashion/weights/<run>/model.csr.pt), checks its logits on the run's test
+committed results/fashion/weights/<run>/model.csr.pt; a committed run folder, whose model.pt
+is not in git, is read from that export, checked, and a line says so), checks its logits on the run's test
 images like export.py checks its formats, prints the plan, and with --json writes it.
 """
 import argparse
@@ -441,9 +442,14 @@ def _load(run_dir, csr):
     import export
     import runs
 
+    if not os.path.exists(run_dir):        # a usage error, exit 2 as train.py's missing config
+        raise export.ExportError(f"{run_dir}: no such run folder or export file", 2)
     if export.is_csr_export(run_dir):      # a committed export stands in for the run folder
         saved, model = export.load_any(run_dir)
         return model, saved
+    committed = export.load_committed(run_dir, say=lambda line: print(f"sparse_infer.py: {line}", file=sys.stderr))
+    if committed is not None:              # a committed run folder: its committed export
+        return (export.load_csr(csr) if csr else committed[1]), committed[0]
     export.finished_run(run_dir)
     saved = runs.load_model_file(run_dir)
     model = export.load_csr(csr) if csr else runs.load_model(run_dir)
@@ -489,9 +495,13 @@ def main(argv=None):
           f"on {x.shape[0]} test images")
     if args.json:
         where = os.path.abspath(args.run_dir)     # a file (an export) is named after its folder
-        runs.save_json({"run": os.path.basename(where if os.path.isdir(where) else os.path.dirname(where)),
-                        "threads": args.threads, "folded": net.folded, "max_logit_diff": diff,
-                        "tolerance": tol, "plan": net.plan}, args.json)
+        try:   # a full disk, a read-only folder: one line naming the file (runs.WriteError)
+            runs.save_json({"run": os.path.basename(where if os.path.isdir(where) else os.path.dirname(where)),
+                            "threads": args.threads, "folded": net.folded, "max_logit_diff": diff,
+                            "tolerance": tol, "plan": net.plan}, args.json)
+        except OSError as e:
+            print(f"sparse_infer.py: error: {runs.os_error_text(e)}", file=sys.stderr)
+            return 1
     if not diff <= tol:
         print(f"sparse_infer.py: error: sparse network changed the logits: {diff:.3g} > {tol:.3g}",
               file=sys.stderr)

@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/venv.sh
-python -m pytest tests -q "$@"
+# -rs: a summary line per skipped test saying why (no GPU, no data set, ...)
+python -m pytest tests -q -rs "$@"

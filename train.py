@@ -561,6 +561,16 @@ def main(argv=None):
     # SIGTERM (kill, SLURM preemption, torchrun passing it on) ends like Ctrl-C: at the last
     # finished epoch's checkpoint, with one line
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # the log this output goes to (a sweep's per-run log) on a full disk: named in the error
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = runs.NamedOutput(sys.stdout, "<stdout>"), runs.NamedOutput(sys.stderr, "<stderr>")
+    try:
+        return _main(args)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(args):
     d = dist_.Dist()
 
     def tell(msg):   # one line, from rank 0 only: every rank meets the same error
@@ -584,8 +594,9 @@ def main(argv=None):
         tell(f"error: {e}")
         return 1
     except OSError as e:   # disk full, read-only folder, --out that is a file, ...
-        print(f"error: {runs.os_error_text(e)} (nothing written is half-written; fix it and rerun)",
-              file=sys.stderr)
+        with contextlib.suppress(OSError):   # (the log itself may be what is full)
+            print(f"error: {runs.os_error_text(e)} (nothing written is half-written; fix it and rerun)",
+                  file=sys.stderr)
         return 1
     except D.DataError as e:   # an image a data-loader worker could not read, ...
         print(f"error: {e}", file=sys.stderr)

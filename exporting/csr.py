@@ -16,7 +16,8 @@ import torch
 
 import runs
 
-from .files import ExportError, export_problem, name_of, open_export, recorded_sha, with_content_sha
+from .files import (ExportError, committed_export, export_problem, name_of, open_export, recorded_sha,
+                    with_content_sha)
 
 CSR_FORMAT = "sparse-weights-v1"
 HEADER = ("model", "width", "num_classes", "dataset")     # what rebuilds the model (models.from_saved)
@@ -174,12 +175,67 @@ def is_csr_export(path):
     return csr
 
 
-def load_any(path, device="cpu"):
+def _not_the_run(summary, saved, model):
+    """Why the model read from a committed export is not the run `summary` describes, or None:
+    its model, width and data set, and its parameter and nonzero counts (summary's n_params
+    and sparsity_all, which train.py counted on the same weights)."""
+    for k in ("model", "width", "dataset"):
+        if k in summary and saved[k] != summary[k]:
+            return f"its {k} is {saved[k]!r}, the run's {summary[k]!r}"
+    params = list(model.parameters())
+    n = sum(p.numel() for p in params)
+    nnz = sum(int(torch.count_nonzero(p)) for p in params)
+    if "n_params" in summary and n != summary["n_params"]:
+        return f"{n:,} parameters, the run's {summary['n_params']:,}"
+    if "sparsity_all" in summary and abs(nnz - (1 - summary["sparsity_all"]) * n) > 0.5:
+        return f"{nnz:,} nonzero parameters, the run's {round((1 - summary['sparsity_all']) * n):,}"
+    return None
+
+
+def load_committed(run_dir, device="cpu", say=None):
+    """(what model.pt holds, the model, the export file) of a committed run: folder `run_dir`
+    without model.pt, its results complete (runs.complete_summary), whose committed export
+    (files.committed_export) matches its sha256 record and rebuilds the run its summary
+    describes; `say` gets one line that the export is used. None where the folder has no
+    committed export or its results are incomplete (the caller says "not finished");
+    ExportError (one line) for an export that fails a check."""
+    file = committed_export(run_dir)
+    if file is None:
+        return None
+    try:
+        summary = runs.complete_summary(run_dir)
+    except (OSError, runs.RunFolderError):
+        return None
+    if summary is None:
+        return None
+    if recorded_sha(file) is None:    # committed with its sha256 record beside it: nothing less
+        raise ExportError(f"{file}: the committed export of {run_dir} has no "
+                          f"{os.path.basename(file)}.sha256 beside it; restore it (git checkout)")
+    saved = read_csr(file)            # checked against that record before it is read
+    model = model_from(saved, device, file)
+    problem = _not_the_run(summary, saved, model)
+    if problem:
+        raise ExportError(f"{file}: not the export of run {run_dir} ({problem}); restore it (git checkout)")
+    (say or _stderr)(f"note: {run_dir} has no model.pt (not committed): using its committed export "
+                     f"{file} (sha256 checked)")
+    return saved, model, file
+
+
+def _stderr(line):
+    import sys
+    print(line, file=sys.stderr)
+
+
+def load_any(path, device="cpu", say=None):
     """(what model.pt holds, the model in eval mode) of a finished run folder, a model.pt or a
     csr export file, so that eval, the benchmarks and torch.hub take a committed export where
-    no model.pt was committed. Run folders and model.pt: runs.RunFolderError; exports:
-    ExportError (both one line)."""
+    no model.pt was committed; a committed run folder (no model.pt) is read from its committed
+    export (load_committed; `say` gets the line that says so). Run folders and model.pt:
+    runs.RunFolderError; exports: ExportError (both one line)."""
     if is_csr_export(path):
         saved = read_csr(path)
         return saved, model_from(saved, device, path)
+    committed = load_committed(path, device, say)
+    if committed is not None:
+        return committed[:2]
     return runs.load_model_file(path), runs.load_model(path, device)

@@ -11,6 +11,7 @@ it records; a file with none of these is not read (one line), and a mismatch is 
 one line.
 """
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -21,6 +22,10 @@ import torch
 import runs
 
 EXPORT_JSON = "export.json"
+# RESULTS/<profile>/weights/<run>/COMMITTED: the export committed for run RESULTS/runs/<run>,
+# whose model.pt is not committed (results/fashion/weights/README.md)
+WEIGHTS = "weights"
+COMMITTED = "model.csr.pt"
 SHA_SUFFIX = ".sha256"
 # the run's own files: an export never replaces the weights, summary or log of the run it reads
 RUN_FILES = (runs.CONFIG, runs.METRICS, runs.LAYERS, runs.SUMMARY, runs.CHECKPOINT,
@@ -38,11 +43,13 @@ class ExportError(Exception):
 # ----------------------------------------------------------------------------- the run read
 
 def finished_run(run_dir):
-    """The summary of the finished run in `run_dir`; ExportError (one line) otherwise."""
+    """The summary of the finished run in `run_dir`; ExportError (one line) otherwise. A
+    missing path is a usage error (2), as train.py's missing config."""
     if not os.path.exists(run_dir):
-        raise ExportError(f"{run_dir}: no such run folder")
+        raise ExportError(f"{run_dir}: no such run folder", 2)
     if not os.path.isdir(run_dir):
-        raise ExportError(f"{run_dir}: not a run folder (give the folder that holds model.pt)")
+        raise ExportError(f"{run_dir}: not a run folder, nor a csr export of one (give the folder "
+                          f"that holds model.pt, or a model.csr.pt)")
     notes = []
     summary = runs.finished_summary(run_dir, warn=notes.append)
     if summary is None:
@@ -53,6 +60,26 @@ def finished_run(run_dir):
         raise ExportError(f"{run_dir}: run not finished (no {' or '.join(missing)}); "
                           f"finish it with train.py first")
     return summary
+
+
+def committed_export(run_dir):
+    """The committed csr export standing in for run folder `run_dir` (RESULTS/runs/<run>)
+    where its model.pt is not here: RESULTS/<profile>/weights/<run>/model.csr.pt, matched by
+    the run's name (which ends in its config hash); None where the folder has a model.pt or
+    no such export. Not checked here: csr.load_any checks it before use."""
+    folder = os.path.abspath(run_dir)
+    if not os.path.isdir(folder) or os.path.lexists(runs.path(folder, runs.MODEL)):
+        return None
+    runs_dir = os.path.dirname(folder)
+    if os.path.basename(runs_dir) != "runs":
+        return None
+    results = os.path.dirname(runs_dir)
+    if not os.path.isabs(run_dir):      # said in messages: as relative as the path given
+        results = os.path.relpath(results)
+    pattern = os.path.join(glob.escape(results), "*", WEIGHTS,
+                           glob.escape(os.path.basename(folder)), COMMITTED)
+    found = sorted(f for f in glob.glob(pattern) if os.path.isfile(f))
+    return found[0] if found else None
 
 
 def run_file(run_dir, out):

@@ -166,7 +166,7 @@ class LevelTable:
     def cell_text(self, c):
         if c["vals"]:
             return pm(c["vals"], count=len(c["vals"]) != self.seeds)
-        return f"not reached ({c['note']})" if c["note"] else "—"
+        return f"not reached ({human_keys(c['note'])})" if c["note"] else "—"
 
     def header(self):
         first = "structural MACs" if self.kind == "macs" else "sparsity"
@@ -194,8 +194,9 @@ class LevelTable:
 
     def caption(self):
         """The caption in plain text (tex_escape makes it LaTeX)."""
+        # structured: the entries the table has (a profile may run only some of them)
         what = {"methods": "xRDA and the baselines", "ablations": "xRDA and its ablations",
-                "structured": "structured sparsity, xRDA's structured mode and filter pruning"}[self.what]
+                "structured": "structured sparsity, " + " and ".join(lab for lab, _, _ in self.entries)}[self.what]
         at = "fractions of the dense multiply-adds left once all-zero filters are removed" if self.kind == "macs" \
             else "sparsity levels of the conv and linear weights"
         s = self.seeds
@@ -273,9 +274,21 @@ class LevelTable:
             out += [r"\bottomrule", r"\end{tabular}"]
         if notes:
             out.append(r"\par\smallskip{\footnotesize " + "; ".join(
-                f"$^{chr(ord('a') + i)}$\\,not reached: {tex_escape(n)}" for i, n in enumerate(notes)) + ".}")
+                f"$^{chr(ord('a') + i)}$\\,not reached: {tex_escape(human_keys(n))}" for i, n in enumerate(notes)) + ".}")
         out.append(r"\end{table*}")
         return "\n".join(out) + "\n"
+
+
+# the config keys a λ search turns, as a reader knows them (docs/methods.md)
+KEY_NAMES = {"optim.final_threshold": "the final threshold D", "optim.s_weight_decay": "STR's threshold decay",
+             "optim.lam": "λ", "optim.target": "the target sparsity"}
+
+
+def human_keys(text):
+    """`text` (a search's note) with config keys in the names a reader knows."""
+    for key, name in KEY_NAMES.items():
+        text = text.replace(key, name)
+    return text
 
 
 def _two_lines(h):

@@ -28,8 +28,11 @@ def run_all(specs, results, launcher, state=None):
     (`state`: fill this dict instead, so that a caller still has it after an exception).
 
     Progress: `[k/N] start RUN` when a run is handed to the launcher and `[k/N] done RUN (took,
-    elapsed, ETA)` when it ends (FAILED for a failure), N the runs to train as known then and the
-    ETA the mean time of the runs ended so far x the runs left / the launcher's `jobs`.
+    elapsed, ETA)` when it ends (FAILED for a failure), k the run's own start number, N the runs
+    to train as known then. ETA: the runs left weighed by their cost (epochs x the epoch time
+    runs of their data, model, width and method measured, plan.epoch_time), at the rate of
+    seconds per unit of cost the runs ended so far took, / the launcher's `jobs`: the costly
+    runs go first, and a mean over them alone overstated the rest several times.
 
     Ready runs wait in one queue, runs that others depend on first, then in profile order
     (profiles list their expensive runs first); the local launcher takes from it whenever a
@@ -40,6 +43,8 @@ def run_all(specs, results, launcher, state=None):
     # progress: [k/N] start|done lines; N is the runs this sweep expects to train as known now
     # (started, ready and waiting; a search's next round adds one, a skip or block takes one)
     began, took, t_sweep = {}, [], time.time()
+    number, ended = {}, []          # each run's start number; the runs ended, in order
+    costs = _Costs(results)
     jobs = max(1, int(getattr(launcher, "jobs", 1) or 1))
     order = {id(s): i for i, s in enumerate(specs)}
     pending, born = list(specs), []
@@ -122,6 +127,7 @@ def run_all(specs, results, launcher, state=None):
                 total = len(began) + len(queue) + len(pending) + len(born)
                 for s in queue[:n]:
                     began[id(s)] = time.time()
+                    number[id(s)] = len(began)
                     print(f"[{len(began)}/{total}] start {s.name}", flush=True)
                 running.update(launcher.submit(queue[:n]))
                 queue = queue[n:]
@@ -140,16 +146,19 @@ def run_all(specs, results, launcher, state=None):
                 for h in [h for h, v in running.items() if v is s]:
                     del running[h]
                 took.append(time.time() - began.get(id(s), t_sweep))
+                ended.append(s)
                 total = len(began) + len(queue) + len(pending) + len(born)
                 left = total - len(took)
-                eta = runs.duration(sum(took) / len(took) * left / jobs) if left else "0s"
+                rest = list(running.values()) + queue + pending + born
+                eta = runs.duration(costs.eta(ended, took, rest) / jobs) if left else "0s"
                 times = (f"took {runs.duration(took[-1])}; elapsed {runs.duration(time.time() - t_sweep)}, "
                          f"ETA {eta}")
                 status, note = ("finished", "") if code == 0 else ("failed", note)
                 if code == HELD:   # another sweep trains it now: not a failure of this one
                     status, note = "held", f"held by another process (PID {holder(results, s.name)}), skipped"
                 word = {"finished": "done", "held": "held"}.get(status, "FAILED")
-                print(f"[{len(took)}/{total}] {word} {s.name} ({times})" + (f": {note}" if note else ""),
+                print(f"[{number.get(id(s), len(took))}/{total}] {word} {s.name} ({times})"
+                      + (f": {note}" if note else ""),
                       flush=True)
                 settle(s, status, note)
     except BaseException:   # Ctrl-C, a full disk: the running children stop at a checkpoint
@@ -157,6 +166,38 @@ def run_all(specs, results, launcher, state=None):
         raise
     launcher.close()
     return state
+
+
+class _Costs:
+    """Each run's cost for the sweep's ETA: its epochs x the seconds an epoch of its data,
+    model, width and method took in the complete runs of RESULTS/runs (plan.epoch_time), the
+    mean of the known ones where none was measured (epochs alone where none at all)."""
+
+    def __init__(self, results):
+        self.measured = epoch_seconds(results)
+        self.device = runs.environment()["device_name"]
+        self.known = {}
+
+    def _epochs_time(self, s):
+        if id(s) not in self.known:
+            try:
+                cfg = spec_cfg(s)
+                self.known[id(s)] = (int(cfg["epochs"]), epoch_time(self.measured, cfg, self.device)[0])
+            except (C.ConfigError, ProfileError, KeyError, ValueError, TypeError, OSError, runs.RunFolderError):
+                self.known[id(s)] = (1, None)
+        return self.known[id(s)]
+
+    def eta(self, ended, took, rest):
+        """Seconds the runs `rest` take, at the rate the runs `ended` took (`took` seconds)."""
+        pairs = {id(s): self._epochs_time(s) for s in list(ended) + list(rest)}
+        times = [t for _, t in pairs.values() if t]
+        mean = sum(times) / len(times) if times else 1.0
+
+        def cost(s):
+            epochs, t = pairs[id(s)]
+            return epochs * (t or mean)
+        done = sum(cost(s) for s in ended)
+        return sum(took) / done * sum(cost(s) for s in rest) if done > 0 else 0.0
 
 
 def print_table(specs, state, seconds=None):

@@ -395,7 +395,8 @@ def one_error_line(capsys, rc, expected_rc=1):
 
 
 def test_export_cli_bad_inputs(run_dir, tmp_path, capsys):
-    err = one_error_line(capsys, export.main([str(tmp_path / "missing"), "--format", "slim"]))
+    # a missing path is a usage error, 2, as train.py's missing config (issue 37)
+    err = one_error_line(capsys, export.main([str(tmp_path / "missing"), "--format", "slim"]), 2)
     assert "no such run folder" in err
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / runs.CONFIG).write_text("model: vgg11\n")

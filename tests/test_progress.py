@@ -67,6 +67,54 @@ def test_the_sweep_prints_k_of_n_with_elapsed_and_eta(tmp_path, monkeypatch, cap
         f"[3/3] done {names[2]} (took 2m 00s; elapsed 3m 40s, ETA 0s)"]
 
 
+class OutOfOrder(Clocked):
+    """Clocked, but the runs end in the order the test gives (indices into the started ones)."""
+
+    def __init__(self, clock, ends, order, jobs=2):
+        super().__init__(clock, ends, jobs)
+        self.order, self.started = list(order), []
+
+    def submit(self, specs):
+        out = super().submit(specs)
+        self.started += list(out)
+        return out
+
+    def wait(self, handles):
+        h = self.started[self.order.pop(0)]
+        self.running.remove(h)
+        self.clock[0] = self.ends.pop(0)
+        return [(handles[h], 0, "")]
+
+
+def test_a_done_line_carries_its_own_start_number(tmp_path, monkeypatch, capsys):
+    """issue 37: `[2/64] start X` was followed by `[1/64] done X` when the second run ended first."""
+    clock = [0.0]
+    monkeypatch.setattr(schedule.time, "time", lambda: clock[0])
+    path = profile(tmp_path, f"seeds: [0, 1]\noverrides: [epochs=1]\nruns:\n  - name: a\n    config: {SGD}\n")
+    sweep.run_all(sweep.expand(path), str(tmp_path / "r"), OutOfOrder(clock, [50, 80], order=[1, 0]))
+    out = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[")]
+    started = {ln.split()[-1]: ln.split()[0] for ln in out if " start " in ln}
+    done = [(ln.split()[0], ln.split()[2]) for ln in out if " done " in ln]
+    assert [k for k, _ in done] == ["[2/2]", "[1/2]"]           # the second run ended first
+    assert all(started[name] == k for k, name in done)
+
+
+def test_the_first_eta_weighs_the_runs_left_by_their_cost(tmp_path, monkeypatch, capsys):
+    """The costly run goes first: 8 epochs in 80 s, then three 1-epoch runs of the same data,
+    model and method are left. Their cost is 1/8 of it each: ETA 3 x 10 s = 30 s, where the
+    mean time of the runs ended (80 s x 3 = 4 min) said eight times that."""
+    clock = [0.0]
+    monkeypatch.setattr(schedule.time, "time", lambda: clock[0])
+    path = profile(tmp_path, f"seeds: [0]\nruns:\n  - name: big\n    config: {SGD}\n    overrides: [epochs=8]\n"
+                             f"  - name: small\n    config: {SGD}\n    overrides: [epochs=1]\n"
+                             f"  - name: small2\n    config: {SGD}\n    overrides: [epochs=1, optim.momentum=0.8]\n"
+                             f"  - name: small3\n    config: {SGD}\n    overrides: [epochs=1, optim.momentum=0.7]\n")
+    sweep.run_all(sweep.expand(path), str(tmp_path / "r"), Clocked(clock, [80, 90, 100, 110], jobs=1))
+    done = [ln for ln in capsys.readouterr().out.splitlines() if " done " in ln]
+    assert done[0].endswith("(took 1m 20s; elapsed 1m 20s, ETA 30s)"), done[0]
+    assert done[1].endswith("ETA 20s)") and done[-1].endswith("ETA 0s)"), done
+
+
 def test_train_log_lines_carry_an_eta_from_the_epochs_so_far(tmp_path, capsys):
     cfg = C.build(None, ["model=resnet20", "width=0.125", "epochs=3", "device=cpu", "train_subset=128",
                          "bn_recal=0"])

@@ -238,7 +238,7 @@ def test_depthwise_network_mobilenet():
 # ----------------------------------------------------------------------------- CLI, figure
 
 def test_cli_bad_run_folder_is_one_line(tmp_path, capsys):
-    assert S.main([str(tmp_path / "nope")]) == 1
+    assert S.main([str(tmp_path / "nope")]) == 2      # a missing path: usage, as train.py's
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such run folder" in err
 

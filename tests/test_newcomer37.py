@@ -1,0 +1,138 @@
+"""Issue 37 item 7 and issue 36's leftovers, each in its smallest reproduction: run.lock does
+not stay in a finished run folder (and a live holder's lock is never removed); a full disk
+under sparse_infer.py --json, or under the log train.py's own output goes to, ends in one line
+naming the file."""
+import errno
+import fcntl
+import os
+import subprocess
+import sys
+
+import pytest
+
+import runs
+import sparse_infer as S
+import train
+from tests.test_hostile import SGD, TINY, _one_thread, run, trained  # noqa: F401 (fixtures)
+from tests.test_hostile36 import NO_SPACE, full_disk, names_the_file
+
+
+# ----------------------------------------------------------------------------- run.lock
+
+def test_a_finished_run_leaves_no_lock(trained):
+    _, folder = trained
+    assert os.path.exists(os.path.join(folder, runs.SUMMARY))
+    assert not os.path.exists(os.path.join(folder, runs.LOCK))
+
+
+def test_the_lock_stays_while_the_run_is_unfinished_and_goes_once_it_is(tmp_path):
+    out = str(tmp_path / "r")
+    with runs.run_lock(out):
+        pass
+    assert os.path.exists(os.path.join(out, runs.LOCK))     # no summary: a resumable run's lock
+    with runs.run_lock(out):
+        open(os.path.join(out, runs.SUMMARY), "w").write("{}")
+    assert not os.path.exists(os.path.join(out, runs.LOCK))
+
+
+def test_another_live_processs_lock_is_never_removed(run):
+    """A finished folder whose lock another process holds (a second train.py, pid in it): our
+    attempt is refused and its lock file stays, with its pid."""
+    _, folder = run
+    lock = os.path.join(folder, runs.LOCK)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"f = open({lock!r}, 'a+'); fcntl.flock(f, fcntl.LOCK_EX); f.write(str(os.getpid())); f.flush()\n"
+        "print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(runs.LockedError, match=f"pid {holder.pid}"):
+            with runs.run_lock(folder):
+                pass
+        assert open(lock).read() == str(holder.pid)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_removed_as_it_was_taken_is_taken_again_at_its_path(tmp_path, monkeypatch):
+    """The holder unlinks run.lock between our open and our flock: we must lock the file now at
+    the path (else a third process could lock a new run.lock beside us)."""
+    out = tmp_path / "r"
+    out.mkdir()
+    real_flock, calls = fcntl.flock, []
+
+    def flock(f, op):
+        calls.append(op)
+        if len(calls) == 1:      # the first file we opened disappears before we lock it
+            os.unlink(out / runs.LOCK)
+        return real_flock(f, op)
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with runs.run_lock(str(out)):
+        # (the old code held the unlinked file: no run.lock at the path for others to meet)
+        assert (out / runs.LOCK).read_text() == str(os.getpid())
+    assert len(calls) == 2
+
+
+# ----------------------------------------------------------------------------- full disks
+
+def test_sparse_infer_json_on_a_full_disk_is_one_line_naming_the_file(run, tmp_path, monkeypatch, capsys):
+    _, folder = run
+    hit = full_disk(monkeypatch, "plan.json", "fsync")
+    assert S.main([folder, "--batch", "2", "--repeats", "1", "--json", str(tmp_path / "plan.json")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if "kernel unavailable" not in ln]
+    assert len(lines) == 1, err
+    names_the_file(lines[0], hit, prefix="sparse_infer.py: error: ")
+    assert not os.path.exists(tmp_path / "plan.json")
+
+
+class FullLog:
+    """train.py's stderr redirected to a log on a disk that fills up: every write fails with
+    ENOSPC (as write(2) reports it: no file name) but the last line, which the test reads."""
+
+    def __init__(self, path):
+        self.name, self.f, self.last = str(path), open(path, "w"), False
+
+    def write(self, text):
+        self.last = self.last or text.startswith("error:")     # (print writes "\n" apart)
+        if not self.last:
+            raise OSError(errno.ENOSPC, NO_SPACE)
+        return self.f.write(text)
+
+    def flush(self):
+        self.f.flush()
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        return self.f.fileno()
+
+
+def test_train_output_on_a_full_disk_names_the_log(tmp_path, monkeypatch):
+    log = FullLog(tmp_path / "train.log")
+    monkeypatch.setattr(sys, "stderr", log)
+    assert train.main([SGD, *TINY, "--results", str(tmp_path / "res")]) == 1
+    log.f.close()
+    text = (tmp_path / "train.log").read_text()
+    assert text.startswith(f"error: could not write {log.name}: {NO_SPACE}"), text
+    assert text.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- LaTeX tables
+
+def test_table_footnotes_name_keys_as_a_reader_knows_them_and_captions_only_their_columns():
+    from reporting import tables as T
+
+    cells = [{"vals": [], "note": "collapses at optim.final_threshold ≥ 0.418, past its sparsest point",
+              "bold": False}]
+    t = T.LevelTable("f-r20", "macs", "structured", "ResNet-20, Fashion-MNIST",
+                     [("filter pruning", 8, "filter")], None, [(0.5, cells)], False, 10_000)
+    tex = t.tex("tab:s")
+    assert "optim." not in tex and "final\\_threshold" not in tex
+    assert "not reached: collapses at the final threshold D $\\geq$ 0.418" in tex
+    assert "optim." not in t.md()
+    cap = t.caption()
+    assert "structured sparsity, filter pruning:" in cap and "xRDA" not in cap   # the one column it has
