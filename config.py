@@ -1,87 +1,20 @@
 """Run configuration: defaults, YAML loading with `inherit:`, KEY=VALUE overrides, validation.
 
-Every key a run understands is in DEFAULTS (or in its method's `defaults` under `optim.`);
-anything else is an error that names the nearest known key.
+Every key a run understands is declared in schema.py (with its method's `defaults` under
+`optim.`); anything else is an error that names the nearest known key.
 """
 import copy
-import difflib
-import math
 import hashlib
 import json
 import os
 
 import yaml
 
-DEFAULTS = {
-    "dataset": "digits",       # a data.DATASETS name: digits | fashion_mnist | cifar10 | cifar100 | imagenet
-    "data_dir": "data",
-    "download": True,          # fetch CIFAR into data_dir when it is missing
-    "model": "resnet20",
-    "width": 1.0,              # channel multiplier (small for CPU runs)
-    "epochs": 10,
-    "batch_size": 128,
-    "eval_batch_size": 500,
-    "augment": True,           # training augmentation on/off (the three keys below)
-    "crop_padding": "auto",    # random crop of the zero-padded image; auto: the data set's (data.py)
-    "flip": "auto",            # random horizontal flip; auto: the data set's (none for digits)
-    "erase": 0.0,              # random erasing probability (the authors' C10 ResNet-20 only)
-    "train_subset": 0,         # train on the first N training images only (0: all); smoke tests
-    "seed": 0,
-    "device": "auto",          # auto | cpu | cuda
-    "precision": "fp32",       # fp32 | bf16 (autocast)
-    "channels_last": False,
-    "compile": False,          # torch.compile the forward pass
-    "lr_scale": 1.0,           # multiplies the method's step size optim.lr (SGD's lr, xRDA's h)
-    "warmup_epochs": 0,        # linear lr warm-up, then the method's schedule (paper B: 5)
-    "label_smoothing": 0.0,    # of the training loss (paper B's ImageNet recipe: 0.1)
-    "sync_bn": False,          # under DDP: BatchNorm statistics over the global batch
-    "workers": 8,              # DataLoader workers (ImageFolder data sets only)
-    "init_from": "",           # a run folder or model.pt to start from instead of random init
-    "bn_recal": 2000,          # before the final evaluation, BatchNorm statistics recomputed on
-                               # this many training images (no augmentation), every method alike;
-                               # 0: keep the running statistics of training
-    "method": "sgd",
-    "optim": {},               # the method's own keys, see optim/<method>.py `defaults`
-    "identity": {},            # what the run is, written by sweep.py (IDENTITY); not hashed
-}
-# What a sweep records about a run (summary.json has the same fields): the report reads these
-# and never parses run names. Ad-hoc runs leave them empty.
-IDENTITY = {"profile": "", "entry": "", "role": "", "row": "", "swept_key": "", "swept_value": "",
-            "calibration_target": float("nan"), "calibration_round": 0,
-            "calibration_status": ""}   # "not reached": a follower run at a missed search's closest round
-ROLES = ("dense", "reference", "baseline", "ablation")
-CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("fp32", "bf16")}
-POSITIVE = ("width", "epochs", "batch_size", "eval_batch_size", "lr_scale")
-NON_NEGATIVE = ("train_subset", "warmup_epochs", "workers", "bn_recal")
-# Keys that change where things are read from, not what is computed: kept out of the hash.
-NOT_HASHED = ("data_dir", "download", "device", "identity", "workers")
+from schema import ConfigError, DEFAULTS, NOT_HASHED, ROLES   # noqa: F401 (the config API)
+import schema
 
-
-def _check_value(key, value, rule=None):
-    """Finite numbers only; then the key's rule, if it has one."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
-    if rule is not None and not rule[0](value):
-        raise ConfigError(f"config key '{key}' must be {rule[1]}, got {value!r}")
-
-
-class ConfigError(ValueError):
-    """A one-line message naming the bad key or value."""
-
-
-# Physical limits of values no run can use (a width of 1e9 or a padding of 100000 would try
-# to allocate terabytes before anything said so); seeds are what numpy accepts.
-LIMITS = {"width": (lambda v: v <= 64, "at most 64"),
-          "crop_padding": (lambda v: v <= 64, "at most 64 (pixels of padding per side)"),
-          "seed": (lambda v: 0 <= v < 2 ** 32, "in [0, 2**32)")}
+IDENTITY = {k.name: k.default for k in schema.IDENTITY}
 MAX_YAML_SIZE = 1_000_000   # elements of a config, override or profile after alias expansion
-
-
-def check_limits(cfg):
-    """LIMITS on a resolved config: ConfigError naming the key."""
-    for k, (ok, what) in LIMITS.items():
-        if k in cfg and not ok(cfg[k]):
-            raise ConfigError(f"config key '{k}' must be {what}, got {cfg[k]!r}")
 
 
 def check_size(value, where, limit=MAX_YAML_SIZE):
@@ -225,75 +158,32 @@ def _scalar(text):
     return v
 
 
-def _unknown(key, known, prefix=""):
-    key = str(key)
-    close = difflib.get_close_matches(key, list(map(str, known)), n=1)
-    hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-    return ConfigError(f"unknown config key '{prefix}{key}'{hint}")
-
-
-def _check_type(key, value, default):
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, (list, tuple)):
-        ok = isinstance(value, (list, tuple))
-    elif isinstance(default, dict):
-        ok = isinstance(value, dict)
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        raise ConfigError(f"config key '{key}' must be {type(default).__name__}, got {value!r}")
-    return float(value) if isinstance(default, float) else value
-
-
 def resolve(cfg):
-    """Fill defaults, check every key and value; returns a new dict (the resolved config)."""
+    """Fill defaults, check every key and value (schema.py); returns a new dict (the resolved
+    config)."""
     import data
     import models
     from optim import get_method
 
     for k in cfg:
         if k not in DEFAULTS:
-            raise _unknown(k, DEFAULTS)
+            raise schema.unknown(k, DEFAULTS)
+    specs = {k.name: k for k in schema.CONFIG}
     out = _merge(DEFAULTS, {k: v for k, v in cfg.items() if k not in ("optim", "identity")})
-    for k in ("dataset", "model", "method"):   # names are looked up below: strings first
-        _check_type(k, out[k], DEFAULTS[k])
+    out["dataset"] = schema.check(specs["dataset"], out["dataset"], "dataset")  # looked up first
     if out["dataset"] not in data.DATASETS:
         raise ConfigError(f"unknown dataset '{out['dataset']}'; known: {', '.join(data.names())}")
     spec = data.DATASETS[out["dataset"]]
     auto = {"crop_padding": spec.crop_padding, "flip": spec.flip}
-    for k, v in out.items():
-        if out[k] == "auto" and k in auto:
+    for k in out:
+        if k in ("optim", "identity"):
+            continue
+        if specs[k].auto and out[k] == "auto":
             out[k] = auto[k]
-        if k not in ("optim", "identity"):
-            out[k] = _check_type(k, out[k], auto.get(k, DEFAULTS[k]))
-    for k, v in out.items():
-        if k not in ("optim", "identity"):
-            _check_value(k, v)
-    out["identity"] = _identity(cfg.get("identity"))
-    for k, allowed in CHOICES.items():
-        if out[k] not in allowed:
-            raise ConfigError(f"config key '{k}' must be one of {', '.join(allowed)}, got {out[k]!r}")
-    for k in POSITIVE:
-        if out[k] <= 0:
-            raise ConfigError(f"config key '{k}' must be positive, got {out[k]!r}")
-    for k in NON_NEGATIVE:
-        if out[k] < 0:
-            raise ConfigError(f"config key '{k}' must be >= 0, got {out[k]!r}")
-    check_limits(out)
-    if out["crop_padding"] < 0:
-        raise ConfigError(f"config key 'crop_padding' must be >= 0, got {out['crop_padding']!r}")
-    if not 0.0 <= out["label_smoothing"] < 1.0:
-        raise ConfigError(f"config key 'label_smoothing' must be in [0, 1), got {out['label_smoothing']!r}")
+        out[k] = schema.check(specs[k], out[k], k)
     if out["warmup_epochs"] >= out["epochs"]:
         raise ConfigError(f"config key 'warmup_epochs' ({out['warmup_epochs']}) must be less than "
                           f"epochs ({out['epochs']})")
-    if not 0.0 <= out["erase"] <= 1.0:
-        raise ConfigError(f"config key 'erase' must be a probability in [0, 1], got {out['erase']!r}")
     if out["model"] not in models.names():
         try:
             models.get_model(out["model"])
@@ -305,64 +195,17 @@ def resolve(cfg):
         raise ConfigError(str(e)) from None
     if getattr(method, "needs_init_from", False) and not out["init_from"]:
         raise ConfigError(f"method '{out['method']}' needs init_from: a finished dense run folder or its model.pt")
-
-    optim_cfg = cfg.get("optim") or {}
-    if not isinstance(optim_cfg, dict):
-        raise ConfigError("config key 'optim' must be a mapping")
-    for k in optim_cfg:
-        if k not in method.defaults:
-            raise _unknown(k, method.defaults, prefix="optim.")
-    hp = _merge(method.defaults, optim_cfg)
-    for k, v in hp.items():
-        hp[k] = _check_type(f"optim.{k}", v, method.defaults[k])
-        _check_value(f"optim.{k}", hp[k], method.rules.get(k))
-        if k in method.choices and hp[k] not in method.choices[k]:
-            raise ConfigError(f"config key 'optim.{k}' must be one of "
-                              f"{', '.join(method.choices[k])}, got {hp[k]!r}")
-    try:
+    for part in ("optim", "identity"):
+        if not isinstance(cfg.get(part) or {}, dict):
+            raise ConfigError(f"config key '{part}' must be a mapping")
+    out["identity"] = schema.check_identity(cfg.get("identity") or {})
+    hp = schema.check_optim(method, cfg.get("optim") or {})
+    try:   # what no single key says: relations between a method's keys
         method.validate(hp)
     except ValueError as e:
         raise ConfigError(str(e).splitlines()[0]) from None
     out["optim"] = hp
     return out
-
-
-def _identity(ident):
-    if ident in (None, {}):
-        return dict(IDENTITY)
-    if not isinstance(ident, dict):
-        raise ConfigError("config key 'identity' must be a mapping")
-    for k in ident:
-        if k not in IDENTITY:
-            raise _unknown(k, IDENTITY, prefix="identity.")
-    out = {**IDENTITY, **ident}
-    if out["role"] not in ("",) + ROLES:
-        raise ConfigError(f"config key 'identity.role' must be one of {', '.join(ROLES)}, got {out['role']!r}")
-    out["swept_value"] = "" if out["swept_value"] is None else str(out["swept_value"])
-    for k in ("profile", "entry", "row", "swept_key", "calibration_status"):
-        out[k] = str(out[k])
-    out["calibration_target"] = _identity_number("calibration_target", out["calibration_target"])
-    out["calibration_round"] = _identity_number("calibration_round", out["calibration_round"])
-    return out
-
-
-def _identity_number(key, value):
-    """identity.calibration_target: NaN (none) or a fraction in [0, 1]; identity.calibration_round:
-    a whole number >= 0. Anything else a ConfigError (one line), not a traceback."""
-    try:
-        bad = isinstance(value, bool)
-        x = float(value)
-    except (TypeError, ValueError):
-        bad = True
-    if key == "calibration_round":
-        if bad or not math.isfinite(x) or not x.is_integer() or x < 0:
-            raise ConfigError(f"config key 'identity.calibration_round' must be a whole number >= 0, "
-                              f"got {value!r}")
-        return int(x)
-    if bad or not (math.isnan(x) or 0 <= x <= 1):
-        raise ConfigError(f"config key 'identity.calibration_target' must be a fraction in [0, 1] "
-                          f"(or .nan: none), got {value!r}")
-    return x
 
 
 def config_hash(cfg):
@@ -411,21 +254,13 @@ def init_key(path):
 
 
 def run_name(cfg):
-    """Readable name plus hash: cifar10-vgg16-xrda-lam1e-06-s0-1a2b3c4d."""
+    """Readable name plus hash: cifar10-vgg16-xrda-lam1e-06-s0-1a2b3c4d (the tags: schema.py)."""
     from optim import get_method
 
-    o = cfg["optim"]
-    parts = [cfg["dataset"], cfg["model"]]
-    if cfg["width"] != 1.0:
-        parts.append(f"w{cfg['width']:g}")
-    parts.append(cfg["method"])
-    if o.get("mode", "elementwise") != "elementwise":
-        parts.append(o["mode"])
-    for key, tag in get_method(cfg["method"]).name_tags:
-        if o.get(key):
-            parts.append(f"{tag}{o[key]:g}")
-    parts.append(f"s{cfg['seed']}")
-    parts.append(config_hash(cfg))
+    method = get_method(cfg["method"])
+    parts = [cfg["dataset"], cfg["model"], *schema.name_tags(cfg, schema.CONFIG), cfg["method"],
+             *schema.name_tags(cfg["optim"], schema.tag_order(method)), f"s{cfg['seed']}",
+             config_hash(cfg)]
     return "-".join(parts)
 
 

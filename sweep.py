@@ -15,9 +15,9 @@ PROFILE is a YAML file or a name under configs/profiles/. The format:
     row_keys: [dataset, model]    # what `at:` takes from a row (default: ROW_KEYS below;
                                   # dotted keys such as optim.lr reach into the optimizer)
     epochs_scale: 0.1             # optional: multiply epochs and epoch-valued keys, >= 1
-    epoch_keys: [optim.milestones]  # the epoch-valued keys it scales (default: those the run's
-                                  # method declares, optim/ `epoch_keys`; negative indices count
-                                  # from the end)
+    epoch_keys: [optim.milestones]  # the epoch-valued keys it scales (default: the run's
+                                  # method's keys of role "epochs", schema.py; negative indices
+                                  # count from the end)
     runs:
       - name: xrda                # entries are referred to by name (default: entry<i>)
         config: configs/quick/xrda.yaml   # a path, a glob, or a list of them
@@ -239,7 +239,10 @@ def main(argv=None):
             if not s.deps and s.after is None and not s.waiting_on_search():
                 materialize(s, results)
         notes = [] if args.dry_run else plan.start_notes(specs, results)
-    except (ProfileError, C.ConfigError) as e:
+    except C.ConfigError as e:   # the same line train.py prints
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except ProfileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:

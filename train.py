@@ -1,6 +1,7 @@
 """One run: a config in, a run folder out.
 
     python train.py CONFIG.yaml [KEY=VALUE ...] [--out DIR] [--results DIR]
+    python train.py --help-config                              # every config key (schema.py)
     torchrun --nproc_per_node=N train.py CONFIG.yaml [...]     # one run across N processes
 
 The run folder (default RESULTS/runs/<name>-<hash>/, RESULTS = scratch/ for ad-hoc runs;
@@ -32,6 +33,7 @@ import export   # at start: a long run must not import a module edited while it 
 import metrics
 import models
 import runs
+import schema
 from optim import get_method
 from optim.schedules import WARMUP_KEY
 
@@ -40,6 +42,17 @@ class RunError(Exception):
     def __init__(self, message, code=1):
         super().__init__(message)
         self.code = code
+
+
+class HelpConfig(argparse.Action):
+    """--help-config: every config key with its type, default, range and meaning; exit 0."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="list every config key and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(schema.help_text())
+        parser.exit()
 
 
 class StopAfter(Exception):
@@ -551,6 +564,7 @@ def main(argv=None):
     p.add_argument("--results", default=runs.SCRATCH,
                    help=f"where runs.csv and runs/ live (default: {runs.SCRATCH}/, git-ignored; "
                         f"sweeps write {runs.RESULTS}/)")
+    p.add_argument("--help-config", action=HelpConfig)
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--stop-after", type=int, default=0, metavar="N",
                    help="train at most N epochs in this invocation, then stop at that checkpoint "

@@ -17,26 +17,6 @@ def penalized_modules(model):
 # multiply-adds slim export removes. Declared once; reporting/ reads it from here.
 STRUCTURED_MODES = ("kernel", "channel")
 
-# The value checks of the methods' `optim.*` keys, shared by name: (predicate, what the value
-# must be). A method's `rules` is this table unless it declares its own (config.resolve checks
-# every key against its method's rules; every number must also be finite).
-RULES = {
-    "lr": (lambda v: v > 0, "> 0"),
-    "weight_decay": (lambda v: v >= 0, ">= 0"),
-    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "gamma": (lambda v: 0 < v <= 1, "in (0, 1]"),
-    "lam": (lambda v: v >= 0, ">= 0"),
-    "final_threshold": (lambda v: v >= 0, ">= 0"),
-    "max_factor": (lambda v: v >= 1, ">= 1"),
-    "momentum_ts": (lambda v: v > 0, "> 0"),
-    "magnitude_ts": (lambda v: v > 0, "> 0"),
-    "avg": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "target": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
-    "milestones": (lambda v: all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in v),
-                   "a list of positive epoch numbers"),
-}
-
-
 def probe_shape(model, batch=1):
     """(batch, C, H, W) of a probe input for `model`: its `input_shape` (C, H, W), which
     models.get_model sets from the data set's registry entry. No guess: a guessed shape would
@@ -84,24 +64,18 @@ class Method:
     # name after "<method>_" (e.g. {"sine": "..."} for an entry soft_threshold_sine), where
     # "label (variant)" would misread; other variants read "label (variant)" (reporting/style.py).
     variants = {}
-    # The method's `optim.*` keys with their defaults: any other key is a config error.
+    # The method's `optim.*` keys with their defaults: any other key is a config error. Each
+    # key's type, range, help and role (epochs, target, run-name tag) are declared once in
+    # schema.OPTIM; a key only this method has is declared in `keys`: {name: dict of
+    # schema.Key arguments}, e.g. {"prune_epoch": dict(type="int", range=">= 1", role="epochs")}.
     defaults = {}
-    # Allowed values of string keys, e.g. {"schedule": ("cosine", "step")}.
-    choices = {}
+    keys = {}
     # What the run is sparse in: dense, elementwise, kernel or channel.
     mode = "elementwise"
     # The revision of the method's behaviour: raised when a correction changes what a run of
     # the same config trains. config.config_hash hashes it where it is not 1, so a run of an
     # earlier revision is never taken for one of the current (other methods' hashes unchanged).
     revision = 1
-    # Everything the rest of the repository needs to know about the method's keys, declared
-    # here so that a method is one file and one registry line:
-    rules = RULES            # value checks of its optim.* keys (config.resolve)
-    epoch_keys = ()          # optim.* keys that count epochs: scaled by a profile's epochs_scale
-    target_key = None        # the optim.* key a target sparsity goes into (target_from), if any
-    # run-name tags: (key, tag) -> "<tag><value>" in the run's name where the value is set
-    name_tags = (("lam", "lam"), ("target", "t"), ("final_threshold", "D"))
-
     def __init__(self, model, hp, steps_per_epoch, epochs):
         self.model = model
         self.hp = hp
@@ -112,7 +86,8 @@ class Method:
 
     @classmethod
     def validate(cls, hp):
-        """Raise ValueError (one line) for a bad value; called before anything is built."""
+        """Raise ValueError (one line) where keys that are each valid (schema.py checked them)
+        do not go together; called before anything is built."""
 
     @classmethod
     def budget_factor(cls, key, old, new):

@@ -46,38 +46,12 @@ Why not torch.nn.utils.prune (the spec asks to use it or say why; docs/methods.m
 The selection rules are the same as its L1Unstructured / global_unstructured (k smallest
 |w|) and LnStructured(n=1, dim=0) (k filters of smallest ℓ1 norm), with exact counts.
 """
-import math
 
 import torch
 from torch import nn
 
 from .base import penalized_modules, probe, probe_shape
 from .sgd import SGD
-
-
-def check_sgd(hp):
-    """One-line ValueErrors for the momentum-SGD keys shared by the baselines."""
-    def num(k):
-        v = hp[k]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"optim.{k} must be a finite number, got {v!r}")
-        return v
-    if not 0 <= num("momentum") < 1:
-        raise ValueError(f"optim.momentum must be in [0, 1), got {hp['momentum']!r}")
-    if num("weight_decay") < 0:
-        raise ValueError(f"optim.weight_decay must be >= 0, got {hp['weight_decay']!r}")
-    if not 0 < num("gamma") <= 1:
-        raise ValueError(f"optim.gamma must be in (0, 1], got {hp['gamma']!r}")
-    ms = hp["milestones"]
-    if not isinstance(ms, (list, tuple)) or not all(
-            isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in ms) or list(ms) != sorted(set(ms)):
-        raise ValueError(f"optim.milestones must be increasing epoch numbers > 0, got {ms!r}")
-
-
-def check_target(hp):
-    v = hp["target"]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-        raise ValueError(f"optim.target must be a sparsity in [0, 1), got {v!r}")
 
 
 def cubic_sparsity(epoch, start, end, target):
@@ -142,13 +116,6 @@ class _Masked(SGD):
     @staticmethod
     def prunable(module):
         return True
-
-    @classmethod
-    def validate(cls, hp):
-        hp = {**cls.defaults, **hp}
-        super().validate(hp)
-        check_sgd(hp)
-        check_target(hp)
 
     def step(self):
         super().step()
@@ -225,9 +192,6 @@ class GMP(_Masked):
     name = "gmp"
     label, role, color, marker = "GMP", "baseline", "#009E73", "^"
     defaults = {**SGD.defaults, "target": 0.9, "scope": "global", "prune_start": 0, "prune_end": -1}
-    epoch_keys = ("milestones", "prune_start", "prune_end")
-    target_key = "target"
-    choices = {**SGD.choices, "scope": ("global", "layer")}
 
     def __init__(self, model, hp, steps_per_epoch, epochs):
         hp = {**self.defaults, **hp}
@@ -241,10 +205,6 @@ class GMP(_Masked):
     def validate(cls, hp):
         hp = {**cls.defaults, **hp}
         super().validate(hp)
-        for k in ("prune_start", "prune_end"):
-            if isinstance(hp[k], bool) or not isinstance(hp[k], int):
-                raise ValueError(f"optim.{k} must be an epoch index (int, negative counts from the end), "
-                                 f"got {hp[k]!r}")
         if (hp["prune_start"] < 0) == (hp["prune_end"] < 0) and hp["prune_start"] > hp["prune_end"]:
             raise ValueError(f"optim.prune_start ({hp['prune_start']}) is after optim.prune_end "
                              f"({hp['prune_end']})")
@@ -271,7 +231,6 @@ class MagnitudeFinetune(_Masked):
     label, role, color, marker = "prune + fine-tune", "baseline", "#E69F00", "v"
     needs_init_from = True  # config.resolve refuses a config without init_from
     defaults = {**SGD.defaults, "lr": 0.01, "target": 0.9}
-    target_key = "target"
 
     def __init__(self, model, hp, steps_per_epoch, epochs):
         super().__init__(model, hp, steps_per_epoch, epochs)
@@ -283,7 +242,6 @@ class FilterPrune(GMP):
     label, role, color, marker = "filter pruning", "baseline", "#CC79A7", "D"
     mode = "channel"
     defaults = {**SGD.defaults, "target": 0.5, "prune_start": 0, "prune_end": -1}
-    choices = SGD.choices
 
     @staticmethod
     def prunable(module):

@@ -12,42 +12,16 @@ momentum_ts = 9.5 is about lr 0.1, momentum 0.9), schedules move h and the avera
 a together. sgd_l1 uses plain lr/momentum; its penalty means the same objective
 L + λ·‖w‖₁ as prox_sgd with max_factor 1 when lr / (1 − momentum) equals h.
 """
-import math
 
 import torch
 
 from .base import Method, is_penalized, split_decay
-from .schedules import KINDS, Schedule, warmup_steps
-from .xrda import MODES, XRDA
-
-
-def _num(hp, key, low=None, high=None, strict_low=False):
-    """Check hp[key] is a finite number within bounds; raise a one-line ValueError."""
-    v = hp[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"optim.{key} must be a finite number, got {v!r}")
-    if low is not None and (v <= low if strict_low else v < low):
-        raise ValueError(f"optim.{key} must be {'>' if strict_low else '>='} {low:g}, got {v!r}")
-    if high is not None and v > high:
-        raise ValueError(f"optim.{key} must be <= {high:g}, got {v!r}")
-
-
-def _check_schedule(hp):
-    if hp["schedule"] not in KINDS:
-        raise ValueError(f"optim.schedule must be one of {', '.join(KINDS)}, got {hp['schedule']!r}")
-    _num(hp, "gamma", 0.0, 1.0, strict_low=True)
-    ms = hp["milestones"]
-    if not isinstance(ms, (list, tuple)) or not all(
-            isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in ms):
-        raise ValueError(f"optim.milestones must be a list of epoch numbers > 0, got {ms!r}")
-    if list(ms) != sorted(set(ms)):
-        raise ValueError(f"optim.milestones must be strictly increasing, got {ms!r}")
+from .schedules import Schedule, warmup_steps
+from .xrda import XRDA
 
 
 class _RDAFamily(Method):
     """Shared construction of the xRDA-based methods."""
-    choices = {"mode": MODES, "schedule": KINDS}
-    epoch_keys = ("milestones",)
     fixed = {}  # hyperparameters a subclass pins (not config keys)
 
     def __init__(self, model, hp, steps_per_epoch, epochs):
@@ -64,22 +38,6 @@ class _RDAFamily(Method):
                                  steps_per_epoch, hp["milestones"], hp["gamma"],
                                  avg=hp.get("avg", 0.0) if has_avg else None,
                                  warmup_steps=warmup_steps(hp, steps_per_epoch))
-
-    @classmethod
-    def validate(cls, hp):
-        hp = {**cls.defaults, **hp, **cls.fixed}
-        _num(hp, "lr", 0.0, strict_low=True)
-        _num(hp, "lam", 0.0)
-        _num(hp, "max_factor", 1.0)
-        _num(hp, "momentum_ts", 0.0, strict_low=True)
-        _num(hp, "magnitude_ts", 0.0, strict_low=True)
-        _num(hp, "weight_decay", 0.0)
-        _num(hp, "avg", 0.0, 1.0)
-        if hp["mode"] not in MODES:
-            raise ValueError(f"optim.mode must be one of {', '.join(MODES)}, got {hp['mode']!r}")
-        if not isinstance(hp.get("fused", False), bool):
-            raise ValueError(f"optim.fused must be true or false, got {hp['fused']!r}")
-        _check_schedule(hp)
 
     def summary(self):
         return {"lam": float(self.hp["lam"]), "max_factor": float(self.hp["max_factor"])}
@@ -130,8 +88,6 @@ class SGDL1(Method):
     mode = "elementwise"
     defaults = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "lam": 1e-6,
                 "schedule": "cosine", "milestones": [], "gamma": 0.5}
-    choices = {"schedule": KINDS}
-    epoch_keys = ("milestones",)
 
     def __init__(self, model, hp, steps_per_epoch, epochs):
         hp = {**self.defaults, **hp}
@@ -142,17 +98,6 @@ class SGDL1(Method):
         self.schedule = Schedule(self.optimizer, hp["schedule"], steps_per_epoch * epochs,
                                  steps_per_epoch, hp["milestones"], hp["gamma"],
                                  warmup_steps=warmup_steps(hp, steps_per_epoch))
-
-    @classmethod
-    def validate(cls, hp):
-        hp = {**cls.defaults, **hp}
-        _num(hp, "lr", 0.0, strict_low=True)
-        _num(hp, "momentum", 0.0, 1.0)
-        if hp["momentum"] >= 1.0:
-            raise ValueError(f"optim.momentum must be < 1, got {hp['momentum']!r}")
-        _num(hp, "weight_decay", 0.0)
-        _num(hp, "lam", 0.0)
-        _check_schedule(hp)
 
     @torch.no_grad()
     def step(self):

@@ -66,7 +66,6 @@ import math
 
 import torch
 
-from .base import RULES
 from .magnitude import _Masked
 from .sgd import SGD
 
@@ -109,10 +108,6 @@ class RigL(_Masked):
     mode = "elementwise"
     defaults = {**SGD.defaults, "target": 0.9, "delta_t": 100, "alpha": 0.3, "end_fraction": 0.75,
                 "distribution": "erk"}
-    choices = {**SGD.choices, "distribution": DISTRIBUTIONS}
-    rules = {**RULES, "delta_t": (lambda v: v >= 1, "a number of steps >= 1"),
-             "alpha": (lambda v: 0 < v <= 1, "in (0, 1]"), "end_fraction": (lambda v: 0 < v <= 1, "in (0, 1]")}
-    target_key = "target"
 
     def __init__(self, model, hp, steps_per_epoch, epochs):
         hp = {**self.defaults, **hp}
@@ -126,21 +121,6 @@ class RigL(_Masked):
         rule = erk_densities if hp["distribution"] == "erk" else uniform_densities
         self.densities = rule(shapes, 1.0 - hp["target"])
         self.init_masks()
-
-    @classmethod
-    def validate(cls, hp):
-        hp = {**cls.defaults, **hp}
-        super().validate(hp)
-        dt = hp["delta_t"]
-        if isinstance(dt, bool) or not isinstance(dt, int) or dt < 1:
-            raise ValueError(f"optim.delta_t must be a number of steps >= 1, got {dt!r}")
-        for k in ("alpha", "end_fraction"):
-            v = hp[k]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
-                raise ValueError(f"optim.{k} must be in (0, 1], got {v!r}")
-        if hp["distribution"] not in DISTRIBUTIONS:
-            raise ValueError(f"optim.distribution must be one of {', '.join(DISTRIBUTIONS)}, "
-                             f"got {hp['distribution']!r}")
 
     def active_counts(self):
         """Weights each layer keeps: round(d_l·n_l), at least one."""

@@ -2,7 +2,7 @@
 import torch
 
 from .base import Method, split_decay
-from .schedules import KINDS, Schedule, warmup_steps
+from .schedules import Schedule, warmup_steps
 
 
 class SGD(Method):
@@ -11,8 +11,6 @@ class SGD(Method):
     mode = "dense"
     defaults = {"lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
                 "schedule": "cosine", "milestones": [], "gamma": 0.1}
-    choices = {"schedule": KINDS}
-    epoch_keys = ("milestones",)
 
     def __init__(self, model, hp, steps_per_epoch, epochs):
         super().__init__(model, hp, steps_per_epoch, epochs)

@@ -38,7 +38,6 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .base import penalized_modules
-from .magnitude import check_sgd
 from .sgd import SGD
 
 THRESHOLD_SCHEDULES = ("lats", "linear", "sine")
@@ -96,7 +95,6 @@ class SoftThreshold(SGD):
                 "lats": "soft threshold (LATS)"}
     mode = "elementwise"
     defaults = {**SGD.defaults, "threshold_schedule": "lats", "lam": 0.0, "final_threshold": 0.0}
-    choices = {**SGD.choices, "threshold_schedule": THRESHOLD_SCHEDULES}
 
     def __init__(self, model, hp, steps_per_epoch, epochs):
         hp = {**self.defaults, **hp}
@@ -129,15 +127,7 @@ class SoftThreshold(SGD):
     def validate(cls, hp):
         hp = {**cls.defaults, **hp}
         super().validate(hp)
-        check_sgd(hp)
-        for k in ("lam", "final_threshold"):
-            v = hp[k]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"optim.{k} must be a finite number >= 0, got {v!r}")
         kind = hp["threshold_schedule"]
-        if kind not in THRESHOLD_SCHEDULES:
-            raise ValueError(f"optim.threshold_schedule must be one of {', '.join(THRESHOLD_SCHEDULES)}, "
-                             f"got {kind!r}")
         if kind == "lats" and hp["lam"] > 0 and hp["final_threshold"] > 0:
             raise ValueError("optim.lam and optim.final_threshold both set: give one (the other follows "
                              "from the lr schedule)")

@@ -31,14 +31,12 @@ State: θ and s are model parameters (the model's state dict and checkpoint hold
 optimizer's momentum for s is in the optimizer state). `export()` gives the plain state dict
 with `<layer>.weight` = S(θ, g(s_l)) and no s keys, which is what model.pt holds.
 """
-import math
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .base import RULES, Method, penalized_modules
-from .magnitude import check_sgd
+from .base import Method, penalized_modules
 from .schedules import Schedule, warmup_steps
 from .sgd import SGD
 from .soft_threshold import ORIGINAL, soft_threshold
@@ -88,10 +86,6 @@ class STR(Method):
     label, role, color, marker = "STR", "baseline", "#882255", "d"
     mode = "elementwise"
     defaults = {**SGD.defaults, "s_init": -5.0, "s_weight_decay": 5e-4}
-    choices = SGD.choices
-    rules = {**RULES, "s_weight_decay": (lambda v: v >= 0, ">= 0")}
-    epoch_keys = SGD.epoch_keys
-    name_tags = Method.name_tags + (("s_weight_decay", "swd"),)   # its calibrated knob
 
     def __init__(self, model, hp, steps_per_epoch, epochs):
         hp = {**self.defaults, **hp}
@@ -124,14 +118,7 @@ class STR(Method):
     @classmethod
     def validate(cls, hp):
         hp = {**cls.defaults, **hp}
-        SGD.validate(hp)
-        check_sgd(hp)
-        v = hp["s_init"]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"optim.s_init must be a finite number, got {v!r}")
-        v = hp["s_weight_decay"]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise ValueError(f"optim.s_weight_decay must be a finite number >= 0, got {v!r}")
+        SGD.validate(hp)   # nesterov needs momentum
 
     @torch.no_grad()
     def layer_thresholds(self):

@@ -6,6 +6,7 @@ import os
 
 import config as C
 import runs
+import schema
 from optim import get_method
 
 from .profile import TARGET_POINT, ProfileError, Spec, _fmt, _rel
@@ -351,13 +352,14 @@ def start_notes(specs, results):
 
 
 def target_key(spec):
-    """The optim.* key a target sparsity goes into for this run's method (optim/ `target_key`)."""
+    """The optim.* key a target sparsity goes into for this run's method (role "target", schema.py)."""
     extra = ["init_from=pending"] if spec.init_from else []
     method = get_method(C.build(spec.config, spec.overrides + extra)["method"])
-    if method.target_key is None:
+    key = schema.target_key(method)
+    if key is None:
         raise ProfileError(f"{spec.entry}: target_from needs a method that takes a target sparsity; "
                            f"'{method.name}' has none (calibrate it instead)")
-    return method.target_key
+    return key
 
 
 def calibrated(spec):
@@ -406,7 +408,7 @@ def materialize(spec, results):
         if spec.after is not None and spec.after.status == "not reached":
             ident["calibration_status"] = "not reached"
     elif spec.target_from and not ident.get("swept_key"):
-        key = get_method(cfg["method"]).target_key
+        key = schema.target_key(get_method(cfg["method"]))
         ident.update(swept_key=f"optim.{key}", swept_value=_fmt(cfg["optim"][key]))
     ov = ov + [f"identity.{k}={_fmt(v)}" for k, v in ident.items() if v not in (None, "")]
     spec.cfg = C.build(spec.config, ov)

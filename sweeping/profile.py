@@ -10,6 +10,7 @@ import os
 import yaml
 
 import config as C
+import schema
 from optim import get_method
 
 from .search import FALLING, METRICS, SCALES, Search, internal
@@ -151,7 +152,7 @@ def _scaled(config, overrides, scale, keys):
     epochs = max(1, round(cfg["epochs"] * scale))
     out = [f"epochs={epochs}"]
     if keys is None:
-        keys = [f"optim.{k}" for k in get_method(cfg["method"]).epoch_keys]
+        keys = [f"optim.{k}" for k in schema.keys_with(get_method(cfg["method"]), "epochs")]
     for key in keys:
         node = cfg
         for part in key.split("."):

@@ -39,7 +39,7 @@ def test_hash_and_name_depend_on_what_matters(tmp_path):
     (["epoch=3"], "unknown config key 'epoch' (did you mean 'epochs'?)"),
     (["optim.lrr=0.1"], "unknown config key 'optim.lrr' (did you mean 'optim.lr'?)"),
     (["epochs=two"], "config key 'epochs' must be int, got 'two'"),
-    (["epochs=0"], "config key 'epochs' must be positive, got 0"),
+    (["epochs=0"], "config key 'epochs' must be > 0, got 0"),
     (["augment=3"], "config key 'augment' must be bool, got 3"),
     (["device=tpu"], "config key 'device' must be one of auto, cpu, cuda, got 'tpu'"),
     (["optim.schedule=linear"], "config key 'optim.schedule' must be one of cosine, step, constant"),

@@ -30,8 +30,8 @@ class RandomFilters(SGD):
     label, role, color, marker = "Random filters", "baseline", "#999933", "h"
     mode = "channel"
     defaults = {**SGD.defaults, "target": 0.5, "prune_epoch": 3}
-    epoch_keys = ("milestones", "prune_epoch")
-    target_key = "target"
+    # its own key (target and milestones are declared in schema.OPTIM): an epoch, scaled
+    keys = {"prune_epoch": dict(type="int", range=">= 1", role="epochs", help="epoch to prune after")}
 
     def __init__(self, model, hp, steps_per_epoch, epochs):
         super().__init__(model, hp, steps_per_epoch, epochs)

@@ -485,8 +485,8 @@ BOMB = ("[" + ", ".join(["&a0 [x, x, x, x, x, x, x, x, x, x]"] + [f"&a{i} [{', '
 
 
 @pytest.mark.parametrize("override, msg", [
-    ("width=1e9", "'width' must be at most 64"),
-    ("crop_padding=100000", "'crop_padding' must be at most 64"),
+    ("width=1e9", "'width' must be in (0, 64]"),
+    ("crop_padding=100000", "'crop_padding' must be in [0, 64]"),
     ("seed=-1", "'seed' must be in [0, 2**32)"),
     ("seed=4294967296", "'seed' must be in [0, 2**32)"),
     (f"identity.swept_value={BOMB}", "alias bomb"),

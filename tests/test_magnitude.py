@@ -210,7 +210,7 @@ def test_magnitude_finetune_needs_init_from():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["method=gmp", "optim.target=1.0"], "'optim.target' must be a fraction"),
+    (["method=gmp", "optim.target=1.0"], "'optim.target' must be in \\[0, 1\\)"),
     (["method=gmp", "optim.scope=kernel"], "must be one of"),
     (["method=gmp", "optim.prune_start=5", "optim.prune_end=2"], "is after"),
     (["method=filter_prune", "optim.scope=layer"], "unknown config key 'optim.scope'"),
