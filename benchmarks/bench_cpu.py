@@ -21,7 +21,7 @@ does on the CPU); `default` leaves glibc's malloc as it is (train.py before). It
 the whole process, so compare allocators in separate invocations.
 
 --epoch: one full epoch of the `fashion` profile's run (Fashion-MNIST, ResNet-20 x0.5, xRDA,
-batch 128), old setting against new (SETTING:ALLOCATOR each), timed by part: the data (batch
+batch 128; `--epoch-model vgg16:0.25` for VGG-16 x0.25 in the same recipe), old setting against new (SETTING:ALLOCATOR each), timed by part: the data (batch
 order, crops, flips, normalization), forward, backward, the method's step, the per-epoch
 evaluation of the test set (export + 10,000 images), BatchNorm recalibration (bn_recal images)
 and the final training-accuracy pass. As the profile runs (`--concurrent` runs of one setting
@@ -137,14 +137,15 @@ PARTS = ("data", "forward", "backward", "step", "evaluation", "bn_recal", "final
 PER_EPOCH = PARTS[:5]   # what every epoch pays; bn_recal and the final pass come once a run
 
 
-def one_epoch(setting, subset=0):
-    """{part: seconds} of one epoch of the fashion run in `setting` (module docstring); subset:
-    the first N training images only (a smoke test)."""
+def one_epoch(setting, subset=0, spec="resnet20:0.5"):
+    """{part: seconds} of one epoch of the fashion run in `setting` (module docstring), with the
+    model `spec` (MODEL:WIDTH); subset: the first N training images only (a smoke test)."""
     data = D.load("fashion_mnist", "data")
     if subset:
         data.subset(subset)
     cpu = torch.device("cpu")
-    cfg = run_config("resnet20", 0.5, "xrda", setting)
+    name, width = spec.split(":")
+    cfg = run_config(name, float(width), "xrda", setting)
     torch.manual_seed(0)
     model = train.build_model(cfg, data.num_classes, cpu, data.input_shape)
     method = train.build_method(cfg, model, data.steps_per_epoch(BATCH))
@@ -187,10 +188,12 @@ def one_epoch(setting, subset=0):
 def bench_epoch(args):
     """Old against new, `--concurrent` child processes at once for each (module docstring)."""
     rows, totals = [], {}
+    model = args.epoch_model.replace(":", "x")
+    print(f"\nepoch of {args.epoch_model} (xRDA, Fashion-MNIST, batch {BATCH})")
     for side, spec in (("old", args.old), ("new", args.new)):
         setting, allocator = spec.split(":")
         cmd = [sys.executable, os.path.abspath(__file__), "--one-epoch", setting, "--allocator", allocator,
-               "--threads", str(args.threads), "--subset", str(args.subset)]
+               "--threads", str(args.threads), "--subset", str(args.subset), "--epoch-model", args.epoch_model]
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(args.concurrent)]
         results = []
         for p in procs:
@@ -207,11 +210,11 @@ def bench_epoch(args):
             print(f"  {k:<16} {mean[k]:7.1f}  {lo:6.1f}-{hi:<6.1f} "
                   f"{100 * mean[k] / totals[side]:5.1f}% of an epoch" if k in PER_EPOCH
                   else f"  {k:<16} {mean[k]:7.1f}  {lo:6.1f}-{hi:<6.1f} once a run")
-            rows.append({"part": f"epoch:{k}", "model": "resnet20x0.5", "setting": spec, "side": side,
+            rows.append({"part": f"epoch:{k}", "model": model, "setting": spec, "side": side,
                          "seconds": round(mean[k], 2), "min": round(lo, 2), "max": round(hi, 2),
                          "concurrent": args.concurrent, "threads": args.threads, "device": DEVICE})
         per_proc = sorted(sum(r[k] for k in PER_EPOCH) for r in results)
-        rows.append({"part": "epoch:total", "model": "resnet20x0.5", "setting": spec, "side": side,
+        rows.append({"part": "epoch:total", "model": model, "setting": spec, "side": side,
                      "seconds": round(totals[side], 2), "min": round(per_proc[0], 2),
                      "max": round(per_proc[-1], 2), "concurrent": args.concurrent,
                      "threads": args.threads, "device": DEVICE})
@@ -233,6 +236,8 @@ def main():
     ap.add_argument("--allocator", choices=("default", "kept"), default="kept",
                     help="kept: runs.keep_freed_memory() as train.py does on the CPU")
     ap.add_argument("--epoch", action="store_true")
+    ap.add_argument("--epoch-model", default="resnet20:0.5",
+                    help="MODEL:WIDTH of the --epoch run (the fashion profile's ResNet-20 x0.5 by default)")
     ap.add_argument("--old", default="fp32+cl:default", help="SETTING:ALLOCATOR of the old epoch")
     ap.add_argument("--new", default="bf16+cl:kept", help="SETTING:ALLOCATOR of the new epoch")
     ap.add_argument("--concurrent", type=int, default=2, help="runs at once on each side")
@@ -250,7 +255,7 @@ def main():
         runs.keep_freed_memory()
     os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if args.one_epoch:
-        print(json.dumps(one_epoch(args.one_epoch, args.subset)))
+        print(json.dumps(one_epoch(args.one_epoch, args.subset, args.epoch_model)))
         return
     print(f"{DEVICE}, torch {torch.__version__}, allocator {args.allocator} (steps)")
     rows = [] if args.no_steps else bench_steps(args)
