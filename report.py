@@ -1,6 +1,7 @@
 """Tables, figures and REPORT.md for one or more profiles; trains nothing.
 
     python report.py [PROFILE ...] [--results DIR] [--out DIR]
+    python report.py --across PROFILE ... [--results DIR] [--out FILE]   (claims per row and across rows)
 
 A report covers exactly the runs its profile expands to that are complete in RESULTS/runs/
 (reporting/load.py); any other row of RESULTS/runs.csv is left out and named. With no
@@ -239,6 +240,41 @@ def budget_section(profile, results, papers, df, left, tdir, fdir, looks, put, f
         "The README block for these verdicts: `tables/budget_readme.md`.", ""]
 
 
+def across(profiles, results=None):
+    """Markdown: each claim of the profiles, its verdict in every row (model) of each profile
+    and across them all (reporting/across.py RULE). An incomplete profile's rows: no verdict
+    yet, not counted; a pipeline check (`evidence: none`) is refused."""
+    from reporting import across as AC
+    from reporting import claims as CL
+    from reporting import load, style
+    from reporting import papers as PA
+    from reporting.load import ReportError
+    from sweeping.profile import profile_results
+
+    columns, declared = [], []
+    for prof in profiles:
+        name = os.path.basename(prof).removesuffix(".yaml")
+        if load.evidence(prof) == "none":
+            raise ReportError(f"--across: {name} is a pipeline check (evidence: none): it states no verdict", code=2)
+        papers = load.claims(prof)
+        declared += [c for c in PA.of(papers) if c not in declared]
+        try:
+            df, left = load.load(prof, results or profile_results(prof))
+        except ReportError as e:
+            if e.code != 1:       # not "no run complete yet"
+                raise
+            columns.append((f"{name}: no run complete", {c.id: AC.INCOMPLETE for c in PA.of(papers)}))
+            continue
+        incomplete = bool(left["missing"] or left["waiting"])
+        per = {c.id: CL.row_verdicts([x for x in CL.comparisons(df, papers) if x["claim"] == c.id])
+               for c in PA.of(papers)} if not incomplete else {}
+        for row, title in style.row_titles(df).items():
+            columns.append((f"{title} ({name})",
+                            {c.id: AC.INCOMPLETE if incomplete else per[c.id].get(row, AC.NO_EVIDENCE)
+                             for c in PA.of(papers)}))
+    return AC.table(columns, [(c.id, c.title) for c in declared])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("profiles", nargs="*", help="profile names (configs/profiles/) or files; "
@@ -251,6 +287,9 @@ def main(argv=None):
     p.add_argument("--force", action="store_true",
                    help="write into --out (and the figures folder) even where they hold a REPORT.md, "
                         "tables or figures that report.py did not write")
+    p.add_argument("--across", action="store_true",
+                   help="write one markdown table instead: each claim's verdict per row (model) of "
+                        "every PROFILE and across them (to --out FILE, default stdout)")
     args = p.parse_args(argv)
     sys.path.insert(0, REPO)
     from reporting.load import ReportError, profiles_in
@@ -259,6 +298,16 @@ def main(argv=None):
     from sweeping.profile import profile_results
 
     try:
+        if args.across:
+            if not args.profiles:
+                raise ReportError("--across: name the profiles to set side by side", code=2)
+            text = across(args.profiles, args.results)
+            if args.out:
+                runs.atomic_write(args.out, text)
+                print(f"claims across {', '.join(args.profiles)} -> {args.out}")
+            else:
+                print(text, end="")
+            return 0
         profiles = args.profiles or profiles_in(args.results or "results")
         if not profiles:
             raise ReportError(f"{args.results or 'results'}: no run of any profile there (run `python "

@@ -27,6 +27,7 @@ import numpy as np
 
 from optim.base import STRUCTURED_MODES as STRUCTURED
 
+from . import across as AC
 from . import compare as K
 from . import papers as PA
 
@@ -372,21 +373,34 @@ def regime_check(regime, part):
                  f"{'at least' if met else 'under'} {regime.min_gap:g} pp")
 
 
+def row_verdict(mine):
+    """One row's verdict of a claim from that row's comparisons (`mine`). A row whose every
+    comparison is outside the claim's regime (papers.Regime) is "not testable at this budget";
+    comparisons outside it never count for or against it."""
+    counted = [c for c in mine if c["outcome"] in (K.WIN, K.LOSS, K.INCONCLUSIVE, "mixed", K.UNMEASURABLE)]
+    # suggestive only when no counted comparison rests on seeds on both sides
+    strength = "significant" if any(c["strength"] == "significant" for c in counted) else "suggestive"
+    if not counted and any(c["outcome"] == K.NOT_TESTABLE for c in mine):
+        return K.NOT_TESTABLE
+    return K.claim_verdict([c["outcome"] if c["outcome"] != "mixed" else K.INCONCLUSIVE
+                            for c in counted], strength)
+
+
+def row_verdicts(mine):
+    """{row: its verdict} of one claim's comparisons, rows in the order they come."""
+    rows = list(dict.fromkeys(c.get("row", "") for c in mine))
+    return {r: row_verdict([c for c in mine if c.get("row", "") == r]) for r in rows}
+
+
 def claim_verdicts(comps, papers=("A",)):
-    """[(id, title, rule, verdict, [comparisons])] for the declared claims of `papers`. A claim
-    whose every comparison is outside its regime (papers.Regime) is "not testable at this
-    budget"; comparisons outside it never count for or against it."""
+    """[(id, title, rule, verdict, [comparisons])] for the declared claims of `papers`: each
+    row's verdict on its own comparisons (row_verdict), then across rows by one rule
+    (reporting/across.py RULE; one row: that row's verdict)."""
     out = []
     for claim in PA.of(papers):
         mine = [c for c in comps if c["claim"] == claim.id]
-        counted = [c for c in mine if c["outcome"] in (K.WIN, K.LOSS, K.INCONCLUSIVE, "mixed", K.UNMEASURABLE)]
-        # suggestive only when no counted comparison rests on seeds on both sides
-        strength = "significant" if any(c["strength"] == "significant" for c in counted) else "suggestive"
-        if not counted and any(c["outcome"] == K.NOT_TESTABLE for c in mine):
-            v = K.NOT_TESTABLE
-        else:
-            v = K.claim_verdict([c["outcome"] if c["outcome"] != "mixed" else K.INCONCLUSIVE
-                                 for c in counted], strength)
+        per = row_verdicts(mine)
+        v = AC.combine(per)[0] if per else row_verdict([])
         out.append((claim.id, claim.title, claim.rule, v, mine))
     return out
 

@@ -9,6 +9,8 @@ from collections import Counter
 import runs
 from sweeping.search import FALLING
 
+from . import across as AC
+from . import claims as CL
 from . import compare as K
 from . import figures
 from .load import parent_run
@@ -285,6 +287,11 @@ def write(path, profile, evidence, df, left, pts, comps, verdicts, level_tables,
                       + (f" Testable only with {claim.regime.what}, measured on the runs; outside it "
                          f"the verdict is \"{K.NOT_TESTABLE}\"." if claim.regime else "")
                       + (f" {claim.note}" if claim.note else ""), ""]
+                per = CL.row_verdicts(mine)
+                if len(per) > 1:   # several rows (models): each row's verdict, then AC.RULE
+                    titles = style.row_titles(df)
+                    L += ["Per row: " + "; ".join(f"{titles.get(r, r)}: {v}" for r, v in per.items())
+                          + f". {AC.RULE}", ""]
                 L += [comparison_line(c) for c in mine] or ["- no comparison in these runs"]
                 L.append("")
     L += list(budget_md)   # "Verdicts against the budget" (reporting/budget_document.py)
