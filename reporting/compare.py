@@ -37,16 +37,10 @@ import math
 
 import numpy as np
 
+from evidence import COVER_TOL, MATCH_TOL  # noqa: F401  (the tolerances sweeping aims by too)
+
 SPARSITY_LEVELS = (0.9, 0.95, 0.98, 0.99, 0.995)    # fraction of weights that are zero
 MAC_LEVELS = (0.5, 0.3, 0.2, 0.1)                    # fraction of dense multiply-adds kept
-MATCH_TOL = 0.1          # |log(nnz_a / nnz_b)| at most this for two points to be matched
-# A seed's point this close to a level (in log nonzeros or log MACs: 5%) stands at it, never
-# farther: half MATCH_TOL, so that any two points standing at one level are close enough for
-# the report to match them as one sparsity. Seeds run at one λ scatter in sparsity (STR's 99%
-# point: seed 0 at 99.10%, seed 1 at 98.98%, 2% in nonzeros; the sine schedule's 90%: seed 2 at
-# 90.16%, 1.6%); under 1% such a seed lost the level. 5% in nonzeros is 0.05 pp at 99%, 0.1 pp
-# at 98%: below what seeds or the test set resolve in accuracy.
-COVER_TOL = MATCH_TOL / 2
 ALPHA = 0.05
 ONE_SEED_BAND = 2.4      # pp; see the module docstring
 

@@ -1,10 +1,13 @@
 """The λ search of a profile's `calibrate`: a pure function of its rounds (docs/methods.md §7)."""
 import math
 
+from evidence import COVER_TOL
+
 # how close (in log nonzeros) to an end target a round on its inner side may stand: seed 0
 # aims at the outer side so that the other seeds, scattered around it, stay within the report's
-# own tolerance (reporting.compare.COVER_TOL, wider). Fixed here so searches already run replay.
+# own tolerance (COVER_TOL, wider). Fixed here so searches already run replay.
 SIDE_TOL = 0.01
+assert SIDE_TOL < COVER_TOL, "a seed beside seed 0's round must still stand at the level"
 # the words a missed target's reason starts with (the report and the README quote them)
 WHY = ("ceiling", "plateau", "collapse", "jump", "rounds exhausted")
 # What a search may be calibrated on (a profile entry's `target_metric`): a fraction that grows
