@@ -132,8 +132,7 @@ def build(profile, results, out, fdir=None):
     """Write the report of `profile`: REPORT.md and tables/ in `out`, figures in `fdir`
     (default OUT/figures)."""
     from reporting import claims as CL
-    from reporting import document, figures, load, savings, speedup_figure, style, threshold_figure
-    from reporting import papers as PA
+    from reporting import document, load, savings, style
     from reporting import tables as T
     import runs
 
@@ -154,6 +153,31 @@ def build(profile, results, out, fdir=None):
     verdict = evidence != "none"
     titles = style.row_titles(df)
     looks = style.Looks(zip(df["method"], df["entry"]), dict(zip(df["entry"], df["role"])))
+    level_tables, pairs = write_tables(name, df, pts, comps, papers, verdict, titles, put)
+    figs = figures(df, pts, left, load.run_frames(df), load.inference(os.path.join(out, INFERENCE_CSV)),
+                   fdir, titles, looks)
+    budget_md = []
+    if verdict and load.budget_partner(profile):
+        budget_md = budget_section(profile, results, papers, df, left, tdir, fdir, looks, put, figs)
+    figs = [(t, p) for t, p in figs if p]
+    written += [p for _, ps in figs for p in ps]
+    prune_figures(fdir, [p for _, ps in figs for p in ps])
+    sv = savings.table(list(df["folder"]))
+    sv_md = T.md(*savings.display(sv)) if sv else ""
+    rep = document.Report(name, evidence, df, left, pts, comps, verdicts, level_tables, figs, sv_md, pairs,
+                          papers, results, budget_md)
+    written.append(document.write(os.path.join(out, "REPORT.md"), rep))
+    return written, len(df), left
+
+
+def write_tables(name, df, pts, comps, papers, verdict, titles, put):
+    """tables/: the level tables, the point-by-point tables (not for a pipeline check), every
+    point, every comparison; returns (level tables, {key: (pair table, rows)})."""
+    from reporting import claims as CL
+    from reporting import papers as PA
+    from reporting import tables as T
+    import runs
+
     level_tables = []
     for roles, what in ((("reference", "baseline"), "methods"), (("reference", "ablation"), "ablations")):
         for t in T.level_tables(df, roles, what, marked=verdict, titles=titles):
@@ -173,44 +197,44 @@ def build(profile, results, out, fdir=None):
             put(f"pairs_{t.key}.md", T.md(T.pair_header(t.name), rows))
     put("points.md", T.md(T.POINT_HEADER, T.point_rows(pts)))
     put("points.csv", pts[T.POINT_COLUMNS].to_csv(index=False))
-    flat = [{"paper": c["paper"], "claim": c["claim"], "row": c["row"], "a": c["a"]["entry"], "b": c["b"]["entry"],
+    flat = comparison_rows(comps)
+    put("comparisons.csv", runs.csv_text(flat) if flat else "paper,claim\n")
+    return level_tables, pairs
+
+
+def comparison_rows(comps):
+    """comparisons.csv's rows: one per comparison and level."""
+    return [{"paper": c["paper"], "claim": c["claim"], "row": c["row"], "a": c["a"]["entry"], "b": c["b"]["entry"],
              "a_epochs": c["a"]["epochs"], "b_epochs": c["b"]["epochs"], "outcome": c["outcome"],
              "strength": c["strength"], "level": lv["level"], "kind": c["kind"],
              "a_mean": sum(lv["a"]) / len(lv["a"]), "b_mean": sum(lv["b"]) / len(lv["b"]),
              "n_a": len(lv["a"]), "n_b": len(lv["b"]), "diff": lv["diff"], "p": lv["p"],
              "p_holm": lv.get("p_holm", lv["p"]), "test": lv.get("test", "unpaired"),
              "level_outcome": lv["outcome"]} for c in comps for lv in (c["levels"] or [None]) if lv]
-    put("comparisons.csv", runs.csv_text(flat) if flat else "paper,claim\n")
+
+
+def figures(df, pts, left, frames, inference, fdir, titles, looks):
+    """[(title, paths)] of every figure, drawn from the frames only (load.run_frames,
+    load.inference); in this order, which decides the colours an entry keeps (style.Looks)."""
+    from reporting import fig_dynamics, fig_layers, fig_search, fig_threshold, fig_tradeoff, speedup_figure
+    from reporting import threshold_figure
 
     kw = dict(titles=titles, looks=looks)
-    figs = [("Accuracy against sparsity", figures.tradeoff(pts, fdir, "nnz", "page", **kw)
-             + figures.tradeoff(pts, fdir, "nnz", "col", **kw)),
+    tradeoff = lambda kind, width, *a, **k: fig_tradeoff.tradeoff(pts, fdir, kind, width, *a, **kw, **k)
+    ablation = dict(roles=("reference", "ablation"))
+    return [("Accuracy against sparsity", tradeoff("nnz", "page") + tradeoff("nnz", "col")),
             ("Ablations: accuracy against sparsity",
-             figures.tradeoff(pts, fdir, "nnz", "page", "ablation", roles=("reference", "ablation"), **kw)
-             + figures.tradeoff(pts, fdir, "nnz", "col", "ablation", roles=("reference", "ablation"), **kw)),
+             tradeoff("nnz", "page", "ablation", **ablation) + tradeoff("nnz", "col", "ablation", **ablation)),
             ("Structured: accuracy against structural multiply-adds",
-             figures.tradeoff(pts, fdir, "macs", "page", **kw) + figures.tradeoff(pts, fdir, "macs", "col", **kw)),
-            ("Training dynamics on the common budget", figures.dynamics(df, pts, fdir, **kw)),
-            ("Per-layer sparsity", figures.layers(df, pts, fdir, **kw)),
-            ("Soft threshold over training", figures.threshold(df, pts, fdir, **kw)),
-            ("λ searches: sparsity against λ", figures.searches(df, fdir, left.get("searches") or (), **kw)),
+             tradeoff("macs", "page") + tradeoff("macs", "col")),
+            ("Training dynamics on the common budget", fig_dynamics.dynamics(df, pts, frames["metrics"], fdir, **kw)),
+            ("Per-layer sparsity", fig_layers.layers(df, pts, frames["layers"], fdir, **kw)),
+            ("Soft threshold over training", fig_threshold.threshold(df, pts, frames["metrics"], fdir, **kw)),
+            ("λ searches: sparsity against λ", fig_search.searches(df, fdir, left.get("searches") or (), **kw)),
             ("Threshold schedules: the threshold and the ℓ1 coefficient it implies",
-             threshold_figure.figure(df, fdir, **kw)),
+             threshold_figure.figure(df, frames["thresholds"], fdir, **kw)),
             # measured by benchmarks/bench_inference.py --csv OUT/inference.csv (not by the sweep)
-            ("CPU inference: measured speed-up against the nonzero-MAC ratio",
-             speedup_figure.figure(os.path.join(out, INFERENCE_CSV), fdir))]
-    budget_md = []
-    if verdict and load.budget_partner(profile):
-        budget_md = budget_section(profile, results, papers, df, left, tdir, fdir, looks, put, figs)
-    figs = [(t, p) for t, p in figs if p]
-    written += [p for _, ps in figs for p in ps]
-    prune_figures(fdir, [p for _, ps in figs for p in ps])
-    sv = savings.table(list(df["folder"]))
-    sv_md = T.md(*savings.display(sv)) if sv else ""
-    written.append(document.write(os.path.join(out, "REPORT.md"), name, evidence, df, left, pts, comps,
-                                  verdicts, level_tables, figs, sv_md, pairs, papers, results=results,
-                                  budget_md=budget_md))
-    return written, len(df), left
+            ("CPU inference: measured speed-up against the nonzero-MAC ratio", speedup_figure.figure(inference, fdir))]
 
 
 def budget_section(profile, results, papers, df, left, tdir, fdir, looks, put, figs):

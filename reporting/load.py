@@ -17,6 +17,8 @@ import data
 import runs
 from sweeping import plan, profile as P
 
+from . import thresholds as T
+
 NUMERIC = ("width", "seed", "epochs", "total_epochs", "lam", "test_acc", "test_loss", "train_acc",
            "train_loss", "sparsity", "sparsity_all", "nnz", "n_weights", "n_params", "flops_dense",
            "flops_nonzero", "macs_structural", "train_seconds", "calibration_target", "calibration_round",
@@ -33,14 +35,12 @@ class ReportError(Exception):
 
 
 def profile_path(name):
-    """A profile name (configs/profiles/NAME.yaml) or a path to a profile file."""
-    if os.path.exists(name):
-        return name
-    p = os.path.join(P.REPO, "configs", "profiles", f"{name}.yaml")
-    if not os.path.exists(p):
-        known = sorted(f[:-5] for f in os.listdir(os.path.dirname(p)) if f.endswith(".yaml"))
-        raise ReportError(f"unknown profile '{name}'; known: {', '.join(known)}")
-    return p
+    """A profile name (configs/profiles/NAME.yaml) or a path to a profile file: the sweep's own
+    lookup (sweeping/profile.py find_profile), its error as a ReportError."""
+    try:
+        return P.find_profile(name)
+    except P.ProfileError as e:
+        raise ReportError(str(e)) from None
 
 
 def _complete(cfg, results):
@@ -202,7 +202,6 @@ def load(profile, results):
     df["collapse_measure"] = [runs.collapse_measure(r)[1] for r in judged]
     df["n_test"] = [data.DATASETS[d].n_test if d in data.DATASETS else 0 for d in df["dataset"]]
     df["correct"] = correctness(df, results)
-    df["weights_here"] = [os.path.exists(runs.path(f, runs.MODEL)) for f in df["folder"]]
     df["compression"] = df["n_weights"] / df["nnz"].clip(lower=1)
     # rows this profile asked for once that its plan no longer names (a λ search that took
     # another path since, e.g. a round the collapse rule now judges collapsed): not "other"
@@ -261,6 +260,51 @@ def correctness(df, results):
                 ok = None
         out.append(ok)
     return out
+
+
+def run_frames(df):
+    """What the figures draw beyond the run table `df`, read from the run folders once, keyed by
+    run name: {"metrics": metrics.csv (metrics_of), "layers": layers.csv or None where it is
+    missing, "thresholds": a soft_threshold run's implied coefficients (thresholds.implied) or
+    None}. No figure reads a run folder itself."""
+    import pandas as pd
+
+    metrics, layers, curves = {}, {}, {}
+    for _, r in df.iterrows():
+        metrics[r["run"]] = metrics_of(r["folder"])
+        try:
+            layers[r["run"]] = pd.read_csv(runs.path(r["folder"], "layers.csv"))
+        except OSError:
+            layers[r["run"]] = None
+        if r["method"] == T.METHOD:
+            curves[r["run"]] = threshold_curve(r["folder"], r.to_dict(), metrics[r["run"]])
+    return {"metrics": metrics, "layers": layers, "thresholds": curves}
+
+
+def threshold_curve(folder, summary=None, metrics=None):
+    """thresholds.implied for the run in `folder` (its config.yaml, metrics.csv and summary);
+    None for a folder without its config (committed results keep it)."""
+    m = metrics if metrics is not None else metrics_of(folder)
+    try:
+        cfg = C.resolve(C.load_yaml(runs.path(folder, runs.CONFIG)))
+    except (OSError, C.ConfigError):
+        cfg = None
+    summary = summary if summary is not None else runs.read_summary(folder)
+    return T.implied(m, cfg, summary)
+
+
+def inference(csv_path):
+    """The rows of benchmarks/bench_inference.py's CSV (--csv), the latest measurement of each
+    (run, batch, variant, threads), dense's own rows left out; None without a CSV or rows."""
+    import pandas as pd
+
+    if not csv_path or not os.path.exists(csv_path) or os.path.getsize(csv_path) == 0:
+        return None
+    df = pd.read_csv(csv_path)
+    if df.empty:
+        return None
+    df = df.sort_values("measured_at").drop_duplicates(["run", "batch", "variant", "threads"], keep="last")
+    return df[df["variant"] != "dense"]
 
 
 def parent_run(init_from):

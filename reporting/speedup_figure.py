@@ -1,7 +1,7 @@
 """Measured CPU speed-up against sparsity: what the sparse kernels deliver next to what the
 nonzero multiply-adds promise, from the CSV of benchmarks/bench_inference.py (--csv).
 
-    paths = speedup_figure.figure("inference.csv", folder)   # [] when there is no CSV / no row
+    paths = speedup_figure.figure(load.inference("inference.csv"), folder)   # [] without rows
 
     speedup_page.{png,pdf}   one panel per batch size (1, and the throughput batch): per run,
                              dense time / variant time (median of the per-round ratios, bars
@@ -10,8 +10,8 @@ nonzero multiply-adds promise, from the CSV of benchmarks/bench_inference.py (--
                              itself (every skipped multiply-add saved), 1 is dense's speed
 """
 import math
-import os
 
+from . import figures as F
 from . import style
 
 # marker, colour (the project's Okabe-Ito palette) and what each variant is, for the legend
@@ -29,24 +29,9 @@ def threads_text(threads):
     return f"{', '.join(map(str, ts))} thread{'' if ts == [1] else 's'}"
 
 
-def read(csv_path):
-    """The benchmark rows, the latest measurement of each (run, batch, variant, threads)."""
-    import pandas as pd
-
-    if not csv_path or not os.path.exists(csv_path) or os.path.getsize(csv_path) == 0:
-        return None
-    df = pd.read_csv(csv_path)
-    if df.empty:
-        return None
-    df = df.sort_values("measured_at").drop_duplicates(["run", "batch", "variant", "threads"], keep="last")
-    return df[df["variant"] != "dense"]
-
-
-def figure(csv_path, folder):
-    """speedup_page.{png,pdf} in `folder` from the benchmark CSV; [] when it has no rows."""
-    from . import figures as F
-
-    df = read(csv_path)
+def figure(df, folder):
+    """speedup_page.{png,pdf} in `folder` from the benchmark rows `df` (reporting/load.py:
+    inference); [] when there are none."""
     if df is None or df.empty:
         return []
     plt = F._plt()

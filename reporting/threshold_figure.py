@@ -1,5 +1,5 @@
 """What each threshold schedule does over training (paper B): the soft threshold d and the ℓ1
-coefficient it implies, from the metrics.csv of soft_threshold runs.
+coefficient it implies, from the per-epoch curves reporting/thresholds.py computes (reporting/load.py reads the runs).
 
 Paper B reads one SGD step on θ followed by re-thresholding as one ISTA step on
 L(w) + λ_t‖w‖₁ with λ_t = (d_t − d_{t−1}) / η_t. Per epoch e of a run (d_0 = 0):
@@ -24,74 +24,12 @@ STR's learned thresholds (one per layer, threshold_min / threshold_max in its me
 have no one λ and are not drawn.
 """
 import math
-import os
 
 import numpy as np
 
-import runs
-
-from . import load as L
+from . import figures as F
 from . import style
-
-METHOD = "soft_threshold"
-
-
-def steps_per_epoch(cfg):
-    """Optimizer steps of one epoch of `cfg` (the last partial batch kept, as data.py)."""
-    import data
-
-    spec = data.DATASETS.get(cfg["dataset"])
-    n = spec.n_train if spec else 0
-    if cfg.get("train_subset"):
-        n = min(n, int(cfg["train_subset"])) if n else int(cfg["train_subset"])
-    return max(1, math.ceil(n / cfg["batch_size"])) if n else 0
-
-
-def epoch_lr_sums(cfg, steps=None):
-    """[Σ η_s over epoch e for e = 1..epochs] of the run `cfg` (a resolved config), from the
-    schedule it trained with; `steps`: steps per epoch (default: from the data set)."""
-    import torch
-
-    from optim.schedules import Schedule, warmup_steps
-
-    o = cfg["optim"]
-    steps = steps or steps_per_epoch(cfg) or 100    # unknown size: the shape at 100 steps
-    base = float(o["lr"]) * float(cfg.get("lr_scale", 1.0))
-    n = steps * cfg["epochs"]
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base)
-    warm = warmup_steps({"warmup_epochs": cfg.get("warmup_epochs", 0)}, steps)
-    sched = Schedule(opt, o.get("schedule", "cosine"), n, steps, o.get("milestones", ()), o.get("gamma", 0.1),
-                     warmup_steps=warm)
-    per_step = np.array([base * sched.factor(t) for t in range(1, n + 1)])
-    return per_step.reshape(cfg["epochs"], steps).sum(1)
-
-
-def curve(folder, summary=None):
-    """A soft_threshold run's per-epoch threshold and implied ℓ1 coefficient: a DataFrame with
-    epoch, threshold, lr_sum (Σ η of the epoch), lam (λ_e), and the run's D and mean λ
-    (attrs D, lam_mean). None when the run has no threshold column, no config.yaml or no
-    threshold."""
-    import pandas as pd
-
-    import config as C
-
-    m = L.metrics_of(folder)
-    if "threshold" not in m.columns or not len(m):
-        return None
-    try:   # a folder without its config (committed results keep it) is left out of the figure
-        cfg = C.resolve(C.load_yaml(runs.path(folder, runs.CONFIG)))
-    except (OSError, C.ConfigError):
-        return None
-    summary = summary if summary is not None else runs.read_summary(folder)
-    sums = epoch_lr_sums(cfg)[: len(m)]
-    D, lam = float(summary.get("final_threshold") or 0.0), float(summary.get("lam") or 0.0)
-    if D > 0 and lam > 0 and len(m) == cfg["epochs"]:
-        sums = sums * (D / lam) / sums.sum()       # the run's own Σ η (summary: D / λ)
-    d = m["threshold"].to_numpy(float)
-    out = pd.DataFrame({"epoch": m["epoch"].to_numpy(int), "threshold": d, "lr_sum": sums,
-                        "lam": np.diff(d, prepend=0.0) / np.where(sums > 0, sums, np.nan)})
-    out.attrs.update(D=D if D > 0 else float(d[-1]), lam_mean=lam)
-    return out if out.attrs["D"] > 0 else None
+from .thresholds import METHOD
 
 
 def _runs(df):
@@ -126,20 +64,17 @@ def _lambda_axis(ax, curves):
     vals = np.concatenate([c[np.isfinite(c) & (c > 0)] for c in curves]) if curves else np.array([])
     if len(vals) and vals.max() / vals.min() > 3:
         ax.set_yscale("log")
-        from reporting.figures import _few_log_labels
-
-        _few_log_labels(ax.yaxis, (vals.min() / 1.3, vals.max() * 1.3))
+        F._few_log_labels(ax.yaxis, (vals.min() / 1.3, vals.max() * 1.3))
     else:
         ax.set_ylim(0, max(2.0, 1.2 * float(vals.max()) if len(vals) else 2.0))
 
 
-def figure(df, folder, titles=None, looks=None):
+def figure(df, curves, folder, titles=None, looks=None):
     """thresholds_page.{png,pdf} from the soft_threshold runs of the report's table `df`
-    (reporting.load.load), at most three rows a file (thresholds_page_2, ...); [] when
+    (reporting.load.load) and their curves ({run: reporting.thresholds.implied}, read by
+    reporting.load.run_frames), at most three rows a file (thresholds_page_2, ...); [] when
     there is none with a threshold. Colours: the report's `looks` (style.Looks)."""
-    from reporting import figures as F
-
-    picked = [(row, entry, sched, r, curve(r["folder"], r.to_dict())) for row, entry, sched, r in _runs(df)]
+    picked = [(row, entry, sched, r, curves.get(r["run"])) for row, entry, sched, r in _runs(df)]
     picked = [p for p in picked if p[4] is not None]
     if not picked:
         return []

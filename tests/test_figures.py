@@ -16,7 +16,9 @@ import yaml
 
 import report
 import runs
+from reporting import fig_tradeoff as FT
 from reporting import figures as F
+from reporting import load
 from reporting import style
 from reporting import threshold_figure as TF
 from tests import synthetic
@@ -150,7 +152,7 @@ def test_a_collapse_far_right_is_an_edge_mark_not_the_axis_end(small, tmp_path):
     healthy_hi = float(F.sp_x(pts[pts["collapsed"] == 0]["sparsity"].max()))
     i = pts.index[pts["entry"] == "xrda"][-1]
     pts.loc[i, ["sparsity", "collapsed", "acc"]] = [0.99994, 1, 10.0]     # x = 4.22
-    F.tradeoff(pts, str(tmp_path), "nnz", "col", "far")
+    FT.tradeoff(pts, str(tmp_path), "nnz", "col", "far")
     d = F.DRAWN["far_col"]
     lo, hi = d["xlims"][0]
     # the axis ends one tick past the healthy points plus the edge column (0.3), not at 4.22
@@ -166,7 +168,7 @@ def test_edge_marks_at_one_sparsity_never_cover_each_other(small, tmp_path):
     for e in ("xrda", "gmp", "soft_threshold"):                # three entries 60 pp down at 95%
         j = pts.index[pts["entry"] == e][0]
         pts.loc[j, ["sparsity", "acc", "collapsed"]] = [0.95, 30.0, 0]
-    F.tradeoff(pts, str(tmp_path), "nnz", "col", "stack")
+    FT.tradeoff(pts, str(tmp_path), "nnz", "col", "stack")
     d = F.DRAWN["stack_col"]
     at = [(x, y) for x, y, m in d["edge_marks"] if m == "below" and abs(x - F.sp_x(0.95)) < 1e-9]
     assert len(at) == 3 and len({round(y, 6) for _, y in at}) == 3
@@ -191,17 +193,19 @@ def test_a_constant_coefficient_is_drawn_flat_on_a_linear_axis(tmp_path):
     rows = []
     for schedule in ("lats", "linear"):
         folder, _, summary = fake_run(str(tmp_path), schedule)
-        rows.append({"method": "soft_threshold", "entry": f"st_{schedule}", "row": "digits-resnet20-w0.5",
+        rows.append({"run": f"st-{schedule}", "method": "soft_threshold", "entry": f"st_{schedule}", "row": "digits-resnet20-w0.5",
                      "seed": 0, "swept_value": "x", "folder": folder, "model": "resnet20", "width": 0.5,
                      "dataset": "digits", **summary})
     # LATS alone (a constant λ, rounding noise of ~1e-7): a linear axis, one flat line, no
     # '1×10⁰' tick labels over a range of 1e-6
-    TF.figure(pd.DataFrame(rows[:1]), str(tmp_path / "one"))
+    one = pd.DataFrame(rows[:1])
+    TF.figure(one, load.run_frames(one)["thresholds"], str(tmp_path / "one"))
     d = F.DRAWN["thresholds_page"]
     assert d["yscales"] == ["linear", "linear"]
     assert not any("10^" in t for ts in d["yticks"] for t in ts)
     assert d["titles"][0].startswith(f"ResNet-20 ×0.5, {style.dataset_name('digits')}")   # not the row id
-    TF.figure(pd.DataFrame(rows), str(tmp_path / "two"))              # linear: λ grows ~10×
+    two = pd.DataFrame(rows)
+    TF.figure(two, load.run_frames(two)["thresholds"], str(tmp_path / "two"))              # linear: λ grows ~10×
     assert F.DRAWN["thresholds_page"]["yscales"] == ["linear", "log"]
     assert F.DRAWN["thresholds_page"]["size"][0] == 7.0
 

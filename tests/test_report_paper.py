@@ -17,6 +17,7 @@ import pytest
 
 import report
 from reporting import compare as K
+from reporting import fig_tradeoff as FT
 from reporting import figures as F
 from reporting import savings
 from reporting import style
@@ -405,7 +406,7 @@ def test_a_far_lower_healthy_point_is_marked_not_allowed_to_flatten_the_axis(bui
     pts = CL.points(df)
     i = pts.index[(pts["entry"] == "gmp")][0]
     pts.loc[i, "acc"] = 60.0                      # healthy (not collapsed), 32 pp below dense
-    F.tradeoff(pts, str(tmp_path), "nnz", "col", "low")
+    FT.tradeoff(pts, str(tmp_path), "nnz", "col", "low")
     d = F.DRAWN["low_col"]
     assert "below" in d["marks"] and "below the axis (lower edge)" in d["legend"]
     assert d["ylims"][0][0] > 85
@@ -420,7 +421,7 @@ def test_a_collapse_sparser_than_every_tick_is_an_edge_mark_inside_the_axis(buil
     i = pts.index[(pts["entry"] == "gmp")][0]
     pts.loc[i, "sparsity"] = 0.99997              # x = 4.52, past the last tick (99.99%, x = 4)
     pts.loc[i, "collapsed"] = 1
-    F.tradeoff(pts, str(tmp_path), "nnz", "col", "far")
+    FT.tradeoff(pts, str(tmp_path), "nnz", "col", "far")
     lo, hi = F.DRAWN["far_col"]["xlims"][0]
     # a collapse does not stretch the axis (issue 33): it sits on the right edge, inside it
     assert hi < 4.52
@@ -441,11 +442,11 @@ def test_dynamics_shows_few_curves_on_the_total_budget_axis(built):
     assert [t for t in d["xticks"][0] if t] == [str(i) for i in range(1, 9)]     # integer epochs
     # prune + fine-tune starts from a 4-epoch dense run: drawn on epochs 5-8 of the 8-epoch budget
     from reporting import claims as CL
-    from reporting import load
+    from reporting import fig_dynamics, load
     df, _ = load.load("fashion", built["fashion"][2])
     p = CL.points(df)
     mf = p[(p["entry"] == "magnitude_finetune")].iloc[0]
-    eps = sorted({int(e) for m in F._epoch_metrics(df, mf) for e in m["epoch"]})
+    eps = sorted({int(e) for m in fig_dynamics._epoch_metrics(df, mf, load.run_frames(df)["metrics"]) for e in m["epoch"]})
     assert eps == [5, 6, 7, 8]
     assert any("the dense run it starts from" in lab for lab in d["legend"])
     assert "± std over seeds (band)" in d["legend"]

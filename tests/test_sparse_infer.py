@@ -244,9 +244,10 @@ def test_cli_bad_run_folder_is_one_line(tmp_path, capsys):
 
 
 def test_speedup_figure_from_a_benchmark_csv(tmp_path):
-    from reporting import speedup_figure
+    from reporting import load, speedup_figure
 
-    assert speedup_figure.figure(str(tmp_path / "missing.csv"), str(tmp_path)) == []
+    assert load.inference(str(tmp_path / "missing.csv")) is None
+    assert speedup_figure.figure(None, str(tmp_path)) == []
     csv = tmp_path / "inference.csv"
     head = "run,model,sparsity,mac_ratio,threads,batch,variant,speedup,speedup_q1,speedup_q3,measured_at\n"
     rows = ["a,resnet20,0.98,40.0,1,1,dense,1,1,1,2026-01-01T00:00:00",
@@ -254,8 +255,8 @@ def test_speedup_figure_from_a_benchmark_csv(tmp_path):
             "a,resnet20,0.98,40.0,1,1,sparse,2.5,2.4,2.6,2026-01-02T00:00:00",   # the later one counts
             "a,resnet20,0.98,40.0,1,64,sparse,3.0,2.9,3.1,2026-01-02T00:00:00"]
     csv.write_text(head + "\n".join(rows) + "\n")
-    df = speedup_figure.read(str(csv))
+    df = load.inference(str(csv))
     assert sorted(zip(df["batch"], df["speedup"])) == [(1, 2.5), (64, 3.0)]
-    paths = speedup_figure.figure(str(csv), str(tmp_path / "fig"))
+    paths = speedup_figure.figure(df, str(tmp_path / "fig"))
     assert [os.path.basename(p) for p in paths] == ["speedup_page.png", "speedup_page.pdf"]
     assert all(os.path.getsize(p) > 0 for p in paths)

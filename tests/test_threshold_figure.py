@@ -13,7 +13,9 @@ from torch import nn
 import config as C
 import runs
 from optim import get_method
+from reporting import load
 from reporting import threshold_figure as TF
+from reporting import thresholds as TH
 
 EPOCHS, BATCH = 3, 128           # digits: 1,437 training images -> 12 steps an epoch
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -28,7 +30,7 @@ def fake_run(results, schedule, warmup=0):
     cfg = C.build(CONFIG,
                   [f"epochs={EPOCHS}", f"batch_size={BATCH}", f"warmup_epochs={warmup}",
                    f"optim.threshold_schedule={schedule}", *knob])
-    steps = TF.steps_per_epoch(cfg)
+    steps = TH.steps_per_epoch(cfg)
     assert steps == math.ceil(1437 / BATCH)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
@@ -58,7 +60,7 @@ def fake_run(results, schedule, warmup=0):
 def test_implied_lambda_is_recomputed_exactly(tmp_path, warmup):
     for schedule in ("lats", "linear", "sine"):
         folder, want, summary = fake_run(str(tmp_path), schedule, warmup)
-        c = TF.curve(folder, summary)
+        c = load.threshold_curve(folder, summary)
         assert list(c["epoch"]) == [1, 2, 3]
         assert list(c["lam"]) == pytest.approx(want, rel=1e-5)
         if schedule == "lats":       # a constant coefficient: λ every epoch
@@ -72,11 +74,13 @@ def test_the_figure_is_drawn_from_the_report_table(tmp_path):
     rows = []
     for i, schedule in enumerate(("lats", "linear", "sine")):
         folder, _, summary = fake_run(str(tmp_path), schedule)
-        rows.append({"method": "soft_threshold", "entry": f"st_{schedule}", "row": "digits-resnet20",
+        rows.append({"run": f"st-{schedule}", "method": "soft_threshold", "entry": f"st_{schedule}", "row": "digits-resnet20",
                      "seed": 0, "swept_value": "x", "folder": folder, **summary})
-    rows.append({"method": "sgd", "entry": "sgd", "row": "digits-resnet20", "seed": 0, "swept_value": "",
+    rows.append({"run": "sgd", "method": "sgd", "entry": "sgd", "row": "digits-resnet20", "seed": 0, "swept_value": "",
                  "folder": "", "threshold_schedule": float("nan")})
-    paths = TF.figure(pd.DataFrame(rows), str(tmp_path / "fig"))
+    df = pd.DataFrame(rows)
+    curves = {r["run"]: load.threshold_curve(r["folder"], r) for r in rows if r["method"] == "soft_threshold"}
+    paths = TF.figure(df, curves, str(tmp_path / "fig"))
     assert [p.rsplit("/", 1)[1] for p in paths] == ["thresholds_page.png", "thresholds_page.pdf"]
     assert all((tmp_path / "fig" / p.rsplit("/", 1)[1]).stat().st_size > 1000 for p in paths)
-    assert TF.figure(pd.DataFrame(rows[-1:]), str(tmp_path / "none")) == []
+    assert TF.figure(df[-1:], {}, str(tmp_path / "none")) == []
