@@ -229,7 +229,7 @@ def method_revision(name, hp=None):
     return get_method(name).revision_of(hp or {})
 
 
-RUN_FOLDER_FILES = ("config.yaml", "summary.json", ".sparse-run")   # runs.CONFIG, SUMMARY, MARKER
+RUN_FOLDER_FILES = ("config.yaml", "summary.json", ".sparse-run")   # paths.CONFIG, SUMMARY, MARKER
 
 
 def init_key(path):

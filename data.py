@@ -58,8 +58,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import fileio
 import imagefolder
-import runs
 from sampling import (DataError, epoch_generator, erase_boxes, erase_mask, one_line,  # noqa: F401
                       shard)
 
@@ -384,7 +384,7 @@ def _extract_system_fashion(root, system=None):
             continue
         # A temporary name of this process's own: two runs that start together on a fresh
         # machine both extract, and a shared name lets one rename the other's file away.
-        with runs.writing(dst):   # a full disk names the file, not the temporary one
+        with fileio.writing(dst):   # a full disk names the file, not the temporary one
             fd, tmp = tempfile.mkstemp(prefix=f + ".", suffix=".part", dir=raw)
             try:
                 with gzip.open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:

@@ -15,20 +15,23 @@ import sys
 
 import torch
 
+import cli
 import config as C
 import data as D
+import fileio
+import hardware
 import metrics
-import runs
+import paths
 from exporting.csr import ExportError, is_csr_export, load_any
 from exporting.files import committed_export
 
 
 def evaluate_file(path, data_dir=None, device="auto"):
     run_dir = path if os.path.isdir(path) else os.path.dirname(path)
-    model_path = path if is_csr_export(path) else committed_export(path) or runs.model_path(path)
-    dev = runs.pick_device(device)
+    model_path = path if is_csr_export(path) else committed_export(path) or paths.model_path(path)
+    dev = hardware.pick_device(device)
     saved, model = load_any(path, dev)
-    cfg_path = runs.path(run_dir, runs.CONFIG)
+    cfg_path = paths.path(run_dir, paths.CONFIG)
     # The run's own precision and memory format, so that the numbers match its summary.
     cfg = C.resolve(C.load_yaml(cfg_path)) if os.path.exists(cfg_path) else dict(
         C.DEFAULTS, dataset=saved["dataset"], model=saved["model"], width=saved["width"])
@@ -37,7 +40,7 @@ def evaluate_file(path, data_dir=None, device="auto"):
     data = D.load(saved["dataset"], data_dir or cfg["data_dir"], device=dev, download=False,
                   workers=cfg["workers"])
     model.input_shape = tuple(data.input_shape)   # FLOPs at the data's resolution, as train.py
-    with runs.autocast(cfg, dev):
+    with hardware.autocast(cfg, dev):
         loss, acc = metrics.evaluate(model, data.test_batches(cfg["eval_batch_size"],
                                                               channels_last=cfg["channels_last"]))
     return {"model_file": model_path, "dataset": saved["dataset"], "model": saved["model"],
@@ -60,11 +63,11 @@ def main(argv=None):
     except C.ConfigError as e:   # exit codes as every tool's (README)
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    except (runs.RunFolderError, D.DataError, ExportError) as e:
+    except (paths.RunFolderError, D.DataError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.json:
-        print(runs.json_text({**result, **({"layers": layers} if args.layers else {})}))
+        print(fileio.json_text({**result, **({"layers": layers} if args.layers else {})}))
         return 0
     print(f"{result['model']} on {result['dataset']}: test acc {result['test_acc']:.2f}% "
           f"(loss {result['test_loss']:.4f})")
@@ -80,4 +83,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(runs.cli(main, "eval.py"))
+    sys.exit(cli.run(main, "eval.py"))

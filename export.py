@@ -48,7 +48,10 @@ import sys
 
 import torch
 
-import runs
+import cli
+import fileio
+import modelfile
+import paths
 from exporting.csr import (CSR_FORMAT, csr_file, dense_file, is_csr_export, load_any, load_committed,
                            load_csr, load_dense, read_csr)
 from exporting.files import (EXPORT_JSON, RUN_FILES, SHA_SUFFIX, ExportError, export_problem,
@@ -116,7 +119,7 @@ def _out_path(run_dir, fmt, out, force=False):
     real = os.path.realpath(out)
     folder = os.path.dirname(real)
     if os.path.basename(real) in RUN_FILES and any(
-            os.path.exists(os.path.join(folder, n)) for n in (runs.MARKER, runs.CONFIG, runs.SUMMARY)):
+            os.path.exists(os.path.join(folder, n)) for n in (paths.MARKER, paths.CONFIG, paths.SUMMARY)):
         raise ExportError(f"--out {out} is {os.path.basename(real)} of the run folder {folder}: an "
                           f"export never replaces a run's files; give another file name; nothing "
                           f"written", 2)
@@ -181,7 +184,7 @@ def _source(run_dir, say=None):
     if committed is not None:
         return (run_dir, *committed)
     finished_run(run_dir)
-    return run_dir, runs.load_model_file(run_dir), runs.load_model(run_dir), None
+    return run_dir, modelfile.load_model_file(run_dir), modelfile.load_model(run_dir), None
 
 
 def _run_name(path):
@@ -203,7 +206,7 @@ def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False, record
         raise ExportError(f"--batch must be a positive number of test images, got {batch!r}", 2)
     run, saved, model, source = _source(run_dir, say)
     if source is not None:
-        out = out or os.path.join(runs.SCRATCH, "exports", _run_name(run_dir), DEFAULT_OUT[fmt])
+        out = out or os.path.join(paths.SCRATCH, "exports", _run_name(run_dir), DEFAULT_OUT[fmt])
         if any(_same_file(out, f) for f in (source, sha_path(source))):
             # `export.py model.csr.pt --format csr` would write over the file it reads
             raise ExportError(f"--out {out} is the export being read (or its sha256 record): give "
@@ -274,7 +277,7 @@ def export_profile(profile, results, batch=256, data_dir=None):
     for lv, folders in level_runs(profile, results).items():
         for folder in folders:
             run = os.path.basename(folder)
-            if not os.path.exists(runs.path(folder, runs.MODEL)):
+            if not os.path.exists(paths.path(folder, paths.MODEL)):
                 missing.append(run)
                 continue
             dest = os.path.join(results, name, "weights", run)
@@ -292,7 +295,7 @@ def verify(file):
     problem = export_problem(file)       # before anything is unpickled
     if problem:
         raise ExportError(f"{problem}; export the run again")
-    sha = recorded_sha(file) or runs.file_sha256(file)   # checked inside it or by export.json
+    sha = recorded_sha(file) or fileio.file_sha256(file)   # checked inside it or by export.json
     try:
         obj = torch.load(file, map_location="cpu", weights_only=True)
     except Exception:      # not plain tensors: a slim export, the pickle whose sha256 we recorded
@@ -381,8 +384,8 @@ def main(argv=None):
             _print_facts(args.format, export(args.run_dir, args.format, args.out, args.batch,
                                              args.data_dir, args.force,
                                              say=lambda line: print(f"export.py: {line}", file=sys.stderr)))
-    except (ExportError, runs.RunFolderError, D.DataError, OSError, ReportError, ProfileError) as e:
-        text = runs.os_error_text(e) if isinstance(e, OSError) else str(e)
+    except (ExportError, paths.RunFolderError, D.DataError, OSError, ReportError, ProfileError) as e:
+        text = fileio.os_error_text(e) if isinstance(e, OSError) else str(e)
         print(f"export.py: error: {' '.join(text.split())}", file=sys.stderr)
         if isinstance(e, ProfileError):
             return 2
@@ -391,4 +394,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(runs.cli(main, "export.py"))
+    sys.exit(cli.run(main, "export.py"))

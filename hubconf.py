@@ -18,14 +18,16 @@ import sys
 dependencies = ["torch"]
 
 _REPO = os.path.dirname(os.path.abspath(__file__))
-_OURS = ("runs", "models", "exporting")     # the repository's modules sparse_model imports
+# the repository's top-level modules and packages: the names sparse_model's imports may use
+_OURS = tuple(sorted({n.removesuffix(".py") for n in os.listdir(_REPO)
+                      if n.endswith(".py") or os.path.isfile(os.path.join(_REPO, n, "__init__.py"))}))
 
 
 @contextlib.contextmanager
 def _repo_modules():
-    """Import this repository's runs/models even when the caller runs elsewhere or already
-    imported other modules of those names (a `models` package is common): those are set
-    aside while the model is built and put back afterwards."""
+    """Import this repository's modules even when the caller runs elsewhere or already
+    imported other modules of those names (a `models` or `paths` module is common): those are
+    set aside while the model is built and put back afterwards."""
     def ours(mod):
         f = getattr(mod, "__file__", None) or ""
         return os.path.abspath(f).startswith(_REPO + os.sep)
@@ -36,7 +38,7 @@ def _repo_modules():
         del sys.modules[k]
     sys.path.insert(0, _REPO)
     try:
-        yield importlib.import_module("runs")
+        yield
     finally:
         sys.path.remove(_REPO)
         if hidden:      # put sys.modules back exactly as the caller had it
@@ -47,30 +49,33 @@ def _repo_modules():
 
 def sparse_model(run, device="cpu"):
     """The trained model of a finished run folder, a model.pt or a csr export, sparse weights,
-    eval mode. A missing or unfinished run, or an altered export, raises runs.RunFolderError
+    eval mode. A missing or unfinished run, or an altered export, raises paths.RunFolderError
     with a one-line message."""
     path = os.path.abspath(os.fspath(run))
-    with _repo_modules() as runs:
+    with _repo_modules():
+        paths = importlib.import_module("paths")
+        summaries = importlib.import_module("summaries")
+        modelfile = importlib.import_module("modelfile")
         if not os.path.exists(path):
-            raise runs.RunFolderError(f"{run}: no such run folder or model file")
+            raise paths.RunFolderError(f"{run}: no such run folder or model file")
         csr = importlib.import_module("exporting.csr")
         try:
             if csr.is_csr_export(path):
                 return csr.load_csr(path, device)
         except csr.ExportError as e:     # one error type for every kind of `run`
-            raise runs.RunFolderError(str(e)) from None
+            raise paths.RunFolderError(str(e)) from None
         try:
             committed = csr.load_committed(path, device)
         except csr.ExportError as e:
-            raise runs.RunFolderError(str(e)) from None
+            raise paths.RunFolderError(str(e)) from None
         if committed is not None:
             return committed[1]
         notes = []
-        if os.path.isdir(path) and runs.finished_summary(path, warn=notes.append) is None:
-            missing = [f for f in (runs.SUMMARY, runs.MODEL) if not os.path.exists(os.path.join(path, f))]
+        if os.path.isdir(path) and summaries.finished_summary(path, warn=notes.append) is None:
+            missing = [f for f in (paths.SUMMARY, paths.MODEL) if not os.path.exists(os.path.join(path, f))]
             if notes and not missing:   # damaged or altered (a checksum mismatch): say which
-                raise runs.RunFolderError(f"{notes[0].removesuffix(': rerunning it')}; retrain "
+                raise paths.RunFolderError(f"{notes[0].removesuffix(': rerunning it')}; retrain "
                                           f"the run or restore the file")
-            raise runs.RunFolderError(f"{run}: run not finished (no {' or '.join(missing)}); "
+            raise paths.RunFolderError(f"{run}: run not finished (no {' or '.join(missing)}); "
                                       f"finish it with train.py first")
-        return runs.load_model(path, device)   # checks model.pt against its summary.json
+        return modelfile.load_model(path, device)   # checks model.pt against its summary.json

@@ -90,12 +90,12 @@ def out_problem(out, fdir):
 
 def mark(out, fdir):
     """MARKER in the report's folders that have no REPORT.md of ours yet (fresh ones)."""
-    import runs
+    import fileio
 
     for folder in (out, fdir):
         if not _ours(os.path.join(out, "REPORT.md")) and not os.path.exists(os.path.join(folder, MARKER)):
             os.makedirs(folder, exist_ok=True)
-            runs.atomic_write(os.path.join(folder, MARKER), "a folder written by report.py\n")
+            fileio.atomic_write(os.path.join(folder, MARKER), "a folder written by report.py\n")
 
 
 MANIFEST = ".manifest"   # in a figures folder: the files the last build there wrote, one a line
@@ -105,7 +105,7 @@ def prune_figures(fdir, paths):
     """Remove from `fdir` the figures an earlier build wrote (its MANIFEST) that this build
     did not (`paths`), then record this build's: a figure no longer made does not linger and
     mislead. A file no build listed (a user's, or one from before the manifest) is kept."""
-    import runs
+    import fileio
 
     now = sorted({os.path.basename(p) for p in paths if os.path.dirname(os.path.abspath(p)) ==
                   os.path.abspath(fdir)})
@@ -122,7 +122,7 @@ def prune_figures(fdir, paths):
             except FileNotFoundError:
                 pass
     if now or before:
-        runs.atomic_write(os.path.join(fdir, MANIFEST), "".join(f"{n}\n" for n in now))
+        fileio.atomic_write(os.path.join(fdir, MANIFEST), "".join(f"{n}\n" for n in now))
 
 
 INFERENCE_CSV = "inference.csv"   # bench_inference.py's measurements of this profile's runs
@@ -131,10 +131,10 @@ INFERENCE_CSV = "inference.csv"   # bench_inference.py's measurements of this pr
 def build(profile, results, out, fdir=None):
     """Write the report of `profile`: REPORT.md and tables/ in `out`, figures in `fdir`
     (default OUT/figures)."""
+    import fileio
     from reporting import claims as CL
     from reporting import document, load, savings, style
     from reporting import tables as T
-    import runs
 
     df, left = load.load(profile, results)
     evidence = load.evidence(profile)
@@ -148,7 +148,7 @@ def build(profile, results, out, fdir=None):
 
     def put(fname, text):
         written.append(os.path.join(tdir, fname))
-        runs.atomic_write(written[-1], text)
+        fileio.atomic_write(written[-1], text)
 
     verdict = evidence != "none"
     titles = style.row_titles(df)
@@ -173,10 +173,10 @@ def build(profile, results, out, fdir=None):
 def write_tables(name, df, pts, comps, papers, verdict, titles, put):
     """tables/: the level tables, the point-by-point tables (not for a pipeline check), every
     point, every comparison; returns (level tables, {key: (pair table, rows)})."""
+    import fileio
     from reporting import claims as CL
     from reporting import papers as PA
     from reporting import tables as T
-    import runs
 
     level_tables = []
     for roles, what in ((("reference", "baseline"), "methods"), (("reference", "ablation"), "ablations")):
@@ -198,7 +198,7 @@ def write_tables(name, df, pts, comps, papers, verdict, titles, put):
     put("points.md", T.md(T.POINT_HEADER, T.point_rows(pts)))
     put("points.csv", pts[T.POINT_COLUMNS].to_csv(index=False))
     flat = comparison_rows(comps)
-    put("comparisons.csv", runs.csv_text(flat) if flat else "paper,claim\n")
+    put("comparisons.csv", fileio.csv_text(flat) if flat else "paper,claim\n")
     return level_tables, pairs
 
 
@@ -241,10 +241,10 @@ def budget_section(profile, results, papers, df, left, tdir, fdir, looks, put, f
     """"Verdicts against the budget": this profile beside its `compare_budget:` partner (read
     from the same results folder): tables/budget.csv, budget_runs.csv, budget_readme.md (the
     README block), the budget figure (added to `figs`); returns the section's lines."""
+    import fileio
     from reporting import budget as B
     from reporting import budget_document as BD
     from reporting import budget_figure, load
-    import runs
 
     partner = load.budget_partner(profile)
     try:
@@ -254,8 +254,8 @@ def budget_section(profile, results, papers, df, left, tdir, fdir, looks, put, f
     sides = sorted([B.side(profile, results, papers, df, left), other], key=lambda s: s["epochs"])
     rows, lvls = B.claim_rows(sides, papers), B.levels(sides)
     reach, gaps, diff = B.reach_rows(sides, lvls), [B.dense_gap(s) for s in sides], B.setting_diff(sides)
-    put("budget.csv", runs.csv_text(BD.csv_rows(sides, rows)) if rows else "claim\n")
-    put("budget_runs.csv", runs.csv_text(BD.run_rows(sides)))
+    put("budget.csv", fileio.csv_text(BD.csv_rows(sides, rows)) if rows else "claim\n")
+    put("budget_runs.csv", fileio.csv_text(BD.run_rows(sides)))
     put("budget_readme.md", BD.readme_block(sides, rows, reach, gaps, diff))
     paths = budget_figure.figure(B.frame(sides, lvls), fdir, looks)
     if paths:
@@ -316,8 +316,9 @@ def main(argv=None):
                         "every PROFILE and across them (to --out FILE, default stdout)")
     args = p.parse_args(argv)
     sys.path.insert(0, REPO)
+    import fileio
+    import paths
     from reporting.load import ReportError, profiles_in
-    import runs
 
     from sweeping.profile import profile_results
 
@@ -327,7 +328,7 @@ def main(argv=None):
                 raise ReportError("--across: name the profiles to set side by side", code=2)
             text = across(args.profiles, args.results)
             if args.out:
-                runs.atomic_write(args.out, text)
+                fileio.atomic_write(args.out, text)
                 print(f"claims across {', '.join(args.profiles)} -> {args.out}")
             else:
                 print(text, end="")
@@ -355,16 +356,16 @@ def main(argv=None):
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.code
-    except runs.RunFolderError as e:   # damaged results
+    except paths.RunFolderError as e:   # damaged results
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:   # unreadable results, a full disk, a read-only --out
-        print(f"error: {runs.os_error_text(e)}", file=sys.stderr)
+        print(f"error: {fileio.os_error_text(e)}", file=sys.stderr)
         return 1
     return 0
 
 
 if __name__ == "__main__":
     sys.path.insert(0, REPO)
-    import runs
-    sys.exit(runs.cli(main, "report.py"))
+    import cli
+    sys.exit(cli.run(main, "report.py"))

@@ -18,7 +18,7 @@ import math
 import copy
 from dataclasses import dataclass, replace
 
-import runs
+import summaries
 from optim import METHODS
 from optim.rigl import DISTRIBUTIONS
 from optim.schedules import KINDS
@@ -356,13 +356,13 @@ def _role(spec):
 
 
 def summary_table():
-    """Markdown: every summary.json field (runs.SUMMARY_FIELDS) with its checked type."""
+    """Markdown: every summary.json field (summaries.SUMMARY_FIELDS) with its checked type."""
     kinds = {"str": "text", "int": "whole number", "num": "number", "frac": "fraction",
              "pct": "percent", "sha": "sha256"}
     return "| field | type | meaning |\n|---|---|---|\n" + "".join(
-        f"| `{k}` | {kinds.get(runs.FIELD_TYPES.get(k), 'not checked')}"
-        f"{' (optional)' if k in runs.OPTIONAL else ''} | {v.replace('|', '/')} |\n"
-        for k, v in runs.SUMMARY_FIELDS.items())
+        f"| `{k}` | {kinds.get(summaries.FIELD_TYPES.get(k), 'not checked')}"
+        f"{' (optional)' if k in summaries.OPTIONAL else ''} | {v.replace('|', '/')} |\n"
+        for k, v in summaries.SUMMARY_FIELDS.items())
 
 
 def help_text():

@@ -440,7 +440,7 @@ def summary(plan):
 
 def _load(run_dir, csr):
     import export
-    import runs
+    import modelfile
 
     if not os.path.exists(run_dir):        # a usage error, exit 2 as train.py's missing config
         raise export.ExportError(f"{run_dir}: no such run folder or export file", 2)
@@ -451,8 +451,8 @@ def _load(run_dir, csr):
     if committed is not None:              # a committed run folder: its committed export
         return (export.load_csr(csr) if csr else committed[1]), committed[0]
     export.finished_run(run_dir)
-    saved = runs.load_model_file(run_dir)
-    model = export.load_csr(csr) if csr else runs.load_model(run_dir)
+    saved = modelfile.load_model_file(run_dir)
+    model = export.load_csr(csr) if csr else modelfile.load_model(run_dir)
     return model, saved
 
 
@@ -470,14 +470,15 @@ def main(argv=None):
         p.exit(2, "sparse_infer.py: error: --batch, --threads and --repeats must be >= 1\n")
     import data as D
     import export
-    import runs
+    import fileio
+    import paths
 
     torch.set_num_threads(args.threads)
     try:
         model, saved = _load(args.run_dir, args.csr)
         data_dir = args.data_dir or export.run_data_dir(args.run_dir)
         x = export.real_batch(saved["dataset"], max(args.batch), data_dir)
-    except (export.ExportError, runs.RunFolderError, D.DataError, OSError) as e:
+    except (export.ExportError, paths.RunFolderError, D.DataError, OSError) as e:
         print(f"sparse_infer.py: error: {' '.join(str(e).split())}", file=sys.stderr)
         return getattr(e, "code", 1) if isinstance(e, export.ExportError) else 1
     net = build(model, {b: x[:b] for b in args.batch}, repeats=args.repeats)
@@ -495,12 +496,12 @@ def main(argv=None):
           f"on {x.shape[0]} test images")
     if args.json:
         where = os.path.abspath(args.run_dir)     # a file (an export) is named after its folder
-        try:   # a full disk, a read-only folder: one line naming the file (runs.WriteError)
-            runs.save_json({"run": os.path.basename(where if os.path.isdir(where) else os.path.dirname(where)),
+        try:   # a full disk, a read-only folder: one line naming the file (fileio.WriteError)
+            fileio.save_json({"run": os.path.basename(where if os.path.isdir(where) else os.path.dirname(where)),
                             "threads": args.threads, "folded": net.folded, "max_logit_diff": diff,
                             "tolerance": tol, "plan": net.plan}, args.json)
         except OSError as e:
-            print(f"sparse_infer.py: error: {runs.os_error_text(e)}", file=sys.stderr)
+            print(f"sparse_infer.py: error: {fileio.os_error_text(e)}", file=sys.stderr)
             return 1
     if not diff <= tol:
         print(f"sparse_infer.py: error: sparse network changed the logits: {diff:.3g} > {tol:.3g}",

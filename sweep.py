@@ -122,8 +122,11 @@ import os
 import sys
 import time
 
+import cli
 import config as C
-import runs
+import fileio
+import paths
+import runindex
 from sweeping import plan
 from sweeping.launch import MARK, LocalLauncher, _header, log_path, train_argv  # noqa: F401
 from sweeping.plan import (dependency_overrides, is_finished, known, materialize,  # noqa: F401
@@ -215,11 +218,11 @@ def main(argv=None):
     plan.REUSE_COMPLETE = not args.retrain
     if args.reindex:
         try:
-            n, skipped = runs.reindex(results, warn=lambda m: print(m, file=sys.stderr))
+            n, skipped = runindex.reindex(results, warn=lambda m: print(m, file=sys.stderr))
         except OSError as e:
-            print(f"error: {runs.os_error_text(e)}", file=sys.stderr)
+            print(f"error: {fileio.os_error_text(e)}", file=sys.stderr)
             return 1
-        print(f"{os.path.join(args.results, runs.INDEX)}: {n} runs from the run folders"
+        print(f"{os.path.join(args.results, paths.INDEX)}: {n} runs from the run folders"
               + (f"; {len(skipped)} incomplete folder(s) left out" if skipped else ""))
         return 0
     if not args.profile:
@@ -246,14 +249,14 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
-        problem = runs.index_problem(results)
+        problem = runindex.index_problem(results)
         if problem:
-            print(f"note: {os.path.join(args.results, runs.INDEX)} is {problem}; a real run "
+            print(f"note: {os.path.join(args.results, paths.INDEX)} is {problem}; a real run "
                   f"rebuilds it from the run folders")
         return dry_run(specs, results)
     state, t0 = {}, time.time()
     try:
-        rebuilt = runs.ensure_index(results)   # a lost or damaged row is never lost for good
+        rebuilt = runindex.ensure_index(results)   # a lost or damaged row is never lost for good
         if rebuilt:
             print(rebuilt, flush=True)
         for line in notes:
@@ -301,7 +304,7 @@ def main(argv=None):
         return 130
     except OSError as e:        # a full disk, a read-only results folder
         print_table(specs, state, time.time() - t0)
-        print(f"error: {runs.os_error_text(e)} (finished runs are kept; fix it and rerun the same "
+        print(f"error: {fileio.os_error_text(e)} (finished runs are kept; fix it and rerun the same "
               f"command)", file=sys.stderr)
         return 1
     counts = print_table(specs, state, time.time() - t0)
@@ -337,4 +340,4 @@ def _visible_gpus():
 
 
 if __name__ == "__main__":
-    sys.exit(runs.cli(main, "sweep.py"))
+    sys.exit(cli.run(main, "sweep.py"))

@@ -7,8 +7,8 @@
 The run folder (default RESULTS/runs/<name>-<hash>/, RESULTS = scratch/ for ad-hoc runs;
 sweeps pass results/) gets config.yaml, metrics.csv (one row per epoch), checkpoint.pt
 (every epoch, for resume), and at the end model.pt, layers.csv, summary.json and a row in
-RESULTS/runs.csv (runs.py owns these names and the summary's fields). A finished run with
-the same resolved config is skipped; an unfinished one resumes from its last epoch.
+RESULTS/runs.csv (paths.py owns these names, summaries.py the summary's fields). A finished
+run with the same resolved config is skipped; an unfinished one resumes from its last epoch.
 """
 import argparse
 import contextlib
@@ -26,14 +26,21 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
+import cli
 import config as C
+import criteria
 import data as D
 import distributed as dist_
 import export   # at start: a long run must not import a module edited while it trained
+import fileio
+import hardware
 import metrics
+import modelfile
 import models
-import runs
+import paths
+import runindex
 import schema
+import summaries
 from optim import get_method
 from optim.schedules import WARMUP_KEY
 
@@ -84,7 +91,7 @@ def train_step(cfg, method, fwd, x, y, device, d, global_count):
     """One optimizer step on batch (x, y); returns (loss, logits). `global_count`: the step's
     images over all ranks (see distributed.py)."""
     method.zero_grad()
-    with runs.autocast(cfg, device):
+    with hardware.autocast(cfg, device):
         logits = fwd(x)
     loss = dist_.cross_entropy(logits.float(), y, cfg["label_smoothing"], d, global_count)
     loss.backward()
@@ -95,12 +102,12 @@ def train_step(cfg, method, fwd, x, y, device, d, global_count):
 def load_weights(path, model, cfg, num_classes=None):
     """Load a model.pt (or a run folder's) into `model`; the architecture and the number of
     classes must match. Anything else is a RunError of one line (code 2)."""
-    path = runs.model_path(path)
+    path = paths.model_path(path)
     if not os.path.exists(path):
         raise RunError(f"init_from: {path} not found (finish that run first)", 2)
     try:
-        saved = runs.load_model_file(path)
-    except runs.RunFolderError as e:
+        saved = modelfile.load_model_file(path)
+    except paths.RunFolderError as e:
         raise RunError(f"init_from: {e}", 2) from None
     for key in ("model", "width"):
         if saved[key] != cfg[key]:
@@ -121,14 +128,14 @@ def epochs_before(init_path):
     that run's total_epochs from its summary, so budgets add up along init_from chains."""
     if not init_path:
         return 0
-    s = os.path.join(os.path.dirname(init_path), runs.SUMMARY)
+    s = os.path.join(os.path.dirname(init_path), paths.SUMMARY)
     if not os.path.exists(s):
         return 0
-    prev = runs.read_summary(os.path.dirname(init_path))
+    prev = summaries.read_summary(os.path.dirname(init_path))
     return int(prev.get("total_epochs", prev.get("epochs", 0)))
 
 
-def train(cfg, out=None, results=runs.SCRATCH, quiet=False, dist=None, stop_after=0):
+def train(cfg, out=None, results=paths.SCRATCH, quiet=False, dist=None, stop_after=0):
     """Run (or resume, or skip) one training run; returns its summary dict. One process per
     run folder: a second one exits at once (RunError, code 4) naming the holder. Under
     torchrun (`dist`, see distributed.py) every rank trains and rank 0 alone writes.
@@ -138,10 +145,10 @@ def train(cfg, out=None, results=runs.SCRATCH, quiet=False, dist=None, stop_afte
     name = C.run_name(cfg)
     out = out or os.path.join(results, "runs", name)
     say = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
-    refused = d.broadcast(runs.out_problem(out) if d.main else None)   # never a folder not ours
+    refused = d.broadcast(fileio.out_problem(out) if d.main else None)   # never a folder not ours
     if refused:
         raise RunError(refused, 2)
-    summary = runs.finished_summary(out, warn=say)
+    summary = summaries.finished_summary(out, warn=say)
     if summary is not None and summary.get("config_hash") == C.config_hash(cfg):
         say(f"{name}: finished already, skipped")
         return summary
@@ -149,9 +156,9 @@ def train(cfg, out=None, results=runs.SCRATCH, quiet=False, dist=None, stop_afte
         held = None
         if d.main:
             try:
-                stack.enter_context(runs.run_lock(out))
-                runs.mark_run_folder(out)
-            except runs.LockedError as e:
+                stack.enter_context(fileio.run_lock(out))
+                fileio.mark_run_folder(out)
+            except fileio.LockedError as e:
                 held = str(e)
         held = d.broadcast(held)   # every rank stops when rank 0 could not take the folder
         if held:
@@ -161,8 +168,8 @@ def train(cfg, out=None, results=runs.SCRATCH, quiet=False, dist=None, stop_afte
 
 def load_checkpoint(out, device, chash):
     """The newest readable checkpoint (checkpoint.pt, else the one before it), or None."""
-    paths = [runs.path(out, runs.CHECKPOINT), runs.path(out, runs.CHECKPOINT_PREV)]
-    present = [p for p in paths if os.path.exists(p)]
+    files = [paths.path(out, paths.CHECKPOINT), paths.path(out, paths.CHECKPOINT_PREV)]
+    present = [p for p in files if os.path.exists(p)]
     for p in present:
         try:
             ckpt = torch.load(p, map_location=device, weights_only=True)
@@ -190,7 +197,7 @@ def keep_previous(ckpt_path, prev_path):
     """The current checkpoint becomes the previous one while staying the current one until the
     next is written (a hard link, no copy): a failed write (disk full) leaves both."""
     link = prev_path + ".link"
-    with runs.writing(prev_path):
+    with fileio.writing(prev_path):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(link)
         try:
@@ -241,7 +248,7 @@ def recalibrate_bn(model, data, cfg, n_images):
                                      augment=False, channels_last=cfg["channels_last"])
         for x, _ in batches:
             x = x[: n_images - seen]
-            with runs.autocast(cfg, device):
+            with hardware.autocast(cfg, device):
                 model(x)
             seen += len(x)
             if seen >= n_images:
@@ -253,7 +260,7 @@ def recalibrate_bn(model, data, cfg, n_images):
     return seen
 
 
-def final_train_accuracy(cfg, eval_model, data, device, d, n_images=runs.FINAL_TRAIN_IMAGES):
+def final_train_accuracy(cfg, eval_model, data, device, d, n_images=criteria.FINAL_TRAIN_IMAGES):
     """Accuracy % of the final weights (eval mode, after bn_recal) on the first `n_images`
     training images of bn_recal's fixed order, without augmentation (whole batches of
     eval_batch_size; every rank its part of each): what the collapse rule reads. The last
@@ -263,7 +270,7 @@ def final_train_accuracy(cfg, eval_model, data, device, d, n_images=runs.FINAL_T
     shard = dict(rank=d.rank, world=d.world) if d.enabled else {}
     batches = data.train_batches(bs, cfg["seed"], epoch=cfg["epochs"], augment=False,
                                  channels_last=cfg["channels_last"], **shard)
-    with runs.autocast(cfg, device):
+    with hardware.autocast(cfg, device):
         return _evaluate(eval_model, itertools.islice(batches, math.ceil(n_images / bs)), d)[1]
 
 
@@ -289,7 +296,7 @@ def structural_macs(model):
 
 def _check_folder(cfg, out, chash):
     """A run folder that already holds another config's run is never mixed into this one."""
-    cfg_path = runs.path(out, runs.CONFIG)
+    cfg_path = paths.path(out, paths.CONFIG)
     if os.path.exists(cfg_path):
         other = C.resolve(C.load_yaml(cfg_path))
         if C.config_hash(other) != chash:
@@ -306,19 +313,19 @@ def _setup(cfg, d, say=lambda msg: None):
     np.random.seed(seed)
     torch.manual_seed(seed)
     try:
-        device = dist_.device_for(d, runs.pick_device(cfg["device"]))
-    except runs.RunFolderError as e:
+        device = dist_.device_for(d, hardware.pick_device(cfg["device"]))
+    except paths.RunFolderError as e:
         raise RunError(str(e), 2) from None
-    problem = runs.device_problem(cfg, device)
+    problem = hardware.device_problem(cfg, device)
     if problem:
         raise RunError(problem, 2)
-    note = runs.device_note(cfg, device)
+    note = hardware.device_note(cfg, device)
     if note:
         say(f"{C.run_name(cfg)}: {note}")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     else:
-        runs.keep_freed_memory()
+        hardware.keep_freed_memory()
     try:
         data = D.load(cfg["dataset"], cfg["data_dir"], device=device, download=cfg["download"],
                       workers=cfg["workers"])
@@ -342,18 +349,18 @@ def _resume(cfg, out, d, model, method, device, chash, name, say, init_sha=""):
     ckpt, used = load_checkpoint(out, device, chash)
     if ckpt is None:
         if d.main:
-            runs.atomic_write(runs.path(out, runs.CONFIG), yaml.safe_dump(cfg, sort_keys=False))
+            fileio.atomic_write(paths.path(out, paths.CONFIG), yaml.safe_dump(cfg, sort_keys=False))
         return [], 0, 0.0, init_sha
     model.load_state_dict(ckpt["model"])
     method.load_state_dict(ckpt["method"])
     torch.set_rng_state(ckpt["rng"])
     rows, start = ckpt["rows"], ckpt["epoch"] + 1
-    fell_back = "" if used == runs.path(out, runs.CHECKPOINT) else \
-        f" ({runs.CHECKPOINT} was damaged: from {runs.CHECKPOINT_PREV})"
+    fell_back = "" if used == paths.path(out, paths.CHECKPOINT) else \
+        f" ({paths.CHECKPOINT} was damaged: from {paths.CHECKPOINT_PREV})"
     say(f"{name}: resuming after epoch {start}{fell_back}")
-    metrics_path = runs.path(out, runs.METRICS)   # a metrics.csv that lost rows: whole again
-    if d.main and _read_text(metrics_path) != runs.csv_text(rows):
-        runs.save_csv(rows, metrics_path)
+    metrics_path = paths.path(out, paths.METRICS)   # a metrics.csv that lost rows: whole again
+    if d.main and _read_text(metrics_path) != fileio.csv_text(rows):
+        fileio.save_csv(rows, metrics_path)
     if ckpt.get("world_size", 1) != d.world:
         say(f"{name}: note: this checkpoint was written by {ckpt.get('world_size', 1)} "
             f"process(es), this run has {d.world}: the same batches, other rounding")
@@ -402,7 +409,7 @@ def evaluate(cfg, eval_model, data, device, d, predictions=None):
     """(test loss, test accuracy %) of `eval_model` over the whole test set (every rank's part);
     `predictions` (a list) receives this rank's predicted classes (see gather_predictions)."""
     shard = dict(rank=d.rank, world=d.world) if d.enabled else {}
-    with runs.autocast(cfg, device):
+    with hardware.autocast(cfg, device):
         return _evaluate(eval_model, data.test_batches(cfg["eval_batch_size"],
                                                        channels_last=cfg["channels_last"], **shard), d,
                          predictions)
@@ -425,11 +432,11 @@ def _non_finite(what, epoch, start, out):
 def _save_epoch(out, d, rows, model, method, epoch, train_seconds, chash, init_sha=""):
     """metrics.csv and the checkpoint after an epoch (rank 0), the previous one kept."""
     if d.main:
-        ckpt_path = runs.path(out, runs.CHECKPOINT)
-        runs.save_csv(rows, runs.path(out, runs.METRICS))
+        ckpt_path = paths.path(out, paths.CHECKPOINT)
+        fileio.save_csv(rows, paths.path(out, paths.METRICS))
         if os.path.exists(ckpt_path):   # keep the last two: a damaged newest one falls back
-            keep_previous(ckpt_path, runs.path(out, runs.CHECKPOINT_PREV))
-        runs.save_torch({"model": model.state_dict(), "method": method.state_dict(),
+            keep_previous(ckpt_path, paths.path(out, paths.CHECKPOINT_PREV))
+        fileio.save_torch({"model": model.state_dict(), "method": method.state_dict(),
                          "rng": torch.get_rng_state(), "rows": rows, "epoch": epoch,
                          "train_seconds": train_seconds, "config_hash": chash,
                          "threads": torch.get_num_threads(), "world_size": d.world,
@@ -443,7 +450,7 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
     device, data, model, method, eval_model, init_path = _setup(cfg, d, say)
     # which weights it starts from: a dense run trained again (on another CPU, say) differs in
     # the last bits, so the summary says which version its followers started from
-    init_sha = runs.file_sha256(init_path) if init_path else ""
+    init_sha = fileio.file_sha256(init_path) if init_path else ""
     rows, start, train_seconds, init_sha = _resume(cfg, out, d, model, method, device, chash, name,
                                                    say, init_sha)
 
@@ -483,7 +490,7 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
         trained_now += 1
         # ETA: the mean epoch (training + evaluation) of this process times the epochs left
         epoch_secs += rows[-1]["seconds"]
-        eta = runs.duration(epoch_secs / trained_now * (cfg["epochs"] - start))
+        eta = cli.duration(epoch_secs / trained_now * (cfg["epochs"] - start))
         say(f"{name} epoch {epoch + 1}/{cfg['epochs']}: train loss {train_loss:.4f} "
             f"acc {train_acc:.2f} | test loss {test_loss:.4f} acc {test_acc:.2f} | "
             f"sparsity {sp:.4f} | {rows[-1]['seconds']:.1f}s, ETA {eta}")
@@ -524,11 +531,11 @@ def _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_sec
     if not d.main:
         d.barrier()   # rank 0 writes the run's files
         return None
-    runs.save_predictions(out, predicted, data.num_classes)
-    runs.save_labels(results, cfg["dataset"], data.test_labels(), data.num_classes)
-    model_bytes, model_sha256 = runs.save_torch_sha(runs.model_file(cfg, data.num_classes, state), runs.path(out, runs.MODEL))
+    fileio.save_predictions(out, predicted, data.num_classes)
+    fileio.save_labels(results, cfg["dataset"], data.test_labels(), data.num_classes)
+    model_bytes, model_sha256 = fileio.save_torch_sha(modelfile.model_file(cfg, data.num_classes, state), paths.path(out, paths.MODEL))
     layers = metrics.layer_table(eval_model)
-    runs.save_csv(layers, runs.path(out, runs.LAYERS))
+    fileio.save_csv(layers, paths.path(out, paths.LAYERS))
     macs_structural = structural_macs(eval_model)
     if not math.isfinite(macs_structural):
         say(f"{name}: note: slim export could not trace this model: macs_structural is NaN")
@@ -544,12 +551,12 @@ def _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_sec
                "macs_structural": macs_structural,
                "train_seconds": train_seconds, "config_hash": chash, "init_from": init_path,
                "init_sha256": init_sha,
-               **cfg["identity"], **runs.environment(), "world_size": d.world,
+               **cfg["identity"], **hardware.environment(), "world_size": d.world,
                "model_bytes": model_bytes, "model_sha256": model_sha256}
     # The index row first, the summary last: summary.json is what makes the run finished, so
     # a row that could not be written (disk full, damaged runs.csv) is retried by a rerun.
-    runs.upsert_row(os.path.join(results, runs.INDEX), summary)
-    runs.save_json(summary, runs.path(out, runs.SUMMARY))
+    runindex.upsert_row(os.path.join(results, paths.INDEX), summary)
+    fileio.save_json(summary, paths.path(out, paths.SUMMARY))
     d.barrier()
     say(f"{name}: test acc {summary['test_acc']:.2f}%, sparsity {summary['sparsity']:.4f}, "
         f"{summary['train_seconds']:.0f}s -> {out}")
@@ -561,9 +568,9 @@ def main(argv=None):
     p.add_argument("config", help="YAML config file")
     p.add_argument("overrides", nargs="*", help="dotted KEY=VALUE, e.g. epochs=2 optim.lam=1e-5")
     p.add_argument("--out", help="run folder (default: RESULTS/runs/<run name>)")
-    p.add_argument("--results", default=runs.SCRATCH,
-                   help=f"where runs.csv and runs/ live (default: {runs.SCRATCH}/, git-ignored; "
-                        f"sweeps write {runs.RESULTS}/)")
+    p.add_argument("--results", default=paths.SCRATCH,
+                   help=f"where runs.csv and runs/ live (default: {paths.SCRATCH}/, git-ignored; "
+                        f"sweeps write {paths.RESULTS}/)")
     p.add_argument("--help-config", action=HelpConfig)
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--stop-after", type=int, default=0, metavar="N",
@@ -577,7 +584,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     # the log this output goes to (a sweep's per-run log) on a full disk: named in the error
     streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = runs.NamedOutput(sys.stdout, "<stdout>"), runs.NamedOutput(sys.stderr, "<stderr>")
+    sys.stdout, sys.stderr = fileio.NamedOutput(sys.stdout, "<stdout>"), fileio.NamedOutput(sys.stderr, "<stderr>")
     try:
         return _main(args)
     finally:
@@ -604,12 +611,12 @@ def _main(args):
     except StopAfter as e:
         tell(str(e))
         return 75
-    except runs.RunFolderError as e:
+    except paths.RunFolderError as e:
         tell(f"error: {e}")
         return 1
     except OSError as e:   # disk full, read-only folder, --out that is a file, ...
         with contextlib.suppress(OSError):   # (the log itself may be what is full)
-            print(f"error: {runs.os_error_text(e)} (nothing written is half-written; fix it and rerun)",
+            print(f"error: {fileio.os_error_text(e)} (nothing written is half-written; fix it and rerun)",
                   file=sys.stderr)
         return 1
     except D.DataError as e:   # an image a data-loader worker could not read, ...
@@ -630,4 +637,4 @@ def _main(args):
 
 
 if __name__ == "__main__":
-    sys.exit(runs.cli(main, "train.py"))
+    sys.exit(cli.run(main, "train.py"))

@@ -16,7 +16,7 @@ first setting (the `fashion` profile's: fp32 + channels_last). `--compile` adds 
 eager setting with torch.compile of the forward (and so backward) pass; its compile time is
 printed beside it, to be counted over a run.
 
-`--allocator kept` keeps freed memory in the process (runs.keep_freed_memory, what train.py
+`--allocator kept` keeps freed memory in the process (hardware.keep_freed_memory, what train.py
 does on the CPU); `default` leaves glibc's malloc as it is (train.py before). It applies to
 the whole process, so compare allocators in separate invocations.
 
@@ -48,7 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config as C  # noqa: E402
 import data as D  # noqa: E402
 import distributed  # noqa: E402
-import runs  # noqa: E402
+import hardware  # noqa: E402
 import train  # noqa: E402
 
 BATCH = 128
@@ -59,7 +59,7 @@ SETTINGS = {   # name -> config keys
     "bf16+cl": {"precision": "bf16", "channels_last": True},
 }
 ONE = distributed.Dist()
-DEVICE = runs.environment()["device_name"]
+DEVICE = hardware.environment()["device_name"]
 
 
 def run_config(model, width, method, setting, compile_=False, **extra):
@@ -161,7 +161,7 @@ def one_epoch(setting, subset=0, spec="resnet20:0.5"):
             break
         t1 = time.perf_counter()
         method.zero_grad()
-        with runs.autocast(cfg, cpu):
+        with hardware.autocast(cfg, cpu):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
         t2 = time.perf_counter()
@@ -234,7 +234,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--allocator", choices=("default", "kept"), default="kept",
-                    help="kept: runs.keep_freed_memory() as train.py does on the CPU")
+                    help="kept: hardware.keep_freed_memory() as train.py does on the CPU")
     ap.add_argument("--epoch", action="store_true")
     ap.add_argument("--epoch-model", default="resnet20:0.5",
                     help="MODEL:WIDTH of the --epoch run (the fashion profile's ResNet-20 x0.5 by default)")
@@ -252,7 +252,7 @@ def main():
             ap.error(f"--old/--new take SETTING:ALLOCATOR ({', '.join(SETTINGS)} : default or kept), got {spec!r}")
     torch.set_num_threads(args.threads)
     if args.allocator == "kept":
-        runs.keep_freed_memory()
+        hardware.keep_freed_memory()
     os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if args.one_epoch:
         print(json.dumps(one_epoch(args.one_epoch, args.subset, args.epoch_model)))

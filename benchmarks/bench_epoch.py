@@ -43,8 +43,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config as C  # noqa: E402
 import distributed  # noqa: E402
 import data as D  # noqa: E402
+import hardware  # noqa: E402
 import metrics  # noqa: E402
-import runs  # noqa: E402
 from sweeping import profile as P  # noqa: E402
 import train  # noqa: E402
 from optim import get_method  # noqa: E402
@@ -176,11 +176,11 @@ def bench(cfg, device, warmup, steps, eval_images):
         correct += (logits.detach().argmax(1) == y).sum()
     step_s = timer.stop() / steps
     loss_sum.item()
-    with runs.autocast(cfg, device):   # warm-up of the evaluation (cudnn picks its kernels)
+    with hardware.autocast(cfg, device):   # warm-up of the evaluation (cudnn picks its kernels)
         metrics.evaluate(eval_model, data.test_batches(cfg["eval_batch_size"], **mem))
     timer.start()
     eval_model.load_state_dict(method.export())
-    with runs.autocast(cfg, device):
+    with hardware.autocast(cfg, device):
         metrics.evaluate(eval_model, data.test_batches(cfg["eval_batch_size"], **mem))
     eval_s = timer.stop() * images(cfg)[1] / eval_images
     return 1000.0 * step_s, eval_s
@@ -227,7 +227,7 @@ def main(argv=None):
         args.batch = 8 if args.batch is None else args.batch
     if args.steps < 1 or args.warmup < 0 or args.eval_images < 1 or (args.batch is not None and args.batch < 1):
         p.error("--steps, --eval-images and --batch must be >= 1, --warmup >= 0")
-    device = runs.pick_device(args.device)
+    device = hardware.pick_device(args.device)
     if args.quick and device.type == "cpu":
         torch.set_num_threads(1)   # a check, not a measurement: no oversubscribed cores
     if device.type == "cuda":

@@ -39,8 +39,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import export  # noqa: E402
+import fileio  # noqa: E402
+import hardware  # noqa: E402
 import metrics  # noqa: E402
-import runs  # noqa: E402
 import sparse_infer  # noqa: E402
 
 INFERENCE_JSON = "inference.json"
@@ -119,14 +120,14 @@ def bench_run(run_dir, args):
                           for k in ("sparse", "slim+sparse")},
         "kernels": sparse_infer.available(),
         "max_logit_diff": diffs, "load_average": os.getloadavg()[0],
-        "device_name": runs.environment()["device_name"], "torch": torch.__version__,
+        "device_name": hardware.environment()["device_name"], "torch": torch.__version__,
         "measured_at": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     out_dir = (os.path.join(args.out_dir, result["run"]) if args.out_dir
                else run_dir if os.path.isdir(run_dir) else os.path.dirname(os.path.abspath(run_dir)))
     os.makedirs(out_dir, exist_ok=True)
     result["file"] = os.path.join(out_dir, INFERENCE_JSON)
-    runs.save_json(result, result["file"])
+    fileio.save_json(result, result["file"])
     if args.csv:
         write_csv(result, args.csv)
     return result

@@ -21,7 +21,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config as C  # noqa: E402
-import runs  # noqa: E402
+import fileio  # noqa: E402
+import paths  # noqa: E402
+import summaries  # noqa: E402
 
 SETTING_KEYS = ("precision", "channels_last", "compile")
 # two-sided 95% Student t quantiles by degrees of freedom (scipy.stats.t.ppf(0.975, df))
@@ -36,12 +38,12 @@ def profile_runs(results, profile):
     for name in sorted(os.listdir(root)):
         folder = os.path.join(root, name)
         try:
-            s = runs.complete_summary(folder)
-        except runs.RunFolderError:
+            s = summaries.complete_summary(folder)
+        except paths.RunFolderError:
             continue
         if not s or s.get("profile") != profile:
             continue
-        cfg = C.load_yaml(runs.path(folder, runs.CONFIG))
+        cfg = C.load_yaml(paths.path(folder, paths.CONFIG))
         out.setdefault((s["entry"], int(s["seed"])), []).append((s, cfg))
     return out
 
@@ -101,7 +103,7 @@ def main():
     ap.add_argument("--old", default="fashion")
     ap.add_argument("--new", default="fashion_bf16")
     ap.add_argument("--entries", nargs="+", default=["sgd", "xrda"])
-    ap.add_argument("--results", default=runs.RESULTS)
+    ap.add_argument("--results", default=paths.RESULTS)
     ap.add_argument("--out", help="also write the text to this markdown file")
     args = ap.parse_args()
     old, new = profile_runs(args.results, args.old), profile_runs(args.results, args.new)
@@ -120,7 +122,7 @@ def main():
         verdicts.append(inside)
     print("\n".join(text))
     if args.out:
-        runs.atomic_write(args.out, "\n".join(text) + "\n")
+        fileio.atomic_write(args.out, "\n".join(text) + "\n")
     return 0 if all(verdicts) else 1
 
 

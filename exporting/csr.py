@@ -14,7 +14,9 @@ import warnings
 import numpy as np
 import torch
 
-import runs
+import modelfile
+import paths
+import summaries
 
 from .files import (ExportError, committed_export, export_problem, name_of, open_export, recorded_sha,
                     with_content_sha)
@@ -101,7 +103,7 @@ def _decode(enc):
 
 
 def csr_file(saved):
-    """What a csr export holds, from what model.pt holds (runs.model_file), its checksum inside."""
+    """What a csr export holds, from what model.pt holds (modelfile.model_file), its checksum inside."""
     return with_content_sha({"format": CSR_FORMAT, **{k: saved[k] for k in HEADER},
                              "weights": _encode(saved["state_dict"]), "order": list(saved["state_dict"])})
 
@@ -194,7 +196,7 @@ def _not_the_run(summary, saved, model):
 
 def load_committed(run_dir, device="cpu", say=None):
     """(what model.pt holds, the model, the export file) of a committed run: folder `run_dir`
-    without model.pt, its results complete (runs.complete_summary), whose committed export
+    without model.pt, its results complete (summaries.complete_summary), whose committed export
     (files.committed_export) matches its sha256 record and rebuilds the run its summary
     describes; `say` gets one line that the export is used. None where the folder has no
     committed export or its results are incomplete (the caller says "not finished");
@@ -203,8 +205,8 @@ def load_committed(run_dir, device="cpu", say=None):
     if file is None:
         return None
     try:
-        summary = runs.complete_summary(run_dir)
-    except (OSError, runs.RunFolderError):
+        summary = summaries.complete_summary(run_dir)
+    except (OSError, paths.RunFolderError):
         return None
     if summary is None:
         return None
@@ -231,11 +233,11 @@ def load_any(path, device="cpu", say=None):
     csr export file, so that eval, the benchmarks and torch.hub take a committed export where
     no model.pt was committed; a committed run folder (no model.pt) is read from its committed
     export (load_committed; `say` gets the line that says so). Run folders and model.pt:
-    runs.RunFolderError; exports: ExportError (both one line)."""
+    paths.RunFolderError; exports: ExportError (both one line)."""
     if is_csr_export(path):
         saved = read_csr(path)
         return saved, model_from(saved, device, path)
     committed = load_committed(path, device, say)
     if committed is not None:
         return committed[:2]
-    return runs.load_model_file(path), runs.load_model(path, device)
+    return modelfile.load_model_file(path), modelfile.load_model(path, device)

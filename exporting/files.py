@@ -3,7 +3,7 @@ their sha256 beside them, export.json, and reading an export back with that chec
 
 Each export FILE is written with FILE.sha256 beside it, one line in the format `sha256sum`
 writes (so `sha256sum -c FILE.sha256` checks it as well); reading FILE back (load_slim,
-load_csr, load_dense, `export.py --check`) first compares the file with it, as runs.py checks
+load_csr, load_dense, `export.py --check`) first compares the file with it, as summaries.py checks
 model.pt against summary.json's model_sha256. Without FILE.sha256 beside it (a file copied
 alone), a csr or dense export is checked against the checksum stored inside it (CONTENT_SHA,
 over every tensor's bytes and every other value), else against the sha256 export.json beside
@@ -19,7 +19,9 @@ import re
 
 import torch
 
-import runs
+import fileio
+import paths
+import summaries
 
 EXPORT_JSON = "export.json"
 # RESULTS/<profile>/weights/<run>/COMMITTED: the export committed for run RESULTS/runs/<run>,
@@ -28,8 +30,8 @@ WEIGHTS = "weights"
 COMMITTED = "model.csr.pt"
 SHA_SUFFIX = ".sha256"
 # the run's own files: an export never replaces the weights, summary or log of the run it reads
-RUN_FILES = (runs.CONFIG, runs.METRICS, runs.LAYERS, runs.SUMMARY, runs.CHECKPOINT,
-             runs.CHECKPOINT_PREV, runs.MODEL, runs.PREDICTIONS, runs.LOCK, runs.MARKER, EXPORT_JSON)
+RUN_FILES = (paths.CONFIG, paths.METRICS, paths.LAYERS, paths.SUMMARY, paths.CHECKPOINT,
+             paths.CHECKPOINT_PREV, paths.MODEL, paths.PREDICTIONS, paths.LOCK, paths.MARKER, EXPORT_JSON)
 
 
 class ExportError(Exception):
@@ -51,9 +53,9 @@ def finished_run(run_dir):
         raise ExportError(f"{run_dir}: not a run folder, nor a csr export of one (give the folder "
                           f"that holds model.pt, or a model.csr.pt)")
     notes = []
-    summary = runs.finished_summary(run_dir, warn=notes.append)
+    summary = summaries.finished_summary(run_dir, warn=notes.append)
     if summary is None:
-        missing = [f for f in (runs.SUMMARY, runs.MODEL) if not os.path.exists(runs.path(run_dir, f))]
+        missing = [f for f in (paths.SUMMARY, paths.MODEL) if not os.path.exists(paths.path(run_dir, f))]
         if notes and not missing:   # damaged or altered: say which file, not "not finished"
             raise ExportError(f"{notes[0].removesuffix(': rerunning it')}; retrain the run "
                               f"(train.py with its config) or restore the file")
@@ -68,7 +70,7 @@ def committed_export(run_dir):
     the run's name (which ends in its config hash); None where the folder has a model.pt or
     no such export. Not checked here: csr.load_any checks it before use."""
     folder = os.path.abspath(run_dir)
-    if not os.path.isdir(folder) or os.path.lexists(runs.path(folder, runs.MODEL)):
+    if not os.path.isdir(folder) or os.path.lexists(paths.path(folder, paths.MODEL)):
         return None
     runs_dir = os.path.dirname(folder)
     if os.path.basename(runs_dir) != "runs":
@@ -99,7 +101,7 @@ def run_file(run_dir, out):
 
 def run_data_dir(run_dir):
     """The run's data_dir (its config.yaml), else "data"."""
-    cfg = os.path.join(run_dir, runs.CONFIG)
+    cfg = os.path.join(run_dir, paths.CONFIG)
     if os.path.exists(cfg):
         try:
             import yaml
@@ -123,8 +125,8 @@ def write_export(out, blob):
     # an old record never stands beside new bytes, even if the second write fails
     with contextlib.suppress(FileNotFoundError):
         os.unlink(side)
-    runs.atomic_write(out, blob)
-    runs.atomic_write(side, f"{sha}  {os.path.basename(out)}\n")
+    fileio.atomic_write(out, blob)
+    fileio.atomic_write(side, f"{sha}  {os.path.basename(out)}\n")
     return sha
 
 
@@ -141,7 +143,7 @@ def record(run_dir, fmt, facts):
     if not isinstance(merged, dict):
         merged = {}
     merged[fmt] = facts
-    runs.save_json(merged, target)
+    fileio.save_json(merged, target)
 
 
 # ----------------------------------------------------------------------------- files read back
@@ -231,7 +233,7 @@ def export_problem(file):
     too (an unchecked file is never read)."""
     want = recorded_sha(file)
     if want is not None:
-        if runs.file_sha256(file) != want:
+        if fileio.file_sha256(file) != want:
             return (f"{file}: altered or damaged (its sha256 is not the one "
                     f"{os.path.basename(sha_path(file))} recorded, {want[:12]}...)")
         return None
@@ -243,7 +245,7 @@ def export_problem(file):
         return None
     want = json_sha(file)
     if want is not None:
-        if runs.file_sha256(file) != want:
+        if fileio.file_sha256(file) != want:
             return (f"{file}: altered or damaged (its sha256 is not the one {EXPORT_JSON} "
                     f"beside it recorded, {want[:12]}...)")
         return None

@@ -10,7 +10,7 @@ the levels both curves cover (Holm-corrected over those levels).
 
 A curve is read along the points every one of its seeds ran (a λ search's other rounds, seed
 0 only, are shown but never used), per seed along its Pareto frontier of runs that did not
-collapse (runs.collapsed) and only on the dense side of that seed's densest collapsed run
+collapse (criteria.collapsed) and only on the dense side of that seed's densest collapsed run
 among those *inside* its healthy range: a level beyond a collapse is "not reached", never
 interpolated through. A collapsed run past every healthy full point of its seed on the swept
 value (a λ search's overshoot: a far larger λ, where the network broke and its sparsity means

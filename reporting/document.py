@@ -7,7 +7,8 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-import runs
+import criteria
+import fileio
 from sweeping.search import FALLING
 
 from . import across as AC
@@ -142,8 +143,8 @@ def collapse_line(df):
     older = int((df["collapse_measure"] == "train_acc").sum()) if "collapse_measure" in df.columns else 0
     if not fell and not older:
         return []
-    line = (f"{fell} run(s) collapsed (the final weights' accuracy on the first {runs.FINAL_TRAIN_IMAGES:,} "
-            f"training images, all of a smaller training set, below {100 * runs.COLLAPSE_FRACTION:g}% of the way from chance to "
+    line = (f"{fell} run(s) collapsed (the final weights' accuracy on the first {criteria.FINAL_TRAIN_IMAGES:,} "
+            f"training images, all of a smaller training set, below {100 * criteria.COLLAPSE_FRACTION:g}% of the way from chance to "
             f"100%): shown in the tables, never interpolated through.")
     if older:
         line += (f" {older} of the {len(df)} runs are judged by their last epoch's average "
@@ -221,7 +222,7 @@ def write(path, r):
     res = str(r.results).rstrip("/") or "."
     L = header(r, res) + runs_section(r) + claims_section(r) + list(r.budget_md) + tables_section(r)
     L += figures_section(r, rel)
-    runs.atomic_write(path, "\n".join(L) + "\n")
+    fileio.atomic_write(path, "\n".join(L) + "\n")
     return path
 
 

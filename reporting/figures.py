@@ -22,7 +22,7 @@ A column figure holds one panel (one row of the profile; several rows: one file 
 row in the file name), a page figure up to six (more: numbered files). Every mark is in the
 legend: filled markers joined by a line are points every seed ran (error bars: std over
 seeds); small open markers are λ-search rounds that only seed 0 ran; collapsed runs
-(runs.collapsed) sit on the lower edge of the axis as ×, healthy points more than BELOW_PP
+(criteria.collapsed) sit on the lower edge of the axis as ×, healthy points more than BELOW_PP
 below the best as ↓ on that edge, and 100%-sparse points (nothing left) on the right edge as
 ▶ (with a white × when they also collapsed). The accuracy axis spans the healthy points and
 the dense model's band, not 0-100%.
@@ -36,7 +36,7 @@ import re
 
 import numpy as np
 
-import runs
+import fileio
 
 WIDTHS = {"col": 3.5, "page": 7.0}
 FONT = 8
@@ -112,7 +112,7 @@ def _save(fig, folder, name):
     paths = []
     for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Producer": None})):
         p = os.path.join(folder, f"{name}.{ext}")
-        runs.save_figure(fig, p, dpi=DPI, metadata=meta)    # no bbox_inches="tight": the size is the size
+        fileio.save_figure(fig, p, dpi=DPI, metadata=meta)    # no bbox_inches="tight": the size is the size
         paths.append(p)
     import matplotlib.pyplot as plt
 

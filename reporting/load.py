@@ -1,7 +1,7 @@
 """Which runs a report covers, and their numbers as one tidy table.
 
 A report covers exactly the runs its profile expands to (sweep.py's own expansion, λ searches
-replayed from the rounds on disk) that are complete (runs.complete_summary: the numbers are all
+replayed from the rounds on disk) that are complete (summaries.complete_summary: the numbers are all
 there; weights are not needed, so committed results report on a fresh clone). Every other row
 of RESULTS/runs.csv is left out and named. What a run is comes from the identity the sweep
 wrote into its summary (entry, role, row, swept key and value, total epochs); no run name is
@@ -13,8 +13,11 @@ import math
 import os
 
 import config as C
+import criteria
 import data
-import runs
+import fileio
+import paths
+import summaries
 from sweeping import plan, profile as P
 
 from . import thresholds as T
@@ -44,7 +47,7 @@ def profile_path(name):
 
 
 def _complete(cfg, results):
-    return runs.complete_summary(runs.run_dir(results, C.run_name(cfg))) is not None
+    return summaries.complete_summary(paths.run_dir(results, C.run_name(cfg))) is not None
 
 
 def expected(profile, results, searches=None, configs=None):
@@ -56,7 +59,7 @@ def expected(profile, results, searches=None, configs=None):
     try:
         specs = P.expand(profile_path(profile))
         ready, waiting = plan.known(specs, results, done=_complete)
-    except (P.ProfileError, C.ConfigError, runs.RunFolderError) as e:
+    except (P.ProfileError, C.ConfigError, paths.RunFolderError) as e:
         raise ReportError(f"profile {profile}: {e}") from None
     if searches is not None:
         seen = set()
@@ -125,7 +128,7 @@ def index_names(results):
 
 def index_profiles(results):
     """(run name, the profile that asked for it) of each row of RESULTS/runs.csv."""
-    p = os.path.join(results, runs.INDEX)
+    p = os.path.join(results, paths.INDEX)
     if not os.path.exists(p):
         return []
     try:
@@ -140,10 +143,10 @@ def profiles_in(results):
     """Profiles named by the runs of RESULTS/runs.csv, in first-seen order (the default)."""
     seen = []
     for name in index_names(results):
-        folder = runs.run_dir(results, name)
+        folder = paths.run_dir(results, name)
         try:
-            s = runs.complete_summary(folder)
-        except runs.RunFolderError:
+            s = summaries.complete_summary(folder)
+        except paths.RunFolderError:
             continue
         if s and s.get("profile") and s["profile"] not in seen:
             seen.append(s["profile"])
@@ -153,7 +156,7 @@ def profiles_in(results):
 def layer_fractions(folder):
     """Fractions of conv kernels and filters that are entirely zero (layers.csv)."""
     try:
-        vals = [runs.zero_fraction(folder, unit) for unit in ("kernels", "filters")]
+        vals = [summaries.zero_fraction(folder, unit) for unit in ("kernels", "filters")]
     except OSError:
         return math.nan, math.nan
     return tuple(math.nan if v is None else v for v in vals)
@@ -170,8 +173,8 @@ def load(profile, results):
     names, waiting, not_run = expected(profile, results, searches, configs)
     rows, missing = [], []
     for name in names:
-        folder = runs.run_dir(results, name)
-        s = runs.complete_summary(folder)
+        folder = paths.run_dir(results, name)
+        s = summaries.complete_summary(folder)
         if s is None:
             missing.append(name)
             continue
@@ -198,8 +201,8 @@ def load(profile, results):
     if "train_acc_final" not in df.columns:
         df["train_acc_final"] = math.nan
     judged = df[["dataset", "train_acc", "train_acc_final"]].to_dict("records")
-    df["collapsed"] = [runs.collapsed(r) for r in judged]
-    df["collapse_measure"] = [runs.collapse_measure(r)[1] for r in judged]
+    df["collapsed"] = [criteria.collapsed(r) for r in judged]
+    df["collapse_measure"] = [criteria.collapse_measure(r)[1] for r in judged]
     df["n_test"] = [data.DATASETS[d].n_test if d in data.DATASETS else 0 for d in df["dataset"]]
     df["correct"] = correctness(df, results)
     df["compression"] = df["n_weights"] / df["nnz"].clip(lower=1)
@@ -225,19 +228,19 @@ def setting_of(cfg):
 
 def incomplete(results, names):
     """'NAME: why' for each of `names` whose folder holds a summary.json but is not complete
-    (runs.metrics_problem: metrics.csv with fewer or more rows than epochs), so the report
+    (summaries.metrics_problem: metrics.csv with fewer or more rows than epochs), so the report
     names what it left out."""
     out = []
     for name in names:
-        folder = runs.run_dir(results, name)
-        if not os.path.exists(runs.path(folder, runs.SUMMARY)):
+        folder = paths.run_dir(results, name)
+        if not os.path.exists(paths.path(folder, paths.SUMMARY)):
             continue
         try:
-            why = runs.metrics_problem(folder, runs.read_summary(folder))
+            why = summaries.metrics_problem(folder, summaries.read_summary(folder))
         except OSError:
-            why = f"{runs.path(folder, runs.METRICS)}: missing"
-        except (runs.RunFolderError, KeyError, ValueError) as e:
-            why = str(e).removesuffix(runs.RETRAIN)
+            why = f"{paths.path(folder, paths.METRICS)}: missing"
+        except (paths.RunFolderError, KeyError, ValueError) as e:
+            why = str(e).removesuffix(paths.RETRAIN)
         out.append(f"{name}: {why or 'summary.json lacks fields'}")
     return out
 
@@ -251,8 +254,8 @@ def correctness(df, results):
     labels, out = {}, []
     for folder, ds, acc in zip(df["folder"], df["dataset"], df["test_acc"]):
         if ds not in labels:
-            labels[ds] = runs.read_classes(runs.labels_path(results, ds))
-        pred, lab = runs.read_classes(runs.path(folder, runs.PREDICTIONS)), labels[ds]
+            labels[ds] = fileio.read_classes(paths.labels_path(results, ds))
+        pred, lab = fileio.read_classes(paths.path(folder, paths.PREDICTIONS)), labels[ds]
         ok = None
         if pred is not None and lab is not None and len(pred) == len(lab) and len(lab):
             ok = pred == lab
@@ -273,7 +276,7 @@ def run_frames(df):
     for _, r in df.iterrows():
         metrics[r["run"]] = metrics_of(r["folder"])
         try:
-            layers[r["run"]] = pd.read_csv(runs.path(r["folder"], "layers.csv"))
+            layers[r["run"]] = pd.read_csv(paths.path(r["folder"], "layers.csv"))
         except OSError:
             layers[r["run"]] = None
         if r["method"] == T.METHOD:
@@ -286,10 +289,10 @@ def threshold_curve(folder, summary=None, metrics=None):
     None for a folder without its config (committed results keep it)."""
     m = metrics if metrics is not None else metrics_of(folder)
     try:
-        cfg = C.resolve(C.load_yaml(runs.path(folder, runs.CONFIG)))
+        cfg = C.resolve(C.load_yaml(paths.path(folder, paths.CONFIG)))
     except (OSError, C.ConfigError):
         cfg = None
-    summary = summary if summary is not None else runs.read_summary(folder)
+    summary = summary if summary is not None else summaries.read_summary(folder)
     return T.implied(m, cfg, summary)
 
 
@@ -316,16 +319,16 @@ def parent_run(init_from):
 def metrics_of(folder):
     """A run's metrics.csv as a DataFrame (epoch, test_acc, sparsity, ...), numeric columns as
     numbers. A damaged file (a row with another number of fields than the header, which
-    pandas would shift into other columns) is runs.RunFolderError, one line naming it."""
+    pandas would shift into other columns) is paths.RunFolderError, one line naming it."""
     import pandas as pd
 
-    rows = runs.read_metrics(folder)
+    rows = summaries.read_metrics(folder)
     df = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["epoch"])
     for c in df.columns:
         if all(_is_number(v) for v in df[c] if v != ""):   # a numeric column ("" is missing)
             df[c] = pd.to_numeric(df[c].replace("", "nan"))
     if df["epoch"].isna().any():
-        raise runs.RunFolderError(f"{runs.path(folder, runs.METRICS)}: damaged (an epoch that is "
+        raise paths.RunFolderError(f"{paths.path(folder, paths.METRICS)}: damaged (an epoch that is "
                                   f"not a number); delete the run folder to retrain it")
     return df
 

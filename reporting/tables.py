@@ -453,7 +453,7 @@ def point_rows(pts):
 POINT_COLUMNS = ["row", "entry", "method", "mode", "role", "swept_key", "swept_value", "epochs", "seeds",
                  "acc", "acc_sd", "sparsity", "sparsity_sd", "nnz", "n_weights", "compression", "mac_frac",
                  "filter_sparsity", "kernel_sparsity", "train_acc", "calibration_target", "calibration_round",
-                 "collapsed"]   # collapsed: how many of the point's seeds collapsed (runs.collapsed)
+                 "collapsed"]   # collapsed: how many of the point's seeds collapsed (criteria.collapsed)
 
 
 def pair_header(name):

@@ -2,7 +2,7 @@
 
     python scripts/backfill_train_acc_final.py RUN_DIR [RUN_DIR ...]
 
-The collapse rule (runs.collapsed) reads the final weights' training accuracy; older
+The collapse rule (criteria.collapsed) reads the final weights' training accuracy; older
 summaries only have the last epoch's average (train_acc). For a run whose model.pt is the
 file it wrote (size and sha256 as its summary recorded), this measures the number exactly as
 train.py does at the end of training (train.final_train_accuracy: the same images, the same
@@ -20,33 +20,37 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config as C  # noqa: E402
 import data as D  # noqa: E402
 import distributed as dist_  # noqa: E402
-import runs  # noqa: E402
+import fileio  # noqa: E402
+import modelfile  # noqa: E402
+import paths  # noqa: E402
+import runindex  # noqa: E402
+import summaries  # noqa: E402
 import train  # noqa: E402
 
 
 def backfill(out, device="cpu"):
     """The measured train_acc_final of run folder `out` (written to its summary and the
     index), or None with the reason printed when the run is left alone."""
-    summary = runs.finished_summary(out)
+    summary = summaries.finished_summary(out)
     if summary is None:
         print(f"{out}: no finished run with its weights here: left alone")
         return None
     if "train_acc_final" in summary:
         print(f"{out}: has train_acc_final already ({summary['train_acc_final']:.2f}): left alone")
         return None
-    cfg = C.resolve(C.load_yaml(runs.path(out, runs.CONFIG)))
+    cfg = C.resolve(C.load_yaml(paths.path(out, paths.CONFIG)))
     dev = torch.device(device)
     data = D.load(cfg["dataset"], cfg["data_dir"], device=dev, download=False, workers=cfg["workers"])
     if cfg["train_subset"]:
         data.subset(cfg["train_subset"])
-    model = runs.load_model(out, dev)
+    model = modelfile.load_model(out, dev)
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     acc = train.final_train_accuracy(cfg, model, data, dev, dist_.Dist())
     fixed = {**summary, "train_acc_final": acc}   # every other field as it was
     results = os.path.dirname(os.path.dirname(os.path.abspath(out)))
-    runs.upsert_row(os.path.join(results, runs.INDEX), fixed)
-    runs.save_json(fixed, runs.path(out, runs.SUMMARY))
+    runindex.upsert_row(os.path.join(results, paths.INDEX), fixed)
+    fileio.save_json(fixed, paths.path(out, paths.SUMMARY))
     print(f"{out}: train_acc_final {acc:.2f} (last epoch's average {summary['train_acc']:.2f})")
     return acc
 
@@ -60,7 +64,7 @@ def main(argv=None):
     try:
         for out in args:
             backfill(out.rstrip("/"))
-    except (runs.RunFolderError, D.DataError, C.ConfigError) as e:
+    except (paths.RunFolderError, D.DataError, C.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

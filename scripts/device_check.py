@@ -70,7 +70,7 @@ ENV_PROBE = r"""
 import os, platform, shutil, sys
 import torch
 sys.path.insert(0, os.getcwd())
-import runs
+import hardware
 print("python", platform.python_version(), sys.executable)
 print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())
 if torch.cuda.is_available():
@@ -79,8 +79,8 @@ if torch.cuda.is_available():
     print("bf16", torch.cuda.is_bf16_supported(including_emulation=False))
     print("nccl", torch.distributed.is_nccl_available(), torch.cuda.nccl.version())
 else:
-    print("gpu none; cpu", runs._cpu_name(), "native bf16", runs.cpu_native_bf16())
-print("triton", runs.has_triton(), "cc", runs.c_compiler(), "cxx", runs.cxx_compiler())
+    print("gpu none; cpu", hardware._cpu_name(), "native bf16", hardware.cpu_native_bf16())
+print("triton", hardware.has_triton(), "cc", hardware.c_compiler(), "cxx", hardware.cxx_compiler())
 """
 
 

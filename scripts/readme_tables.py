@@ -1,4 +1,4 @@
-"""The README's key tables, generated from schema.py and runs.SUMMARY_FIELDS.
+"""The README's key tables, generated from schema.py and summaries.SUMMARY_FIELDS.
 
     python scripts/readme_tables.py           # exit 1 and name the table if README differs
     python scripts/readme_tables.py --write   # rewrite the tables in README.md

@@ -19,8 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pandas as pd  # noqa: E402
 
+import criteria  # noqa: E402
 import data  # noqa: E402
-import runs  # noqa: E402
 from reporting import claims as CL  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def main(commit="ddc6968"):
         df[c] = df[c].fillna("").astype(str)
     df["acc"] = df["test_acc"]
     df["mac_frac"] = math.nan
-    df["collapsed"] = [runs.collapsed(r) for r in df.to_dict("records")]
+    df["collapsed"] = [criteria.collapsed(r) for r in df.to_dict("records")]
     df["n_test"] = data.get("digits").n_test
     print(f"{len(df)} digits runs of {commit}; {int(df['collapsed'].sum())} collapsed")
     for num, title, rule, v, mine in CL.claim_verdicts(CL.comparisons(df)):

@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import runs  # noqa: E402
+import fileio  # noqa: E402
 
 TOKENS = ("-Infinity", "Infinity", "NaN")
 
@@ -57,7 +57,7 @@ def is_strict(text):
 def fixed(text):
     """The text with its non-finite tokens as null, or None when that would change the data."""
     new = _replace_tokens(text)
-    if not is_strict(new) or json.loads(new) != runs.finite(json.loads(text)):
+    if not is_strict(new) or json.loads(new) != fileio.finite(json.loads(text)):
         return None
     return new
 
@@ -79,7 +79,7 @@ def main(argv=None):
                 bad += 1
                 print(f"{f}: not strict JSON" + ("" if args.check else " (left alone: cannot fix safely)"))
                 continue
-            runs.atomic_write(f, new)
+            fileio.atomic_write(f, new)
             changed += 1
     if not args.check:
         print(f"{changed} file(s) made strict")

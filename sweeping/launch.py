@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-import runs
+import fileio
 
 from .profile import REPO
 
@@ -100,7 +100,7 @@ class LocalLauncher:
             if gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = str(gpu)
             log = log_path(self.results, spec.name)
-            with runs.writing(log):   # full disk, read-only folder: the sweep stops (one line)
+            with fileio.writing(log):   # full disk, read-only folder: the sweep stops (one line)
                 f = open(log, "a")
                 print(_header(spec, self.results), file=f, flush=True)
             with f:

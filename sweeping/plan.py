@@ -5,8 +5,10 @@ import math
 import os
 
 import config as C
-import runs
+import criteria
+import paths
 import schema
+import summaries
 from optim import get_method
 
 from .profile import TARGET_POINT, ProfileError, Spec, _fmt, _rel
@@ -17,9 +19,9 @@ def next_round(spec, results):
     """After round `spec` of a search finished: the next round's Spec, or None (search done)."""
     search = spec.search
     value = _override_value(spec.overrides, search.key)
-    summary = runs.read_summary(run_dir(results, spec.name))
+    summary = summaries.read_summary(run_dir(results, spec.name))
     measured = internal(target_value(results, spec, search.metric), search.metric)
-    nxt = search.record(value, measured, runs.collapsed(summary))
+    nxt = search.record(value, measured, criteria.collapsed(summary))
     if nxt is None:
         return None
     ov = [o for o in spec.overrides if not o.startswith(search.key + "=")] + [f"{search.key}={nxt!r}"]
@@ -116,7 +118,7 @@ def select(specs, entries=None, seeds=None, levels=None):
 
 
 def run_dir(results, name):
-    return runs.run_dir(results, name)
+    return paths.run_dir(results, name)
 
 
 # A complete run without weights (results committed to git, made by an earlier session or
@@ -127,20 +129,20 @@ REUSE_COMPLETE = True
 
 def is_finished(cfg, results):
     name = C.run_name(cfg)
-    if runs.is_finished(results, name):
+    if summaries.is_finished(results, name):
         return True
     return REUSE_COMPLETE and is_committed(name, results)
 
 
 def is_committed(name, results):
     """A complete run without its weights (model.pt): committed results, reused unless --retrain.
-    A damaged summary.json is not one: that run is trained again (runs.finished_summary says so)."""
+    A damaged summary.json is not one: that run is trained again (summaries.finished_summary says so)."""
     folder = run_dir(results, name)
-    if os.path.exists(os.path.join(folder, runs.MODEL)):
+    if os.path.exists(os.path.join(folder, paths.MODEL)):
         return False
     try:
-        return runs.complete_summary(folder) is not None
-    except (OSError, ValueError, runs.RunFolderError):
+        return summaries.complete_summary(folder) is not None
+    except (OSError, ValueError, paths.RunFolderError):
         return False
 
 
@@ -158,7 +160,7 @@ def weights_wanted(spec, users, results):
     train starts from them (init_from): that run is trained again here (train.py retrains a
     folder with no model.pt), or every run after it would fail. A user counts as done when
     its config is known from what is on disk and it is complete itself."""
-    if not users or runs.is_finished(results, spec.name):
+    if not users or summaries.is_finished(results, spec.name):
         return False
     for d in users:
         others = [x for x in d.deps if x is not spec]
@@ -170,7 +172,7 @@ def weights_wanted(spec, users, results):
             t.overrides = list(d.overrides)
             try:
                 materialize(t, results)
-            except (C.ConfigError, OSError, KeyError, ValueError, runs.RunFolderError):
+            except (C.ConfigError, OSError, KeyError, ValueError, paths.RunFolderError):
                 return True
         if not is_finished(t.cfg, results):
             return True
@@ -183,15 +185,15 @@ def target_value(results, spec, metric="sparsity"):
     a run whose slim export failed, NaN there: ValueError, one line)."""
     folder = run_dir(results, spec.name)
     if metric == "sparsity":
-        return float(runs.read_summary(folder)["sparsity"])
+        return float(summaries.read_summary(folder)["sparsity"])
     if metric == "macs_structural_fraction":
-        s = runs.read_summary(folder)
+        s = summaries.read_summary(folder)
         v = float(s["macs_structural"]) / float(s["flops_dense"])
         if not 0 <= v <= 1:       # NaN too
             raise ValueError(f"{spec.name}: macs_structural is {s['macs_structural']} of "
                              f"{s['flops_dense']} dense: no MACs fraction to calibrate on")
         return v
-    v = runs.zero_fraction(folder, "filters" if metric == "filter_sparsity" else "kernels")
+    v = summaries.zero_fraction(folder, "filters" if metric == "filter_sparsity" else "kernels")
     return 0.0 if v is None else v
 
 
@@ -228,7 +230,7 @@ _SOURCES = {}   # (source profile path, results, folders) -> {entry: [its search
 def _complete(cfg, results):
     """Finished (weights there) or complete without weights (committed results)."""
     name = C.run_name(cfg)
-    return runs.is_finished(results, name) or runs.complete_summary(run_dir(results, name)) is not None
+    return summaries.is_finished(results, name) or summaries.complete_summary(run_dir(results, name)) is not None
 
 
 def source_searches(profile, results):
@@ -441,7 +443,7 @@ def _run_setting(folder, summary):
     """The setting a run trained in: its config.yaml, else what its summary holds."""
     import yaml
     try:
-        with open(runs.path(folder, runs.CONFIG)) as f:
+        with open(paths.path(folder, paths.CONFIG)) as f:
             cfg = yaml.safe_load(f)
     except (OSError, yaml.YAMLError):
         cfg = None
@@ -459,9 +461,9 @@ def epoch_seconds(results):
     for name in sorted(os.listdir(root)) if os.path.isdir(root) else ():
         folder = os.path.join(root, name)
         try:
-            s = runs.complete_summary(folder)
-            secs = [float(r["seconds"]) for r in runs.read_metrics(folder)] if s else []
-        except (OSError, ValueError, KeyError, runs.RunFolderError):
+            s = summaries.complete_summary(folder)
+            secs = [float(r["seconds"]) for r in summaries.read_metrics(folder)] if s else []
+        except (OSError, ValueError, KeyError, paths.RunFolderError):
             continue
         if secs:
             key = (s["dataset"], s["model"], float(s["width"]), s["method"])

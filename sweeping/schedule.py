@@ -1,8 +1,10 @@
 """The scheduler: launch every run whose dependencies are done; the status table; --dry-run."""
 import time
 
+import cli
 import config as C
-import runs
+import hardware
+import paths
 
 from .plan import (SETTING_KEYS, epoch_seconds, epoch_time, is_committed, is_finished, known, materialize,
                    missed, never_runs, next_round, spec_cfg, start_notes, weight_users, weights_wanted)
@@ -17,7 +19,7 @@ HELD = 4   # train.py's exit status for a run folder another process holds (READ
 def holder(results, name):
     """The PID in run `name`'s lock file (the process that holds it), or '?'."""
     try:
-        with open(runs.path(runs.run_dir(results, name), runs.LOCK)) as f:
+        with open(paths.path(paths.run_dir(results, name), paths.LOCK)) as f:
             return f.read(32).strip() or "?"
     except OSError:
         return "?"
@@ -58,7 +60,7 @@ def run_all(specs, results, launcher, state=None):
             return
         try:
             nxt = next_round(s, results)
-        except (OSError, KeyError, ValueError, runs.RunFolderError) as e:
+        except (OSError, KeyError, ValueError, paths.RunFolderError) as e:
             s.search.done, s.search.failed = True, f"cannot read round {s.name}: {e}"
             nxt = None
         if nxt is not None:
@@ -103,7 +105,7 @@ def run_all(specs, results, launcher, state=None):
                 if s.cfg is None:
                     try:
                         materialize(s, results)
-                    except (C.ConfigError, OSError, KeyError, ValueError, runs.RunFolderError) as e:
+                    except (C.ConfigError, OSError, KeyError, ValueError, paths.RunFolderError) as e:
                         settle(s, "failed", f"config: {e}")
                         print(f"FAILED {s.label()}: {e}", flush=True)
                         continue
@@ -150,8 +152,8 @@ def run_all(specs, results, launcher, state=None):
                 total = len(began) + len(queue) + len(pending) + len(born)
                 left = total - len(took)
                 rest = list(running.values()) + queue + pending + born
-                eta = runs.duration(costs.eta(ended, took, rest) / jobs) if left else "0s"
-                times = (f"took {runs.duration(took[-1])}; elapsed {runs.duration(time.time() - t_sweep)}, "
+                eta = cli.duration(costs.eta(ended, took, rest) / jobs) if left else "0s"
+                times = (f"took {cli.duration(took[-1])}; elapsed {cli.duration(time.time() - t_sweep)}, "
                          f"ETA {eta}")
                 status, note = ("finished", "") if code == 0 else ("failed", note)
                 if code == HELD:   # another sweep trains it now: not a failure of this one
@@ -175,7 +177,7 @@ class _Costs:
 
     def __init__(self, results):
         self.measured = epoch_seconds(results)
-        self.device = runs.environment()["device_name"]
+        self.device = hardware.environment()["device_name"]
         self.known = {}
 
     def _epochs_time(self, s):
@@ -183,7 +185,7 @@ class _Costs:
             try:
                 cfg = spec_cfg(s)
                 self.known[id(s)] = (int(cfg["epochs"]), epoch_time(self.measured, cfg, self.device)[0])
-            except (C.ConfigError, ProfileError, KeyError, ValueError, TypeError, OSError, runs.RunFolderError):
+            except (C.ConfigError, ProfileError, KeyError, ValueError, TypeError, OSError, paths.RunFolderError):
                 self.known[id(s)] = (1, None)
         return self.known[id(s)]
 
@@ -252,12 +254,12 @@ def dry_run(specs, results):
     try:
         ready, waiting = known(specs, results)
         notes = start_notes(specs, results)
-    except (C.ConfigError, runs.RunFolderError, ProfileError) as e:
+    except (C.ConfigError, paths.RunFolderError, ProfileError) as e:
         print(f"  error: {e}")
         return 2
     users = weight_users(ready + waiting)
     measured = epoch_seconds(results)
-    device = runs.environment()["device_name"]
+    device = hardware.environment()["device_name"]
     left = {"epochs": 0, "untimed": 0, "here": 0.0, "other": 0.0}
     others, settings = set(), {}   # the machines, and the settings, other runs' times came from
 

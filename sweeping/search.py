@@ -36,7 +36,7 @@ class Search:
     It ends in one of two states: *reached* (a healthy round within `tolerance` of the
     target's nonzeros: the calibrated round) or *not reached*, with the reason: one of WHY
     (`why`), then the highest healthy sparsity the rounds reached and its value (the closest
-    one for a target below every round). A collapsed round (runs.collapsed: training accuracy
+    one for a target below every round). A collapsed round (criteria.collapsed: training accuracy
     near chance) counts as too much penalty, whatever its sparsity.
 
     Bracket around the best round (the healthy round closest to the target): when it is not

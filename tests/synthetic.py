@@ -14,7 +14,10 @@ import math
 import os
 
 import config as C
-import runs
+import fileio
+import paths
+import runindex
+import summaries
 import sweep
 from tests.conftest import StandInLauncher
 
@@ -116,7 +119,7 @@ def numbers(cfg):
 
 def write_run(results, name, cfg):
     acc, train, sp, ffrac, thr = numbers(cfg)
-    d = runs.run_dir(results, name)
+    d = paths.run_dir(results, name)
     layers = per_layer(layer_shapes(cfg), 1 - sp, ffrac)
     n_weights = sum(r["n_weights"] for r in layers)
     nnz = sum(r["nnz"] for r in layers)
@@ -125,7 +128,7 @@ def write_run(results, name, cfg):
     mac_frac = (1 - ffrac) ** 2 if structured else (0.0 if nnz == 0 else 0.999)
     mode = "dense" if cfg["method"] == "sgd" else ("channel" if cfg["method"] == "filter_prune"
                                                     else cfg["optim"].get("mode", "elementwise"))
-    summary = {k: "" for k in runs.SUMMARY_FIELDS}
+    summary = {k: "" for k in summaries.SUMMARY_FIELDS}
     summary.update({"run": name, "dataset": cfg["dataset"], "model": cfg["model"], "width": cfg["width"],
                     "method": cfg["method"], "mode": mode,
                     "method_revision": C.method_revision(cfg["method"], cfg["optim"]), "seed": cfg["seed"], "epochs": cfg["epochs"],
@@ -142,7 +145,7 @@ def write_run(results, name, cfg):
                     "model_sha256": ""})
     if thr is not None:
         summary["final_threshold"] = thr
-    runs.save_json(summary, runs.path(d, runs.SUMMARY))
+    fileio.save_json(summary, paths.path(d, paths.SUMMARY))
     E, shift = cfg["epochs"], 0
     rows = []
     for e in range(1, E + 1):
@@ -154,9 +157,9 @@ def write_run(results, name, cfg):
         if thr is not None:
             row["threshold"] = thr * (1 - (1 - t) ** 2)
         rows.append(row)
-    runs.save_csv(rows, runs.path(d, runs.METRICS))
-    runs.save_csv(layers, runs.path(d, runs.LAYERS))
-    runs.upsert_row(os.path.join(results, runs.INDEX), summary)
+    fileio.save_csv(rows, paths.path(d, paths.METRICS))
+    fileio.save_csv(layers, paths.path(d, paths.LAYERS))
+    runindex.upsert_row(os.path.join(results, paths.INDEX), summary)
     return shift
 
 

@@ -8,7 +8,9 @@ import sys
 import pytest
 
 import config as C
-import runs
+import fileio
+import paths
+import runindex
 import train
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
@@ -18,11 +20,11 @@ import backfill_train_acc_final as B  # noqa: E402
 def test_backfill_writes_what_training_measured_and_leaves_the_rest(tmp_path, capsys):
     cfg = C.build(None, ["model=resnet20", "width=0.25", "epochs=1", "device=cpu", "train_subset=256"])
     s = train.train(cfg, results=str(tmp_path), quiet=True)
-    out = runs.run_dir(str(tmp_path), s["run"])
+    out = paths.run_dir(str(tmp_path), s["run"])
     # as a run from before the field existed: summary and index row without it
     older = {k: v for k, v in s.items() if k != "train_acc_final"}
-    runs.save_json(older, os.path.join(out, "summary.json"))
-    runs.upsert_row(os.path.join(str(tmp_path), "runs.csv"), older)
+    fileio.save_json(older, os.path.join(out, "summary.json"))
+    runindex.upsert_row(os.path.join(str(tmp_path), "runs.csv"), older)
     older = json.load(open(os.path.join(out, "summary.json")))   # as the file holds it (NaN: null)
     before = {f: open(os.path.join(out, f), "rb").read() for f in os.listdir(out) if f != "summary.json"}
     assert B.main([out]) == 0

@@ -202,8 +202,11 @@ def test_export_levels_exports_every_seed_of_the_levels_runs_with_checksums(tmp_
     import torch
 
     import export
+    import fileio
+    import modelfile
     import models
-    import runs
+    import paths
+    import summaries
 
     prof = tmp_path / "ex.yaml"
     prof.write_text(EXPORTED.format(repo=sweep.REPO))
@@ -213,14 +216,14 @@ def test_export_levels_exports_every_seed_of_the_levels_runs_with_checksums(tmp_
     made = {}
     for name in os.listdir(os.path.join(results, "runs")):
         folder = os.path.join(results, "runs", name)
-        s = runs.read_summary(folder)
+        s = summaries.read_summary(folder)
         torch.manual_seed(s["seed"])
         m = models.get_model("resnet20", 10, 0.125, input_shape=(3, 32, 32))
         cfg = {"dataset": "digits", "model": "resnet20", "width": 0.125}
-        runs.save_torch(runs.model_file(cfg, 10, m.state_dict()), runs.path(folder, runs.MODEL))
+        fileio.save_torch(modelfile.model_file(cfg, 10, m.state_dict()), paths.path(folder, paths.MODEL))
         made[(s["entry"], s["swept_value"], s["seed"])] = name
     gone = made[("gmp", "0.9", 1)]
-    os.remove(os.path.join(results, "runs", gone, runs.MODEL))
+    os.remove(os.path.join(results, "runs", gone, paths.MODEL))
     capsys.readouterr()                                 # the sweep's own lines
     assert export.main(["--profile", str(prof), "--results", results]) == 0
     out, err = capsys.readouterr()

@@ -122,15 +122,16 @@ def test_a_bracket_that_cannot_shrink_says_the_response_jumps():
 def FakeLauncher(results, curve):
     """Runs nothing: 'finishes' each run by writing what train.py would, with the sparsity a
     synthetic curve gives for its λ."""
-    import runs
+    import fileio
+    import paths
 
     def write(results, s):
         o = s.cfg["optim"]
         sp = curve(o["lam"]) if "lam" in o else o.get("target", 0.0)
-        d = runs.run_dir(results, s.name)
-        runs.save_json({"run": s.name, "sparsity": sp, "train_acc": 90.0, "dataset": s.cfg["dataset"],
-                        **s.cfg["identity"]}, runs.path(d, runs.SUMMARY))
-        open(runs.path(d, runs.MODEL), "wb").close()
+        d = paths.run_dir(results, s.name)
+        fileio.save_json({"run": s.name, "sparsity": sp, "train_acc": 90.0, "dataset": s.cfg["dataset"],
+                        **s.cfg["identity"]}, paths.path(d, paths.SUMMARY))
+        open(paths.path(d, paths.MODEL), "wb").close()
 
     return StandInLauncher(results, write)
 
@@ -425,13 +426,13 @@ def test_a_resumed_search_fills_the_free_slot_while_another_run_trains(tmp_path)
     grid: {{optim.target: [0.5]}}
 """
     prof, results, specs, launcher, state = run_profile(tmp_path, text, curve)
+    import paths
     import shutil
-    import runs
     followers = [s for s in specs if s.after is not None]
     gmp = [s for s in specs if s.entry == "gmp"]
     assert len(followers) == 4 and len(gmp) == 3
     for s in followers[:1] + gmp[:1]:           # one follower and one gmp run to train again
-        shutil.rmtree(runs.run_dir(results, s.name))
+        shutil.rmtree(paths.run_dir(results, s.name))
     write = lambda results, s: FakeLauncher(results, curve).write(results, s)
     again = OneAtATime(results, write)
     state = sweep.run_all(sweep.expand(str(prof)), results, again)
@@ -631,17 +632,18 @@ def budget_launcher(results, mid8, cap=1.0, only=None):
     """Writes each run with the sparsity of a world whose λ scale follows the LATS factor:
     logistic(λ, mid) with mid = mid8 at 8 epochs, mid8 x LATS_4X at 32, at most `cap`;
     with `only`, runs of other epochs are left unwritten (found on disk already)."""
-    import runs
+    import fileio
+    import paths
 
     def write(results, s):
         if only is not None and s.cfg["epochs"] != only:
             return
         mid = mid8 * (LATS_4X if s.cfg["epochs"] == 32 else 1.0)
         sp = min(cap, logistic(s.cfg["optim"]["lam"], mid=mid))
-        d = runs.run_dir(results, s.name)
-        runs.save_json({"run": s.name, "sparsity": sp, "train_acc": 90.0, "dataset": s.cfg["dataset"],
-                        **s.cfg["identity"]}, runs.path(d, runs.SUMMARY))
-        open(runs.path(d, runs.MODEL), "wb").close()
+        d = paths.run_dir(results, s.name)
+        fileio.save_json({"run": s.name, "sparsity": sp, "train_acc": 90.0, "dataset": s.cfg["dataset"],
+                        **s.cfg["identity"]}, paths.path(d, paths.SUMMARY))
+        open(paths.path(d, paths.MODEL), "wb").close()
     return StandInLauncher(results, write)
 
 

@@ -14,7 +14,7 @@ import torch
 import eval as E
 import export
 import hubconf
-import runs
+import paths
 import sparse_infer as S
 from tests.test_hostile import _one_thread, one_line, snapshot, trained  # noqa: F401 (fixtures)
 
@@ -29,12 +29,12 @@ def layout(trained, tmp_path_factory):
     results = str(tmp_path_factory.mktemp("committed"))
     shutil.copytree(trained[0], results, dirs_exist_ok=True)
     run = os.path.basename(trained[1])
-    folder = runs.run_dir(results, run)
+    folder = paths.run_dir(results, run)
     weights = os.path.join(results, "prof", "weights", run)
     os.makedirs(weights)
     export.export(folder, "csr", out=os.path.join(weights, "model.csr.pt"), batch=16)
     before, _ = E.evaluate_file(folder, device="cpu")
-    for name in (runs.MODEL, runs.CHECKPOINT, runs.CHECKPOINT_PREV, export.EXPORT_JSON, runs.LOCK):
+    for name in (paths.MODEL, paths.CHECKPOINT, paths.CHECKPOINT_PREV, export.EXPORT_JSON, paths.LOCK):
         if os.path.exists(os.path.join(folder, name)):
             os.unlink(os.path.join(folder, name))
     return results, folder, os.path.join(weights, "model.csr.pt"), before
@@ -107,7 +107,7 @@ def test_export_slim_from_a_committed_run_and_from_the_export_file(committed, tm
     monkeypatch.chdir(tmp_path)
     assert export.main([file, "--format", "slim", "--batch", "16"]) == 0
     capsys.readouterr()
-    made = tmp_path / runs.SCRATCH / "exports" / os.path.basename(folder)
+    made = tmp_path / paths.SCRATCH / "exports" / os.path.basename(folder)
     facts = json.loads((made / export.EXPORT_JSON).read_text())["slim"]
     assert facts["file"] == "model.slim.pt" and facts["source"] == os.path.abspath(file)
     assert export.verify(str(made / "model.slim.pt"))[0] == "slim"
@@ -124,7 +124,7 @@ def test_a_committed_export_that_fails_a_check_is_refused(committed, layout, tmp
     open(file, "wb").write(bytes(blob))
     assert E.main([folder]) == 1
     assert "altered or damaged" in one_line(capsys)
-    with pytest.raises(runs.RunFolderError, match="altered or damaged"):
+    with pytest.raises(paths.RunFolderError, match="altered or damaged"):
         hubconf.sparse_model(folder)
     # the sha256 record gone: not read on the checksum inside it alone
     shutil.copy(layout[2], file)
@@ -156,7 +156,7 @@ def test_an_unfinished_run_folder_keeps_its_message(committed, capsys):
     shutil.rmtree(os.path.dirname(file))           # no committed export: really unfinished
     assert export.main([folder, "--format", "csr"]) == 1
     assert "run not finished (no model.pt); finish it with train.py first" in one_line(capsys)
-    with pytest.raises(runs.RunFolderError, match="run not finished"):
+    with pytest.raises(paths.RunFolderError, match="run not finished"):
         hubconf.sparse_model(folder)
     assert E.main([folder]) == 1
     assert "not found" in one_line(capsys)
@@ -172,9 +172,9 @@ REAL_FILE = os.path.join(REPO, "results", "fashion", "weights", RUN, "model.csr.
 def test_the_committed_fashion_run_through_its_export(tmp_path, capsys):
     if not (os.path.isdir(REAL_RUN) and os.path.isfile(REAL_FILE)):
         pytest.skip(f"the committed run {RUN} or its export is not in this checkout")
-    if os.path.exists(os.path.join(REAL_RUN, runs.MODEL)):
+    if os.path.exists(os.path.join(REAL_RUN, paths.MODEL)):
         pytest.skip(f"{REAL_RUN} has a model.pt here (trained again): not the committed layout")
-    with open(os.path.join(REAL_RUN, runs.SUMMARY)) as f:
+    with open(os.path.join(REAL_RUN, paths.SUMMARY)) as f:
         summary = json.load(f)
     model = hubconf.sparse_model(REAL_RUN)
     uses_the_export(capsys.readouterr().err, REAL_FILE)

@@ -18,7 +18,7 @@ import torch.nn as nn
 import data
 import export
 import models
-import runs
+import paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS = os.path.join(REPO, "results", "fashion", "weights")
@@ -182,7 +182,7 @@ def test_hub_eval_and_benchmark_take_a_committed_file(tmp_path, capsys):
     blob[len(blob) // 2] ^= 0xFF
     bad.write_bytes(bytes(blob))
     (tmp_path / "model.csr.pt.sha256").write_text(open(file + ".sha256").read())
-    with pytest.raises(runs.RunFolderError, match="altered or damaged") as e:
+    with pytest.raises(paths.RunFolderError, match="altered or damaged") as e:
         torch.hub.load(REPO, "sparse_model", run=str(bad), source="local")
     assert "\n" not in str(e.value)
     capsys.readouterr()

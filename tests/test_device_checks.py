@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import config as C
-import runs
+import hardware
 import train
 
 TINY = ["configs/quick/sgd.yaml", "model=resnet20", "width=0.125", "epochs=1", "train_subset=64",
@@ -26,7 +26,7 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
                        ("avx512f avx512bw", False), ("", False)):
         p = tmp_path / "cpuinfo"
         p.write_text(block.format(more=more))
-        assert runs.cpu_native_bf16(str(p)) is want, more
+        assert hardware.cpu_native_bf16(str(p)) is want, more
 
 
 def test_the_cxx_probe_follows_path(tmp_path, monkeypatch):
@@ -35,15 +35,15 @@ def test_the_cxx_probe_follows_path(tmp_path, monkeypatch):
     empty = tmp_path / "bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    assert runs.cxx_compiler() is None
+    assert hardware.cxx_compiler() is None
     gxx = empty / "g++"
     gxx.write_text("#!/bin/sh\n")
     gxx.chmod(gxx.stat().st_mode | stat.S_IXUSR)
-    assert runs.cxx_compiler() == str(gxx)
+    assert hardware.cxx_compiler() == str(gxx)
 
 
 def test_compile_without_a_cxx_compiler_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(runs, "cxx_compiler", lambda: None)
+    monkeypatch.setattr(hardware, "cxx_compiler", lambda: None)
     code, err = run_main(tmp_path, capsys, "compile=true")
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("error: compile=true:") and "C++ compiler" in err
@@ -54,7 +54,7 @@ def test_compile_without_a_cxx_compiler_is_refused_in_one_line(tmp_path, capsys,
 
 def fake_gpu(monkeypatch, bf16, emulated=False):
     """A CUDA device as train._setup sees it, on a CPU machine: refused before any CUDA call."""
-    monkeypatch.setattr(runs, "pick_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(hardware, "pick_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported",
                         lambda including_emulation=True: bf16 or (emulated and including_emulation))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla P100")
@@ -67,35 +67,35 @@ def test_bf16_on_a_gpu_without_bf16_is_refused_in_one_line(tmp_path, capsys, mon
     assert err.count("\n") == 1 and "precision=bf16: this GPU (Tesla P100) has no bfloat16" in err
     cuda = torch.device("cuda")
     fp32 = C.build(TINY[0], TINY[1:])
-    assert runs.device_problem(fp32, cuda) is None   # fp32 on the same GPU is fine
+    assert hardware.device_problem(fp32, cuda) is None   # fp32 on the same GPU is fine
 
 
 def test_compile_on_a_gpu_needs_triton_and_a_c_compiler(monkeypatch):
     fake_gpu(monkeypatch, bf16=True)
     cfg, cuda = C.build(TINY[0], [*TINY[1:], "compile=true"]), torch.device("cuda")
-    monkeypatch.setattr(runs, "has_triton", lambda: True)
-    monkeypatch.setattr(runs, "c_compiler", lambda: "/usr/bin/gcc")
-    assert runs.device_problem(cfg, cuda) is None
-    monkeypatch.setattr(runs, "c_compiler", lambda: None)
-    assert "C compiler" in runs.device_problem(cfg, cuda)
-    monkeypatch.setattr(runs, "has_triton", lambda: False)
-    assert "needs Triton" in runs.device_problem(cfg, cuda)
+    monkeypatch.setattr(hardware, "has_triton", lambda: True)
+    monkeypatch.setattr(hardware, "c_compiler", lambda: "/usr/bin/gcc")
+    assert hardware.device_problem(cfg, cuda) is None
+    monkeypatch.setattr(hardware, "c_compiler", lambda: None)
+    assert "C compiler" in hardware.device_problem(cfg, cuda)
+    monkeypatch.setattr(hardware, "has_triton", lambda: False)
+    assert "needs Triton" in hardware.device_problem(cfg, cuda)
     # the CPU's own compiler is not what a GPU compile needs, nor the reverse
-    monkeypatch.setattr(runs, "cxx_compiler", lambda: None)
-    assert runs.device_problem(cfg, torch.device("cpu")).startswith("compile=true: torch.compile builds C++")
+    monkeypatch.setattr(hardware, "cxx_compiler", lambda: None)
+    assert hardware.device_problem(cfg, torch.device("cpu")).startswith("compile=true: torch.compile builds C++")
 
 
 def test_emulated_bf16_is_a_note_not_a_refusal(monkeypatch):
     cfg = C.build(TINY[0], [*TINY[1:], "precision=bf16"])
     fake_gpu(monkeypatch, bf16=False, emulated=True)
     cuda = torch.device("cuda")
-    assert runs.device_problem(cfg, cuda) is None and "emulated" in runs.device_note(cfg, cuda)
-    monkeypatch.setattr(runs, "cpu_native_bf16", lambda: True)
-    assert runs.device_note(cfg, torch.device("cpu")) is None
+    assert hardware.device_problem(cfg, cuda) is None and "emulated" in hardware.device_note(cfg, cuda)
+    monkeypatch.setattr(hardware, "cpu_native_bf16", lambda: True)
+    assert hardware.device_note(cfg, torch.device("cpu")) is None
 
 
 def test_bf16_on_a_cpu_without_native_bf16_says_so_once_and_trains(tmp_path, capsys, monkeypatch, one_thread):
-    monkeypatch.setattr(runs, "cpu_native_bf16", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_native_bf16", lambda: False)
     code = train.main([*TINY, "precision=bf16", "--results", str(tmp_path)])
     err = capsys.readouterr().err
     notes = [line for line in err.splitlines() if "without native bf16" in line]

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 import config as C
-import runs
+import fileio
+import paths
+import summaries
 import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,7 +43,7 @@ def torchrun(args, tmp_path, nproc=2):
 
 
 def weights(folder):
-    return torch.load(os.path.join(folder, runs.MODEL), weights_only=True)["state_dict"]
+    return torch.load(os.path.join(folder, paths.MODEL), weights_only=True)["state_dict"]
 
 
 def gap(a, b):
@@ -74,10 +76,10 @@ def test_two_processes_train_what_one_does_for_every_kind_of_method(tmp_path, on
     assert gap(w1, weights(two["exact"])) < 1e-5
     # the predictions of each rank's contiguous part of the test set, gathered in rank order:
     # the whole test set, scoring the run's own (all-reduced) accuracy, as one process's do
-    labels = runs.read_classes(runs.labels_path(str(tmp_path / "two"), "digits"))
-    p2 = runs.read_classes(runs.path(two["exact"], runs.PREDICTIONS))
-    p1 = runs.read_classes(runs.path(str(tmp_path / "exact"), runs.PREDICTIONS))
-    s2 = runs.read_summary(two["exact"])
+    labels = fileio.read_classes(paths.labels_path(str(tmp_path / "two"), "digits"))
+    p2 = fileio.read_classes(paths.path(two["exact"], paths.PREDICTIONS))
+    p1 = fileio.read_classes(paths.path(str(tmp_path / "exact"), paths.PREDICTIONS))
+    s2 = summaries.read_summary(two["exact"])
     assert len(p2) == len(labels) == len(p1)
     assert 100.0 * (p2 == labels).sum() / len(labels) == pytest.approx(s2["test_acc"], abs=1e-9)
     assert (p1 == p2).mean() > 0.99
@@ -86,7 +88,7 @@ def test_two_processes_train_what_one_does_for_every_kind_of_method(tmp_path, on
     for m, (c, o) in METHODS.items():
         s1, w1 = one_process(tmp_path, m, c, BASE + o)
         _, w1r = one_process(tmp_path, m + "-cl", c, BASE + o + ["channels_last=true"])
-        s2, w2 = runs.read_summary(two[m]), weights(two[m])
+        s2, w2 = summaries.read_summary(two[m]), weights(two[m])
         assert s2["world_size"] == 2 and s1["world_size"] == 1
         assert gap(w1, w2) <= max(1e-5, 3 * gap(w1, w1r)), m
         assert gap(w1, w2) < 1e-3, m          # measured: 2e-4 (rounding change: 1e-3 .. 1.5e-3)
@@ -95,7 +97,7 @@ def test_two_processes_train_what_one_does_for_every_kind_of_method(tmp_path, on
         if m == "gmp":
             assert s1["sparsity"] > 0.5 and s2["sparsity"] > 0.5            # really pruned
     # rank 0 alone wrote the run folders and the index: one row per run
-    rows = (tmp_path / "two" / runs.INDEX).read_text().strip().splitlines()
+    rows = (tmp_path / "two" / paths.INDEX).read_text().strip().splitlines()
     assert len(rows) == 1 + len(two)
 
 
@@ -106,11 +108,11 @@ def test_a_run_stopped_under_two_processes_resumes_under_one(tmp_path, one_threa
     p = torchrun([[*cfg_args, "--out", out, "--results", str(tmp_path), "--stop-after", "1"]], tmp_path)
     assert p.returncode != 0 and "stopped after 1 epoch" in p.stderr
     assert "resuming after" not in p.stderr
-    ckpt = torch.load(os.path.join(out, runs.CHECKPOINT), weights_only=True)
+    ckpt = torch.load(os.path.join(out, paths.CHECKPOINT), weights_only=True)
     assert ckpt["epoch"] == 0 and ckpt["world_size"] == 2
     s = train.train(C.build(cfg_args[0], cfg_args[1:]), out=out, results=str(tmp_path), quiet=True)
     assert s["epochs"] == 3 and s["world_size"] == 1
-    epochs = [int(line.split(",")[0]) for line in open(os.path.join(out, runs.METRICS)).read().splitlines()[1:]]
+    epochs = [int(line.split(",")[0]) for line in open(os.path.join(out, paths.METRICS)).read().splitlines()[1:]]
     assert epochs == [1, 2, 3]
     ref = str(tmp_path / "ref")
     train.train(C.build(cfg_args[0], cfg_args[1:]), out=ref, results=str(tmp_path / "r"), quiet=True)
@@ -127,5 +129,5 @@ def test_stop_after_is_a_clean_stop_in_one_process_too(tmp_path):
     argv = [os.path.join(REPO, "configs/quick/sgd.yaml"), "model=resnet20", "width=0.125", "epochs=2",
             "train_subset=64", "device=cpu", "--out", out, "--results", str(tmp_path), "--quiet"]
     assert train.main(argv + ["--stop-after", "1"]) == 75
-    assert runs.finished_summary(out) is None
-    assert train.main(argv) == 0 and runs.finished_summary(out)["epochs"] == 2
+    assert summaries.finished_summary(out) is None
+    assert train.main(argv) == 0 and summaries.finished_summary(out)["epochs"] == 2

@@ -17,8 +17,10 @@ import yaml
 
 import data
 import export
+import fileio
+import modelfile
 import models
-import runs
+import paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = data.get("digits").input_shape       # what the models here are built for (make_run's data set)
@@ -263,7 +265,7 @@ def test_slim_file_loads_without_the_repository(tmp_path):
     torch.save(slim, tmp_path / "slim.pt")
     x = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(0))
     torch.save({"x": x, "y": m(x).detach()}, tmp_path / "xy.pt")
-    for fake in ("models", "export", "exporting", "runs", "torch_pruning"):     # any import of these fails
+    for fake in ("models", "export", "exporting", "paths", "modelfile", "torch_pruning"):     # any import of these fails
         (tmp_path / f"{fake}.py").write_text("raise ImportError('repository code used')\n")
     code = ("import sys, torch; sys.path.insert(0, '.'); "
             "m = torch.load('slim.pt', weights_only=False); d = torch.load('xy.pt'); "
@@ -311,10 +313,10 @@ def make_run(path, model, name, width, dataset="digits"):
     """A finished run folder without training: model.pt, summary.json, config.yaml."""
     cfg = {"dataset": dataset, "model": name, "width": width, "data_dir": "data"}
     path.mkdir(parents=True)
-    runs.save_torch(runs.model_file(cfg, 10, model.state_dict()), path / runs.MODEL)
-    runs.save_json({"run": path.name, "dataset": dataset, "model": name, "width": width,
-                    "method": "xrda", "mode": "channel"}, path / runs.SUMMARY)
-    (path / runs.CONFIG).write_text(yaml.safe_dump(cfg))
+    fileio.save_torch(modelfile.model_file(cfg, 10, model.state_dict()), path / paths.MODEL)
+    fileio.save_json({"run": path.name, "dataset": dataset, "model": name, "width": width,
+                    "method": "xrda", "mode": "channel"}, path / paths.SUMMARY)
+    (path / paths.CONFIG).write_text(yaml.safe_dump(cfg))
     return path
 
 
@@ -334,7 +336,7 @@ def test_hub_load_from_another_directory(run_dir, tmp_path, monkeypatch):
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     model = torch.hub.load(REPO, "sparse_model", run="../run", source="local")
-    saved = torch.load(run_dir / runs.MODEL, weights_only=True)
+    saved = torch.load(run_dir / paths.MODEL, weights_only=True)
     assert not model.training
     sd = model.state_dict()
     assert all(torch.equal(sd[k], v) for k, v in saved["state_dict"].items())
@@ -344,9 +346,9 @@ def test_hub_load_from_another_directory(run_dir, tmp_path, monkeypatch):
     assert torch.equal(sparse_model(str(run_dir)).state_dict()["features.4.weight"],
                        saved["state_dict"]["features.4.weight"])
 
-    # a caller with modules of its own named `models` and `runs` gets ours, and keeps its own
+    # a caller with modules of its own named `models` and `paths` gets ours, and keeps its own
     import types
-    theirs = {n: types.ModuleType(n) for n in ("models", "runs")}
+    theirs = {n: types.ModuleType(n) for n in ("models", "paths")}
     for n, mod in theirs.items():
         mod.__file__ = str(elsewhere / f"{n}.py")
         monkeypatch.setitem(sys.modules, n, mod)
@@ -358,9 +360,9 @@ def test_hub_load_from_another_directory(run_dir, tmp_path, monkeypatch):
 def test_hub_missing_or_unfinished_run_is_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "unfinished").mkdir()
-    (tmp_path / "unfinished" / runs.CONFIG).write_text("model: vgg11\n")
+    (tmp_path / "unfinished" / paths.CONFIG).write_text("model: vgg11\n")
     for run, words in (("nope", "no such run"), ("unfinished", "not finished")):
-        with pytest.raises(runs.RunFolderError) as e:
+        with pytest.raises(paths.RunFolderError) as e:
             torch.hub.load(REPO, "sparse_model", run=run, source="local")
         assert words in str(e.value) and "\n" not in str(e.value)
 
@@ -384,7 +386,7 @@ def test_export_all_formats_check_and_record(run_dir, capsys):
     assert facts["slim"]["params_after"] < facts["slim"]["params_before"]
     assert sizes["slim"] < sizes["dense"] and sizes["csr"] < sizes["dense"]
     slim = export.load_slim(run_dir / export.DEFAULT_OUT["slim"])
-    assert_same_logits(runs.load_model(str(run_dir)), slim)
+    assert_same_logits(modelfile.load_model(str(run_dir)), slim)
 
 
 def one_error_line(capsys, rc, expected_rc=1):
@@ -399,7 +401,7 @@ def test_export_cli_bad_inputs(run_dir, tmp_path, capsys):
     err = one_error_line(capsys, export.main([str(tmp_path / "missing"), "--format", "slim"]), 2)
     assert "no such run folder" in err
     (tmp_path / "half").mkdir()
-    (tmp_path / "half" / runs.CONFIG).write_text("model: vgg11\n")
+    (tmp_path / "half" / paths.CONFIG).write_text("model: vgg11\n")
     err = one_error_line(capsys, export.main([str(tmp_path / "half"), "--format", "csr"]))
     assert "not finished" in err
     err = one_error_line(capsys, export.main([str(run_dir), "--format", "dense", "--out", str(tmp_path)]))
@@ -526,7 +528,7 @@ def test_every_export_records_its_sha256(run_dir, capsys):
     out = capsys.readouterr().out.splitlines()
     assert [line.split(": ok (")[1].split()[0] for line in out] == list(export.FORMATS)
     # read_csr gives back model.pt's state dict exactly, in its order (for other inference code)
-    saved = torch.load(run_dir / runs.MODEL, weights_only=True)
+    saved = torch.load(run_dir / paths.MODEL, weights_only=True)
     back = export.read_csr(run_dir / "model.csr.pt")
     assert {k: back[k] for k in ("model", "width", "num_classes", "dataset")} == \
         {k: saved[k] for k in ("model", "width", "num_classes", "dataset")}
@@ -589,4 +591,4 @@ def test_export_out_elsewhere_records_beside_it(run_dir, tmp_path):
     out = tmp_path / "deploy" / "net.pt"
     f = export.export(str(run_dir), "csr", out=str(out), batch=16)
     assert (tmp_path / "deploy" / "net.pt.sha256").read_text().startswith(f["sha256"] + "  net.pt")
-    assert export.load_csr(out).state_dict().keys() == runs.load_model(str(run_dir)).state_dict().keys()
+    assert export.load_csr(out).state_dict().keys() == modelfile.load_model(str(run_dir)).state_dict().keys()

@@ -14,8 +14,8 @@ import pytest
 import pandas as pd
 import yaml
 
+import paths
 import report
-import runs
 from reporting import fig_tradeoff as FT
 from reporting import figures as F
 from reporting import load
@@ -54,7 +54,7 @@ BENCH = ("run,model,sparsity,mac_ratio,threads,batch,variant,median_ms,q1_ms,q3_
 def with_config(write_run):
     def write(results, name, cfg):
         shift = write_run(results, name, cfg)
-        with open(runs.path(runs.run_dir(results, name), runs.CONFIG), "w") as f:
+        with open(paths.path(paths.run_dir(results, name), paths.CONFIG), "w") as f:
             f.write(yaml.safe_dump(cfg, sort_keys=False))
         return shift
     return write

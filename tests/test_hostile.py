@@ -9,7 +9,11 @@ import pytest
 import torch
 
 import config as C
-import runs
+import fileio
+import modelfile
+import paths
+import runindex
+import summaries
 import train
 import sweeping.launch
 
@@ -51,7 +55,7 @@ def trained(tmp_path_factory):
     results = tmp_path_factory.mktemp("trained")
     torch.set_num_threads(1)
     s = train.train(C.build(SGD, TINY), results=str(results), quiet=True)
-    return str(results), runs.run_dir(str(results), s["run"])
+    return str(results), paths.run_dir(str(results), s["run"])
 
 
 @pytest.fixture
@@ -59,10 +63,10 @@ def run(trained, tmp_path):
     """A private copy of the trained run: (results, run folder)."""
     results = str(tmp_path / "res")
     shutil.copytree(trained[0], results)
-    return results, runs.run_dir(results, os.path.basename(trained[1]))
+    return results, paths.run_dir(results, os.path.basename(trained[1]))
 
 
-def cli(*extra):
+def train_args(*extra):
     return [SGD, *TINY, "--quiet", *extra]
 
 
@@ -74,38 +78,38 @@ def test_out_into_a_folder_of_someone_elses_files_is_refused(tmp_path, capsys):
     (d / "metrics.csv").write_text("mine\n")
     (d / ".tmp-thesis.tex").write_text("draft\n")
     before = snapshot(tmp_path)
-    assert train.main(cli("--out", str(d), "--results", str(tmp_path / "res"))) == 2
+    assert train.main(train_args("--out", str(d), "--results", str(tmp_path / "res"))) == 2
     line = one_line(capsys)
     assert line.startswith("error: ") and str(d) in line and "not a run folder" in line
     assert snapshot(tmp_path) == before and not (tmp_path / "res").exists()
 
 
 def test_out_root_is_refused(tmp_path, capsys):
-    existed = os.path.exists("/" + runs.LOCK)
-    assert train.main(cli("--out", "/", "--results", str(tmp_path))) == 2
+    existed = os.path.exists("/" + paths.LOCK)
+    assert train.main(train_args("--out", "/", "--results", str(tmp_path))) == 2
     assert "file system root" in one_line(capsys)
-    assert os.path.exists("/" + runs.LOCK) == existed and list(tmp_path.iterdir()) == []
+    assert os.path.exists("/" + paths.LOCK) == existed and list(tmp_path.iterdir()) == []
 
 
 def test_out_empty_or_absent_gets_the_marker_and_can_be_used_again(tmp_path, capsys):
     d = tmp_path / "empty"
     d.mkdir()
-    assert train.main(cli("--out", str(d), "--results", str(tmp_path))) == 0
-    assert (d / runs.MARKER).exists() and (d / runs.SUMMARY).exists()
-    assert train.main(cli("--out", str(d), "--results", str(tmp_path))) == 0   # ours: skipped
-    assert train.main(cli("--out", str(tmp_path / "new" / "run"), "--results", str(tmp_path))) == 0
+    assert train.main(train_args("--out", str(d), "--results", str(tmp_path))) == 0
+    assert (d / paths.MARKER).exists() and (d / paths.SUMMARY).exists()
+    assert train.main(train_args("--out", str(d), "--results", str(tmp_path))) == 0   # ours: skipped
+    assert train.main(train_args("--out", str(tmp_path / "new" / "run"), "--results", str(tmp_path))) == 0
 
 
 def test_committed_run_folder_without_marker_is_still_a_run_folder(run):
     results, folder = run
-    os.unlink(os.path.join(folder, runs.MARKER))
-    assert runs.out_problem(folder) is None
-    for f in (runs.MODEL, runs.CHECKPOINT, runs.LOCK):   # as committed: no weights
+    os.unlink(os.path.join(folder, paths.MARKER))
+    assert fileio.out_problem(folder) is None
+    for f in (paths.MODEL, paths.CHECKPOINT, paths.LOCK):   # as committed: no weights
         os.unlink(os.path.join(folder, f))
-    assert runs.out_problem(folder) is None
-    with open(os.path.join(folder, runs.CONFIG), "w") as f:
+    assert fileio.out_problem(folder) is None
+    with open(os.path.join(folder, paths.CONFIG), "w") as f:
         f.write("my_own_key: 1\n")                       # a config.yaml that is not ours
-    assert "not a run folder" in runs.out_problem(folder)
+    assert "not a run folder" in fileio.out_problem(folder)
 
 
 def test_only_our_own_stale_temp_files_are_removed(run):
@@ -114,14 +118,14 @@ def test_only_our_own_stale_temp_files_are_removed(run):
     open(mine, "w").write("draft")
     ours = os.path.join(folder, ".tmp-checkpoint.ptq1w2e3r_")
     open(ours, "w").write("half a checkpoint")
-    with runs.run_lock(folder):
+    with fileio.run_lock(folder):
         pass
     assert open(mine).read() == "draft" and not os.path.exists(ours)
 
 
 # ----------------------------------------------------------------------------- export
 
-@pytest.mark.parametrize("name", [runs.MODEL, runs.SUMMARY, runs.METRICS, runs.CONFIG, "export.json"])
+@pytest.mark.parametrize("name", [paths.MODEL, paths.SUMMARY, paths.METRICS, paths.CONFIG, "export.json"])
 def test_export_onto_a_file_of_the_run_is_refused(run, capsys, name):
     import export
 
@@ -140,7 +144,7 @@ def test_export_onto_a_link_to_the_weights_is_refused(run, tmp_path, capsys):
 
     results, folder = run
     link = tmp_path / "w.pt"
-    os.symlink(os.path.join(folder, runs.MODEL), link)
+    os.symlink(os.path.join(folder, paths.MODEL), link)
     before = snapshot(results)
     assert export.main([folder, "--format", "dense", "--out", str(link)]) == 2
     assert "model.pt" in one_line(capsys) and snapshot(results) == before
@@ -166,7 +170,7 @@ def alter(folder):
     """model.pt changed at the same size: a readable file whose first weight is another number."""
     import io
 
-    m = os.path.join(folder, runs.MODEL)
+    m = os.path.join(folder, paths.MODEL)
     saved = torch.load(m, weights_only=True)
     w = next(v for v in saved["state_dict"].values() if v.is_floating_point())
     w[(0,) * w.dim()] += 1.0
@@ -180,23 +184,23 @@ def test_summary_records_the_model_checksum(run):
     import hashlib
 
     results, folder = run
-    s = runs.read_summary(folder)
-    blob = open(os.path.join(folder, runs.MODEL), "rb").read()
+    s = summaries.read_summary(folder)
+    blob = open(os.path.join(folder, paths.MODEL), "rb").read()
     assert s["model_sha256"] == hashlib.sha256(blob).hexdigest() and s["model_bytes"] == len(blob)
-    assert runs.finished_summary(folder) is not None
-    assert {"model_sha256", "model_bytes", "world_size"} <= set(runs.SUMMARY_FIELDS)
+    assert summaries.finished_summary(folder) is not None
+    assert {"model_sha256", "model_bytes", "world_size"} <= set(summaries.SUMMARY_FIELDS)
 
 
 def test_altered_model_is_not_finished_and_train_reruns_it(run, capsys):
     results, folder = run
-    good = open(os.path.join(folder, runs.MODEL), "rb").read()
+    good = open(os.path.join(folder, paths.MODEL), "rb").read()
     alter(folder)
     notes = []
-    assert runs.finished_summary(folder, warn=notes.append) is None
-    assert len(notes) == 1 and "its sha256" in notes[0] and runs.MODEL in notes[0]
-    assert train.main(cli("--results", results)) == 0          # resumes at the end, rewrites
-    assert open(os.path.join(folder, runs.MODEL), "rb").read() == good
-    assert runs.finished_summary(folder) is not None
+    assert summaries.finished_summary(folder, warn=notes.append) is None
+    assert len(notes) == 1 and "its sha256" in notes[0] and paths.MODEL in notes[0]
+    assert train.main(train_args("--results", results)) == 0          # resumes at the end, rewrites
+    assert open(os.path.join(folder, paths.MODEL), "rb").read() == good
+    assert summaries.finished_summary(folder) is not None
 
 
 def test_altered_model_is_one_line_in_eval_export_and_hub(run, capsys):
@@ -211,31 +215,31 @@ def test_altered_model_is_one_line_in_eval_export_and_hub(run, capsys):
     assert "altered or damaged (its sha256" in one_line(capsys)
     assert export.main([folder, "--format", "dense"]) == 1
     assert "altered or damaged (its sha256" in one_line(capsys)
-    with pytest.raises(runs.RunFolderError, match="its sha256") as e:
+    with pytest.raises(paths.RunFolderError, match="its sha256") as e:
         hubconf.sparse_model(folder)
     assert "\n" not in str(e.value)
-    with pytest.raises(runs.RunFolderError, match="its sha256"):
-        hubconf.sparse_model(os.path.join(folder, runs.MODEL))
+    with pytest.raises(paths.RunFolderError, match="its sha256"):
+        hubconf.sparse_model(os.path.join(folder, paths.MODEL))
     assert snapshot(results) == before
 
 
 def test_old_summary_without_checksum_is_trusted_by_size(run):
     results, folder = run
-    p = os.path.join(folder, runs.SUMMARY)
+    p = os.path.join(folder, paths.SUMMARY)
     s = json.load(open(p))
     del s["model_sha256"], s["world_size"]
     open(p, "w").write(json.dumps(s))
-    assert runs.finished_summary(folder) is not None and runs.complete_summary(folder) is not None
-    runs.load_model(folder)
+    assert summaries.finished_summary(folder) is not None and summaries.complete_summary(folder) is not None
+    modelfile.load_model(folder)
     del s["model_bytes"]
     open(p, "w").write(json.dumps(s))
-    assert runs.finished_summary(folder) is not None
+    assert summaries.finished_summary(folder) is not None
 
 
 # ----------------------------------------------------------------------------- validate on read
 
 def set_field(folder, **fields):
-    p = os.path.join(folder, runs.SUMMARY)
+    p = os.path.join(folder, paths.SUMMARY)
     s = json.load(open(p))
     s.update(fields)
     open(p, "w").write(json.dumps(s))
@@ -259,13 +263,13 @@ def test_wrongly_typed_summary_is_damaged_in_one_line(run, tmp_path, capsys, bad
     results, folder = run
     set_field(folder, **bad)
     key = next(iter(bad))
-    with pytest.raises(runs.RunFolderError, match=f"summary.json: damaged \\(field '{key}'") as e:
-        runs.read_summary(folder)
+    with pytest.raises(paths.RunFolderError, match=f"summary.json: damaged \\(field '{key}'") as e:
+        summaries.read_summary(folder)
     assert "\n" not in str(e.value)
-    with pytest.raises(runs.RunFolderError):
-        runs.complete_summary(folder)
+    with pytest.raises(paths.RunFolderError):
+        summaries.complete_summary(folder)
     notes = []
-    assert runs.finished_summary(folder, warn=notes.append) is None and len(notes) == 1
+    assert summaries.finished_summary(folder, warn=notes.append) is None and len(notes) == 1
     # what happens, not advice to delete the folder that a rerun makes needless
     assert notes[0].endswith(": rerunning it") and "delete" not in notes[0]
     before = snapshot(folder)
@@ -278,7 +282,7 @@ def test_wrongly_typed_summary_is_damaged_in_one_line(run, tmp_path, capsys, bad
     assert sweep.main(["--reindex", "--results", results]) == 0
     assert "summary.json: damaged" in one_line(capsys)
     assert snapshot(folder) == before
-    assert os.path.basename(folder) not in open(os.path.join(results, runs.INDEX)).read()
+    assert os.path.basename(folder) not in open(os.path.join(results, paths.INDEX)).read()
 
 
 def test_wrongly_typed_summary_stops_the_report_with_one_line(run, tmp_path, capsys):
@@ -299,8 +303,8 @@ def test_committed_summaries_all_pass_the_checks():
 
     # the committed ones: folders with a summary (a profile still running here has others)
     folders = sorted(f for f in glob.glob(os.path.join(REPO, "results", "runs", "*"))
-                     if os.path.exists(runs.path(f, runs.SUMMARY)))
-    assert all(runs.complete_summary(f) is not None for f in folders)
+                     if os.path.exists(paths.path(f, paths.SUMMARY)))
+    assert all(summaries.complete_summary(f) is not None for f in folders)
 
 
 @pytest.mark.parametrize("where", ["first", "later"])
@@ -308,17 +312,17 @@ def test_ragged_metrics_is_damaged_not_misparsed(run, capsys, where):
     from reporting import load as L
 
     results, folder = run
-    p = os.path.join(folder, runs.METRICS)
+    p = os.path.join(folder, paths.METRICS)
     header, *rows = open(p).read().splitlines()
     row = rows[0] + ",99" if where == "first" else rows[0].rsplit(",", 2)[0]
     open(p, "w").write("\n".join([header, row] + rows[1:]) + "\n")
     before = snapshot(results)
-    for read in (runs.complete_summary, L.metrics_of):
-        with pytest.raises(runs.RunFolderError, match="metrics.csv: damaged \\(line 2 has") as e:
+    for read in (summaries.complete_summary, L.metrics_of):
+        with pytest.raises(paths.RunFolderError, match="metrics.csv: damaged \\(line 2 has") as e:
             read(folder)
         assert "\n" not in str(e.value)
     notes = []
-    assert runs.finished_summary(folder, warn=notes.append) is None and "metrics.csv" in notes[0]
+    assert summaries.finished_summary(folder, warn=notes.append) is None and "metrics.csv" in notes[0]
     assert snapshot(results) == before
 
 
@@ -329,24 +333,24 @@ def test_metrics_of_reads_numbers_in_their_columns(run):
     m = L.metrics_of(folder)
     assert list(m["epoch"]) == [1] and m["test_acc"].dtype.kind == "f"
     # the last row is the last epoch with training's running BatchNorm statistics
-    assert m["test_acc"][0] == runs.read_summary(folder)["test_acc_running_bn"]
+    assert m["test_acc"][0] == summaries.read_summary(folder)["test_acc_running_bn"]
 
 
 def test_a_metrics_csv_that_lost_rows_is_not_finished_and_train_rewrites_it(run, capsys):
     results, folder = run
-    p = os.path.join(folder, runs.METRICS)
+    p = os.path.join(folder, paths.METRICS)
     full = open(p).read()
     open(p, "w").write(full.splitlines()[0] + "\n")
     notes = []
-    assert runs.finished_summary(folder, warn=notes.append) is None and "0 rows" in notes[0]
-    assert train.main(cli("--results", results)) == 0
-    assert open(p).read() == full and runs.finished_summary(folder) is not None
+    assert summaries.finished_summary(folder, warn=notes.append) is None and "0 rows" in notes[0]
+    assert train.main(train_args("--results", results)) == 0
+    assert open(p).read() == full and summaries.finished_summary(folder) is not None
 
 
 @pytest.mark.parametrize("damage", ["binary", "huge field", "ragged"])
 def test_a_damaged_index_never_costs_a_finished_training(run, capsys, damage):
     results, folder = run
-    index = os.path.join(results, runs.INDEX)
+    index = os.path.join(results, paths.INDEX)
     text = {"binary": b"\x00\xff\xfe garbage\n",
             "huge field": b"run,x\n" + b"a," + b"y" * 200_000 + b"\n",
             "ragged": b"run,x\nonly-one\n"}[damage]
@@ -354,11 +358,11 @@ def test_a_damaged_index_never_costs_a_finished_training(run, capsys, damage):
     before = snapshot(folder)
     assert train.main([SGD, *TINY, "seed=1", "--quiet", "--results", results]) == 0   # another run
     line = one_line(capsys)
-    assert runs.INDEX in line and "rebuilt from the run folders (1 runs)" in line
+    assert paths.INDEX in line and "rebuilt from the run folders (1 runs)" in line
     import csv
     names = [r["run"] for r in csv.DictReader(open(index))]
     assert len(names) == 2 and os.path.basename(folder) in names
-    assert runs.index_problem(results) is None
+    assert runindex.index_problem(results) is None
     assert snapshot(folder) == before
 
 
@@ -367,21 +371,21 @@ def test_a_damaged_index_in_the_report_is_one_line_naming_the_repair(run, tmp_pa
 
     results, folder = run
     (tmp_path / "x").mkdir()
-    open(os.path.join(results, runs.INDEX), "wb").write(b"\x00\xff\xfe garbage\n")
+    open(os.path.join(results, paths.INDEX), "wb").write(b"\x00\xff\xfe garbage\n")
     before = snapshot(results)
     assert report.main([profile_of_the_run(tmp_path / "x"), "--results", results, "--out", str(tmp_path / "rep")]) == 1
     line = one_line(capsys)
-    assert runs.INDEX in line and f"python sweep.py --reindex --results {results}" in line
+    assert paths.INDEX in line and f"python sweep.py --reindex --results {results}" in line
     assert snapshot(results) == before
 
 
 def test_damaged_layers_csv_is_one_line(run):
     results, folder = run
-    p = os.path.join(folder, runs.LAYERS)
+    p = os.path.join(folder, paths.LAYERS)
     for text in ("layer,type,kernels\nc,Conv2d,many\n", "\x00\xff", "layer,type\nc,Conv2d\n"):
         open(p, "w", encoding="latin-1").write(text)
-        with pytest.raises(runs.RunFolderError, match="layers.csv: damaged") as e:
-            runs.zero_fraction(folder, "kernels")
+        with pytest.raises(paths.RunFolderError, match="layers.csv: damaged") as e:
+            summaries.zero_fraction(folder, "kernels")
         assert "\n" not in str(e.value)
 
 
@@ -395,20 +399,20 @@ def test_model_file_of_another_version_is_one_line(run, capsys, saved):
     import hubconf
 
     results, folder = run
-    m = os.path.join(folder, runs.MODEL)
+    m = os.path.join(folder, paths.MODEL)
     if saved == "renamed":
         saved = torch.load(m, weights_only=True)
         sd = saved["state_dict"]
         sd["renamed." + next(iter(sd))] = sd.pop(next(iter(sd)))
-    s = json.load(open(os.path.join(folder, runs.SUMMARY)))
-    s["model_bytes"], s["model_sha256"] = runs.save_torch_sha(saved, m)
-    open(os.path.join(folder, runs.SUMMARY), "w").write(json.dumps(s))
+    s = json.load(open(os.path.join(folder, paths.SUMMARY)))
+    s["model_bytes"], s["model_sha256"] = fileio.save_torch_sha(saved, m)
+    open(os.path.join(folder, paths.SUMMARY), "w").write(json.dumps(s))
     before = snapshot(results)
     assert E.main([folder]) == 1
     assert one_line(capsys).startswith("error: " + m)
     assert export.main([folder, "--format", "dense"]) == 1
     assert m in one_line(capsys)
-    with pytest.raises(runs.RunFolderError) as e:
+    with pytest.raises(paths.RunFolderError) as e:
         hubconf.sparse_model(folder)
     assert m in str(e.value) and "\n" not in str(e.value)
     assert snapshot(results) == before
@@ -594,9 +598,9 @@ def test_sweep_on_a_read_only_results_folder_is_one_line_with_the_table(tmp_path
     assert "Read-only file system" in line and str(results / "logs") in line
     assert "| not run  |    2 |" in out.out and out.out.count("| not run ") == 1   # one row, not two
     # the index is the first write when it is damaged: the same one line
-    (results / runs.INDEX).write_bytes(b"\x00garbage")
+    (results / paths.INDEX).write_bytes(b"\x00garbage")
     before = snapshot(results)
-    monkeypatch.setattr(runs.tempfile, "mkstemp",
+    monkeypatch.setattr(fileio.tempfile, "mkstemp",
                         lambda *a, dir=None, **k: (_ for _ in ()).throw(OSError(errno.EROFS, os.strerror(errno.EROFS), dir)))
     assert sweep.main([two_seeds(tmp_path), "--results", str(results), "--jobs", "1"]) == 1
     out = capsys.readouterr()
@@ -768,7 +772,7 @@ def test_init_from_a_run_with_another_class_count_is_one_line(run, tmp_path, cap
     import data
 
     results, folder = run
-    m = os.path.join(folder, runs.MODEL)
+    m = os.path.join(folder, paths.MODEL)
     saved = torch.load(m, weights_only=True)
     other = tmp_path / "other"
     other.mkdir()
@@ -776,9 +780,9 @@ def test_init_from_a_run_with_another_class_count_is_one_line(run, tmp_path, cap
     saved["state_dict"][fc] = saved["state_dict"][fc][:5]
     saved["state_dict"][fc.replace("weight", "bias")] = saved["state_dict"][fc.replace("weight", "bias")][:5]
     saved["num_classes"] = 5
-    runs.save_torch(saved, str(other / runs.MODEL))
+    fileio.save_torch(saved, str(other / paths.MODEL))
     before = snapshot(tmp_path)
-    assert train.main([SGD, *TINY, f"init_from={other / runs.MODEL}", "--quiet", "--results",
+    assert train.main([SGD, *TINY, f"init_from={other / paths.MODEL}", "--quiet", "--results",
                        str(tmp_path / "r2")]) == 2
     line = one_line(capsys)
     assert "init_from" in line and "5 classes" in line and "10" in line
@@ -786,8 +790,8 @@ def test_init_from_a_run_with_another_class_count_is_one_line(run, tmp_path, cap
     assert all(after[p] == b for p, b in before.items())
     # the same file claiming 10 classes still does not fit: one line, not the size mismatch
     saved["num_classes"] = 10
-    runs.save_torch(saved, str(other / runs.MODEL))
-    assert train.main([SGD, *TINY, f"init_from={other / runs.MODEL}", "--quiet", "--results",
+    fileio.save_torch(saved, str(other / paths.MODEL))
+    assert train.main([SGD, *TINY, f"init_from={other / paths.MODEL}", "--quiet", "--results",
                        str(tmp_path / "r2")]) == 2
     assert "does not fit this run's model" in one_line(capsys)
 
@@ -821,7 +825,7 @@ def test_init_from_identity_does_not_depend_on_where_results_live(run, tmp_path,
     sweep.materialize(again.init_from, moved)
     sweep.materialize(again, moved)
     assert again.cfg["init_from"] != ft.cfg["init_from"] and again.name == ft.name
-    cfg = dict(ft.cfg, init_from=os.path.join(moved, "runs", os.path.basename(folder), runs.MODEL))
+    cfg = dict(ft.cfg, init_from=os.path.join(moved, "runs", os.path.basename(folder), paths.MODEL))
     assert C.run_name(cfg) == ft.name
     # another parent run is another run
     assert C.run_name(dict(ft.cfg, init_from=folder + "-other")) != ft.name
@@ -884,12 +888,12 @@ def test_a_damaged_search_round_is_rerun_not_a_blocked_search(run, tmp_path, mon
                     f"    calibrate: {{key: optim.lam, start: 1.0e-2, rounds: 1}}\n")
     round1 = sweep.expand(str(prof))[0]
     sweep.materialize(round1, results)
-    shutil.copytree(folder, runs.run_dir(results, round1.name))   # a finished round, as far as its files go
+    shutil.copytree(folder, paths.run_dir(results, round1.name))   # a finished round, as far as its files go
     capsys.readouterr()
     assert sweep.main([str(prof), "--results", results, "--dry-run"]) == 0
     out = capsys.readouterr()
     assert f"done  {round1.name}" in out.out and out.err == ""
-    set_field(runs.run_dir(results, round1.name), sparsity="high")
+    set_field(paths.run_dir(results, round1.name), sparsity="high")
     assert sweep.main([str(prof), "--results", results, "--dry-run"]) == 0
     out = capsys.readouterr()
     assert f"todo  {round1.name}" in out.out and "blocked" not in out.out
@@ -898,12 +902,12 @@ def test_a_damaged_search_round_is_rerun_not_a_blocked_search(run, tmp_path, mon
     # the sweep starts it again; this stand-in for train.py writes the round's summary back
     import sys
     good = tmp_path / "good.json"
-    shutil.copy(os.path.join(folder, runs.SUMMARY), good)
-    dest = os.path.join(runs.run_dir(results, round1.name), runs.SUMMARY)
+    shutil.copy(os.path.join(folder, paths.SUMMARY), good)
+    dest = os.path.join(paths.run_dir(results, round1.name), paths.SUMMARY)
     monkeypatch.setattr(sweeping.launch, "train_argv", lambda spec, results: [
         sys.executable, "-c", "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])", str(good), dest])
     sweep.main([str(prof), "--results", results, "--jobs", "1", "--threads", "1"])
     out = capsys.readouterr()
     assert f"start {round1.name}" in out.out and f"done {round1.name}" in out.out, out.out
     assert "| blocked  |    0 |" in out.out and "cannot read round" not in out.out and "Traceback" not in out.err
-    assert runs.read_summary(runs.run_dir(results, round1.name))["sparsity"] == runs.read_summary(folder)["sparsity"]
+    assert summaries.read_summary(paths.run_dir(results, round1.name))["sparsity"] == summaries.read_summary(folder)["sparsity"]

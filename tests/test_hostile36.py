@@ -15,18 +15,21 @@ import zipfile
 import pytest
 import torch
 
+import cli
 import config as C
-import runs
+import fileio
+import paths
+import summaries
 import train
-from tests.test_hostile import (SGD, TINY, _one_thread, cli, one_line,  # noqa: F401 (fixtures)
-                                profile_of_the_run, run, snapshot, trained)
+from tests.test_hostile import (SGD, TINY, _one_thread, one_line,  # noqa: F401 (fixtures)
+                                profile_of_the_run, run, snapshot, train_args, trained)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ----------------------------------------------------------------------------- 1-2: export --out
 
-@pytest.mark.parametrize("name", [runs.MODEL, runs.CHECKPOINT])
+@pytest.mark.parametrize("name", [paths.MODEL, paths.CHECKPOINT])
 def test_export_never_replaces_another_runs_files(run, capsys, name):
     import export
 
@@ -132,7 +135,7 @@ def test_an_export_without_its_sha256_is_checked_inside(run, tmp_path, capsys, f
     if fmt == "csr":
         assert E.main([str(copy)]) == 1
         assert "altered or damaged" in one_line(capsys)
-        with pytest.raises(runs.RunFolderError, match="altered or damaged"):
+        with pytest.raises(paths.RunFolderError, match="altered or damaged"):
             hubconf.sparse_model(str(copy))
 
 
@@ -151,7 +154,7 @@ def test_init_from_a_file_is_keyed_by_its_content(run, tmp_path):
     assert key["x/w.pt"] != key["y/w.pt"] and key["x/w.pt"] == key["y/renamed.pt"]
     # a run folder and its model.pt keep the folder's name (every committed run's hash)
     name = os.path.basename(folder)
-    assert C.init_key(folder) == C.init_key(os.path.join(folder, runs.MODEL)) == name
+    assert C.init_key(folder) == C.init_key(os.path.join(folder, paths.MODEL)) == name
     assert C.init_key(os.path.join(results, "runs", "not-there-yet")) == "not-there-yet"
     cfgs = [C.build(SGD, TINY + [f"init_from={tmp_path / p}"]) for p in ("x/w.pt", "y/w.pt")]
     assert C.config_hash(cfgs[0]) != C.config_hash(cfgs[1])
@@ -165,31 +168,31 @@ def test_a_metrics_csv_with_a_row_too_many_is_neither_finished_nor_complete(run,
     from reporting import load
 
     results, folder = run
-    p = os.path.join(folder, runs.METRICS)
+    p = os.path.join(folder, paths.METRICS)
     good = open(p, "rb").read()
     open(p, "ab").write(good.splitlines(keepends=True)[-1])
     notes = []
-    assert runs.finished_summary(folder, warn=notes.append) is None
+    assert summaries.finished_summary(folder, warn=notes.append) is None
     assert notes == [f"{p}: more than 1 rows for the 1 epochs the run trained: rerunning it"]
-    assert runs.complete_summary(folder) is None
+    assert summaries.complete_summary(folder) is None
     assert load.incomplete(results, [os.path.basename(folder)]) == [
         f"{os.path.basename(folder)}: {p}: more than 1 rows for the 1 epochs the run trained"]
     capsys.readouterr()
     assert sweep.main([profile_of_the_run(tmp_path), "--results", results, "--dry-run"]) == 0
     assert "todo" in capsys.readouterr().out
-    assert train.main(cli("--results", results)) == 0            # train repairs it
-    assert open(p, "rb").read() == good and runs.finished_summary(folder) is not None
+    assert train.main(train_args("--results", results)) == 0            # train repairs it
+    assert open(p, "rb").read() == good and summaries.finished_summary(folder) is not None
 
 
 def test_a_huge_metrics_csv_is_counted_without_reading_it_all(run):
     results, folder = run
-    p = os.path.join(folder, runs.METRICS)
+    p = os.path.join(folder, paths.METRICS)
     row = open(p).read().splitlines()[-1] + "\n"
     with open(p, "a") as f:
         f.write(row * 300_000)
     t = time.time()
-    assert runs.complete_summary(folder) is None
-    assert runs.metrics_rows(folder, most=2) == 2 and time.time() - t < 2
+    assert summaries.complete_summary(folder) is None
+    assert summaries.metrics_rows(folder, most=2) == 2 and time.time() - t < 2
 
 
 # ----------------------------------------------------------------------------- 8-9: sweep
@@ -276,7 +279,7 @@ def test_every_tool_ends_an_interrupt_in_one_line_130(run, tmp_path, monkeypatch
     # a shell's background job starts with SIGINT ignored: Ctrl-C's own handler here
     old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        assert runs.cli(lambda: mod.main(argv), f"{tool}.py") == 130
+        assert cli.run(lambda: mod.main(argv), f"{tool}.py") == 130
     finally:
         signal.signal(signal.SIGINT, old_int)
     assert "interrupted" in one_line(capsys)
@@ -346,11 +349,11 @@ def names_the_file(line, hit, prefix="error: "):
     assert m and os.path.realpath(m.group(1)) == os.path.realpath(hit[0]), line
 
 
-@pytest.mark.parametrize("name,where", [(runs.METRICS, "fsync"), (runs.INDEX, "replace")])
+@pytest.mark.parametrize("name,where", [(paths.METRICS, "fsync"), (paths.INDEX, "replace")])
 def test_train_on_a_full_disk_names_the_file(tmp_path, monkeypatch, capsys, name, where):
     results = tmp_path / "res"
     hit = full_disk(monkeypatch, name, where)
-    assert train.main(cli("--results", str(results))) == 1
+    assert train.main(train_args("--results", str(results))) == 1
     line = one_line(capsys)
     names_the_file(line, hit)
     assert line.endswith("(nothing written is half-written; fix it and rerun)")
@@ -362,12 +365,12 @@ def test_sweep_reindex_on_a_full_disk_names_the_file(run, monkeypatch, capsys):
 
     results, _ = run
     before = snapshot(results)
-    hit = full_disk(monkeypatch, runs.INDEX, "fsync")
+    hit = full_disk(monkeypatch, paths.INDEX, "fsync")
     assert sweep.main(["--reindex", "--results", results]) == 1
     names_the_file(one_line(capsys), hit)
     after = snapshot(results)
-    after.pop(os.path.join(results, runs.INDEX + ".lock"), None)   # the lock's side file
-    before.pop(os.path.join(results, runs.INDEX + ".lock"), None)
+    after.pop(os.path.join(results, paths.INDEX + ".lock"), None)   # the lock's side file
+    before.pop(os.path.join(results, paths.INDEX + ".lock"), None)
     assert after == before   # the index is whole: the old one
 
 
@@ -407,12 +410,12 @@ def test_a_figure_on_a_full_disk_names_the_file_and_is_written_as_before(tmp_pat
     kw = {"png": {"metadata": {"Software": None}}, "pdf": {"metadata": {"CreationDate": None, "Producer": None}}}
     for ext in ("png", "pdf"):
         fig.savefig(tmp_path / f"direct.{ext}", dpi=figures.DPI, **kw[ext])
-        runs.save_figure(fig, str(tmp_path / f"atomic.{ext}"), dpi=figures.DPI, **kw[ext])
+        fileio.save_figure(fig, str(tmp_path / f"atomic.{ext}"), dpi=figures.DPI, **kw[ext])
         assert (tmp_path / f"direct.{ext}").read_bytes() == (tmp_path / f"atomic.{ext}").read_bytes()
     hit = full_disk(monkeypatch, "fig.png", "fsync")
     with pytest.raises(OSError) as e:
         figures._save(fig, str(tmp_path / "figs"), "fig")
-    names_the_file(f"error: {runs.os_error_text(e.value)}", hit)
+    names_the_file(f"error: {fileio.os_error_text(e.value)}", hit)
     assert os.listdir(tmp_path / "figs") == []   # no half figure, no temporary file
 
 
@@ -426,8 +429,8 @@ def test_a_run_another_process_holds_is_held_not_failed(tmp_path, capsys):
     results = tmp_path / "res"
     prof = profile_of_the_run(tmp_path)
     name = C.run_name(C.build(SGD, TINY))
-    folder = runs.run_dir(str(results), name)
-    with runs.run_lock(folder):   # this process is the first sweep's train.py
+    folder = paths.run_dir(str(results), name)
+    with fileio.run_lock(folder):   # this process is the first sweep's train.py
         assert sweep.main([prof, "--results", str(results), "--jobs", "1", "--threads", "1"]) == 0
     out = capsys.readouterr()
     why = f"held by another process (PID {os.getpid()}), skipped"
@@ -435,16 +438,16 @@ def test_a_run_another_process_holds_is_held_not_failed(tmp_path, capsys):
     assert f"  held: {name}: {why}" in out.out
     assert "| held     |    1 |" in out.out and "| failed   |    0 |" in out.out
     assert "FAILED" not in out.out and out.err == ""
-    assert not os.path.exists(runs.path(folder, runs.SUMMARY))
+    assert not os.path.exists(paths.path(folder, paths.SUMMARY))
 
 
 KILLED_SWEEP = """
 import sys
 sys.path.insert(0, {repo!r})
-import runs, sweeping.launch as L
+import cli, sweeping.launch as L
 L.train_argv = lambda spec, results: [sys.executable, "-c", {child!r}, {rec!r}, spec.name, "120"]
 import sweep
-sys.exit(runs.cli(sweep.main, "sweep.py"))
+sys.exit(cli.run(sweep.main, "sweep.py"))
 """
 
 

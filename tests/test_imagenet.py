@@ -16,7 +16,7 @@ import data
 import imagefolder
 import metrics
 import models
-import runs
+import summaries
 import train
 
 CLASSES = ["n01", "n02", "n03"]
@@ -304,7 +304,7 @@ def test_train_py_runs_on_the_folder_in_one_and_two_processes(root, tmp_path):
             "optim.final_threshold=0.02"]
     one = str(tmp_path / "one")
     assert train.main(args + ["--out", one, "--results", str(tmp_path), "--quiet"]) == 0
-    s = runs.read_summary(one)
+    s = summaries.read_summary(one)
     m = models.get_model("mobilenet_v1", num_classes=3, width=0.125)
     assert s["flops_dense"] == metrics.counts(m, (1, 3, 224, 224))["flops_dense"]
     assert 0 < s["sparsity"] < 1 and s["world_size"] == 1
@@ -318,5 +318,5 @@ def test_train_py_runs_on_the_folder_in_one_and_two_processes(root, tmp_path):
                         os.path.join(repo, "tests", "ddp_many.py"), str(spec)], capture_output=True, text=True,
                        cwd=repo, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
-    s2 = runs.read_summary(two)
+    s2 = summaries.read_summary(two)
     assert s2["world_size"] == 2 and s2["epochs"] == 2 and s2["n_weights"] == s["n_weights"]

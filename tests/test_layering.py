@@ -70,7 +70,8 @@ def test_no_figure_module_reads_files():
                 f = n.func
                 called.add(f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else "")
         assert not called & READERS, (name, called & READERS)
-        assert "runs" not in _imports(path) or name == "figures", name   # figures: runs.save_figure only
+        # no run-folder reader (figures: fileio.save_figure only)
+        assert not {"paths", "summaries", "runindex", "modelfile"} & set(_imports(path)), name
 
 
 def test_profile_lookup_is_the_sweeps():

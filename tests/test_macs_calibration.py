@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-import runs
+import fileio
+import paths
 import sweep
 from sweeping.search import Search, internal
 from tests.conftest import StandInLauncher
@@ -116,11 +117,11 @@ def test_fashion_structured_entries_run_to_their_levels_on_a_stand_in(tmp_path):
         o = s.cfg["optim"]
         key = "target" if s.cfg["method"] == "filter_prune" else "lam"
         m = kept[key](o[key])
-        d = runs.run_dir(results, s.name)
-        runs.save_json({"run": s.name, "sparsity": 1 - m, "macs_structural": 1e6 * m, "flops_dense": 1e6,
+        d = paths.run_dir(results, s.name)
+        fileio.save_json({"run": s.name, "sparsity": 1 - m, "macs_structural": 1e6 * m, "flops_dense": 1e6,
                         "train_acc": 90.0, "dataset": s.cfg["dataset"], **s.cfg["identity"]},
-                       runs.path(d, runs.SUMMARY))
-        open(runs.path(d, runs.MODEL), "wb").close()
+                       paths.path(d, paths.SUMMARY))
+        open(paths.path(d, paths.MODEL), "wb").close()
 
     results = str(tmp_path / "results")
     specs = sweep.select(sweep.expand(sweep.find_profile("fashion")), entries=["xrda_channel", "filter_prune"])

@@ -10,7 +10,9 @@ from torch import nn
 import config as C
 import data
 import eval as E
-import runs
+import fileio
+import modelfile
+import paths
 import train
 from optim import get_method
 from optim.base import penalized_modules
@@ -270,7 +272,7 @@ def test_each_method_two_epochs_end_to_end(tmp_path, model):
     # magnitude_finetune from a saved model.pt (random weights stand in for a dense run here)
     dense = train.build_model(cfg_for("gmp", model), 10, "cpu")
     path = tmp_path / f"dense-{model}.pt"
-    runs.save_torch(runs.model_file(cfg, 10, dense.state_dict()), str(path))
+    fileio.save_torch(modelfile.model_file(cfg, 10, dense.state_dict()), str(path))
     cfg = cfg_for("magnitude_finetune", model, 2, f"init_from={path}")
     s, _ = check_run(tmp_path, cfg)
     assert s["sparsity"] == pytest.approx(0.9, abs=1 / s["n_weights"]) and s["init_from"] == str(path)
@@ -278,12 +280,12 @@ def test_each_method_two_epochs_end_to_end(tmp_path, model):
 
 def test_magnitude_finetune_from_a_dense_run_folder(tmp_path):
     dense = train.train(cfg_for("sgd", "resnet20", 1), results=str(tmp_path), quiet=True)
-    cfg = cfg_for("magnitude_finetune", "resnet20", 1, f"init_from={runs.run_dir(str(tmp_path), dense['run'])}", "optim.target=0.7")
+    cfg = cfg_for("magnitude_finetune", "resnet20", 1, f"init_from={paths.run_dir(str(tmp_path), dense['run'])}", "optim.target=0.7")
     s, _ = check_run(tmp_path, cfg)
-    assert s["init_from"] == runs.run_dir(str(tmp_path), dense['run']) + "/model.pt"
+    assert s["init_from"] == paths.run_dir(str(tmp_path), dense['run']) + "/model.pt"
     # the support of the fine-tuned weights is the top 30% of the dense run's |w|
-    a = torch.load(runs.run_dir(str(tmp_path), dense['run']) + "/model.pt", weights_only=True)["state_dict"]
-    b = torch.load(runs.run_dir(str(tmp_path), s['run']) + "/model.pt", weights_only=True)["state_dict"]
+    a = torch.load(paths.run_dir(str(tmp_path), dense['run']) + "/model.pt", weights_only=True)["state_dict"]
+    b = torch.load(paths.run_dir(str(tmp_path), s['run']) + "/model.pt", weights_only=True)["state_dict"]
     keys = [k[:-len(".weight")] for k in b if k.endswith(".weight") and b[k].dim() in (2, 4)]
     flat = torch.cat([a[k + ".weight"].abs().reshape(-1) for k in keys])
     kept = torch.cat([(b[k + ".weight"] != 0).reshape(-1) for k in keys])

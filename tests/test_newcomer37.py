@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-import runs
+import fileio
+import paths
 import sparse_infer as S
 import train
 from tests.test_hostile import SGD, TINY, _one_thread, run, trained  # noqa: F401 (fixtures)
@@ -21,33 +22,33 @@ from tests.test_hostile36 import NO_SPACE, full_disk, names_the_file
 
 def test_a_finished_run_leaves_no_lock(trained):
     _, folder = trained
-    assert os.path.exists(os.path.join(folder, runs.SUMMARY))
-    assert not os.path.exists(os.path.join(folder, runs.LOCK))
+    assert os.path.exists(os.path.join(folder, paths.SUMMARY))
+    assert not os.path.exists(os.path.join(folder, paths.LOCK))
 
 
 def test_the_lock_stays_while_the_run_is_unfinished_and_goes_once_it_is(tmp_path):
     out = str(tmp_path / "r")
-    with runs.run_lock(out):
+    with fileio.run_lock(out):
         pass
-    assert os.path.exists(os.path.join(out, runs.LOCK))     # no summary: a resumable run's lock
-    with runs.run_lock(out):
-        open(os.path.join(out, runs.SUMMARY), "w").write("{}")
-    assert not os.path.exists(os.path.join(out, runs.LOCK))
+    assert os.path.exists(os.path.join(out, paths.LOCK))     # no summary: a resumable run's lock
+    with fileio.run_lock(out):
+        open(os.path.join(out, paths.SUMMARY), "w").write("{}")
+    assert not os.path.exists(os.path.join(out, paths.LOCK))
 
 
 def test_another_live_processs_lock_is_never_removed(run):
     """A finished folder whose lock another process holds (a second train.py, pid in it): our
     attempt is refused and its lock file stays, with its pid."""
     _, folder = run
-    lock = os.path.join(folder, runs.LOCK)
+    lock = os.path.join(folder, paths.LOCK)
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, os, sys, time\n"
         f"f = open({lock!r}, 'a+'); fcntl.flock(f, fcntl.LOCK_EX); f.write(str(os.getpid())); f.flush()\n"
         "print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(runs.LockedError, match=f"pid {holder.pid}"):
-            with runs.run_lock(folder):
+        with pytest.raises(fileio.LockedError, match=f"pid {holder.pid}"):
+            with fileio.run_lock(folder):
                 pass
         assert open(lock).read() == str(holder.pid)
     finally:
@@ -65,12 +66,12 @@ def test_a_lock_removed_as_it_was_taken_is_taken_again_at_its_path(tmp_path, mon
     def flock(f, op):
         calls.append(op)
         if len(calls) == 1:      # the first file we opened disappears before we lock it
-            os.unlink(out / runs.LOCK)
+            os.unlink(out / paths.LOCK)
         return real_flock(f, op)
     monkeypatch.setattr(fcntl, "flock", flock)
-    with runs.run_lock(str(out)):
+    with fileio.run_lock(str(out)):
         # (the old code held the unlinked file: no run.lock at the path for others to meet)
-        assert (out / runs.LOCK).read_text() == str(os.getpid())
+        assert (out / paths.LOCK).read_text() == str(os.getpid())
     assert len(calls) == 2
 
 

@@ -3,8 +3,12 @@ and what --dry-run says a profile costs."""
 import os
 import re
 
+import cli
 import config as C
-import runs
+import fileio
+import hardware
+import paths
+import summaries
 import sweep
 import train
 from sweeping import schedule
@@ -15,7 +19,7 @@ ST = os.path.join(REPO, "configs", "quick", "soft_threshold.yaml")
 
 
 def test_duration_reads_as_hours_minutes_seconds():
-    assert [runs.duration(s) for s in (0, 45, 59.6, 725, 3600, 11220, -3)] == [
+    assert [cli.duration(s) for s in (0, 45, 59.6, 725, 3600, 11220, -3)] == [
         "0s", "45s", "1m 00s", "12m 05s", "1h 00m", "3h 07m", "0s"]
 
 
@@ -121,9 +125,9 @@ def test_train_log_lines_carry_an_eta_from_the_epochs_so_far(tmp_path, capsys):
     train.train(cfg, results=str(tmp_path), quiet=False)
     lines = [ln for ln in capsys.readouterr().err.splitlines() if re.search(r" epoch \d/3: ", ln)]
     assert len(lines) == 3
-    secs = [float(r["seconds"]) for r in runs.read_metrics(str(tmp_path / "runs" / C.run_name(cfg)))]
+    secs = [float(r["seconds"]) for r in summaries.read_metrics(str(tmp_path / "runs" / C.run_name(cfg)))]
     for k, ln in enumerate(lines, 1):
-        want = runs.duration(sum(secs[:k]) / k * (3 - k))   # mean epoch so far x epochs left
+        want = cli.duration(sum(secs[:k]) / k * (3 - k))   # mean epoch so far x epochs left
         assert ln.endswith(f"s, ETA {want}"), (ln, want)
     assert lines[-1].endswith("ETA 0s")
 
@@ -151,7 +155,7 @@ def test_dry_run_prints_each_runs_epochs_and_the_cost_left(tmp_path, capsys):
     a0 = next(s for s in sweep.expand(path) if s.entry == "a")
     sweep.materialize(a0, str(results))
     # a complete run of `a` (committed results: no weights) that took 180 s an epoch
-    timed_run(str(results), a0.name, a0.cfg, 180.0, runs.environment()["device_name"])
+    timed_run(str(results), a0.name, a0.cfg, 180.0, hardware.environment()["device_name"])
     # --retrain: the committed complete run is to train again, and the dry run says it writes over it
     assert sweep.main([path, "--dry-run", "--retrain", "--results", str(results)]) == 0
     out = capsys.readouterr().out
@@ -163,7 +167,7 @@ def test_dry_run_prints_each_runs_epochs_and_the_cost_left(tmp_path, capsys):
     assert re.search(r"wait  st\[target_sparsity=0.9, seed=1\]  \(the λ search of .+\)  2 epochs$", out, re.M), out
     # to train: a (2 x 2 epochs), b (3), st's first round and its follower (2 + 2) = 11; only
     # a's runs have a measured epoch: 4 x 180 s = 0.2 h; the search may take 2 more rounds of 2
-    here = runs.environment()["device_name"]
+    here = hardware.environment()["device_name"]
     assert (f"cost: 11 run-epochs to train; 0.2 h in all (0.2 h at epoch times measured on this CPU "
             f"({here}); from {results}/runs) (3 run(s) with no measured epoch time not counted); the λ "
             f"searches' later rounds may add up to 4 run-epochs") in out
@@ -186,11 +190,11 @@ def timed_run(results, name, cfg, seconds, device, **setting):
     with its config.yaml, in the setting of cfg changed by `setting` (precision=..., ...)."""
     import yaml
     synthetic.write_run(results, name, cfg)
-    d = runs.run_dir(results, name)
-    runs.save_csv([{**r, "seconds": seconds} for r in runs.read_metrics(d)], runs.path(d, runs.METRICS))
-    summary = runs.read_summary(d)
-    runs.save_json({**summary, "device_name": device}, runs.path(d, runs.SUMMARY))
-    with open(runs.path(d, runs.CONFIG), "w") as f:
+    d = paths.run_dir(results, name)
+    fileio.save_csv([{**r, "seconds": seconds} for r in summaries.read_metrics(d)], paths.path(d, paths.METRICS))
+    summary = summaries.read_summary(d)
+    fileio.save_json({**summary, "device_name": device}, paths.path(d, paths.SUMMARY))
+    with open(paths.path(d, paths.CONFIG), "w") as f:
         yaml.safe_dump({**cfg, **setting}, f, sort_keys=False)
 
 
@@ -209,7 +213,7 @@ def test_dry_run_times_runs_by_this_machine_and_setting_first(tmp_path, capsys):
     so; else this machine's in another setting, with a note. Runs of seeds 1-4 stand for
     committed runs of the same data, model, width and method (their seconds set by hand)."""
     from sweeping import plan
-    here = runs.environment()["device_name"]
+    here = hardware.environment()["device_name"]
     path = profile(tmp_path, TIMED)
     results = str(tmp_path / "results")
     a0 = sweep.materialize(sweep.expand(path)[0], results)
@@ -232,14 +236,14 @@ def test_dry_run_times_runs_by_this_machine_and_setting_first(tmp_path, capsys):
     assert f"0.1 h in all (0.1 h at epoch times measured on this CPU ({here}); from {results}/runs)" in out
     import shutil
     for seed in (1, 2):
-        shutil.rmtree(runs.run_dir(results, made[seed]))
+        shutil.rmtree(paths.run_dir(results, made[seed]))
     m = plan.epoch_seconds(results)
     assert plan.epoch_time(m, a0.cfg, here)[:2] == (300.0, "other")
     assert sweep.main([path, "--dry-run", "--results", results]) == 0
     out = capsys.readouterr().out      # 2 epochs x 300 s
     assert f"0.2 h in all (0.2 h at epoch times of another CPU: Other CPU (AVX2); from {results}/runs)" in out
     assert "another setting" not in out
-    shutil.rmtree(runs.run_dir(results, made[3]))
+    shutil.rmtree(paths.run_dir(results, made[3]))
     m = plan.epoch_seconds(results)
     assert plan.epoch_time(m, a0.cfg, here)[:2] == (50.0, "setting")
     assert sweep.main([path, "--dry-run", "--results", results]) == 0

@@ -11,8 +11,12 @@ import sys
 
 import pytest
 
+import criteria
+import fileio
+import paths
 import report
-import runs
+import runindex
+import summaries
 import sweep
 from reporting import claims as CL
 from reporting import compare as K
@@ -39,14 +43,14 @@ def write_run(results, name, cfg, numbers=fake_numbers):
     import train
 
     acc, sp = numbers(cfg)
-    d = runs.run_dir(results, name)
+    d = paths.run_dir(results, name)
     nnz = round((1 - sp) * N_WEIGHTS)
-    summary = {k: "" for k in runs.SUMMARY_FIELDS if k not in runs.OPTIONAL}
+    summary = {k: "" for k in summaries.SUMMARY_FIELDS if k not in summaries.OPTIONAL}
     summary.update({"run": name, "dataset": cfg["dataset"], "model": cfg["model"], "width": cfg["width"],
                     "method": cfg["method"], "mode": "dense" if cfg["method"] == "sgd" else "elementwise",
                     "seed": cfg["seed"], "epochs": cfg["epochs"], "lam": 0.0,
                     "total_epochs": cfg["epochs"] + train.epochs_before(
-                        runs.model_path(cfg["init_from"]) if cfg["init_from"] else ""),
+                        paths.model_path(cfg["init_from"]) if cfg["init_from"] else ""),
                     "test_acc": acc, "test_loss": 0.1, "train_acc": 100.0, "train_loss": 0.01,
                     "sparsity": 1 - nnz / N_WEIGHTS, "sparsity_all": sp, "nnz": nnz,
                     "n_weights": N_WEIGHTS, "n_params": N_WEIGHTS + 100, "flops_dense": 1e6,
@@ -54,13 +58,13 @@ def write_run(results, name, cfg, numbers=fake_numbers):
                     "init_from": cfg["init_from"], **cfg["identity"], "threads": 1})
     if cfg["method"] == "soft_threshold":    # as SoftThreshold.summary() writes it
         summary["threshold_schedule"] = cfg["optim"]["threshold_schedule"]
-    runs.save_json(summary, runs.path(d, runs.SUMMARY))
-    runs.save_csv([{"epoch": e + 1, "test_acc": acc, "sparsity": sp} for e in range(cfg["epochs"])],
-                  runs.path(d, runs.METRICS))
-    runs.save_csv([{"layer": "c", "type": "Conv2d", "kernels": 10, "zero_kernels": 0, "filters": 2,
-                    "zero_filters": 0}], runs.path(d, runs.LAYERS))
-    open(runs.path(d, runs.MODEL), "wb").close()
-    runs.upsert_row(os.path.join(results, runs.INDEX), summary)
+    fileio.save_json(summary, paths.path(d, paths.SUMMARY))
+    fileio.save_csv([{"epoch": e + 1, "test_acc": acc, "sparsity": sp} for e in range(cfg["epochs"])],
+                  paths.path(d, paths.METRICS))
+    fileio.save_csv([{"layer": "c", "type": "Conv2d", "kernels": 10, "zero_kernels": 0, "filters": 2,
+                    "zero_filters": 0}], paths.path(d, paths.LAYERS))
+    open(paths.path(d, paths.MODEL), "wb").close()
+    runindex.upsert_row(os.path.join(results, paths.INDEX), summary)
 
 
 def FakeLauncher(results, numbers=fake_numbers):
@@ -274,12 +278,12 @@ def test_claims_from_a_synthetic_sweep(tmp_path):
 def test_report_covers_exactly_the_profile_and_names_stale_rows(tmp_path):
     prof, results = make(tmp_path)
     stale = "digits-resnet20-gmp-t0.744659-s0-deadbeef"
-    runs.upsert_row(os.path.join(results, runs.INDEX), {"run": stale, "test_acc": 10.0})
+    runindex.upsert_row(os.path.join(results, paths.INDEX), {"run": stale, "test_acc": 10.0})
     # a round this profile once ran that its plan no longer names (a search that went another way)
     from reporting import load
     ours = load.load(prof, results)[0]["profile"].iloc[0]
     retired = "digits-resnet20-xrda-lam0.5-s0-cafef00d"
-    runs.upsert_row(os.path.join(results, runs.INDEX), {"run": retired, "profile": ours, "test_acc": 10.0})
+    runindex.upsert_row(os.path.join(results, paths.INDEX), {"run": retired, "profile": ours, "test_acc": 10.0})
     out = tmp_path / "rep"
     written, n, left = report.build(prof, results, str(out))
     assert n == 15 and left["other"] == [stale] and left["retired"] == [retired]
@@ -299,8 +303,8 @@ def test_report_covers_exactly_the_profile_and_names_stale_rows(tmp_path):
 
 def test_a_run_whose_metrics_were_cut_short_is_not_complete(tmp_path):
     prof, results = make(tmp_path, sparse=False)
-    names = [r["run"] for r in csv.DictReader(open(os.path.join(results, runs.INDEX)))]
-    m = runs.path(runs.run_dir(results, names[0]), runs.METRICS)
+    names = [r["run"] for r in csv.DictReader(open(os.path.join(results, paths.INDEX)))]
+    m = paths.path(paths.run_dir(results, names[0]), paths.METRICS)
     with open(m) as f:
         head = f.readlines()[:2]
     open(m, "w").writelines(head)             # 1 of 2 epochs left
@@ -314,8 +318,8 @@ def test_an_incomplete_evidence_profile_writes_no_verdict(tmp_path):
     """A run of the profile is not complete (its metrics cut short): the report shows what has
     finished but draws no verdict from a profile that has not finished."""
     prof, results = make(tmp_path)
-    names = [r["run"] for r in csv.DictReader(open(os.path.join(results, runs.INDEX)))]
-    m = runs.path(runs.run_dir(results, names[-1]), runs.METRICS)
+    names = [r["run"] for r in csv.DictReader(open(os.path.join(results, paths.INDEX)))]
+    m = paths.path(paths.run_dir(results, names[-1]), paths.METRICS)
     with open(m) as f:
         head = f.readlines()[:2]
     open(m, "w").writelines(head)
@@ -366,7 +370,7 @@ def test_default_profiles_come_from_the_runs(tmp_path):
 
 def test_runs_csv_rebuilt_from_the_folders_equals_the_original(tmp_path):
     prof, results = make(tmp_path)
-    index = os.path.join(results, runs.INDEX)
+    index = os.path.join(results, paths.INDEX)
     with open(index, newline="") as f:
         before = sorted(csv.DictReader(f), key=lambda r: r["run"])
     open(index, "w").write("garbage,\x00\n")                  # damaged
@@ -726,7 +730,6 @@ def test_starts_line_tells_which_version_of_the_start_run_a_follower_pruned():
 def test_collapse_line_counts_runs_by_the_measure_that_judged_them():
     import pandas as pd
 
-    import runs
     from reporting import document as DOC
 
     # 10 classes: collapsed below 10 + 0.5 * 90 = 55%
@@ -735,8 +738,8 @@ def test_collapse_line_counts_runs_by_the_measure_that_judged_them():
             dict(dataset="fashion_mnist", train_acc=57.1, train_acc_final=float("nan")),  # older run
             dict(dataset="fashion_mnist", train_acc=32.2, train_acc_final=float("nan"))]  # older, collapsed
     df = pd.DataFrame(rows)
-    df["collapsed"] = [runs.collapsed(r) for r in rows]
-    df["collapse_measure"] = [runs.collapse_measure(r)[1] for r in rows]
+    df["collapsed"] = [criteria.collapsed(r) for r in rows]
+    df["collapse_measure"] = [criteria.collapse_measure(r)[1] for r in rows]
     assert df["collapsed"].tolist() == [True, False, False, True]
     text = DOC.collapse_line(df)[0]
     assert text.startswith("2 run(s) collapsed (the final weights' accuracy on the first 10,000 training images, "

@@ -3,8 +3,8 @@ says nothing about the machine building it, such as which runs' weights it holds
 import glob
 import os
 
+import paths
 import report
-import runs
 from tests.test_report import make
 
 
@@ -18,12 +18,12 @@ def test_report_md_does_not_depend_on_the_weights_this_machine_holds(tmp_path):
     folders = sorted(glob.glob(os.path.join(results, "runs", "*")))
     assert folders
     for f in folders:                       # a fresh clone: committed results, no weights
-        for name in (runs.MODEL, runs.CHECKPOINT):
-            if os.path.exists(runs.path(f, name)):
-                os.remove(runs.path(f, name))
+        for name in (paths.MODEL, paths.CHECKPOINT):
+            if os.path.exists(paths.path(f, name)):
+                os.remove(paths.path(f, name))
     bare = _build(prof, results, tmp_path / "a")
     for f in folders:                       # the machine that trained them: every model.pt
-        with open(runs.path(f, runs.MODEL), "wb") as fh:
+        with open(paths.path(f, paths.MODEL), "wb") as fh:
             fh.write(b"weights")
     assert _build(prof, results, tmp_path / "b") == bare
     assert b"this machine" not in bare

@@ -168,8 +168,8 @@ def test_readme_tables_are_the_generated_ones():
     assert readme_tables.stale(text) == []
     tables = readme_tables.generated()
     summary = tables["summary fields"]
-    import runs
-    assert summary.count("\n") == len(runs.SUMMARY_FIELDS) + 2   # every field, one row each
+    import summaries
+    assert summary.count("\n") == len(summaries.SUMMARY_FIELDS) + 2   # every field, one row each
     # the check bites: a table with a row gone is stale
     row = "| `optim.lam` |"
     start = text.index(row)

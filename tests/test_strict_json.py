@@ -11,7 +11,8 @@ import pytest
 import config as C
 import eval as E
 import export
-import runs
+import fileio
+import summaries
 import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,11 +33,11 @@ def test_the_strict_parser_refuses_what_python_writes_by_default():
 
 def test_save_json_writes_non_finite_numbers_as_null(tmp_path):
     target = tmp_path / "x.json"
-    runs.save_json({"a": math.nan, "b": [math.inf, 1.5, (2, -math.inf)], "c": {"d": -math.inf, "e": "NaN"}},
+    fileio.save_json({"a": math.nan, "b": [math.inf, 1.5, (2, -math.inf)], "c": {"d": -math.inf, "e": "NaN"}},
                    str(target))
     assert strict(target.read_text()) == {"a": None, "b": [None, 1.5, [2, None]], "c": {"d": None, "e": "NaN"}}
     with pytest.raises(TypeError):          # anything that is not JSON is refused, never written
-        runs.json_text({"x": object()})
+        fileio.json_text({"x": object()})
 
 
 def test_a_run_with_non_finite_values_writes_strict_json_and_reads_them_back(tmp_path, monkeypatch, capsys):
@@ -51,9 +52,9 @@ def test_a_run_with_non_finite_values_writes_strict_json_and_reads_them_back(tmp
     assert raw["calibration_target"] is None and raw["macs_structural"] is None
     assert raw["test_acc"] == raw["test_acc"] and 0 <= raw["test_acc"] <= 100
     # readers take null where NaN was: the summary reads back with NaN, the run is complete
-    s = runs.read_summary(str(run))
+    s = summaries.read_summary(str(run))
     assert math.isnan(s["calibration_target"]) and math.isnan(s["macs_structural"])
-    assert runs.complete_summary(str(run)) is not None and runs.is_finished(str(tmp_path), run.name)
+    assert summaries.complete_summary(str(run)) is not None and summaries.is_finished(str(tmp_path), run.name)
     # eval.py --json and export.json are strict too
     assert E.main([str(run), "--json", "--data-dir", cfg["data_dir"]]) == 0
     printed = strict(capsys.readouterr().out)

@@ -196,7 +196,8 @@ def test_a_reused_run_without_weights_is_trained_again_when_a_run_still_to_train
     """--reuse-complete takes committed results (no model.pt) as done; a run that loads the
     weights of one (init_from) would fail on a fresh clone, so that one is trained again first,
     and only while such a run is still to train."""
-    import runs
+    import paths
+    import summaries
     monkeypatch.setattr(plan, "REUSE_COMPLETE", True)
     path = tmp_path / "w.yaml"
     path.write_text(WEIGHTS)
@@ -205,14 +206,14 @@ def test_a_reused_run_without_weights_is_trained_again_when_a_run_still_to_train
     def weights_too(results, s):     # what train.py leaves: the results and the weights
         synthetic.write_run(results, s.name, s.cfg)
         if s.init_from is not None:  # it loads its parent's weights: they must be there
-            assert os.path.exists(os.path.join(runs.run_dir(results, s.init_from.name), "model.pt"))
-        open(os.path.join(runs.run_dir(results, s.name), "model.pt"), "wb").close()
+            assert os.path.exists(os.path.join(paths.run_dir(results, s.init_from.name), "model.pt"))
+        open(os.path.join(paths.run_dir(results, s.name), "model.pt"), "wb").close()
 
     # the dense run committed without weights, tuned not run yet
     dense, tuned = sweep.expand(str(path))
     sweep.materialize(dense, results)
     synthetic.write_run(results, dense.name, dense.cfg)
-    assert runs.complete_summary(runs.run_dir(results, dense.name)) and not runs.is_finished(results, dense.name)
+    assert summaries.complete_summary(paths.run_dir(results, dense.name)) and not summaries.is_finished(results, dense.name)
     assert sweep.main([str(path), "--dry-run", "--reuse-complete", "--results", results]) == 0
     out = capsys.readouterr().out
     assert f"todo  {dense.name}  1 epochs  (complete without its weights" in out and "2 runs: 0 finished, 2 to run" in out
@@ -223,7 +224,7 @@ def test_a_reused_run_without_weights_is_trained_again_when_a_run_still_to_train
 
     # both committed without weights: nothing to train, the dense run is reused as it is
     for name in launcher.started:
-        os.remove(os.path.join(runs.run_dir(results, name), "model.pt"))
+        os.remove(os.path.join(paths.run_dir(results, name), "model.pt"))
     assert sweep.main([str(path), "--dry-run", "--reuse-complete", "--results", results]) == 0
     assert "2 runs: 2 finished, 0 to run" in capsys.readouterr().out
     launcher = StandInLauncher(results, weights_too)
@@ -234,7 +235,7 @@ def test_a_reused_run_without_weights_is_trained_again_when_a_run_still_to_train
 def test_a_sweep_never_writes_over_committed_runs_unless_told_to_retrain(tmp_path, monkeypatch, capsys):
     """A fresh clone's committed runs (complete, no model.pt) count as done by default: the sweep
     starts none of them and their files stay as committed; --retrain trains them again."""
-    import runs
+    import paths
     monkeypatch.setattr(plan, "REUSE_COMPLETE", True)   # restored after (main sets it)
     path = tmp_path / "w.yaml"
     path.write_text(WEIGHTS)
@@ -243,7 +244,7 @@ def test_a_sweep_never_writes_over_committed_runs_unless_told_to_retrain(tmp_pat
         sweep.materialize(s, results)
         synthetic.write_run(results, s.name, s.cfg)
     names = os.listdir(os.path.join(results, "runs"))
-    summary = {n: open(os.path.join(runs.run_dir(results, n), "summary.json")).read() for n in names}
+    summary = {n: open(os.path.join(paths.run_dir(results, n), "summary.json")).read() for n in names}
     started = []
     stand_in(monkeypatch, started)
     assert sweep.main([str(path), "--results", results]) == 0
@@ -252,7 +253,7 @@ def test_a_sweep_never_writes_over_committed_runs_unless_told_to_retrain(tmp_pat
     assert started == [] and re.search(r"\| skipped\s+\|\s+2 \|", out) and len(summary) == 2
     assert "1 of the finished runs are committed complete runs (no weights here), counted as done" in out
     for n, text in summary.items():                      # untouched
-        assert open(os.path.join(runs.run_dir(results, n), "summary.json")).read() == text
+        assert open(os.path.join(paths.run_dir(results, n), "summary.json")).read() == text
     assert sweep.main([str(path), "--retrain", "--results", results]) == 0
     assert sorted(started) == sorted(summary) and "1 committed complete run(s) would be retrained" in \
         capsys.readouterr().out

@@ -11,7 +11,8 @@ import yaml
 from torch import nn
 
 import config as C
-import runs
+import fileio
+import paths
 from optim import get_method
 from reporting import load
 from reporting import threshold_figure as TF
@@ -46,13 +47,13 @@ def fake_run(results, schedule, warmup=0):
         want.append((d - prev) / used)
         prev = d
         rows.append({"epoch": e + 1, "lr": method.lr, "test_acc": 50.0, **method.end_epoch(e)})
-    folder = runs.run_dir(results, f"st-{schedule}-w{warmup}")
+    folder = paths.run_dir(results, f"st-{schedule}-w{warmup}")
     os.makedirs(folder, exist_ok=True)
-    with open(runs.path(folder, runs.CONFIG), "w") as f:
+    with open(paths.path(folder, paths.CONFIG), "w") as f:
         f.write(yaml.safe_dump(cfg, sort_keys=False))
-    runs.save_csv(rows, runs.path(folder, runs.METRICS))
+    fileio.save_csv(rows, paths.path(folder, paths.METRICS))
     summary = {"method": "soft_threshold", **method.summary()}
-    runs.save_json(summary, runs.path(folder, runs.SUMMARY))
+    fileio.save_json(summary, paths.path(folder, paths.SUMMARY))
     return folder, want, summary
 
 

@@ -12,10 +12,15 @@ import pytest
 import torch
 
 import config as C
+import criteria
 import data
 import eval as E
-import runs
+import fileio
+import hardware
 import metrics
+import modelfile
+import paths
+import summaries
 import train
 
 FAMILIES = {"vgg16": 0.125, "resnet20": 0.25, "resnet56": 0.125, "densenet40": 0.125}
@@ -152,18 +157,18 @@ def test_gpu_switches_run_on_cpu(tmp_path):
     cfg = cfg_for("resnet20", 1, "width=0.125", "precision=bf16", "channels_last=true", "compile=true")
     s = train.train(cfg, results=str(tmp_path), quiet=True)
     assert 0 <= s["test_acc"] <= 100
-    result, _ = E.evaluate_file(runs.run_dir(str(tmp_path), s['run']))
+    result, _ = E.evaluate_file(paths.run_dir(str(tmp_path), s['run']))
     assert result["test_acc"] == pytest.approx(s["test_acc"])
 
 
 def test_init_from_loads_weights_and_checks_architecture(tmp_path):
     first = train.train(cfg_for("resnet20", 1), results=str(tmp_path), quiet=True)
-    cfg = cfg_for("resnet20", 1, f"init_from={runs.run_dir(str(tmp_path), first['run'])}", "optim.lr=1e-12", "augment=false")
+    cfg = cfg_for("resnet20", 1, f"init_from={paths.run_dir(str(tmp_path), first['run'])}", "optim.lr=1e-12", "augment=false")
     s = train.train(cfg, results=str(tmp_path), quiet=True)
     assert s["init_from"].endswith("model.pt")
     # a vanishing step size leaves the loaded weights (and so accuracy) where they were
     assert s["test_acc"] == pytest.approx(first["test_acc"], abs=1.0)
-    bad = cfg_for("resnet20", 1, f"init_from={runs.run_dir(str(tmp_path), first['run'])}", "width=0.5")
+    bad = cfg_for("resnet20", 1, f"init_from={paths.run_dir(str(tmp_path), first['run'])}", "width=0.5")
     with pytest.raises(train.RunError, match="holds width=0.25"):
         train.train(bad, results=str(tmp_path), quiet=True)
 
@@ -172,7 +177,7 @@ def test_init_sha256_names_the_weights_a_run_started_from_even_across_a_resume(t
     import hashlib
 
     first = train.train(cfg_for("resnet20", 1), results=str(tmp_path), quiet=True)
-    dense = runs.run_dir(str(tmp_path), first["run"])
+    dense = paths.run_dir(str(tmp_path), first["run"])
     model_pt = os.path.join(dense, "model.pt")
     original = hashlib.sha256(open(model_pt, "rb").read()).hexdigest()
     assert original == first["model_sha256"] and first["init_sha256"] == ""   # random init: none
@@ -184,10 +189,10 @@ def test_init_sha256_names_the_weights_a_run_started_from_even_across_a_resume(t
     saved = torch.load(model_pt, weights_only=False)
     saved["state_dict"] = {k: (v + 1e-3 if v.is_floating_point() else v)
                            for k, v in saved["state_dict"].items()}
-    size, sha = runs.save_torch_sha(saved, model_pt)
-    summary = runs.read_summary(dense)
+    size, sha = fileio.save_torch_sha(saved, model_pt)
+    summary = summaries.read_summary(dense)
     summary.update(model_bytes=size, model_sha256=sha)   # as a retrain writes them
-    runs.save_json(summary, os.path.join(dense, "summary.json"))
+    fileio.save_json(summary, os.path.join(dense, "summary.json"))
     assert hashlib.sha256(open(model_pt, "rb").read()).hexdigest() != original
     s = train.train(cfg, out=out, results=str(tmp_path), quiet=True)
     assert s["epochs"] == 2 and s["init_sha256"] == original   # what it started from, not today's file
@@ -244,10 +249,10 @@ def test_the_cpu_name_tells_apart_machines_a_vm_names_alike(tmp_path):
         # a second processor with other flags: only the first one is read
         p.write_text(block.format(i=0, fam=fam, model=model, more=more)
                      + block.format(i=1, fam="1", model="1", more="amx_bf16"))
-        assert runs._cpu_name(str(p)) == want
+        assert hardware._cpu_name(str(p)) == want
     (tmp_path / "bare").write_text("model name\t: Some CPU\n")
-    assert runs._cpu_name(str(tmp_path / "bare")) == "Some CPU"
-    assert runs._cpu_name(str(tmp_path / "absent")) == ""
+    assert hardware._cpu_name(str(tmp_path / "bare")) == "Some CPU"
+    assert hardware._cpu_name(str(tmp_path / "absent")) == ""
 
 
 def _first_images_accuracy(model, data, cfg, n):
@@ -271,10 +276,10 @@ def test_train_acc_final_is_the_final_weights_accuracy_on_training_images(tmp_pa
     s = train.train(cfg, results=str(tmp_path), quiet=True)
     d = data.load("digits")
     d.subset(cfg["train_subset"])
-    model = runs.load_model(runs.run_dir(str(tmp_path), s["run"]))
+    model = modelfile.load_model(paths.run_dir(str(tmp_path), s["run"]))
     # 256 training images, fewer than FINAL_TRAIN_IMAGES: all of them, as the saved weights score them
     assert s["train_acc_final"] == pytest.approx(_first_images_accuracy(model, d, cfg, 256), abs=1e-9)
-    assert runs.read_summary(runs.run_dir(str(tmp_path), s["run"]))["train_acc_final"] == s["train_acc_final"]
+    assert summaries.read_summary(paths.run_dir(str(tmp_path), s["run"]))["train_acc_final"] == s["train_acc_final"]
 
 
 def test_a_model_broken_in_its_last_step_is_collapsed_whatever_the_epoch_average(tmp_path, monkeypatch):
@@ -297,12 +302,12 @@ def test_a_model_broken_in_its_last_step_is_collapsed_whatever_the_epoch_average
     cfg = cfg_for("resnet20", 5, "train_subset=0")
     s = train.train(cfg, results=str(tmp_path), quiet=True)
     labels = data.load("digits").train_y
-    assert len(labels) < runs.FINAL_TRAIN_IMAGES
+    assert len(labels) < criteria.FINAL_TRAIN_IMAGES
     share0 = 100.0 * float((labels == 0).sum()) / len(labels)
     assert s["train_acc_final"] == pytest.approx(share0, abs=1e-9)
-    assert s["train_acc"] > 55.0 and runs.collapsed(s)   # the epoch's average would have passed
-    assert not runs.collapsed({**s, "train_acc_final": 55.0})
-    assert runs.collapse_measure({k: v for k, v in s.items() if k != "train_acc_final"}) == (s["train_acc"], "train_acc")
+    assert s["train_acc"] > 55.0 and criteria.collapsed(s)   # the epoch's average would have passed
+    assert not criteria.collapsed({**s, "train_acc_final": 55.0})
+    assert criteria.collapse_measure({k: v for k, v in s.items() if k != "train_acc_final"}) == (s["train_acc"], "train_acc")
 
 
 @pytest.mark.parametrize("recal", [True, False])
@@ -316,17 +321,17 @@ def test_predictions_are_the_final_evaluations_and_score_its_accuracy(tmp_path, 
     s = train.train(cfg, results=str(tmp_path), quiet=True)
     # one pass per epoch, one after bn_recal, one on training images (train_acc_final): no more
     assert len(calls) == (3 if recal else 2)
-    run = runs.run_dir(str(tmp_path), s["run"])
+    run = paths.run_dir(str(tmp_path), s["run"])
     labels = data.load("digits").test_y.numpy()
-    with open(runs.path(run, runs.PREDICTIONS), "rb") as f:
+    with open(paths.path(run, paths.PREDICTIONS), "rb") as f:
         saved = np.load(f)
     assert saved.dtype == np.uint8 and saved.shape == (len(labels),)
-    assert os.path.getsize(runs.path(run, runs.PREDICTIONS)) == 128 + len(labels)   # the .npy header + a byte each
+    assert os.path.getsize(paths.path(run, paths.PREDICTIONS)) == 128 + len(labels)   # the .npy header + a byte each
     assert 100.0 * (saved == labels).sum() / len(labels) == pytest.approx(s["test_acc"], abs=1e-9)
     # and the labels the report scores them on, written once beside the runs
-    assert np.array_equal(runs.read_classes(runs.labels_path(str(tmp_path), "digits")), labels)
+    assert np.array_equal(fileio.read_classes(paths.labels_path(str(tmp_path), "digits")), labels)
     # the predictions are this model's: eval.py's model scores the same images the same way
-    model = runs.load_model(run)
+    model = modelfile.load_model(run)
     got = []
     metrics.evaluate(model, data.load("digits").test_batches(cfg["eval_batch_size"]), got)
     assert np.array_equal(torch.cat(got).numpy(), saved)
