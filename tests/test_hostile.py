@@ -104,7 +104,8 @@ def test_committed_run_folder_without_marker_is_still_a_run_folder(run):
     results, folder = run
     os.unlink(os.path.join(folder, paths.MARKER))
     assert fileio.out_problem(folder) is None
-    for f in (paths.MODEL, paths.CHECKPOINT, paths.LOCK):   # as committed: no weights
+    assert not os.path.exists(os.path.join(folder, paths.LOCK))   # a finished run leaves none
+    for f in (paths.MODEL, paths.CHECKPOINT):   # as committed: no weights
         os.unlink(os.path.join(folder, f))
     assert fileio.out_problem(folder) is None
     with open(os.path.join(folder, paths.CONFIG), "w") as f:
