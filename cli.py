@@ -1,8 +1,17 @@
 """What every command-line tool shares: its exit on SIGTERM, Ctrl-C and a closed pipe (run),
-and the durations of its progress lines.
+the durations of its progress lines, and RunError, the one-line error a tool ends on.
 """
 import contextlib
 import os
+
+
+class RunError(Exception):
+    """An error a tool reports as one line and ends on with exit status `code` (train.py's
+    codes: 1 failed, 2 refused, 3 numbers not finite, 4 folder held by another process)."""
+
+    def __init__(self, message, code=1):
+        super().__init__(message)
+        self.code = code
 
 
 def duration(seconds):

@@ -12,7 +12,6 @@ run with the same resolved config is skipped; an unfinished one resumes from its
 """
 import argparse
 import contextlib
-import itertools
 import math
 import os
 import random
@@ -22,33 +21,27 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-import yaml
 from tqdm import tqdm
 
+import checkpoint
 import cli
 import config as C
-import criteria
 import data as D
 import distributed as dist_
-import export   # at start: a long run must not import a module edited while it trained
+import final_eval   # at start (it imports export): a long run must not import a module edited while it trained
 import fileio
 import hardware
 import metrics
 import modelfile
 import models
 import paths
-import runindex
 import schema
 import summaries
 from optim import get_method
 from optim.schedules import WARMUP_KEY
 
 
-class RunError(Exception):
-    def __init__(self, message, code=1):
-        super().__init__(message)
-        self.code = code
+RunError = cli.RunError   # one line and an exit code; train.RunError for tests and scripts
 
 
 class HelpConfig(argparse.Action):
@@ -123,177 +116,6 @@ def load_weights(path, model, cfg, num_classes=None):
     return path
 
 
-def epochs_before(init_path):
-    """Training epochs already spent on the weights a run starts from (0 for random init):
-    that run's total_epochs from its summary, so budgets add up along init_from chains."""
-    if not init_path:
-        return 0
-    s = os.path.join(os.path.dirname(init_path), paths.SUMMARY)
-    if not os.path.exists(s):
-        return 0
-    prev = summaries.read_summary(os.path.dirname(init_path))
-    return int(prev.get("total_epochs", prev.get("epochs", 0)))
-
-
-def train(cfg, out=None, results=paths.SCRATCH, quiet=False, dist=None, stop_after=0):
-    """Run (or resume, or skip) one training run; returns its summary dict. One process per
-    run folder: a second one exits at once (RunError, code 4) naming the holder. Under
-    torchrun (`dist`, see distributed.py) every rank trains and rank 0 alone writes.
-    stop_after > 0: stop (StopAfter) once that many epochs are trained and checkpointed."""
-    d = dist or dist_.Dist()
-    quiet = quiet or not d.main
-    name = C.run_name(cfg)
-    out = out or os.path.join(results, "runs", name)
-    say = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
-    refused = d.broadcast(fileio.out_problem(out) if d.main else None)   # never a folder not ours
-    if refused:
-        raise RunError(refused, 2)
-    summary = summaries.finished_summary(out, warn=say)
-    if summary is not None and summary.get("config_hash") == C.config_hash(cfg):
-        say(f"{name}: finished already, skipped")
-        return summary
-    with contextlib.ExitStack() as stack:
-        held = None
-        if d.main:
-            try:
-                stack.enter_context(fileio.run_lock(out))
-                fileio.mark_run_folder(out)
-            except fileio.LockedError as e:
-                held = str(e)
-        held = d.broadcast(held)   # every rank stops when rank 0 could not take the folder
-        if held:
-            raise RunError(held, 4)
-        return _train(cfg, out, results, say, quiet, d, stop_after)
-
-
-def load_checkpoint(out, device, chash):
-    """The newest readable checkpoint (checkpoint.pt, else the one before it), or None."""
-    files = [paths.path(out, paths.CHECKPOINT), paths.path(out, paths.CHECKPOINT_PREV)]
-    present = [p for p in files if os.path.exists(p)]
-    for p in present:
-        try:
-            ckpt = torch.load(p, map_location=device, weights_only=True)
-        except Exception:   # truncated, garbage or not a checkpoint: try the previous one
-            continue
-        if ckpt.get("config_hash") != chash:   # config.yaml deleted or edited: never mix two runs
-            raise RunError(f"{p} was written by another config (hash {ckpt.get('config_hash')}, "
-                           f"this run {chash}); delete it to start over, or pick another --out", 2)
-        return ckpt, p
-    if present:
-        raise RunError(f"{' and '.join(present)} unreadable (damaged); delete "
-                       f"{'them' if len(present) > 1 else 'it'} to start the run over", 1)
-    return None, None
-
-
-def _read_text(p):
-    try:
-        with open(p, newline="", encoding="utf-8") as f:
-            return f.read()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def keep_previous(ckpt_path, prev_path):
-    """The current checkpoint becomes the previous one while staying the current one until the
-    next is written (a hard link, no copy): a failed write (disk full) leaves both."""
-    link = prev_path + ".link"
-    with fileio.writing(prev_path):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(link)
-        try:
-            os.link(ckpt_path, link)
-            os.replace(link, prev_path)
-        except OSError:   # a file system without hard links: move it (a failed write leaves prev)
-            os.replace(ckpt_path, prev_path)
-
-
-def _evaluate(model, batches, d, predictions=None):
-    """(mean loss, accuracy %) over the test set; under DDP each rank has a part of it.
-    `predictions` (a list) receives this rank's predicted classes batch by batch."""
-    if not d.enabled:
-        return metrics.evaluate(model, batches, predictions)
-    n = 0
-
-    def counted():
-        nonlocal n
-        for x, y in batches:
-            n += y.numel()
-            yield x, y
-    loss, acc = metrics.evaluate(model, counted(), predictions)
-    loss_sum, correct, total = d.sum(loss * n, acc * n / 100.0, n)
-    return loss_sum / total, 100.0 * round(correct) / total
-
-
-@torch.no_grad()
-def recalibrate_bn(model, data, cfg, n_images):
-    """Recompute every BatchNorm's running mean and variance on the first `n_images` training
-    images of a fixed order (no augmentation), as an average over them (momentum None), with
-    the weights as they are: the final evaluation then does not depend on how far each
-    method's statistics lag behind weights that moved (or were pruned) late in training.
-    Every rank sees the same images (no sharding), so all ranks compute the same statistics.
-    Returns the number of images used (0 when the model has no BatchNorm)."""
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns or n_images <= 0:
-        return 0
-    saved = [(m, m.momentum) for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None   # cumulative average over the batches below
-    was_training = model.training
-    model.train()
-    device = next(model.parameters()).device
-    seen = 0
-    try:
-        batches = data.train_batches(cfg["eval_batch_size"], cfg["seed"], epoch=cfg["epochs"],
-                                     augment=False, channels_last=cfg["channels_last"])
-        for x, _ in batches:
-            x = x[: n_images - seen]
-            with hardware.autocast(cfg, device):
-                model(x)
-            seen += len(x)
-            if seen >= n_images:
-                break
-    finally:
-        for m, mom in saved:
-            m.momentum = mom
-        model.train(was_training)
-    return seen
-
-
-def final_train_accuracy(cfg, eval_model, data, device, d, n_images=criteria.FINAL_TRAIN_IMAGES):
-    """Accuracy % of the final weights (eval mode, after bn_recal) on the first `n_images`
-    training images of bn_recal's fixed order, without augmentation (whole batches of
-    eval_batch_size; every rank its part of each): what the collapse rule reads. The last
-    epoch's train_acc averages over weights that were still changing, and a threshold that
-    grows to the last step can break a model that average calls fine."""
-    bs = cfg["eval_batch_size"]
-    shard = dict(rank=d.rank, world=d.world) if d.enabled else {}
-    batches = data.train_batches(bs, cfg["seed"], epoch=cfg["epochs"], augment=False,
-                                 channels_last=cfg["channels_last"], **shard)
-    with hardware.autocast(cfg, device):
-        return _evaluate(eval_model, itertools.islice(batches, math.ceil(n_images / bs)), d)[1]
-
-
-def structural_macs(model):
-    """Multiply-adds of one input once every all-zero output filter and the input channels it
-    feeds are removed: the MACs of the slim export (export.slim_model), which is what a
-    structured method really saves. NaN when the model cannot be slimmed (said by the caller).
-
-    Counted on every conv, linear and matrix product the slim graph runs (metrics.graph_macs),
-    not on its nn.Conv2d / nn.Linear modules alone: what removed channels passed on to padded
-    convs is added back as conv(ones, K) (exporting/slim.py), a functional conv the module
-    hooks never saw (issue 33: 1,313,440 by the hooks against 1,435,552 by torch's
-    FlopCounterMode on one filter-pruning run). Those convs run on every forward of the
-    exported file, so they are part of its cost; the export could precompute their constant
-    output instead, at the price of a [C, H, W] map in the file, and then this count would
-    drop with it. tests/test_structural_macs.py holds it to FlopCounterMode within 1%."""
-    try:
-        slim = export.slim_model(model)
-    except Exception:   # a graph slim export does not handle: no structural count
-        return math.nan
-    return float(metrics.graph_macs(slim))
-
-
 def _check_folder(cfg, out, chash):
     """A run folder that already holds another config's run is never mixed into this one."""
     cfg_path = paths.path(out, paths.CONFIG)
@@ -342,39 +164,6 @@ def _setup(cfg, d, say=lambda msg: None):
     return device, data, model, method, eval_model, init_path
 
 
-def _resume(cfg, out, d, model, method, device, chash, name, say, init_sha=""):
-    """(metrics rows so far, first epoch to train, training seconds so far, sha256 of the
-    weights the run started from): from the newest readable checkpoint, or a fresh start
-    (config.yaml written)."""
-    ckpt, used = load_checkpoint(out, device, chash)
-    if ckpt is None:
-        if d.main:
-            fileio.atomic_write(paths.path(out, paths.CONFIG), yaml.safe_dump(cfg, sort_keys=False))
-        return [], 0, 0.0, init_sha
-    model.load_state_dict(ckpt["model"])
-    method.load_state_dict(ckpt["method"])
-    torch.set_rng_state(ckpt["rng"])
-    rows, start = ckpt["rows"], ckpt["epoch"] + 1
-    fell_back = "" if used == paths.path(out, paths.CHECKPOINT) else \
-        f" ({paths.CHECKPOINT} was damaged: from {paths.CHECKPOINT_PREV})"
-    say(f"{name}: resuming after epoch {start}{fell_back}")
-    metrics_path = paths.path(out, paths.METRICS)   # a metrics.csv that lost rows: whole again
-    if d.main and _read_text(metrics_path) != fileio.csv_text(rows):
-        fileio.save_csv(rows, metrics_path)
-    if ckpt.get("world_size", 1) != d.world:
-        say(f"{name}: note: this checkpoint was written by {ckpt.get('world_size', 1)} "
-            f"process(es), this run has {d.world}: the same batches, other rounding")
-    elif ckpt.get("threads", torch.get_num_threads()) != torch.get_num_threads():
-        say(f"{name}: note: this checkpoint was written with {ckpt['threads']} CPU threads, this "
-            f"process has {torch.get_num_threads()}; on the CPU a resumed run is bit-identical "
-            f"only at the same thread count")
-    started = ckpt.get("init_sha256", init_sha)   # the weights it started from, not today's file
-    if started != init_sha:
-        say(f"{name}: note: {cfg['init_from']} has changed since this run started from it; "
-            f"the run goes on from its checkpoint and records the weights it started from")
-    return rows, start, ckpt["train_seconds"], started
-
-
 def train_one_epoch(cfg, method, model, fwd, data, epoch, device, d, bar):
     """One epoch of training steps; returns (mean training loss, training accuracy %) over
     every rank's images."""
@@ -410,17 +199,9 @@ def evaluate(cfg, eval_model, data, device, d, predictions=None):
     `predictions` (a list) receives this rank's predicted classes (see gather_predictions)."""
     shard = dict(rank=d.rank, world=d.world) if d.enabled else {}
     with hardware.autocast(cfg, device):
-        return _evaluate(eval_model, data.test_batches(cfg["eval_batch_size"],
-                                                       channels_last=cfg["channels_last"], **shard), d,
-                         predictions)
-
-
-def gather_predictions(parts, d):
-    """The predicted class of every test image in the test set's order, from each rank's
-    batches (`parts`): under DDP rank r holds the r-th contiguous part (data.shard), so the
-    parts joined in rank order are the whole set. Every rank must call it (a collective)."""
-    mine = torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.int64)
-    return np.concatenate(d.gather(mine))
+        return final_eval.evaluate_batches(eval_model, data.test_batches(cfg["eval_batch_size"],
+                                                    channels_last=cfg["channels_last"], **shard), d,
+                                           predictions)
 
 
 def _non_finite(what, epoch, start, out):
@@ -429,19 +210,35 @@ def _non_finite(what, epoch, start, out):
     return RunError(f"{what} in epoch {epoch + 1} ({kept} in {out}); lower optim.lr or optim.lam", 3)
 
 
-def _save_epoch(out, d, rows, model, method, epoch, train_seconds, chash, init_sha=""):
-    """metrics.csv and the checkpoint after an epoch (rank 0), the previous one kept."""
-    if d.main:
-        ckpt_path = paths.path(out, paths.CHECKPOINT)
-        fileio.save_csv(rows, paths.path(out, paths.METRICS))
-        if os.path.exists(ckpt_path):   # keep the last two: a damaged newest one falls back
-            keep_previous(ckpt_path, paths.path(out, paths.CHECKPOINT_PREV))
-        fileio.save_torch({"model": model.state_dict(), "method": method.state_dict(),
-                         "rng": torch.get_rng_state(), "rows": rows, "epoch": epoch,
-                         "train_seconds": train_seconds, "config_hash": chash,
-                         "threads": torch.get_num_threads(), "world_size": d.world,
-                         "init_sha256": init_sha}, ckpt_path)
-    d.barrier()   # no rank runs ahead of the checkpoint it could be resumed from
+def train(cfg, out=None, results=paths.SCRATCH, quiet=False, dist=None, stop_after=0):
+    """Run (or resume, or skip) one training run; returns its summary dict. One process per
+    run folder: a second one exits at once (RunError, code 4) naming the holder. Under
+    torchrun (`dist`, see distributed.py) every rank trains and rank 0 alone writes.
+    stop_after > 0: stop (StopAfter) once that many epochs are trained and checkpointed."""
+    d = dist or dist_.Dist()
+    quiet = quiet or not d.main
+    name = C.run_name(cfg)
+    out = out or os.path.join(results, "runs", name)
+    say = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
+    refused = d.broadcast(fileio.out_problem(out) if d.main else None)   # never a folder not ours
+    if refused:
+        raise RunError(refused, 2)
+    summary = summaries.finished_summary(out, warn=say)
+    if summary is not None and summary.get("config_hash") == C.config_hash(cfg):
+        say(f"{name}: finished already, skipped")
+        return summary
+    with contextlib.ExitStack() as stack:
+        held = None
+        if d.main:
+            try:
+                stack.enter_context(fileio.run_lock(out))
+                fileio.mark_run_folder(out)
+            except fileio.LockedError as e:
+                held = str(e)
+        held = d.broadcast(held)   # every rank stops when rank 0 could not take the folder
+        if held:
+            raise RunError(held, 4)
+        return _train(cfg, out, results, say, quiet, d, stop_after)
 
 
 def _train(cfg, out, results, say, quiet, d, stop_after):
@@ -451,8 +248,8 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
     # which weights it starts from: a dense run trained again (on another CPU, say) differs in
     # the last bits, so the summary says which version its followers started from
     init_sha = fileio.file_sha256(init_path) if init_path else ""
-    rows, start, train_seconds, init_sha = _resume(cfg, out, d, model, method, device, chash, name,
-                                                   say, init_sha)
+    rows, start, train_seconds, init_sha = checkpoint.resume(cfg, out, d, model, method, device, chash,
+                                                            name, say, init_sha)
 
     fwd = dist_.wrap(model, d, device)
     fwd = torch.compile(fwd) if cfg["compile"] else fwd
@@ -485,7 +282,7 @@ def _train(cfg, out, results, say, quiet, d, stop_after):
         rows.append({"epoch": epoch + 1, "lr": method.lr, "train_loss": train_loss, "train_acc": train_acc,
                      "test_loss": test_loss, "test_acc": test_acc, "sparsity": sp, "nnz": nnz,
                      "seconds": time.perf_counter() - t0, **extras})
-        _save_epoch(out, d, rows, model, method, epoch, train_seconds, chash, init_sha)
+        checkpoint.save(out, d, rows, model, method, epoch, train_seconds, chash, init_sha)
         start = epoch + 1
         trained_now += 1
         # ETA: the mean epoch (training + evaluation) of this process times the epochs left
@@ -507,15 +304,15 @@ def _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_sec
             init_sha="", last_preds=None):
     """The final evaluation (BatchNorm statistics recomputed for every method alike, bn_recal;
     the last epoch's numbers with the running statistics stay in metrics.csv and the summary),
-    then predictions.npy (the final evaluation's predicted classes, from the same pass),
-    model.pt, layers.csv, the index row and summary.json (rank 0). `last_preds`: the last
-    epoch's predicted classes, the final ones without bn_recal (None: that epoch was trained
-    by an earlier process, so they are computed again)."""
-    name, chash, device = C.run_name(cfg), C.config_hash(cfg), next(eval_model.parameters()).device
+    then the run's files (final_eval.write_run, rank 0): predictions.npy holds the final
+    evaluation's predicted classes, from the same pass. `last_preds`: the last epoch's
+    predicted classes, the final ones without bn_recal (None: that epoch was trained by an
+    earlier process, so they are computed again)."""
+    device = next(eval_model.parameters()).device
     state = method.export()
     eval_model.load_state_dict(state)
     last = rows[-1]
-    recal = recalibrate_bn(eval_model, data, cfg, cfg["bn_recal"])
+    recal = final_eval.recalibrate_bn(eval_model, data, cfg, cfg["bn_recal"])
     preds = []
     if recal:
         final_loss, final_acc = evaluate(cfg, eval_model, data, device, d, preds)
@@ -526,40 +323,17 @@ def _finish(cfg, out, results, say, d, data, method, eval_model, rows, train_sec
             evaluate(cfg, eval_model, data, device, d, preds)
         else:
             preds = last_preds
-    predicted = gather_predictions(preds, d)
-    train_acc_final = final_train_accuracy(cfg, eval_model, data, device, d)
-    if not d.main:
-        d.barrier()   # rank 0 writes the run's files
-        return None
-    fileio.save_predictions(out, predicted, data.num_classes)
-    fileio.save_labels(results, cfg["dataset"], data.test_labels(), data.num_classes)
-    model_bytes, model_sha256 = fileio.save_torch_sha(modelfile.model_file(cfg, data.num_classes, state), paths.path(out, paths.MODEL))
-    layers = metrics.layer_table(eval_model)
-    fileio.save_csv(layers, paths.path(out, paths.LAYERS))
-    macs_structural = structural_macs(eval_model)
-    if not math.isfinite(macs_structural):
-        say(f"{name}: note: slim export could not trace this model: macs_structural is NaN")
-    summary = {"run": name, "dataset": cfg["dataset"], "model": cfg["model"], "width": cfg["width"],
-               "method": cfg["method"], "mode": method.mode,
-               "method_revision": C.method_revision(cfg["method"], cfg["optim"]),
-               "seed": cfg["seed"], "epochs": cfg["epochs"],
-               "total_epochs": cfg["epochs"] + epochs_before(init_path),
-               "lam": 0.0, **method.summary(), "test_acc": final_acc, "test_loss": final_loss,
-               "test_acc_running_bn": last["test_acc"], "test_loss_running_bn": last["test_loss"],
-               "bn_recal_images": recal, "train_acc": last["train_acc"],
-               "train_loss": last["train_loss"], "train_acc_final": train_acc_final, **metrics.counts(eval_model),
-               "macs_structural": macs_structural,
-               "train_seconds": train_seconds, "config_hash": chash, "init_from": init_path,
-               "init_sha256": init_sha,
-               **cfg["identity"], **hardware.environment(), "world_size": d.world,
-               "model_bytes": model_bytes, "model_sha256": model_sha256}
-    # The index row first, the summary last: summary.json is what makes the run finished, so
-    # a row that could not be written (disk full, damaged runs.csv) is retried by a rerun.
-    runindex.upsert_row(os.path.join(results, paths.INDEX), summary)
-    fileio.save_json(summary, paths.path(out, paths.SUMMARY))
-    d.barrier()
-    say(f"{name}: test acc {summary['test_acc']:.2f}%, sparsity {summary['sparsity']:.4f}, "
-        f"{summary['train_seconds']:.0f}s -> {out}")
+    predicted = final_eval.gather_predictions(preds, d)
+    fields = {"test_acc": final_acc, "test_loss": final_loss, "bn_recal_images": recal,
+              "train_acc_final": final_eval.final_train_accuracy(cfg, eval_model, data, device, d),
+              "train_seconds": train_seconds, "init_from": init_path, "init_sha256": init_sha,
+              "world_size": d.world}
+    summary = final_eval.write_run(cfg, out, results, say, data, method, eval_model, state, rows,
+                                   predicted, fields) if d.main else None
+    d.barrier()   # rank 0 writes the run's files; no rank ends before they are whole
+    if summary is not None:
+        say(f"{C.run_name(cfg)}: test acc {summary['test_acc']:.2f}%, sparsity {summary['sparsity']:.4f}, "
+            f"{summary['train_seconds']:.0f}s -> {out}")
     return summary
 
 

@@ -48,6 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config as C  # noqa: E402
 import data as D  # noqa: E402
 import distributed  # noqa: E402
+import final_eval  # noqa: E402
 import hardware  # noqa: E402
 import train  # noqa: E402
 
@@ -178,9 +179,9 @@ def one_epoch(setting, subset=0, spec="resnet20:0.5"):
     eval_model.load_state_dict(method.export())
     train.evaluate(cfg, eval_model, data, cpu, ONE)
     t1 = time.perf_counter()
-    train.recalibrate_bn(eval_model, data, cfg, cfg["bn_recal"])
+    final_eval.recalibrate_bn(eval_model, data, cfg, cfg["bn_recal"])
     t2 = time.perf_counter()
-    train.final_train_accuracy(cfg, eval_model, data, cpu, ONE)
+    final_eval.final_train_accuracy(cfg, eval_model, data, cpu, ONE)
     t["evaluation"], t["bn_recal"], t["final_train_acc"] = t1 - t0, t2 - t1, time.perf_counter() - t2
     return t
 

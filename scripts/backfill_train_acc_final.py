@@ -5,7 +5,7 @@
 The collapse rule (criteria.collapsed) reads the final weights' training accuracy; older
 summaries only have the last epoch's average (train_acc). For a run whose model.pt is the
 file it wrote (size and sha256 as its summary recorded), this measures the number exactly as
-train.py does at the end of training (train.final_train_accuracy: the same images, the same
+train.py does at the end of training (final_eval.final_train_accuracy: the same images, the same
 weights with their recalibrated BatchNorm statistics), then adds it to summary.json and to
 the run's row of runs.csv. Nothing else in the folder changes; a run that already has the
 field, or has no weights here, is left alone and said so.
@@ -21,11 +21,11 @@ import config as C  # noqa: E402
 import data as D  # noqa: E402
 import distributed as dist_  # noqa: E402
 import fileio  # noqa: E402
+import final_eval  # noqa: E402
 import modelfile  # noqa: E402
 import paths  # noqa: E402
 import runindex  # noqa: E402
 import summaries  # noqa: E402
-import train  # noqa: E402
 
 
 def backfill(out, device="cpu"):
@@ -46,7 +46,7 @@ def backfill(out, device="cpu"):
     model = modelfile.load_model(out, dev)
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
-    acc = train.final_train_accuracy(cfg, model, data, dev, dist_.Dist())
+    acc = final_eval.final_train_accuracy(cfg, model, data, dev, dist_.Dist())
     fixed = {**summary, "train_acc_final": acc}   # every other field as it was
     results = os.path.dirname(os.path.dirname(os.path.abspath(out)))
     runindex.upsert_row(os.path.join(results, paths.INDEX), fixed)

@@ -84,3 +84,17 @@ def test_profile_lookup_is_the_sweeps():
     with pytest.raises(load.ReportError) as e:
         load.profile_path("no_such_profile")
     assert str(e.value).startswith("no profile 'no_such_profile'; known: ") and "fashion" in str(e.value)
+
+
+def test_train_reads_as_one_loop_with_checkpoints_and_final_evaluation_beside_it():
+    # issue 38 item 2: train.py keeps build, train_one_epoch, evaluate, main; checkpoint.py and
+    # final_eval.py never import it back (no cycle), and no function runs past ~60 lines
+    for name in ("checkpoint", "final_eval"):
+        assert "train" not in _imports(os.path.join(REPO, f"{name}.py")), name
+    lines = open(os.path.join(REPO, "train.py"), encoding="utf-8").read().splitlines()
+    assert len(lines) <= 420
+    for name in ("train", "checkpoint", "final_eval"):
+        tree = ast.parse(open(os.path.join(REPO, f"{name}.py"), encoding="utf-8").read())
+        long = {n.name: n.end_lineno - n.lineno + 1 for n in tree.body
+                if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > 62}
+        assert not long, (name, long)

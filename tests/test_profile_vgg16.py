@@ -5,9 +5,9 @@ slim export's MACs where they were (why kernel mode is calibrated on the slim MA
 import pytest
 import torch
 
+import final_eval
 import models
 import sweep
-import train
 from sweeping.plan import spec_cfg
 
 MACS = "macs_structural_fraction"
@@ -84,14 +84,14 @@ def test_scattered_zero_kernels_leave_the_slim_macs_unchanged():
     stay the dense model's. A whole zero filter does lower them."""
     torch.manual_seed(0)
     m = models.get_model("vgg16", 10, 0.25, input_shape=(1, 28, 28)).eval()
-    dense = train.structural_macs(m)
+    dense = final_eval.structural_macs(m)
     convs = [c for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
     with torch.no_grad():
         for c in convs[1:]:
             keep = torch.zeros(c.weight.shape[:2], dtype=torch.bool)
             keep[torch.arange(c.out_channels), torch.arange(c.out_channels) % c.in_channels] = True
             c.weight[~keep] = 0
-    assert train.structural_macs(m) == dense
+    assert final_eval.structural_macs(m) == dense
     with torch.no_grad():
         convs[1].weight[:8] = 0           # half the filters of conv 2 (16 -> 8)
-    assert train.structural_macs(m) < dense
+    assert final_eval.structural_macs(m) < dense

@@ -40,7 +40,7 @@ def fake_numbers(cfg):
 
 
 def write_run(results, name, cfg, numbers=fake_numbers):
-    import train
+    import final_eval
 
     acc, sp = numbers(cfg)
     d = paths.run_dir(results, name)
@@ -49,7 +49,7 @@ def write_run(results, name, cfg, numbers=fake_numbers):
     summary.update({"run": name, "dataset": cfg["dataset"], "model": cfg["model"], "width": cfg["width"],
                     "method": cfg["method"], "mode": "dense" if cfg["method"] == "sgd" else "elementwise",
                     "seed": cfg["seed"], "epochs": cfg["epochs"], "lam": 0.0,
-                    "total_epochs": cfg["epochs"] + train.epochs_before(
+                    "total_epochs": cfg["epochs"] + final_eval.epochs_before(
                         paths.model_path(cfg["init_from"]) if cfg["init_from"] else ""),
                     "test_acc": acc, "test_loss": 0.1, "train_acc": 100.0, "train_loss": 0.01,
                     "sparsity": 1 - nnz / N_WEIGHTS, "sparsity_all": sp, "nnz": nnz,

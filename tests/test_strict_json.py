@@ -12,6 +12,7 @@ import config as C
 import eval as E
 import export
 import fileio
+import final_eval
 import summaries
 import train
 
@@ -42,7 +43,7 @@ def test_save_json_writes_non_finite_numbers_as_null(tmp_path):
 
 def test_a_run_with_non_finite_values_writes_strict_json_and_reads_them_back(tmp_path, monkeypatch, capsys):
     # an ad-hoc run has no λ search (calibration_target NaN), and this one could not be slimmed
-    monkeypatch.setattr(train, "structural_macs", lambda model: math.nan)
+    monkeypatch.setattr(final_eval, "structural_macs", lambda model: math.nan)
     cfg = C.build(None, ["model=resnet20", "width=0.25", "epochs=1", "device=cpu", "train_subset=256",
                          "bn_recal=128"])
     assert math.isnan(cfg["identity"]["calibration_target"])

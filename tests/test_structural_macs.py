@@ -1,4 +1,4 @@
-"""macs_structural (train.structural_macs) is the multiply-adds of the slim export, checked
+"""macs_structural (final_eval.structural_macs) is the multiply-adds of the slim export, checked
 against torch's own FlopCounterMode (aten-level FLOPs / 2) on every structured model family,
 with some filters of every conv zeroed by a seeded pattern (issue 33)."""
 import pytest
@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+import final_eval
 import metrics
-import train
 from exporting.slim import slim_model
 from tests.test_export import trained_like
 
@@ -47,7 +47,7 @@ def test_macs_structural_is_the_slim_exports_macs_by_flop_counter(name, width):
     m = pruned(name, width)
     dense = metrics.counts(m)["flops_dense"]
     assert flop_counter_macs(m) == dense          # the two counts agree on the unpruned graph
-    ours = train.structural_macs(m)
+    ours = final_eval.structural_macs(m)
     ref = flop_counter_macs(slim_model(m))
     assert ours < 0.9 * dense                     # the export removed something
     assert abs(ours / ref - 1) <= 0.01, (ours, ref)

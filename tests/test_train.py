@@ -16,6 +16,7 @@ import criteria
 import data
 import eval as E
 import fileio
+import final_eval
 import hardware
 import metrics
 import modelfile
@@ -221,19 +222,19 @@ def test_structural_macs_are_what_removing_zero_filters_leaves():
     cifar = data.get("cifar10").input_shape      # 3x32x32, the shape the count above assumes
     m = models.get_model("resnet20", width=0.25, input_shape=cifar).eval()
     dense = metrics.counts(m)["flops_dense"]
-    assert train.structural_macs(m) == dense           # no zero filter: nothing to remove
+    assert final_eval.structural_macs(m) == dense           # no zero filter: nothing to remove
     blk = m.layers[0]
     with torch.no_grad():
         blk.conv1.weight[1].zero_()
         blk.bn1.weight[1] = 0.0
         blk.bn1.bias[1] = 0.0
     assert blk.conv1.weight.shape == (4, 4, 3, 3)
-    assert train.structural_macs(m) == dense - 2 * 4 * 9 * 32 * 32
+    assert final_eval.structural_macs(m) == dense - 2 * 4 * 9 * 32 * 32
     # elementwise zeros (no whole filter) remove nothing structurally
     m2 = models.get_model("resnet20", width=0.25, input_shape=cifar).eval()
     with torch.no_grad():
         m2.layers[0].conv1.weight[:, :, 0, 0] = 0.0
-    assert train.structural_macs(m2) == dense
+    assert final_eval.structural_macs(m2) == dense
 
 
 def test_the_cpu_name_tells_apart_machines_a_vm_names_alike(tmp_path):
@@ -343,5 +344,5 @@ def test_predictions_gathered_from_contiguous_rank_parts_are_the_whole_test_set(
 
         def gather(self, mine):
             return [mine, np.arange(5, 9)]
-    got = train.gather_predictions([torch.arange(0, 3), torch.arange(3, 5)], TwoRanks())
+    got = final_eval.gather_predictions([torch.arange(0, 3), torch.arange(3, 5)], TwoRanks())
     assert got.tolist() == list(range(9))
