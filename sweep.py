@@ -142,6 +142,39 @@ from sweeping.slurm import SlurmLauncher, _requeueing_call, slurm_script  # noqa
 
 
 def main(argv=None):
+    p = _parser()
+    args = p.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        print(f"error: --threads must be >= 1 (CPU threads per run), got {args.threads}", file=sys.stderr)
+        return 2
+    if args.results is None:
+        args.results = profile_results(args.profile) if args.profile else "results"
+    results = os.path.abspath(args.results)
+    rc = _check_flags(args, results)
+    if rc is not None:
+        return rc
+    plan.REUSE_COMPLETE = not args.retrain
+    if args.reindex:
+        return _reindex(args, results)
+    if not args.profile:
+        p.error("a profile is needed (or --reindex)")
+    rc = _check_counts(args)
+    if rc is not None:
+        return rc
+    try:
+        specs, notes = _plan(args, results)
+    except C.ConfigError as e:   # the same line train.py prints
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except ProfileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        return _dry_run(args, specs, results)
+    return _launch(args, specs, notes, results)
+
+
+def _parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("profile", nargs="?", help="a profile YAML or a name under configs/profiles/")
@@ -175,7 +208,12 @@ def main(argv=None):
     p.add_argument("--max-runs", type=int, default=MAX_RUNS, metavar="N",
                    help=f"refuse a profile of more than N runs before expanding it (default {MAX_RUNS}: "
                         f"a larger grid must be confirmed with a larger N)")
-    g = p.add_argument_group("local launcher")
+    _add_local_args(p.add_argument_group("local launcher"))
+    _add_slurm_args(p.add_argument_group("slurm launcher (submitit)"))
+    return p
+
+
+def _add_local_args(g):
     g.add_argument("--jobs", type=int, default=0,
                    help="runs at once (default: --runs-per-gpu per visible GPU, else CPU cores / --threads)")
     g.add_argument("--threads", type=int, default=None,
@@ -183,7 +221,9 @@ def main(argv=None):
     g.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
                    help="with visible GPUs: at most K runs share a GPU (default 1); --jobs defaults "
                         "to K x GPUs and may not exceed it. Ignored on the CPU")
-    g = p.add_argument_group("slurm launcher (submitit)")
+
+
+def _add_slurm_args(g):
     g.add_argument("--partition", help="SLURM partition")
     g.add_argument("--time", default="24:00:00", help="time limit per run: minutes or H:MM:SS")
     g.add_argument("--gpus", type=int, default=1, help="GPUs per node of a run (above 1: torchrun)")
@@ -200,13 +240,10 @@ def main(argv=None):
     g.add_argument("--cluster", default="slurm", choices=("slurm", "local", "debug"),
                    help=argparse.SUPPRESS)  # 'local': submitit's local executor (tests)
     g.add_argument("--poll", type=float, default=10.0, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.threads is not None and args.threads < 1:
-        print(f"error: --threads must be >= 1 (CPU threads per run), got {args.threads}", file=sys.stderr)
-        return 2
-    if args.results is None:
-        args.results = profile_results(args.profile) if args.profile else "results"
-    results = os.path.abspath(args.results)
+
+
+def _check_flags(args, results):
+    """--results and --retrain against the others: exit status 2, or None when they agree."""
     if os.path.exists(results) and not os.path.isdir(results):   # a path given on the command line: 2
         print(f"error: --results {args.results} is a file, not a results folder; nothing was run",
               file=sys.stderr)
@@ -215,45 +252,56 @@ def main(argv=None):
         print("error: --retrain and --reuse-complete contradict each other (reuse is the default)",
               file=sys.stderr)
         return 2
-    plan.REUSE_COMPLETE = not args.retrain
-    if args.reindex:
-        try:
-            n, skipped = runindex.reindex(results, warn=lambda m: print(m, file=sys.stderr))
-        except OSError as e:
-            print(f"error: {fileio.os_error_text(e)}", file=sys.stderr)
-            return 1
-        print(f"{os.path.join(args.results, paths.INDEX)}: {n} runs from the run folders"
-              + (f"; {len(skipped)} incomplete folder(s) left out" if skipped else ""))
-        return 0
-    if not args.profile:
-        p.error("a profile is needed (or --reindex)")
+    return None
+
+
+def _check_counts(args):
+    """The launchers' counts against their lower bounds: exit status 2, or None."""
     for flag, value, low in (("--runs-per-gpu", args.runs_per_gpu, 1), ("--nodes", args.nodes, 1),
                              ("--gpus", args.gpus, 0), ("--max-timeouts", args.max_timeouts, 0)):
         if value < low:
             print(f"error: {flag} must be >= {low}", file=sys.stderr)
             return 2
+    return None
+
+
+def _reindex(args, results):
+    """--reindex: rebuild RESULTS/runs.csv from the run folders."""
     try:
-        specs = expand(find_profile(args.profile), args.set or (), args.max_runs)
-        if (args.only, args.seeds, args.levels) != (None, None, None):   # each narrows; then what they need
-            specs = select(specs, None if args.only is None else args.only.split(","),
-                           None if args.seeds is None else _values(args.seeds, int, "--seeds", "seed"),
-                           None if args.levels is None else _values(args.levels, float, "--levels", "level"))
-        for s in specs:  # resolve what is known now: catches config errors before launching
-            if not s.deps and s.after is None and not s.waiting_on_search():
-                materialize(s, results)
-        notes = [] if args.dry_run else plan.start_notes(specs, results)
-    except C.ConfigError as e:   # the same line train.py prints
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    except ProfileError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        problem = runindex.index_problem(results)
-        if problem:
-            print(f"note: {os.path.join(args.results, paths.INDEX)} is {problem}; a real run "
-                  f"rebuilds it from the run folders")
-        return dry_run(specs, results)
+        n, skipped = runindex.reindex(results, warn=lambda m: print(m, file=sys.stderr))
+    except OSError as e:
+        print(f"error: {fileio.os_error_text(e)}", file=sys.stderr)
+        return 1
+    print(f"{os.path.join(args.results, paths.INDEX)}: {n} runs from the run folders"
+          + (f"; {len(skipped)} incomplete folder(s) left out" if skipped else ""))
+    return 0
+
+
+def _plan(args, results):
+    """The profile's runs narrowed by --only/--seeds/--levels, with what is known resolved, and
+    the notes a real sweep prints first. Raises ConfigError or ProfileError."""
+    specs = expand(find_profile(args.profile), args.set or (), args.max_runs)
+    if (args.only, args.seeds, args.levels) != (None, None, None):   # each narrows; then what they need
+        specs = select(specs, None if args.only is None else args.only.split(","),
+                       None if args.seeds is None else _values(args.seeds, int, "--seeds", "seed"),
+                       None if args.levels is None else _values(args.levels, float, "--levels", "level"))
+    for s in specs:  # resolve what is known now: catches config errors before launching
+        if not s.deps and s.after is None and not s.waiting_on_search():
+            materialize(s, results)
+    notes = [] if args.dry_run else plan.start_notes(specs, results)
+    return specs, notes
+
+
+def _dry_run(args, specs, results):
+    problem = runindex.index_problem(results)
+    if problem:
+        print(f"note: {os.path.join(args.results, paths.INDEX)} is {problem}; a real run "
+              f"rebuilds it from the run folders")
+    return dry_run(specs, results)
+
+
+def _launch(args, specs, notes, results):
+    """Run the specs with the chosen launcher; the table at the end (also on Ctrl-C or an OSError)."""
     state, t0 = {}, time.time()
     try:
         rebuilt = runindex.ensure_index(results)   # a lost or damaged row is never lost for good
@@ -262,38 +310,15 @@ def main(argv=None):
         for line in notes:
             print(line, flush=True)
         n_done = sum(1 for s in specs if s.cfg is not None and is_finished(s.cfg, results))
-        if args.launcher == "local" and args.jobs < 0:
-            print("error: --jobs must be >= 1 (0: one per GPU or CPU core)", file=sys.stderr)
+        if args.launcher == "local":
+            local = _local_setting(args)
+            if isinstance(local, int):
+                return local
+        _print_counts(specs, results, n_done)
+        launcher = (_local_launcher(args, results, *local) if args.launcher == "local"
+                    else _slurm_launcher(args, results))
+        if launcher is None:
             return 2
-        if args.launcher == "local":
-            gpus = _visible_gpus()
-            cores = os.cpu_count() or 1
-            if gpus:   # never more than --runs-per-gpu on one device
-                most = args.runs_per_gpu * len(gpus)
-                if args.jobs > most:
-                    print(f"error: --jobs {args.jobs} is more than --runs-per-gpu {args.runs_per_gpu} x "
-                          f"{len(gpus)} GPU(s) = {most}; raise --runs-per-gpu to share a GPU", file=sys.stderr)
-                    return 2
-                jobs = args.jobs or most
-            else:
-                jobs = args.jobs or max(1, cores // max(1, args.threads or 1))
-            threads = args.threads or max(1, cores // jobs)
-        n_committed = sum(1 for s in specs if s.cfg is not None and plan.is_committed(s.name, results))
-        print(f"{len(specs)} runs: {n_done} finished already, {len(specs) - n_done} to run or check", flush=True)
-        line = committed_line(*((n_committed, 0) if plan.REUSE_COMPLETE else (0, n_committed)))
-        if line:
-            print(line, flush=True)
-        if args.launcher == "local":
-            where = (f"GPUs {','.join(map(str, gpus))} (at most {args.runs_per_gpu} per GPU)" if gpus else "CPU")
-            print(f"local: {jobs} at once, {where}, {threads} thread(s) each", flush=True)
-            launcher = LocalLauncher(results, jobs, threads, gpus, args.runs_per_gpu)
-        else:
-            try:
-                launcher = SlurmLauncher(results, args)
-            except Exception as e:  # no sbatch, bad parameter: one line
-                print(f"error: slurm launcher: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                      file=sys.stderr)
-                return 2
         os.makedirs(os.path.join(results, "logs"), exist_ok=True)
         t0 = time.time()
         run_all(specs, results, launcher, state)
@@ -309,6 +334,50 @@ def main(argv=None):
         return 1
     counts = print_table(specs, state, time.time() - t0)
     return 1 if counts["failed"] or counts["blocked"] else 0
+
+
+def _local_setting(args):
+    """(jobs, threads, gpus) for the local launcher, or exit status 2 after one line."""
+    if args.jobs < 0:
+        print("error: --jobs must be >= 1 (0: one per GPU or CPU core)", file=sys.stderr)
+        return 2
+    gpus = _visible_gpus()
+    cores = os.cpu_count() or 1
+    if gpus:   # never more than --runs-per-gpu on one device
+        most = args.runs_per_gpu * len(gpus)
+        if args.jobs > most:
+            print(f"error: --jobs {args.jobs} is more than --runs-per-gpu {args.runs_per_gpu} x "
+                  f"{len(gpus)} GPU(s) = {most}; raise --runs-per-gpu to share a GPU", file=sys.stderr)
+            return 2
+        jobs = args.jobs or most
+    else:
+        jobs = args.jobs or max(1, cores // max(1, args.threads or 1))
+    threads = args.threads or max(1, cores // jobs)
+    return jobs, threads, gpus
+
+
+def _print_counts(specs, results, n_done):
+    n_committed = sum(1 for s in specs if s.cfg is not None and plan.is_committed(s.name, results))
+    print(f"{len(specs)} runs: {n_done} finished already, {len(specs) - n_done} to run or check", flush=True)
+    line = committed_line(*((n_committed, 0) if plan.REUSE_COMPLETE else (0, n_committed)))
+    if line:
+        print(line, flush=True)
+
+
+def _local_launcher(args, results, jobs, threads, gpus):
+    where = (f"GPUs {','.join(map(str, gpus))} (at most {args.runs_per_gpu} per GPU)" if gpus else "CPU")
+    print(f"local: {jobs} at once, {where}, {threads} thread(s) each", flush=True)
+    return LocalLauncher(results, jobs, threads, gpus, args.runs_per_gpu)
+
+
+def _slurm_launcher(args, results):
+    """The SLURM launcher, or None after one line (no sbatch, a bad parameter)."""
+    try:
+        return SlurmLauncher(results, args)
+    except Exception as e:
+        print(f"error: slurm launcher: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+              file=sys.stderr)
+        return None
 
 
 def _values(text, kind, flag, what):
