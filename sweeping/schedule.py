@@ -40,134 +40,168 @@ def run_all(specs, results, launcher, state=None):
     (profiles list their expensive runs first); the local launcher takes from it whenever a
     slot is free, the SLURM launcher takes all of it (one job array per wave). A finished
     round of a λ search adds the next round to `specs` (and to the queue's inputs)."""
-    state = {} if state is None else state
-    claimed, running, queue = {}, {}, []
-    # progress: [k/N] start|done lines; N is the runs this sweep expects to train as known now
-    # (started, ready and waiting; a search's next round adds one, a skip or block takes one)
-    began, took, t_sweep = {}, [], time.time()
-    number, ended = {}, []          # each run's start number; the runs ended, in order
-    costs = _Costs(results)
-    jobs = max(1, int(getattr(launcher, "jobs", 1) or 1))
-    order = {id(s): i for i, s in enumerate(specs)}
-    pending, born = list(specs), []
-    users = weight_users(specs)     # (a search's rounds never start from weights)
+    return _Scheduler(specs, results, launcher, {} if state is None else state).run()
 
-    def settle(s, status, note=""):
-        state[id(s)] = (status, note)
+
+class _Scheduler:
+    """run_all's state: the runs pending, queued and running, and the progress counters."""
+
+    def __init__(self, specs, results, launcher, state):
+        self.specs, self.results, self.launcher, self.state = specs, results, launcher, state
+        self.claimed, self.running, self.queue = {}, {}, []
+        # progress: [k/N] start|done lines; N is the runs this sweep expects to train as known now
+        # (started, ready and waiting; a search's next round adds one, a skip or block takes one)
+        self.began, self.took, self.t_sweep = {}, [], time.time()
+        self.number, self.ended = {}, []          # each run's start number; the runs ended, in order
+        self.costs = _Costs(results)
+        self.jobs = max(1, int(getattr(launcher, "jobs", 1) or 1))
+        self.order = {id(s): i for i, s in enumerate(specs)}
+        self.pending, self.born = list(specs), []
+        self.users = weight_users(specs)     # (a search's rounds never start from weights)
+
+    def run(self):
+        try:
+            while self.pending or self.running or self.queue or self.born:
+                settled = len(self.state)
+                self.place()
+                self.start()
+                if not self.running:
+                    if self.pending and not self.queue and not self.born and len(self.state) == settled:  # a bug
+                        for s in self.pending:
+                            self.state[id(s)] = ("blocked", "dependency never finished")
+                        self.pending = []
+                    continue
+                if self.born or len(self.state) != settled:
+                    # rounds replayed from disk, or runs settled, in this pass: place what they free
+                    # before waiting (a resumed search needs one pass per round on disk, and a wait
+                    # here left a free slot idle until the running run ended)
+                    continue
+                for s, code, note in self.launcher.wait(self.running):
+                    self.end(s, code, note)
+        except BaseException:   # Ctrl-C, a full disk: the running children stop at a checkpoint
+            self.launcher.close(cancel=True, handles=self.running)
+            raise
+        self.launcher.close()
+        return self.state
+
+    def settle(self, s, status, note=""):
+        """Record a run's end; a finished round of a λ search adds the next round."""
+        self.state[id(s)] = (status, note)
         if s.search is None or status not in ("finished", "skipped"):
             if s.search is not None:
                 s.search.done, s.search.failed = True, f"round {s.name or s.label()} {status}"
             return
         try:
-            nxt = next_round(s, results)
+            nxt = next_round(s, self.results)
         except (OSError, KeyError, ValueError, paths.RunFolderError) as e:
             s.search.done, s.search.failed = True, f"cannot read round {s.name}: {e}"
             nxt = None
         if nxt is not None:
-            order[id(nxt)] = order[id(s)]
-            specs.insert(specs.index(s) + 1, nxt)
-            born.append(nxt)
+            self.order[id(nxt)] = self.order[id(s)]
+            self.specs.insert(self.specs.index(s) + 1, nxt)
+            self.born.append(nxt)
         elif s.search.failed or s.search.note:
             tail = ("" if s.search.failed else "; its followers do not run" if s.search.follower_value() is None
                     else "; its followers run at the closest round's value, marked 'not reached'")
             print(f"calibration {s.search.label}: {s.search.failed or s.search.note}{tail}", flush=True)
 
-    try:
-        while pending or running or queue or born:
-            pending, born[:] = pending + born, []
-            still, settled = [], len(state)
-            for s in pending:
-                dep_states = [state.get(id(d), ("",))[0] for d in s.deps]
-                bad = [d for d, st in zip(s.deps, dep_states) if st in ("failed", "blocked", "held")]
-                failed = [d.search.failed for d in s.deps if d.search is not None and d.search.failed]
-                if not bad and s.after is not None and s.after.done and s.after.failed:
-                    failed.append(s.after.failed)
-                if s.search is not None and s.search.chain is not None and s.search.chain.failed:
-                    failed.append(s.search.chain.failed)
-                miss = [missed(d) for d in s.deps if missed(d)]
-                if s.after is not None and s.after.done and not s.after.failed and s.after.follower_value() is None:
-                    miss.append(s.after.note)
-                if not bad and not failed and miss:
-                    state[id(s)] = ("not run", f"calibration {miss[0]}")
-                    continue
-                if not bad and failed:
-                    state[id(s)] = ("blocked", f"calibration: {failed[0]}")
-                    print(f"blocked {s.label()}: {state[id(s)][1]}", flush=True)
-                    continue
-                if bad:
-                    state[id(s)] = ("blocked", f"{bad[0].name or bad[0].label()} {state[id(bad[0])][0]}")
-                    print(f"blocked {s.label()}: {state[id(s)][1]}", flush=True)
-                    continue
-                if (not all(st in ("finished", "skipped") for st in dep_states) or s.waiting_on_search()
-                        or s.deps_searching()):
-                    still.append(s)
-                    continue
-                if s.cfg is None:
-                    try:
-                        materialize(s, results)
-                    except (C.ConfigError, OSError, KeyError, ValueError, paths.RunFolderError) as e:
-                        settle(s, "failed", f"config: {e}")
-                        print(f"FAILED {s.label()}: {e}", flush=True)
-                        continue
-                other = claimed.get(s.name)
-                if other is not None and other is not s:   # the same run twice in a profile
-                    if id(other) in state:
-                        st = state[id(other)]
-                        settle(s, *(("skipped", "") if st[0] in ("finished", "skipped") else st))
-                    else:
-                        still.append(s)
-                    continue
-                claimed[s.name] = s
-                if is_finished(s.cfg, results) and not weights_wanted(s, users.get(id(s)), results):
-                    settle(s, "skipped")
-                else:
-                    queue.append(s)
-            pending = still
-            queue.sort(key=lambda s: (not s.dependents and s.search is None, order[id(s)]))
-            n = launcher.free(len(running))
-            if n and queue:
-                total = len(began) + len(queue) + len(pending) + len(born)
-                for s in queue[:n]:
-                    began[id(s)] = time.time()
-                    number[id(s)] = len(began)
-                    print(f"[{len(began)}/{total}] start {s.name}", flush=True)
-                running.update(launcher.submit(queue[:n]))
-                queue = queue[n:]
-            if not running:
-                if pending and not queue and not born and len(state) == settled:  # a bug
-                    for s in pending:
-                        state[id(s)] = ("blocked", "dependency never finished")
-                    pending = []
-                continue
-            if born or len(state) != settled:
-                # rounds replayed from disk, or runs settled, in this pass: place what they free
-                # before waiting (a resumed search needs one pass per round on disk, and a wait
-                # here left a free slot idle until the running run ended)
-                continue
-            for s, code, note in launcher.wait(running):
-                for h in [h for h, v in running.items() if v is s]:
-                    del running[h]
-                took.append(time.time() - began.get(id(s), t_sweep))
-                ended.append(s)
-                total = len(began) + len(queue) + len(pending) + len(born)
-                left = total - len(took)
-                rest = list(running.values()) + queue + pending + born
-                eta = cli.duration(costs.eta(ended, took, rest) / jobs) if left else "0s"
-                times = (f"took {cli.duration(took[-1])}; elapsed {cli.duration(time.time() - t_sweep)}, "
-                         f"ETA {eta}")
-                status, note = ("finished", "") if code == 0 else ("failed", note)
-                if code == HELD:   # another sweep trains it now: not a failure of this one
-                    status, note = "held", f"held by another process (PID {holder(results, s.name)}), skipped"
-                word = {"finished": "done", "held": "held"}.get(status, "FAILED")
-                print(f"[{number.get(id(s), len(took))}/{total}] {word} {s.name} ({times})"
-                      + (f": {note}" if note else ""),
-                      flush=True)
-                settle(s, status, note)
-    except BaseException:   # Ctrl-C, a full disk: the running children stop at a checkpoint
-        launcher.close(cancel=True, handles=running)
-        raise
-    launcher.close()
-    return state
+    def place(self):
+        """One pass over the pending runs (and the rounds born since): settle the blocked and
+        the skipped, queue the ready, keep the rest pending."""
+        self.pending, self.born[:] = self.pending + self.born, []
+        self.pending = [s for s in self.pending if self._place(s)]
+        self.queue.sort(key=lambda s: (not s.dependents and s.search is None, self.order[id(s)]))
+
+    def _place(self, s):
+        """Settle, queue or keep one pending run; True to keep it pending."""
+        if self._blocked(s):
+            return False
+        dep_states = [self.state.get(id(d), ("",))[0] for d in s.deps]
+        if (not all(st in ("finished", "skipped") for st in dep_states) or s.waiting_on_search()
+                or s.deps_searching()):
+            return True
+        if s.cfg is None:
+            try:
+                materialize(s, self.results)
+            except (C.ConfigError, OSError, KeyError, ValueError, paths.RunFolderError) as e:
+                self.settle(s, "failed", f"config: {e}")
+                print(f"FAILED {s.label()}: {e}", flush=True)
+                return False
+        other = self.claimed.get(s.name)
+        if other is not None and other is not s:   # the same run twice in a profile
+            if id(other) not in self.state:
+                return True
+            st = self.state[id(other)]
+            self.settle(s, *(("skipped", "") if st[0] in ("finished", "skipped") else st))
+            return False
+        self.claimed[s.name] = s
+        if is_finished(s.cfg, self.results) and not weights_wanted(s, self.users.get(id(s)), self.results):
+            self.settle(s, "skipped")
+        else:
+            self.queue.append(s)
+        return False
+
+    def _blocked(self, s):
+        """Settle s as `blocked` (a dependency failed, was blocked or held; its λ search failed)
+        or `not run` (its λ search missed the target); True when it did."""
+        state = self.state
+        dep_states = [state.get(id(d), ("",))[0] for d in s.deps]
+        bad = [d for d, st in zip(s.deps, dep_states) if st in ("failed", "blocked", "held")]
+        failed = [d.search.failed for d in s.deps if d.search is not None and d.search.failed]
+        if not bad and s.after is not None and s.after.done and s.after.failed:
+            failed.append(s.after.failed)
+        if s.search is not None and s.search.chain is not None and s.search.chain.failed:
+            failed.append(s.search.chain.failed)
+        miss = [missed(d) for d in s.deps if missed(d)]
+        if s.after is not None and s.after.done and not s.after.failed and s.after.follower_value() is None:
+            miss.append(s.after.note)
+        if not bad and not failed and miss:
+            state[id(s)] = ("not run", f"calibration {miss[0]}")
+            return True
+        if not bad and failed:
+            state[id(s)] = ("blocked", f"calibration: {failed[0]}")
+        elif bad:
+            state[id(s)] = ("blocked", f"{bad[0].name or bad[0].label()} {state[id(bad[0])][0]}")
+        else:
+            return False
+        print(f"blocked {s.label()}: {state[id(s)][1]}", flush=True)
+        return True
+
+    def _total(self):
+        return len(self.began) + len(self.queue) + len(self.pending) + len(self.born)
+
+    def start(self):
+        """Hand the launcher as many queued runs as it has free slots: `[k/N] start RUN`."""
+        n = self.launcher.free(len(self.running))
+        if n and self.queue:
+            total = self._total()
+            for s in self.queue[:n]:
+                self.began[id(s)] = time.time()
+                self.number[id(s)] = len(self.began)
+                print(f"[{len(self.began)}/{total}] start {s.name}", flush=True)
+            self.running.update(self.launcher.submit(self.queue[:n]))
+            self.queue = self.queue[n:]
+
+    def end(self, s, code, note):
+        """A run ended with exit status `code`: `[k/N] done|held|FAILED RUN (took, elapsed, ETA)`."""
+        for h in [h for h, v in self.running.items() if v is s]:
+            del self.running[h]
+        self.took.append(time.time() - self.began.get(id(s), self.t_sweep))
+        self.ended.append(s)
+        total = self._total()
+        left = total - len(self.took)
+        rest = list(self.running.values()) + self.queue + self.pending + self.born
+        eta = cli.duration(self.costs.eta(self.ended, self.took, rest) / self.jobs) if left else "0s"
+        times = (f"took {cli.duration(self.took[-1])}; elapsed {cli.duration(time.time() - self.t_sweep)}, "
+                 f"ETA {eta}")
+        status, note = ("finished", "") if code == 0 else ("failed", note)
+        if code == HELD:   # another sweep trains it now: not a failure of this one
+            status, note = "held", f"held by another process (PID {holder(self.results, s.name)}), skipped"
+        word = {"finished": "done", "held": "held"}.get(status, "FAILED")
+        print(f"[{self.number.get(id(s), len(self.took))}/{total}] {word} {s.name} ({times})"
+              + (f": {note}" if note else ""),
+              flush=True)
+        self.settle(s, status, note)
 
 
 class _Costs:
@@ -249,36 +283,69 @@ def dry_run(specs, results):
     (precision, channels_last, compile) first, else other machines' (the line names them),
     else runs in another setting (a note says which; plan.epoch_time), plus the most the
     unfinished λ searches can add (their rounds after the one listed)."""
-    done = todo = dup = 0
-    seen = set()
     try:
         ready, waiting = known(specs, results)
         notes = start_notes(specs, results)
     except (C.ConfigError, paths.RunFolderError, ProfileError) as e:
         print(f"  error: {e}")
         return 2
-    users = weight_users(ready + waiting)
-    measured = epoch_seconds(results)
-    device = hardware.environment()["device_name"]
-    left = {"epochs": 0, "untimed": 0, "here": 0.0, "other": 0.0}
-    others, settings = set(), {}   # the machines, and the settings, other runs' times came from
+    cost = _DryCost(results)
+    done, todo, dup, reused, retrain = _list_ready(ready, results, weight_users(ready + waiting), cost)
+    _list_waiting(waiting, cost)
+    for line in notes:
+        print(f"  {line}")
+    gone = sum(1 for s in waiting if never_runs(s))
+    print(f"{len(ready) - dup + len(waiting)} runs: {done} finished, {todo} to run, {len(waiting) - gone} waiting "
+          f"on a dependency or a λ search" + (f", {gone} never run (their λ search did not reach its target)"
+                                               if gone else "")
+          + (f" ({dup} entries name a run listed already)" if dup else ""))
+    if committed_line(reused, retrain):
+        print(committed_line(reused, retrain))
+    extra = _search_epochs(ready + waiting)
+    hours = _hours(cost.left, results, cost.device, cost.others, cost.settings)
+    if not cost.left["epochs"] and not extra:
+        print("cost: nothing left to train")
+        return 0
+    print(f"cost: {cost.left['epochs']} run-epochs to train{hours}"
+          + (f"; the λ searches' later rounds may add up to {extra} run-epochs" if extra else "")
+          + " (one run at a time: divide by the runs that run at once)")
+    return 0
 
-    def cost(s, to_run):
+
+class _DryCost:
+    """The dry run's cost left: run-epochs, and seconds at the epoch times measured here or on
+    other machines; the machines, and the settings, other runs' times came from."""
+
+    def __init__(self, results):
+        self.measured = epoch_seconds(results)
+        self.device = hardware.environment()["device_name"]
+        self.left = {"epochs": 0, "untimed": 0, "here": 0.0, "other": 0.0}
+        self.others, self.settings = set(), {}
+
+    def __call__(self, s, to_run):
+        """'N epochs' for the run's line; a run still to train adds to the cost left."""
         cfg = spec_cfg(s)
         ep = int(cfg["epochs"])
         if to_run:
-            left["epochs"] += ep
-            t, how, cells = epoch_time(measured, cfg, device)
+            self.left["epochs"] += ep
+            t, how, cells = epoch_time(self.measured, cfg, self.device)
             if t is None:
-                left["untimed"] += 1
+                self.left["untimed"] += 1
             else:
-                mine = all(d == device for _, d in cells)
-                left["here" if mine else "other"] += ep * t
-                others.update(d for _, d in cells if d != device)
+                mine = all(d == self.device for _, d in cells)
+                self.left["here" if mine else "other"] += ep * t
+                self.others.update(d for _, d in cells if d != self.device)
                 if how == "setting":
-                    settings[_setting_text(cfg)] = {_setting_text(dict(zip(SETTING_KEYS, c[0]))) for c in cells}
+                    self.settings[_setting_text(cfg)] = {_setting_text(dict(zip(SETTING_KEYS, c[0])))
+                                                         for c in cells}
         return f"{ep} epochs"
 
+
+def _list_ready(ready, results, users, cost):
+    """The done, todo and same lines of the runs whose names are known; returns the counts
+    (done, todo, same, committed runs counted as done, committed runs --retrain trains)."""
+    done = todo = dup = 0
+    seen = set()
     reused = retrain = 0     # committed complete runs (no weights): counted as done, or --retrain
     for s in ready:
         if s.name in seen:
@@ -297,43 +364,39 @@ def dry_run(specs, results):
             reused += is_committed(s.name, results)
             print(f"  done  {s.name}  {cost(s, False)}")
         seen.add(s.name)
+    return done, todo, dup, reused, retrain
+
+
+def _list_waiting(waiting, cost):
+    """A wait line per run whose name is not known yet, with what it waits on."""
     for s in waiting:
-        if s.after is not None:
-            why = (f"calibration: {s.after.failed}" if s.after.failed else
-                   f"calibration {s.after.note}: not run" if s.after.done else f"the λ search of {s.after.label}")
-        elif s.search is not None and s.search.chain is not None:
-            why = f"the λ search for the previous target, {s.search.chain.label}"
-        else:
-            what = ", ".join(sorted({d.name or d.label() for d in s.deps}))
-            kinds = "/".join(k for k in ("target_from", "init_from")
-                             if (s.target_from if k == "target_from" else s.init_from))
-            why = f"{kinds} {what}"
+        why = _waits_on(s)
         settled = never_runs(s)
         gone = bool(settled) or (s.after is not None and s.after.done and s.after.failed)
         if settled and not s.after:
             why = settled
         print(f"  wait  {s.label()}  ({why})  {cost(s, not gone)}")
-    for line in notes:
-        print(f"  {line}")
-    gone = sum(1 for s in waiting if never_runs(s))
-    print(f"{len(ready) - dup + len(waiting)} runs: {done} finished, {todo} to run, {len(waiting) - gone} waiting "
-          f"on a dependency or a λ search" + (f", {gone} never run (their λ search did not reach its target)"
-                                               if gone else "")
-          + (f" ({dup} entries name a run listed already)" if dup else ""))
-    if committed_line(reused, retrain):
-        print(committed_line(reused, retrain))
+
+
+def _waits_on(s):
+    if s.after is not None:
+        return (f"calibration: {s.after.failed}" if s.after.failed else
+                f"calibration {s.after.note}: not run" if s.after.done else f"the λ search of {s.after.label}")
+    if s.search is not None and s.search.chain is not None:
+        return f"the λ search for the previous target, {s.search.chain.label}"
+    what = ", ".join(sorted({d.name or d.label() for d in s.deps}))
+    kinds = "/".join(k for k in ("target_from", "init_from")
+                     if (s.target_from if k == "target_from" else s.init_from))
+    return f"{kinds} {what}"
+
+
+def _search_epochs(specs):
+    """The most run-epochs the unfinished λ searches' rounds after the listed one can add."""
     extra = 0
-    for x in _searches(ready + waiting):
+    for x in _searches(specs):
         if not x.done and x.specs:
             extra += max(0, x.rounds - len(x.history) - 1) * int(spec_cfg(x.specs[0])["epochs"])
-    hours = _hours(left, results, device, others, settings)
-    if not left["epochs"] and not extra:
-        print("cost: nothing left to train")
-        return 0
-    print(f"cost: {left['epochs']} run-epochs to train{hours}"
-          + (f"; the λ searches' later rounds may add up to {extra} run-epochs" if extra else "")
-          + " (one run at a time: divide by the runs that run at once)")
-    return 0
+    return extra
 
 
 def _setting_text(cfg):
