@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import os
+import types
 
 import yaml
 
@@ -263,122 +264,21 @@ def expand(profile_path, extra=(), max_runs=None):
     counted = 0
     seeds = prof.get("seeds", [0])
     common = [str(o) for o in prof.get("overrides") or []]
-    scale = prof.get("epochs_scale")
-    epoch_keys = prof.get("epoch_keys")   # None: each run's method declares its own
     by_entry, specs = {}, []
     for i, entry in enumerate(prof["runs"]):
         ename = str(entry.get("name", f"entry{i}")) if isinstance(entry, dict) else f"entry{i}"
         where = f"{os.path.basename(profile_path)}: runs[{i}] ({ename})"
-        if not isinstance(entry, dict):
-            raise ProfileError(f"{where}: expected a mapping")
-        bad = set(entry) - ENTRY_KEYS
-        if bad:
-            raise ProfileError(f"{where}: unknown key(s) {', '.join(sorted(bad))}; "
-                               f"known: {', '.join(sorted(ENTRY_KEYS))}")
-        if ename in by_entry:
-            raise ProfileError(f"{where}: duplicate entry name '{ename}'")
-        configs = _paths(entry.get("config"), where)
-        rows = _paths(entry.get("at"), where)
-        if len(configs) > 1 and rows:
-            raise ProfileError(f"{where}: give several configs or 'at' rows, not both")
-        if not configs and not rows and not entry.get("overrides"):
-            raise ProfileError(f"{where}: needs a 'config', an 'at' or 'overrides'")
-        row_keys = entry.get("row_keys", prof.get("row_keys", ROW_KEYS))
-        grids = entry.get("grid") or {}
-        grids = grids if isinstance(grids, list) else [grids]
-        axes_list = []
-        for grid in grids:
-            if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
-                raise ProfileError(f"{where}: 'grid' must map each axis to a non-empty list "
-                                   f"(or be a list of such mappings)")
-            axes = {k: list(v) for k, v in grid.items()}
-            if len(configs) > 1:
-                axes = {"row": [_rel(c) for c in configs], **axes}
-            elif rows:
-                axes = {"row": [_rel(r) for r in rows], **axes}
-            axes_list.append(axes)
-        deps = {}
-        for kind in ("target_from", "init_from"):
-            if entry.get(kind) is not None:
-                if entry[kind] not in by_entry:
-                    raise ProfileError(f"{where}: {kind}: '{entry[kind]}' is not an earlier entry")
-                deps[kind] = by_entry[entry[kind]]
-        metric = entry.get("target_metric", "sparsity")
-        if metric not in TARGET_METRICS:
-            raise ProfileError(f"{where}: target_metric must be one of {', '.join(TARGET_METRICS)}")
-        role = entry.get("role")
-        if role is not None and role not in C.ROLES:
-            raise ProfileError(f"{where}: role must be one of {', '.join(C.ROLES)}")
-        calib = _calibration(entry, where)
-        if calib and calib["start_from"] and profile_name(find_profile(calib["start_from"]["profile"])) == pname:
-            raise ProfileError(f"{where}: calibrate.start_from names this profile itself")
-        tkey = _targets_key(entry, metric, where)
-        if calib and tkey not in entry and "target_from" not in deps:
-            raise ProfileError(f"{where}: calibrate needs {tkey} or target_from")
-        if entry.get(tkey) is not None and not calib:
-            raise ProfileError(f"{where}: {tkey} needs calibrate: {{key: optim.lam, start: ...}}")
-        if metric in FALLING and not calib:
-            raise ProfileError(f"{where}: target_metric {metric} is read by a calibrated entry's "
-                               f"search only (targets: [...] and calibrate: {{...}})")
-        targets = entry.get(tkey)
-        if targets is not None and not (isinstance(targets, list) and targets and all(
-                _positive(t) and t < 1 for t in targets)):
-            raise ProfileError(f"{where}: {tkey} must be a non-empty list of fractions in (0, 1)")
-        targets = targets or [None]
-        if "seeds" in entry:
-            _check_seeds(entry["seeds"], where)
-        escale = entry.get("epochs_scale")
-        if escale is not None and not _positive(escale):
-            raise ProfileError(f"{where}: epochs_scale must be a positive number")
-        total_scale = (scale or 1.0) * (escale or 1.0) if (scale or escale) else None
-        own = [str(o) for o in entry.get("overrides") or []]
-        _seed_override(own, f"{where}: overrides")
-        if any("seed" in a for a in axes_list):
-            raise ProfileError(f"{where}: grid axis 'seed': a run's seed comes from seeds: (give the "
-                               f"entry seeds: [...] instead)")
-        counted += (sum(math.prod(len(v) for v in a.values()) for a in axes_list) * len(targets)
+        e = _entry(entry, ename, where, prof, pname, by_entry)
+        counted += (sum(math.prod(len(v) for v in a.values()) for a in e.axes_list) * len(e.targets)
                     * len(entry.get("seeds", seeds)))
         if max_runs is not None and counted > max_runs:
             raise ProfileError(f"{os.path.basename(profile_path)}: expands to more than {max_runs:,} runs "
                                f"(at least {counted:,} by runs[{i}] ({ename})); a grid that large is "
                                f"likely a mistake: to run it, confirm with --max-runs {counted}")
+        static = common + e.own
         mine = []
-        for axes, combo in ((a, c) for a in axes_list for c in itertools.product(*a.values())):
-            point = dict(zip(axes, combo))
-            row = point.get("row")
-            config = os.path.join(REPO, row) if row and len(configs) > 1 else (configs[0] if configs else None)
-            base = _row_overrides(os.path.join(REPO, row), row_keys) if rows else []
-            sets = [f"{k}={_fmt(v)}" for key, val in point.items() if key != "row"
-                    for k, v in (C.flatten(val) if isinstance(val, dict) else {key: val}).items()]
-            static = base + common + own + sets
-            if total_scale:  # (init_from is only known later; some methods refuse a config without it)
-                pending = ["init_from=pending"] if "init_from" in deps else []
-                static += _scaled(config, static + extra + pending, float(total_scale), epoch_keys)
-            static += extra
-            swept = {k: v for k, v in point.items() if k != "row" and not isinstance(v, dict)}
-            ident = {"profile": pname, "entry": ename, "role": role,
-                     "swept_key": ",".join(swept), "swept_value": ",".join(_fmt(v) for v in swept.values())}
-            ent_seeds = entry.get("seeds", seeds)
-            previous = []   # calibrate.chain: the searches for the previous target, in order
-            # the search's growing form (search.internal): a MACs level 0.1 is 0.9 of them removed
-            grow = lambda v: -1 if v is None else internal(v, metric)
-            order = sorted(targets, key=grow) if calib and calib["chain"] else targets
-            given = [grow(v) for v in targets if v is not None]   # (for Search.side below)
-            for t, target in enumerate(order):
-                if calib:
-                    start = calib["start"][t] if isinstance(calib["start"], list) else calib["start"]
-                    # the lowest and highest targets calibrate on their outer side (Search.side)
-                    g = grow(target)
-                    side = (0 if target is None or len(set(given)) < 2 else
-                            -1 if g == min(given) else 1 if g == max(given) else 0)
-                    made = _searches(ename, where, config, static, point, ent_seeds, deps, metric,
-                                     ident, {**calib, "start": start, "side": side, "targets": given,
-                                             "previous": previous if calib["chain"] else None}, target)
-                    previous = [r.search for r in made if r.search is not None]
-                    mine += made
-                    continue
-                for seed in ent_seeds:
-                    mine += _with_deps(ename, where, config, static, point, seed, deps, metric, ident)
+        for axes, combo in ((a, c) for a in e.axes_list for c in itertools.product(*a.values())):
+            mine += _point_runs(e, dict(zip(axes, combo)), static, extra, prof, entry.get("seeds", seeds))
         by_entry[ename] = mine
         specs += mine
         if max_runs is not None and len(specs) > max_runs:   # dependencies repeat runs
@@ -386,6 +286,154 @@ def expand(profile_path, extra=(), max_runs=None):
                                f"({len(specs):,} by runs[{i}] ({ename})); a grid that large is likely a "
                                f"mistake: to run it, confirm with --max-runs N (N at least the total)")
     return specs
+
+
+def _entry(entry, ename, where, prof, pname, by_entry):
+    """One entry of `runs:`, checked (ProfileError, one line, in the order below): what its
+    runs are built from."""
+    if not isinstance(entry, dict):
+        raise ProfileError(f"{where}: expected a mapping")
+    bad = set(entry) - ENTRY_KEYS
+    if bad:
+        raise ProfileError(f"{where}: unknown key(s) {', '.join(sorted(bad))}; "
+                           f"known: {', '.join(sorted(ENTRY_KEYS))}")
+    if ename in by_entry:
+        raise ProfileError(f"{where}: duplicate entry name '{ename}'")
+    configs, rows = _entry_sources(entry, where)
+    axes_list = _entry_axes(entry, configs, rows, where)
+    deps = _entry_deps(entry, by_entry, where)
+    metric = entry.get("target_metric", "sparsity")
+    if metric not in TARGET_METRICS:
+        raise ProfileError(f"{where}: target_metric must be one of {', '.join(TARGET_METRICS)}")
+    role = entry.get("role")
+    if role is not None and role not in C.ROLES:
+        raise ProfileError(f"{where}: role must be one of {', '.join(C.ROLES)}")
+    calib, targets = _entry_targets(entry, where, pname, deps, metric)
+    if "seeds" in entry:
+        _check_seeds(entry["seeds"], where)
+    escale = entry.get("epochs_scale")
+    if escale is not None and not _positive(escale):
+        raise ProfileError(f"{where}: epochs_scale must be a positive number")
+    scale = prof.get("epochs_scale")
+    own = [str(o) for o in entry.get("overrides") or []]
+    _seed_override(own, f"{where}: overrides")
+    if any("seed" in a for a in axes_list):
+        raise ProfileError(f"{where}: grid axis 'seed': a run's seed comes from seeds: (give the "
+                           f"entry seeds: [...] instead)")
+    return types.SimpleNamespace(
+        name=ename, where=where, pname=pname, configs=configs, rows=rows, axes_list=axes_list,
+        deps=deps, metric=metric, role=role, calib=calib, targets=targets, own=own,
+        row_keys=entry.get("row_keys", prof.get("row_keys", ROW_KEYS)),
+        total_scale=(scale or 1.0) * (escale or 1.0) if (scale or escale) else None)
+
+
+def _entry_sources(entry, where):
+    """The entry's config files and `at:` rows (several of one kind, not of both)."""
+    configs = _paths(entry.get("config"), where)
+    rows = _paths(entry.get("at"), where)
+    if len(configs) > 1 and rows:
+        raise ProfileError(f"{where}: give several configs or 'at' rows, not both")
+    if not configs and not rows and not entry.get("overrides"):
+        raise ProfileError(f"{where}: needs a 'config', an 'at' or 'overrides'")
+    return configs, rows
+
+
+def _entry_axes(entry, configs, rows, where):
+    """The entry's grids as {axis: values}, each with the `row` axis first where the entry has
+    several configs or `at:` rows."""
+    grids = entry.get("grid") or {}
+    grids = grids if isinstance(grids, list) else [grids]
+    axes_list = []
+    for grid in grids:
+        if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+            raise ProfileError(f"{where}: 'grid' must map each axis to a non-empty list "
+                               f"(or be a list of such mappings)")
+        axes = {k: list(v) for k, v in grid.items()}
+        if len(configs) > 1:
+            axes = {"row": [_rel(c) for c in configs], **axes}
+        elif rows:
+            axes = {"row": [_rel(r) for r in rows], **axes}
+        axes_list.append(axes)
+    return axes_list
+
+
+def _entry_deps(entry, by_entry, where):
+    """{target_from|init_from: the named earlier entry's Specs}."""
+    deps = {}
+    for kind in ("target_from", "init_from"):
+        if entry.get(kind) is not None:
+            if entry[kind] not in by_entry:
+                raise ProfileError(f"{where}: {kind}: '{entry[kind]}' is not an earlier entry")
+            deps[kind] = by_entry[entry[kind]]
+    return deps
+
+
+def _entry_targets(entry, where, pname, deps, metric):
+    """The entry's calibration (or None) and its targets ([None]: no search per target)."""
+    calib = _calibration(entry, where)
+    if calib and calib["start_from"] and profile_name(find_profile(calib["start_from"]["profile"])) == pname:
+        raise ProfileError(f"{where}: calibrate.start_from names this profile itself")
+    tkey = _targets_key(entry, metric, where)
+    if calib and tkey not in entry and "target_from" not in deps:
+        raise ProfileError(f"{where}: calibrate needs {tkey} or target_from")
+    if entry.get(tkey) is not None and not calib:
+        raise ProfileError(f"{where}: {tkey} needs calibrate: {{key: optim.lam, start: ...}}")
+    if metric in FALLING and not calib:
+        raise ProfileError(f"{where}: target_metric {metric} is read by a calibrated entry's "
+                           f"search only (targets: [...] and calibrate: {{...}})")
+    targets = entry.get(tkey)
+    if targets is not None and not (isinstance(targets, list) and targets and all(
+            _positive(t) and t < 1 for t in targets)):
+        raise ProfileError(f"{where}: {tkey} must be a non-empty list of fractions in (0, 1)")
+    return calib, targets or [None]
+
+
+def _point_overrides(e, point, static, extra, epoch_keys):
+    """One grid point's config and overrides: row keys, profile and entry overrides, grid
+    values, epoch scaling, then --set (the seed and dependencies come later)."""
+    row = point.get("row")
+    configs = e.configs
+    config = os.path.join(REPO, row) if row and len(configs) > 1 else (configs[0] if configs else None)
+    base = _row_overrides(os.path.join(REPO, row), e.row_keys) if e.rows else []
+    sets = [f"{k}={_fmt(v)}" for key, val in point.items() if key != "row"
+            for k, v in (C.flatten(val) if isinstance(val, dict) else {key: val}).items()]
+    static = base + static + sets
+    if e.total_scale:  # (init_from is only known later; some methods refuse a config without it)
+        pending = ["init_from=pending"] if "init_from" in e.deps else []
+        static += _scaled(config, static + extra + pending, float(e.total_scale), epoch_keys)
+    return config, static + extra
+
+
+def _point_runs(e, point, static, extra, prof, ent_seeds):
+    """The runs of one grid point: a λ search per target where the entry calibrates, else one
+    run per seed (times the dependencies' matching points)."""
+    config, static = _point_overrides(e, point, static, extra, prof.get("epoch_keys"))
+    swept = {k: v for k, v in point.items() if k != "row" and not isinstance(v, dict)}
+    ident = {"profile": e.pname, "entry": e.name, "role": e.role,
+             "swept_key": ",".join(swept), "swept_value": ",".join(_fmt(v) for v in swept.values())}
+    calib, metric, targets = e.calib, e.metric, e.targets
+    previous = []   # calibrate.chain: the searches for the previous target, in order
+    # the search's growing form (search.internal): a MACs level 0.1 is 0.9 of them removed
+    grow = lambda v: -1 if v is None else internal(v, metric)
+    order = sorted(targets, key=grow) if calib and calib["chain"] else targets
+    given = [grow(v) for v in targets if v is not None]   # (for Search.side below)
+    mine = []
+    for t, target in enumerate(order):
+        if calib:
+            start = calib["start"][t] if isinstance(calib["start"], list) else calib["start"]
+            # the lowest and highest targets calibrate on their outer side (Search.side)
+            g = grow(target)
+            side = (0 if target is None or len(set(given)) < 2 else
+                    -1 if g == min(given) else 1 if g == max(given) else 0)
+            made = _searches(e.name, e.where, config, static, point, ent_seeds, e.deps, metric,
+                             ident, {**calib, "start": start, "side": side, "targets": given,
+                                     "previous": previous if calib["chain"] else None}, target)
+            previous = [r.search for r in made if r.search is not None]
+            mine += made
+            continue
+        for seed in ent_seeds:
+            mine += _with_deps(e.name, e.where, config, static, point, seed, e.deps, metric, ident)
+    return mine
 
 
 def _with_deps(ename, where, config, static, point, seed, deps, metric, ident=None, search=None,
