@@ -131,8 +131,8 @@ from sweeping import plan
 from sweeping.launch import MARK, LocalLauncher, _header, log_path, train_argv  # noqa: F401
 from sweeping.plan import (dependency_overrides, is_finished, known, materialize,  # noqa: F401
                            only, select)
-from sweeping.profile import (MAX_RUNS, REPO, ProfileError, expand, find_profile, load_profile,  # noqa: F401
-                              profile_results)
+from sweeping.expansion import MAX_RUNS, expand
+from sweeping.profile import REPO, ProfileError, find_profile, load_profile, profile_results  # noqa: F401
 from sweeping.schedule import committed_line, dry_run, print_table, run_all
 from sweeping.search import Search  # noqa: F401
 from sweeping.slurm import SlurmLauncher, _requeueing_call, slurm_script  # noqa: F401

@@ -19,6 +19,7 @@ import fileio
 import paths
 import summaries
 from sweeping import plan, profile as P
+from sweeping.expansion import expand
 
 from . import thresholds as T
 
@@ -57,7 +58,7 @@ def expected(profile, results, searches=None, configs=None):
     searches, replayed from disk, are appended to `searches` when given; `configs` (a dict)
     gets each named run's resolved config."""
     try:
-        specs = P.expand(profile_path(profile))
+        specs = expand(profile_path(profile))
         ready, waiting = plan.known(specs, results, done=_complete)
     except (P.ProfileError, C.ConfigError, paths.RunFolderError) as e:
         raise ReportError(f"profile {profile}: {e}") from None

@@ -1,6 +1,7 @@
 """The sweep machinery behind sweep.py, one job per module:
 
-    profile.py   the profile language and its expansion into runs (Spec)
+    profile.py   the profile language: its keys and checks, the run (Spec), the lookup
+    expansion.py a profile's expansion into runs
     search.py    the λ search (Search)
     plan.py      run state: dependencies, names, done or not, the next round, replay from disk
     launch.py    the local launcher (one train.py process per run)

@@ -237,7 +237,8 @@ def source_searches(profile, results):
     """{entry: [Search]} of another profile, its searches replayed from the complete runs in
     RESULTS/runs (weights not needed), as the sweep would replay them; cached per process
     while the number of run folders stays the same."""
-    from .profile import expand, find_profile
+    from .expansion import expand
+    from .profile import find_profile
     path = os.path.abspath(find_profile(profile))
     root = os.path.join(results, "runs")
     # a new run folder (a source still running, a test) replays again
