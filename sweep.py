@@ -133,7 +133,8 @@ from sweeping.plan import (dependency_overrides, is_finished, known, materialize
                            only, select)
 from sweeping.expansion import MAX_RUNS, expand
 from sweeping.profile import REPO, ProfileError, find_profile, load_profile, profile_results  # noqa: F401
-from sweeping.schedule import committed_line, dry_run, print_table, run_all
+from sweeping.dryrun import committed_line, dry_run
+from sweeping.schedule import print_table, run_all
 from sweeping.search import Search  # noqa: F401
 from sweeping.slurm import SlurmLauncher, _requeueing_call, slurm_script  # noqa: F401
 

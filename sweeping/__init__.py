@@ -6,7 +6,8 @@
     plan.py      run state: dependencies, names, done or not, the next round, replay from disk
     launch.py    the local launcher (one train.py process per run)
     slurm.py     the SLURM launcher (submitit)
-    schedule.py  the scheduler, the status table, --dry-run
+    schedule.py  the scheduler, the status table
+    dryrun.py    --dry-run: the runs, what is done, the cost left
 
-The report (reporting/) imports profile and plan only, never a launcher.
+The report (reporting/) imports profile, expansion and plan only, never a launcher.
 """
