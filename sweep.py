@@ -122,20 +122,20 @@ import os
 import sys
 import time
 
-import cli
-import config as C
-import fileio
-import paths
-import runindex
-from sweeping import plan
-from sweeping.launch import MARK, LocalLauncher, _header, log_path, train_argv  # noqa: F401
-from sweeping.plan import (dependency_overrides, is_finished, known, materialize,  # noqa: F401
-                           only, select)
-from sweeping.profile import (MAX_RUNS, REPO, ProfileError, expand, find_profile, load_profile,  # noqa: F401
-                              profile_results)
-from sweeping.schedule import committed_line, dry_run, print_table, run_all
-from sweeping.search import Search  # noqa: F401
-from sweeping.slurm import SlurmLauncher, _requeueing_call, slurm_script  # noqa: F401
+from sparsecs import cli
+from sparsecs import config as C
+from sparsecs import fileio
+from sparsecs import paths
+from sparsecs import runindex
+from sparsecs.sweeping import plan
+from sparsecs.sweeping.launch import MARK, LocalLauncher, _header, log_path, train_argv  # noqa: F401
+from sparsecs.sweeping.plan import (dependency_overrides, is_finished, known, materialize,  # noqa: F401
+                                    only, select)
+from sparsecs.sweeping.profile import (MAX_RUNS, REPO, ProfileError, expand, find_profile, load_profile,  # noqa: F401
+                                       profile_results)
+from sparsecs.sweeping.schedule import committed_line, dry_run, print_table, run_all
+from sparsecs.sweeping.search import Search  # noqa: F401
+from sparsecs.sweeping.slurm import SlurmLauncher, _requeueing_call, slurm_script  # noqa: F401
 
 # The machinery lives in sweeping/ (one job per module, see its __init__); the names above are
 # what this CLI uses and what a script or test may call as sweep.<name>.

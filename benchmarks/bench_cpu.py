@@ -45,11 +45,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import config as C  # noqa: E402
-import data as D  # noqa: E402
-import distributed  # noqa: E402
-import final_eval  # noqa: E402
-import hardware  # noqa: E402
+from sparsecs import config as C  # noqa: E402
+from sparsecs import data as D  # noqa: E402
+from sparsecs import distributed  # noqa: E402
+from sparsecs import final_eval  # noqa: E402
+from sparsecs import hardware  # noqa: E402
 import train  # noqa: E402
 
 BATCH = 128

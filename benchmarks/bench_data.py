@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import data  # noqa: E402
+from sparsecs import data  # noqa: E402
 
 CIFAR = data.get("cifar10")     # the set whose files and pipeline are timed
 

@@ -40,14 +40,14 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import config as C  # noqa: E402
-import distributed  # noqa: E402
-import data as D  # noqa: E402
-import hardware  # noqa: E402
-import metrics  # noqa: E402
-from sweeping import profile as P  # noqa: E402
+from sparsecs import config as C  # noqa: E402
+from sparsecs import distributed  # noqa: E402
+from sparsecs import data as D  # noqa: E402
+from sparsecs import hardware  # noqa: E402
+from sparsecs import metrics  # noqa: E402
+from sparsecs.sweeping import profile as P  # noqa: E402
 import train  # noqa: E402
-from optim import get_method  # noqa: E402
+from sparsecs.optim import get_method  # noqa: E402
 
 ONE_PROCESS = distributed.Dist()
 # Sets streamed from disk (ImageNet) are timed on synthetic batches made on the device once

@@ -39,10 +39,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import export  # noqa: E402
-import fileio  # noqa: E402
-import hardware  # noqa: E402
-import metrics  # noqa: E402
-import sparse_infer  # noqa: E402
+from sparsecs import fileio  # noqa: E402
+from sparsecs import hardware  # noqa: E402
+from sparsecs import metrics  # noqa: E402
+from sparsecs import sparse_infer  # noqa: E402
 
 INFERENCE_JSON = "inference.json"
 VARIANTS = ("dense", "folded", "slim", "sparse", "slim+sparse")

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import data as D  # noqa: E402
-import models  # noqa: E402
-from optim import XRDA  # noqa: E402
+from sparsecs import data as D  # noqa: E402
+from sparsecs import models  # noqa: E402
+from sparsecs.optim import XRDA  # noqa: E402
 
 CIFAR = D.get("cifar10")     # the data set the models are built for: its shape and classes
 

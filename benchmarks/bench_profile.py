@@ -22,11 +22,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import config as C  # noqa: E402
-import data as D  # noqa: E402
-import metrics  # noqa: E402
-import models  # noqa: E402
-from optim import get_method  # noqa: E402
+from sparsecs import config as C  # noqa: E402
+from sparsecs import data as D  # noqa: E402
+from sparsecs import metrics  # noqa: E402
+from sparsecs import models  # noqa: E402
+from sparsecs.optim import get_method  # noqa: E402
 
 T_IMPORT = time.perf_counter() - T_START
 

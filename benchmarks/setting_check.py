@@ -20,10 +20,10 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import config as C  # noqa: E402
-import fileio  # noqa: E402
-import paths  # noqa: E402
-import summaries  # noqa: E402
+from sparsecs import config as C  # noqa: E402
+from sparsecs import fileio  # noqa: E402
+from sparsecs import paths  # noqa: E402
+from sparsecs import summaries  # noqa: E402
 
 SETTING_KEYS = ("precision", "channels_last", "compile")
 # two-sided 95% Student t quantiles by degrees of freedom (scipy.stats.t.ppf(0.975, df))

@@ -17,15 +17,15 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import config as C  # noqa: E402
-import data as D  # noqa: E402
-import distributed as dist_  # noqa: E402
-import fileio  # noqa: E402
-import final_eval  # noqa: E402
-import modelfile  # noqa: E402
-import paths  # noqa: E402
-import runindex  # noqa: E402
-import summaries  # noqa: E402
+from sparsecs import config as C  # noqa: E402
+from sparsecs import data as D  # noqa: E402
+from sparsecs import distributed as dist_  # noqa: E402
+from sparsecs import fileio  # noqa: E402
+from sparsecs import final_eval  # noqa: E402
+from sparsecs import modelfile  # noqa: E402
+from sparsecs import paths  # noqa: E402
+from sparsecs import runindex  # noqa: E402
+from sparsecs import summaries  # noqa: E402
 
 
 def backfill(out, device="cpu"):

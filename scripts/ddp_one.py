@@ -14,8 +14,8 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import config as C  # noqa: E402
-import distributed  # noqa: E402
+from sparsecs import config as C  # noqa: E402
+from sparsecs import distributed  # noqa: E402
 import train  # noqa: E402
 
 

@@ -70,7 +70,7 @@ ENV_PROBE = r"""
 import os, platform, shutil, sys
 import torch
 sys.path.insert(0, os.getcwd())
-import hardware
+from sparsecs import hardware
 print("python", platform.python_version(), sys.executable)
 print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())
 if torch.cuda.is_available():

@@ -13,7 +13,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import schema  # noqa: E402
+from sparsecs import schema  # noqa: E402
 
 README = os.path.join(REPO, "README.md")
 

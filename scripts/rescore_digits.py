@@ -19,9 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pandas as pd  # noqa: E402
 
-import criteria  # noqa: E402
-import data  # noqa: E402
-from reporting import claims as CL  # noqa: E402
+from sparsecs import criteria  # noqa: E402
+from sparsecs import data  # noqa: E402
+from sparsecs.reporting import claims as CL  # noqa: E402
 
 
 def main(commit="ddc6968"):

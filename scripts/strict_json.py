@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import fileio  # noqa: E402
+from sparsecs import fileio  # noqa: E402
 
 TOKENS = ("-Infinity", "Infinity", "NaN")
 

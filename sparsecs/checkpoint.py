@@ -12,9 +12,9 @@ import os
 import torch
 import yaml
 
-import cli
-import fileio
-import paths
+from sparsecs import cli
+from sparsecs import fileio
+from sparsecs import paths
 
 
 def load(out, device, chash):

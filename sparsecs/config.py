@@ -10,8 +10,8 @@ import os
 
 import yaml
 
-from schema import ConfigError, DEFAULTS, NOT_HASHED, ROLES   # noqa: F401 (the config API)
-import schema
+from sparsecs.schema import ConfigError, DEFAULTS, NOT_HASHED, ROLES   # noqa: F401 (the config API)
+from sparsecs import schema
 
 IDENTITY = {k.name: k.default for k in schema.IDENTITY}
 MAX_YAML_SIZE = 1_000_000   # elements of a config, override or profile after alias expansion
@@ -161,9 +161,9 @@ def _scalar(text):
 def resolve(cfg):
     """Fill defaults, check every key and value (schema.py); returns a new dict (the resolved
     config)."""
-    import data
-    import models
-    from optim import get_method
+    from sparsecs import data
+    from sparsecs import models
+    from sparsecs.optim import get_method
 
     for k in cfg:
         if k not in DEFAULTS:
@@ -224,7 +224,7 @@ def config_hash(cfg):
 def method_revision(name, hp=None):
     """The revision of a run of the method named `name` with `optim` keys `hp` (optim/base.py
     Method.revision_of: the method's `revision`, or a variant's own)."""
-    from optim import get_method
+    from sparsecs.optim import get_method
 
     return get_method(name).revision_of(hp or {})
 
@@ -255,7 +255,7 @@ def init_key(path):
 
 def run_name(cfg):
     """Readable name plus hash: cifar10-vgg16-xrda-lam1e-06-s0-1a2b3c4d (the tags: schema.py)."""
-    from optim import get_method
+    from sparsecs.optim import get_method
 
     method = get_method(cfg["method"])
     parts = [cfg["dataset"], cfg["model"], *schema.name_tags(cfg, schema.CONFIG), cfg["method"],

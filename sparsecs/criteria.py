@@ -24,7 +24,7 @@ def collapse_measure(summary):
 
 def collapsed(summary):
     """Whether a finished run's training collapsed (see COLLAPSE_FRACTION)."""
-    import data
+    from sparsecs import data
 
     spec = data.DATASETS.get(summary.get("dataset"))
     chance = 100.0 / (spec.num_classes if spec else 10)

@@ -58,10 +58,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import fileio
-import imagefolder
-from sampling import (DataError, epoch_generator, erase_boxes, erase_mask, one_line,  # noqa: F401
-                      shard)
+from sparsecs import fileio
+from sparsecs import imagefolder
+from sparsecs.sampling import (DataError, epoch_generator, erase_boxes, erase_mask, one_line,  # noqa: F401
+                               shard)
 
 
 

@@ -16,7 +16,7 @@ import tempfile
 
 import torch
 
-import paths
+from sparsecs import paths
 
 
 def _npy_bytes(array):
@@ -215,7 +215,7 @@ def _is_config(p):
     """Whether `p` reads as a config this repository wrote: a YAML mapping of known keys."""
     import yaml
 
-    import config as C
+    from sparsecs import config as C
     try:
         with open(p, encoding="utf-8") as f:
             cfg = yaml.safe_load(f.read(1 << 20))

@@ -13,16 +13,17 @@ import os
 import numpy as np
 import torch
 
-import config as C
-import criteria
-import export   # at start: a long run must not import a module edited while it trained
-import fileio
-import hardware
-import metrics
-import modelfile
-import paths
-import runindex
-import summaries
+from sparsecs import config as C
+from sparsecs import criteria
+from sparsecs import fileio
+from sparsecs import hardware
+from sparsecs import metrics
+from sparsecs import modelfile
+from sparsecs import paths
+from sparsecs import runindex
+from sparsecs import summaries
+# at start: a long run must not import a module edited while it trained
+from sparsecs.exporting.slim import slim_model
 
 
 def evaluate_batches(model, batches, d, predictions=None):
@@ -106,7 +107,7 @@ def structural_macs(model):
     output instead, at the price of a [C, H, W] map in the file, and then this count would
     drop with it. tests/test_structural_macs.py holds it to FlopCounterMode within 1%."""
     try:
-        slim = export.slim_model(model)
+        slim = slim_model(model)
     except Exception:   # a graph slim export does not handle: no structural count
         return math.nan
     return float(metrics.graph_macs(slim))

@@ -12,7 +12,7 @@ import shutil
 
 import torch
 
-import paths
+from sparsecs import paths
 
 
 def environment():

@@ -36,7 +36,7 @@ import os
 
 import torch
 
-import sampling as D
+from sparsecs import sampling as D
 
 MEAN = (0.485, 0.456, 0.406)   # ImageNet statistics (torchvision's reference scripts)
 STD = (0.229, 0.224, 0.225)

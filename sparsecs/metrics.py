@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from optim.base import penalized_modules, probe, probe_shape
+from sparsecs.optim.base import penalized_modules, probe, probe_shape
 
 
 @torch.no_grad()

@@ -5,8 +5,8 @@ import os
 
 import torch
 
-import paths
-import summaries
+from sparsecs import paths
+from sparsecs import summaries
 
 
 def model_file(cfg, num_classes, state_dict):
@@ -53,7 +53,7 @@ def load_model_file(run_or_file, verify=True):
 def load_model(run_or_file, device="cpu"):
     """A finished run's model (a run folder or its model.pt) with its trained sparse weights,
     in eval mode. The forward pass is the one training evaluated (thresholds applied)."""
-    import models
+    from sparsecs import models
 
     saved = load_model_file(run_or_file)
     p = paths.model_path(run_or_file)

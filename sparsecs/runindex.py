@@ -7,9 +7,9 @@ import fcntl
 import os
 import sys
 
-import fileio
-import paths
-import summaries
+from sparsecs import fileio
+from sparsecs import paths
+from sparsecs import summaries
 
 
 def _stderr(msg):

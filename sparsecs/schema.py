@@ -18,12 +18,12 @@ import math
 import copy
 from dataclasses import dataclass, replace
 
-import summaries
-from optim import METHODS
-from optim.rigl import DISTRIBUTIONS
-from optim.schedules import KINDS
-from optim.soft_threshold import THRESHOLD_SCHEDULES
-from optim.xrda import MODES
+from sparsecs import summaries
+from sparsecs.optim import METHODS
+from sparsecs.optim.rigl import DISTRIBUTIONS
+from sparsecs.optim.schedules import KINDS
+from sparsecs.optim.soft_threshold import THRESHOLD_SCHEDULES
+from sparsecs.optim.xrda import MODES
 
 
 class ConfigError(ValueError):

@@ -439,20 +439,20 @@ def summary(plan):
 # ----------------------------------------------------------------------------- CLI
 
 def _load(run_dir, csr):
-    import export
-    import modelfile
+    from sparsecs.exporting import csr as exp_csr, files as exp_files
+    from sparsecs import modelfile
 
     if not os.path.exists(run_dir):        # a usage error, exit 2 as train.py's missing config
-        raise export.ExportError(f"{run_dir}: no such run folder or export file", 2)
-    if export.is_csr_export(run_dir):      # a committed export stands in for the run folder
-        saved, model = export.load_any(run_dir)
+        raise exp_files.ExportError(f"{run_dir}: no such run folder or export file", 2)
+    if exp_csr.is_csr_export(run_dir):      # a committed export stands in for the run folder
+        saved, model = exp_csr.load_any(run_dir)
         return model, saved
-    committed = export.load_committed(run_dir, say=lambda line: print(f"sparse_infer.py: {line}", file=sys.stderr))
+    committed = exp_csr.load_committed(run_dir, say=lambda line: print(f"sparse_infer.py: {line}", file=sys.stderr))
     if committed is not None:              # a committed run folder: its committed export
-        return (export.load_csr(csr) if csr else committed[1]), committed[0]
-    export.finished_run(run_dir)
+        return (exp_csr.load_csr(csr) if csr else committed[1]), committed[0]
+    exp_files.finished_run(run_dir)
     saved = modelfile.load_model_file(run_dir)
-    model = export.load_csr(csr) if csr else modelfile.load_model(run_dir)
+    model = exp_csr.load_csr(csr) if csr else modelfile.load_model(run_dir)
     return model, saved
 
 
@@ -468,19 +468,19 @@ def main(argv=None):
     args = p.parse_args(argv)
     if any(b < 1 for b in args.batch) or args.threads < 1 or args.repeats < 1:
         p.exit(2, "sparse_infer.py: error: --batch, --threads and --repeats must be >= 1\n")
-    import data as D
-    import export
-    import fileio
-    import paths
+    from sparsecs import data as D
+    from sparsecs.exporting import files as exp_files
+    from sparsecs import fileio
+    from sparsecs import paths
 
     torch.set_num_threads(args.threads)
     try:
         model, saved = _load(args.run_dir, args.csr)
-        data_dir = args.data_dir or export.run_data_dir(args.run_dir)
-        x = export.real_batch(saved["dataset"], max(args.batch), data_dir)
-    except (export.ExportError, paths.RunFolderError, D.DataError, OSError) as e:
+        data_dir = args.data_dir or exp_files.run_data_dir(args.run_dir)
+        x = exp_files.real_batch(saved["dataset"], max(args.batch), data_dir)
+    except (exp_files.ExportError, paths.RunFolderError, D.DataError, OSError) as e:
         print(f"sparse_infer.py: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return getattr(e, "code", 1) if isinstance(e, export.ExportError) else 1
+        return getattr(e, "code", 1) if isinstance(e, exp_files.ExportError) else 1
     net = build(model, {b: x[:b] for b in args.batch}, repeats=args.repeats)
     diff, tol = check(model, net, x)
     for b in args.batch:      # every measured plan, not only the largest batch's

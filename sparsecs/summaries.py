@@ -10,8 +10,8 @@ import math
 import os
 import re
 
-import fileio
-import paths
+from sparsecs import fileio
+from sparsecs import paths
 
 
 # summary.json, field by field (a runs.csv row is the same dict). Methods add their own

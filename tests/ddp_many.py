@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import distributed  # noqa: E402
+from sparsecs import distributed  # noqa: E402
 import train  # noqa: E402
 
 if __name__ == "__main__":

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-import config as C
-import fileio
-import paths
-import runindex
+from sparsecs import config as C
+from sparsecs import fileio
+from sparsecs import paths
+from sparsecs import runindex
 import train
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))

@@ -15,10 +15,10 @@ import scipy.sparse
 import torch
 import torch.nn as nn
 
-import data
+from sparsecs import data
 import export
-import models
-import paths
+from sparsecs import models
+from sparsecs import paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS = os.path.join(REPO, "results", "fashion", "weights")

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-import config as C
-import fileio
-import paths
-import summaries
+from sparsecs import config as C
+from sparsecs import fileio
+from sparsecs import paths
+from sparsecs import summaries
 import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

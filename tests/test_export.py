@@ -15,12 +15,12 @@ import torch
 import torch.nn as nn
 import yaml
 
-import data
+from sparsecs import data
 import export
-import fileio
-import modelfile
-import models
-import paths
+from sparsecs import fileio
+from sparsecs import modelfile
+from sparsecs import models
+from sparsecs import paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = data.get("digits").input_shape       # what the models here are built for (make_run's data set)
@@ -353,7 +353,7 @@ def test_hub_load_from_another_directory(run_dir, tmp_path, monkeypatch):
         mod.__file__ = str(elsewhere / f"{n}.py")
         monkeypatch.setitem(sys.modules, n, mod)
     model = torch.hub.load(REPO, "sparse_model", run=str(run_dir), source="local")
-    assert type(model).__module__ == "models.vgg"
+    assert type(model).__module__ == "sparsecs.models.vgg"
     assert all(sys.modules[n] is mod for n, mod in theirs.items())
 
 
@@ -446,7 +446,7 @@ def test_inference_benchmark_and_savings_table(run_dir, tmp_path, capsys):
         import bench_inference
     finally:
         sys.path.remove(os.path.join(REPO, "benchmarks"))
-    from reporting import savings
+    from sparsecs.reporting import savings
 
     for fmt in ("slim", "csr"):
         export.export(str(run_dir), fmt, batch=16)

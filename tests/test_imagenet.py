@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-import data
-import imagefolder
-import metrics
-import models
-import summaries
+from sparsecs import data
+from sparsecs import imagefolder
+from sparsecs import metrics
+from sparsecs import models
+from sparsecs import summaries
 import train
 
 CLASSES = ["n01", "n02", "n03"]
@@ -285,7 +285,7 @@ def test_mismatched_classes(tmp_path):
 
 
 def test_config_knows_imagenet():
-    import config as C
+    from sparsecs import config as C
 
     cfg = C.resolve({"dataset": "imagenet", "model": "resnet50"})
     assert cfg["flip"] is True and cfg["crop_padding"] == 0

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-import config as C
+from sparsecs import config as C
 import eval as E
 import export
-import fileio
-import final_eval
-import summaries
+from sparsecs import fileio
+from sparsecs import final_eval
+from sparsecs import summaries
 import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,9 +14,9 @@ import warnings
 import numpy as np
 import torch
 
-import modelfile
-import paths
-import summaries
+from sparsecs import modelfile
+from sparsecs import paths
+from sparsecs import summaries
 
 from .files import (ExportError, committed_export, export_problem, name_of, open_export, recorded_sha,
                     with_content_sha)
@@ -131,7 +131,7 @@ def read_csr(file):
 
 def model_from(saved, device="cpu", file="export"):
     """The model (models/) of a saved header + state dict, in eval mode on `device`."""
-    import models
+    from sparsecs import models
 
     try:
         model = models.from_saved(saved)

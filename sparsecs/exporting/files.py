@@ -19,9 +19,9 @@ import re
 
 import torch
 
-import fileio
-import paths
-import summaries
+from sparsecs import fileio
+from sparsecs import paths
+from sparsecs import summaries
 
 EXPORT_JSON = "export.json"
 # RESULTS/<profile>/weights/<run>/COMMITTED: the export committed for run RESULTS/runs/<run>,
@@ -113,6 +113,15 @@ def run_data_dir(run_dir):
 
 
 # ----------------------------------------------------------------------------- files written
+
+def real_batch(dataset, n=256, data_dir="data"):
+    """The first `n` test images of `dataset` (normalized, on the CPU)."""
+    from sparsecs import data as D
+
+    d = D.load(dataset, data_dir, device="cpu", download=False)
+    x, _ = next(d.test_batches(n))
+    return x
+
 
 def sha_path(file):
     return os.fspath(file) + SHA_SUFFIX

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from optim.base import probe_shape
+from sparsecs.optim.base import probe_shape
 
 from .files import open_export
 
@@ -87,7 +87,7 @@ def _index_shortcut_pruner():
 def _replace_shortcuts(model):
     """Swap every models.resnet.ShortcutA for an _IndexShortcut; returns {shortcut: the
     BatchNorm whose output it is added to} (where a removed input channel's constant goes)."""
-    from models.resnet import BasicBlock, ShortcutA
+    from sparsecs.models.resnet import BasicBlock, ShortcutA
 
     sibling = {}
     for block in model.modules():
@@ -296,7 +296,7 @@ class _Slimmer:
     def _restore_shortcuts(self):
         """Shortcuts whose mapping is still "input channels in a block, zeros around" go back
         to models.resnet.ShortcutA (a pad, no index copy)."""
-        from models.resnet import BasicBlock, ShortcutA
+        from sparsecs.models.resnet import BasicBlock, ShortcutA
 
         for block in self.model.modules():
             if isinstance(block, BasicBlock) and isinstance(block.shortcut, _IndexShortcut):

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from optim.base import STRUCTURED_MODES as STRUCTURED
+from sparsecs.optim.base import STRUCTURED_MODES as STRUCTURED
 
 from . import across as AC
 from . import compare as K

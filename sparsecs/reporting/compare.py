@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-from evidence import COVER_TOL, MATCH_TOL  # noqa: F401  (the tolerances sweeping aims by too)
+from sparsecs.evidence import COVER_TOL, MATCH_TOL  # noqa: F401  (the tolerances sweeping aims by too)
 
 SPARSITY_LEVELS = (0.9, 0.95, 0.98, 0.99, 0.995)    # fraction of weights that are zero
 MAC_LEVELS = (0.5, 0.3, 0.2, 0.1)                    # fraction of dense multiply-adds kept

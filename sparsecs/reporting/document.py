@@ -7,9 +7,9 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-import criteria
-import fileio
-from sweeping.search import FALLING
+from sparsecs import criteria
+from sparsecs import fileio
+from sparsecs.sweeping.search import FALLING
 
 from . import across as AC
 from . import claims as CL

@@ -3,7 +3,7 @@ multiply-adds (kind macs: structured_*), a panel per row, from the report's poin
 (claims.points); marks past the axis on its edges (reporting/figures.py's docstring)."""
 import numpy as np
 
-from optim.base import STRUCTURED_MODES
+from sparsecs.optim.base import STRUCTURED_MODES
 
 from . import style
 from .figures import (BELOW_MARK, BELOW_PP, EDGE, FONT, MAC_CAND, SP_CAND, _dense_point, _figure, _groups, _healthy,

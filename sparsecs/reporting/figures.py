@@ -36,7 +36,7 @@ import re
 
 import numpy as np
 
-import fileio
+from sparsecs import fileio
 
 WIDTHS = {"col": 3.5, "page": 7.0}
 FONT = 8

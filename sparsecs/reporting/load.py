@@ -12,13 +12,13 @@ import json
 import math
 import os
 
-import config as C
-import criteria
-import data
-import fileio
-import paths
-import summaries
-from sweeping import plan, profile as P
+from sparsecs import config as C
+from sparsecs import criteria
+from sparsecs import data
+from sparsecs import fileio
+from sparsecs import paths
+from sparsecs import summaries
+from sparsecs.sweeping import plan, profile as P
 
 from . import thresholds as T
 

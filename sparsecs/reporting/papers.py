@@ -25,7 +25,7 @@ or refuted.
 """
 from dataclasses import dataclass
 
-from optim.base import STRUCTURED_MODES as STRUCTURED
+from sparsecs.optim.base import STRUCTURED_MODES as STRUCTURED
 
 
 class NOT(tuple):

@@ -21,7 +21,7 @@ marker and line as well. A new method needs no change here.
 """
 import re
 
-from optim import get_method
+from sparsecs.optim import get_method
 
 # Okabe-Ito plus a neutral grey, in the order free colours are handed out (yellow last: faint
 # on white)
@@ -96,7 +96,7 @@ def model_name(model, width=1.0):
 
 def dataset_name(name):
     try:
-        import data
+        from sparsecs import data
 
         return data.DATASETS[name].label
     except (ImportError, KeyError):

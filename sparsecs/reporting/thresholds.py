@@ -11,7 +11,7 @@ METHOD = "soft_threshold"
 
 def steps_per_epoch(cfg):
     """Optimizer steps of one epoch of `cfg` (the last partial batch kept, as data.py)."""
-    import data
+    from sparsecs import data
 
     spec = data.DATASETS.get(cfg["dataset"])
     n = spec.n_train if spec else 0
@@ -25,7 +25,7 @@ def epoch_lr_sums(cfg, steps=None):
     schedule it trained with; `steps`: steps per epoch (default: from the data set)."""
     import torch
 
-    from optim.schedules import Schedule, warmup_steps
+    from sparsecs.optim.schedules import Schedule, warmup_steps
 
     o = cfg["optim"]
     steps = steps or steps_per_epoch(cfg) or 100    # unknown size: the shape at 100 steps

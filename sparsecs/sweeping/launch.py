@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-import fileio
+from sparsecs import fileio
 
 from .profile import REPO
 

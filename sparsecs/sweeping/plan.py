@@ -4,12 +4,12 @@ import copy
 import math
 import os
 
-import config as C
-import criteria
-import paths
-import schema
-import summaries
-from optim import get_method
+from sparsecs import config as C
+from sparsecs import criteria
+from sparsecs import paths
+from sparsecs import schema
+from sparsecs import summaries
+from sparsecs.optim import get_method
 
 from .profile import TARGET_POINT, ProfileError, Spec, _fmt, _rel
 from .search import internal
@@ -256,8 +256,8 @@ def source_searches(profile, results):
 def budget(cfg):
     """{"hp", "steps", "lr_sum"} of a resolved run config: the optimizer steps it takes and the
     sum of its learning rates over them (its method's schedule), for Method.budget_factor."""
-    import data
-    from optim.schedules import Schedule, warmup_steps
+    from sparsecs import data
+    from sparsecs.optim.schedules import Schedule, warmup_steps
     hp = dict(cfg["optim"])
     if "lr" in hp:
         hp["lr"] = hp["lr"] * cfg["lr_scale"]

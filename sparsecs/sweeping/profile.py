@@ -9,14 +9,14 @@ import os
 
 import yaml
 
-import config as C
-import schema
-from optim import get_method
+from sparsecs import config as C
+from sparsecs import schema
+from sparsecs.optim import get_method
 
 from .search import FALLING, METRICS, SCALES, Search, internal
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the repository
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository
 # What `at: ROW` takes from the row's resolved config: the data, the model and the budget.
 ROW_KEYS = ["dataset", "model", "width", "epochs", "batch_size", "eval_batch_size", "augment",
             "crop_padding", "flip", "erase", "lr_scale", "warmup_epochs", "label_smoothing", "sync_bn",

@@ -1,10 +1,10 @@
 """The scheduler: launch every run whose dependencies are done; the status table; --dry-run."""
 import time
 
-import cli
-import config as C
-import hardware
-import paths
+from sparsecs import cli
+from sparsecs import config as C
+from sparsecs import hardware
+from sparsecs import paths
 
 from .plan import (SETTING_KEYS, epoch_seconds, epoch_time, is_committed, is_finished, known, materialize,
                    missed, never_runs, next_round, spec_cfg, start_notes, weight_users, weights_wanted)

@@ -1,7 +1,7 @@
 """The λ search of a profile's `calibrate`: a pure function of its rounds (docs/methods.md §7)."""
 import math
 
-from evidence import COVER_TOL
+from sparsecs.evidence import COVER_TOL
 
 # how close (in log nonzeros) to an end target a round on its inner side may stand: seed 0
 # aims at the outer side so that the other seeds, scattered around it, stay within the report's
