@@ -315,7 +315,6 @@ def main(argv=None):
                    help="write one markdown table instead: each claim's verdict per row (model) of "
                         "every PROFILE and across them (to --out FILE, default stdout)")
     args = p.parse_args(argv)
-    sys.path.insert(0, REPO)
     from sparsecs import fileio
     from sparsecs import paths
     from sparsecs.reporting.load import ReportError, profiles_in
@@ -366,6 +365,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, REPO)
     from sparsecs import cli
     sys.exit(cli.run(main, "report.py"))

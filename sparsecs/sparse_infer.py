@@ -1,7 +1,7 @@
 """Sparse CPU inference: every conv and linear layer on the kernel measured fastest for its
 shape, sparsity and batch size on this machine, the logits checked against the dense model's.
 
-    python sparse_infer.py RUN_DIR [--batch 1 64] [--threads 1] [--repeats 15] [--data-dir D]
+    python -m sparsecs.sparse_infer RUN_DIR [--batch 1 64] [--threads 1] [--repeats 15] [--data-dir D]
                                    [--csr FILE] [--json FILE]
 
     net = sparse_infer.build(model, {1: x[:1], 64: x})   # model: an nn.Module of models/

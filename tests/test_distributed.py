@@ -38,7 +38,7 @@ def torchrun(args, tmp_path, nproc=2):
     spec.write_text(json.dumps(args))
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           f"--nproc_per_node={nproc}", os.path.join(REPO, "tests", "ddp_many.py"),
+                           f"--nproc_per_node={nproc}", "-m", "tests.ddp_many",
                            str(spec)], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
 
 

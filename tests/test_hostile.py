@@ -665,7 +665,6 @@ def alive(pid):
 
 PEER = """
 import os, sys
-sys.path.insert(0, {repo!r})
 import train
 if os.environ["RANK"] == "1":   # this rank dies (SIGKILL, OOM) at its third step
     real, steps = train.train_step, []
@@ -684,12 +683,10 @@ def test_a_dead_ddp_peer_is_one_line_from_the_survivor(tmp_path):
     import subprocess
     import sys
 
-    script = tmp_path / "peer.py"
-    script.write_text(PEER.format(repo=REPO))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    argv = [sys.executable, str(script), SGD, *TINY, "batch_size=16", "--quiet", "--out",
+    argv = [sys.executable, "-c", PEER, SGD, *TINY, "batch_size=16", "--quiet", "--out",
             str(tmp_path / "run"), "--results", str(tmp_path)]
     procs = []
     for rank in (0, 1):

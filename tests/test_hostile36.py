@@ -443,7 +443,6 @@ def test_a_run_another_process_holds_is_held_not_failed(tmp_path, capsys):
 
 KILLED_SWEEP = """
 import sys
-sys.path.insert(0, {repo!r})
 from sparsecs import cli
 from sparsecs.sweeping import launch as L
 L.train_argv = lambda spec, results: [sys.executable, "-c", {child!r}, {rec!r}, spec.name, "120"]

@@ -315,7 +315,7 @@ def test_train_py_runs_on_the_folder_in_one_and_two_processes(root, tmp_path):
     two = str(tmp_path / "two")
     spec.write_text(json.dumps([args + ["--out", two, "--results", str(tmp_path / "r2"), "--quiet"]]))
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        os.path.join(repo, "tests", "ddp_many.py"), str(spec)], capture_output=True, text=True,
+                        "-m", "tests.ddp_many", str(spec)], capture_output=True, text=True,
                        cwd=repo, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     s2 = summaries.read_summary(two)

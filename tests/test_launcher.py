@@ -253,11 +253,7 @@ def test_checkpoint_requeues_the_same_command(tmp_path):
 # ----------------------------------------------------------------------------- bench_epoch
 
 def _bench_epoch():
-    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    try:
-        import bench_epoch
-    finally:
-        sys.path.remove(os.path.join(REPO, "benchmarks"))
+    from benchmarks import bench_epoch
     return bench_epoch
 
 

@@ -16,8 +16,7 @@ import train
 from sparsecs.optim import METHODS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import readme_tables  # noqa: E402
+from scripts import readme_tables
 
 SGD_YAML = os.path.join(REPO, "configs", "quick", "sgd.yaml")
 

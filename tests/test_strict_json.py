@@ -4,7 +4,6 @@ import glob
 import json
 import math
 import os
-import sys
 
 import pytest
 
@@ -79,8 +78,7 @@ def test_every_committed_json_file_is_strict():
 
 
 def test_the_fixer_replaces_only_the_non_finite_tokens(tmp_path, capsys):
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    import strict_json
+    from scripts import strict_json
 
     old = {"a": math.nan, "b": [1.0, -math.inf], "note": "x: NaN, y", "c": {"d": math.inf}}
     text = json.dumps(old, indent=2, sort_keys=True) + "\n"     # what train.py wrote before

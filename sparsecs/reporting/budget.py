@@ -19,7 +19,7 @@ from . import load
 from . import papers as PA
 
 SETTING_CHECK = ("the accuracy check of the training setting (issue 34: results/fashion_bf16/CHECK.md, "
-                 "`python benchmarks/setting_check.py`)")
+                 "`python -m benchmarks.setting_check`)")
 
 
 def side(profile, results, papers, df=None, left=None):
