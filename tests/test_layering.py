@@ -153,3 +153,18 @@ def test_one_copy_of_each_module():
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == [os.path.join(REPO, "models", "__init__.py"), os.path.join(REPO, "optim", "__init__.py")]
+
+
+def test_pyproject_installs_every_package_and_requirement():
+    import tomllib
+
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        setup = tomllib.load(f)
+    tool = setup["tool"]["setuptools"]
+    subpackages = {f"sparsecs.{n}" for n in os.listdir(PKG) if os.path.isfile(os.path.join(PKG, n, "__init__.py"))}
+    assert set(tool["packages"]) == {"sparsecs", "sparsecs.models", "sparsecs.optim"} | subpackages
+    assert tool["package-dir"] == {"sparsecs.models": "models", "sparsecs.optim": "optim"}
+    with open(os.path.join(REPO, "requirements.txt"), encoding="utf-8") as f:
+        wanted = {ln.strip() for ln in f if ln.strip() and not ln.startswith("#")}
+    deps = setup["project"]["dependencies"] + setup["project"]["optional-dependencies"]["test"]
+    assert sorted(deps) == sorted(wanted)
