@@ -15,15 +15,15 @@ import sys
 
 import torch
 
-import cli
-import config as C
-import data as D
-import fileio
-import hardware
-import metrics
-import paths
-from exporting.csr import ExportError, is_csr_export, load_any
-from exporting.files import committed_export
+from sparsecs import cli
+from sparsecs import config as C
+from sparsecs import data as D
+from sparsecs import fileio
+from sparsecs import hardware
+from sparsecs import metrics
+from sparsecs import paths
+from sparsecs.exporting.csr import ExportError, is_csr_export, load_any
+from sparsecs.exporting.files import committed_export
 
 
 def evaluate_file(path, data_dir=None, device="auto"):

@@ -48,16 +48,16 @@ import sys
 
 import torch
 
-import cli
-import fileio
-import modelfile
-import paths
-from exporting.csr import (CSR_FORMAT, csr_file, dense_file, is_csr_export, load_any, load_committed,
-                           load_csr, load_dense, read_csr)
-from exporting.files import (EXPORT_JSON, RUN_FILES, SHA_SUFFIX, ExportError, export_problem,
-                             finished_run, record, recorded_sha, run_data_dir, run_file, sha_path,
-                             write_export)
-from exporting.slim import channels, load_slim, slim_model, slim_report
+from sparsecs import cli
+from sparsecs import fileio
+from sparsecs import modelfile
+from sparsecs import paths
+from sparsecs.exporting.csr import (CSR_FORMAT, csr_file, dense_file, is_csr_export, load_any, load_committed,
+                                    load_csr, load_dense, read_csr)
+from sparsecs.exporting.files import (EXPORT_JSON, RUN_FILES, SHA_SUFFIX, ExportError, export_problem,
+                                      finished_run, real_batch, record, recorded_sha, run_data_dir, run_file,
+                                      sha_path, write_export)
+from sparsecs.exporting.slim import channels, load_slim, slim_model, slim_report
 
 # the API (benchmarks, hubconf-style callers, tests): export and read back, each format's loader
 __all__ = ["FORMATS", "DEFAULT_OUT", "EXPORT_JSON", "RUN_FILES", "SHA_SUFFIX", "ExportError",
@@ -91,15 +91,6 @@ def check(reference, exported, x):
         raise ExportError(f"exported model gives logits of shape {tuple(b.shape)}, "
                           f"not {tuple(a.shape)}")
     return float((a - b).abs().max()), RTOL * max(1.0, float(a.abs().max()))
-
-
-def real_batch(dataset, n=256, data_dir="data"):
-    """The first `n` test images of `dataset` (normalized, on the CPU)."""
-    import data as D
-
-    d = D.load(dataset, data_dir, device="cpu", download=False)
-    x, _ = next(d.test_batches(n))
-    return x
 
 
 # ----------------------------------------------------------------------------- export
@@ -239,9 +230,9 @@ def level_runs(profile, results):
     """{level: [run folder]} for the profile's `export_levels`: the runs of every sparse
     entry's point that stands for the level (a λ search's calibrated point, every seed, or a
     grid's target), complete in RESULTS (reporting.load). A search's other rounds are not."""
-    from reporting import claims as CL
-    from reporting import load
-    from sweeping.profile import load_profile
+    from sparsecs.reporting import claims as CL
+    from sparsecs.reporting import load
+    from sparsecs.sweeping.profile import load_profile
 
     levels = load_profile(load.profile_path(profile)).get("export_levels")
     if not levels:
@@ -366,9 +357,9 @@ def main(argv=None):
         p.error("--profile PROFILE takes no RUN_DIR, --format, --out or --check (it writes csr exports)")
     if not args.check and not args.profile and not (args.run_dir and args.format):
         p.error("give RUN_DIR and --format (or --check FILE ..., or --profile PROFILE)")
-    import data as D
-    from reporting.load import ReportError
-    from sweeping.profile import ProfileError
+    from sparsecs import data as D
+    from sparsecs.reporting.load import ReportError
+    from sparsecs.sweeping.profile import ProfileError
     try:
         for file in args.check or ():
             fmt, sha = verify(file)

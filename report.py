@@ -90,7 +90,7 @@ def out_problem(out, fdir):
 
 def mark(out, fdir):
     """MARKER in the report's folders that have no REPORT.md of ours yet (fresh ones)."""
-    import fileio
+    from sparsecs import fileio
 
     for folder in (out, fdir):
         if not _ours(os.path.join(out, "REPORT.md")) and not os.path.exists(os.path.join(folder, MARKER)):
@@ -105,7 +105,7 @@ def prune_figures(fdir, paths):
     """Remove from `fdir` the figures an earlier build wrote (its MANIFEST) that this build
     did not (`paths`), then record this build's: a figure no longer made does not linger and
     mislead. A file no build listed (a user's, or one from before the manifest) is kept."""
-    import fileio
+    from sparsecs import fileio
 
     now = sorted({os.path.basename(p) for p in paths if os.path.dirname(os.path.abspath(p)) ==
                   os.path.abspath(fdir)})
@@ -131,10 +131,10 @@ INFERENCE_CSV = "inference.csv"   # bench_inference.py's measurements of this pr
 def build(profile, results, out, fdir=None):
     """Write the report of `profile`: REPORT.md and tables/ in `out`, figures in `fdir`
     (default OUT/figures)."""
-    import fileio
-    from reporting import claims as CL
-    from reporting import document, load, savings, style
-    from reporting import tables as T
+    from sparsecs import fileio
+    from sparsecs.reporting import claims as CL
+    from sparsecs.reporting import document, load, savings, style
+    from sparsecs.reporting import tables as T
 
     df, left = load.load(profile, results)
     evidence = load.evidence(profile)
@@ -173,10 +173,10 @@ def build(profile, results, out, fdir=None):
 def write_tables(name, df, pts, comps, papers, verdict, titles, put):
     """tables/: the level tables, the point-by-point tables (not for a pipeline check), every
     point, every comparison; returns (level tables, {key: (pair table, rows)})."""
-    import fileio
-    from reporting import claims as CL
-    from reporting import papers as PA
-    from reporting import tables as T
+    from sparsecs import fileio
+    from sparsecs.reporting import claims as CL
+    from sparsecs.reporting import papers as PA
+    from sparsecs.reporting import tables as T
 
     level_tables = []
     for roles, what in ((("reference", "baseline"), "methods"), (("reference", "ablation"), "ablations")):
@@ -216,8 +216,8 @@ def comparison_rows(comps):
 def figures(df, pts, left, frames, inference, fdir, titles, looks):
     """[(title, paths)] of every figure, drawn from the frames only (load.run_frames,
     load.inference); in this order, which decides the colours an entry keeps (style.Looks)."""
-    from reporting import fig_dynamics, fig_layers, fig_search, fig_threshold, fig_tradeoff, speedup_figure
-    from reporting import threshold_figure
+    from sparsecs.reporting import fig_dynamics, fig_layers, fig_search, fig_threshold, fig_tradeoff, speedup_figure
+    from sparsecs.reporting import threshold_figure
 
     kw = dict(titles=titles, looks=looks)
     tradeoff = lambda kind, width, *a, **k: fig_tradeoff.tradeoff(pts, fdir, kind, width, *a, **kw, **k)
@@ -241,10 +241,10 @@ def budget_section(profile, results, papers, df, left, tdir, fdir, looks, put, f
     """"Verdicts against the budget": this profile beside its `compare_budget:` partner (read
     from the same results folder): tables/budget.csv, budget_runs.csv, budget_readme.md (the
     README block), the budget figure (added to `figs`); returns the section's lines."""
-    import fileio
-    from reporting import budget as B
-    from reporting import budget_document as BD
-    from reporting import budget_figure, load
+    from sparsecs import fileio
+    from sparsecs.reporting import budget as B
+    from sparsecs.reporting import budget_document as BD
+    from sparsecs.reporting import budget_figure, load
 
     partner = load.budget_partner(profile)
     try:
@@ -268,12 +268,12 @@ def across(profiles, results=None):
     """Markdown: each claim of the profiles, its verdict in every row (model) of each profile
     and across them all (reporting/across.py RULE). An incomplete profile's rows: no verdict
     yet, not counted; a pipeline check (`evidence: none`) is refused."""
-    from reporting import across as AC
-    from reporting import claims as CL
-    from reporting import load, style
-    from reporting import papers as PA
-    from reporting.load import ReportError
-    from sweeping.profile import profile_results
+    from sparsecs.reporting import across as AC
+    from sparsecs.reporting import claims as CL
+    from sparsecs.reporting import load, style
+    from sparsecs.reporting import papers as PA
+    from sparsecs.reporting.load import ReportError
+    from sparsecs.sweeping.profile import profile_results
 
     columns, declared = [], []
     for prof in profiles:
@@ -315,12 +315,11 @@ def main(argv=None):
                    help="write one markdown table instead: each claim's verdict per row (model) of "
                         "every PROFILE and across them (to --out FILE, default stdout)")
     args = p.parse_args(argv)
-    sys.path.insert(0, REPO)
-    import fileio
-    import paths
-    from reporting.load import ReportError, profiles_in
+    from sparsecs import fileio
+    from sparsecs import paths
+    from sparsecs.reporting.load import ReportError, profiles_in
 
-    from sweeping.profile import profile_results
+    from sparsecs.sweeping.profile import profile_results
 
     try:
         if args.across:
@@ -366,6 +365,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, REPO)
-    import cli
+    from sparsecs import cli
     sys.exit(cli.run(main, "report.py"))

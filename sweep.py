@@ -122,21 +122,21 @@ import os
 import sys
 import time
 
-import cli
-import config as C
-import fileio
-import paths
-import runindex
-from sweeping import plan
-from sweeping.launch import MARK, LocalLauncher, _header, log_path, train_argv  # noqa: F401
-from sweeping.plan import (dependency_overrides, is_finished, known, materialize,  # noqa: F401
-                           only, select)
-from sweeping.expansion import MAX_RUNS, expand
-from sweeping.profile import REPO, ProfileError, find_profile, load_profile, profile_results  # noqa: F401
-from sweeping.dryrun import committed_line, dry_run
-from sweeping.schedule import print_table, run_all
-from sweeping.search import Search  # noqa: F401
-from sweeping.slurm import SlurmLauncher, _requeueing_call, slurm_script  # noqa: F401
+from sparsecs import cli
+from sparsecs import config as C
+from sparsecs import fileio
+from sparsecs import paths
+from sparsecs import runindex
+from sparsecs.sweeping import plan
+from sparsecs.sweeping.launch import MARK, LocalLauncher, _header, log_path, train_argv  # noqa: F401
+from sparsecs.sweeping.plan import (dependency_overrides, is_finished, known, materialize,  # noqa: F401
+                                    only, select)
+from sparsecs.sweeping.expansion import MAX_RUNS, expand
+from sparsecs.sweeping.profile import REPO, ProfileError, find_profile, load_profile, profile_results  # noqa: F401
+from sparsecs.sweeping.dryrun import committed_line, dry_run
+from sparsecs.sweeping.schedule import print_table, run_all
+from sparsecs.sweeping.search import Search  # noqa: F401
+from sparsecs.sweeping.slurm import SlurmLauncher, _requeueing_call, slurm_script  # noqa: F401
 
 # The machinery lives in sweeping/ (one job per module, see its __init__); the names above are
 # what this CLI uses and what a script or test may call as sweep.<name>.

@@ -23,22 +23,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import checkpoint
-import cli
-import config as C
-import data as D
-import distributed as dist_
-import final_eval   # at start (it imports export): a long run must not import a module edited while it trained
-import fileio
-import hardware
-import metrics
-import modelfile
-import models
-import paths
-import schema
-import summaries
-from optim import get_method
-from optim.schedules import WARMUP_KEY
+from sparsecs import checkpoint
+from sparsecs import cli
+from sparsecs import config as C
+from sparsecs import data as D
+from sparsecs import distributed as dist_
+from sparsecs import final_eval   # at start (it imports exporting): a long run must not import a module edited while it trained
+from sparsecs import fileio
+from sparsecs import hardware
+from sparsecs import metrics
+from sparsecs import modelfile
+from sparsecs import models
+from sparsecs import paths
+from sparsecs import schema
+from sparsecs import summaries
+from sparsecs.optim import get_method
+from sparsecs.optim.schedules import WARMUP_KEY
 
 
 RunError = cli.RunError   # one line and an exit code; train.RunError for tests and scripts

@@ -1,6 +1,6 @@
 """CPU training speed: images/s of each setting side by side, and one epoch by part.
 
-    python benchmarks/bench_cpu.py [--models resnet20:0.5 vgg16:0.25] [--method xrda]
+    python -m benchmarks.bench_cpu [--models resnet20:0.5 vgg16:0.25] [--method xrda]
                                    [--settings fp32 fp32+cl bf16 bf16+cl] [--repeats 7]
                                    [--steps 8] [--threads 1] [--compile] [--allocator kept]
                                    [--epoch] [--old fp32+cl:default] [--new bf16+cl:kept]
@@ -44,13 +44,12 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import config as C  # noqa: E402
-import data as D  # noqa: E402
-import distributed  # noqa: E402
-import final_eval  # noqa: E402
-import hardware  # noqa: E402
-import train  # noqa: E402
+from sparsecs import config as C
+from sparsecs import data as D
+from sparsecs import distributed
+from sparsecs import final_eval
+from sparsecs import hardware
+import train
 
 BATCH = 128
 SETTINGS = {   # name -> config keys
@@ -193,9 +192,10 @@ def bench_epoch(args):
     print(f"\nepoch of {args.epoch_model} (xRDA, Fashion-MNIST, batch {BATCH})")
     for side, spec in (("old", args.old), ("new", args.new)):
         setting, allocator = spec.split(":")
-        cmd = [sys.executable, os.path.abspath(__file__), "--one-epoch", setting, "--allocator", allocator,
+        cmd = [sys.executable, "-m", "benchmarks.bench_cpu", "--one-epoch", setting, "--allocator", allocator,
                "--threads", str(args.threads), "--subset", str(args.subset), "--epoch-model", args.epoch_model]
-        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(args.concurrent)]
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=repo) for _ in range(args.concurrent)]
         results = []
         for p in procs:
             out, _ = p.communicate()

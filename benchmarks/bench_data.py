@@ -1,6 +1,6 @@
 """Images/second: torchvision DataLoader (PIL transforms, worker processes) vs data.py batches.
 
-    python benchmarks/bench_data.py [--workers 2] [--batches N] [--device cpu] [--threads T]
+    python -m benchmarks.bench_data [--workers 2] [--batches N] [--device cpu] [--threads T]
 
 Both sides do the same work per image: 4-pixel zero-padded random crop, horizontal flip
 (p=0.5), conversion to float, normalization, batches of 128 in shuffled order. Data: 50,000
@@ -12,15 +12,13 @@ import argparse
 import math
 import os
 import pickle
-import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import data  # noqa: E402
+from sparsecs import data
 
 CIFAR = data.get("cifar10")     # the set whose files and pipeline are timed
 

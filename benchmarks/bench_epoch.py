@@ -1,6 +1,6 @@
 """Epoch time of every (model, width, method, batch) the GPU profiles run, and their GPU-hours.
 
-    python benchmarks/bench_epoch.py [--profiles paper short ablation] [--models M ...]
+    python -m benchmarks.bench_epoch [--profiles paper short ablation] [--models M ...]
                                      [--methods X ...] [--device auto|cpu|cuda] [--warmup 10]
                                      [--steps 30] [--eval-images 1000] [--width W] [--batch B]
                                      [--quick]
@@ -33,21 +33,19 @@ measurement.
 import argparse
 import csv
 import math
-import os
 import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import config as C  # noqa: E402
-import distributed  # noqa: E402
-import data as D  # noqa: E402
-import hardware  # noqa: E402
-import metrics  # noqa: E402
-from sweeping import profile as P  # noqa: E402
-import train  # noqa: E402
-from optim import get_method  # noqa: E402
+from sparsecs import config as C
+from sparsecs import distributed
+from sparsecs import data as D
+from sparsecs import hardware
+from sparsecs import metrics
+from sparsecs.sweeping import profile as P
+import train
+from sparsecs.optim import get_method
 
 ONE_PROCESS = distributed.Dist()
 # Sets streamed from disk (ImageNet) are timed on synthetic batches made on the device once

@@ -1,6 +1,6 @@
 """CPU inference of a trained sparse model: dense against slim against sparse kernels, side by side.
 
-    python benchmarks/bench_inference.py RUN_DIR [RUN_DIR ...] [--threads 1] [--repeats 50]
+    python -m benchmarks.bench_inference RUN_DIR [RUN_DIR ...] [--threads 1] [--repeats 50]
         [--batch 64] [--batch-repeats 10] [--warmup 5] [--layer-repeats 15]
         [--out-dir DIR] [--csv FILE]
 
@@ -37,12 +37,11 @@ import warnings
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import export  # noqa: E402
-import fileio  # noqa: E402
-import hardware  # noqa: E402
-import metrics  # noqa: E402
-import sparse_infer  # noqa: E402
+import export
+from sparsecs import fileio
+from sparsecs import hardware
+from sparsecs import metrics
+from sparsecs import sparse_infer
 
 INFERENCE_JSON = "inference.json"
 VARIANTS = ("dense", "folded", "slim", "sparse", "slim+sparse")

@@ -1,6 +1,6 @@
 """XRDA's cost next to torch.optim.SGD, measured side by side in one process.
 
-    python benchmarks/bench_optim.py [--threads T] [--repeats N] [--device cpu|cuda] [--fused]
+    python -m benchmarks.bench_optim [--threads T] [--repeats N] [--device cpu|cuda] [--fused]
 
 (a) the optimizer step alone on VGG-16's parameters (random gradients): XRDA (elementwise,
     M = 500, lam 1e-6, a = 0.5 so that no a = 0 / a = 1 shortcut applies) against
@@ -17,18 +17,15 @@ step, and the table shows medians. --fused adds XRDA(fused=True) (torch.compile;
 time is reported separately and excluded). Not a test: it prints a table.
 """
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import data as D  # noqa: E402
-import models  # noqa: E402
-from optim import XRDA  # noqa: E402
+from sparsecs import data as D
+from sparsecs import models
+from sparsecs.optim import XRDA
 
 CIFAR = D.get("cifar10")     # the data set the models are built for: its shape and classes
 

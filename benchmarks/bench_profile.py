@@ -1,6 +1,6 @@
 """Where a small-scale (CPU) run's time goes, and which settings pay on this machine.
 
-    python benchmarks/bench_profile.py [--model resnet20] [--width 1.0] [--method xrda]
+    python -m benchmarks.bench_profile [--model resnet20] [--width 1.0] [--method xrda]
                                        [--steps 12] [--batch 128]
 
 Prints, side by side in one process: process start (imports), data loading, and per
@@ -21,12 +21,11 @@ T_START = time.perf_counter()
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import config as C  # noqa: E402
-import data as D  # noqa: E402
-import metrics  # noqa: E402
-import models  # noqa: E402
-from optim import get_method  # noqa: E402
+from sparsecs import config as C  # noqa: E402
+from sparsecs import data as D  # noqa: E402
+from sparsecs import metrics  # noqa: E402
+from sparsecs import models  # noqa: E402
+from sparsecs.optim import get_method  # noqa: E402
 
 T_IMPORT = time.perf_counter() - T_START
 
@@ -70,15 +69,15 @@ def phases(cfg, data, steps, channels_last, compile_fwd=False):
 
 def epoch_seconds_in_parallel(args, jobs, threads):
     """Wall time of `jobs` processes at once, each timing one epoch with `threads` threads."""
-    code = ("import sys,time,torch;sys.path.insert(0,'.');import bench_profile as b;"
+    code = ("import time,torch;import benchmarks.bench_profile as b;"
             f"torch.set_num_threads({threads});"
             f"cfg=b.C.build(None,['model={args.model}','width={args.width}','method={args.method}',"
             f"'batch_size={args.batch}']);d=b.D.load('digits');t=time.perf_counter();"
             f"b.phases(cfg,d,{args.steps},True);print(time.perf_counter()-t)")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # where benchmarks.* imports
     t0 = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=here, env=env, stdout=subprocess.PIPE)
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=repo, env=env, stdout=subprocess.PIPE)
              for _ in range(jobs)]
     for p in procs:
         p.communicate()

@@ -1,7 +1,7 @@
 """Does a training setting move accuracy? Runs of one profile against the same runs of another
 that differ only in the setting (precision, channels_last, compile), seed by seed.
 
-    python benchmarks/setting_check.py [--old fashion] [--new fashion_bf16] [--entries sgd xrda]
+    python -m benchmarks.setting_check [--old fashion] [--new fashion_bf16] [--entries sgd xrda]
                                        [--results results] [--out FILE.md]
 
 For each entry of NEW, its runs are paired with OLD's runs of the same entry and seed whose
@@ -19,11 +19,10 @@ import os
 import statistics
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import config as C  # noqa: E402
-import fileio  # noqa: E402
-import paths  # noqa: E402
-import summaries  # noqa: E402
+from sparsecs import config as C
+from sparsecs import fileio
+from sparsecs import paths
+from sparsecs import summaries
 
 SETTING_KEYS = ("precision", "channels_last", "compile")
 # two-sided 95% Student t quantiles by degrees of freedom (scipy.stats.t.ppf(0.975, df))
@@ -108,7 +107,7 @@ def main():
     args = ap.parse_args()
     old, new = profile_runs(args.results, args.old), profile_runs(args.results, args.new)
     text = [f"# Setting check: `{args.new}` against `{args.old}`", "",
-            f"`python benchmarks/setting_check.py --old {args.old} --new {args.new} "
+            f"`python -m benchmarks.setting_check --old {args.old} --new {args.new} "
             f"--entries {' '.join(args.entries)}`", ""]
     verdicts = []
     for entry in args.entries:

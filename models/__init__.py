@@ -56,7 +56,7 @@ def from_saved(saved):
     """The model a saved file describes (keys model, num_classes, width and dataset, whose
     registry entry gives the input shape), randomly initialized. A data set not in the
     registry: data.DataError, one line."""
-    import data
+    from sparsecs import data
 
     spec = data.get(saved["dataset"])
     return get_model(saved["model"], num_classes=saved["num_classes"], width=saved["width"],

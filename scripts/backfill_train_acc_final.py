@@ -1,6 +1,6 @@
 """Add `train_acc_final` to finished runs trained before train.py recorded it.
 
-    python scripts/backfill_train_acc_final.py RUN_DIR [RUN_DIR ...]
+    python -m scripts.backfill_train_acc_final RUN_DIR [RUN_DIR ...]
 
 The collapse rule (criteria.collapsed) reads the final weights' training accuracy; older
 summaries only have the last epoch's average (train_acc). For a run whose model.pt is the
@@ -15,17 +15,15 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import config as C  # noqa: E402
-import data as D  # noqa: E402
-import distributed as dist_  # noqa: E402
-import fileio  # noqa: E402
-import final_eval  # noqa: E402
-import modelfile  # noqa: E402
-import paths  # noqa: E402
-import runindex  # noqa: E402
-import summaries  # noqa: E402
+from sparsecs import config as C
+from sparsecs import data as D
+from sparsecs import distributed as dist_
+from sparsecs import fileio
+from sparsecs import final_eval
+from sparsecs import modelfile
+from sparsecs import paths
+from sparsecs import runindex
+from sparsecs import summaries
 
 
 def backfill(out, device="cpu"):

@@ -3,7 +3,7 @@ and DistributedDataParallel at world size 1, which train.py otherwise runs as a 
 (distributed.from_env). On a one-GPU machine this is the only way to run the NCCL path: NCCL
 refuses two ranks on one GPU. Used by scripts/device_check.py.
 
-    python -m torch.distributed.run --standalone --nproc_per_node=1 scripts/ddp_one.py \\
+    python -m torch.distributed.run --standalone --nproc_per_node=1 -m scripts.ddp_one \\
         CONFIG [KEY=VALUE ...] --out DIR --results DIR
 """
 import argparse
@@ -13,10 +13,9 @@ import sys
 import torch
 import torch.distributed as dist
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import config as C  # noqa: E402
-import distributed  # noqa: E402
-import train  # noqa: E402
+from sparsecs import config as C
+from sparsecs import distributed
+import train
 
 
 class OneRank(distributed.Dist):

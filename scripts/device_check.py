@@ -69,8 +69,7 @@ MIN_LEFT = 20   # seconds: a part with less than this left of the budget is skip
 ENV_PROBE = r"""
 import os, platform, shutil, sys
 import torch
-sys.path.insert(0, os.getcwd())
-import hardware
+from sparsecs import hardware   # -c runs in REPO: its folder is on sys.path
 print("python", platform.python_version(), sys.executable)
 print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())
 if torch.cuda.is_available():
@@ -247,7 +246,7 @@ def parts(c, args):
     def ddp(t):
         out = os.path.join(c.work, "ddp")
         code, text = c.run([PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
-                            "scripts/ddp_one.py", *base, "--out", out, "--results", results], t)
+                            "-m", "scripts.ddp_one", *base, "--out", out, "--results", results], t)
         if code != 0:
             return status_of(code), last_line(text)
         backend = next((ln for ln in text.splitlines() if ln.startswith("backend")), "backend ?")
@@ -292,10 +291,10 @@ def parts(c, args):
     def bench(t):
         csv_out = os.path.join(c.out, "bench_epoch.csv")
         if c.dry:
-            cmd = [PY, "benchmarks/bench_epoch.py", "--device", "cpu", "--quick", "--profiles", "ablation",
+            cmd = [PY, "-m", "benchmarks.bench_epoch", "--device", "cpu", "--quick", "--profiles", "ablation",
                    "--models", "resnet20", "--out", csv_out]
         else:
-            cmd = [PY, "benchmarks/bench_epoch.py", "--device", "cuda", "--warmup", "3", "--steps", "5",
+            cmd = [PY, "-m", "benchmarks.bench_epoch", "--device", "cuda", "--warmup", "3", "--steps", "5",
                    "--eval-images", "500", "--out", csv_out]
         code, text = c.run(cmd, t)
         if code != 0:

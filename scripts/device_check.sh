@@ -21,4 +21,4 @@ else
   echo "error: no Python here imports torch, torchvision, numpy, yaml and tqdm (active venv, ./.venv or python3); nothing is installed without a network" >&2
   exit 2
 fi
-exec "$py" scripts/device_check.py "$@"
+exec "$py" -m scripts.device_check "$@"

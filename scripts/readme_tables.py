@@ -1,7 +1,7 @@
 """The README's key tables, generated from schema.py and summaries.SUMMARY_FIELDS.
 
-    python scripts/readme_tables.py           # exit 1 and name the table if README differs
-    python scripts/readme_tables.py --write   # rewrite the tables in README.md
+    python -m scripts.readme_tables           # exit 1 and name the table if README differs
+    python -m scripts.readme_tables --write   # rewrite the tables in README.md
 
 Each table sits between `<!-- generated: NAME -->` and `<!-- end: NAME -->`;
 tests/test_schema.py fails when one differs from what this script generates.
@@ -10,10 +10,9 @@ import os
 import re
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from sparsecs import schema
 
-import schema  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 README = os.path.join(REPO, "README.md")
 

@@ -1,7 +1,7 @@
 """Re-score the retired digits results (committed up to ddc6968) under the current evidence
 rules, without rerunning anything: their summaries are read from git history.
 
-    python scripts/rescore_digits.py [COMMIT]
+    python -m scripts.rescore_digits [COMMIT]
 
 They lack structural MACs (claim 2 then has no evidence) and their λ searches followed the old
 rules; every other rule (test-set error at 360 images, Holm, points every seed ran, Pareto
@@ -15,13 +15,11 @@ import subprocess
 import sys
 import tarfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-import criteria  # noqa: E402
-import data  # noqa: E402
-from reporting import claims as CL  # noqa: E402
+from sparsecs import criteria
+from sparsecs import data
+from sparsecs.reporting import claims as CL
 
 
 def main(commit="ddc6968"):

@@ -2,7 +2,7 @@
 null, nothing else in the file changes. For run folders written before train.py wrote strict
 JSON (their summary.json has "calibration_target": NaN); readers take null for NaN.
 
-    python scripts/strict_json.py [--check] [DIR ...]      (default: results)
+    python -m scripts.strict_json [--check] [DIR ...]      (default: results)
 
 --check changes nothing and exits 1 when a file is not strict. A file whose tokens cannot be
 replaced safely (the result would parse differently) is left alone and named (exit 1).
@@ -13,9 +13,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import fileio  # noqa: E402
+from sparsecs import fileio
 
 TOKENS = ("-Infinity", "Infinity", "NaN")
 

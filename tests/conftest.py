@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import data
+from sparsecs import data
 import train
 
 

@@ -1,18 +1,15 @@
 """Several train.py command lines in one process, so that a test pays for one torchrun start
 (and one process-group setup per run) instead of one per run.
 
-    torchrun --standalone --nproc_per_node=2 tests/ddp_many.py ARGS.json
+    torchrun --standalone --nproc_per_node=2 -m tests.ddp_many ARGS.json
 
 ARGS.json holds a list of train.py argument lists; the exit status is the first non-zero one.
 """
 import json
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import distributed  # noqa: E402
-import train  # noqa: E402
+from sparsecs import distributed
+import train
 
 if __name__ == "__main__":
     with open(sys.argv[1]) as f:

@@ -13,11 +13,11 @@ import hashlib
 import math
 import os
 
-import config as C
-import fileio
-import paths
-import runindex
-import summaries
+from sparsecs import config as C
+from sparsecs import fileio
+from sparsecs import paths
+from sparsecs import runindex
+from sparsecs import summaries
 import sweep
 from tests.conftest import StandInLauncher
 
@@ -39,9 +39,9 @@ def _noise(*key):
 
 def layer_shapes(cfg):
     """The model's conv/linear layers (metrics.layer_table of a dense model), cached."""
-    import data
-    import metrics
-    import models
+    from sparsecs import data
+    from sparsecs import metrics
+    from sparsecs import models
 
     key = (cfg["model"], cfg["width"], cfg["dataset"])
     if key not in _LAYERS:

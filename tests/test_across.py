@@ -4,9 +4,9 @@ the rule, the per-row step on synthetic comparisons, and the markdown table."""
 import pytest
 
 import report
-from reporting import across as AC
-from reporting import claims as CL
-from reporting import compare as K
+from sparsecs.reporting import across as AC
+from sparsecs.reporting import claims as CL
+from sparsecs.reporting import compare as K
 
 S, R, I, U, NT, NE = ("supported", "refuted", "inconclusive", K.UNMEASURABLE, K.NOT_TESTABLE,
                       "no evidence at this scale")

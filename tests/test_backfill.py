@@ -3,18 +3,15 @@ older run's summary and index row, and nothing else touched."""
 import csv
 import json
 import os
-import sys
 
 import pytest
 
-import config as C
-import fileio
-import paths
-import runindex
+from sparsecs import config as C
+from sparsecs import fileio
+from sparsecs import paths
+from sparsecs import runindex
 import train
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-import backfill_train_acc_final as B  # noqa: E402
+from scripts import backfill_train_acc_final as B
 
 
 def test_backfill_writes_what_training_measured_and_leaves_the_rest(tmp_path, capsys):

@@ -17,10 +17,10 @@ import pytest
 
 import report
 import sweep
-from reporting import budget as B
-from reporting import budget_document as BD
-from reporting import figures as F
-from sweeping.profile import ProfileError, load_profile
+from sparsecs.reporting import budget as B
+from sparsecs.reporting import budget_document as BD
+from sparsecs.reporting import figures as F
+from sparsecs.sweeping.profile import ProfileError, load_profile
 from tests.test_report import FakeLauncher
 
 PAIR = """
@@ -64,7 +64,7 @@ def make_pair(tmp_path, short_setting="", partner="short"):
 
 
 def sides_of(prof, results):
-    from reporting import load
+    from sparsecs.reporting import load
 
     sides = sorted([B.side(prof, results, ["A"]), B.side(load.budget_partner(prof), results, ["A"])],
                    key=lambda s: s["epochs"])
@@ -202,11 +202,11 @@ def test_export_levels_exports_every_seed_of_the_levels_runs_with_checksums(tmp_
     import torch
 
     import export
-    import fileio
-    import modelfile
-    import models
-    import paths
-    import summaries
+    from sparsecs import fileio
+    from sparsecs import modelfile
+    from sparsecs import models
+    from sparsecs import paths
+    from sparsecs import summaries
 
     prof = tmp_path / "ex.yaml"
     prof.write_text(EXPORTED.format(repo=sweep.REPO))

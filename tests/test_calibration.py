@@ -5,7 +5,7 @@ import math
 import pytest
 
 import sweep
-from sweeping.search import SIDE_TOL, WHY
+from sparsecs.sweeping.search import SIDE_TOL, WHY
 from tests.conftest import StandInLauncher
 
 
@@ -122,8 +122,8 @@ def test_a_bracket_that_cannot_shrink_says_the_response_jumps():
 def FakeLauncher(results, curve):
     """Runs nothing: 'finishes' each run by writing what train.py would, with the sparsity a
     synthetic curve gives for its λ."""
-    import fileio
-    import paths
+    from sparsecs import fileio
+    from sparsecs import paths
 
     def write(results, s):
         o = s.cfg["optim"]
@@ -198,8 +198,8 @@ def test_followers_of_a_missed_search_are_settled_not_waiting(tmp_path, capsys, 
     """The seeds that follow a search that missed its target, and a run that takes its target
     from it, never run: the dry run and the report count them apart from runs still to come,
     so that they do not hold the profile's verdicts back for ever."""
-    from reporting import load
-    from sweeping import plan
+    from sparsecs.reporting import load
+    from sparsecs.sweeping import plan
 
     prof = tmp_path / "p.yaml"
     prof.write_text(PROFILE.format(repo=sweep.REPO).replace("[0.9, 0.99]", "[0.99]") + f"""
@@ -229,7 +229,7 @@ def test_followers_of_a_missed_search_are_settled_not_waiting(tmp_path, capsys, 
 
 
 def test_a_search_still_running_keeps_its_followers_waiting(tmp_path):
-    from sweeping import plan
+    from sparsecs.sweeping import plan
 
     prof = tmp_path / "p.yaml"
     prof.write_text(PROFILE.format(repo=sweep.REPO).replace("[0.9, 0.99]", "[0.99]"))
@@ -311,7 +311,7 @@ def test_a_chained_search_starts_from_the_previous_targets_rounds(tmp_path):
 
 # --- the end targets of an entry calibrate on their outer side (Search.side) ---------------
 
-from reporting import compare as K
+from sparsecs.reporting import compare as K
 
 
 def lam_for(sparsity, mid=1e-3, k=1.2):
@@ -426,7 +426,7 @@ def test_a_resumed_search_fills_the_free_slot_while_another_run_trains(tmp_path)
     grid: {{optim.target: [0.5]}}
 """
     prof, results, specs, launcher, state = run_profile(tmp_path, text, curve)
-    import paths
+    from sparsecs import paths
     import shutil
     followers = [s for s in specs if s.after is not None]
     gmp = [s for s in specs if s.entry == "gmp"]
@@ -442,7 +442,7 @@ def test_a_resumed_search_fills_the_free_slot_while_another_run_trains(tmp_path)
 
 
 def test_the_report_says_why_an_end_search_within_tolerance_goes_on():
-    from reporting import load
+    from sparsecs.reporting import load
     s = sweep.Search("optim.lam", 1e-3, 0.3, 6, 0.9, label="st", side=-1)
     inner = lam_for(0.915)
     s.record(inner, logistic(inner))
@@ -525,7 +525,7 @@ def test_every_missed_reason_starts_with_its_word_and_the_highest_sparsity():
     assert s.why == "rounds exhausted"
     assert s.reason == f"rounds exhausted: highest {top[1]:.4f} at optim.lam={top[0]:g}; 3 rounds"
     assert s.note == f"not reached: {s.reason}"
-    from reporting import load
+    from sparsecs.reporting import load
     (row,) = load.search_rows([("st", s)])
     assert row["reason"].split(":")[0] == "rounds exhausted"
     assert set(WHY) == {"ceiling", "plateau", "collapse", "jump", "rounds exhausted"}
@@ -607,10 +607,10 @@ runs:
 
 # --- calibrate.start_from: round 1 at another budget's calibrated value x the method's factor --
 
-from optim.rda_methods import XRDAMethod
-from optim.soft_threshold import SoftThreshold
-from optim.str_method import STR
-from sweeping import plan
+from sparsecs.optim.rda_methods import XRDAMethod
+from sparsecs.optim.soft_threshold import SoftThreshold
+from sparsecs.optim.str_method import STR
+from sparsecs.sweeping import plan
 
 # Fashion-MNIST at batch 128: 469 steps an epoch; a cosine lr from 0.1 sums to
 # 0.1 * (N - 1) / 2 over N steps (the cosines of t = 1..N sum to -1)
@@ -632,8 +632,8 @@ def budget_launcher(results, mid8, cap=1.0, only=None):
     """Writes each run with the sparsity of a world whose λ scale follows the LATS factor:
     logistic(λ, mid) with mid = mid8 at 8 epochs, mid8 x LATS_4X at 32, at most `cap`;
     with `only`, runs of other epochs are left unwritten (found on disk already)."""
-    import fileio
-    import paths
+    from sparsecs import fileio
+    from sparsecs import paths
 
     def write(results, s):
         if only is not None and s.cfg["epochs"] != only:

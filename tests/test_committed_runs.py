@@ -14,8 +14,8 @@ import torch
 import eval as E
 import export
 import hubconf
-import paths
-import sparse_infer as S
+from sparsecs import paths
+from sparsecs import sparse_infer as S
 from tests.test_hostile import _one_thread, one_line, snapshot, trained  # noqa: F401 (fixtures)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,8 +143,8 @@ def test_an_export_of_another_run_is_not_taken_for_this_one(committed, tmp_path,
     sd[k] = torch.zeros_like(sd[k])
     os.unlink(file)
     os.unlink(file + ".sha256")
-    from exporting.csr import csr_file
-    from exporting.files import write_export
+    from sparsecs.exporting.csr import csr_file
+    from sparsecs.exporting.files import write_export
     write_export(file, export._bytes(csr_file({**saved, "state_dict": sd})))
     assert E.main([folder]) == 1
     line = one_line(capsys)

@@ -15,10 +15,10 @@ import scipy.sparse
 import torch
 import torch.nn as nn
 
-import data
+from sparsecs import data
 import export
-import models
-import paths
+from sparsecs import models
+from sparsecs import paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS = os.path.join(REPO, "results", "fashion", "weights")
@@ -162,14 +162,8 @@ def test_file_scores_the_recorded_test_accuracy(file, fashion_test_set):
 
 
 def test_hub_eval_and_benchmark_take_a_committed_file(tmp_path, capsys):
-    import sys
-
     import eval as E
-    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    try:
-        import bench_inference as B
-    finally:
-        sys.path.remove(os.path.join(REPO, "benchmarks"))
+    from benchmarks import bench_inference as B
 
     file = next(f for f in FILES if "lam8.51178e-05" in f)
     _, sd = decode_independently(file)

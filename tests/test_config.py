@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-import config as C
+from sparsecs import config as C
 import train
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import config as C
+from sparsecs import config as C
 
 KEYS = sorted(C.DEFAULTS) + ["optim.lr", "optim.lam", "optim.momentum", "optim.weight_decay",
                               "optim.gamma", "optim.milestones", "optim.mode", "optim.target",

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-import data
-import sampling
+from sparsecs import data
+from sparsecs import sampling
 
 MEAN = torch.tensor(data.CIFAR_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(data.CIFAR_STD).view(1, 3, 1, 1)
@@ -354,7 +354,7 @@ def test_digits_are_never_flipped_and_crop_by_two_pixels_cifar_flips():
 
 
 def test_config_resolves_augmentation_per_dataset():
-    import config as C
+    from sparsecs import config as C
 
     dig = C.resolve({"dataset": "digits"})
     cif = C.resolve({"dataset": "cifar10"})
@@ -538,7 +538,7 @@ def test_fashion_registry_shape_and_statistics():
 
 
 def test_two_epochs_on_tiny_fashion_files(tmp_path, no_system):
-    import config as C
+    from sparsecs import config as C
     import train
     write_fashion(str(no_system), fashion_arrays(64, 32), gz=True)
     cfg = C.build(None, ["dataset=fashion_mnist", f"data_dir={tmp_path / 'root'}", "model=resnet20",

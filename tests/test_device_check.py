@@ -10,8 +10,7 @@ import time
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import device_check  # noqa: E402
+from scripts import device_check
 
 PARTS = ["env", "bf16_cl", "resume", "ddp_nccl", "fashion", "compile", "bench_epoch"]
 
@@ -25,7 +24,7 @@ def test_dry_mode_runs_every_part_on_the_cpu(tmp_path):
     # ~50 s on a quiet 2-core machine; the budget is what a loaded one needs (a part cut by the
     # budget would be a timeout row, not what this test is about)
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "scripts/device_check.py", "--dry", "--out", str(out),
+    r = subprocess.run([sys.executable, "-m", "scripts.device_check", "--dry", "--out", str(out),
                         "--budget", "1200"], cwd=REPO, capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stdout + r.stderr
     got = rows(out)

@@ -7,8 +7,8 @@ import stat
 import pytest
 import torch
 
-import config as C
-import hardware
+from sparsecs import config as C
+from sparsecs import hardware
 import train
 
 TINY = ["configs/quick/sgd.yaml", "model=resnet20", "width=0.125", "epochs=1", "train_subset=64",

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-import config as C
-import fileio
-import paths
-import summaries
+from sparsecs import config as C
+from sparsecs import fileio
+from sparsecs import paths
+from sparsecs import summaries
 import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,7 +38,7 @@ def torchrun(args, tmp_path, nproc=2):
     spec.write_text(json.dumps(args))
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           f"--nproc_per_node={nproc}", os.path.join(REPO, "tests", "ddp_many.py"),
+                           f"--nproc_per_node={nproc}", "-m", "tests.ddp_many",
                            str(spec)], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
 
 

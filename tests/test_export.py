@@ -15,12 +15,12 @@ import torch
 import torch.nn as nn
 import yaml
 
-import data
+from sparsecs import data
 import export
-import fileio
-import modelfile
-import models
-import paths
+from sparsecs import fileio
+from sparsecs import modelfile
+from sparsecs import models
+from sparsecs import paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = data.get("digits").input_shape       # what the models here are built for (make_run's data set)
@@ -265,13 +265,14 @@ def test_slim_file_loads_without_the_repository(tmp_path):
     torch.save(slim, tmp_path / "slim.pt")
     x = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(0))
     torch.save({"x": x, "y": m(x).detach()}, tmp_path / "xy.pt")
-    for fake in ("models", "export", "exporting", "paths", "modelfile", "torch_pruning"):     # any import of these fails
+    for fake in ("sparsecs", "models", "export", "exporting", "paths", "modelfile", "torch_pruning"):  # any import fails
         (tmp_path / f"{fake}.py").write_text("raise ImportError('repository code used')\n")
-    code = ("import sys, torch; sys.path.insert(0, '.'); "
+    code = ("import torch; "
             "m = torch.load('slim.pt', weights_only=False); d = torch.load('xy.pt'); "
             "torch.set_grad_enabled(False); "
             "print(float((m(d['x']) - d['y']).abs().max()))")
-    r = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True,
+    # -E -s: no PYTHONPATH, no user site; -c puts the folder of fakes first on sys.path
+    r = subprocess.run([sys.executable, "-E", "-s", "-c", code], cwd=tmp_path, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert float(r.stdout) < 1e-4
@@ -353,7 +354,7 @@ def test_hub_load_from_another_directory(run_dir, tmp_path, monkeypatch):
         mod.__file__ = str(elsewhere / f"{n}.py")
         monkeypatch.setitem(sys.modules, n, mod)
     model = torch.hub.load(REPO, "sparse_model", run=str(run_dir), source="local")
-    assert type(model).__module__ == "models.vgg"
+    assert type(model).__module__ == "sparsecs.models.vgg"
     assert all(sys.modules[n] is mod for n, mod in theirs.items())
 
 
@@ -441,12 +442,8 @@ def test_export_cli_process_exit_codes(run_dir, tmp_path):
 # ----------------------------------------------------------------------------- measure, tabulate
 
 def test_inference_benchmark_and_savings_table(run_dir, tmp_path, capsys):
-    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    try:
-        import bench_inference
-    finally:
-        sys.path.remove(os.path.join(REPO, "benchmarks"))
-    from reporting import savings
+    from benchmarks import bench_inference
+    from sparsecs.reporting import savings
 
     for fmt in ("slim", "csr"):
         export.export(str(run_dir), fmt, batch=16)

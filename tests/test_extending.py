@@ -11,8 +11,8 @@ import sys
 
 import torch
 
-import config as C
-import data
+from sparsecs import config as C
+from sparsecs import data
 import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -142,7 +142,7 @@ def test_a_new_method_is_one_file_and_one_registry_line(tmp_path, one_thread):
     assert any("Random filters" in (repo / "results" / "toy" / "tables" / t).read_text() for t in tables)
     # its look reaches the figures: its own marker (colours are given per figure from the
     # Okabe-Ito palette, distinct within the figure)
-    q = subprocess.run([sys.executable, "-c", "from reporting import style; "
+    q = subprocess.run([sys.executable, "-c", "from sparsecs.reporting import style; "
                         "print(style.looks([('random_filters', 'toy')])[('random_filters', 'toy')])"],
                        cwd=repo, capture_output=True, text=True, env=env)
     assert "'marker': 'h'" in q.stdout, q.stdout + q.stderr

@@ -9,11 +9,11 @@ import time
 import pytest
 import torch
 
-import config as C
-import fileio
-import paths
-import runindex
-import summaries
+from sparsecs import config as C
+from sparsecs import fileio
+from sparsecs import paths
+from sparsecs import runindex
+from sparsecs import summaries
 import train
 
 

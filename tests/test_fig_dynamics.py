@@ -3,7 +3,7 @@ run_frames), never from the run folders: a run that starts from another is shift
 total-epoch axis, and its parent's metrics come from the same frames."""
 import pandas as pd
 
-from reporting import fig_dynamics as FD
+from sparsecs.reporting import fig_dynamics as FD
 
 
 def test_epochs_are_shifted_onto_the_total_budget_from_the_frames():

@@ -14,13 +14,13 @@ import pytest
 import pandas as pd
 import yaml
 
-import paths
+from sparsecs import paths
 import report
-from reporting import fig_tradeoff as FT
-from reporting import figures as F
-from reporting import load
-from reporting import style
-from reporting import threshold_figure as TF
+from sparsecs.reporting import fig_tradeoff as FT
+from sparsecs.reporting import figures as F
+from sparsecs.reporting import load
+from sparsecs.reporting import style
+from sparsecs.reporting import threshold_figure as TF
 from tests import synthetic
 
 PROFILE = """evidence: none
@@ -140,8 +140,8 @@ def test_a_build_removes_the_figures_it_no_longer_makes_and_nothing_else(small, 
 
 
 def _pts(small):
-    from reporting import claims as CL
-    from reporting import load
+    from sparsecs.reporting import claims as CL
+    from sparsecs.reporting import load
 
     df, _ = load.load(str(small[3] / "small.yaml"), small[4])
     return CL.points(df)

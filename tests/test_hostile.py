@@ -8,14 +8,14 @@ import shutil
 import pytest
 import torch
 
-import config as C
-import fileio
-import modelfile
-import paths
-import runindex
-import summaries
+from sparsecs import config as C
+from sparsecs import fileio
+from sparsecs import modelfile
+from sparsecs import paths
+from sparsecs import runindex
+from sparsecs import summaries
 import train
-import sweeping.launch
+from sparsecs.sweeping import launch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SGD = os.path.join(REPO, "configs", "quick", "sgd.yaml")
@@ -310,7 +310,7 @@ def test_committed_summaries_all_pass_the_checks():
 
 @pytest.mark.parametrize("where", ["first", "later"])
 def test_ragged_metrics_is_damaged_not_misparsed(run, capsys, where):
-    from reporting import load as L
+    from sparsecs.reporting import load as L
 
     results, folder = run
     p = os.path.join(folder, paths.METRICS)
@@ -328,7 +328,7 @@ def test_ragged_metrics_is_damaged_not_misparsed(run, capsys, where):
 
 
 def test_metrics_of_reads_numbers_in_their_columns(run):
-    from reporting import load as L
+    from sparsecs.reporting import load as L
 
     results, folder = run
     m = L.metrics_of(folder)
@@ -548,7 +548,7 @@ def stand_in(monkeypatch, rec, sleep):
 
     import sweep
     os.makedirs(rec, exist_ok=True)
-    monkeypatch.setattr(sweeping.launch, "train_argv",
+    monkeypatch.setattr(launch, "train_argv",
                         lambda spec, results: [sys.executable, "-c", CHILD, str(rec), spec.name, str(sleep)])
 
 
@@ -558,14 +558,14 @@ def test_sweep_on_a_full_disk_is_one_line_with_the_table(tmp_path, monkeypatch, 
     import sweep
 
     stand_in(monkeypatch, tmp_path / "rec", 0)
-    real, calls = sweeping.launch._header, []
+    real, calls = launch._header, []
 
     def header(spec, results):   # the second run's log cannot be written: ENOSPC
         calls.append(spec.name)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(spec, results)
-    monkeypatch.setattr(sweeping.launch, "_header", header)
+    monkeypatch.setattr(launch, "_header", header)
     results = tmp_path / "res"
     assert sweep.main([two_seeds(tmp_path), "--results", str(results), "--jobs", "1", "--threads", "1"]) == 1
     out = capsys.readouterr()
@@ -591,7 +591,7 @@ def test_sweep_on_a_read_only_results_folder_is_one_line_with_the_table(tmp_path
         if str(p).startswith(str(results)) and any(c in mode for c in "wa+"):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(p))
         return real_open(p, mode, *a, **k)
-    monkeypatch.setattr(sweeping.launch, "open", ro_open, raising=False)
+    monkeypatch.setattr(launch, "open", ro_open, raising=False)
     (results / "logs").mkdir(parents=True)
     assert sweep.main([two_seeds(tmp_path), "--results", str(results), "--jobs", "1", "--threads", "1"]) == 1
     out = capsys.readouterr()
@@ -665,7 +665,6 @@ def alive(pid):
 
 PEER = """
 import os, sys
-sys.path.insert(0, {repo!r})
 import train
 if os.environ["RANK"] == "1":   # this rank dies (SIGKILL, OOM) at its third step
     real, steps = train.train_step, []
@@ -684,12 +683,10 @@ def test_a_dead_ddp_peer_is_one_line_from_the_survivor(tmp_path):
     import subprocess
     import sys
 
-    script = tmp_path / "peer.py"
-    script.write_text(PEER.format(repo=REPO))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    argv = [sys.executable, str(script), SGD, *TINY, "batch_size=16", "--quiet", "--out",
+    argv = [sys.executable, "-c", PEER, SGD, *TINY, "batch_size=16", "--quiet", "--out",
             str(tmp_path / "run"), "--results", str(tmp_path)]
     procs = []
     for rank in (0, 1):
@@ -713,7 +710,7 @@ def image_tree(base):
 
 
 def test_imagefolder_does_not_follow_a_symlink_loop(tmp_path):
-    import data
+    from sparsecs import data
 
     base = image_tree(tmp_path / "imagenet")
     os.symlink("..", base / "train" / "n01" / "loop")
@@ -723,7 +720,7 @@ def test_imagefolder_does_not_follow_a_symlink_loop(tmp_path):
 
 
 def test_imagefolder_refuses_a_class_folder_that_is_another_one(tmp_path):
-    import data
+    from sparsecs import data
 
     base = image_tree(tmp_path / "imagenet")
     for split in ("train", "val"):
@@ -735,7 +732,7 @@ def test_imagefolder_refuses_a_class_folder_that_is_another_one(tmp_path):
 
 
 def test_imagefolder_class_folders_may_live_elsewhere(tmp_path):
-    import data
+    from sparsecs import data
 
     base = image_tree(tmp_path / "imagenet")
     shutil.move(base / "train" / "n02", tmp_path / "disk-n02")
@@ -746,7 +743,7 @@ def test_imagefolder_class_folders_may_live_elsewhere(tmp_path):
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_corrupt_image_with_workers_is_one_line_with_the_file(tmp_path, capsys, damage):
-    import data
+    from sparsecs import data
 
     base = image_tree(tmp_path / "imagenet")
     bad = base / "train" / "n02" / "img1.JPEG"
@@ -770,7 +767,7 @@ def test_a_corrupt_image_with_workers_is_one_line_with_the_file(tmp_path, capsys
 # ----------------------------------------------------------------------------- init_from
 
 def test_init_from_a_run_with_another_class_count_is_one_line(run, tmp_path, capsys):
-    import data
+    from sparsecs import data
 
     results, folder = run
     m = os.path.join(folder, paths.MODEL)
@@ -853,7 +850,7 @@ class _RunsCode:
 def test_a_crafted_cifar_batch_is_refused_and_runs_no_code(tmp_path, capsys):
     import pickle
 
-    import data
+    from sparsecs import data
     from tests.test_data import write_cifar10
 
     write_cifar10(str(tmp_path))
@@ -905,7 +902,7 @@ def test_a_damaged_search_round_is_rerun_not_a_blocked_search(run, tmp_path, mon
     good = tmp_path / "good.json"
     shutil.copy(os.path.join(folder, paths.SUMMARY), good)
     dest = os.path.join(paths.run_dir(results, round1.name), paths.SUMMARY)
-    monkeypatch.setattr(sweeping.launch, "train_argv", lambda spec, results: [
+    monkeypatch.setattr(launch, "train_argv", lambda spec, results: [
         sys.executable, "-c", "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])", str(good), dest])
     sweep.main([str(prof), "--results", results, "--jobs", "1", "--threads", "1"])
     out = capsys.readouterr()

@@ -15,11 +15,11 @@ import zipfile
 import pytest
 import torch
 
-import cli
-import config as C
-import fileio
-import paths
-import summaries
+from sparsecs import cli
+from sparsecs import config as C
+from sparsecs import fileio
+from sparsecs import paths
+from sparsecs import summaries
 import train
 from tests.test_hostile import (SGD, TINY, _one_thread, one_line,  # noqa: F401 (fixtures)
                                 profile_of_the_run, run, snapshot, train_args, trained)
@@ -165,7 +165,7 @@ def test_init_from_a_file_is_keyed_by_its_content(run, tmp_path):
 def test_a_metrics_csv_with_a_row_too_many_is_neither_finished_nor_complete(run, tmp_path, capsys):
     import sweep
     import train
-    from reporting import load
+    from sparsecs.reporting import load
 
     results, folder = run
     p = os.path.join(folder, paths.METRICS)
@@ -403,7 +403,7 @@ def test_a_figure_on_a_full_disk_names_the_file_and_is_written_as_before(tmp_pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from reporting import figures
+    from sparsecs.reporting import figures
 
     fig = plt.figure(figsize=(2, 2))
     fig.gca().plot([0, 1], [1, 0])
@@ -443,8 +443,8 @@ def test_a_run_another_process_holds_is_held_not_failed(tmp_path, capsys):
 
 KILLED_SWEEP = """
 import sys
-sys.path.insert(0, {repo!r})
-import cli, sweeping.launch as L
+from sparsecs import cli
+from sparsecs.sweeping import launch as L
 L.train_argv = lambda spec, results: [sys.executable, "-c", {child!r}, {rec!r}, spec.name, "120"]
 import sweep
 sys.exit(cli.run(sweep.main, "sweep.py"))

@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-import data
-import imagefolder
-import metrics
-import models
-import summaries
+from sparsecs import data
+from sparsecs import imagefolder
+from sparsecs import metrics
+from sparsecs import models
+from sparsecs import summaries
 import train
 
 CLASSES = ["n01", "n02", "n03"]
@@ -285,7 +285,7 @@ def test_mismatched_classes(tmp_path):
 
 
 def test_config_knows_imagenet():
-    import config as C
+    from sparsecs import config as C
 
     cfg = C.resolve({"dataset": "imagenet", "model": "resnet50"})
     assert cfg["flip"] is True and cfg["crop_padding"] == 0
@@ -315,7 +315,7 @@ def test_train_py_runs_on_the_folder_in_one_and_two_processes(root, tmp_path):
     two = str(tmp_path / "two")
     spec.write_text(json.dumps([args + ["--out", two, "--results", str(tmp_path / "r2"), "--quiet"]]))
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        os.path.join(repo, "tests", "ddp_many.py"), str(spec)], capture_output=True, text=True,
+                        "-m", "tests.ddp_many", str(spec)], capture_output=True, text=True,
                        cwd=repo, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     s2 = summaries.read_summary(two)

@@ -15,8 +15,8 @@ import time
 import pytest
 
 import sweep
-import sweeping.launch
-import sweeping.slurm
+from sparsecs.sweeping import launch
+from sparsecs.sweeping import slurm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SGD = os.path.join(REPO, "configs", "quick", "sgd.yaml")
@@ -41,7 +41,7 @@ def profile(tmp_path, seeds):
 
 def stand_in(monkeypatch, rec, sleep=0.3):
     os.makedirs(rec, exist_ok=True)
-    monkeypatch.setattr(sweeping.launch, "train_argv",
+    monkeypatch.setattr(launch, "train_argv",
                         lambda spec, results: [sys.executable, "-c", CHILD, str(rec), spec.name, str(sleep)])
 
 
@@ -76,7 +76,7 @@ def test_runs_per_gpu_caps_each_device(tmp_path, monkeypatch, capsys):
 
 def test_jobs_above_runs_per_gpu_are_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sweep, "_visible_gpus", lambda: [0, 1])
-    monkeypatch.setattr(sweeping.launch, "train_argv", lambda *a: pytest.fail("nothing may start"))
+    monkeypatch.setattr(launch, "train_argv", lambda *a: pytest.fail("nothing may start"))
     args = [profile(tmp_path, [0]), "--results", str(tmp_path / "results")]
     assert sweep.main(args + ["--jobs", "5", "--runs-per-gpu", "2"]) == 2
     err = capsys.readouterr().err
@@ -146,7 +146,7 @@ def test_torchrun_job_starts_every_rank_on_the_cpu(tmp_path, monkeypatch):
     (tmp_path / "fake_train.py").write_text(FAKE_TRAIN)
     out = tmp_path / "ranks"
     out.mkdir()
-    monkeypatch.setattr(sweeping.launch, "train_argv", lambda spec, results: [sys.executable, str(tmp_path / "fake_train.py"),
+    monkeypatch.setattr(launch, "train_argv", lambda spec, results: [sys.executable, str(tmp_path / "fake_train.py"),
                                                                     str(out)])
     spec, results = a_spec(tmp_path), str(tmp_path / "results")
     os.makedirs(os.path.join(results, "logs"))
@@ -178,8 +178,8 @@ def test_job_script_signals(tmp_path, monkeypatch, sig, code):
     not stop the run; SIGTERM stops it with 130, and the script then waits for SLURM (here
     PREEMPT_WAIT_S shortened) before it reports that."""
     started = tmp_path / "started"
-    monkeypatch.setattr(sweeping.launch, "train_argv", lambda spec, results: [sys.executable, "-c", SIGNALED, str(started)])
-    monkeypatch.setattr(sweeping.slurm, "PREEMPT_WAIT_S", 0.5)
+    monkeypatch.setattr(launch, "train_argv", lambda spec, results: [sys.executable, "-c", SIGNALED, str(started)])
+    monkeypatch.setattr(slurm, "PREEMPT_WAIT_S", 0.5)
     spec, results = a_spec(tmp_path), str(tmp_path / "results")
     os.makedirs(os.path.join(results, "logs"))
     proc = subprocess.Popen(["bash", "-c", sweep.slurm_script(spec, results, gpus=1, cpus=1)],
@@ -253,11 +253,7 @@ def test_checkpoint_requeues_the_same_command(tmp_path):
 # ----------------------------------------------------------------------------- bench_epoch
 
 def _bench_epoch():
-    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    try:
-        import bench_epoch
-    finally:
-        sys.path.remove(os.path.join(REPO, "benchmarks"))
+    from benchmarks import bench_epoch
     return bench_epoch
 
 

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-import fileio
-import paths
+from sparsecs import fileio
+from sparsecs import paths
 import sweep
-from sweeping.search import Search, internal
+from sparsecs.sweeping.search import Search, internal
 from tests.conftest import StandInLauncher
 
 MACS = "macs_structural_fraction"
@@ -88,7 +88,7 @@ def structured_specs():
 
 
 def test_fashion_calibrates_its_structured_entries_on_the_claims_macs_levels():
-    from reporting import compare
+    from sparsecs.reporting import compare
     specs = structured_specs()
     for entry, key, start in (("xrda_channel", "optim.lam", 1e-5), ("filter_prune", "optim.target", 0.4)):
         mine = [s for s in specs if s.entry == entry]

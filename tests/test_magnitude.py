@@ -7,16 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-import config as C
-import data
+from sparsecs import config as C
+from sparsecs import data
 import eval as E
-import fileio
-import modelfile
-import paths
+from sparsecs import fileio
+from sparsecs import modelfile
+from sparsecs import paths
 import train
-from optim import get_method
-from optim.base import penalized_modules
-from optim.magnitude import cubic_sparsity
+from sparsecs.optim import get_method
+from sparsecs.optim.base import penalized_modules
+from sparsecs.optim.magnitude import cubic_sparsity
 
 FAMILIES = {"vgg16": 0.125, "resnet20": 0.25, "resnet56": 0.125, "densenet40": 0.125}
 

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-import metrics
+from sparsecs import metrics
 
 
 class Tiny(nn.Module):

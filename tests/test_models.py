@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-import models
+from sparsecs import models
 
 
 def n_params(m):
@@ -154,8 +154,8 @@ IMAGENET = ("resnet50", "mobilenet_v1", "resnet50_str", "mobilenet_v1_str")
 def test_input_shapes():
     """A model's input_shape is the data set's when given; without one, only the ImageNet
     models have their own, and a probe of any other says so instead of guessing CIFAR's."""
-    import data
-    import metrics
+    from sparsecs import data
+    from sparsecs import metrics
 
     fashion = data.get("fashion_mnist").input_shape
     for name in models.names():
@@ -173,7 +173,7 @@ def test_input_shapes():
 
 def test_resnet50_is_torchvisions():
     import torchvision
-    from models.resnet50 import ScaledResNet50
+    from sparsecs.models.resnet50 import ScaledResNet50
 
     tv = models.get_model("resnet50", num_classes=1000)
     assert type(tv) is torchvision.models.ResNet            # torchvision.models.resnet50 itself
@@ -242,7 +242,7 @@ def test_str_initialization_is_the_stated_rule(name):
     ("mobilenet_v1", 4.2e6, 569e6),       # Howard et al. Table 4: 4.2M params, 569M mult-adds
 ])
 def test_imagenet_published_counts(name, params, macs):
-    import metrics
+    from sparsecs import metrics
 
     m = models.get_model(name, num_classes=1000)
     assert abs(n_params(m) / params - 1) < 0.01
@@ -264,9 +264,9 @@ def test_imagenet_width_scales_quadratically():
 def test_methods_step_on_imagenet_models(name, method, hp, one_thread):
     """Each method builds (shape probes at the model's 224x224), takes a step on 64x64 inputs
     and the exported weights count; gmp and filter_prune then prune to their targets."""
-    import metrics
-    from optim import get_method
-    from optim.magnitude import conv_bn_pairs
+    from sparsecs import metrics
+    from sparsecs.optim import get_method
+    from sparsecs.optim.magnitude import conv_bn_pairs
 
     torch.manual_seed(0)
     model = models.get_model(name, num_classes=5, width=1 / 16).to(memory_format=torch.channels_last)

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-import fileio
-import paths
-import sparse_infer as S
+from sparsecs import fileio
+from sparsecs import paths
+from sparsecs import sparse_infer as S
 import train
 from tests.test_hostile import SGD, TINY, _one_thread, run, trained  # noqa: F401 (fixtures)
 from tests.test_hostile36 import NO_SPACE, full_disk, names_the_file
@@ -125,7 +125,7 @@ def test_train_output_on_a_full_disk_names_the_log(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- LaTeX tables
 
 def test_table_footnotes_name_keys_as_a_reader_knows_them_and_captions_only_their_columns():
-    from reporting import tables as T
+    from sparsecs.reporting import tables as T
 
     cells = [{"vals": [], "note": "collapses at optim.final_threshold ≥ 0.418, past its sparsest point",
               "bold": False}]

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reporting import claims as CL
-from reporting import compare as K
+from sparsecs.reporting import claims as CL
+from sparsecs.reporting import compare as K
 
 
 def correctness(n, both, a_only, b_only):

@@ -5,10 +5,10 @@ slim export's MACs where they were (why kernel mode is calibrated on the slim MA
 import pytest
 import torch
 
-import final_eval
-import models
+from sparsecs import final_eval
+from sparsecs import models
 import sweep
-from sweeping.plan import spec_cfg
+from sparsecs.sweeping.plan import spec_cfg
 
 MACS = "macs_structural_fraction"
 

@@ -3,15 +3,15 @@ and what --dry-run says a profile costs."""
 import os
 import re
 
-import cli
-import config as C
-import fileio
-import hardware
-import paths
-import summaries
+from sparsecs import cli
+from sparsecs import config as C
+from sparsecs import fileio
+from sparsecs import hardware
+from sparsecs import paths
+from sparsecs import summaries
 import sweep
 import train
-from sweeping import schedule
+from sparsecs.sweeping import schedule
 from tests import synthetic
 from tests.test_sweep import REPO, SGD, profile
 
@@ -212,7 +212,7 @@ def test_dry_run_times_runs_by_this_machine_and_setting_first(tmp_path, capsys):
     """Epoch times: this machine's runs in the run's setting; else other machines' in it, said
     so; else this machine's in another setting, with a note. Runs of seeds 1-4 stand for
     committed runs of the same data, model, width and method (their seconds set by hand)."""
-    from sweeping import plan
+    from sparsecs.sweeping import plan
     here = hardware.environment()["device_name"]
     path = profile(tmp_path, TIMED)
     results = str(tmp_path / "results")

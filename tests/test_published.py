@@ -2,7 +2,7 @@
 mean, sample std and the test set's binomial standard error."""
 import pandas as pd
 
-from reporting import published
+from sparsecs.reporting import published
 
 
 def frame(accs, dataset="fashion_mnist", role="dense"):

@@ -10,7 +10,7 @@ import pytest
 
 import report
 import sweep
-from sweeping.profile import profile_results
+from sparsecs.sweeping.profile import profile_results
 from tests import synthetic
 from tests.conftest import StandInLauncher
 

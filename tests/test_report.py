@@ -11,15 +11,15 @@ import sys
 
 import pytest
 
-import criteria
-import fileio
-import paths
+from sparsecs import criteria
+from sparsecs import fileio
+from sparsecs import paths
 import report
-import runindex
-import summaries
+from sparsecs import runindex
+from sparsecs import summaries
 import sweep
-from reporting import claims as CL
-from reporting import compare as K
+from sparsecs.reporting import claims as CL
+from sparsecs.reporting import compare as K
 from tests.conftest import StandInLauncher
 
 N_WEIGHTS = 10_000
@@ -40,7 +40,7 @@ def fake_numbers(cfg):
 
 
 def write_run(results, name, cfg, numbers=fake_numbers):
-    import final_eval
+    from sparsecs import final_eval
 
     acc, sp = numbers(cfg)
     d = paths.run_dir(results, name)
@@ -256,7 +256,7 @@ def test_row_and_claim_verdicts():
 
 def test_claims_from_a_synthetic_sweep(tmp_path):
     prof, results = make(tmp_path)
-    from reporting import load
+    from sparsecs.reporting import load
 
     df, left = load.load(prof, results)
     assert len(df) == 3 + 6 + 6 and not left["other"] and not left["missing"]
@@ -280,7 +280,7 @@ def test_report_covers_exactly_the_profile_and_names_stale_rows(tmp_path):
     stale = "digits-resnet20-gmp-t0.744659-s0-deadbeef"
     runindex.upsert_row(os.path.join(results, paths.INDEX), {"run": stale, "test_acc": 10.0})
     # a round this profile once ran that its plan no longer names (a search that went another way)
-    from reporting import load
+    from sparsecs.reporting import load
     ours = load.load(prof, results)[0]["profile"].iloc[0]
     retired = "digits-resnet20-xrda-lam0.5-s0-cafef00d"
     runindex.upsert_row(os.path.join(results, paths.INDEX), {"run": retired, "profile": ours, "test_acc": 10.0})
@@ -308,7 +308,7 @@ def test_a_run_whose_metrics_were_cut_short_is_not_complete(tmp_path):
     with open(m) as f:
         head = f.readlines()[:2]
     open(m, "w").writelines(head)             # 1 of 2 epochs left
-    from reporting import load
+    from sparsecs.reporting import load
 
     df, left = load.load(prof, results)
     assert len(df) == 2 and left["missing"] == [names[0]]
@@ -363,7 +363,7 @@ def test_bad_input_gives_one_line_error(tmp_path, case):
 
 def test_default_profiles_come_from_the_runs(tmp_path):
     prof, results = make(tmp_path, seeds="[0]", sparse=False, name="mine")
-    from reporting import load
+    from sparsecs.reporting import load
 
     assert load.profiles_in(results) == ["mine"]
 
@@ -476,7 +476,7 @@ def test_paper_b_claims_from_a_synthetic_sweep(tmp_path):
     0.48 pp at 97%, 0.55 pp at 96%, so the 0.3 pp differences are not measurable and the 2 and
     2.5 pp ones are (seeds 0.1 pp apart on both sides: p far below 0.05 after Holm)."""
     prof, results = make_b(tmp_path)
-    from reporting import load
+    from sparsecs.reporting import load
 
     df, _ = load.load(prof, results)
     comps = CL.comparisons(df, ["A", "B"])
@@ -523,8 +523,8 @@ def test_paper_b_point_table_matches_each_point_to_lats(tmp_path):
     compare is matched to the LATS point at the same sparsity (Δlog nnz 0) and tested per seed;
     sine's 95% point is log 2 = 0.69 in log nonzeros from LATS's nearest (90%): unmatched; RigL
     at half the epochs is no point against LATS. xRDA, dense and LATS itself are not rows."""
-    from reporting import load
-    from reporting import papers as PA
+    from sparsecs.reporting import load
+    from sparsecs.reporting import papers as PA
 
     prof, results = make_b(tmp_path)
     df, _ = load.load(prof, results)
@@ -596,7 +596,7 @@ def test_one_seed_is_said_in_the_report(tmp_path):
 
 @pytest.mark.parametrize("value", ["[A, b]", "[A, C]", "A", "[]", "[A, A]"])
 def test_a_bad_claims_key_is_a_one_line_error(tmp_path, capsys, value):
-    from sweeping import profile as P
+    from sparsecs.sweeping import profile as P
 
     prof = tmp_path / "bad.yaml"
     prof.write_text(B_PROFILE.format(claims=value, repo=sweep.REPO))
@@ -610,8 +610,8 @@ def test_a_bad_claims_key_is_a_one_line_error(tmp_path, capsys, value):
 
 
 def test_every_declared_claim_belongs_to_a_paper_a_profile_can_name():
-    from reporting import papers as PA
-    from sweeping import profile as P
+    from sparsecs.reporting import papers as PA
+    from sparsecs.sweeping import profile as P
 
     assert {c.paper for c in PA.CLAIMS} == set(P.PAPERS) == set(PA.PAPERS)
     assert len({c.id for c in PA.CLAIMS}) == len(PA.CLAIMS)
@@ -636,7 +636,7 @@ def test_a_point_within_five_percent_of_the_nonzeros_stands_at_the_level():
 
 def test_the_training_time_is_split_by_the_machine_each_run_trained_on():
     import pandas as pd
-    from reporting import document as D
+    from sparsecs.reporting import document as D
     df = pd.DataFrame({"device_name": ["fast", "slow", "fast", "slow", None],
                        "epochs": [8, 8, 4, 8, 2],
                        "train_seconds": [400.0, 1000.0, 240.0, 1040.0, float("nan")]})
@@ -657,7 +657,7 @@ def test_points_calibrated_to_the_same_target_meet_before_a_nearer_one_seed_roun
     round wins by 0.001 and the calibrated point is left unmatched; calibrated to the same
     target by the same rule, the two searches' all-seed points are compared."""
     import pandas as pd
-    from reporting import papers as PA
+    from sparsecs.reporting import papers as PA
     n_w = 100_000
     rows = []
 
@@ -705,7 +705,7 @@ def test_points_calibrated_to_the_same_target_meet_before_a_nearer_one_seed_roun
 def test_starts_line_tells_which_version_of_the_start_run_a_follower_pruned():
     import pandas as pd
 
-    from reporting import document as DOC
+    from sparsecs.reporting import document as DOC
 
     a, b = "a" * 64, "b" * 64
     rows = [dict(run="dense-s0", entry="sgd_half", init_from="", model_sha256=a, init_sha256=""),
@@ -730,7 +730,7 @@ def test_starts_line_tells_which_version_of_the_start_run_a_follower_pruned():
 def test_collapse_line_counts_runs_by_the_measure_that_judged_them():
     import pandas as pd
 
-    from reporting import document as DOC
+    from sparsecs.reporting import document as DOC
 
     # 10 classes: collapsed below 10 + 0.5 * 90 = 55%
     rows = [dict(dataset="fashion_mnist", train_acc=88.5, train_acc_final=48.98),   # broken at the end

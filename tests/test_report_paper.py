@@ -16,12 +16,12 @@ import tempfile
 import pytest
 
 import report
-from reporting import compare as K
-from reporting import fig_tradeoff as FT
-from reporting import figures as F
-from reporting import savings
-from reporting import style
-from reporting import tables as T
+from sparsecs.reporting import compare as K
+from sparsecs.reporting import fig_tradeoff as FT
+from sparsecs.reporting import figures as F
+from sparsecs.reporting import savings
+from sparsecs.reporting import style
+from sparsecs.reporting import tables as T
 from tests import synthetic
 
 PDFLATEX = shutil.which("pdflatex")
@@ -399,8 +399,8 @@ def test_accuracy_axis_zooms_and_legends_explain_every_mark(built):
 
 
 def test_a_far_lower_healthy_point_is_marked_not_allowed_to_flatten_the_axis(built, tmp_path):
-    from reporting import claims as CL
-    from reporting import load
+    from sparsecs.reporting import claims as CL
+    from sparsecs.reporting import load
 
     df, _ = load.load("fashion", built["fashion"][2])
     pts = CL.points(df)
@@ -413,8 +413,8 @@ def test_a_far_lower_healthy_point_is_marked_not_allowed_to_flatten_the_axis(bui
 
 
 def test_a_collapse_sparser_than_every_tick_is_an_edge_mark_inside_the_axis(built, tmp_path):
-    from reporting import claims as CL
-    from reporting import load
+    from sparsecs.reporting import claims as CL
+    from sparsecs.reporting import load
 
     df, _ = load.load("fashion", built["fashion"][2])
     pts = CL.points(df)
@@ -441,8 +441,8 @@ def test_dynamics_shows_few_curves_on_the_total_budget_axis(built):
     assert "3 seeds" in title
     assert [t for t in d["xticks"][0] if t] == [str(i) for i in range(1, 9)]     # integer epochs
     # prune + fine-tune starts from a 4-epoch dense run: drawn on epochs 5-8 of the 8-epoch budget
-    from reporting import claims as CL
-    from reporting import fig_dynamics, load
+    from sparsecs.reporting import claims as CL
+    from sparsecs.reporting import fig_dynamics, load
     df, _ = load.load("fashion", built["fashion"][2])
     p = CL.points(df)
     mf = p[(p["entry"] == "magnitude_finetune")].iloc[0]
@@ -505,9 +505,9 @@ def test_claim_a4_needs_a_dense_model_that_overfits(built):
     fashion profile's dense model trains to 99% against 92.5% test: in the regime. Brought to
     the committed fashion runs' numbers (92.59 against 92.11), the verdict is 'not testable at
     this budget' with the gap, never supported or refuted."""
-    from reporting import claims as CL
-    from reporting import compare as K
-    from reporting import load
+    from sparsecs.reporting import claims as CL
+    from sparsecs.reporting import compare as K
+    from sparsecs.reporting import load
 
     df, _ = load.load("fashion", built["fashion"][2])
     dense = df["role"] == "dense"

@@ -3,7 +3,7 @@ says nothing about the machine building it, such as which runs' weights it holds
 import glob
 import os
 
-import paths
+from sparsecs import paths
 import report
 from tests.test_report import make
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-import config as C
-import data
-from optim import get_method
-from optim.rigl import RigL
+from sparsecs import config as C
+from sparsecs import data
+from sparsecs.optim import get_method
+from sparsecs.optim.rigl import RigL
 
 
 def make(model, steps=4, epochs=2, **hp):

@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-import config as C
-import data
+from sparsecs import config as C
+from sparsecs import data
 import eval as E
 import train
-from optim import get_method
-from optim.rigl import RigL, erk_densities, update_fraction
-from optim.str_method import STR, str_weight
+from sparsecs.optim import get_method
+from sparsecs.optim.rigl import RigL, erk_densities, update_fraction
+from sparsecs.optim.str_method import STR, str_weight
 
 
 def make(cls, model, steps=4, epochs=2, **hp):

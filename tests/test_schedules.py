@@ -6,8 +6,8 @@ import os
 import pytest
 import torch
 
-from optim import XRDA
-from optim.schedules import Schedule
+from sparsecs.optim import XRDA
+from sparsecs.optim.schedules import Schedule
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
@@ -104,7 +104,7 @@ PAPER = sorted(glob.glob(os.path.join(ROOT, "configs", "paper", "c*-xrda*.yaml")
 
 
 def test_paper_configs_resolve_with_the_released_schedule():
-    import config as C
+    from sparsecs import config as C
 
     assert len(PAPER) == 11
     steps = 0
@@ -122,11 +122,11 @@ def test_paper_configs_resolve_with_the_released_schedule():
 
 
 def test_imagenet_configs_are_paper_bs_recipe_for_every_method(tmp_path):
-    import config as C
-    import data
-    import models
+    from sparsecs import config as C
+    from sparsecs import data
+    from sparsecs import models
     import sweep
-    from optim import get_method
+    from sparsecs.optim import get_method
 
     files = sorted(glob.glob(os.path.join(ROOT, "configs", "imagenet", "*.yaml")))
     runnable = [f for f in files if os.path.basename(f) not in ("base.yaml", "slats.yaml")]
@@ -155,7 +155,7 @@ def test_imagenet_configs_are_paper_bs_recipe_for_every_method(tmp_path):
     assert {s.entry for s in specs} == {"soft_threshold", "sgd", "xrda", "gmp", "str",
                                         "soft_threshold_linear", "soft_threshold_sine"}   # paper B's B1 entries
     # every run of the profile at the rows' models and precision: equal footing
-    from sweeping import plan
+    from sparsecs.sweeping import plan
 
     ready, _ = plan.known(specs, str(tmp_path))          # those nameable before anything ran
     known = [s.cfg for s in ready]
@@ -168,8 +168,8 @@ def test_label_smoothing_is_the_training_loss(tmp_path):
     epoch's training loss is that of the initial model under it (lr ~ 0 in a 1-step run)."""
     import torch.nn.functional as F
 
-    import config as C
-    import data
+    from sparsecs import config as C
+    from sparsecs import data
     import train
 
     cfg = C.build(None, ["model=resnet20", "width=0.125", "epochs=1", "batch_size=64",

@@ -9,15 +9,14 @@ import sys
 
 import pytest
 
-import config as C
-import schema
+from sparsecs import config as C
+from sparsecs import schema
 import sweep
 import train
-from optim import METHODS
+from sparsecs.optim import METHODS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import readme_tables  # noqa: E402
+from scripts import readme_tables
 
 SGD_YAML = os.path.join(REPO, "configs", "quick", "sgd.yaml")
 
@@ -168,7 +167,7 @@ def test_readme_tables_are_the_generated_ones():
     assert readme_tables.stale(text) == []
     tables = readme_tables.generated()
     summary = tables["summary fields"]
-    import summaries
+    from sparsecs import summaries
     assert summary.count("\n") == len(summaries.SUMMARY_FIELDS) + 2   # every field, one row each
     # the check bites: a table with a row gone is stale
     row = "| `optim.lam` |"

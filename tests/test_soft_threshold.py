@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-import config as C
+from sparsecs import config as C
 import eval as E
 import train
-from optim import get_method
-from optim.soft_threshold import SoftThreshold
+from sparsecs.optim import get_method
+from sparsecs.optim.soft_threshold import SoftThreshold
 
 FAMILIES = {"vgg16": 0.125, "resnet20": 0.25, "resnet56": 0.125, "densenet40": 0.125}
 
@@ -232,7 +232,7 @@ def test_committed_lats_and_linear_runs_keep_their_hashes_sine_runs_do_not(monke
     the sweep retrains it and no revision-1 sine run is counted with revision-2 ones. Each
     committed sine run's name is its revision-1 or its revision-2 hash (the reruns), and
     revision-1 ones are still there."""
-    from optim import soft_threshold as st
+    from sparsecs.optim import soft_threshold as st
 
     runs = list(committed_soft_threshold_runs())
     seen = {"lats": 0, "linear": 0, "sine": 0}

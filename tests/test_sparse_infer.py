@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import models
-import sparse_infer as S
+from sparsecs import models
+from sparsecs import sparse_infer as S
 
 # (in, out, kernel, stride, padding, groups, input size): the layer shapes of models/
 CONVS = {
@@ -244,7 +244,7 @@ def test_cli_bad_run_folder_is_one_line(tmp_path, capsys):
 
 
 def test_speedup_figure_from_a_benchmark_csv(tmp_path):
-    from reporting import load, speedup_figure
+    from sparsecs.reporting import load, speedup_figure
 
     assert load.inference(str(tmp_path / "missing.csv")) is None
     assert speedup_figure.figure(None, str(tmp_path)) == []

@@ -4,16 +4,15 @@ import glob
 import json
 import math
 import os
-import sys
 
 import pytest
 
-import config as C
+from sparsecs import config as C
 import eval as E
 import export
-import fileio
-import final_eval
-import summaries
+from sparsecs import fileio
+from sparsecs import final_eval
+from sparsecs import summaries
 import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,8 +78,7 @@ def test_every_committed_json_file_is_strict():
 
 
 def test_the_fixer_replaces_only_the_non_finite_tokens(tmp_path, capsys):
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    import strict_json
+    from scripts import strict_json
 
     old = {"a": math.nan, "b": [1.0, -math.inf], "note": "x: NaN, y", "c": {"d": math.inf}}
     text = json.dumps(old, indent=2, sort_keys=True) + "\n"     # what train.py wrote before

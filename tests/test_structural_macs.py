@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-import final_eval
-import metrics
-from exporting.slim import slim_model
+from sparsecs import final_eval
+from sparsecs import metrics
+from sparsecs.exporting.slim import slim_model
 from tests.test_export import trained_like
 
 # (model, width): every family in models/ with a slim export, at tiny widths (digits' 1x8x8)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-import config as C
+from sparsecs import config as C
 import sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

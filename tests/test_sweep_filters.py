@@ -10,8 +10,8 @@ import re
 import pytest
 
 import sweep
-from sweeping import plan
-from sweeping.plan import level, select
+from sparsecs.sweeping import plan
+from sparsecs.sweeping.plan import level, select
 from tests import synthetic
 from tests.conftest import StandInLauncher
 
@@ -196,8 +196,8 @@ def test_a_reused_run_without_weights_is_trained_again_when_a_run_still_to_train
     """--reuse-complete takes committed results (no model.pt) as done; a run that loads the
     weights of one (init_from) would fail on a fresh clone, so that one is trained again first,
     and only while such a run is still to train."""
-    import paths
-    import summaries
+    from sparsecs import paths
+    from sparsecs import summaries
     monkeypatch.setattr(plan, "REUSE_COMPLETE", True)
     path = tmp_path / "w.yaml"
     path.write_text(WEIGHTS)
@@ -235,7 +235,7 @@ def test_a_reused_run_without_weights_is_trained_again_when_a_run_still_to_train
 def test_a_sweep_never_writes_over_committed_runs_unless_told_to_retrain(tmp_path, monkeypatch, capsys):
     """A fresh clone's committed runs (complete, no model.pt) count as done by default: the sweep
     starts none of them and their files stay as committed; --retrain trains them again."""
-    import paths
+    from sparsecs import paths
     monkeypatch.setattr(plan, "REUSE_COMPLETE", True)   # restored after (main sets it)
     path = tmp_path / "w.yaml"
     path.write_text(WEIGHTS)

@@ -10,13 +10,13 @@ import torch
 import yaml
 from torch import nn
 
-import config as C
-import fileio
-import paths
-from optim import get_method
-from reporting import load
-from reporting import threshold_figure as TF
-from reporting import thresholds as TH
+from sparsecs import config as C
+from sparsecs import fileio
+from sparsecs import paths
+from sparsecs.optim import get_method
+from sparsecs.reporting import load
+from sparsecs.reporting import threshold_figure as TF
+from sparsecs.reporting import thresholds as TH
 
 EPOCHS, BATCH = 3, 128           # digits: 1,437 training images -> 12 steps an epoch
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-import config as C
-import criteria
-import data
+from sparsecs import config as C
+from sparsecs import criteria
+from sparsecs import data
 import eval as E
-import fileio
-import final_eval
-import hardware
-import metrics
-import modelfile
-import paths
-import summaries
+from sparsecs import fileio
+from sparsecs import final_eval
+from sparsecs import hardware
+from sparsecs import metrics
+from sparsecs import modelfile
+from sparsecs import paths
+from sparsecs import summaries
 import train
 
 FAMILIES = {"vgg16": 0.125, "resnet20": 0.25, "resnet56": 0.125, "densenet40": 0.125}
@@ -215,8 +215,8 @@ def test_structural_macs_are_what_removing_zero_filters_leaves():
     """One zero filter (and its BatchNorm) in the first block's conv1 of ResNet-20 x0.25 at
     32x32: conv1 loses that filter's 4*3*3 weights at 32*32 positions, conv2 the input channel
     it fed (4 filters * 3*3 each): 2 * 36 * 1024 = 73,728 multiply-adds fewer, by hand."""
-    import data
-    import models
+    from sparsecs import data
+    from sparsecs import models
     import torch
 
     cifar = data.get("cifar10").input_shape      # 3x32x32, the shape the count above assumes

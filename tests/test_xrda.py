@@ -11,10 +11,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import config as C
-import optim.xrda as xrda_module
-from optim import XRDA, get_method
-from optim.schedules import Schedule
+from sparsecs import config as C
+from sparsecs.optim import xrda as xrda_module
+from sparsecs.optim import XRDA, get_method
+from sparsecs.optim.schedules import Schedule
 
 
 

@@ -1,0 +1,255 @@
+"""The scheduler: launch every run whose dependencies are done; the status table (--dry-run:
+dryrun.py)."""
+import time
+
+from sparsecs import cli
+from sparsecs import config as C
+from sparsecs import hardware
+from sparsecs import paths
+
+from .plan import (epoch_seconds, epoch_time, is_finished, materialize, missed, next_round, spec_cfg,
+                   weight_users, weights_wanted)
+from .profile import TERMINAL, ProfileError
+
+
+# ----------------------------------------------------------------------------- scheduling
+
+HELD = 4   # train.py's exit status for a run folder another process holds (README, exit codes)
+
+
+def holder(results, name):
+    """The PID in run `name`'s lock file (the process that holds it), or '?'."""
+    try:
+        with open(paths.path(paths.run_dir(results, name), paths.LOCK)) as f:
+            return f.read(32).strip() or "?"
+    except OSError:
+        return "?"
+
+
+def run_all(specs, results, launcher, state=None):
+    """Launch every run whose dependencies are done; returns {id(spec): (status, note)}
+    (`state`: fill this dict instead, so that a caller still has it after an exception).
+
+    Progress: `[k/N] start RUN` when a run is handed to the launcher and `[k/N] done RUN (took,
+    elapsed, ETA)` when it ends (FAILED for a failure), k the run's own start number, N the runs
+    to train as known then. ETA: the runs left weighed by their cost (epochs x the epoch time
+    runs of their data, model, width and method measured, plan.epoch_time), at the rate of
+    seconds per unit of cost the runs ended so far took, / the launcher's `jobs`: the costly
+    runs go first, and a mean over them alone overstated the rest several times.
+
+    Ready runs wait in one queue, runs that others depend on first, then in profile order
+    (profiles list their expensive runs first); the local launcher takes from it whenever a
+    slot is free, the SLURM launcher takes all of it (one job array per wave). A finished
+    round of a λ search adds the next round to `specs` (and to the queue's inputs)."""
+    return _Scheduler(specs, results, launcher, {} if state is None else state).run()
+
+
+class _Scheduler:
+    """run_all's state: the runs pending, queued and running, and the progress counters."""
+
+    def __init__(self, specs, results, launcher, state):
+        self.specs, self.results, self.launcher, self.state = specs, results, launcher, state
+        self.claimed, self.running, self.queue = {}, {}, []
+        # progress: [k/N] start|done lines; N is the runs this sweep expects to train as known now
+        # (started, ready and waiting; a search's next round adds one, a skip or block takes one)
+        self.began, self.took, self.t_sweep = {}, [], time.time()
+        self.number, self.ended = {}, []          # each run's start number; the runs ended, in order
+        self.costs = _Costs(results)
+        self.jobs = max(1, int(getattr(launcher, "jobs", 1) or 1))
+        self.order = {id(s): i for i, s in enumerate(specs)}
+        self.pending, self.born = list(specs), []
+        self.users = weight_users(specs)     # (a search's rounds never start from weights)
+
+    def run(self):
+        try:
+            while self.pending or self.running or self.queue or self.born:
+                settled = len(self.state)
+                self.place()
+                self.start()
+                if not self.running:
+                    if self.pending and not self.queue and not self.born and len(self.state) == settled:  # a bug
+                        for s in self.pending:
+                            self.state[id(s)] = ("blocked", "dependency never finished")
+                        self.pending = []
+                    continue
+                if self.born or len(self.state) != settled:
+                    # rounds replayed from disk, or runs settled, in this pass: place what they free
+                    # before waiting (a resumed search needs one pass per round on disk, and a wait
+                    # here left a free slot idle until the running run ended)
+                    continue
+                for s, code, note in self.launcher.wait(self.running):
+                    self.end(s, code, note)
+        except BaseException:   # Ctrl-C, a full disk: the running children stop at a checkpoint
+            self.launcher.close(cancel=True, handles=self.running)
+            raise
+        self.launcher.close()
+        return self.state
+
+    def settle(self, s, status, note=""):
+        """Record a run's end; a finished round of a λ search adds the next round."""
+        self.state[id(s)] = (status, note)
+        if s.search is None or status not in ("finished", "skipped"):
+            if s.search is not None:
+                s.search.done, s.search.failed = True, f"round {s.name or s.label()} {status}"
+            return
+        try:
+            nxt = next_round(s, self.results)
+        except (OSError, KeyError, ValueError, paths.RunFolderError) as e:
+            s.search.done, s.search.failed = True, f"cannot read round {s.name}: {e}"
+            nxt = None
+        if nxt is not None:
+            self.order[id(nxt)] = self.order[id(s)]
+            self.specs.insert(self.specs.index(s) + 1, nxt)
+            self.born.append(nxt)
+        elif s.search.failed or s.search.note:
+            tail = ("" if s.search.failed else "; its followers do not run" if s.search.follower_value() is None
+                    else "; its followers run at the closest round's value, marked 'not reached'")
+            print(f"calibration {s.search.label}: {s.search.failed or s.search.note}{tail}", flush=True)
+
+    def place(self):
+        """One pass over the pending runs (and the rounds born since): settle the blocked and
+        the skipped, queue the ready, keep the rest pending."""
+        self.pending, self.born[:] = self.pending + self.born, []
+        self.pending = [s for s in self.pending if self._place(s)]
+        self.queue.sort(key=lambda s: (not s.dependents and s.search is None, self.order[id(s)]))
+
+    def _place(self, s):
+        """Settle, queue or keep one pending run; True to keep it pending."""
+        if self._blocked(s):
+            return False
+        dep_states = [self.state.get(id(d), ("",))[0] for d in s.deps]
+        if (not all(st in ("finished", "skipped") for st in dep_states) or s.waiting_on_search()
+                or s.deps_searching()):
+            return True
+        if s.cfg is None:
+            try:
+                materialize(s, self.results)
+            except (C.ConfigError, OSError, KeyError, ValueError, paths.RunFolderError) as e:
+                self.settle(s, "failed", f"config: {e}")
+                print(f"FAILED {s.label()}: {e}", flush=True)
+                return False
+        other = self.claimed.get(s.name)
+        if other is not None and other is not s:   # the same run twice in a profile
+            if id(other) not in self.state:
+                return True
+            st = self.state[id(other)]
+            self.settle(s, *(("skipped", "") if st[0] in ("finished", "skipped") else st))
+            return False
+        self.claimed[s.name] = s
+        if is_finished(s.cfg, self.results) and not weights_wanted(s, self.users.get(id(s)), self.results):
+            self.settle(s, "skipped")
+        else:
+            self.queue.append(s)
+        return False
+
+    def _blocked(self, s):
+        """Settle s as `blocked` (a dependency failed, was blocked or held; its λ search failed)
+        or `not run` (its λ search missed the target); True when it did."""
+        state = self.state
+        dep_states = [state.get(id(d), ("",))[0] for d in s.deps]
+        bad = [d for d, st in zip(s.deps, dep_states) if st in ("failed", "blocked", "held")]
+        failed = [d.search.failed for d in s.deps if d.search is not None and d.search.failed]
+        if not bad and s.after is not None and s.after.done and s.after.failed:
+            failed.append(s.after.failed)
+        if s.search is not None and s.search.chain is not None and s.search.chain.failed:
+            failed.append(s.search.chain.failed)
+        miss = [missed(d) for d in s.deps if missed(d)]
+        if s.after is not None and s.after.done and not s.after.failed and s.after.follower_value() is None:
+            miss.append(s.after.note)
+        if not bad and not failed and miss:
+            state[id(s)] = ("not run", f"calibration {miss[0]}")
+            return True
+        if not bad and failed:
+            state[id(s)] = ("blocked", f"calibration: {failed[0]}")
+        elif bad:
+            state[id(s)] = ("blocked", f"{bad[0].name or bad[0].label()} {state[id(bad[0])][0]}")
+        else:
+            return False
+        print(f"blocked {s.label()}: {state[id(s)][1]}", flush=True)
+        return True
+
+    def _total(self):
+        return len(self.began) + len(self.queue) + len(self.pending) + len(self.born)
+
+    def start(self):
+        """Hand the launcher as many queued runs as it has free slots: `[k/N] start RUN`."""
+        n = self.launcher.free(len(self.running))
+        if n and self.queue:
+            total = self._total()
+            for s in self.queue[:n]:
+                self.began[id(s)] = time.time()
+                self.number[id(s)] = len(self.began)
+                print(f"[{len(self.began)}/{total}] start {s.name}", flush=True)
+            self.running.update(self.launcher.submit(self.queue[:n]))
+            self.queue = self.queue[n:]
+
+    def end(self, s, code, note):
+        """A run ended with exit status `code`: `[k/N] done|held|FAILED RUN (took, elapsed, ETA)`."""
+        for h in [h for h, v in self.running.items() if v is s]:
+            del self.running[h]
+        self.took.append(time.time() - self.began.get(id(s), self.t_sweep))
+        self.ended.append(s)
+        total = self._total()
+        left = total - len(self.took)
+        rest = list(self.running.values()) + self.queue + self.pending + self.born
+        eta = cli.duration(self.costs.eta(self.ended, self.took, rest) / self.jobs) if left else "0s"
+        times = (f"took {cli.duration(self.took[-1])}; elapsed {cli.duration(time.time() - self.t_sweep)}, "
+                 f"ETA {eta}")
+        status, note = ("finished", "") if code == 0 else ("failed", note)
+        if code == HELD:   # another sweep trains it now: not a failure of this one
+            status, note = "held", f"held by another process (PID {holder(self.results, s.name)}), skipped"
+        word = {"finished": "done", "held": "held"}.get(status, "FAILED")
+        print(f"[{self.number.get(id(s), len(self.took))}/{total}] {word} {s.name} ({times})"
+              + (f": {note}" if note else ""),
+              flush=True)
+        self.settle(s, status, note)
+
+
+class _Costs:
+    """Each run's cost for the sweep's ETA: its epochs x the seconds an epoch of its data,
+    model, width and method took in the complete runs of RESULTS/runs (plan.epoch_time), the
+    mean of the known ones where none was measured (epochs alone where none at all)."""
+
+    def __init__(self, results):
+        self.measured = epoch_seconds(results)
+        self.device = hardware.environment()["device_name"]
+        self.known = {}
+
+    def _epochs_time(self, s):
+        if id(s) not in self.known:
+            try:
+                cfg = spec_cfg(s)
+                self.known[id(s)] = (int(cfg["epochs"]), epoch_time(self.measured, cfg, self.device)[0])
+            except (C.ConfigError, ProfileError, KeyError, ValueError, TypeError, OSError, paths.RunFolderError):
+                self.known[id(s)] = (1, None)
+        return self.known[id(s)]
+
+    def eta(self, ended, took, rest):
+        """Seconds the runs `rest` take, at the rate the runs `ended` took (`took` seconds)."""
+        pairs = {id(s): self._epochs_time(s) for s in list(ended) + list(rest)}
+        times = [t for _, t in pairs.values() if t]
+        mean = sum(times) / len(times) if times else 1.0
+
+        def cost(s):
+            epochs, t = pairs[id(s)]
+            return epochs * (t or mean)
+        done = sum(cost(s) for s in ended)
+        return sum(took) / done * sum(cost(s) for s in rest) if done > 0 else 0.0
+
+
+def print_table(specs, state, seconds=None):
+    """The status table (runs a stopped sweep never settled count as `not run`)."""
+    counts = {k: 0 for k in TERMINAL}      # TERMINAL holds "not run" already: one row of it
+    for s in specs:
+        counts[state.get(id(s), ("not run",))[0]] += 1
+    print("\n| status   | runs |\n|----------|-----:|")
+    for k in TERMINAL:
+        print(f"| {k:<8} | {counts[k]:>4} |")
+    if seconds is not None:
+        print(f"\n{len(specs)} runs in {seconds:.0f}s")
+    for kind in ("held", "failed", "blocked"):
+        for s in specs:
+            st, note = state.get(id(s), ("not run", ""))
+            if st == kind:
+                print(f"  {kind}: {s.name or s.label()}: {note}")
+    return counts
