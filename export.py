@@ -232,6 +232,7 @@ def level_runs(profile, results):
     grid's target), complete in RESULTS (reporting.load). A search's other rounds are not."""
     from sparsecs.reporting import claims as CL
     from sparsecs.reporting import load
+    from sparsecs.reporting.envelope import full_points
     from sparsecs.sweeping.profile import load_profile
 
     levels = load_profile(load.profile_path(profile)).get("export_levels")
@@ -243,7 +244,7 @@ def level_runs(profile, results):
     for part in CL.curves(df).values():
         if part["role"].iloc[0] == "dense" or part["mode"].iloc[0] != "elementwise":
             continue
-        for _, r in CL.full_points(part).iterrows():
+        for _, r in full_points(part).iterrows():
             target = r["calibration_target"] if r["calibration_target"] == r["calibration_target"] else (
                 _number(r["swept_value"]) if str(r["swept_key"]).endswith("target") else None)
             for lv in levels:

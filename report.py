@@ -174,9 +174,9 @@ def write_tables(name, df, pts, comps, papers, verdict, titles, put):
     """tables/: the level tables, the point-by-point tables (not for a pipeline check), every
     point, every comparison; returns (level tables, {key: (pair table, rows)})."""
     from sparsecs import fileio
-    from sparsecs.reporting import claims as CL
     from sparsecs.reporting import papers as PA
     from sparsecs.reporting import tables as T
+    from sparsecs.reporting.pointwise import point_pairs
 
     level_tables = []
     for roles, what in ((("reference", "baseline"), "methods"), (("reference", "ablation"), "ablations")):
@@ -190,7 +190,7 @@ def write_tables(name, df, pts, comps, papers, verdict, titles, put):
             put(f"levels_{tag}.md", t.md())
             put(f"levels_{tag}.tex", t.tex(f"tab:{name}-{tag}".replace("_", "-"), name))
     # a pipeline check draws no verdict: no point-by-point win/loss tables
-    pairs = {t.key: (t, T.pair_rows(CL.point_pairs(df, pts, t))) for t in PA.POINT_TABLES
+    pairs = {t.key: (t, T.pair_rows(point_pairs(df, pts, t))) for t in PA.POINT_TABLES
              if t.paper in papers} if verdict else {}
     for t, rows in pairs.values():
         if rows:

@@ -10,6 +10,7 @@ import pytest
 
 from sparsecs.reporting import claims as CL
 from sparsecs.reporting import compare as K
+from sparsecs.reporting.envelope import at_levels, level_weights
 
 
 def correctness(n, both, a_only, b_only):
@@ -76,7 +77,7 @@ def test_a_levels_weights_reproduce_its_interpolated_accuracy():
     rows = [(f"r{s}{v}", s, v, sp, acc + s) for s in (0, 1)
             for v, sp, acc in ((1, 0.9, 95.0), (2, 0.95, 93.0), (3, 0.99, 85.0))]
     part = _curve(rows)
-    vals, ws = CL.at_levels(part, "nnz"), CL.level_weights(part, "nnz")
+    vals, ws = at_levels(part, "nnz"), level_weights(part, "nnz")
     acc = dict(zip(part["run"], part["acc"]))
     for lv in (0.9, 0.95, 0.98, 0.99):
         assert [sum(w * acc[r] for r, w in wt.items()) for wt in ws[lv]] == pytest.approx(vals[lv])

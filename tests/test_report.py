@@ -20,6 +20,8 @@ from sparsecs import summaries
 import sweep
 from sparsecs.reporting import claims as CL
 from sparsecs.reporting import compare as K
+from sparsecs.reporting.envelope import at_levels, collapse_note, frontier
+from sparsecs.reporting.pointwise import point_pairs
 from tests.conftest import StandInLauncher
 
 N_WEIGHTS = 10_000
@@ -202,7 +204,7 @@ def test_curves_use_only_the_points_every_seed_ran_and_never_cross_a_collapse():
         rows += [(seed, 1, 0.9, 95.0, False), (seed, 2, 0.99, 85.0, False)]
     # seed 0's extra search round at 95% (99.0%) must not bend seed 0's curve
     rows.append((0, 3, 0.95, 99.0, False))
-    got = CL.at_levels(_curve(rows), "nnz")
+    got = at_levels(_curve(rows), "nnz")
     want = 95.0 - 10.0 * math.log10(2.0)                     # 95% on the 90-99% line
     assert got[0.95] == [pytest.approx(want)] * 3
     # a collapsed run at 98% for seed 1: seed 1's frontier stops at 90%, so no level beyond 90%
@@ -210,26 +212,26 @@ def test_curves_use_only_the_points_every_seed_ran_and_never_cross_a_collapse():
     rows2 = [r for r in rows if r[0] != 1] + [(1, 1, 0.9, 95.0, False), (1, 1.5, 0.98, 10.0, True),
                                               (1, 2, 0.99, 85.0, False)]
     part = _curve(rows2)
-    got = CL.at_levels(part, "nnz")
+    got = at_levels(part, "nnz")
     assert got[0.95] == [] and got[0.99] == [] and got[0.9] == [pytest.approx(95.0)] * 3
-    assert CL.collapse_note(part, "nnz") == "collapses at 98% sparse"
+    assert collapse_note(part, "nnz") == "collapses at 98% sparse"
     # the same collapse as a search's overshoot (swept value past every healthy full point,
     # a far larger λ whose broken network ended at 98%): the curve is intact up to 99%
     rows_over = [r for r in rows2 if r[1] != 1.5] + [(1, 40, 0.98, 10.0, True)]
-    got = CL.at_levels(_curve(rows_over), "nnz")
+    got = at_levels(_curve(rows_over), "nnz")
     assert got[0.95] == [pytest.approx(want)] * 3 and got[0.99] == [pytest.approx(85.0)] * 3
     over = _curve(rows_over).assign(swept_key="optim.lam")
-    assert CL.collapse_note(over, "nnz") == "collapses at optim.lam ≥ 40, past its sparsest point"
+    assert collapse_note(over, "nnz") == "collapses at optim.lam ≥ 40, past its sparsest point"
     # ... and a swept value that is no number cannot be placed: the collapse bounds the curve
     rows_txt = [r for r in rows2 if r[1] != 1.5] + [(1, "x", 0.98, 10.0, True)]
-    assert CL.at_levels(_curve(rows_txt), "nnz")[0.99] == []
+    assert at_levels(_curve(rows_txt), "nnz")[0.99] == []
     # the Pareto frontier drops a denser point that is also less accurate
-    assert CL.frontier([(1.0, 90.0), (2.0, 89.0), (0.5, 80.0)]) == [(1.0, 90.0), (0.5, 80.0)]
+    assert frontier([(1.0, 90.0), (2.0, 89.0), (0.5, 80.0)]) == [(1.0, 90.0), (0.5, 80.0)]
     # ... and a level on the dense side of the frontier, inside what the seed ran, takes the
     # accuracy a sparser run of that seed reached (a noisy dense point does not end the curve)
     rows3 = [(seed, v, sp, acc, False) for seed in (0, 1, 2)
              for v, sp, acc in ((1, 0.8, 99.0), (2, 0.95, 99.5), (3, 0.99, 97.0))]
-    got = CL.at_levels(_curve(rows3), "nnz")
+    got = at_levels(_curve(rows3), "nnz")
     assert got[0.9] == [pytest.approx(99.5)] * 3
     t = (K.log_nnz(0.98, N_WEIGHTS) - K.log_nnz(0.95, N_WEIGHTS)) / (
         K.log_nnz(0.99, N_WEIGHTS) - K.log_nnz(0.95, N_WEIGHTS))
@@ -529,7 +531,7 @@ def test_paper_b_point_table_matches_each_point_to_lats(tmp_path):
     prof, results = make_b(tmp_path)
     df, _ = load.load(prof, results)
     table = [t for t in PA.POINT_TABLES if t.key == "lats"][0]
-    got = {(q["entry"], round(float(q["a"]["sparsity"]), 2)): q for q in CL.point_pairs(df, CL.points(df), table)}
+    got = {(q["entry"], round(float(q["a"]["sparsity"]), 2)): q for q in point_pairs(df, CL.points(df), table)}
     want = {("soft_threshold_linear", 0.9): K.LOSS, ("soft_threshold_linear", 0.99): K.LOSS,   # 2 pp below
             ("soft_threshold_sine", 0.9): K.LOSS, ("soft_threshold_sine", 0.95): "unmatched",
             ("str", 0.9): K.UNMEASURABLE, ("str", 0.99): K.UNMEASURABLE,                  # 0.3 pp above
@@ -688,7 +690,7 @@ def test_points_calibrated_to_the_same_target_meet_before_a_nearer_one_seed_roun
     add("soft_threshold_linear", "linear", "0.6", 0.9950, 0.99, 3, (0,), 10.0, train_acc=10.0)
     df = pd.DataFrame(rows)
     table = [t for t in PA.POINT_TABLES if t.key == "lats"][0]
-    got = {q["a"]["swept_value"]: q for q in CL.point_pairs(df, CL.points(df), table)}
+    got = {q["a"]["swept_value"]: q for q in point_pairs(df, CL.points(df), table)}
     # by hand: |ln(0.1109 / 0.1043)| = 0.061, |ln(0.0982 / 0.1043)| = 0.060
     cal, rnd = got["0.161"], got["0.171"]
     assert cal["ref"]["swept_value"] == "0.00177" and cal["match"] == "target 90%, Δlog nnz 0.06"

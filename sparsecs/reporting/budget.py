@@ -17,6 +17,7 @@ from . import claims as CL
 from . import compare as K
 from . import load
 from . import papers as PA
+from .envelope import at_levels, full_points
 
 SETTING_CHECK = ("the accuracy check of the training setting (issue 34: results/fashion_bf16/CHECK.md, "
                  "`python -m benchmarks.setting_check`)")
@@ -104,7 +105,7 @@ def levels(sides):
     for s in sides:
         want |= {r["target"] for r in s["left"].get("searches") or () if r.get("metric", "sparsity") == "sparsity"}
         for part in _elementwise(s["df"]).values():
-            want |= {lv for lv, v in CL.at_levels(part, "nnz").items() if v}
+            want |= {lv for lv, v in at_levels(part, "nnz").items() if v}
     return [lv for lv in K.SPARSITY_LEVELS if any(abs(lv - w) < 1e-9 for w in want if w is not None)]
 
 
@@ -115,10 +116,10 @@ def reach(s, level):
     out, method = {}, {}
     for (row, entry), part in _elementwise(s["df"]).items():
         method[entry] = part["method"].iloc[0]
-        vals = CL.at_levels(part, "nnz")[level]
+        vals = at_levels(part, "nnz")[level]
         why = ""
         if not vals:
-            full = CL.full_points(part)
+            full = full_points(part)
             ok = full[~full["collapsed"]]
             top = ok.groupby("swept_value")["sparsity"].mean().max() if len(ok) else math.nan
             why = ("no healthy point every seed ran" if top != top else
@@ -198,7 +199,7 @@ def frame(sides, lvls):
                     continue
                 vals = {lv: list(part["acc"]) for lv in lvls}
             elif r["mode"] == "elementwise":
-                got = CL.at_levels(part, "nnz")
+                got = at_levels(part, "nnz")
                 vals = {lv: got[lv] for lv in lvls if got.get(lv)}
             else:
                 continue

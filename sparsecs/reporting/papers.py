@@ -123,7 +123,7 @@ BY_ID = {c.id: c for c in CLAIMS}
 
 @dataclass(frozen=True)
 class PointTable:
-    """A point-by-point table (reporting.claims.point_pairs): every point of the curves that
+    """A point-by-point table (reporting.pointwise.point_pairs): every point of the curves that
     `against` selects, matched to the row's `reference` point of the same mode. Shown while a
     profile is incomplete too: it names no verdict of a claim, only each point's test."""
     paper: str

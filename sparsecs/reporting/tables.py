@@ -26,6 +26,7 @@ import re
 from . import claims as CL
 from . import compare as K
 from . import style
+from .envelope import at_levels, collapse_note, level_weights, levels_of
 
 TEXT_WIDTH_PT = 7 * 72.27      # 7 in in TeX points
 FONTS = ((r"\small", 9.0, 4.0), (r"\footnotesize", 8.0, 3.0))   # command, size (pt), tabcolsep (pt)
@@ -345,11 +346,11 @@ def level_tables(df, roles=("reference", "baseline"), what="methods", marked=Tru
     titles = titles or style.row_titles(df)
     out = []
     for (row, kind), keys in groups.items():
-        vals = {k: CL.at_levels(cv[k], kind) for k in keys}
-        weights = {k: CL.level_weights(cv[k], kind) for k in keys}
-        fell = {k: CL.collapse_note(cv[k], kind) for k in keys}
+        vals = {k: at_levels(cv[k], kind) for k in keys}
+        weights = {k: level_weights(cv[k], kind) for k in keys}
+        fell = {k: collapse_note(cv[k], kind) for k in keys}
         lines = []
-        for lv in CL.levels_of(kind):
+        for lv in levels_of(kind):
             cells = [{"vals": list(vals[k][lv]), "w": weights[k][lv], "bold": False,
                       "note": fell[k] if not vals[k][lv] and fell[k] and _beyond(cv[k], kind, lv) else ""}
                      for k in keys]
@@ -469,7 +470,7 @@ def _acc_sp(p):
 
 
 def pair_rows(pairs):
-    """Rows of claims.point_pairs: a point against the reference point it is matched with."""
+    """Rows of pointwise.point_pairs: a point against the reference point it is matched with."""
     rows = []
     for q in pairs:
         a = q["a"]
