@@ -19,6 +19,7 @@ import report
 from sparsecs.reporting import compare as K
 from sparsecs.reporting import fig_tradeoff as FT
 from sparsecs.reporting import figures as F
+from sparsecs.reporting import latex
 from sparsecs.reporting import savings
 from sparsecs.reporting import style
 from sparsecs.reporting import tables as T
@@ -144,27 +145,27 @@ def test_the_width_estimate_agrees_with_pdflatex(built, tmp_path):
 def _estimate(path):
     """The estimate for a table file written by report.build (from its Markdown twin)."""
     md = open(path[:-4] + ".md").read().split("\n\n")[-1].strip().splitlines()
-    # a **bold** cell is set in \textbf, which tex_width measures wider (T.BOLD)
+    # a **bold** cell is set in \textbf, which tex_width measures wider (latex.BOLD)
     # and a "not reached (...)" cell is n.\,r.$^a$ in LaTeX, measured as the writer does ("n. r.a"):
     # measuring its Markdown text made a one-tabular table look stacked (439 pt estimated for the
     # first of its parts against 469 pt measured for the whole)
     def cell(c):
         if c.startswith("not reached ("):
             return "n. r.a"
-        return T.BOLD + c[2:-2] if c.startswith("**") and c.endswith("**") else c
+        return latex.BOLD + c[2:-2] if c.startswith("**") and c.endswith("**") else c
     cells = [[cell(c.strip()) for c in line.strip("|").split("|")] for line in md if not line.startswith("| :")]
-    cols = [["\n".join(T._two_lines(h))] + [r[j] for r in cells[1:]] for j, h in enumerate(cells[0])]
+    cols = [["\n".join(latex.two_lines(h))] + [r[j] for r in cells[1:]] for j, h in enumerate(cells[0])]
     if "Dense reference" in open(path[:-4] + ".md").read():
         cols[0].append("dense")
     size, sep = (9.0, 4.0) if r"\small" in open(path).read() else (8.0, 3.0)
     # a wide table is stacked as several tabulars, each the first column and a part of the rest;
     # the first tabular's width is the one compared (the dense row spans its value columns)
-    first = [cols[0]] + [cols[j] for j in T._column_parts(cols, size, sep)[0]]
-    w = T.tex_width(first, size, sep)
+    first = [cols[0]] + [cols[j] for j in latex.column_parts(cols, size, sep)[0]]
+    w = latex.tex_width(first, size, sep)
     dense = re.search(r"Dense reference: (.+?), \d+ epochs: (.+?)% \(", open(path[:-4] + ".md").read())
     if dense:
-        w = max(w, T.tex_width([cols[0]], size, sep) + 2 * sep
-                + T.text_width(f"{dense.group(1)}: {dense.group(2)}", size))
+        w = max(w, latex.tex_width([cols[0]], size, sep) + 2 * sep
+                + latex.text_width(f"{dense.group(1)}: {dense.group(2)}", size))
     return w
 
 
@@ -228,9 +229,9 @@ def test_bold_marks_only_a_decisive_best():
 
 
 def test_tex_escape_and_pipeline_tables(built):
-    assert T.tex_escape("RDA ℓ₁ (M=1)") == r"RDA $\ell_1$ (M=1)"
-    assert T.tex_escape("SGD + ℓ1 subgrad.") == r"SGD + $\ell_1$ subgrad."
-    assert T.tex_escape("50% & a_b") == r"50\% \& a\_b"
+    assert latex.tex_escape("RDA ℓ₁ (M=1)") == r"RDA $\ell_1$ (M=1)"
+    assert latex.tex_escape("SGD + ℓ1 subgrad.") == r"SGD + $\ell_1$ subgrad."
+    assert latex.tex_escape("50% & a_b") == r"50\% \& a\_b"
     # the quick profile (evidence: none): no point-by-point win/loss tables, no bold, and no
     # level table without a level line or with only xRDA in its ablations
     rep = built["quick"][0]

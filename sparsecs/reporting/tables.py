@@ -16,20 +16,18 @@
 
 LaTeX tables are table* floats for a 7 in text width: \\small with 4 pt column separation,
 headers broken over two lines; a table that would still be wider (estimated with Computer
-Modern widths, tex_width) drops to \\footnotesize and 3 pt, then splits its columns over
+Modern widths, reporting/latex.py) drops to \\footnotesize and 3 pt, then splits its columns over
 stacked tabulars. tests/test_report_paper.py compiles every table with pdflatex where it is
 installed and measures it.
 """
 import math
-import re
 
 from . import claims as CL
 from . import compare as K
 from . import style
 from .envelope import at_levels, collapse_note, level_weights, levels_of
+from .latex import BOLD, FIT, FONTS, column_parts, tex_escape, tex_head, tex_width, text_width, two_lines
 
-TEXT_WIDTH_PT = 7 * 72.27      # 7 in in TeX points
-FONTS = ((r"\small", 9.0, 4.0), (r"\footnotesize", 8.0, 3.0))   # command, size (pt), tabcolsep (pt)
 
 
 def digits(mean, sig=4):
@@ -57,69 +55,6 @@ def md(header, rows, align=None):
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
-
-
-_TEX = {"%": r"\%", "_": r"\_", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
-        "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
-        "±": r"$\pm$", "×": r"$\times$", "ℓ": r"$\ell$", "—": "--", "–": "--", "≥": r"$\geq$", "≤": r"$\leq$",
-        "→": r"$\to$", "λ": r"$\lambda$", "Δ": r"$\Delta$", "−": "$-$", "[": "{[}", "]": "{]}",
-        "▶": r"$\triangleright$", "₁": r"$_1$"}
-
-
-def tex_escape(text):
-    """Plain text -> LaTeX: ℓ1 / ℓ₁ as $\\ell_1$, ± × → λ as math, specials escaped."""
-    text = re.sub(r"ℓ[1₁]", "\0L1\0", str(text))
-    out = "".join(_TEX.get(ch, ch) for ch in text)
-    return out.replace("\0L1\0", r"$\ell_1$")
-
-
-# ------------------------------------------------------------------------- width estimate
-
-# Computer Modern Roman advance widths at 10 pt (cmr10.tfm; cmsy10 for ± ×), in pt
-_CM = dict(zip("abcdefghijklmnopqrstuvwxyz",
-               (5.0, 5.56, 4.44, 5.56, 4.44, 3.06, 5.0, 5.56, 2.78, 3.06, 5.28, 2.78, 8.33, 5.56, 5.0, 5.56,
-                5.28, 3.92, 3.94, 3.89, 5.56, 5.28, 7.22, 5.28, 5.28, 4.44)))
-_CM.update(zip("ABCDEFGHIJKLMNOPQRSTUVWXYZ",
-               (7.5, 7.08, 7.22, 7.64, 6.81, 6.53, 7.85, 7.5, 3.61, 5.14, 7.78, 6.25, 9.17, 7.5, 7.78, 6.81,
-                7.78, 7.36, 5.56, 7.22, 7.5, 7.5, 10.28, 7.5, 7.5, 6.11)))
-_CM.update({c: 5.0 for c in "0123456789"})
-_CM.update({".": 2.78, ",": 2.78, " ": 3.33, "(": 3.89, ")": 3.89, "%": 8.33, "+": 7.78, "-": 3.33,
-            "=": 7.78, "±": 7.78, "×": 7.78, "ℓ": 4.17, "₁": 3.5, "—": 5.0, "–": 5.0, "/": 5.0, ":": 2.78,
-            "'": 2.78, "→": 10.0, "λ": 5.83, "≥": 7.78, "≤": 7.78, "*": 5.0, "[": 2.78, "]": 2.78})
-
-
-# cmr9 and cmr8 are drawn wider than cmr10 scaled down (digits 0.514 and 0.531 em, not 0.5)
-_OPTICAL = {9.0: 1.028, 8.0: 1.062}
-FIT = 0.97 * TEXT_WIDTH_PT     # what the writer fits to: a 3% margin on the estimate
-
-
-# A cell that starts with BOLD is set in \textbf: Computer Modern Bold Extended is 15% wider
-# (cmbx10 against cmr10: digits 5.75 against 5.0 pt, space 3.83 against 3.33, '.' 3.19 against
-# 2.78); math symbols (± ×, from cmsy) keep their width. pdflatex measures "91.23 $\pm$ 0.12" in
-# \footnotesize at 46.75 pt, 52.89 pt in bold: a stacked table of bold-widest columns was
-# estimated 6% narrow before bold was counted.
-BOLD = "\x01"
-_BOLD_FACTOR = 1.15
-_MATH = set("±×→≥≤λΔ−")
-
-
-def text_width(text, size=10.0):
-    """Estimated width (pt) of text set in Computer Modern at `size` pt (bold where it
-    starts with BOLD)."""
-    text = str(text)
-    bold = text.startswith(BOLD)
-    text = text[1:] if bold else text
-    w = sum(_CM.get(ch, 6.0) * (_BOLD_FACTOR if bold and ch not in _MATH else 1.0) for ch in text)
-    return w * size / 10.0 * _OPTICAL.get(float(size), 1.0)
-
-
-def tex_width(columns, size, sep):
-    """Estimated width (pt) of a tabular: per column its widest cell (a cell may hold several
-    lines), plus 2 x tabcolsep per column (less the outer @{} ones)."""
-    w = 0.0
-    for cells in columns:
-        w += max(text_width(line, size) for c in cells for line in str(c).split("\n")) + 2 * sep
-    return w - 2 * sep
 
 
 # ------------------------------------------------------------------------- level tables
@@ -214,6 +149,24 @@ class LevelTable:
         return " ".join(parts)
 
     def tex(self, label, profile=""):
+        rows, notes = self._tex_rows()
+        split = [two_lines(h) for h in self.header()]
+        dense_cell = self._dense_cell()
+        cols = self._measured_columns(split)
+        font, size, sep = _fit_font(cols, dense_cell)
+        cap = tex_escape(self.caption()) + (rf" Profile \texttt{{{tex_escape(profile)}}}." if profile else "")
+        out = [r"\begin{table*}[t]", r"\centering", rf"\caption{{{cap}}}", rf"\label{{{label}}}",
+               font, rf"\setlength{{\tabcolsep}}{{{sep:g}pt}}"]
+        out += self._tabulars(column_parts(cols, size, sep), split, rows, dense_cell)
+        if notes:
+            out.append(r"\par\smallskip{\footnotesize " + "; ".join(
+                f"$^{chr(ord('a') + i)}$\\,not reached: {tex_escape(human_keys(n))}" for i, n in enumerate(notes)) + ".}")
+        out.append(r"\end{table*}")
+        return "\n".join(out) + "\n"
+
+    def _tex_rows(self):
+        """The LaTeX cells of each level line, and the notes (in order of first use) that a
+        'not reached' cell's letter points to."""
         notes = []
 
         def cell(c):
@@ -226,58 +179,61 @@ class LevelTable:
                 return rf"n.\,r.$^{{{chr(ord('a') + notes.index(c['note']))}}}$"
             return "--"
 
-        heads = self.header()
-        body_cols = [[h] for h in heads]
-        lines = []
+        rows = [[tex_escape(f"{100 * lv:g}%")] + [cell(c) for c in cells] for lv, cells in self.lines]
+        return rows, notes
+
+    def _measured_columns(self, split):
+        """The columns as the width estimate sees them: the header over its lines (`split`),
+        each level's cells in plain text (bold ones marked BOLD, 'n. r.a' for no value), and
+        'dense' under the levels."""
+        cols = [["\n".join(h)] for h in split]
         for lv, cells in self.lines:
-            row = [tex_escape(f"{100 * lv:g}%")] + [cell(c) for c in cells]
-            lines.append(row)
             for j, c in enumerate(cells):
-                body_cols[j + 1].append((BOLD if c["bold"] else "") + self.cell_text(c)
-                                        if c["vals"] else "n. r.a")
-            body_cols[0].append(f"{100 * lv:g}%")
-        # header words over two lines: measure them as such
-        split = [_two_lines(h) for h in heads]
-        for j, h in enumerate(split):
-            body_cols[j][0] = "\n".join(h)
-        dense_cell = ""
+                cols[j + 1].append((BOLD if c["bold"] else "") + self.cell_text(c) if c["vals"] else "n. r.a")
+            cols[0].append(f"{100 * lv:g}%")
         if self.dense:
-            body_cols[0].append("dense")
-            lab, ep, vals = self.dense
-            dense_cell = f"{lab}: {pm(vals, count=len(vals) != self.seeds)}"
+            cols[0].append("dense")
+        return cols
 
-        def width(cols, size, sep):
-            w = tex_width(cols, size, sep)
-            if dense_cell:     # the dense row spans the value columns
-                w = max(w, tex_width([cols[0]], size, sep) + 2 * sep + text_width(dense_cell, size))
-            return w
+    def _dense_cell(self):
+        if not self.dense:
+            return ""
+        lab, ep, vals = self.dense
+        return f"{lab}: {pm(vals, count=len(vals) != self.seeds)}"
 
-        font, size, sep = FONTS[0]
-        for font, size, sep in FONTS:
-            if width(body_cols, size, sep) <= FIT:
-                break
-        parts = _column_parts(body_cols, size, sep)
-        cap = tex_escape(self.caption()) + (rf" Profile \texttt{{{tex_escape(profile)}}}." if profile else "")
-        out = [r"\begin{table*}[t]", r"\centering", rf"\caption{{{cap}}}", rf"\label{{{label}}}",
-               font, rf"\setlength{{\tabcolsep}}{{{sep:g}pt}}"]
+    def _tabulars(self, parts, split, rows, dense_cell):
+        """One tabular per part (its value columns), stacked."""
+        out = []
         for n, cols in enumerate(parts):
             if n:
                 out.append(r"\par\medskip")
             idx = [0] + cols
             out.append(r"\begin{tabular}{@{}l" + "r" * len(cols) + "@{}}")
             out.append(r"\toprule")
-            out.append(" & ".join(_tex_head(split[j]) for j in idx) + r" \\")
+            out.append(" & ".join(tex_head(split[j]) for j in idx) + r" \\")
             out.append(r"\midrule")
             if self.dense:
                 out.append(rf"dense & \multicolumn{{{len(cols)}}}{{c}}{{{tex_escape(dense_cell).replace(' (', '~(')}}} \\")
                 out.append(r"\addlinespace")
-            out += [" & ".join(r[j] for j in idx) + r" \\" for r in lines]
+            out += [" & ".join(r[j] for j in idx) + r" \\" for r in rows]
             out += [r"\bottomrule", r"\end{tabular}"]
-        if notes:
-            out.append(r"\par\smallskip{\footnotesize " + "; ".join(
-                f"$^{chr(ord('a') + i)}$\\,not reached: {tex_escape(human_keys(n))}" for i, n in enumerate(notes)) + ".}")
-        out.append(r"\end{table*}")
-        return "\n".join(out) + "\n"
+        return out
+
+
+def _fit_font(cols, dense_cell):
+    """(command, size, tabcolsep) of the first of FONTS at which the table's estimated width
+    fits FIT; the smallest when none does."""
+    def width(size, sep):
+        w = tex_width(cols, size, sep)
+        if dense_cell:     # the dense row spans the value columns
+            w = max(w, tex_width([cols[0]], size, sep) + 2 * sep + text_width(dense_cell, size))
+        return w
+
+    font, size, sep = FONTS[0]
+    for font, size, sep in FONTS:
+        if width(size, sep) <= FIT:
+            break
+    return font, size, sep
 
 
 # the config keys a λ search turns, as a reader knows them (docs/methods.md)
@@ -290,36 +246,6 @@ def human_keys(text):
     for key, name in KEY_NAMES.items():
         text = text.replace(key, name)
     return text
-
-
-def _two_lines(h):
-    """A header over at most three lines: the name broken at the space nearest its middle when
-    it is longer than 12 characters, and a budget (', 160 ep') on a line of its own."""
-    name, ep = (h.rsplit(", ", 1) + [""])[:2] if h.endswith(" ep") else (h, "")
-    lines = [name]
-    if len(name) > 12 and " " in name:
-        spaces = [i for i, ch in enumerate(name) if ch == " "]
-        i = min(spaces, key=lambda k: abs(k - len(name) / 2))
-        lines = [name[:i], name[i + 1:]]
-    return lines + ([ep] if ep else [])
-
-
-def _tex_head(lines):
-    if len(lines) == 1:
-        return tex_escape(lines[0])
-    return r"\begin{tabular}[b]{@{}c@{}}" + r"\\".join(tex_escape(x) for x in lines) + r"\end{tabular}"
-
-
-def _column_parts(cols, size, sep):
-    """The value columns (indices into cols) of each stacked tabular, so that each fits."""
-    parts, cur = [], []
-    first = tex_width([cols[0]], size, sep) + 2 * sep
-    for j in range(1, len(cols)):
-        if cur and first + tex_width([cols[i] for i in cur + [j]], size, sep) > FIT:
-            parts.append(cur)
-            cur = []
-        cur.append(j)
-    return parts + ([cur] if cur else [])
 
 
 def _mark_best(cells, n_test, correct=None):
@@ -384,18 +310,6 @@ def level_tables(df, roles=("reference", "baseline"), what="methods", marked=Tru
 def levels(df, roles=("reference", "baseline")):
     """[(row, kind, header, rows)] of the levels tables (Markdown cells) over these roles."""
     return [(t.row, t.kind, t.header(), t.md_rows()) for t in level_tables(df, roles, marked=False)]
-
-
-def tex(header, rows, caption, label, align=None):
-    """A plain booktabs table* (any header and rows) in \\small."""
-    align = align or ["l"] + ["r"] * (len(header) - 1)
-    body = [r"\begin{table*}[t]", r"\centering", rf"\caption{{{tex_escape(caption)}}}", rf"\label{{{label}}}",
-            r"\small", r"\setlength{\tabcolsep}{4pt}",
-            r"\begin{tabular}{@{}" + "".join(align) + "@{}}", r"\toprule",
-            " & ".join(tex_escape(h) for h in header) + r" \\", r"\midrule"]
-    body += [" & ".join(tex_escape(c).replace(" (", "~(") for c in r) + r" \\" for r in rows]
-    body += [r"\bottomrule", r"\end{tabular}", r"\end{table*}"]
-    return "\n".join(body) + "\n"
 
 
 # ------------------------------------------------------------------------- points and pairs
