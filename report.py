@@ -299,7 +299,7 @@ def across(profiles, results=None):
     return AC.table(columns, [(c.id, c.title) for c in declared])
 
 
-def main(argv=None):
+def _parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("profiles", nargs="*", help="profile names (configs/profiles/) or files; "
                                                "default: those named by the runs in RESULTS/runs.csv")
@@ -314,44 +314,63 @@ def main(argv=None):
     p.add_argument("--across", action="store_true",
                    help="write one markdown table instead: each claim's verdict per row (model) of "
                         "every PROFILE and across them (to --out FILE, default stdout)")
-    args = p.parse_args(argv)
+    return p
+
+
+def _write_across(args):
+    """--across: the claims table of the profiles, to --out or stdout."""
+    from sparsecs import fileio
+    from sparsecs.reporting.load import ReportError
+
+    if not args.profiles:
+        raise ReportError("--across: name the profiles to set side by side", code=2)
+    text = across(args.profiles, args.results)
+    if args.out:
+        fileio.atomic_write(args.out, text)
+        print(f"claims across {', '.join(args.profiles)} -> {args.out}")
+    else:
+        print(text, end="")
+
+
+def _report(prof, args, several):
+    """One profile's report, into --out (or its own folder under it, for `several`), after
+    checking that report.py may write there."""
+    from sparsecs.reporting.load import ReportError
+    from sparsecs.sweeping.profile import profile_results
+
+    name = os.path.basename(prof).removesuffix(".yaml")
+    results = args.results or profile_results(prof)   # quick: scratch/results, as sweep.py
+    out = args.out if args.out and not several else os.path.join(args.out or results, name)
+    fdir = None if args.out else figures_dir(results, name)
+    problem = None if args.force else out_problem(out, fdir or os.path.join(out, "figures"))
+    if problem:
+        raise ReportError(f"{problem}: give an empty or new --out, or --force to replace "
+                          f"its files; nothing written", code=2)
+    mark(out, fdir or os.path.join(out, "figures"))
+    written, n, left = build(prof, results, out, fdir)
+    for why in left.get("incomplete", ()):   # a run folder of the profile, not complete
+        print(f"note: left out {why} (train.py with its config reruns it)", file=sys.stderr)
+    extra = f"; left out {len(left['other'])} other row(s) of runs.csv" if left["other"] else ""
+    print(f"{name}: {n} runs -> {os.path.join(out, 'REPORT.md')} (+{len(written) - 1} tables and "
+          f"figures; figures in {fdir or os.path.join(out, 'figures')}){extra}")
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
     from sparsecs import fileio
     from sparsecs import paths
     from sparsecs.reporting.load import ReportError, profiles_in
 
-    from sparsecs.sweeping.profile import profile_results
-
     try:
         if args.across:
-            if not args.profiles:
-                raise ReportError("--across: name the profiles to set side by side", code=2)
-            text = across(args.profiles, args.results)
-            if args.out:
-                fileio.atomic_write(args.out, text)
-                print(f"claims across {', '.join(args.profiles)} -> {args.out}")
-            else:
-                print(text, end="")
+            _write_across(args)
             return 0
         profiles = args.profiles or profiles_in(args.results or "results")
         if not profiles:
             raise ReportError(f"{args.results or 'results'}: no run of any profile there (run `python "
                               f"sweep.py PROFILE` first)", code=1)
         for prof in profiles:
-            name = os.path.basename(prof).removesuffix(".yaml")
-            results = args.results or profile_results(prof)   # quick: scratch/results, as sweep.py
-            out = args.out if args.out and len(profiles) == 1 else os.path.join(args.out or results, name)
-            fdir = None if args.out else figures_dir(results, name)
-            problem = None if args.force else out_problem(out, fdir or os.path.join(out, "figures"))
-            if problem:
-                raise ReportError(f"{problem}: give an empty or new --out, or --force to replace "
-                                  f"its files; nothing written", code=2)
-            mark(out, fdir or os.path.join(out, "figures"))
-            written, n, left = build(prof, results, out, fdir)
-            for why in left.get("incomplete", ()):   # a run folder of the profile, not complete
-                print(f"note: left out {why} (train.py with its config reruns it)", file=sys.stderr)
-            extra = f"; left out {len(left['other'])} other row(s) of runs.csv" if left["other"] else ""
-            print(f"{name}: {n} runs -> {os.path.join(out, 'REPORT.md')} (+{len(written) - 1} tables and "
-                  f"figures; figures in {fdir or os.path.join(out, 'figures')}){extra}")
+            _report(prof, args, len(profiles) != 1)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.code
