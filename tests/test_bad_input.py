@@ -17,7 +17,8 @@ from sparsecs import summaries
 import train
 from sparsecs.sweeping import launch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
+
 SGD = os.path.join(REPO, "configs", "quick", "sgd.yaml")
 TINY = ["model=resnet20", "width=0.125", "epochs=1", "train_subset=64", "device=cpu"]
 

@@ -1,5 +1,5 @@
 """Hostile input, part three (issue 36): the cases a new probe broke, each in its smallest
-reproduction. As tests/test_hostile.py: one line on stderr (no traceback), the documented
+reproduction. As tests/test_bad_input.py: one line on stderr (no traceback), the documented
 exit status, and every file that existed before byte-identical after."""
 import errno
 import os
@@ -21,10 +21,10 @@ from sparsecs import fileio
 from sparsecs import paths
 from sparsecs import summaries
 import train
-from tests.test_hostile import (SGD, TINY, _one_thread, one_line,  # noqa: F401 (fixtures)
+from tests.test_bad_input import (SGD, TINY, _one_thread, one_line,  # noqa: F401 (fixtures)
                                 profile_of_the_run, run, snapshot, train_args, trained)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
 
 
 # ----------------------------------------------------------------------------- 1-2: export --out
@@ -453,7 +453,7 @@ sys.exit(cli.run(sweep.main, "sweep.py"))
 
 def test_a_sweep_killed_by_sigkill_leaves_no_child_running(tmp_path):
     """PR_SET_PDEATHSIG: the kernel sends the child SIGTERM when the sweep dies, SIGKILL too."""
-    from tests.test_hostile import CHILD, alive, two_seeds
+    from tests.test_bad_input import CHILD, alive, two_seeds
 
     rec = tmp_path / "rec"
     rec.mkdir()

@@ -15,7 +15,8 @@ from sparsecs import paths
 from sparsecs import summaries
 import train
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
+
 # 56 images at batch 48: a full global batch (24 + 24 per rank) and one of 8 (4 + 4);
 # BatchNorm statistics over the global batch (sync_bn), so that the result cannot depend on
 # the split. Few steps on purpose: this tiny net is so sensitive that two one-process runs

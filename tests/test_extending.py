@@ -15,7 +15,7 @@ from sparsecs import config as C
 from sparsecs import data
 import train
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
 
 TOY_METHOD = '''"""Toy method for tests/test_extending.py: SGD that zeroes a random `target` fraction of every
 conv layer's filters after epoch `prune_epoch` and keeps them zero."""

@@ -15,6 +15,7 @@ from sparsecs import paths
 from sparsecs import runindex
 from sparsecs import summaries
 import train
+from tests import REPO
 
 
 def cfg_for(epochs=2, *extra):
@@ -230,7 +231,7 @@ def test_a_missing_damaged_or_behind_index_is_rebuilt_by_the_next_sweep(tmp_path
 
 
 def _cli(tmp_path, *extra):
-    return [os.path.join(os.path.dirname(paths.__file__), "configs/quick/sgd.yaml"), "model=resnet20",
+    return [os.path.join(REPO, "configs/quick/sgd.yaml"), "model=resnet20",
             "width=0.125", "epochs=3", "train_subset=128", "device=cpu", "--results", str(tmp_path),
             "--quiet", *extra]
 

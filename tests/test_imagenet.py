@@ -18,6 +18,7 @@ from sparsecs import metrics
 from sparsecs import models
 from sparsecs import summaries
 import train
+from tests import REPO
 
 CLASSES = ["n01", "n02", "n03"]
 N_TRAIN, N_VAL = 4, 2
@@ -297,8 +298,7 @@ def test_train_py_runs_on_the_folder_in_one_and_two_processes(root, tmp_path):
     """The real CLI, end to end on ImageNet-shaped data: MobileNet-V1 under the paper B recipe
     keys (warm-up, label smoothing), FLOPs counted at 224x224; then the same run under torchrun
     with 2 gloo processes (DataLoader shards) trains to the same sparsity pattern size."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    args = [os.path.join(repo, "configs/imagenet/mobilenet_v1-slats.yaml"), f"data_dir={root}",
+    args = [os.path.join(REPO, "configs/imagenet/mobilenet_v1-slats.yaml"), f"data_dir={root}",
             "width=0.125", "epochs=2", "batch_size=6", "eval_batch_size=3", "workers=0",
             "device=cpu", "precision=fp32", "channels_last=false", "warmup_epochs=1",
             "optim.final_threshold=0.02"]
@@ -316,7 +316,7 @@ def test_train_py_runs_on_the_folder_in_one_and_two_processes(root, tmp_path):
     spec.write_text(json.dumps([args + ["--out", two, "--results", str(tmp_path / "r2"), "--quiet"]]))
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                         "-m", "tests.ddp_many", str(spec)], capture_output=True, text=True,
-                       cwd=repo, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600)
+                       cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     s2 = summaries.read_summary(two)
     assert s2["world_size"] == 2 and s2["epochs"] == 2 and s2["n_weights"] == s["n_weights"]

@@ -10,7 +10,8 @@ import re
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
+
 PKG = os.path.join(REPO, "sparsecs")
 # names that must only ever be imported as sparsecs.<name>: the package's modules and packages,
 # and models/ and optim/, which stay at the root (sparsecs/__init__.py says why)

@@ -9,7 +9,8 @@ import yaml
 
 import sweep
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
+
 README = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
 
 

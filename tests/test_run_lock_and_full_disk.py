@@ -14,8 +14,8 @@ from sparsecs import fileio
 from sparsecs import paths
 from sparsecs import sparse_infer as S
 import train
-from tests.test_hostile import SGD, TINY, _one_thread, run, trained  # noqa: F401 (fixtures)
-from tests.test_hostile36 import NO_SPACE, full_disk, names_the_file
+from tests.test_bad_input import SGD, TINY, _one_thread, run, trained  # noqa: F401 (fixtures)
+from tests.test_bad_input_files_and_processes import NO_SPACE, full_disk, names_the_file
 
 
 # ----------------------------------------------------------------------------- run.lock

@@ -15,7 +15,7 @@ import sweep
 import train
 from sparsecs.optim import METHODS
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
 from scripts import readme_tables
 
 SGD_YAML = os.path.join(REPO, "configs", "quick", "sgd.yaml")

@@ -15,7 +15,7 @@ from sparsecs import final_eval
 from sparsecs import summaries
 import train
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
 
 
 def _refuse(token):

@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from sparsecs import final_eval
 from sparsecs import metrics
 from sparsecs.exporting.slim import slim_model
-from tests.test_export import trained_like
+from tests.exporting.test_export import trained_like
 
 # (model, width): every family in models/ with a slim export, at tiny widths (digits' 1x8x8)
 FAMILIES = [("resnet20", 0.5), ("resnet18", 0.125), ("vgg11", 0.25), ("densenet40", 0.25),

@@ -16,9 +16,9 @@ import export
 import hubconf
 from sparsecs import paths
 from sparsecs import sparse_infer as S
-from tests.test_hostile import _one_thread, one_line, snapshot, trained  # noqa: F401 (fixtures)
+from tests.test_bad_input import _one_thread, one_line, snapshot, trained  # noqa: F401 (fixtures)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
 
 
 @pytest.fixture(scope="module")

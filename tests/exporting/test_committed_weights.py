@@ -20,7 +20,8 @@ import export
 from sparsecs import models
 from sparsecs import paths
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
+
 WEIGHTS = os.path.join(REPO, "results", "fashion", "weights")
 FILES = sorted(glob.glob(os.path.join(WEIGHTS, "*", "model.csr.pt")))
 # the three the README's examples name: xRDA at 95% and 98%, LATS at 95%

@@ -22,7 +22,8 @@ from sparsecs import modelfile
 from sparsecs import models
 from sparsecs import paths
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
+
 SHAPE = data.get("digits").input_shape       # what the models here are built for (make_run's data set)
 
 

@@ -8,12 +8,10 @@ import torch
 
 from sparsecs.optim import XRDA
 from sparsecs.optim.schedules import Schedule
+from tests import REPO
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
-
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def opt(lr=2.0):
@@ -100,7 +98,7 @@ def test_bad_arguments():
 
 # The released rows of the table in docs/methods.md §1.6 (the folder also holds baselines
 # run `at:` them).
-PAPER = sorted(glob.glob(os.path.join(ROOT, "configs", "paper", "c*-xrda*.yaml")))
+PAPER = sorted(glob.glob(os.path.join(REPO, "configs", "paper", "c*-xrda*.yaml")))
 
 
 def test_paper_configs_resolve_with_the_released_schedule():
@@ -128,7 +126,7 @@ def test_imagenet_configs_are_paper_bs_recipe_for_every_method(tmp_path):
     import sweep
     from sparsecs.optim import get_method
 
-    files = sorted(glob.glob(os.path.join(ROOT, "configs", "imagenet", "*.yaml")))
+    files = sorted(glob.glob(os.path.join(REPO, "configs", "imagenet", "*.yaml")))
     runnable = [f for f in files if os.path.basename(f) not in ("base.yaml", "slats.yaml")]
     assert len(runnable) == 6   # sgd, gmp, xrda, STR, LATS on ResNet-50, S-LATS on MobileNet
     for f in runnable:

@@ -3,7 +3,7 @@ known by construction, the same-setting rule, the budget partner's validation, t
 estimate from the dense model's gap, and the figure.
 
 The pair: the same entries (dense SGD, xRDA at two λ, GMP at two targets) at 2 and 8 epochs.
-Accuracy (tests/test_report.write_run, train accuracy 100): dense 98 + 0.1·seed at both
+Accuracy (tests/reporting/test_report.write_run, train accuracy 100): dense 98 + 0.1·seed at both
 budgets; xRDA 97 − (decades of nonzeros − 1) + 0.1·seed at 2 epochs, 2 pp more at 8; GMP
 2 pp below xRDA at the same sparsity at both budgets. xRDA's λ 1e-2 is 98% sparse at 2
 epochs and 99% at 8, so 99% is reached only at the longer budget. Hence by hand:
@@ -21,7 +21,7 @@ from sparsecs.reporting import budget as B
 from sparsecs.reporting import budget_document as BD
 from sparsecs.reporting import figures as F
 from sparsecs.sweeping.profile import ProfileError, load_profile
-from tests.test_report import FakeLauncher
+from tests.reporting.test_report import FakeLauncher
 
 PAIR = """
 evidence: small-scale

@@ -185,7 +185,7 @@ def test_one_marker_means_one_thing():
 
 
 def test_a_constant_coefficient_is_drawn_flat_on_a_linear_axis(tmp_path):
-    from tests.test_threshold_figure import fake_run
+    from tests.reporting.test_threshold_figure import fake_run
 
     v = TF.flat([1.0, 1.0 + 3e-7, 1.0 - 2e-7])
     assert len(set(v)) == 1 and v[0] == pytest.approx(1.0 + 1e-7 / 3, rel=1e-12)

@@ -5,7 +5,7 @@ import os
 
 from sparsecs import paths
 import report
-from tests.test_report import make
+from tests.reporting.test_report import make
 
 
 def _build(prof, results, out):

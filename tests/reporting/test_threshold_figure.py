@@ -17,10 +17,10 @@ from sparsecs.optim import get_method
 from sparsecs.reporting import load
 from sparsecs.reporting import threshold_figure as TF
 from sparsecs.reporting import thresholds as TH
+from tests import REPO
 
 EPOCHS, BATCH = 3, 128           # digits: 1,437 training images -> 12 steps an epoch
-CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                      "configs", "quick", "soft_threshold.yaml")
+CONFIG = os.path.join(REPO, "configs", "quick", "soft_threshold.yaml")
 
 
 def fake_run(results, schedule, warmup=0):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
 from scripts import device_check
 
 PARTS = ["env", "bf16_cl", "resume", "ddp_nccl", "fashion", "compile", "bench_epoch"]

@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
+
 BASE = "-m pip install --quiet --disable-pip-version-check"
 
 

@@ -18,7 +18,8 @@ import sweep
 from sparsecs.sweeping import launch
 from sparsecs.sweeping import slurm
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
+
 SGD = os.path.join(REPO, "configs", "quick", "sgd.yaml")
 TINY = "[epochs=1, train_subset=128, model=resnet20, width=0.125, device=cpu]"
 

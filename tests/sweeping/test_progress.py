@@ -13,7 +13,8 @@ import sweep
 import train
 from sparsecs.sweeping import schedule
 from tests import synthetic
-from tests.test_sweep import REPO, SGD, profile
+from tests import REPO
+from tests.sweeping.test_sweep import SGD, profile
 
 ST = os.path.join(REPO, "configs", "quick", "soft_threshold.yaml")
 

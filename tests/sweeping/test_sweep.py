@@ -9,7 +9,8 @@ import pytest
 from sparsecs import config as C
 import sweep
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
+
 SGD = os.path.join(REPO, "configs", "quick", "sgd.yaml")
 GMP = os.path.join(REPO, "configs", "quick", "gmp.yaml")
 TINY = "[epochs=1, train_subset=128, model=resnet20, width=0.125, device=cpu, channels_last=true]"
