@@ -3,7 +3,7 @@
 width 1 is torchvision.models.resnet50 itself (25,557,032 parameters at 1000 classes). Other
 widths scale every stage's planes (stem 64, stages 64/128/256/512, bottleneck expansion 4)
 by `width`, built with torchvision's own Bottleneck, _make_layer, forward and init; at
-width 1 that build is the same network, module for module (tests/test_models.py checks it).
+width 1 that build is the same network, module for module (tests/models/test_models.py checks it).
 
 `resnet50_str` is the same network initialized as STR and LATS (paper B's code, built on
 STR) initialize theirs: RAIVNLab/STR utils/builder.py with its ImageNet configs' `init:

@@ -25,7 +25,7 @@ come back, so there are 4): summary.md (a table: part, status, seconds, details)
 results/device/<date>-<gpu>/. Exit 0 when every part that ran passed, 1 otherwise.
 
 --dry: the same parts on the CPU (device=cpu, width 0.125, 64 images, bench_epoch --quick on
-the ablation profile's ResNet-20 keys), for a check here and for tests/test_device_check.py;
+the ablation profile's ResNet-20 keys), for a check here and for tests/scripts/test_device_check.py;
 compile is skipped with a line saying why. On the CPU a resumed run must be bit-identical
 (train.py's contract at one thread count); on a GPU it need not be (cudnn.benchmark picks
 kernels per process) and the row records which it was.

@@ -17,7 +17,7 @@
 LaTeX tables are table* floats for a 7 in text width: \\small with 4 pt column separation,
 headers broken over two lines; a table that would still be wider (estimated with Computer
 Modern widths, reporting/latex.py) drops to \\footnotesize and 3 pt, then splits its columns over
-stacked tabulars. tests/test_report_paper.py compiles every table with pdflatex where it is
+stacked tabulars. tests/reporting/test_report_paper.py compiles every table with pdflatex where it is
 installed and measures it.
 """
 import math
