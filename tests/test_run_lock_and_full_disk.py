@@ -120,20 +120,3 @@ def test_train_output_on_a_full_disk_names_the_log(tmp_path, monkeypatch):
     text = (tmp_path / "train.log").read_text()
     assert text.startswith(f"error: could not write {log.name}: {NO_SPACE}"), text
     assert text.count("\n") == 1
-
-
-# ----------------------------------------------------------------------------- LaTeX tables
-
-def test_table_footnotes_name_keys_as_a_reader_knows_them_and_captions_only_their_columns():
-    from sparsecs.reporting import tables as T
-
-    cells = [{"vals": [], "note": "collapses at optim.final_threshold ≥ 0.418, past its sparsest point",
-              "bold": False}]
-    t = T.LevelTable("f-r20", "macs", "structured", "ResNet-20, Fashion-MNIST",
-                     [("filter pruning", 8, "filter")], None, [(0.5, cells)], False, 10_000)
-    tex = t.tex("tab:s")
-    assert "optim." not in tex and "final\\_threshold" not in tex
-    assert "not reached: collapses at the final threshold D $\\geq$ 0.418" in tex
-    assert "optim." not in t.md()
-    cap = t.caption()
-    assert "structured sparsity, filter pruning:" in cap and "xRDA" not in cap   # the one column it has
