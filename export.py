@@ -1,6 +1,7 @@
 """Export a finished run's model in one of three forms, each checked on export.
 
     python export.py RUN_DIR|CSR_EXPORT --format slim|csr|dense [--out FILE] [--batch N] [--data-dir DIR]
+                     [--test-set]
     python export.py --check FILE [FILE ...]
     python export.py --profile PROFILE [--results DIR]
 
@@ -37,8 +38,19 @@ size is refused; a copy without FILE.sha256 is checked against the checksum stor
 --profile: the csr export of every run at the profile's `export_levels: [0.98, 0.99]` (the
 calibrated point of each λ search at those targets, a grid's runs at those targets; every
 seed), into RESULTS/<profile>/weights/<run>/ with model.csr.pt.sha256 and export.json beside
-it, so that they can be committed; the run folders are not written to. Runs without model.pt
-here (committed, trained elsewhere) are named on stderr and skipped.
+it, so that they can be committed; the run folders are not written to. And the slim export of
+every structured run at the profile's `export_macs_levels: [0.5, 0.3, 0.2]` (every seed of the
+calibrated point of each kernel / channel mode entry searched on target_metric
+macs_structural_fraction at that level: the points the report's structured claim compares),
+model.slim.pt beside them, with --test-set's check; export.json records its MACs and
+parameters against dense and its test accuracy beside the run's. Runs without model.pt here
+(committed, trained elsewhere) are named on stderr and skipped.
+
+--test-set (slim, a run folder): the export evaluated on the whole test set as the run's final
+accuracy was (exporting/accuracy.py): its predictions must be the run's (predictions.npy) but
+for ties of the dense logits (top-two margin within float rounding), its accuracy the run's
+test_acc; test_acc_export and the differing predictions go to export.json. Otherwise one line
+naming the run, exit 1, nothing written.
 """
 import argparse
 import io
@@ -50,13 +62,16 @@ import torch
 
 from sparsecs import cli
 from sparsecs import fileio
+from sparsecs import metrics
 from sparsecs import modelfile
 from sparsecs import paths
+from sparsecs import summaries
+from sparsecs.exporting.accuracy import slim_accuracy
 from sparsecs.exporting.csr import (CSR_FORMAT, csr_file, dense_file, is_csr_export, load_any, load_committed,
                                     load_csr, load_dense, read_csr)
 from sparsecs.exporting.files import (EXPORT_JSON, RUN_FILES, SHA_SUFFIX, ExportError, export_problem,
-                                      finished_run, real_batch, record, recorded_sha, run_data_dir, run_file,
-                                      sha_path, write_export)
+                                      finished_run, is_slim_export, real_batch, record, recorded_sha,
+                                      run_data_dir, run_file, sha_path, slim_source, write_export)
 from sparsecs.exporting.slim import channels, load_slim, slim_model, slim_report
 
 # the API (benchmarks, hubconf-style callers, tests): export and read back, each format's loader
@@ -64,6 +79,7 @@ __all__ = ["FORMATS", "DEFAULT_OUT", "EXPORT_JSON", "RUN_FILES", "SHA_SUFFIX", "
            "export", "verify", "check", "real_batch", "finished_run", "run_data_dir", "size_ratio",
            "slim_model", "slim_report", "load_slim", "csr_file", "read_csr", "load_csr",
            "dense_file", "load_dense", "export_problem", "is_csr_export", "load_any", "load_committed",
+           "is_slim_export", "slim_source", "export_profile", "level_runs", "structured_runs",
            "main"]
 
 FORMATS = ("slim", "csr", "dense")
@@ -149,8 +165,12 @@ def _build(fmt, model, dense_obj, dense_blob):
     gm, skipped = slim_report(model)
     blob = _bytes(gm)
     exported = load_slim(io.BytesIO(blob))
+    # the multiply-adds of one image, slim against dense, as the run's macs_structural counts them
+    # (final_eval.structural_macs): their ratio is the MACs level the report places the run at
+    macs_dense, macs_slim = metrics.counts(model)["flops_dense"], metrics.graph_macs(exported)
     return blob, exported, {"params_after": _n_params(exported), "channels": channels(model, exported),
-                            "kept_zero_filters": len(skipped)}
+                            "kept_zero_filters": len(skipped), "macs_dense": macs_dense,
+                            "macs_slim": macs_slim, "macs_fraction": macs_slim / macs_dense}
 
 
 def _same_file(a, b):
@@ -184,10 +204,12 @@ def _run_name(path):
     return os.path.basename(path if os.path.isdir(path) else os.path.dirname(path))
 
 
-def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False, record_dir=None, say=None):
+def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False, record_dir=None, say=None,
+           test_set=False):
     """Export the run in `run_dir` (a run folder, or a csr export standing in for one) as
     `fmt`; returns the facts written to export.json (in `record_dir`, default the run
-    folder). An existing file at `out` that is not an
+    folder). `test_set` (slim, from a run folder): the export's accuracy on the whole test set
+    must be the run's (exporting/accuracy.py), recorded beside it. An existing file at `out` that is not an
     earlier export is replaced only with `force`; the source file never. Read from an export
     (given, or a committed run folder's), the file and export.json go to --out's folder, by
     default scratch/exports/<run>/: committed folders are evidence, never written to."""
@@ -196,6 +218,9 @@ def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False, record
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ExportError(f"--batch must be a positive number of test images, got {batch!r}", 2)
     run, saved, model, source = _source(run_dir, say)
+    if test_set and (fmt != "slim" or run is None):
+        raise ExportError("--test-set checks a slim export of a run folder (its summary and "
+                          "predictions): give a run folder and --format slim", 2)
     if source is not None:
         out = out or os.path.join(paths.SCRATCH, "exports", _run_name(run_dir), DEFAULT_OUT[fmt])
         if any(_same_file(out, f) for f in (source, sha_path(source))):
@@ -212,6 +237,9 @@ def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False, record
     if not diff <= tol:
         raise ExportError(f"{fmt} export changed the logits: max |difference| {diff:.3g} > "
                           f"tolerance {tol:.3g}; nothing written")
+    if test_set:
+        summary = summaries.read_summary(run)
+        facts.update(slim_accuracy(run, saved, model, exported, float(summary["test_acc"]), data_dir))
     # relative to the run folder (where export.json is): stays true when the folder moves
     record_dir = record_dir or home
     facts = {"format": fmt, "file": os.path.relpath(os.path.abspath(out), os.path.abspath(record_dir)), "dense_bytes": len(dense_blob),
@@ -226,31 +254,72 @@ def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False, record
 
 # ----------------------------------------------------------------------------- a profile's levels
 
-def level_runs(profile, results):
-    """{level: [run folder]} for the profile's `export_levels`: the runs of every sparse
-    entry's point that stands for the level (a λ search's calibrated point, every seed, or a
-    grid's target), complete in RESULTS (reporting.load). A search's other rounds are not."""
-    from sparsecs.reporting import claims as CL
+MACS = "macs_structural_fraction"
+
+
+def _profile(profile):
     from sparsecs.reporting import load
-    from sparsecs.reporting.envelope import full_points
     from sparsecs.sweeping.profile import load_profile
 
-    levels = load_profile(load.profile_path(profile)).get("export_levels")
-    if not levels:
-        raise ExportError(f"{profile}: the profile has no export_levels: [...] (the sparsities whose "
-                          f"runs export.py --profile exports)", 2)
-    df, _ = load.load(profile, results)
+    return load_profile(load.profile_path(profile))
+
+
+def _at_levels(df, levels, wanted, target_of):
+    """{level: [run folder]}: every seed of the points of the curves `wanted` picks whose
+    target (`target_of` a run row, or None) is a level; a search's other rounds are not."""
+    from sparsecs.reporting import claims as CL
+    from sparsecs.reporting.envelope import full_points
+
     out = {lv: [] for lv in levels}
     for part in CL.curves(df).values():
-        if part["role"].iloc[0] == "dense" or part["mode"].iloc[0] != "elementwise":
+        if not wanted(part):
             continue
         for _, r in full_points(part).iterrows():
-            target = r["calibration_target"] if r["calibration_target"] == r["calibration_target"] else (
-                _number(r["swept_value"]) if str(r["swept_key"]).endswith("target") else None)
+            target = target_of(r)
             for lv in levels:
                 if target is not None and abs(target - lv) < 1e-9:
                     out[lv].append(r["folder"])
     return out
+
+
+def _calibrated(r):
+    t = r["calibration_target"]
+    return None if t != t else float(t)
+
+
+def level_runs(profile, results, df=None):
+    """{level: [run folder]} for the profile's `export_levels`: the runs of every sparse
+    entry's point that stands for the level (a λ search's calibrated point, every seed, or a
+    grid's target), complete in RESULTS (reporting.load). A search's other rounds are not."""
+    from sparsecs.reporting import load
+
+    levels = _profile(profile).get("export_levels")
+    if not levels:
+        raise ExportError(f"{profile}: the profile has no export_levels: [...] (the sparsities whose "
+                          f"runs export.py --profile exports)", 2)
+    df = load.load(profile, results)[0] if df is None else df
+    elementwise = lambda part: (part["role"].iloc[0] != "dense"  # noqa: E731
+                                and part["mode"].iloc[0] == "elementwise")
+    target = lambda r: (_calibrated(r) if _calibrated(r) is not None else  # noqa: E731
+                        _number(r["swept_value"]) if str(r["swept_key"]).endswith("target") else None)
+    return _at_levels(df, levels, elementwise, target)
+
+
+def structured_runs(profile, results, df=None):
+    """{MACs level: [run folder]} for the profile's `export_macs_levels`: every seed of the
+    calibrated point of each structured entry (mode kernel or channel, what the report's
+    structured claim compares) searched on target_metric macs_structural_fraction, at each
+    level. A structured grid, or a search on another metric, is at no MACs level: not listed."""
+    from sparsecs.optim.base import STRUCTURED_MODES
+    from sparsecs.reporting import load
+
+    prof = _profile(profile)
+    levels = prof.get("export_macs_levels") or []
+    on_macs = {e.get("name") for e in prof["runs"] if e.get("target_metric") == MACS}
+    df = load.load(profile, results)[0] if df is None and levels else df
+    wanted = lambda part: (part["mode"].iloc[0] in STRUCTURED_MODES  # noqa: E731
+                           and part["entry"].iloc[0] in on_macs)
+    return _at_levels(df, levels, wanted, _calibrated) if levels else {}
 
 
 def _number(text):
@@ -261,22 +330,45 @@ def _number(text):
 
 
 def export_profile(profile, results, batch=256, data_dir=None):
-    """The csr export of every run at the profile's export_levels, with its sha256 and
-    export.json, into RESULTS/<profile>/weights/<run>/ (the run folders are not written to).
-    Returns ([(level, run, facts)], [runs without weights here: committed, trained elsewhere])."""
+    """Into RESULTS/<profile>/weights/<run>/ (the run folders are not written to), each file
+    with its sha256 and export.json beside it: the csr export of every run at the profile's
+    export_levels, and the slim export of every structured run at its export_macs_levels,
+    whose accuracy on the whole test set must be the run's (export(test_set=True)). Returns
+    ([(format, level, run, facts)], [runs without weights here: committed, trained elsewhere])."""
+    from sparsecs.reporting import load
+
+    prof = _profile(profile)
+    if not prof.get("export_levels") and not prof.get("export_macs_levels"):
+        raise ExportError(f"{profile}: the profile has no export_levels: [...] nor export_macs_levels: "
+                          f"[...] (the levels whose runs export.py --profile exports)", 2)
+    df = load.load(profile, results)[0]
+    jobs = [("csr", level_runs(profile, results, df) if prof.get("export_levels") else {}),
+            ("slim", structured_runs(profile, results, df))]
     name = os.path.basename(profile).removesuffix(".yaml")
     done, missing = [], []
-    for lv, folders in level_runs(profile, results).items():
-        for folder in folders:
-            run = os.path.basename(folder)
-            if not os.path.exists(paths.path(folder, paths.MODEL)):
-                missing.append(run)
-                continue
-            dest = os.path.join(results, name, "weights", run)
-            os.makedirs(dest, exist_ok=True)
-            done.append((lv, run, export(folder, "csr", os.path.join(dest, DEFAULT_OUT["csr"]), batch,
-                                         data_dir, record_dir=dest)))
+    for fmt, levels in jobs:
+        for lv, folders in levels.items():
+            for folder in folders:
+                run = os.path.basename(folder)
+                if not os.path.exists(paths.path(folder, paths.MODEL)):
+                    missing.append(run)
+                    continue
+                done.append((fmt, lv, run, _export_into(os.path.join(results, name, "weights", run),
+                                                        folder, fmt, batch, data_dir)))
     return done, missing
+
+
+def _export_into(dest, folder, fmt, batch, data_dir):
+    """export() of run `folder` into folder `dest`; a `dest` made here is removed again if it fails."""
+    made = not os.path.isdir(dest)
+    os.makedirs(dest, exist_ok=True)
+    try:
+        return export(folder, fmt, os.path.join(dest, DEFAULT_OUT[fmt]), batch, data_dir,
+                      record_dir=dest, test_set=fmt == "slim")
+    except BaseException:
+        if made and not os.listdir(dest):
+            os.rmdir(dest)
+        raise
 
 
 def verify(file):
@@ -334,6 +426,20 @@ def _print_facts(fmt, f):
           f"{f['max_logit_diff']:.2g} (tolerance {f['tolerance']:.2g}) on {f['test_images']} test images")
     if f.get("channels"):
         print("channels: " + ", ".join(f"{n} {a}->{b}" for n, (a, b) in f["channels"].items()))
+    if "macs_slim" in f:
+        print(f"multiply-adds an image {f['macs_dense']:,} -> {f['macs_slim']:,} ({f['macs_fraction']:.1%})")
+    if "test_acc_export" in f:
+        print(f"test acc {f['test_acc_export']:.2f}% on {f['test_images_eval']} test images, the run's "
+              f"{f['test_acc']:.2f}% ({f['differing_predictions']} predictions differ, all ties)")
+
+
+def _profile_line(fmt, lv, run, f):
+    if fmt == "csr":
+        return f"{100 * lv:g}%: {run}: {f['bytes']:,} B (sha256 {f['sha256'][:16]}...)"
+    return (f"{100 * lv:g}% MACs: {run}: slim {f['bytes']:,} B (sha256 {f['sha256'][:16]}...), "
+            f"{f['macs_fraction']:.1%} of the dense MACs, {f['params_after']:,} of {f['params_before']:,} "
+            f"parameters; test acc {f['test_acc_export']:.2f}%, the run's {f['test_acc']:.2f}% "
+            f"({f['differing_predictions']} of {f['test_images_eval']} predictions differ, all ties)")
 
 
 def main(argv=None):
@@ -346,7 +452,10 @@ def main(argv=None):
                    help="replace a file at --out that is not an earlier export (never a run's file)")
     p.add_argument("--batch", type=_positive, default=256, help="test images the check uses")
     p.add_argument("--data-dir", help="where the data set lives (default: the run's data_dir)")
-    p.add_argument("--profile", help="export (csr) every run at the profile's export_levels into "
+    p.add_argument("--test-set", action="store_true",
+                   help="slim: the export's accuracy on the whole test set must be the run's (recorded)")
+    p.add_argument("--profile", help="export every run at the profile's export_levels (csr) and its "
+                                     "structured runs at export_macs_levels (slim, --test-set) into "
                                      "RESULTS/<profile>/weights/<run>/")
     p.add_argument("--results", default="results", help="with --profile: the results folder")
     p.add_argument("--check", nargs="+", metavar="FILE",
@@ -355,7 +464,7 @@ def main(argv=None):
     if args.check and (args.run_dir or args.format or args.out):
         p.error("--check FILE ... takes no RUN_DIR, --format or --out")
     if args.profile and (args.check or args.run_dir or args.format or args.out):
-        p.error("--profile PROFILE takes no RUN_DIR, --format, --out or --check (it writes csr exports)")
+        p.error("--profile PROFILE takes no RUN_DIR, --format, --out or --check (it writes csr and slim exports)")
     if not args.check and not args.profile and not (args.run_dir and args.format):
         p.error("give RUN_DIR and --format (or --check FILE ..., or --profile PROFILE)")
     from sparsecs import data as D
@@ -367,15 +476,16 @@ def main(argv=None):
             print(f"{file}: ok ({fmt} export, sha256 {sha[:16]}... as recorded)")
         if args.profile:
             done, missing = export_profile(args.profile, args.results, args.batch, args.data_dir)
-            for lv, run, f in done:
-                print(f"{100 * lv:g}%: {run}: {f['bytes']:,} B (sha256 {f['sha256'][:16]}...)")
+            for fmt, lv, run, f in done:
+                print(_profile_line(fmt, lv, run, f))
             for run in missing:
                 print(f"not exported: {run}: no model.pt here (a committed run, trained elsewhere)",
                       file=sys.stderr)
         elif not args.check:
             _print_facts(args.format, export(args.run_dir, args.format, args.out, args.batch,
                                              args.data_dir, args.force,
-                                             say=lambda line: print(f"export.py: {line}", file=sys.stderr)))
+                                             say=lambda line: print(f"export.py: {line}", file=sys.stderr),
+                                             test_set=args.test_set))
     except (ExportError, paths.RunFolderError, D.DataError, OSError, ReportError, ProfileError) as e:
         text = fileio.os_error_text(e) if isinstance(e, OSError) else str(e)
         print(f"export.py: error: {' '.join(text.split())}", file=sys.stderr)
