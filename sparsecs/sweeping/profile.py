@@ -36,7 +36,8 @@ TARGET_METRICS = METRICS
 TARGET_POINT = {"sparsity": "target_sparsity", "filter_sparsity": "target_filter_sparsity",
                 "kernel_sparsity": "target_kernel_sparsity", "macs_structural_fraction": "target_macs"}
 PROFILE_KEYS = {"seeds", "overrides", "runs", "row_keys", "epochs_scale", "epoch_keys", "defs", "inherit",
-                "evidence", "claims", "results", "compare_budget", "export_levels"}
+                "evidence", "claims", "results", "compare_budget", "export_levels",
+                "export_macs_levels"}
 # `claims:` which papers' claims the profile's report speaks to (reporting/papers.py declares
 # them per paper); default paper A's only
 PAPERS = ("A", "B")
@@ -186,6 +187,11 @@ def _check_profile(prof, path):
         if not (isinstance(v, list) and v and all(_positive(x) and x < 1 for x in v)):
             raise ProfileError(f"{where}: export_levels must be a non-empty list of sparsities in (0, 1), "
                                f"got {_fmt(v)[:80]}")
+    if "export_macs_levels" in prof:   # export.py --profile: the MACs levels whose structured runs it slims
+        v = prof["export_macs_levels"]
+        if not (isinstance(v, list) and v and all(_positive(x) and x < 1 for x in v)):
+            raise ProfileError(f"{where}: export_macs_levels must be a non-empty list of fractions of the "
+                               f"dense multiply-adds in (0, 1), got {_fmt(v)[:80]}")
     for key in ("overrides", "row_keys", "epoch_keys"):
         v = prof.get(key)
         if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
