@@ -6,7 +6,9 @@
 
 RUN_DIR is a finished run folder or a csr export of one (export.py --format csr, e.g. the
 committed results/fashion/weights/<run>/model.csr.pt: the dense model rebuilt bit for bit,
-named after the folder that holds it). For each, in one process:
+named after the folder that holds it), or a slim export (export.py --format slim or --profile:
+RESULTS/<profile>/weights/<run>/model.slim.pt, timed as written; its run's dense model must be
+here: the run folder with model.pt, or a model.csr.pt beside it). For each, in one process:
   dense        the trained model as it is (zeros multiplied like any weight);
   folded       BatchNorm folded into the convs, ReLU fused, every layer on torch's dense
                kernels: what the sparse column gains without any sparse kernel;
@@ -69,22 +71,48 @@ def run_name(path):
     return os.path.basename(path if os.path.isdir(path) else os.path.dirname(path))
 
 
+def sources(path):
+    """(the dense model's source: a run folder or a csr export, the slim export file or None)
+    of RUN_DIR `path`; a slim export (export.py --format slim, --profile) needs its run's
+    dense model here too (export.slim_source), else ExportError, one line."""
+    if not export.is_slim_export(path):
+        if not export.is_csr_export(path):
+            export.finished_run(path)
+        return path, None
+    problem = export.export_problem(path)     # before the pickle is read
+    if problem:
+        raise export.ExportError(f"{problem}; export the run again")
+    dense = export.slim_source(path)
+    if dense is None:
+        raise export.ExportError(f"{path}: no dense model of its run here to measure it against (its run "
+                                 f"folder with model.pt, or a model.csr.pt beside it)")
+    return dense, path
+
+
+def variants(dense, slim, inputs, layer_repeats):
+    """{variant: model} of VARIANTS."""
+    return {"dense": dense,
+            "folded": sparse_infer.build(dense, inputs, kernels=("dense",), repeats=1),
+            "slim": slim,
+            "sparse": sparse_infer.build(dense, inputs, repeats=layer_repeats),
+            "slim+sparse": sparse_infer.build(slim, inputs, repeats=layer_repeats)}
+
+
 @torch.no_grad()
 def bench_run(run_dir, args):
-    saved, dense = export.load_any(run_dir)
+    source, slim_file = sources(run_dir)
+    saved, dense = export.load_any(source)
+    data_of = source if os.path.isdir(source) else os.path.dirname(os.path.abspath(source))
     try:   # real test images when the data set is here; random ones otherwise (same cost)
-        xb = export.real_batch(saved["dataset"], args.batch, args.data_dir or export.run_data_dir(run_dir))
+        xb = export.real_batch(saved["dataset"], args.batch, args.data_dir or export.run_data_dir(data_of))
     except Exception:
         xb = torch.randn(args.batch, *dense.input_shape, generator=torch.Generator().manual_seed(0))
     x1 = xb[:1].contiguous()
     inputs = {1: x1, args.batch: xb}
     counts = metrics.counts(dense)
-    slim = export.slim_model(dense)
-    nets = {"dense": dense,
-            "folded": sparse_infer.build(dense, inputs, kernels=("dense",), repeats=1),
-            "slim": slim,
-            "sparse": sparse_infer.build(dense, inputs, repeats=args.layer_repeats),
-            "slim+sparse": sparse_infer.build(slim, inputs, repeats=args.layer_repeats)}
+    # a committed slim export is timed as written (checked against dense below); else made here
+    slim = export.load_slim(slim_file) if slim_file else export.slim_model(dense)
+    nets = variants(dense, slim, inputs, args.layer_repeats)
     ref = dense(xb)
     diffs = {k: max(sparse_infer.check(dense, m, xb)[0], sparse_infer.check(dense, m, x1)[0])
              for k, m in nets.items() if k != "dense"}
@@ -105,7 +133,7 @@ def bench_run(run_dir, args):
         "threads": torch.get_num_threads(), "batch": args.batch,
         "repeats": args.repeats, "batch_repeats": args.batch_repeats,
         "flops_dense": counts["flops_dense"], "flops_nonzero": counts["flops_nonzero"],
-        "flops_slim": slim_counts["flops_dense"], "sparsity": counts["sparsity"],
+        "flops_slim": slim_counts["flops_dense"], "slim_file": slim_file, "sparsity": counts["sparsity"],
         "theoretical_speedup": counts["flops_dense"] / max(counts["flops_nonzero"], 1),
         "slim_mac_ratio": counts["flops_dense"] / max(slim_counts["flops_dense"], 1),
         "latency_b1_ms": {k: statistics.median(v) * 1e3 for k, v in t1.items()},
@@ -213,8 +241,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     for run_dir in args.run_dirs:
         try:
-            if not export.is_csr_export(run_dir):
-                export.finished_run(run_dir)
+            sources(run_dir)
         except export.ExportError as e:
             print(f"bench_inference: {e}", file=sys.stderr)
             return 1

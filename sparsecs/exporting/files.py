@@ -84,6 +84,31 @@ def committed_export(run_dir):
     return found[0] if found else None
 
 
+def is_slim_export(path):
+    """Whether `path` is a file that export.json beside it records as a slim export."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(path)), EXPORT_JSON)) as f:
+            entry = json.load(f).get("slim")
+        return os.path.basename(str(entry.get("file", ""))) == os.path.basename(path)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def slim_source(path):
+    """The dense model slim export `path` was made from, where it is here: the run folder
+    holding it (RUN_DIR/model.slim.pt), a model.csr.pt beside it, or the run folder
+    RESULTS/runs/<run> of RESULTS/<profile>/weights/<run>/ with its model.pt; else None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    results = os.path.dirname(os.path.dirname(os.path.dirname(folder)))
+    for cand in (folder, os.path.join(folder, COMMITTED),
+                 os.path.join(results, "runs", os.path.basename(folder))):
+        if os.path.isfile(paths.path(cand, paths.MODEL)) if os.path.isdir(cand) else os.path.isfile(cand):
+            return cand
+    return None
+
+
 def run_file(run_dir, out):
     """The name of the run's own file that path `out` (or its checksum record) is, by path,
     symlink or hard link, or None."""
