@@ -245,8 +245,8 @@ def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False, record
     facts = {"format": fmt, "file": os.path.relpath(os.path.abspath(out), os.path.abspath(record_dir)), "dense_bytes": len(dense_blob),
              "params_before": _n_params(model), "test_images": int(x.shape[0]), **facts,
              "bytes": len(blob), "max_logit_diff": diff, "tolerance": tol}
-    if source is not None:
-        facts["source"] = os.path.abspath(source)
+    if source is not None:     # relative too: a committed export.json names no machine's paths
+        facts["source"] = os.path.relpath(os.path.abspath(source), os.path.abspath(record_dir))
     facts["sha256"] = write_export(out, blob)
     record(record_dir, fmt, facts)
     return {**facts, "path": out}    # (the path as given: for the line printed, not recorded)

@@ -6,6 +6,7 @@ itself is a source too (export.py FILE --format slim). A folder with neither sta
 finished". Built on a tiny run trained here, made "committed" in a temporary layout."""
 import json
 import os
+import pathlib
 import shutil
 
 import pytest
@@ -109,7 +110,7 @@ def test_export_slim_from_a_committed_run_and_from_the_export_file(committed, tm
     capsys.readouterr()
     made = tmp_path / paths.SCRATCH / "exports" / os.path.basename(folder)
     facts = json.loads((made / export.EXPORT_JSON).read_text())["slim"]
-    assert facts["file"] == "model.slim.pt" and facts["source"] == os.path.abspath(file)
+    assert facts["file"] == "model.slim.pt" and (made / facts["source"]).resolve() == pathlib.Path(file).resolve()
     assert export.verify(str(made / "model.slim.pt"))[0] == "slim"
     # never over the file it reads
     assert export.main([file, "--format", "csr", "--out", file]) == 2
@@ -191,8 +192,8 @@ def test_the_committed_fashion_run_through_its_export(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- a missing path: 2
 
-@pytest.mark.parametrize("tool,extra", [("eval.py", []), ("export.py", ["--format", "slim"]),
-                                        ("sparse_infer.py", [])])
+@pytest.mark.parametrize("tool,extra", [(["eval.py"], []), (["export.py"], ["--format", "slim"]),
+                                        (["-m", "sparsecs.sparse_infer"], [])])
 def test_a_missing_path_exits_2_as_train_py_does(tool, extra, tmp_path):
     """issue 37, item 7: train.py exits 2 for a config that is not there (usage); the tools
     that read a run exited 1 for a run that is not there."""
@@ -200,7 +201,7 @@ def test_a_missing_path_exits_2_as_train_py_does(tool, extra, tmp_path):
     import sys
 
     missing = str(tmp_path / "no-such-run")
-    p = subprocess.run([sys.executable, tool, missing, *extra], cwd=REPO, capture_output=True,
+    p = subprocess.run([sys.executable, *tool, missing, *extra], cwd=REPO, capture_output=True,
                        text=True, timeout=300)
     assert p.returncode == 2, p.stderr
     assert p.stderr.count("\n") == 1 and missing in p.stderr and "no such run folder" in p.stderr
