@@ -127,10 +127,10 @@ from sparsecs import config as C
 from sparsecs import fileio
 from sparsecs import paths
 from sparsecs import runindex
-from sparsecs.sweeping import plan
+from sparsecs.sweeping import plan, startfrom
 from sparsecs.sweeping.launch import MARK, LocalLauncher, _header, log_path, train_argv  # noqa: F401
-from sparsecs.sweeping.plan import (dependency_overrides, is_finished, known, materialize,  # noqa: F401
-                                    only, select)
+from sparsecs.sweeping.plan import dependency_overrides, is_finished, known, materialize  # noqa: F401
+from sparsecs.sweeping.selection import only, select  # noqa: F401
 from sparsecs.sweeping.expansion import MAX_RUNS, expand
 from sparsecs.sweeping.profile import REPO, ProfileError, find_profile, load_profile, profile_results  # noqa: F401
 from sparsecs.sweeping.dryrun import committed_line, dry_run
@@ -289,7 +289,7 @@ def _plan(args, results):
     for s in specs:  # resolve what is known now: catches config errors before launching
         if not s.deps and s.after is None and not s.waiting_on_search():
             materialize(s, results)
-    notes = [] if args.dry_run else plan.start_notes(specs, results)
+    notes = [] if args.dry_run else startfrom.start_notes(specs, results)
     return specs, notes
 
 

@@ -3,9 +3,10 @@ from sparsecs import config as C
 from sparsecs import hardware
 from sparsecs import paths
 
-from .plan import (SETTING_KEYS, epoch_seconds, epoch_time, is_committed, is_finished, known, never_runs,
-                   spec_cfg, start_notes, weight_users, weights_wanted)
+from .plan import is_committed, is_finished, known, never_runs, spec_cfg, weight_users, weights_wanted
 from .profile import ProfileError
+from .startfrom import start_notes
+from .timing import SETTING_KEYS, epoch_seconds, epoch_time
 
 
 def _searches(specs):
@@ -35,7 +36,7 @@ def dry_run(specs, results):
     run-epochs, and hours where complete runs of the same data, model, width and method in
     RESULTS/runs measured an epoch (metrics.csv): this machine's runs in the same setting
     (precision, channels_last, compile) first, else other machines' (the line names them),
-    else runs in another setting (a note says which; plan.epoch_time), plus the most the
+    else runs in another setting (a note says which; timing.epoch_time), plus the most the
     unfinished λ searches can add (their rounds after the one listed)."""
     try:
         ready, waiting = known(specs, results)

@@ -360,7 +360,7 @@ def _searches(ename, where, config, static, point, seeds, deps, metric, ident, c
         r1.search = search
         if search.chain is None and search.start_from is None:
             # a chained round 1 gets its value once the previous search ends; one with
-            # start_from when the source profile's runs are read (plan.resolve_start)
+            # start_from when the source profile's runs are read (startfrom.resolve_start)
             r1.overrides.append(f"{calib['key']}={search.start!r}")
         r1.identity.update(swept_key=calib["key"], calibration_round=1)
         search.specs.append(r1)

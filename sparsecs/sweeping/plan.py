@@ -1,7 +1,7 @@
 """Run state: what a run's dependencies give it, its name, whether it is done, the next round
-of a λ search, and which runs the folders on disk determine (for --dry-run and the report)."""
+of a λ search, and which runs the folders on disk determine (for --dry-run and the report).
+Selecting runs is selection.py, start_from startfrom.py, epoch times timing.py."""
 import copy
-import math
 import os
 
 from sparsecs import config as C
@@ -11,7 +11,7 @@ from sparsecs import schema
 from sparsecs import summaries
 from sparsecs.optim import get_method
 
-from .profile import TARGET_POINT, ProfileError, Spec, _fmt, _rel
+from .profile import ProfileError, Spec, _fmt, _rel
 from .search import internal
 
 
@@ -42,80 +42,6 @@ def _override_value(overrides, key):
 
 
 # ----------------------------------------------------------------------------- run state
-
-def only(specs, names):
-    """The runs of the named entries and, transitively, the runs they depend on."""
-    return select(specs, entries=names)
-
-
-def level(spec):
-    """A run's target level: its calibrated entry's target (target_sparsity, or a MACs level:
-    profile.TARGET_POINT) or its grid's optim.target (a run matched to another entry's point
-    carries that point's); None for neither (dense)."""
-    for key in (*TARGET_POINT.values(), "optim.target"):
-        v = spec.point.get(key)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return float(v)
-    return None
-
-
-def needs(spec):
-    """The runs `spec` cannot run without: its dependencies (target_from, init_from), round 1 of
-    the λ search it takes its value from (a follower seed), and for round 1 of a chained search,
-    round 1 of the previous target's search (its later rounds are born from round 1 as it runs)."""
-    out = list(spec.deps)
-    if spec.after is not None and spec.after.specs:
-        out.append(spec.after.specs[0])
-    search = spec.search
-    if search is not None and search.chain is not None and search.specs and search.specs[0] is spec \
-            and search.chain.specs:
-        out.append(search.chain.specs[0])
-    return out
-
-
-def select(specs, entries=None, seeds=None, levels=None):
-    """The runs that --only (entry names), --seeds (ints) and --levels (floats) all keep (None:
-    no such filter; a run without a level passes --levels) and, transitively, every run they
-    need (needs()), so that the kept set runs to the end. Names and configs are untouched: this
-    only selects. A value the profile does not have is a ProfileError (one line)."""
-    if entries is not None:
-        known = {s.entry for s in specs}
-        bad = [n for n in entries if n not in known]
-        if bad:
-            names = ", ".join(dict.fromkeys(s.entry for s in specs))
-            raise ProfileError(f"--only: no entry {', '.join(bad)}; entries: {names}")
-    if seeds is not None:
-        have = sorted({s.seed for s in specs})
-        bad = [x for x in seeds if x not in have]
-        if bad:
-            raise ProfileError(f"--seeds: {', '.join(map(str, bad))} is not a seed of the profile; "
-                               f"its seeds: {', '.join(map(str, have))}")
-    if levels is not None:
-        have = sorted({v for v in map(level, specs) if v is not None})
-        bad = [x for x in levels if not any(math.isclose(x, v, rel_tol=0, abs_tol=1e-9) for v in have)]
-        if bad:
-            raise ProfileError(f"--levels: no entry has level {', '.join(_fmt(x) for x in bad)}; "
-                               f"the profile's levels: {', '.join(_fmt(v) for v in have) or 'none'}")
-
-    def picked(s):
-        lv = level(s)
-        return ((entries is None or s.entry in entries) and (seeds is None or s.seed in seeds)
-                and (levels is None or lv is None
-                     or any(math.isclose(lv, x, rel_tol=0, abs_tol=1e-9) for x in levels)))
-
-    keep = set()
-    todo = [s for s in specs if picked(s)]
-    if not todo:
-        raise ProfileError("no run of the profile passes " + " and ".join(
-            f"{flag} {','.join(map(_fmt, v))}" for flag, v in
-            (("--only", entries), ("--seeds", seeds), ("--levels", levels)) if v is not None))
-    while todo:
-        s = todo.pop()
-        if id(s) not in keep:
-            keep.add(id(s))
-            todo += needs(s)
-    return [s for s in specs if id(s) in keep]
-
 
 def run_dir(results, name):
     return paths.run_dir(results, name)
@@ -202,6 +128,7 @@ def dependency_overrides(spec, results):
     seeds, 6 decimals; a search's target instead, for a calibrated entry), the calibrated
     value for the seeds after a search, and init_from (the run folder, repo-relative when
     inside the repo)."""
+    from .startfrom import resolve_start   # not at the top: startfrom imports this module (known)
     ov = []
     search = spec.search or spec.after
     if spec.search is not None and (spec.search.chain is not None or spec.search.start_from) \
@@ -220,138 +147,6 @@ def dependency_overrides(spec, results):
     if spec.init_from:
         ov.append(f"init_from={_rel(os.path.abspath(run_dir(results, spec.init_from.name)))}")
     return ov
-
-
-# ----------------------------------------------------------------------------- start_from
-
-_SOURCES = {}   # (source profile path, results, folders) -> {entry: [its searches, replayed from disk]}
-
-
-def _complete(cfg, results):
-    """Finished (weights there) or complete without weights (committed results)."""
-    name = C.run_name(cfg)
-    return summaries.is_finished(results, name) or summaries.complete_summary(run_dir(results, name)) is not None
-
-
-def source_searches(profile, results):
-    """{entry: [Search]} of another profile, its searches replayed from the complete runs in
-    RESULTS/runs (weights not needed), as the sweep would replay them; cached per process
-    while the number of run folders stays the same."""
-    from .expansion import expand
-    from .profile import find_profile
-    path = os.path.abspath(find_profile(profile))
-    root = os.path.join(results, "runs")
-    # a new run folder (a source still running, a test) replays again
-    key = (path, os.path.abspath(results), len(os.listdir(root)) if os.path.isdir(root) else 0)
-    if key not in _SOURCES:
-        specs = expand(path)
-        ready, waiting = known(specs, results, done=_complete)
-        out = {}
-        for s in ready + waiting:
-            if s.search is not None and s.search.specs and s.search.specs[0] is s:
-                out.setdefault(s.entry, []).append(s.search)
-        _SOURCES[key] = out
-    return _SOURCES[key]
-
-
-def budget(cfg):
-    """{"hp", "steps", "lr_sum"} of a resolved run config: the optimizer steps it takes and the
-    sum of its learning rates over them (its method's schedule), for Method.budget_factor."""
-    from sparsecs import data
-    from sparsecs.optim.schedules import Schedule, warmup_steps
-    hp = dict(cfg["optim"])
-    if "lr" in hp:
-        hp["lr"] = hp["lr"] * cfg["lr_scale"]
-    n = data.get(cfg["dataset"]).n_train
-    if cfg["train_subset"]:
-        n = min(n, int(cfg["train_subset"])) if n else int(cfg["train_subset"])
-    if not n:
-        raise ProfileError(f"start_from: the training set size of {cfg['dataset']} is unknown: "
-                           f"cannot scale a λ to its budget")
-    spe = math.ceil(n / int(cfg["batch_size"]))
-    steps = spe * int(cfg["epochs"])
-    lr = float(hp.get("lr", 0.0))
-    if "schedule" not in hp or not lr:
-        return {"hp": hp, "steps": steps, "lr_sum": lr * steps}
-
-    class _Groups:   # the schedule reads only its optimizer's param groups
-        param_groups = [{"lr": lr}]
-    hp_w = {**hp, "warmup_epochs": cfg["warmup_epochs"]}
-    sched = Schedule(_Groups(), hp["schedule"], steps, spe, hp.get("milestones") or (),
-                     hp.get("gamma", 0.1), warmup_steps=warmup_steps(hp_w, spe))
-    return {"hp": hp, "steps": steps, "lr_sum": sum(lr * sched.factor(t) for t in range(1, steps + 1))}
-
-
-def resolve_start(search, results):
-    """Set a start_from search's source value, budget factor and note (once; the chain's
-    searches first). The source value: the source profile's search for the same target (and
-    grid point), its calibrated round, or when it missed its closest healthy round. A source
-    entry with no search rounds in `results` (a fresh results folder) and a target it did not
-    search start at `start` (or from the chain), with a note."""
-    if search.chain is not None:
-        resolve_start(search.chain, results)
-    sf = search.start_from
-    if not sf or search.start_note:
-        return
-    from .profile import find_profile, profile_name
-    prof, entry = sf["profile"], sf["entry"]
-    prof_label = profile_name(find_profile(prof))
-    theirs = [x for x in source_searches(prof, results).get(entry, []) if x.history]
-    if not theirs:   # a fresh results folder: search as without start_from, and say so
-        search.start_note = (f"start_from {prof_label}/{entry}: no λ search rounds of entry '{entry}' in "
-                             f"{os.path.join(results, 'runs')}; round 1 "
-                             + ("from the previous target's rounds" if search.chain is not None and
-                                search.chain.history else f"at start {search.key}={search.start:g}"))
-        return
-    mine = search.specs[0]
-    point = {k: v for k, v in mine.point.items() if k not in TARGET_POINT.values()}
-    match = [x for x in theirs if x.target is not None and search.target is not None
-             and x.metric == search.metric
-             and math.isclose(x.target, search.target, rel_tol=0, abs_tol=1e-9)
-             and all(x.specs[0].point.get(k, v) == v for k, v in point.items() if k != "row")]
-    where = f"start_from {prof_label}/{entry} at {_fmt(search.level)}"
-    if not match or match[0].best() is None:
-        why = "has no search for this target" if not match else "has only collapsed rounds"
-        search.start_note = (f"{where}: {prof_label} {why}; round 1 "
-                             + ("from the previous target's rounds" if search.chain else
-                                f"at start {search.key}={search.start:g}"))
-        return
-    src = match[0]
-    value, sparsity, _ = src.best()
-    how = ("calibrated" if src.status == "reached" else
-           f"missed ({src.why}): its closest healthy round" if src.done else "still searching: its closest round so far")
-    if search.key != src.key:
-        raise ProfileError(f"start_from: {prof}/{entry} searched {src.key}, this entry {search.key}")
-    old_cfg, new_cfg = src.specs[0].cfg, spec_cfg(mine)
-    method = get_method(new_cfg["method"])
-    if old_cfg is None or get_method(old_cfg["method"]) is not method:
-        raise ProfileError(f"start_from: {prof}/{entry} is not the same method as {search.label}")
-    factor, why = method.budget_factor(search.key.removeprefix("optim."), budget(old_cfg), budget(new_cfg))
-    search.source, search.factor = value, factor
-    search.start_note = (f"{where}: {search.key}={value:g} ({how}, sparsity {sparsity:.4f}) x {factor:.4g} "
-                         f"({method.name}: {why}) = {value * factor:g}")
-
-
-def start_notes(specs, results):
-    """One line per start_from search of these runs: where its round 1 comes from."""
-    out, seen = [], set()
-    for sp in specs:
-        x = sp.search
-        if x is None or not x.start_from or id(x) in seen or not x.specs or x.specs[0] is not sp:
-            continue
-        seen.add(id(x))
-        resolve_start(x, results)
-        line = x.start_note
-        if x.source is not None:
-            prev = x.chain
-            near = prev._first_near() if prev is not None and prev.source is not None else None
-            if near is not None:
-                line += f"; round 1 at {x.first_value():g} (x {prev.history[near][0] / prev.source:.4g}, " \
-                        f"the factor the previous target's search measured)"
-            elif prev is not None and prev.source is not None and not prev.done:
-                line += " (or the factor the previous target's search measures, once it is near its target)"
-        out.append(line)
-    return out
 
 
 def target_key(spec):
@@ -429,73 +224,6 @@ def spec_cfg(spec):
     ov = list(spec.overrides) + (["init_from=pending"] if spec.init_from else [])
     ov += [f"{x.key}={x.start!r}" for x in (spec.search, spec.after) if x is not None]
     return C.build(spec.config, ov)
-
-
-# the config keys of a training setting: the same data, model and method run at other speeds
-SETTING_KEYS = ("precision", "channels_last", "compile")
-
-
-def setting(cfg):
-    """A run's training setting (SETTING_KEYS), None for a key it does not hold."""
-    return tuple(cfg.get(k) for k in SETTING_KEYS)
-
-
-def _run_setting(folder, summary):
-    """The setting a run trained in: its config.yaml, else what its summary holds."""
-    import yaml
-    try:
-        with open(paths.path(folder, paths.CONFIG)) as f:
-            cfg = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError):
-        cfg = None
-    return setting(cfg if isinstance(cfg, dict) else summary)
-
-
-def epoch_seconds(results):
-    """{(dataset, model, width, method): {(setting, device_name): (seconds, epochs)}}: the
-    seconds (metrics.csv `seconds`: training and the epoch's evaluation) and epochs of the
-    complete runs in RESULTS/runs, by training setting (setting()) and the machine that trained
-    them (summary `device_name`); for --dry-run's cost estimate (epoch_time). Unreadable folders
-    are passed over."""
-    root = os.path.join(results, "runs")
-    out = {}
-    for name in sorted(os.listdir(root)) if os.path.isdir(root) else ():
-        folder = os.path.join(root, name)
-        try:
-            s = summaries.complete_summary(folder)
-            secs = [float(r["seconds"]) for r in summaries.read_metrics(folder)] if s else []
-        except (OSError, ValueError, KeyError, paths.RunFolderError):
-            continue
-        if secs:
-            key = (s["dataset"], s["model"], float(s["width"]), s["method"])
-            sub = out.setdefault(key, {})
-            where = (_run_setting(folder, s), str(s.get("device_name") or "unknown"))
-            total, n = sub.get(where, (0.0, 0))
-            sub[where] = (total + sum(secs), n + len(secs))
-    return out
-
-
-def time_key(cfg):
-    return (cfg["dataset"], cfg["model"], float(cfg["width"]), cfg["method"])
-
-
-def epoch_time(measured, cfg, device):
-    """(seconds an epoch, how, cells) for a run to train on `device` (this machine's
-    device_name): the mean over complete runs of its data, model, width and method in its
-    setting on this machine (how "here"); else in its setting on other machines ("other");
-    else in another setting, this machine's runs first ("setting"); (None, "", ()) when none
-    ran. cells: the (setting, device_name) pairs the mean is over."""
-    by = measured.get(time_key(cfg)) or {}
-    mine = setting(cfg)
-
-    def mean(cells):
-        return sum(by[c][0] for c in cells) / sum(by[c][1] for c in cells)
-    for how, cells in (("here", [c for c in by if c == (mine, device)]),
-                       ("other", [c for c in by if c[0] == mine]),
-                       ("setting", [c for c in by if c[1] == device] or list(by))):
-        if cells:
-            return mean(cells), how, tuple(sorted(cells, key=repr))
-    return None, "", ()
 
 
 def row_label(point, cfg):

@@ -7,9 +7,9 @@ from sparsecs import config as C
 from sparsecs import hardware
 from sparsecs import paths
 
-from .plan import (epoch_seconds, epoch_time, is_finished, materialize, missed, next_round, spec_cfg,
-                   weight_users, weights_wanted)
+from .plan import is_finished, materialize, missed, next_round, spec_cfg, weight_users, weights_wanted
 from .profile import TERMINAL, ProfileError
+from .timing import epoch_seconds, epoch_time
 
 
 # ----------------------------------------------------------------------------- scheduling
@@ -33,7 +33,7 @@ def run_all(specs, results, launcher, state=None):
     Progress: `[k/N] start RUN` when a run is handed to the launcher and `[k/N] done RUN (took,
     elapsed, ETA)` when it ends (FAILED for a failure), k the run's own start number, N the runs
     to train as known then. ETA: the runs left weighed by their cost (epochs x the epoch time
-    runs of their data, model, width and method measured, plan.epoch_time), at the rate of
+    runs of their data, model, width and method measured, timing.epoch_time), at the rate of
     seconds per unit of cost the runs ended so far took, / the launcher's `jobs`: the costly
     runs go first, and a mean over them alone overstated the rest several times.
 
@@ -207,7 +207,7 @@ class _Scheduler:
 
 class _Costs:
     """Each run's cost for the sweep's ETA: its epochs x the seconds an epoch of its data,
-    model, width and method took in the complete runs of RESULTS/runs (plan.epoch_time), the
+    model, width and method took in the complete runs of RESULTS/runs (timing.epoch_time), the
     mean of the known ones where none was measured (epochs alone where none at all)."""
 
     def __init__(self, results):

@@ -73,7 +73,7 @@ class Search:
         # `level` gives the target in the metric's own units
         self.metric, self.scale = metric, scale
         # calibrate.start_from {profile, entry}: round 1 at another profile's value for this
-        # target times a budget factor (sweeping.plan.resolve_start sets source and factor)
+        # target times a budget factor (sweeping.startfrom.resolve_start sets source and factor)
         self.start_from = start_from
         self.source = None         # that profile's value for this target (None: it has none)
         self.factor = 1.0          # the method's budget factor (optim Method.budget_factor)

@@ -610,7 +610,7 @@ runs:
 from sparsecs.optim.rda_methods import XRDAMethod
 from sparsecs.optim.soft_threshold import SoftThreshold
 from sparsecs.optim.str_method import STR
-from sparsecs.sweeping import plan
+from sparsecs.sweeping import startfrom
 
 # Fashion-MNIST at batch 128: 469 steps an epoch; a cosine lr from 0.1 sums to
 # 0.1 * (N - 1) / 2 over N steps (the cosines of t = 1..N sum to -1)
@@ -661,7 +661,7 @@ def budget_profile(tmp_path, name, epochs, targets, extra="", results=None, run=
 def test_the_budget_factors_by_hand(tmp_path):
     _, _, specs, _ = budget_profile(tmp_path, "p8", 8, "[0.9]", run=False)
     cfg = sweep.materialize(specs[0], str(tmp_path / "r")).cfg
-    assert plan.budget(cfg)["steps"] == 3752 and plan.budget(cfg)["lr_sum"] == pytest.approx(187.55)
+    assert startfrom.budget(cfg)["steps"] == 3752 and startfrom.budget(cfg)["lr_sum"] == pytest.approx(187.55)
     old, new = {"hp": {"momentum": 0.9, "weight_decay": 5e-4}, "lr_sum": S8}, {"hp": {}, "lr_sum": S32}
     # LATS: κ = 0.1 λ + 5e-4 λ Σlr kept: 0.193775 / 0.475175 on λ ...
     assert SoftThreshold.budget_factor("lam", old, new)[0] == pytest.approx(0.193775 / 0.475175)

@@ -213,7 +213,7 @@ def test_dry_run_times_runs_by_this_machine_and_setting_first(tmp_path, capsys):
     """Epoch times: this machine's runs in the run's setting; else other machines' in it, said
     so; else this machine's in another setting, with a note. Runs of seeds 1-4 stand for
     committed runs of the same data, model, width and method (their seconds set by hand)."""
-    from sparsecs.sweeping import plan
+    from sparsecs.sweeping import timing
     here = hardware.environment()["device_name"]
     path = profile(tmp_path, TIMED)
     results = str(tmp_path / "results")
@@ -230,23 +230,23 @@ def test_dry_run_times_runs_by_this_machine_and_setting_first(tmp_path, capsys):
     put(2, 90.0, here)
     put(3, 300.0, "Other CPU (AVX2)")                     # another machine, this setting
     put(4, 50.0, here, precision="bf16")                  # this machine, another setting
-    m = plan.epoch_seconds(results)
-    assert plan.epoch_time(m, a0.cfg, here)[:2] == (95.0, "here")      # (2 x 100 + 2 x 90) / 4
+    m = timing.epoch_seconds(results)
+    assert timing.epoch_time(m, a0.cfg, here)[:2] == (95.0, "here")      # (2 x 100 + 2 x 90) / 4
     assert sweep.main([path, "--dry-run", "--results", results]) == 0
     out = capsys.readouterr().out
     assert f"0.1 h in all (0.1 h at epoch times measured on this CPU ({here}); from {results}/runs)" in out
     import shutil
     for seed in (1, 2):
         shutil.rmtree(paths.run_dir(results, made[seed]))
-    m = plan.epoch_seconds(results)
-    assert plan.epoch_time(m, a0.cfg, here)[:2] == (300.0, "other")
+    m = timing.epoch_seconds(results)
+    assert timing.epoch_time(m, a0.cfg, here)[:2] == (300.0, "other")
     assert sweep.main([path, "--dry-run", "--results", results]) == 0
     out = capsys.readouterr().out      # 2 epochs x 300 s
     assert f"0.2 h in all (0.2 h at epoch times of another CPU: Other CPU (AVX2); from {results}/runs)" in out
     assert "another setting" not in out
     shutil.rmtree(paths.run_dir(results, made[3]))
-    m = plan.epoch_seconds(results)
-    assert plan.epoch_time(m, a0.cfg, here)[:2] == (50.0, "setting")
+    m = timing.epoch_seconds(results)
+    assert timing.epoch_time(m, a0.cfg, here)[:2] == (50.0, "setting")
     assert sweep.main([path, "--dry-run", "--results", results]) == 0
     out = capsys.readouterr().out      # 2 epochs x 50 s, this machine, in bf16: said so
     assert (f"0.0 h in all (0.0 h at epoch times measured on this CPU ({here}); from {results}/runs); "

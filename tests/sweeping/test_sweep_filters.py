@@ -11,7 +11,7 @@ import pytest
 
 import sweep
 from sparsecs.sweeping import plan
-from sparsecs.sweeping.plan import level, select
+from sparsecs.sweeping.selection import level, select
 from tests import synthetic
 from tests.conftest import StandInLauncher
 
