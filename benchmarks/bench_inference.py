@@ -44,6 +44,7 @@ from sparsecs import fileio
 from sparsecs import hardware
 from sparsecs import metrics
 from sparsecs import sparse_infer
+from sparsecs import sparse_kernels
 
 INFERENCE_JSON = "inference.json"
 VARIANTS = ("dense", "folded", "slim", "sparse", "slim+sparse")
@@ -145,7 +146,7 @@ def bench_run(run_dir, args):
         "speedup_b1_spread": s1, "speedup_batch_spread": sb,
         "sparse_layers": {k: {str(b): s for b, s in sparse_infer.summary(nets[k].plan).items()}
                           for k in ("sparse", "slim+sparse")},
-        "kernels": sparse_infer.available(),
+        "kernels": sparse_kernels.available(),
         "max_logit_diff": diffs, "load_average": os.getloadavg()[0],
         "device_name": hardware.environment()["device_name"], "torch": torch.__version__,
         "measured_at": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from sparsecs import models
 from sparsecs import sparse_infer as S
+from sparsecs import sparse_kernels as K
 
 # (in, out, kernel, stride, padding, groups, input size): the layer shapes of models/
 CONVS = {
@@ -68,7 +69,7 @@ def assert_close(y, ref):
     assert float((y - ref).detach().abs().max()) <= tol
 
 
-needs_direct = pytest.mark.skipif(S.direct_library() is None, reason="no C compiler here")
+needs_direct = pytest.mark.skipif(K.direct_library() is None, reason="no C compiler here")
 
 
 @needs_direct
@@ -78,7 +79,7 @@ needs_direct = pytest.mark.skipif(S.direct_library() is None, reason="no C compi
 def test_direct_conv_equals_dense_conv(name, sparsity, relu):
     spec = CONVS[name]
     m = conv_layer(spec, sparsity, bias=relu)        # with and without bias
-    k = S.Direct(m, relu, S.direct_library())
+    k = K.Direct(m, relu, K.direct_library())
     for batch in (1, 3):
         x = torch.randn(batch, spec[0], spec[6], spec[6], generator=torch.Generator().manual_seed(batch))
         assert_close(k(x), reference(m, x, relu))
@@ -92,8 +93,8 @@ def test_direct_linear_equals_dense_linear(sparsity):
     m = nn.Linear(32, 10)
     sparse_(m.weight, sparsity, gen)
     x = torch.randn(5, 32, generator=gen)
-    assert_close(S.Direct(m, False, S.direct_library())(x), reference(m, x, False))
-    assert_close(S.CSRLinear(m, True)(x), reference(m, x, True))
+    assert_close(K.Direct(m, False, K.direct_library())(x), reference(m, x, False))
+    assert_close(K.CSRLinear(m, True)(x), reference(m, x, True))
 
 
 @needs_direct
@@ -101,7 +102,7 @@ def test_direct_conv_of_an_all_zero_filter_is_its_bias():
     m = conv_layer(CONVS["3x3 s1"], 0.0, bias=True)
     with torch.no_grad():
         m.weight[2].zero_()
-    y = S.Direct(m, False, S.direct_library())(torch.randn(2, 8, 28, 28))
+    y = K.Direct(m, False, K.direct_library())(torch.randn(2, 8, 28, 28))
     assert torch.equal(y[:, 2], m.bias[2].expand(2, 28, 28))
 
 
@@ -112,7 +113,7 @@ def test_sparseprop_conv_equals_dense_conv_at_a_batch_of_8(name, sparsity):
     spec = CONVS[name]
     m = conv_layer(spec, sparsity, bias=True)
     x = torch.randn(8, spec[0], spec[6], spec[6], generator=torch.Generator().manual_seed(0))
-    cands = S.candidates(m, relu=True, kernels=("sparseprop",))
+    cands = K.candidates(m, relu=True, kernels=("sparseprop",))
     assert "sparseprop" in cands and mods is not None
     for k in cands.values():
         assert_close(k(x), reference(m, x, True))
@@ -125,7 +126,7 @@ def test_sparseprop_wrong_at_batch_1_is_caught_by_the_output_check():
     pytest.importorskip("sparseprop.modules")
     m = nn.Sequential(conv_layer(CONVS["3x3 s2"], 0.9, bias=False)).eval()
     x = torch.randn(1, 8, 28, 28)
-    cand = S.candidates(m[0], relu=False, kernels=("sparseprop",))["sparseprop"]
+    cand = K.candidates(m[0], relu=False, kernels=("sparseprop",))["sparseprop"]
     if torch.allclose(cand(x), m(x), atol=1e-4):
         pytest.skip("this sparseprop computes batch 1 right")
     net = S.build(m, {1: x}, kernels=("sparseprop",), repeats=1, margin=float("inf"))
@@ -137,15 +138,15 @@ def test_sparseprop_wrong_at_batch_1_is_caught_by_the_output_check():
 
 def _absent(monkeypatch, tmp_path, sparseprop=True, compiler=True):
     """Simulate a machine without sparseprop and / or without a C compiler."""
-    monkeypatch.setattr(S, "_missing_said", set())
-    monkeypatch.setattr(S, "_sparseprop", {})
-    monkeypatch.setattr(S, "_lib", {})
+    monkeypatch.setattr(K, "_missing_said", set())
+    monkeypatch.setattr(K, "_sparseprop", {})
+    monkeypatch.setattr(K, "_lib", {})
     if sparseprop:
         monkeypatch.setitem(sys.modules, "sparseprop", None)        # import raises ImportError
         monkeypatch.setitem(sys.modules, "sparseprop.modules", None)
     if compiler:
         monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-        monkeypatch.setattr(S, "CACHE", str(tmp_path / "cache"))
+        monkeypatch.setattr(K, "CACHE", str(tmp_path / "cache"))
 
 
 def tiny_resnet(sparsity, seed=0):
@@ -166,7 +167,7 @@ def tiny_resnet(sparsity, seed=0):
 
 def test_without_optional_kernels_every_conv_runs_dense_and_it_is_said_once(monkeypatch, tmp_path, capsys):
     _absent(monkeypatch, tmp_path)
-    assert S.available() == {"dense": True, "direct": False, "sparseprop": False, "csr": True}
+    assert K.available() == {"dense": True, "direct": False, "sparseprop": False, "csr": True}
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "direct" in err[0] and "sparseprop" in err[1]
     assert "requirements-sparse.txt" in err[1]
