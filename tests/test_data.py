@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from sparsecs import data
+from sparsecs import readers
 from sparsecs import sampling
 
 MEAN = torch.tensor(data.CIFAR_MEAN).view(1, 3, 1, 1)
@@ -430,7 +431,7 @@ def fashion_arrays(n_train=12, n_test=5):
 
 def write_fashion(folder, arrays, gz):
     os.makedirs(folder, exist_ok=True)
-    for f, a in zip(data.FASHION_FILES, arrays):
+    for f, a in zip(readers.FASHION_FILES, arrays):
         raw = _idx(a)
         if gz:
             with gzip.open(os.path.join(folder, f + ".gz"), "wb") as fh:
@@ -455,7 +456,7 @@ def no_system(tmp_path, monkeypatch):
     """No package folder and no network, unless a test puts files there."""
     system = tmp_path / "system"
     system.mkdir()
-    monkeypatch.setattr(data, "SYSTEM_FASHION", str(system))
+    monkeypatch.setattr(readers, "SYSTEM_FASHION", str(system))
     return system
 
 
@@ -471,9 +472,9 @@ def test_fashion_from_the_package_folder_is_extracted_once(tmp_path, no_system, 
     root = tmp_path / "root"
     check_fashion(data.load("fashion_mnist", root=str(root), download=False), arrays)
     raw = root / "FashionMNIST" / "raw"
-    assert sorted(os.listdir(raw)) == sorted(data.FASHION_FILES)     # no temporary left
+    assert sorted(os.listdir(raw)) == sorted(readers.FASHION_FILES)     # no temporary left
     # second time: read from data_dir, the package folder is not touched
-    monkeypatch.setattr(data, "SYSTEM_FASHION", str(tmp_path / "gone"))
+    monkeypatch.setattr(readers, "SYSTEM_FASHION", str(tmp_path / "gone"))
     check_fashion(data.load("fashion_mnist", root=str(root), download=False), arrays)
 
 
@@ -484,18 +485,18 @@ def test_two_runs_extracting_at_once_both_load(tmp_path, no_system, monkeypatch)
     arrays = fashion_arrays()
     write_fashion(str(no_system), arrays, gz=True)
     root = str(tmp_path / "root")
-    real = data.shutil.copyfileobj
+    real = readers.shutil.copyfileobj
     other = []
 
     def copy_while_another_finishes(fin, fout, *a):
         if not other:                      # the other run does all its work in between
             other.append(1)
-            data._extract_system_fashion(root)
+            readers._extract_system_fashion(root)
         return real(fin, fout, *a)
 
-    monkeypatch.setattr(data.shutil, "copyfileobj", copy_while_another_finishes)
+    monkeypatch.setattr(readers.shutil, "copyfileobj", copy_while_another_finishes)
     check_fashion(data.load("fashion_mnist", root=root, download=False), arrays)
-    assert other and sorted(os.listdir(os.path.join(root, "FashionMNIST", "raw"))) == sorted(data.FASHION_FILES)
+    assert other and sorted(os.listdir(os.path.join(root, "FashionMNIST", "raw"))) == sorted(readers.FASHION_FILES)
 
 
 def test_fashion_nowhere_is_one_line_naming_both_ways(tmp_path, no_system, no_network):
@@ -528,9 +529,9 @@ def test_fashion_registry_shape_and_statistics():
     assert spec.input_shape == (1, 28, 28) and spec.num_classes == 10
     assert (spec.n_train, spec.n_test) == (60_000, 10_000)
     assert spec.mean == (0.2860,) and spec.std == (0.3530,)
-    if not all(os.path.isfile(os.path.join(data.SYSTEM_FASHION, f + ".gz")) for f in data.FASHION_FILES):
+    if not all(os.path.isfile(os.path.join(readers.SYSTEM_FASHION, f + ".gz")) for f in readers.FASHION_FILES):
         pytest.skip("the real files (apt-get install dataset-fashion-mnist) are not here")
-    with gzip.open(os.path.join(data.SYSTEM_FASHION, data.FASHION_FILES[0] + ".gz"), "rb") as fh:
+    with gzip.open(os.path.join(readers.SYSTEM_FASHION, readers.FASHION_FILES[0] + ".gz"), "rb") as fh:
         x = np.frombuffer(fh.read(), dtype=np.uint8, offset=16).astype(np.float64) / 255
     assert len(x) == 60_000 * 784
     assert x.mean() == pytest.approx(spec.mean[0], abs=5e-5)    # the registry's constants are

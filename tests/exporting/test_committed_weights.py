@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from sparsecs import data
+from sparsecs import readers
 import export
 from sparsecs import models
 from sparsecs import paths
@@ -134,9 +135,9 @@ def _fashion_dir(tmp_path_factory):
     """A data_dir holding Fashion-MNIST: the repository's data/, else Debian's package
     extracted into a temporary one; None where neither is on this machine."""
     here = os.path.join(REPO, "data")
-    if all(os.path.isfile(os.path.join(here, "FashionMNIST", "raw", f)) for f in data.FASHION_FILES):
+    if all(os.path.isfile(os.path.join(here, "FashionMNIST", "raw", f)) for f in readers.FASHION_FILES):
         return here
-    if all(os.path.isfile(os.path.join(data.SYSTEM_FASHION, f + ".gz")) for f in data.FASHION_FILES):
+    if all(os.path.isfile(os.path.join(readers.SYSTEM_FASHION, f + ".gz")) for f in readers.FASHION_FILES):
         return str(tmp_path_factory.mktemp("fashion"))
     return None
 
