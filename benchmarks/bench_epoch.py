@@ -44,6 +44,7 @@ from sparsecs import data as D
 from sparsecs import hardware
 from sparsecs import metrics
 from sparsecs.sweeping import profile as P
+from sparsecs.sweeping.expansion import expand
 import train
 from sparsecs.optim import get_method
 
@@ -73,7 +74,7 @@ def profile_runs(name, width=None, batch=None):
     target and init_from as placeholders: they do not change the time), a λ search's first
     round with its round limit. Runs that two entries share are counted once."""
     out, seen = [], set()
-    for s in P.expand(P.find_profile(name)):
+    for s in expand(P.find_profile(name)):
         ov = list(s.overrides)
         if s.target_from and s.search is None and s.after is None:
             ov.append("optim.target=0.9")
