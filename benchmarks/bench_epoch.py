@@ -204,7 +204,7 @@ def estimate(profile_list, table):
     return out
 
 
-def main(argv=None):
+def _parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profiles", nargs="+", default=["paper", "short", "ablation"])
@@ -219,37 +219,34 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="a pipeline check: 1 + 1 steps, 16 eval images, width 0.125, batch 8")
     p.add_argument("--out", help="write the table as CSV")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.warmup, args.steps, args.eval_images = 1, 1, 16
-        args.width = 0.125 if args.width is None else args.width
-        args.batch = 8 if args.batch is None else args.batch
-    if args.steps < 1 or args.warmup < 0 or args.eval_images < 1 or (args.batch is not None and args.batch < 1):
-        p.error("--steps, --eval-images and --batch must be >= 1, --warmup >= 0")
+    return p
+
+
+def _device(args):
+    """(the device, its name as the tables say it), set up for timing."""
     device = hardware.pick_device(args.device)
     if args.quick and device.type == "cpu":
         torch.set_num_threads(1)   # a check, not a measurement: no oversubscribed cores
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     what = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    try:
-        profiles = {name: profile_runs(name, args.width, args.batch) for name in args.profiles}
-    except (P.ProfileError, C.ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return device, what
+
+
+def _todo(profiles, models, methods):
+    """{key_of(cfg): one config} of the profiles' runs that --models and --methods keep."""
     todo = {}
     for items in profiles.values():
         for cfg, _, _ in items:
             k = key_of(cfg)
-            if (args.models and k[0] not in args.models) or (args.methods and k[2] not in args.methods):
+            if (models and k[0] not in models) or (methods and k[2] not in methods):
                 continue
             todo.setdefault(k, cfg)
-    if not todo:
-        print("error: no run of the profiles matches --models / --methods", file=sys.stderr)
-        return 2
-    print(f"{len(todo)} configurations on {what}: {args.warmup} warm-up + {args.steps} timed steps each, "
-          f"each data set's training and test images per epoch (its registry entry; ImageNet "
-          f"on synthetic device batches, data loading not timed)\n")
+    return todo
+
+
+def _measure(todo, device, args):
+    """{key: row} and the rows in order: each configuration timed, its table line printed."""
     print("| model | width | method | mode | classes | batch | ms/step | s/epoch |")
     print("|---|---:|---|---|---:|---:|---:|---:|")
     table, rows = {}, []
@@ -265,11 +262,10 @@ def main(argv=None):
               flush=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    if args.out:
-        with open(args.out, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
+    return table, rows
+
+
+def _print_estimate(profiles, table, what, args):
     print(f"\nEstimated GPU-hours on this device ({what}), one run per GPU"
           + (f", every model at width {args.width:g}" if args.width is not None else "")
           + (f", every run at batch {args.batch}" if args.batch is not None else "") + ":\n")
@@ -279,6 +275,37 @@ def main(argv=None):
         print(f"| {name} | {n} | {ep:,} | {h:,.1f} | {ep_max:,} | {h_max:,.1f} | {missing} |")
     print("\nGPU-hours are for one run per GPU; sharing a GPU (sweep.py --runs-per-gpu K) can shorten "
           "the wall time by a factor that this does not measure (at most K).")
+
+
+def main(argv=None):
+    p = _parser()
+    args = p.parse_args(argv)
+    if args.quick:
+        args.warmup, args.steps, args.eval_images = 1, 1, 16
+        args.width = 0.125 if args.width is None else args.width
+        args.batch = 8 if args.batch is None else args.batch
+    if args.steps < 1 or args.warmup < 0 or args.eval_images < 1 or (args.batch is not None and args.batch < 1):
+        p.error("--steps, --eval-images and --batch must be >= 1, --warmup >= 0")
+    device, what = _device(args)
+    try:
+        profiles = {name: profile_runs(name, args.width, args.batch) for name in args.profiles}
+    except (P.ProfileError, C.ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    todo = _todo(profiles, args.models, args.methods)
+    if not todo:
+        print("error: no run of the profiles matches --models / --methods", file=sys.stderr)
+        return 2
+    print(f"{len(todo)} configurations on {what}: {args.warmup} warm-up + {args.steps} timed steps each, "
+          f"each data set's training and test images per epoch (its registry entry; ImageNet "
+          f"on synthetic device batches, data loading not timed)\n")
+    table, rows = _measure(todo, device, args)
+    if args.out:
+        with open(args.out, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+    _print_estimate(profiles, table, what, args)
     if args.out:
         print(f"table: {args.out}")
     return 0
