@@ -194,109 +194,122 @@ def stage_data(dest):
 
 def parts(c, args):
     """The parts as (name, timeout s, function(timeout) -> (status, details))."""
-    dev = "cpu" if c.dry else "cuda"
-    small = ["width=0.125", "train_subset=64"] if c.dry else ["width=0.25"]
-    base = ["configs/quick/sgd.yaml", "model=resnet20", *small, f"device={dev}", "precision=bf16",
-            "channels_last=true", "epochs=2"]
-    results = os.path.join(c.work, "results")
-    ref = os.path.join(c.work, "bf16_cl")
-    train_py = [PY, "train.py"]
+    k = Parts(c, args)
+    return [("env", 60, k.env), ("bf16_cl", 120, k.bf16_cl), ("resume", 150, k.resume),
+            ("ddp_nccl", 120, k.ddp), ("fashion", 150, k.fashion), ("compile", 200, k.compile_),
+            ("bench_epoch", 300, k.bench)]
 
-    def env(t):
-        code, text = c.run([PY, "-c", ENV_PROBE], t)
+
+class Parts:
+    """Each part one method (timeout s) -> (status, details); the later parts compare their
+    weights with bf16_cl's run (ref), so they share its folders and base config."""
+
+    def __init__(self, c, args):
+        self.c, self.args = c, args
+        self.dev = "cpu" if c.dry else "cuda"
+        small = ["width=0.125", "train_subset=64"] if c.dry else ["width=0.25"]
+        self.base = ["configs/quick/sgd.yaml", "model=resnet20", *small, f"device={self.dev}",
+                     "precision=bf16", "channels_last=true", "epochs=2"]
+        self.results = os.path.join(c.work, "results")
+        self.ref = os.path.join(c.work, "bf16_cl")
+        self.train_py = [PY, "train.py"]
+
+    def env(self, t):
+        code, text = self.c.run([PY, "-c", ENV_PROBE], t)
         info = "; ".join(ln for ln in text.splitlines() if ln.split(" ")[0] in
                          ("torch", "gpu", "bf16", "nccl", "triton"))
         if code != 0:
             return ("timeout" if code == "timeout" else "FAIL"), last_line(text)
-        if not c.dry and "gpu none" in text:
+        if not self.c.dry and "gpu none" in text:
             return "FAIL", "no GPU visible: " + info
         return "ok", info
 
-    def bf16_cl(t):
-        code, text = c.run([*train_py, *base, "--out", ref, "--results", results, "--quiet"], t)
+    def bf16_cl(self, t):
+        code, text = self.c.run([*self.train_py, *self.base, "--out", self.ref, "--results", self.results,
+                                 "--quiet"], t)
         if code != 0:
             return status_of(code), last_line(text)
-        s = summary_of(ref)
+        s = summary_of(self.ref)
         return "ok", (f"test_acc {s['test_acc']:.2f}, train {s['train_seconds']:.1f}s, "
-                      f"epochs {', '.join(f'{x:.2f}' for x in epoch_seconds(ref))}s, {s['device_name']}")
+                      f"epochs {', '.join(f'{x:.2f}' for x in epoch_seconds(self.ref))}s, {s['device_name']}")
 
-    def compare(folder):
-        if not os.path.isfile(os.path.join(ref, "model.pt")):
+    def compare(self, folder):
+        if not os.path.isfile(os.path.join(self.ref, "model.pt")):
             return None
-        return compare_models(os.path.join(ref, "model.pt"), os.path.join(folder, "model.pt"))
+        return compare_models(os.path.join(self.ref, "model.pt"), os.path.join(folder, "model.pt"))
 
-    def resume(t):
-        out = os.path.join(c.work, "resumed")
+    def resume(self, t):
+        out = os.path.join(self.c.work, "resumed")
         t0 = time.monotonic()
-        cmd = [*train_py, *base, "--out", out, "--results", results, "--quiet"]
-        code, text = c.run([*cmd, "--stop-after", "1"], t)
+        cmd = [*self.train_py, *self.base, "--out", out, "--results", self.results, "--quiet"]
+        code, text = self.c.run([*cmd, "--stop-after", "1"], t)
         if code != 75:
             return status_of(code, ok=75), f"--stop-after 1 gave exit {code}, not 75: {last_line(text)}"
-        code, text = c.run(cmd, t - (time.monotonic() - t0))
+        code, text = self.c.run(cmd, t - (time.monotonic() - t0))
         if code != 0:
             return status_of(code), f"rerun: {last_line(text)}"
-        same = compare(out)
+        same = self.compare(out)
         if same is None:
             return "ok", "resumed to the end; no bf16_cl run to compare with"
         if "identical True" in same:
             return "ok", "stopped after epoch 1 (exit 75), resumed: bit-identical to the uninterrupted run"
         # the CPU promises bit-identity at one thread count; cudnn.benchmark on a GPU does not
-        return ("FAIL" if c.dry else "ok"), f"resumed: NOT bit-identical to the uninterrupted run ({same})"
+        return ("FAIL" if self.c.dry else "ok"), f"resumed: NOT bit-identical to the uninterrupted run ({same})"
 
-    def ddp(t):
-        out = os.path.join(c.work, "ddp")
-        code, text = c.run([PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
-                            "-m", "scripts.ddp_one", *base, "--out", out, "--results", results], t)
+    def ddp(self, t):
+        out = os.path.join(self.c.work, "ddp")
+        code, text = self.c.run([PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+                                 "-m", "scripts.ddp_one", *self.base, "--out", out, "--results", self.results], t)
         if code != 0:
             return status_of(code), last_line(text)
         backend = next((ln for ln in text.splitlines() if ln.startswith("backend")), "backend ?")
         s = summary_of(out)
-        return "ok", f"{backend}, test_acc {s['test_acc']:.2f}; against bf16_cl: {compare(out)}"
+        return "ok", f"{backend}, test_acc {s['test_acc']:.2f}; against bf16_cl: {self.compare(out)}"
 
-    def fashion(t):
-        found = find_fashion(args.fashion_gz)
+    def fashion(self, t):
+        found = find_fashion(self.args.fashion_gz)
         if found is None:
             return "skipped", (f"no Fashion-MNIST here: run scripts/device_check.sh --stage-data and "
                                f"carry {DEFAULT_GZ}")
         extra, data_dir = found
-        out = os.path.join(c.work, "fashion")
-        size = ["width=0.125", "train_subset=256"] if c.dry else ["width=0.5"]
-        cmd = [*train_py, "configs/quick/sgd.yaml", "dataset=fashion_mnist", "model=resnet20", *size,
-               "epochs=1", "batch_size=128", f"device={dev}", "precision=bf16", "channels_last=true",
-               "download=false", f"data_dir={data_dir or os.path.join(c.work, 'data')}",
-               "--out", out, "--results", results, "--quiet"]
-        code, text = c.run(cmd, t, env=dict(c.env, **extra))
+        out = os.path.join(self.c.work, "fashion")
+        size = ["width=0.125", "train_subset=256"] if self.c.dry else ["width=0.5"]
+        cmd = [*self.train_py, "configs/quick/sgd.yaml", "dataset=fashion_mnist", "model=resnet20", *size,
+               "epochs=1", "batch_size=128", f"device={self.dev}", "precision=bf16", "channels_last=true",
+               "download=false", f"data_dir={data_dir or os.path.join(self.c.work, 'data')}",
+               "--out", out, "--results", self.results, "--quiet"]
+        code, text = self.c.run(cmd, t, env=dict(self.c.env, **extra))
         if code != 0:
             return status_of(code), last_line(text)
         s = summary_of(out)
         n = s.get("bn_recal_images", 0)
-        return "ok", (f"1 epoch of {'256' if c.dry else '60,000'} images in {s['train_seconds']:.1f}s "
+        return "ok", (f"1 epoch of {'256' if self.c.dry else '60,000'} images in {s['train_seconds']:.1f}s "
                       f"(training), test_acc {s['test_acc']:.2f} (bn_recal {n}), {s['device_name']}")
 
-    def compile_(t):
-        if c.dry:
+    def compile_(self, t):
+        if self.c.dry:
             return "skipped", ("--dry: inductor's C++ compile takes minutes on this CPU; "
                                "tests/test_train.py runs compile=true on the CPU")
-        out = os.path.join(c.work, "compiled")
-        code, text = c.run([*train_py, *base[:-1], "epochs=1", "compile=true", "--out", out,
-                            "--results", results, "--quiet"], t)
+        out = os.path.join(self.c.work, "compiled")
+        code, text = self.c.run([*self.train_py, *self.base[:-1], "epochs=1", "compile=true", "--out", out,
+                                 "--results", self.results, "--quiet"], t)
         if code != 0:
             return status_of(code), last_line(text)
         s = summary_of(out)
         first = epoch_seconds(out)[0]
-        eager = epoch_seconds(ref)[0] if os.path.isfile(os.path.join(ref, "metrics.csv")) else float("nan")
+        eager = epoch_seconds(self.ref)[0] if os.path.isfile(os.path.join(self.ref, "metrics.csv")) else float("nan")
         return "ok", (f"test_acc {s['test_acc']:.2f}; epoch 1 with compiling {first:.1f}s "
                       f"(eager bf16_cl epoch 1: {eager:.1f}s)")
 
-    def bench(t):
-        csv_out = os.path.join(c.out, "bench_epoch.csv")
-        if c.dry:
+    def bench(self, t):
+        csv_out = os.path.join(self.c.out, "bench_epoch.csv")
+        if self.c.dry:
             cmd = [PY, "-m", "benchmarks.bench_epoch", "--device", "cpu", "--quick", "--profiles", "ablation",
                    "--models", "resnet20", "--out", csv_out]
         else:
             cmd = [PY, "-m", "benchmarks.bench_epoch", "--device", "cuda", "--warmup", "3", "--steps", "5",
                    "--eval-images", "500", "--out", csv_out]
-        code, text = c.run(cmd, t)
+        code, text = self.c.run(cmd, t)
         if code != 0:
             return status_of(code), last_line(text)
         gpu_h = [ln for ln in text.splitlines() if ln.startswith("| ") and not ln.startswith("| profile")
@@ -304,10 +317,6 @@ def parts(c, args):
         est = "; ".join(f"{cells[1]}: {cells[4]} GPU-h ({cells[6]} with every λ round)"
                         for cells in ([x.strip() for x in ln.split("|")] for ln in gpu_h))
         return "ok", est or last_line(text)
-
-    return [("env", 60, env), ("bf16_cl", 120, bf16_cl), ("resume", 150, resume),
-            ("ddp_nccl", 120, ddp), ("fashion", 150, fashion), ("compile", 200, compile_),
-            ("bench_epoch", 300, bench)]
 
 
 def status_of(code, ok=0):
