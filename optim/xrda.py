@@ -34,7 +34,7 @@ import torch
 from .base import is_penalized
 
 MODES = ("elementwise", "kernel", "channel")
-# CPU tensors with at least this many entries use preallocated scratch (see _step_tensors).
+# CPU tensors with at least this many entries use preallocated scratch (see _Penalized).
 SCRATCH_MIN_NUMEL = 1 << 16
 
 
@@ -93,6 +93,91 @@ def _check_group(g):
         bad("mode", "one of " + ", ".join(MODES))
 
 
+class _Penalized:
+    """The penalized tensors of one step (weights w, z, r, Λ) and the scratch they share:
+    large CPU tensors write into one scratch tensor each (`out=`), as fresh CPU memory of
+    that size costs page faults on every step. The rest (all tensors on a GPU, where the
+    caching allocator makes temporaries free) use one foreach call per operation instead of
+    one call per tensor."""
+
+    def __init__(self, pen, mode):
+        self.mode = mode
+        self.pw = [p for p, _ in pen]
+        self.pz = [s["z"] for _, s in pen]
+        self.rs = [s["r"] for _, s in pen]
+        self.lams = [s["Lambda"] for _, s in pen]
+        self.dims = [_reduce_dims(p, mode) for p in self.pw]
+        for p, r in zip(self.pw, self.rs):
+            if r.shape != _state_shape(p, mode):
+                raise ValueError("XRDA: optimizer state was created in another mode")
+        self.big = [p.device.type == "cpu" and p.numel() >= SCRATCH_MIN_NUMEL for p in self.pw]
+        self.tmp = [torch.empty_like(p) if b else None for p, b in zip(self.pw, self.big)]
+
+    def magnitudes(self, beta_b):
+        """r ← β_b·r + (1 − β_b)·m(w)"""
+        pw, big = self.pw, self.big
+        elem = [i for i, d in enumerate(self.dims) if d is None and not big[i]]
+        mags = [None] * len(pw)
+        for i, m in zip(elem, torch._foreach_abs([pw[i] for i in elem]) if elem else ()):
+            mags[i] = m
+        for i, (p, t, d) in enumerate(zip(pw, self.tmp, self.dims)):
+            if mags[i] is None:
+                m = torch.abs(p, out=t) if t is not None else p.abs()
+                mags[i] = m if d is None else m.mean(d, keepdim=True)
+        torch._foreach_lerp_(self.rs, mags, 1.0 - beta_b)
+
+    def weights(self, h, a, M):
+        """Λ ← a·Λ + h·c with c = f·M / (1 + (M − 1)·r / max r) = f·M·ε / (r + ε),
+        ε = max r / (M − 1); c = 0 where max r = 0."""
+        rs, lams, tmp = self.rs, self.lams, self.tmp
+        rmax = torch.stack(torch._foreach_max(rs))
+        pos = rmax > 0
+        hf = [h * _mode_factor(p, self.mode) for p in self.pw]  # Python floats: no host-device copy
+        if M == 1.0:
+            hc = torch._foreach_mul(list(pos.to(rmax.dtype).unbind()), hf)
+            if a == 0.0:
+                torch._foreach_zero_(lams)
+            elif a != 1.0:
+                torch._foreach_mul_(lams, a)
+            torch._foreach_add_(lams, hc)
+            return
+        eps = torch.where(pos, rmax / (M - 1.0), 1.0)
+        num = torch._foreach_mul(list(torch.where(pos, eps * M, 0.0).unbind()), hf)
+        eps = list(eps.unbind())
+        den = _split_apply(self.big, lambda ix: torch._foreach_add([rs[i] for i in ix],
+                                                                   [eps[i] for i in ix]),
+                           lambda i: torch.add(rs[i], eps[i], out=tmp[i])
+                           if rs[i].shape == tmp[i].shape else rs[i] + eps[i])
+        if a == 0.0:
+            for lm, n, d in zip(lams, num, den):
+                torch.div(n, d, out=lm)
+        else:
+            if a != 1.0:
+                torch._foreach_mul_(lams, a)
+            torch._foreach_addcdiv_(lams, num, den)
+
+    def shrink(self, lam):
+        """w ← S(z, λ·Λ), computed as clamp(0, z − λΛ, z + λΛ) (the median of the three) or
+        max(z − λΛ, min(z + λΛ, 0)): the same numbers as sign(z)·max(|z| − λΛ, 0) in fewer
+        passes."""
+        pw, pz, lams = self.pw, self.pz, self.lams
+        ix = [i for i, b in enumerate(self.big) if not b]
+        if ix:
+            sz, sl = [pz[i] for i in ix], [lams[i] for i in ix]
+            lo = torch._foreach_add(sz, sl, alpha=-lam)
+            hi = torch._foreach_add(sz, sl, alpha=lam)
+            torch._foreach_clamp_max_(hi, 0.0)
+            torch._foreach_maximum_(lo, hi)
+            torch._foreach_copy_([pw[i] for i in ix], lo)
+            del lo, hi
+        zero = pw[0].new_zeros(())
+        for p, t, z, lm in zip(pw, self.tmp, pz, lams):
+            if t is not None:
+                torch.add(z, lm, alpha=-lam, out=t)
+                torch.add(z, lm, alpha=lam, out=p)
+                torch.clamp(zero, min=t, max=p, out=p)
+
+
 class XRDA(torch.optim.Optimizer):
     """xRDA (Siegel et al. 2020). `lr` is the step size h and `avg` the averaging weight a;
     both (and `lam`) may be changed in the param groups between steps, e.g. by
@@ -149,6 +234,8 @@ class XRDA(torch.optim.Optimizer):
         return loss
 
     def _step_tensors(self, group, items):
+        # one step of the authors' update, line by line: v, then (penalized tensors) r and Λ,
+        # then z, then w; the _Penalized methods are the lines for r, Λ and w
         h, a, lam = float(group["lr"]), float(group["avg"]), float(group["lam"])
         M, wd, mode = float(group["max_factor"]), float(group["weight_decay"]), group["mode"]
         beta_m = math.exp(-h / group["momentum_ts"])
@@ -163,62 +250,10 @@ class XRDA(torch.optim.Optimizer):
             torch._foreach_add_(vs, params, alpha=(1.0 - beta_m) * wd)
 
         pen = [(p, s) for p, s in items if "r" in s]
-        if pen:
-            pw = [p for p, _ in pen]
-            pz = [s["z"] for _, s in pen]
-            rs = [s["r"] for _, s in pen]
-            lams = [s["Lambda"] for _, s in pen]
-            dims = [_reduce_dims(p, mode) for p in pw]
-            for p, r in zip(pw, rs):
-                if r.shape != _state_shape(p, mode):
-                    raise ValueError("XRDA: optimizer state was created in another mode")
-            # Large CPU tensors write into one scratch tensor each (`out=`): fresh CPU memory
-            # of that size costs page faults on every step. The rest (all tensors on a GPU,
-            # where the caching allocator makes temporaries free) use one foreach call per
-            # operation instead of one call per tensor.
-            big = [p.device.type == "cpu" and p.numel() >= SCRATCH_MIN_NUMEL for p in pw]
-            tmp = [torch.empty_like(p) if b else None for p, b in zip(pw, big)]
-            elem = [i for i, d in enumerate(dims) if d is None and not big[i]]
-
-            # r ← β_b·r + (1 − β_b)·m(w)
-            mags = [None] * len(pw)
-            for i, m in zip(elem, torch._foreach_abs([pw[i] for i in elem]) if elem else ()):
-                mags[i] = m
-            for i, (p, t, d) in enumerate(zip(pw, tmp, dims)):
-                if mags[i] is None:
-                    m = torch.abs(p, out=t) if t is not None else p.abs()
-                    mags[i] = m if d is None else m.mean(d, keepdim=True)
-            torch._foreach_lerp_(rs, mags, 1.0 - beta_b)
-            del mags
-
-            # Λ ← a·Λ + h·c with c = f·M / (1 + (M − 1)·r / max r) = f·M·ε / (r + ε),
-            # ε = max r / (M − 1); c = 0 where max r = 0.
-            rmax = torch.stack(torch._foreach_max(rs))
-            pos = rmax > 0
-            hf = [h * _mode_factor(p, mode) for p in pw]  # Python floats: no host-device copy
-            if M == 1.0:
-                hc = torch._foreach_mul(list(pos.to(rmax.dtype).unbind()), hf)
-                if a == 0.0:
-                    torch._foreach_zero_(lams)
-                elif a != 1.0:
-                    torch._foreach_mul_(lams, a)
-                torch._foreach_add_(lams, hc)
-            else:
-                eps = torch.where(pos, rmax / (M - 1.0), 1.0)
-                num = torch._foreach_mul(list(torch.where(pos, eps * M, 0.0).unbind()), hf)
-                eps = list(eps.unbind())
-                den = _split_apply(big, lambda ix: torch._foreach_add([rs[i] for i in ix],
-                                                                      [eps[i] for i in ix]),
-                                   lambda i: torch.add(rs[i], eps[i], out=tmp[i])
-                                   if rs[i].shape == tmp[i].shape else rs[i] + eps[i])
-                if a == 0.0:
-                    for lm, n, d in zip(lams, num, den):
-                        torch.div(n, d, out=lm)
-                else:
-                    if a != 1.0:
-                        torch._foreach_mul_(lams, a)
-                    torch._foreach_addcdiv_(lams, num, den)
-                del den
+        pen = _Penalized(pen, mode) if pen else None
+        if pen is not None:
+            pen.magnitudes(beta_b)
+            pen.weights(h, a, M)
 
         # z ← a·z + (1 − a)·w;  z ← z − h·v
         if a == 0.0:
@@ -227,29 +262,12 @@ class XRDA(torch.optim.Optimizer):
             torch._foreach_lerp_(zs, params, 1.0 - a)
         torch._foreach_add_(zs, vs, alpha=-h)
 
-        # w ← S(z, λ·Λ) on penalized weights, computed as clamp(0, z − λΛ, z + λΛ) (the
-        # median of the three) or max(z − λΛ, min(z + λΛ, 0)): the same numbers as
-        # sign(z)·max(|z| − λΛ, 0) in fewer passes; w ← z elsewhere
-        if pen and lam != 0.0:
-            ix = [i for i, b in enumerate(big) if not b]
-            if ix:
-                sz, sl = [pz[i] for i in ix], [lams[i] for i in ix]
-                lo = torch._foreach_add(sz, sl, alpha=-lam)
-                hi = torch._foreach_add(sz, sl, alpha=lam)
-                torch._foreach_clamp_max_(hi, 0.0)
-                torch._foreach_maximum_(lo, hi)
-                torch._foreach_copy_([pw[i] for i in ix], lo)
-                del lo, hi
-            zero = pw[0].new_zeros(())
-            for p, t, z, lm in zip(pw, tmp, pz, lams):
-                if t is not None:
-                    torch.add(z, lm, alpha=-lam, out=t)
-                    torch.add(z, lm, alpha=lam, out=p)
-                    torch.clamp(zero, min=t, max=p, out=p)
+        if pen is not None and lam != 0.0:
+            pen.shrink(lam)
             rest = [(p, s["z"]) for p, s in items if "r" not in s]
         else:
             rest = [(p, s["z"]) for p, s in items]
-        if rest:
+        if rest:     # w ← z on tensors without a penalty (and on all of them when λ = 0)
             torch._foreach_copy_([p for p, _ in rest], [z for _, z in rest])
 
     def _step_fused(self, group, items):
