@@ -72,6 +72,7 @@ from sparsecs.exporting.csr import (CSR_FORMAT, csr_file, dense_file, is_csr_exp
 from sparsecs.exporting.files import (EXPORT_JSON, RUN_FILES, SHA_SUFFIX, ExportError, export_problem,
                                       finished_run, is_slim_export, real_batch, record, recorded_sha,
                                       run_data_dir, run_file, sha_path, slim_source, write_export)
+from sparsecs.exporting.levels import MACS, level_runs, profile_of, structured_runs  # noqa: F401
 from sparsecs.exporting.slim import channels, load_slim, slim_model, slim_report
 
 # the API (benchmarks, hubconf-style callers, tests): export and read back, each format's loader
@@ -254,81 +255,6 @@ def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False, record
 
 # ----------------------------------------------------------------------------- a profile's levels
 
-MACS = "macs_structural_fraction"
-
-
-def _profile(profile):
-    from sparsecs.reporting import load
-    from sparsecs.sweeping.profile import load_profile
-
-    return load_profile(load.profile_path(profile))
-
-
-def _at_levels(df, levels, wanted, target_of):
-    """{level: [run folder]}: every seed of the points of the curves `wanted` picks whose
-    target (`target_of` a run row, or None) is a level; a search's other rounds are not."""
-    from sparsecs.reporting import claims as CL
-    from sparsecs.reporting.envelope import full_points
-
-    out = {lv: [] for lv in levels}
-    for part in CL.curves(df).values():
-        if not wanted(part):
-            continue
-        for _, r in full_points(part).iterrows():
-            target = target_of(r)
-            for lv in levels:
-                if target is not None and abs(target - lv) < 1e-9:
-                    out[lv].append(r["folder"])
-    return out
-
-
-def _calibrated(r):
-    t = r["calibration_target"]
-    return None if t != t else float(t)
-
-
-def level_runs(profile, results, df=None):
-    """{level: [run folder]} for the profile's `export_levels`: the runs of every sparse
-    entry's point that stands for the level (a λ search's calibrated point, every seed, or a
-    grid's target), complete in RESULTS (reporting.load). A search's other rounds are not."""
-    from sparsecs.reporting import load
-
-    levels = _profile(profile).get("export_levels")
-    if not levels:
-        raise ExportError(f"{profile}: the profile has no export_levels: [...] (the sparsities whose "
-                          f"runs export.py --profile exports)", 2)
-    df = load.load(profile, results)[0] if df is None else df
-    elementwise = lambda part: (part["role"].iloc[0] != "dense"  # noqa: E731
-                                and part["mode"].iloc[0] == "elementwise")
-    target = lambda r: (_calibrated(r) if _calibrated(r) is not None else  # noqa: E731
-                        _number(r["swept_value"]) if str(r["swept_key"]).endswith("target") else None)
-    return _at_levels(df, levels, elementwise, target)
-
-
-def structured_runs(profile, results, df=None):
-    """{MACs level: [run folder]} for the profile's `export_macs_levels`: every seed of the
-    calibrated point of each structured entry (mode kernel or channel, what the report's
-    structured claim compares) searched on target_metric macs_structural_fraction, at each
-    level. A structured grid, or a search on another metric, is at no MACs level: not listed."""
-    from sparsecs.optim.base import STRUCTURED_MODES
-    from sparsecs.reporting import load
-
-    prof = _profile(profile)
-    levels = prof.get("export_macs_levels") or []
-    on_macs = {e.get("name") for e in prof["runs"] if e.get("target_metric") == MACS}
-    df = load.load(profile, results)[0] if df is None and levels else df
-    wanted = lambda part: (part["mode"].iloc[0] in STRUCTURED_MODES  # noqa: E731
-                           and part["entry"].iloc[0] in on_macs)
-    return _at_levels(df, levels, wanted, _calibrated) if levels else {}
-
-
-def _number(text):
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return None
-
-
 def export_profile(profile, results, batch=256, data_dir=None):
     """Into RESULTS/<profile>/weights/<run>/ (the run folders are not written to), each file
     with its sha256 and export.json beside it: the csr export of every run at the profile's
@@ -337,7 +263,7 @@ def export_profile(profile, results, batch=256, data_dir=None):
     ([(format, level, run, facts)], [runs without weights here: committed, trained elsewhere])."""
     from sparsecs.reporting import load
 
-    prof = _profile(profile)
+    prof = profile_of(profile)
     if not prof.get("export_levels") and not prof.get("export_macs_levels"):
         raise ExportError(f"{profile}: the profile has no export_levels: [...] nor export_macs_levels: "
                           f"[...] (the levels whose runs export.py --profile exports)", 2)
