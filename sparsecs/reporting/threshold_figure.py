@@ -89,8 +89,10 @@ def figure(df, curves, folder, titles=None, looks=None):
         look = looks.figure([(METHOD, p[1]) for p in mine])
         handles = {}
         for i, row in enumerate(group):
+            # with several rows a page, the legend names each curve's row: one colour is one
+            # method, and its D differs from row to row
             _panel_row(axes[2 * i], axes[2 * i + 1], [p for p in mine if p[0] == row], look, handles,
-                       titles.get(row, row))
+                       titles.get(row, row), with_row=len(group) > 1)
         F._legend(fig, handles, "page", ncol=1)
         stem = f"thresholds_page{suffix}"
         paths += F._save(fig, folder, stem)
@@ -98,7 +100,7 @@ def figure(df, curves, folder, titles=None, looks=None):
     return paths
 
 
-def _panel_row(ax_d, ax_l, mine, look, handles, title):
+def _panel_row(ax_d, ax_l, mine, look, handles, title, with_row=False):
     """One row: d / D against epoch (left), λ_e over its lr-weighted mean (right)."""
     drawn = []
     for _, entry, sched, r, c in mine:
@@ -106,6 +108,7 @@ def _panel_row(ax_d, ax_l, mine, look, handles, title):
         D = c.attrs["D"]
         mean = D / c["lr_sum"].sum() if c["lr_sum"].sum() > 0 else math.nan
         lab = f"{style.mpl(style.label(METHOD, entry, sched))}: D = {D:.3g}, mean λ = {mean:.3g}"
+        lab = f"{title}, {lab}" if with_row else lab
         h = ax_d.plot([0, *c["epoch"]], [0.0, *(c["threshold"] / D)], **kw)[0]      # d_0 = 0
         handles.setdefault(lab, h)
         drawn.append(flat(c["lam"] / mean))

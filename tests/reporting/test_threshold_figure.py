@@ -85,3 +85,26 @@ def test_the_figure_is_drawn_from_the_report_table(tmp_path):
     assert [p.rsplit("/", 1)[1] for p in paths] == ["thresholds_page.png", "thresholds_page.pdf"]
     assert all((tmp_path / "fig" / p.rsplit("/", 1)[1]).stat().st_size > 1000 for p in paths)
     assert TF.figure(df[-1:], {}, str(tmp_path / "none")) == []
+
+
+def test_several_rows_a_page_name_the_row_in_the_legend(tmp_path, monkeypatch):
+    """Quick's page has one LATS curve in each of three rows, one colour: its legend said
+    "soft threshold (LATS): D = ..." three times without saying which row each D is."""
+    rows, curves = [], {}
+    for row in ("digits-resnet20", "digits-vgg16"):
+        folder, _, summary = fake_run(str(tmp_path / row), "lats")
+        rows.append({"run": f"st-{row}", "method": "soft_threshold", "entry": "soft_threshold", "row": row,
+                     "seed": 0, "swept_value": "x", "folder": folder, **summary})
+        curves[f"st-{row}"] = load.threshold_curve(folder, rows[-1])
+    legends = []
+    real = TF.F._legend
+    monkeypatch.setattr(TF.F, "_legend", lambda fig, handles, *a, **k: (legends.append(list(handles)),
+                                                                          real(fig, handles, *a, **k)))
+    titles = {"digits-resnet20": "ResNet-20", "digits-vgg16": "VGG-16"}
+    TF.figure(pd.DataFrame(rows), curves, str(tmp_path / "two"), titles=titles)
+    assert len(legends) == 1 and len(legends[0]) == 2
+    assert legends[0][0].startswith("ResNet-20, ") and legends[0][1].startswith("VGG-16, ")
+    # one row: the title says the row already, the legend does not repeat it
+    legends.clear()
+    TF.figure(pd.DataFrame(rows[:1]), curves, str(tmp_path / "one"), titles=titles)
+    assert len(legends[0]) == 1 and not legends[0][0].startswith("ResNet-20")
