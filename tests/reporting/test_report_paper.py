@@ -457,6 +457,9 @@ def test_per_layer_threshold_and_search_figures(built):
     d = built["fashion"][1]
     layers = d["layers_page"]
     assert "sparsity overall: xRDA 94.65%" in layers["titles"][0]
+    # the title, then the overall sparsities on lines that fit the page (not clipped at its edge)
+    from sparsecs.reporting.fig_layers import TITLE_CHARS
+    assert all(len(line) <= TITLE_CHARS for t in layers["titles"] for line in t.split("\n")[1:])
     assert layers["xticks"][0] == [str(i) for i in range(1, 20)] + ["fc"]      # ResNet-20: 19 convs, fc
     thr = d["threshold_col"]
     # LATS's healthy points every seed ran (λ: its 3 calibrated targets, and the cover point
