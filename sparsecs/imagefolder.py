@@ -33,6 +33,7 @@ arange(N_test).tensor_split(w)[r] of the test set.
 
 import math
 import os
+import re
 
 import torch
 
@@ -198,10 +199,8 @@ def _last_line(text):
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     if len(lines) <= 1:
         return text.strip()
-    last = lines[-1]
-    for prefix in ("sampling.DataError: ", "data.DataError: ", "DataError: "):
-        last = last.removeprefix(prefix)
-    return last
+    # the class as the traceback names it: "DataError", "sparsecs.sampling.DataError", ...
+    return re.sub(r"^(?:[\w.]+\.)?DataError: ", "", lines[-1])
 
 
 # ---- loading ------------------------------------------------------------------------------
