@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up .venv when needed, then runs the test suite (CI calls this; ~15 min on 2 cores).
+# Sets up .venv when needed, then runs the test suite (CI calls this; ~9 min on 2 cores).
 # TORCH_INDEX=cpu takes torch and torchvision from PyTorch's CPU-only index (scripts/venv.sh).
 set -euo pipefail
 cd "$(dirname "$0")"
