@@ -269,8 +269,8 @@ def test_bench_inference_times_the_committed_slim_export_against_its_runs_dense_
     torch.set_num_threads(threads)
     inf = json.loads((dest / B.INFERENCE_JSON).read_text())
     assert inf["run"] == "r1" and inf["slim_file"] == slim
-    # the benchmark's flops_slim counts modules only: without the folded one-channel conv
-    assert inf["flops_slim"] == DENSE_MACS - REMOVED
+    # the benchmark's flops_slim is export.json's macs_slim: the folded one-channel conv counted
+    assert inf["flops_slim"] == DENSE_MACS - REMOVED + FOLD
     rows = [r for r in csv.DictReader(open(table)) if r["variant"] == "slim"]
     assert sorted(int(r["batch"]) for r in rows) == [1, 8] and {r["run"] for r in rows} == {"r1"}
     capsys.readouterr()
