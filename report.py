@@ -15,6 +15,8 @@ PROFILE, every profile named by the runs in RESULTS/runs.csv. For each profile i
     OUT/tables/comparisons.csv        every comparison, level by level (p, Holm-adjusted p, and
                                       the test: paired on per-image predictions, or unpaired)
     OUT/tables/pairs_*.md             point-by-point outcomes (not for `evidence: none`)
+    OUT/tables/verdicts_readme.md     each claim's verdict and its comparisons, level by level,
+                                      for the README (a complete profile with evidence only)
     FIGURES/*_{col,page}*.{png,pdf}   trade-off, ablation, structured, dynamics, per-layer,
                                       soft-threshold and λ-search figures at 3.5 in (column)
                                       and 7 in (page) width (reporting/figures.py)
@@ -134,6 +136,7 @@ def build(profile, results, out, fdir=None):
     from sparsecs import fileio
     from sparsecs.reporting import claims as CL
     from sparsecs.reporting import document, load, savings, style
+    from sparsecs.reporting import readme_block as RB
     from sparsecs.reporting import tables as T
 
     df, left = load.load(profile, results)
@@ -154,6 +157,9 @@ def build(profile, results, out, fdir=None):
     titles = style.row_titles(df)
     looks = style.Looks(zip(df["method"], df["entry"]), dict(zip(df["entry"], df["role"])))
     level_tables, pairs = write_tables(name, df, pts, comps, papers, verdict, titles, put)
+    readme = RB.block(name, verdicts, complete=not (left["missing"] or left["waiting"])) if verdict else ""
+    if readme:
+        put("verdicts_readme.md", readme)
     figs = figures(df, pts, left, load.run_frames(df), load.inference(os.path.join(out, INFERENCE_CSV)),
                    fdir, titles, looks)
     budget_md = []

@@ -301,6 +301,14 @@ def test_report_covers_exactly_the_profile_and_names_stale_rows(tmp_path):
     assert (out / "tables" / "levels_fashion_mnist-resnet20_methods.tex").read_text().count(r"\label{") == 1
     for f in ("tradeoff_col.png", "tradeoff_page.pdf", "dynamics_page.png"):
         assert (out / "figures" / f).stat().st_size > 1000
+    # the README block states the same verdicts and differences: xRDA 2 pp above GMP at every
+    # level both cover (the synthetic sweep's construction), dense above xRDA
+    block = (out / "tables" / "verdicts_readme.md").read_text().splitlines()
+    a1 = next(ln for ln in block if ln.startswith("| A1. "))
+    assert "**supported**" in a1 and "vs GMP: **win**" in a1
+    assert [f"+2.00 at {lv}%" in a1 for lv in (90, 95, 98, 99)] == [True] * 4 and "99.5%" not in a1
+    a4 = next(ln for ln in block if ln.startswith("| A4. "))
+    assert "**refuted**" in a4 and "vs dense SGD: **loss**" in a4
 
 
 def test_a_run_whose_metrics_were_cut_short_is_not_complete(tmp_path):
@@ -329,6 +337,7 @@ def test_an_incomplete_evidence_profile_writes_no_verdict(tmp_path):
     report.build(prof, results, str(out))
     text = (out / "REPORT.md").read_text()
     assert "No verdict yet: the profile is incomplete" in text and "**Verdict:" not in text
+    assert not (out / "tables" / "verdicts_readme.md").exists()
     assert "**14 runs**" in text
 
 
