@@ -1,4 +1,4 @@
-"""Accuracy against sparsity (kind nnz: tradeoff_*, ablation_*) or against nonzero structural
+"""Accuracy against sparsity (kind nnz: tradeoff_*, ablation_*) or against structural
 multiply-adds (kind macs: structured_*), a panel per row, from the report's points
 (claims.points); marks past the axis on its edges (reporting/figures.py's docstring)."""
 import numpy as np
@@ -13,7 +13,7 @@ from .figures import (BELOW_MARK, BELOW_PP, EDGE, FONT, MAC_CAND, SP_CAND, _dens
 
 def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference", "baseline"),
              titles=None, looks=None):
-    """Accuracy against sparsity (kind nnz) or nonzero MACs (kind macs), a panel per row, for
+    """Accuracy against sparsity (kind nnz) or structural MACs (kind macs), a panel per row, for
     the entries with these roles, the dense model of the row's budget as a dotted line with
     its spread. Returns the paths written."""
     plt = _plt()
@@ -92,7 +92,7 @@ def _panel(ax, pts, mine, row, axis, look, marks, handles, titles):
     ax.set_xlim(x_lo, x_edge)
     ax.set_ylim(lo, hi)
     ax.yaxis.set_major_locator(_ylocator())
-    ax.set_xlabel("nonzero multiply-adds (% of dense, log-spaced)" if axis.structured
+    ax.set_xlabel("structural multiply-adds (% of dense, log-spaced)" if axis.structured
                   else "sparsity of conv + linear weights (log-spaced)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{titles.get(row, row)}, {budget} epochs")

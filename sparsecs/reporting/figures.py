@@ -7,7 +7,7 @@ One figure a module, each drawn from the frames reporting/load.py read (never a 
 
     tradeoff_{col,page}*      fig_tradeoff.py: accuracy against sparsity (elementwise curves)
     ablation_{col,page}*      fig_tradeoff.py: the same for xRDA and its ablations
-    structured_{col,page}*    fig_tradeoff.py: accuracy against nonzero multiply-adds
+    structured_{col,page}*    fig_tradeoff.py: accuracy against structural multiply-adds
     dynamics_page*            fig_dynamics.py: accuracy and sparsity per epoch of the points
                               of `matched`, mean and a band of ± std over seeds, on the
                               total-epoch axis

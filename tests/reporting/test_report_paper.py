@@ -379,6 +379,8 @@ def test_names_and_titles_a_reader_understands(built):
                 assert "[" not in lab and "_" not in lab.replace("$\\ell_1$", ""), (stem, lab)
                 assert "(LATS) (sine)" not in lab and "(LATS) (linear)" not in lab, (stem, lab)
     assert "ResNet-20 ×0.5, Fashion-MNIST, 8 epochs" in built["fashion"][1]["tradeoff_col"]["titles"]
+    # the structured axis is the multiply-adds slim export keeps, not elementwise nonzero MACs
+    assert built["fashion"][1]["structured_col"]["xlabels"][0].startswith("structural multiply-adds")
 
 
 def test_accuracy_axis_zooms_and_legends_explain_every_mark(built):
