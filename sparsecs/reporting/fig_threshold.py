@@ -92,15 +92,36 @@ def _end_labels(ax, ends):
     ends = sorted(ends, key=lambda t: t[1])
     lo, hi = (math.log10(v) for v in ax.get_ylim())
     gap = 0.075 * (hi - lo)
-    ys, prev = [], -math.inf
-    for _, y, _, _ in ends:
-        prev = max(math.log10(y), prev + gap)
-        ys.append(prev)
+    ys = _spread([math.log10(e[1]) for e in ends], gap, hi - gap / 2)
+    if ys[0] < lo + gap / 2:        # more labels than the panel holds: it grows downwards
+        ax.set_ylim(bottom=10 ** (ys[0] - gap / 2))
     x = max(e[0] for e in ends)
     for (_, y, text, color), ly in zip(ends, ys):
         ax.annotate(text, (x, y), xytext=(x + 0.25, 10 ** ly), textcoords="data", fontsize=FONT - 2,
-                    color=color, va="center", ha="left", annotation_clip=False)
+                    color=_readable(color), va="center", ha="left", annotation_clip=False)
     ax.set_xlim(right=x + 1.6)         # room for the labels inside the panel
+
+
+def _spread(ys, gap, top):
+    """Label heights near `ys` (ascending), at least `gap` apart and none above `top`: pushed
+    up from the lowest, then down from `top` where the pile went past it."""
+    out, prev = [], -math.inf
+    for y in ys:
+        prev = max(y, prev + gap)
+        out.append(prev)
+    nxt = math.inf
+    for i in range(len(out) - 1, -1, -1):
+        nxt = min(out[i], top, nxt - gap)
+        out[i] = nxt
+    return out
+
+
+def _readable(color):
+    """A light colour (Okabe-Ito yellow) darkened for text on white; others as they are."""
+    from matplotlib.colors import to_rgb
+
+    r, g, b = to_rgb(color)
+    return (r * 0.7, g * 0.7, b * 0.7) if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.6 else color
 
 
 def tables_swept(p):

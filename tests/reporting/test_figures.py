@@ -217,3 +217,17 @@ def test_search_and_threshold_figures_read_in_words(small):
             assert not lab.startswith("optim."), (stem, lab)
     thr = drawn["threshold_col"]
     assert thr["legend"] == ["soft threshold (LATS) (searched λ)"] and thr["curves"] >= 1
+
+
+def test_end_labels_stay_apart_and_inside_the_panel():
+    """threshold_col's end labels (hand-worked): pushed up from the lowest, then down from the
+    top where the pile went past it (11 curves ending near the top spilled over the title)."""
+    from sparsecs.reporting.fig_threshold import _readable, _spread
+
+    assert _spread([0.0, 0.01, 0.02], 0.1, 1.0) == pytest.approx([0.0, 0.1, 0.2])
+    assert _spread([0.9, 0.95, 1.0], 0.1, 1.0) == pytest.approx([0.8, 0.9, 1.0])
+    ys = _spread([0.5] * 11, 0.075, 0.96)
+    assert max(ys) <= 0.96 and min(b - a for a, b in zip(ys, ys[1:])) == pytest.approx(0.075)
+    # Okabe-Ito yellow is darkened for text on white; blue stays as it is
+    assert _readable("#F0E442") == pytest.approx((0.941 * 0.7, 0.894 * 0.7, 0.259 * 0.7), abs=2e-3)
+    assert _readable("#0072B2") == "#0072B2"
