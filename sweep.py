@@ -1,6 +1,6 @@
 """Expand a profile into runs and launch them, locally or on SLURM.
 
-    python sweep.py PROFILE [--dry-run] [--jobs N] [--threads T] [--runs-per-gpu K]
+    python sweep.py PROFILE [PROFILE ...] [--dry-run] [--jobs N] [--threads T] [--runs-per-gpu K]
                             [--results DIR] [--only ENTRY,...] [--seeds S,...] [--levels L,...]
                             [--retrain] [--set KEY=VALUE ...] [--max-runs N]
     python sweep.py PROFILE --launcher slurm --partition gpu --time 24:00:00 --gpus 1 \\
@@ -97,6 +97,12 @@ if one of them failed. Until then its name (which holds the target and a hash) i
 --dry-run lists it as waiting. An entry naming a run another entry names already (the same
 resolved config) gets that run, trained once.
 
+Several profiles, one sweep: `python sweep.py fashion32 fashion_vgg16 --jobs 2` runs the runs of
+all of them in the one results folder they share, a profile's ready runs before the next
+profile's, so that a later profile only fills a slot the earlier leave free (a λ search's
+round still to finish, the last runs of a profile). --only, --seeds and --levels name one
+profile's entries and levels, so they take one profile.
+
 Finishing a profile in parts. `--only ENTRY,...`, `--seeds 0,1` (each one of the profile's
 seeds) and `--levels 0.9,0.95` (a calibrated entry's target_sparsity, a grid's optim.target;
 a run with neither, e.g. dense sgd, is kept) each narrow the runs, and together keep those
@@ -149,7 +155,12 @@ def main(argv=None):
         print(f"error: --threads must be >= 1 (CPU threads per run), got {args.threads}", file=sys.stderr)
         return 2
     if args.results is None:
-        args.results = profile_results(args.profile) if args.profile else "results"
+        homes = {profile_results(p) for p in args.profile}
+        if len(homes) > 1:
+            print(f"error: these profiles keep their runs in different folders ({', '.join(sorted(homes))}); "
+                  f"sweep them one at a time, or give --results", file=sys.stderr)
+            return 2
+        args.results = homes.pop() if homes else "results"
     results = os.path.abspath(args.results)
     rc = _check_flags(args, results)
     if rc is not None:
@@ -178,7 +189,8 @@ def main(argv=None):
 def _parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("profile", nargs="?", help="a profile YAML or a name under configs/profiles/")
+    p.add_argument("profile", nargs="*", help="a profile YAML or a name under configs/profiles/; several: one "
+                                              "sweep over their runs, an earlier profile's ready runs first")
     p.add_argument("--reindex", action="store_true",
                    help="rebuild RESULTS/runs.csv from the run folders, then exit (no profile needed)")
     p.add_argument("--results", help="where runs.csv, runs/ and logs/ live (default: the profile's "
@@ -281,8 +293,15 @@ def _reindex(args, results):
 def _plan(args, results):
     """The profile's runs narrowed by --only/--seeds/--levels, with what is known resolved, and
     the notes a real sweep prints first. Raises ConfigError or ProfileError."""
-    specs = expand(find_profile(args.profile), args.set or (), args.max_runs)
+    specs = []
+    for rank, name in enumerate(args.profile):
+        mine = expand(find_profile(name), args.set or (), args.max_runs)
+        for s in mine:   # the scheduler takes an earlier profile's ready runs first
+            s.rank = rank
+        specs += mine
     if (args.only, args.seeds, args.levels) != (None, None, None):   # each narrows; then what they need
+        if len(args.profile) > 1:
+            raise ProfileError("--only, --seeds and --levels narrow one profile; give one")
         specs = select(specs, None if args.only is None else args.only.split(","),
                        None if args.seeds is None else _values(args.seeds, int, "--seeds", "seed"),
                        None if args.levels is None else _values(args.levels, float, "--levels", "level"))

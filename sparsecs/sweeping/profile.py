@@ -62,6 +62,7 @@ class Spec:
         self.point, self.seed = point, seed
         self.target_from, self.init_from = list(target_from), init_from
         self.identity = dict(identity or {})   # profile, entry, role, swept key (row: at build)
+        self.rank = 0           # the sweep's order of profiles (sweep.py with several): earlier first
         self.search = search    # the Search this run is a round of
         self.after = after      # the Search whose calibrated value this run takes
         self.name = self.cfg = None

@@ -98,7 +98,7 @@ class _Scheduler:
             s.search.done, s.search.failed = True, f"cannot read round {s.name}: {e}"
             nxt = None
         if nxt is not None:
-            self.order[id(nxt)] = self.order[id(s)]
+            self.order[id(nxt)], nxt.rank = self.order[id(s)], s.rank
             self.specs.insert(self.specs.index(s) + 1, nxt)
             self.born.append(nxt)
         elif s.search.failed or s.search.note:
@@ -111,7 +111,9 @@ class _Scheduler:
         the skipped, queue the ready, keep the rest pending."""
         self.pending, self.born[:] = self.pending + self.born, []
         self.pending = [s for s in self.pending if self._place(s)]
-        self.queue.sort(key=lambda s: (not s.dependents and s.search is None, self.order[id(s)]))
+        # an earlier profile of the sweep first (sweep.py several profiles), then runs others
+        # wait for, then profile order
+        self.queue.sort(key=lambda s: (s.rank, not s.dependents and s.search is None, self.order[id(s)]))
 
     def _place(self, s):
         """Settle, queue or keep one pending run; True to keep it pending."""

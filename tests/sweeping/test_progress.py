@@ -252,3 +252,44 @@ def test_dry_run_times_runs_by_this_machine_and_setting_first(tmp_path, capsys):
     assert (f"0.0 h in all (0.0 h at epoch times measured on this CPU ({here}); from {results}/runs); "
             f"note: runs in precision fp32, channels_last True, compile False are timed by runs in "
             f"precision bf16, channels_last True, compile False, another setting") in out
+
+
+def test_several_profiles_one_sweep_an_earlier_profiles_ready_runs_first(tmp_path, monkeypatch, capsys):
+    """`sweep.py A B`: B's runs take only the slots A leaves free. A has 3 runs, B 2, one slot:
+    A's three start before any of B's; with two slots and A down to its last run, B fills the
+    other."""
+    clock = [0.0]
+    monkeypatch.setattr(schedule.time, "time", lambda: clock[0])
+    a = profile(tmp_path, f"seeds: [0, 1, 2]\noverrides: [epochs=1]\nruns:\n  - name: a\n    config: {SGD}\n", "a.yaml")
+    b = profile(tmp_path, f"seeds: [0, 1]\noverrides: [epochs=2]\nruns:\n  - name: b\n    config: {SGD}\n", "b.yaml")
+    results = str(tmp_path / "r")
+    args = sweep._parser().parse_args([b, a])       # B listed first: B's runs go first
+    specs, _ = sweep._plan(args, results)
+    assert [s.rank for s in specs] == [0, 0, 1, 1, 1]
+    args = sweep._parser().parse_args([a, b])
+    specs, _ = sweep._plan(args, results)
+    assert [(s.rank, s.identity["profile"]) for s in specs] == [(0, "a")] * 3 + [(1, "b")] * 2
+    epochs = {s.name: s.cfg["epochs"] for s in specs}
+    sweep.run_all(specs, results, Clocked(clock, [10, 20, 30, 40, 50], jobs=1))
+    started = [ln.split()[-1] for ln in capsys.readouterr().out.splitlines() if " start " in ln]
+    assert [epochs[n] for n in started] == [1, 1, 1, 2, 2]
+    specs, _ = sweep._plan(sweep._parser().parse_args([a, b]), str(tmp_path / "r2"))
+    epochs = {s.name: s.cfg["epochs"] for s in specs}
+    # two slots: A's runs 1-2 start; run 1 ends, A's run 3 takes its slot; run 2 ends with
+    # nothing of A's ready, so B's first run starts beside A's last
+    sweep.run_all(specs, str(tmp_path / "r2"), Clocked(clock, [10, 20, 30, 40, 50], jobs=2))
+    started = [ln.split()[-1] for ln in capsys.readouterr().out.splitlines() if " start " in ln]
+    assert [epochs[n] for n in started] == [1, 1, 1, 2, 2]
+
+
+def test_several_profiles_refuse_narrowing_and_different_folders(tmp_path, capsys):
+    a = profile(tmp_path, f"seeds: [0]\nruns:\n  - name: a\n    config: {SGD}\n", "a.yaml")
+    b = profile(tmp_path, f"seeds: [0]\nruns:\n  - name: b\n    config: {SGD}\n", "b.yaml")
+    c = profile(tmp_path, f"results: scratch/elsewhere\nseeds: [0]\nruns:\n  - name: c\n    config: {SGD}\n",
+                "c.yaml")
+    assert sweep.main([a, b, "--only", "a", "--dry-run", "--results", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --only, --seeds and --levels narrow one profile; give one"]
+    assert sweep.main([a, c, "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: these profiles keep their runs in different folders")
