@@ -123,6 +123,29 @@ def collapse_note(part, kind):
     return f"collapses at {100 * fell['sparsity'].min():.4g}% sparse"
 
 
+def missed_note(part, kind, level):
+    """Why a λ search's own target is no level of the curve ('' unless some run of the curve
+    was calibrated to `level` and ended 'not reached'): the seed whose healthy points stop
+    furthest short, and where they stop. The search's own reason is in the λ-search table."""
+    if "calibration_status" not in part or "calibration_target" not in part:
+        return ""
+    target = part["calibration_target"].map(_num)
+    missed = part[(part["calibration_status"] == "not reached") & ((target - level).abs() < 1e-9)]
+    if not len(missed):
+        return ""
+    ok = full_points(part)
+    ok = ok[~ok["collapsed"]]
+    if not len(ok):
+        return ""
+    if kind == "macs":
+        reach = ok.groupby("seed")["mac_frac"].min()
+        seed = reach.idxmax()
+        return f"its search missed it; seed {seed} stops at {100 * reach[seed]:.3g}% of the MACs"
+    reach = ok.groupby("seed")["sparsity"].max()
+    seed = reach.idxmin()
+    return f"its search missed it; seed {seed} stops at {100 * reach[seed]:.4g}% sparse"
+
+
 def _level_x(level, kind, n_weights):
     return math.log(level) if kind == "macs" else K.log_nnz(level, n_weights)
 

@@ -25,7 +25,7 @@ import math
 from . import claims as CL
 from . import compare as K
 from . import style
-from .envelope import at_levels, collapse_note, level_weights, levels_of
+from .envelope import at_levels, collapse_note, level_weights, levels_of, missed_note
 from .latex import BOLD, FIT, FONTS, column_parts, tex_escape, tex_head, tex_width, text_width, two_lines
 
 
@@ -78,6 +78,14 @@ def _beyond(part, kind, level):
     if kind == "macs":
         return level < ok["mac_frac"].min()
     return level > ok["sparsity"].max()
+
+
+def _no_value(part, kind, level, fell):
+    """A cell's note where the curve has no value at `level`: where it collapses (the level
+    beyond it), else why its λ search for that level missed, else '' (the sweep does not span it)."""
+    if fell and _beyond(part, kind, level):
+        return fell
+    return missed_note(part, kind, level)
 
 
 class LevelTable:
@@ -278,7 +286,7 @@ def level_tables(df, roles=("reference", "baseline"), what="methods", marked=Tru
         lines = []
         for lv in levels_of(kind):
             cells = [{"vals": list(vals[k][lv]), "w": weights[k][lv], "bold": False,
-                      "note": fell[k] if not vals[k][lv] and fell[k] and _beyond(cv[k], kind, lv) else ""}
+                      "note": _no_value(cv[k], kind, lv, fell[k]) if not vals[k][lv] else ""}
                      for k in keys]
             if any(c["vals"] for c in cells):
                 lines.append((lv, cells))

@@ -198,6 +198,30 @@ def _curve(rows):
                          for sd, v, sp, acc, fell in rows])
 
 
+def test_a_level_a_search_missed_says_where_each_seed_stops():
+    """LATS's 99% in `fashion`: seed 0's search plateaus at 98.87%, its followers (seeds 1, 2)
+    ran that λ and are marked 'not reached' though they reach 99.1%: the level has no value,
+    and the cell says the search missed it and which seed stops where, not a bare '—'."""
+    from sparsecs.reporting.envelope import missed_note
+    from sparsecs.reporting.tables import _no_value
+    rows = [(sd, 1, 0.95, 90.0, False) for sd in (0, 1, 2)]
+    rows += [(0, 2, 0.9887, 84.0, False), (1, 2, 0.9913, 83.0, False), (2, 2, 0.9914, 82.0, False)]
+    part = _curve(rows).assign(calibration_status=["", "", "", "not reached", "not reached", "not reached"],
+                               calibration_target=[0.95] * 3 + [0.99] * 3)
+    assert at_levels(part, "nnz")[0.99] == []
+    assert missed_note(part, "nnz", 0.99) == "its search missed it; seed 0 stops at 98.87% sparse"
+    assert missed_note(part, "nnz", 0.95) == ""          # reached: no note
+    assert _no_value(part, "nnz", 0.99, "") == missed_note(part, "nnz", 0.99)
+    # a collapse before the level says that instead; a level no search aimed at stays '—'
+    fell = _curve([(sd, 1, 0.95, 90.0, False) for sd in (0, 1, 2)] + [(sd, 2, 0.98, 10.0, True) for sd in (0, 1, 2)])
+    fell = fell.assign(calibration_status=[""] * 3 + ["not reached"] * 3, calibration_target=[0.95] * 3 + [0.99] * 3)
+    assert _no_value(fell, "nnz", 0.99, "collapses at 98% sparse") == "collapses at 98% sparse"
+    assert _no_value(part.assign(calibration_status=""), "nnz", 0.99, "") == ""
+    # on MACs the seed that keeps the most multiply-adds bounds the level
+    macs = part.assign(mac_frac=[0.6] * 3 + [0.121, 0.118, 0.119], calibration_target=[0.5] * 3 + [0.1] * 3)
+    assert missed_note(macs, "macs", 0.1) == "its search missed it; seed 0 stops at 12.1% of the MACs"
+
+
 def test_curves_use_only_the_points_every_seed_ran_and_never_cross_a_collapse():
     rows = []
     for seed in (0, 1, 2):
