@@ -17,7 +17,7 @@ from . import claims as CL
 from . import compare as K
 from . import load
 from . import papers as PA
-from .envelope import at_levels, full_points
+from .envelope import at_levels, full_points, short_note
 
 SETTING_CHECK = ("the accuracy check of the training setting (issue 34: results/fashion_bf16/CHECK.md, "
                  "`python -m benchmarks.setting_check`)")
@@ -112,13 +112,18 @@ def levels(sides):
 def reach(s, level):
     """{entry: (accuracies per seed, or [] where not reached; why not)} of one side at one
     level. Why not: the λ search's reason word (plateau, ceiling, collapse, jump, rounds
-    exhausted), "searching" while it runs, else where the curve's points end."""
+    exhausted), "searching" while it runs, else which seeds stop short or where the curve's
+    points end."""
     out, method = {}, {}
     for (row, entry), part in _elementwise(s["df"]).items():
         method[entry] = part["method"].iloc[0]
         vals = at_levels(part, "nnz")[level]
         why = ""
         if not vals:
+            # some seeds span it, others stop short or collapse: say which (a mean over seeds
+            # would read "its points start sparser" where one seed is 0.1 pp short)
+            why = short_note(part, "nnz", level)
+        if not vals and not why:
             full = full_points(part)
             ok = full[~full["collapsed"]]
             top = ok.groupby("swept_value")["sparsity"].mean().max() if len(ok) else math.nan

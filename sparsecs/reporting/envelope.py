@@ -146,6 +146,34 @@ def missed_note(part, kind, level):
     return f"its search missed it; seed {seed} stops at {100 * reach[seed]:.4g}% sparse"
 
 
+def short_note(part, kind, level):
+    """Why a level some seeds' healthy points span has no value ('' where none spans it: the
+    level is outside the sweep): each seed that stops short, where it stops, or where it
+    collapsed. A level counts only where every seed covers it, so one seed 0.1 pp short, or one
+    broken seed, costs the level; the cell says which."""
+    pts = full_points(part)
+    healthy = pts[~pts["collapsed"]]
+    if kind == "macs":
+        reach, covers = healthy.groupby("seed")["mac_frac"].min(), (lambda v: v <= level * (1 + 1e-9))
+    else:
+        reach, covers = healthy.groupby("seed")["sparsity"].max(), (lambda v: v >= level * (1 - 1e-9))
+    seeds = sorted(part["seed"].unique())
+    if not any(s in reach and covers(reach[s]) for s in seeds):
+        return ""
+    where = (lambda v: f"{100 * v:.3g}% of the MACs") if kind == "macs" else (lambda v: f"{100 * v:.4g}% sparse")
+    bits = []
+    for s in seeds:
+        if s in reach and covers(reach[s]):
+            continue
+        fell = pts[(pts["seed"] == s) & pts["collapsed"]]
+        if len(fell):
+            x = fell["mac_frac"].max() if kind == "macs" else fell["sparsity"].min()
+            bits.append(f"seed {s} collapses at {where(x)}")
+        else:
+            bits.append(f"seed {s} stops at {where(reach[s])}" if s in reach else f"seed {s} has no healthy point")
+    return ", ".join(bits)
+
+
 def _level_x(level, kind, n_weights):
     return math.log(level) if kind == "macs" else K.log_nnz(level, n_weights)
 

@@ -25,7 +25,7 @@ import math
 from . import claims as CL
 from . import compare as K
 from . import style
-from .envelope import at_levels, collapse_note, level_weights, levels_of, missed_note
+from .envelope import at_levels, collapse_note, level_weights, levels_of, missed_note, short_note
 from .latex import BOLD, FIT, FONTS, column_parts, tex_escape, tex_head, tex_width, text_width, two_lines
 
 
@@ -82,10 +82,11 @@ def _beyond(part, kind, level):
 
 def _no_value(part, kind, level, fell):
     """A cell's note where the curve has no value at `level`: where it collapses (the level
-    beyond it), else why its λ search for that level missed, else '' (the sweep does not span it)."""
+    beyond it), else why its λ search for that level missed, else which seeds stop short of it
+    while others span it, else '' (the sweep does not span it)."""
     if fell and _beyond(part, kind, level):
         return fell
-    return missed_note(part, kind, level)
+    return missed_note(part, kind, level) or short_note(part, kind, level)
 
 
 class LevelTable:

@@ -246,3 +246,19 @@ def test_a_bad_export_levels_is_one_line(tmp_path, value):
     prof.write_text(EXPORTED.format(repo=sweep.REPO).replace("export_levels: [0.9]", f"export_levels: {value}"))
     with pytest.raises(ProfileError, match="export_levels must be a non-empty list of sparsities in"):
         load_profile(str(prof))
+
+
+def test_reach_names_the_seed_short_of_a_level_the_others_span():
+    """fashion8's LATS at 99%: seed 0 at 99.20%, seeds 1 and 2 (the same λ) at 98.89/98.95%.
+    The mean point sits above 99%, which once read "its points start sparser"; the reason is
+    the seeds that stop short."""
+    import pandas as pd
+    rows = [(sd, 1, 0.977, 88.0) for sd in (0, 1, 2)] + [(0, 2, 0.992, 82.6), (1, 2, 0.9889, 84.9), (2, 2, 0.9895, 80.8)]
+    df = pd.DataFrame([{"row": "r", "entry": "lats", "method": "soft_threshold", "mode": "elementwise",
+                        "role": "baseline", "seed": sd, "swept_value": str(v), "sparsity": sp, "acc": a,
+                        "collapsed": False, "n_weights": 67_208, "mac_frac": 1 - sp} for sd, v, sp, a in rows])
+    vals, why = B.reach({"df": df, "left": {"searches": []}}, 0.99)["lats"]
+    assert vals == [] and why == "seed 1 stops at 98.89% sparse, seed 2 stops at 98.95% sparse"
+    # a level below the sweep, that every seed passes, keeps its own reason
+    vals, why = B.reach({"df": df, "left": {"searches": []}}, 0.9)["lats"]
+    assert vals == [] and why == "its points start sparser"

@@ -212,14 +212,37 @@ def test_a_level_a_search_missed_says_where_each_seed_stops():
     assert missed_note(part, "nnz", 0.99) == "its search missed it; seed 0 stops at 98.87% sparse"
     assert missed_note(part, "nnz", 0.95) == ""          # reached: no note
     assert _no_value(part, "nnz", 0.99, "") == missed_note(part, "nnz", 0.99)
-    # a collapse before the level says that instead; a level no search aimed at stays '—'
+    # a collapse before the level says that instead; a level no search aimed at names the seed short of it
     fell = _curve([(sd, 1, 0.95, 90.0, False) for sd in (0, 1, 2)] + [(sd, 2, 0.98, 10.0, True) for sd in (0, 1, 2)])
     fell = fell.assign(calibration_status=[""] * 3 + ["not reached"] * 3, calibration_target=[0.95] * 3 + [0.99] * 3)
     assert _no_value(fell, "nnz", 0.99, "collapses at 98% sparse") == "collapses at 98% sparse"
-    assert _no_value(part.assign(calibration_status=""), "nnz", 0.99, "") == ""
+    assert _no_value(part.assign(calibration_status=""), "nnz", 0.99, "") == "seed 0 stops at 98.87% sparse"
     # on MACs the seed that keeps the most multiply-adds bounds the level
     macs = part.assign(mac_frac=[0.6] * 3 + [0.121, 0.118, 0.119], calibration_target=[0.5] * 3 + [0.1] * 3)
     assert missed_note(macs, "macs", 0.1) == "its search missed it; seed 0 stops at 12.1% of the MACs"
+
+
+def test_a_level_one_seed_misses_names_that_seed():
+    """fashion8's LATS at 99%: seed 0 at 99.20%, seeds 1 and 2 at the same λ 98.89% and 98.95%;
+    its prune + fine-tune at 99%: seed 2 collapsed (38%). Both lose the level; the cell says
+    which seed, where, instead of '—'."""
+    from sparsecs.reporting.envelope import short_note
+    from sparsecs.reporting.tables import _no_value
+    rows = [(sd, 1, 0.977, 88.0, False) for sd in (0, 1, 2)]
+    rows += [(0, 2, 0.9920, 82.6, False), (1, 2, 0.9889, 84.9, False), (2, 2, 0.9895, 80.8, False)]
+    part = _curve(rows)
+    assert at_levels(part, "nnz")[0.99] == []
+    assert short_note(part, "nnz", 0.99) == "seed 1 stops at 98.89% sparse, seed 2 stops at 98.95% sparse"
+    assert _no_value(part, "nnz", 0.99, "") == short_note(part, "nnz", 0.99)
+    assert short_note(part, "nnz", 0.995) == ""            # no seed spans it: outside the sweep, '—'
+    ft = _curve([(sd, 1, 0.98, 78.0, False) for sd in (0, 1, 2)]
+                + [(0, 2, 0.99, 66.2, False), (1, 2, 0.99, 66.7, False), (2, 2, 0.99, 38.5, True)])
+    assert at_levels(ft, "nnz")[0.99] == []
+    assert _no_value(ft, "nnz", 0.99, collapse_note(ft, "nnz")) == "seed 2 collapses at 99% sparse"
+    # on MACs: a seed that keeps more multiply-adds than the level stops short of it
+    macs = _curve([(sd, 1, 0.4, 90.0, False) for sd in (0, 1, 2)]
+                  + [(0, 2, 0.75, 85.0, False), (1, 2, 0.72, 85.0, False), (2, 2, 0.69, 85.0, False)])
+    assert short_note(macs, "macs", 0.3) == "seed 2 stops at 31% of the MACs"
 
 
 def test_curves_use_only_the_points_every_seed_ran_and_never_cross_a_collapse():
