@@ -17,6 +17,7 @@ from sparsecs.exporting.slim import load_slim
 
 from tests import REPO
 from tests.exporting.test_committed_weights import fashion_test_set  # noqa: F401 (fixture)
+from tests.exporting.test_committed_weights import accuracy_on as accuracy
 
 WEIGHTS = os.path.join(REPO, "results", "fashion", "weights")
 FILES = sorted(glob.glob(os.path.join(WEIGHTS, "*", "model.slim.pt")))
@@ -60,12 +61,5 @@ def test_slim_file_is_its_record_and_its_run(file):
 
 @pytest.mark.parametrize("file", FILES, ids=run_of)
 def test_slim_file_scores_the_recorded_test_accuracy(file, fashion_test_set):  # noqa: F811
-    model = load_slim(file)
-    correct = n = 0
-    with torch.no_grad():
-        for x, y in fashion_test_set:
-            correct += int((model(x).argmax(1) == y).sum())
-            n += len(y)
-    assert n == 10_000
     summary = _json(REPO, "results", "runs", run_of(file), "summary.json")
-    assert 100.0 * correct / n == pytest.approx(summary["test_acc"], abs=1e-9)
+    assert accuracy(load_slim(file), fashion_test_set) == pytest.approx(summary["test_acc"], abs=1e-9)

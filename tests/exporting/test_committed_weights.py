@@ -153,14 +153,18 @@ def fashion_test_set(tmp_path_factory):
 
 @pytest.mark.parametrize("file", FILES, ids=run_of)
 def test_file_scores_the_recorded_test_accuracy(file, fashion_test_set):
-    model = export.load_csr(file)
+    assert accuracy_on(export.load_csr(file), fashion_test_set) == pytest.approx(summary_of(file)["test_acc"], abs=1e-9)
+
+
+def accuracy_on(model, batches):
+    """The model's accuracy (%) over the whole Fashion-MNIST test set."""
     correct = n = 0
     with torch.no_grad():
-        for x, y in fashion_test_set:
+        for x, y in batches:
             correct += int((model(x).argmax(1) == y).sum())
             n += len(y)
     assert n == 10_000
-    assert 100.0 * correct / n == pytest.approx(summary_of(file)["test_acc"], abs=1e-9)
+    return 100.0 * correct / n
 
 
 def test_hub_eval_and_benchmark_take_a_committed_file(tmp_path, capsys):
