@@ -223,8 +223,11 @@ def regime_check(regime, part):
     gap = h - lo
     met = gap >= regime.min_gap
     n = len(part)
+    # each seed's gap, so that a mean a hair from the threshold shows its own spread
+    each = part.sort_values("seed") if "seed" in part.columns else part
+    per = f" (per seed {', '.join(f'{v:.2f}' for v in each[high] - each[regime.low])})" if n > 1 else ""
     return met, (f"{'in' if met else 'outside'} its regime, {regime.what}: {high} {h:.2f}% against "
-                 f"{regime.low} {lo:.2f}% (mean of {n} seed{'s' if n != 1 else ''}), a gap of {gap:.2f} pp, "
+                 f"{regime.low} {lo:.2f}% (mean of {n} seed{'s' if n != 1 else ''}), a gap of {gap:.2f} pp{per}, "
                  f"{'at least' if met else 'under'} {regime.min_gap:g} pp")
 
 

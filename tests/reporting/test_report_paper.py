@@ -523,9 +523,10 @@ def test_claim_a4_needs_a_dense_model_that_overfits(built):
     counted = [c for c in mine if c["levels"]]
     assert counted and counted[0]["regime"].startswith("in its regime")
 
-    # the committed runs' gap: train 92.59, test 92.11 (0.48 pp): outside the regime
+    # the committed runs' gap: train 92.59, test 92.11 (0.48 pp): outside the regime; each seed's
+    # gap is shown (here 0.30, 0.50, 0.64 pp, mean 0.48)
     low = df.copy()
-    low.loc[dense, "train_acc_final"] = low.loc[dense, "test_acc"] + 0.48
+    low.loc[dense, "train_acc_final"] = low.loc[dense, "test_acc"] + low.loc[dense, "seed"].map({0: 0.30, 1: 0.50, 2: 0.64})
     verdicts = {n: (v, mine) for n, _, _, v, mine in CL.claim_verdicts(CL.comparisons(low))}
     v4, mine = verdicts["4"]
     assert v4 == K.NOT_TESTABLE == "not testable at this budget"
@@ -533,7 +534,7 @@ def test_claim_a4_needs_a_dense_model_that_overfits(built):
     assert c["outcome"] == K.NOT_TESTABLE and c["levels"]                  # the levels stay shown
     eq = low[dense & (low["total_epochs"] == c["b"]["epochs"])]
     want = (f"train_acc_final {eq['train_acc_final'].mean():.2f}% against test_acc "
-            f"{eq['test_acc'].mean():.2f}% (mean of 3 seeds), a gap of 0.48 pp, under 1 pp")
+            f"{eq['test_acc'].mean():.2f}% (mean of 3 seeds), a gap of 0.48 pp (per seed 0.30, 0.50, 0.64), under 1 pp")
     assert c["regime"].startswith("outside its regime") and c["regime"].endswith(want)
     # the other claims do not move
     assert verdicts["1"][0] == {n: v for n, _, _, v, _ in CL.claim_verdicts(CL.comparisons(df))}["1"]
