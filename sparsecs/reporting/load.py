@@ -208,9 +208,11 @@ def load(profile, results):
     df["correct"] = correctness(df, results)
     df["compression"] = df["n_weights"] / df["nnz"].clip(lower=1)
     # rows this profile asked for once that its plan no longer names (a λ search that took
-    # another path since, e.g. a round the collapse rule now judges collapsed): not "other"
-    ours = set(df["profile"]) - {""}
-    retired = [n for n in other if listed[n] in ours]
+    # another path since, e.g. a round the collapse rule now judges collapsed): not "other".
+    # Only rows under this profile's own name: a run it shares with another profile (fashion8's
+    # dense runs are fashion_bf16's) does not make that profile's other runs retired
+    ours = P.profile_name(profile_path(profile))
+    retired = [n for n in other if listed[n] == ours]
     other = [n for n in other if n not in retired]
     return df, {"missing": missing, "waiting": waiting, "not_run": not_run, "other": other, "retired": retired,
                 "searches": search_rows(searches), "incomplete": incomplete(results, missing)}

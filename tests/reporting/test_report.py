@@ -4,6 +4,7 @@ selection rule (exactly the profile's complete runs; anything else left out and 
 Run folders are written by a stand-in launcher through sweep.run_all, so names and identity
 are exactly what a real sweep gives; accuracy and sparsity follow formulas chosen here."""
 import csv
+import json
 import math
 import os
 import subprocess
@@ -333,11 +334,24 @@ def test_report_covers_exactly_the_profile_and_names_stale_rows(tmp_path):
     ours = load.load(prof, results)[0]["profile"].iloc[0]
     retired = "digits-resnet20-xrda-lam0.5-s0-cafef00d"
     runindex.upsert_row(os.path.join(results, paths.INDEX), {"run": retired, "profile": ours, "test_acc": 10.0})
+    # a run of another profile: not this one's to retire, though this profile may share some of
+    # that profile's runs (its rows then carry that profile's name)
+    neighbour = "digits-resnet20-xrda-lam0.7-s0-0ddba11"
+    runindex.upsert_row(os.path.join(results, paths.INDEX), {"run": neighbour, "profile": "neighbour", "test_acc": 10.0})
+    index = os.path.join(results, paths.INDEX)
+    first = next(csv.DictReader(open(index, newline="")))["run"]
+    runindex.upsert_row(index, {"run": first, "profile": "neighbour"})
+    summary = os.path.join(paths.run_dir(results, first), "summary.json")
+    with open(summary) as f:
+        js = json.load(f)
+    with open(summary, "w") as f:
+        json.dump(dict(js, profile="neighbour"), f)
     out = tmp_path / "rep"
     written, n, left = report.build(prof, results, str(out))
-    assert n == 15 and left["other"] == [stale] and left["retired"] == [retired]
+    assert n == 15 and left["retired"] == [retired]
+    assert sorted(left["other"]) == sorted([stale, neighbour])
     text = (out / "REPORT.md").read_text()
-    assert "**15 runs**" in text and "Left out: 1 other row(s)" in text and stale in text
+    assert "**15 runs**" in text and "Left out: 2 other row(s)" in text and stale in text
     assert "Not used: 1 run(s) this profile asked for once but its plan no longer names" in text
     assert retired in text
     assert "**Verdict: supported.**" in text and "**Verdict: refuted.**" in text
