@@ -228,9 +228,12 @@ def figures(df, pts, left, frames, inference, fdir, titles, looks):
     kw = dict(titles=titles, looks=looks)
     tradeoff = lambda kind, width, *a, **k: fig_tradeoff.tradeoff(pts, fdir, kind, width, *a, **kw, **k)
     ablation = dict(roles=("reference", "ablation"))
+    # no ablation entry: the figure would be xRDA alone, a part of the trade-off figure
+    has_ablation = (pts["role"] == "ablation").any()
     return [("Accuracy against sparsity", tradeoff("nnz", "page") + tradeoff("nnz", "col")),
             ("Ablations: accuracy against sparsity",
-             tradeoff("nnz", "page", "ablation", **ablation) + tradeoff("nnz", "col", "ablation", **ablation)),
+             tradeoff("nnz", "page", "ablation", **ablation) + tradeoff("nnz", "col", "ablation", **ablation)
+             if has_ablation else []),
             ("Structured: accuracy against structural multiply-adds",
              tradeoff("macs", "page") + tradeoff("macs", "col")),
             ("Training dynamics on the common budget", fig_dynamics.dynamics(df, pts, frames["metrics"], fdir, **kw)),

@@ -362,6 +362,8 @@ def test_report_covers_exactly_the_profile_and_names_stale_rows(tmp_path):
     assert (out / "tables" / "levels_fashion_mnist-resnet20_methods.tex").read_text().count(r"\label{") == 1
     for f in ("tradeoff_col.png", "tradeoff_page.pdf", "dynamics_page.png"):
         assert (out / "figures" / f).stat().st_size > 1000
+    # no ablation entry: no ablation figure (it would be xRDA alone, a part of the trade-off)
+    assert not list((out / "figures").glob("ablation_*"))
     # the README block states the same verdicts and differences: xRDA 2 pp above GMP at every
     # level both cover (the synthetic sweep's construction), dense above xRDA
     block = (out / "tables" / "verdicts_readme.md").read_text().splitlines()
