@@ -344,9 +344,9 @@ def tables_section(r):
     L += ["## Tables", "",
           "Accuracy (%) at fixed levels, interpolated along each method's own sweep: mean ± std "
           "over seeds (a seed count in brackets where it differs from the table's); — where the "
-          "level is outside the sweep; \"not reached\" where the curve collapses before it or the "
-          "λ search for that level missed it, with where its points stop; an entry with no value at "
-          "any level is left out."
+          "level is outside the sweep; \"not reached\" where the curve collapses before it, the "
+          "λ search for that level missed it or a seed stops short of it, with where its points "
+          "stop; an entry with no value at any level is left out."
           + (" Bold: the highest mean of a level where it wins against every other entry of that "
              "level by the test above (Holm-corrected over the level's comparisons); no bold: none "
              "is decisively best." if r.evidence != "none" else "")

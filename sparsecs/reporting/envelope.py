@@ -123,6 +123,18 @@ def collapse_note(part, kind):
     return f"collapses at {100 * fell['sparsity'].min():.4g}% sparse"
 
 
+def _seed_reach(part, kind, level):
+    """(the curve's full points, each seed's furthest healthy point among them, whether a
+    value covers `level`, the words for a value) on the axis `kind` reads."""
+    pts = full_points(part)
+    healthy = pts[~pts["collapsed"]]
+    if kind == "macs":
+        return (pts, healthy.groupby("seed")["mac_frac"].min(), lambda v: v <= level * (1 + 1e-9),
+                lambda v: f"{100 * v:.3g}% of the MACs")
+    return (pts, healthy.groupby("seed")["sparsity"].max(), lambda v: v >= level * (1 - 1e-9),
+            lambda v: f"{100 * v:.4g}% sparse")
+
+
 def missed_note(part, kind, level):
     """Why a λ search's own target is no level of the curve ('' unless some run of the curve
     was calibrated to `level` and ended 'not reached'): the seed whose healthy points stop
@@ -130,20 +142,13 @@ def missed_note(part, kind, level):
     if "calibration_status" not in part or "calibration_target" not in part:
         return ""
     target = part["calibration_target"].map(_num)
-    missed = part[(part["calibration_status"] == "not reached") & ((target - level).abs() < 1e-9)]
-    if not len(missed):
+    if not ((part["calibration_status"] == "not reached") & ((target - level).abs() < 1e-9)).any():
         return ""
-    ok = full_points(part)
-    ok = ok[~ok["collapsed"]]
-    if not len(ok):
+    _, reach, _, where = _seed_reach(part, kind, level)
+    if not len(reach):
         return ""
-    if kind == "macs":
-        reach = ok.groupby("seed")["mac_frac"].min()
-        seed = reach.idxmax()
-        return f"its search missed it; seed {seed} stops at {100 * reach[seed]:.3g}% of the MACs"
-    reach = ok.groupby("seed")["sparsity"].max()
-    seed = reach.idxmin()
-    return f"its search missed it; seed {seed} stops at {100 * reach[seed]:.4g}% sparse"
+    seed = reach.idxmax() if kind == "macs" else reach.idxmin()
+    return f"its search missed it; seed {seed} stops at {where(reach[seed])}"
 
 
 def short_note(part, kind, level):
@@ -151,20 +156,13 @@ def short_note(part, kind, level):
     level is outside the sweep): each seed that stops short, where it stops, or where it
     collapsed. A level counts only where every seed covers it, so one seed 0.1 pp short, or one
     broken seed, costs the level; the cell says which."""
-    pts = full_points(part)
-    healthy = pts[~pts["collapsed"]]
-    if kind == "macs":
-        reach, covers = healthy.groupby("seed")["mac_frac"].min(), (lambda v: v <= level * (1 + 1e-9))
-    else:
-        reach, covers = healthy.groupby("seed")["sparsity"].max(), (lambda v: v >= level * (1 - 1e-9))
+    pts, reach, covers, where = _seed_reach(part, kind, level)
     seeds = sorted(part["seed"].unique())
-    if not any(s in reach and covers(reach[s]) for s in seeds):
+    short = [s for s in seeds if not (s in reach and covers(reach[s]))]
+    if len(short) == len(seeds):
         return ""
-    where = (lambda v: f"{100 * v:.3g}% of the MACs") if kind == "macs" else (lambda v: f"{100 * v:.4g}% sparse")
     bits = []
-    for s in seeds:
-        if s in reach and covers(reach[s]):
-            continue
+    for s in short:
         fell = pts[(pts["seed"] == s) & pts["collapsed"]]
         if len(fell):
             x = fell["mac_frac"].max() if kind == "macs" else fell["sparsity"].min()
