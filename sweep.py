@@ -2,7 +2,7 @@
 
     python sweep.py PROFILE [PROFILE ...] [--dry-run] [--jobs N] [--threads T] [--runs-per-gpu K]
                             [--results DIR] [--only ENTRY,...] [--seeds S,...] [--levels L,...]
-                            [--retrain] [--set KEY=VALUE ...] [--max-runs N]
+                            [--retrain] [--set KEY=VALUE ...] [--max-runs N] [--until HH:MM]
     python sweep.py PROFILE --launcher slurm --partition gpu --time 24:00:00 --gpus 1 \\
                             [--nodes 1] --array-parallelism 32
 
@@ -110,7 +110,11 @@ passing all three, plus every run these need to run to the end: their init_from 
 target_from runs, round 1 of the λ search a follower seed takes its value from, and for a
 chained search round 1 of the previous target's search, which it starts from (not that
 search's followers). So `--seeds 0 --levels 0.9` is every entry's 90% point on seed 0, and a
-later `--seeds 1,2 --levels 0.9` its other seeds. The filters only select: names, hashes and
+later `--seeds 1,2 --levels 0.9` its other seeds. `--until 16:20` starts only the runs whose
+estimate (the epochs they have left x the epoch time complete runs measured on this machine,
++10% and a minute) ends by then, cheaper runs of a later profile filling slots the earlier
+cannot use, and stops: a machine given back at a set time cuts no run mid-way, whose
+checkpoint would be lost with the machine. The filters only select: names, hashes and
 `identity.profile` are those of the whole profile, and --dry-run lists the selection. A
 value the profile does not have is one line and exit 2.
 
@@ -227,6 +231,11 @@ def _parser():
 
 
 def _add_local_args(g):
+    g.add_argument("--until", metavar="HH:MM", type=_until,
+                   help="start only the runs whose estimate (epochs left x the epoch time measured "
+                        "here, +10%% and a minute) ends before this local time (its next "
+                        "occurrence; or YYYY-MM-DDTHH:MM), then stop: no run is cut mid-way when "
+                        "the machine must be given back")
     g.add_argument("--jobs", type=int, default=0,
                    help="runs at once (default: --runs-per-gpu per visible GPU, else CPU cores / --threads)")
     g.add_argument("--threads", type=int, default=None,
@@ -261,11 +270,34 @@ def _check_flags(args, results):
         print(f"error: --results {args.results} is a file, not a results folder; nothing was run",
               file=sys.stderr)
         return 2
+    if getattr(args, "until", None) is not None and args.launcher != "local":
+        print("error: --until is for the local launcher (a SLURM job has --time)", file=sys.stderr)
+        return 2
     if args.retrain and args.reuse_complete:
         print("error: --retrain and --reuse-complete contradict each other (reuse is the default)",
               file=sys.stderr)
         return 2
     return None
+
+
+def _until(text):
+    """--until's value as seconds since the epoch: HH:MM (its next occurrence, local time) or
+    YYYY-MM-DDTHH:MM (not in the past)."""
+    import datetime as dt
+    now = dt.datetime.now()
+    try:
+        if "T" in text:
+            when = dt.datetime.strptime(text, "%Y-%m-%dT%H:%M")
+        else:
+            t = dt.datetime.strptime(text, "%H:%M")
+            when = now.replace(hour=t.hour, minute=t.minute, second=0, microsecond=0)
+            if when <= now:
+                when += dt.timedelta(days=1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not HH:MM or YYYY-MM-DDTHH:MM") from None
+    if when <= now:
+        raise argparse.ArgumentTypeError(f"{text} is in the past")
+    return when.timestamp()
 
 
 def _check_counts(args):
@@ -341,7 +373,7 @@ def _launch(args, specs, notes, results):
             return 2
         os.makedirs(os.path.join(results, "logs"), exist_ok=True)
         t0 = time.time()
-        run_all(specs, results, launcher, state)
+        run_all(specs, results, launcher, state, until=getattr(args, "until", None))
     except KeyboardInterrupt:   # Ctrl-C: what was settled, then one line
         print_table(specs, state, time.time() - t0)
         print("interrupted: running runs stopped at their last finished epoch's checkpoint; "

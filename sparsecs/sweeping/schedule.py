@@ -6,6 +6,7 @@ from sparsecs import cli
 from sparsecs import config as C
 from sparsecs import hardware
 from sparsecs import paths
+from sparsecs import summaries
 
 from .plan import is_finished, materialize, missed, next_round, spec_cfg, weight_users, weights_wanted
 from .profile import TERMINAL, ProfileError
@@ -26,7 +27,7 @@ def holder(results, name):
         return "?"
 
 
-def run_all(specs, results, launcher, state=None):
+def run_all(specs, results, launcher, state=None, until=None):
     """Launch every run whose dependencies are done; returns {id(spec): (status, note)}
     (`state`: fill this dict instead, so that a caller still has it after an exception).
 
@@ -40,15 +41,21 @@ def run_all(specs, results, launcher, state=None):
     Ready runs wait in one queue, runs that others depend on first, then in profile order
     (profiles list their expensive runs first); the local launcher takes from it whenever a
     slot is free, the SLURM launcher takes all of it (one job array per wave). A finished
-    round of a λ search adds the next round to `specs` (and to the queue's inputs)."""
-    return _Scheduler(specs, results, launcher, {} if state is None else state).run()
+    round of a λ search adds the next round to `specs` (and to the queue's inputs).
+
+    `until` (seconds since the epoch, sweep.py --until): a queued run starts only if its
+    estimate (_Costs.left) ends before it, the first in queue order that does; once none
+    running and none queued fits, the sweep stops, the rest `not run`. So a sweep that must end
+    by a set time (a machine lent for hours) leaves no run cut mid-way."""
+    return _Scheduler(specs, results, launcher, {} if state is None else state, until).run()
 
 
 class _Scheduler:
     """run_all's state: the runs pending, queued and running, and the progress counters."""
 
-    def __init__(self, specs, results, launcher, state):
+    def __init__(self, specs, results, launcher, state, until=None):
         self.specs, self.results, self.launcher, self.state = specs, results, launcher, state
+        self.until, self.past_until = until, []   # the runs --until kept from starting
         self.claimed, self.running, self.queue = {}, {}, []
         # progress: [k/N] start|done lines; N is the runs this sweep expects to train as known now
         # (started, ready and waiting; a search's next round adds one, a skip or block takes one)
@@ -66,6 +73,9 @@ class _Scheduler:
                 settled = len(self.state)
                 self.place()
                 self.start()
+                if not self.running and self.queue and self.until is not None and not self.born:
+                    self.stop_at_until()   # none fits before --until: stop here
+                    break
                 if not self.running:
                     if self.pending and not self.queue and not self.born and len(self.state) == settled:  # a bug
                         for s in self.pending:
@@ -174,16 +184,41 @@ class _Scheduler:
         return len(self.began) + len(self.queue) + len(self.pending) + len(self.born)
 
     def start(self):
-        """Hand the launcher as many queued runs as it has free slots: `[k/N] start RUN`."""
+        """Hand the launcher as many queued runs as it has free slots: `[k/N] start RUN`
+        (under --until only runs whose estimate ends before it, in queue order)."""
         n = self.launcher.free(len(self.running))
         if n and self.queue:
             total = self._total()
-            for s in self.queue[:n]:
+            chosen = self.queue[:n] if self.until is None else self._fitting(n)
+            for s in chosen:
                 self.began[id(s)] = time.time()
                 self.number[id(s)] = len(self.began)
                 print(f"[{len(self.began)}/{total}] start {s.name}", flush=True)
-            self.running.update(self.launcher.submit(self.queue[:n]))
-            self.queue = self.queue[n:]
+            if chosen:
+                self.running.update(self.launcher.submit(chosen))
+            self.queue = [s for s in self.queue if all(s is not c for c in chosen)]
+
+    def stop_at_until(self):
+        """Settle what is left as `not run` and say so in one line."""
+        ready, waiting = len(self.queue), len(self.pending)
+        self.past_until = self.queue + self.pending
+        for s in self.past_until:
+            self.state[id(s)] = ("not run", "its estimate ends after --until")
+        self.queue, self.pending = [], []
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.until))
+        print(f"--until {when}: stopped; {ready} ready run(s) would end after it"
+              + (f", {waiting} more wait on runs not yet trained" if waiting else "")
+              + " (run the same command to go on)", flush=True)
+
+    def _fitting(self, n):
+        """Up to n queued runs, in queue order, whose estimated end is before --until."""
+        now, out = time.time(), []
+        for s in self.queue:
+            if len(out) == n:
+                break
+            if now + self.costs.left(s, self.results) <= self.until:
+                out.append(s)
+        return out
 
     def end(self, s, code, note):
         """A run ended with exit status `code`: `[k/N] done|held|FAILED RUN (took, elapsed, ETA)`."""
@@ -225,6 +260,28 @@ class _Costs:
             except (C.ConfigError, ProfileError, KeyError, ValueError, TypeError, OSError, paths.RunFolderError):
                 self.known[id(s)] = (1, None)
         return self.known[id(s)]
+
+    def left(self, s, results):
+        """Seconds run s needs to end, for --until: its epochs not yet in its metrics.csv x its
+        epoch time (_epochs_time; where none of its data, model, width and method ran, the
+        slowest epoch measured of any, a bound, not a guess), x 1.1 and + 60 s for the start and
+        the final evaluation. Infinite where no epoch was ever measured: it does not start."""
+        epochs, t = self._epochs_time(s)
+        if not t:
+            t = self.slowest()
+        if not t:
+            return float("inf")
+        try:
+            done = len(summaries.read_metrics(paths.run_dir(results, s.name))) if s.name else 0
+        except (OSError, paths.RunFolderError):
+            done = 0
+        return max(0, epochs - done) * t * 1.1 + 60.0
+
+    def slowest(self):
+        """The slowest mean epoch time of any data, model, width and method measured (None: none)."""
+        means = [sum(v[0] for v in by.values()) / max(1, sum(v[1] for v in by.values()))
+                 for by in self.measured.values() if by]
+        return max(means) if means else None
 
     def eta(self, ended, took, rest):
         """Seconds the runs `rest` take, at the rate the runs `ended` took (`took` seconds)."""

@@ -293,3 +293,61 @@ def test_several_profiles_refuse_narrowing_and_different_folders(tmp_path, capsy
     assert sweep.main([a, c, "--dry-run"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: these profiles keep their runs in different folders")
+
+
+UNTIL = f"""
+seeds: [0, 1, 2]
+overrides: [epochs=8, train_subset=128, model=resnet20, width=0.125, device=cpu, precision=fp32,
+            channels_last=true, compile=false]
+runs:
+  - name: a
+    config: {SGD}
+"""
+
+
+def test_until_starts_only_runs_whose_estimate_ends_before_it(tmp_path, monkeypatch, capsys):
+    """--until: a run starts only if (epochs left x the measured epoch time) x 1.1 + 60 s ends
+    before it. Epochs here take 100 s (a complete run of the same data, model and method), so
+    an 8-epoch run needs 940 s, a 1-epoch run (profile b) and the 8-epoch run that already has
+    7 epochs in its metrics.csv 170 s each. One slot, until t = 1100 s: a's first run starts at
+    0; at 900 s a's resumed run (ends by 1070) goes before b's runs, which fit as well; at 950 s
+    neither a's third (1890) nor b's (1120) fits, so the sweep stops with 3 runs not run."""
+    clock = [0.0]
+    monkeypatch.setattr(schedule.time, "time", lambda: clock[0])
+    here = hardware.environment()["device_name"]
+    a = profile(tmp_path, UNTIL, "a.yaml")
+    b = profile(tmp_path, UNTIL.replace("seeds: [0, 1, 2]", "seeds: [0, 1]").replace("epochs=8", "epochs=1")
+                .replace("name: a", "name: b"), "b.yaml")
+    results = str(tmp_path / "r")
+    specs, _ = sweep._plan(sweep._parser().parse_args([a, b]), results)
+    a0 = specs[0]
+    timed = C.build(a0.config, a0.overrides + ["seed=9"])
+    timed_run(results, C.run_name(timed), timed, 100.0, here)
+    partial = paths.run_dir(results, specs[1].name)          # a's seed 1: 7 of 8 epochs done
+    os.makedirs(partial)
+    fileio.save_csv([{"epoch": e, "seconds": 100.0} for e in range(1, 8)], paths.path(partial, paths.METRICS))
+    state = sweep.run_all(specs, results, Clocked(clock, [900, 950], jobs=1), until=1100.0)
+    out = capsys.readouterr().out.splitlines()
+    started = [ln.split()[-1] for ln in out if " start " in ln]
+    assert started == [specs[0].name, specs[1].name]
+    assert sorted(v[0] for v in state.values()) == ["finished"] * 2 + ["not run"] * 3
+    stop = [ln for ln in out if ln.startswith("--until ")]
+    assert len(stop) == 1 and "stopped; 3 ready run(s) would end after it" in stop[0], out
+
+
+def test_until_starts_nothing_without_a_measured_epoch_and_refuses_slurm(tmp_path, monkeypatch, capsys):
+    clock = [0.0]
+    monkeypatch.setattr(schedule.time, "time", lambda: clock[0])
+    a = profile(tmp_path, UNTIL, "a.yaml")
+    specs, _ = sweep._plan(sweep._parser().parse_args([a]), str(tmp_path / "r"))
+    state = sweep.run_all(specs, str(tmp_path / "r"), Clocked(clock, [], jobs=2), until=1e12)
+    assert [v[0] for v in state.values()] == ["not run"] * 3
+    assert not [ln for ln in capsys.readouterr().out.splitlines() if " start " in ln]
+    assert sweep.main([a, "--launcher", "slurm", "--until", "23:59", "--results", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.strip() == "error: --until is for the local launcher (a SLURM job has --time)"
+    import pytest
+    for bad in ("25:00", "soon", "2020-01-01T00:00"):
+        with pytest.raises(SystemExit) as e:
+            sweep.main([a, "--until", bad])
+        assert e.value.code == 2
+        assert "--until" in capsys.readouterr().err
