@@ -255,12 +255,15 @@ def export(run_dir, fmt, out=None, batch=256, data_dir=None, force=False, record
 
 # ----------------------------------------------------------------------------- a profile's levels
 
-def export_profile(profile, results, batch=256, data_dir=None):
+def export_profile(profile, results, batch=256, data_dir=None, rounds=False):
     """Into RESULTS/<profile>/weights/<run>/ (the run folders are not written to), each file
     with its sha256 and export.json beside it: the csr export of every run at the profile's
     export_levels, and the slim export of every structured run at its export_macs_levels,
-    whose accuracy on the whole test set must be the run's (export(test_set=True)). Returns
-    ([(format, level, run, facts)], [runs without weights here: committed, trained elsewhere])."""
+    whose accuracy on the whole test set must be the run's (export(test_set=True)). `rounds`:
+    the csr export of every λ-search round at an export level too (--rounds). A run without
+    model.pt whose export is there already and reads back against its sha256 is kept as it is.
+    Returns ([(format, level, run, facts)], [runs without weights here and no export: committed,
+    trained elsewhere], [(format, run, file) kept])."""
     from sparsecs.reporting import load
 
     prof = profile_of(profile)
@@ -268,20 +271,25 @@ def export_profile(profile, results, batch=256, data_dir=None):
         raise ExportError(f"{profile}: the profile has no export_levels: [...] nor export_macs_levels: "
                           f"[...] (the levels whose runs export.py --profile exports)", 2)
     df = load.load(profile, results)[0]
-    jobs = [("csr", level_runs(profile, results, df) if prof.get("export_levels") else {}),
+    jobs = [("csr", level_runs(profile, results, df, rounds) if prof.get("export_levels") else {}),
             ("slim", structured_runs(profile, results, df))]
     name = os.path.basename(profile).removesuffix(".yaml")
-    done, missing = [], []
+    done, missing, kept = [], [], []
     for fmt, levels in jobs:
         for lv, folders in levels.items():
             for folder in folders:
                 run = os.path.basename(folder)
+                dest = os.path.join(results, name, "weights", run)
                 if not os.path.exists(paths.path(folder, paths.MODEL)):
-                    missing.append(run)
+                    earlier = os.path.join(dest, DEFAULT_OUT[fmt])
+                    if os.path.isfile(earlier):
+                        verify(earlier)          # a damaged one: ExportError, one line
+                        kept.append((fmt, run, earlier))
+                    else:
+                        missing.append(run)
                     continue
-                done.append((fmt, lv, run, _export_into(os.path.join(results, name, "weights", run),
-                                                        folder, fmt, batch, data_dir)))
-    return done, missing
+                done.append((fmt, lv, run, _export_into(dest, folder, fmt, batch, data_dir)))
+    return done, missing, kept
 
 
 def _export_into(dest, folder, fmt, batch, data_dir):
@@ -384,11 +392,17 @@ def main(argv=None):
                                      "structured runs at export_macs_levels (slim, --test-set) into "
                                      "RESULTS/<profile>/weights/<run>/")
     p.add_argument("--results", default="results", help="with --profile: the results folder")
+    p.add_argument("--rounds", action="store_true",
+                   help="with --profile: also every λ-search round at an export level (while a search "
+                        "goes on any round may become its point, and weights do not outlive the "
+                        "machine that trained them: export at the end of each session)")
     p.add_argument("--check", nargs="+", metavar="FILE",
                    help="read exports back against their recorded sha256 instead of exporting")
     args = p.parse_args(argv)
     if args.check and (args.run_dir or args.format or args.out):
         p.error("--check FILE ... takes no RUN_DIR, --format or --out")
+    if args.rounds and not args.profile:
+        p.error("--rounds goes with --profile")
     if args.profile and (args.check or args.run_dir or args.format or args.out):
         p.error("--profile PROFILE takes no RUN_DIR, --format, --out or --check (it writes csr and slim exports)")
     if not args.check and not args.profile and not (args.run_dir and args.format):
@@ -401,9 +415,13 @@ def main(argv=None):
             fmt, sha = verify(file)
             print(f"{file}: ok ({fmt} export, sha256 {sha[:16]}... as recorded)")
         if args.profile:
-            done, missing = export_profile(args.profile, args.results, args.batch, args.data_dir)
+            done, missing, kept = export_profile(args.profile, args.results, args.batch, args.data_dir,
+                                                 args.rounds)
             for fmt, lv, run, f in done:
                 print(_profile_line(fmt, lv, run, f))
+            for fmt, run, file in kept:
+                print(f"kept: {file}: exported earlier, reads back against its sha256 ({run} has no "
+                      f"model.pt here)")
             for run in missing:
                 print(f"not exported: {run}: no model.pt here (a committed run, trained elsewhere)",
                       file=sys.stderr)

@@ -13,9 +13,10 @@ def profile_of(profile):
     return load_profile(load.profile_path(profile))
 
 
-def _at_levels(df, levels, wanted, target_of):
+def _at_levels(df, levels, wanted, target_of, rounds=False):
     """{level: [run folder]}: every seed of the points of the curves `wanted` picks whose
-    target (`target_of` a run row, or None) is a level; a search's other rounds are not."""
+    target (`target_of` a run row, or None) is a level; a search's other rounds are not,
+    unless `rounds` (every complete run at a level's target, points or not)."""
     from sparsecs.reporting import claims as CL
     from sparsecs.reporting.envelope import full_points
 
@@ -23,7 +24,7 @@ def _at_levels(df, levels, wanted, target_of):
     for part in CL.curves(df).values():
         if not wanted(part):
             continue
-        for _, r in full_points(part).iterrows():
+        for _, r in (part if rounds else full_points(part)).iterrows():
             target = target_of(r)
             for lv in levels:
                 if target is not None and abs(target - lv) < 1e-9:
@@ -36,10 +37,11 @@ def _calibrated(r):
     return None if t != t else float(t)
 
 
-def level_runs(profile, results, df=None):
+def level_runs(profile, results, df=None, rounds=False):
     """{level: [run folder]} for the profile's `export_levels`: the runs of every sparse
     entry's point that stands for the level (a λ search's calibrated point, every seed, or a
-    grid's target), complete in RESULTS (reporting.load). A search's other rounds are not."""
+    grid's target), complete in RESULTS (reporting.load). A search's other rounds are not,
+    unless `rounds`: while a search goes on, any of its rounds may become its point."""
     from sparsecs.reporting import load
 
     levels = profile_of(profile).get("export_levels")
@@ -51,7 +53,7 @@ def level_runs(profile, results, df=None):
                                 and part["mode"].iloc[0] == "elementwise")
     target = lambda r: (_calibrated(r) if _calibrated(r) is not None else  # noqa: E731
                         _number(r["swept_value"]) if str(r["swept_key"]).endswith("target") else None)
-    return _at_levels(df, levels, elementwise, target)
+    return _at_levels(df, levels, elementwise, target, rounds)
 
 
 def structured_runs(profile, results, df=None):

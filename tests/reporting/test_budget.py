@@ -262,3 +262,79 @@ def test_reach_names_the_seed_short_of_a_level_the_others_span():
     # a level below the sweep, that every seed passes, keeps its own reason
     vals, why = B.reach({"df": df, "left": {"searches": []}}, 0.9)["lats"]
     assert vals == [] and why == "its points start sparser"
+
+
+SEARCHED = """
+evidence: small-scale
+seeds: [0, 1]
+overrides: [epochs=1, dataset=digits, model=resnet20, width=0.125]
+export_levels: [0.9]
+runs:
+  - name: xrda
+    config: {repo}/configs/quick/xrda.yaml
+    target_sparsity: [0.9]
+    calibrate: {{key: optim.lam, start: 2.0e-5, tolerance: 0.3, rounds: 5}}
+"""
+
+
+def searched(cfg):
+    """xRDA's sparsity 1 - 1e-5/λ: round 1 (λ 2e-5) is 50% sparse, five times the target's
+    nonzeros, so the search takes more rounds before it reaches 90%."""
+    sp = min(0.999, max(0.0, 1.0 - 1e-5 / cfg["optim"]["lam"]))
+    return 95.0 - 10 * sp + 0.1 * cfg["seed"], sp
+
+
+def test_export_rounds_keeps_every_search_round_and_an_earlier_export_reads_back(tmp_path, capsys):
+    """--rounds: besides the point (the round the search ended on and its seed-1 follower),
+    every other round at the level, since weights do not outlive the machine and a search still
+    going on may end on any of them. A point whose model.pt is gone but whose export is there
+    and reads back against its sha256 is `kept`, not `not exported`; a damaged one is one line."""
+    import torch
+
+    import export
+    from sparsecs import fileio
+    from sparsecs import modelfile
+    from sparsecs import models
+    from sparsecs import paths
+    from sparsecs import summaries
+
+    prof = tmp_path / "sr.yaml"
+    prof.write_text(SEARCHED.format(repo=sweep.REPO))
+    results = str(tmp_path / "results")
+    state = sweep.run_all(sweep.expand(str(prof)), results, FakeLauncher(results, searched))
+    assert all(st == "finished" for st, _ in state.values())
+    names = sorted(os.listdir(os.path.join(results, "runs")))
+    for name in names:
+        folder = os.path.join(results, "runs", name)
+        torch.manual_seed(summaries.read_summary(folder)["seed"])
+        m = models.get_model("resnet20", 10, 0.125, input_shape=(3, 32, 32))
+        cfg = {"dataset": "digits", "model": "resnet20", "width": 0.125}
+        fileio.save_torch(modelfile.model_file(cfg, 10, m.state_dict()), paths.path(folder, paths.MODEL))
+    s = {n: summaries.read_summary(os.path.join(results, "runs", n)) for n in names}
+    rounds = [n for n in names if s[n]["seed"] == 0]
+    point_lam = [s[n]["swept_value"] for n in names if s[n]["seed"] == 1]
+    assert len(rounds) >= 2 and len(point_lam) == 1          # a search of several rounds, one follower
+    points = sorted(n for n in names if s[n]["swept_value"] == point_lam[0])
+    assert sorted(os.path.basename(f) for f in export.level_runs(str(prof), results)[0.9]) == points
+    assert sorted(os.path.basename(f) for f in export.level_runs(str(prof), results, rounds=True)[0.9]) == names
+    capsys.readouterr()
+    assert export.main(["--profile", str(prof), "--results", results, "--rounds"]) == 0
+    dest = os.path.join(results, "sr", "weights")
+    assert sorted(os.listdir(dest)) == names
+    for name in points:                     # the machine is given back: the points' weights go
+        os.remove(os.path.join(results, "runs", name, paths.MODEL))
+    capsys.readouterr()
+    assert export.main(["--profile", str(prof), "--results", results]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and sorted(out.splitlines()) == sorted(
+        f"kept: {os.path.join(dest, n, 'model.csr.pt')}: exported earlier, reads back against its sha256 "
+        f"({n} has no model.pt here)" for n in points)
+    with open(os.path.join(dest, points[0], "model.csr.pt"), "ab") as f:
+        f.write(b"x")
+    assert export.main(["--profile", str(prof), "--results", results]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("export.py: error: ") and points[0] in err[0]
+    with pytest.raises(SystemExit) as e:
+        export.main(["--rounds", os.path.join(results, "runs", names[0])])
+    assert e.value.code == 2
+    assert "--rounds goes with --profile" in capsys.readouterr().err
