@@ -204,3 +204,46 @@ def test_the_readme_examples_name_a_committed_file():
     assert len(named) == 2                        # the Python example and the shell one
     for p in named:
         assert os.path.join(REPO, p) in FILES, p
+
+
+# fashion32's csr exports (issue 35 item 4): bf16 + channels_last runs whose predictions.npy is
+# committed, so each export must give back the run's prediction on every test image when
+# evaluated as its final evaluation was (its precision, memory format and batch size)
+FILES32 = sorted(glob.glob(os.path.join(REPO, "results", "fashion32", "weights", "*", "model.csr.pt")))
+
+
+@pytest.mark.parametrize("file", FILES32, ids=run_of)
+def test_fashion32_export_matches_its_checksum_and_rebuilds_its_run(file):
+    sha = hashlib.sha256(open(file, "rb").read()).hexdigest()
+    with open(file + ".sha256") as f:
+        assert f.read() == f"{sha}  model.csr.pt\n"
+    assert export.verify(file) == ("csr", sha)
+    s = summary_of(file)
+    model = export.load_csr(file)
+    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    nnz = sum(int(torch.count_nonzero(w)) for w in weights)
+    assert (nnz, sum(w.numel() for w in weights)) == (s["nnz"], s["n_weights"])
+    saved, sd = decode_independently(file)
+    assert all(torch.equal(model.state_dict()[k], sd[k]) for k in sd)
+
+
+@pytest.mark.parametrize("file", FILES32, ids=run_of)
+def test_fashion32_export_gives_the_runs_own_predictions(file, tmp_path_factory):
+    from sparsecs.exporting import accuracy as A
+
+    root = _fashion_dir(tmp_path_factory)
+    if root is None:
+        pytest.skip("Fashion-MNIST is not on this machine (apt-get install dataset-fashion-mnist)")
+    run_dir = os.path.join(REPO, "results", "runs", run_of(file))
+    cfg = A.run_config(run_dir, {})
+    assert (cfg["precision"], cfg["channels_last"]) == ("bf16", True)
+    logits, y = A.test_logits(export.load_csr(file), data.load("fashion_mnist", root, device="cpu",
+                                                              download=False), cfg)
+    recorded = A.recorded_predictions(run_dir, len(y))
+    assert recorded is not None
+    assert 100.0 * int((recorded == y).sum()) / len(y) == pytest.approx(summary_of(file)["test_acc"], abs=1e-9)
+    # on the CPU the run trained on (Intel AMX) every prediction is the run's; another CPU's bf16
+    # kernels round differently, so there a prediction may differ only at a tie (bf16 margin)
+    differ = logits.argmax(1) != recorded
+    assert not (differ & ~A.ties(logits, A.MARGIN_RTOL["bf16"])).any()
+    assert int(differ.sum()) <= 10
