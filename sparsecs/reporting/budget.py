@@ -188,15 +188,29 @@ def budget_needed(points, need):
     return e2 * math.exp((need - g2) / slope)
 
 
+# reach()'s reasons that are work left, not a fact about the method: drawn as nothing
+NOT_YET = ("search not ended", "no run")
+
+
 def frame(sides, lvls):
     """The figure's table: one row per (entry, budget, level) an entry covers: method, role,
     epochs, level, mean and sd of the seeds' accuracies, seeds. The full-budget dense model
-    stands at every level."""
+    stands at every level. A sparse entry with no value at a level (its search missed it, a
+    seed stops short or collapses: reach()) has a row too, acc NaN and `why` its reason, so
+    that the figure shows the miss rather than a line drawn past it."""
     import pandas as pd
 
-    rows = []
+    rows, missed = [], []
     for s in sides:
         df = s["df"]
+        for lv in lvls:
+            for entry, (vals, why) in reach(s, lv).items():
+                part = df[df["entry"] == entry]
+                if vals or why in NOT_YET or part.empty:
+                    continue
+                missed.append({"entry": entry, "method": part["method"].iloc[0], "role": part["role"].iloc[0],
+                               "epochs": s["epochs"], "profile": s["profile"], "level": lv, "acc": math.nan,
+                               "sd": math.nan, "n": 0, "why": why})
         for (row, entry), part in CL.curves(df).items():
             r = part.iloc[0]
             if r["role"] == "dense":
@@ -212,5 +226,6 @@ def frame(sides, lvls):
                 m = sum(v) / len(v)
                 sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else math.nan
                 rows.append({"entry": entry, "method": r["method"], "role": r["role"], "epochs": s["epochs"],
-                             "profile": s["profile"], "level": lv, "acc": m, "sd": sd, "n": len(v)})
-    return pd.DataFrame(rows, columns=["entry", "method", "role", "epochs", "profile", "level", "acc", "sd", "n"])
+                             "profile": s["profile"], "level": lv, "acc": m, "sd": sd, "n": len(v), "why": ""})
+    return pd.DataFrame(rows + missed, columns=["entry", "method", "role", "epochs", "profile", "level", "acc",
+                                                "sd", "n", "why"])

@@ -1,6 +1,7 @@
 """Accuracy at each sparsity level against the training budget: a panel per level, the
 budgets (epochs, log-spaced) on x, one line per method with its seed spread (mean ± std over
-seeds), the dense model of each budget in black. Reads the frame reporting/budget.frame
+seeds), the dense model of each budget in black. A budget at which a method has no value at
+the level (its search missed it, a seed stops short) is its marker, hollow, on the lower edge. Reads the frame reporting/budget.frame
 builds (never run folders); looks from reporting/style.py, sizes and saving from
 reporting/figures.py."""
 import numpy as np
@@ -25,16 +26,19 @@ def draw(fr, folder, looks, width, name):
     look = looks.figure(entries)
     budgets = sorted(int(e) for e in fr["epochs"].unique())
     ncols = min(len(lvls), 2)
-    fig, axes = F._figure(plt, len(lvls), width, F._legend_rows(len(entries), width), ncols=ncols)
-    handles = {}
+    n_marks = int(fr["acc"].isna().any())      # the legend's "level missed" entry
+    fig, axes = F._figure(plt, len(lvls), width, F._legend_rows(len(entries) + n_marks, width), ncols=ncols)
+    handles, missed = {}, []
     for ax, lv in zip(axes, lvls):
         mine = fr[fr["level"] == lv]
+        shown = mine[mine["acc"].notna()]
         for meth, entry in entries:
-            part = mine[(mine["method"] == meth) & (mine["entry"] == entry)].sort_values("epochs")
+            part = shown[(shown["method"] == meth) & (shown["entry"] == entry)].sort_values("epochs")
             if part.empty:
                 continue
             kw = look[(meth, entry)]
             dense = part["role"].iloc[0] == "dense"
+            # a line joins only budgets with a value: a budget that missed the level is a gap
             h = ax.errorbar(part["epochs"], part["acc"], yerr=part["sd"].fillna(0).to_numpy(), capsize=1.5,
                             elinewidth=0.7, color=kw["color"], marker=kw["marker"], mfc=kw["color"],
                             mec=kw["color"], ls=":" if dense else kw["ls"])
@@ -43,14 +47,27 @@ def draw(fr, folder, looks, width, name):
         ax.set_xticks(budgets, [str(b) for b in budgets])
         ax.minorticks_off()
         ax.set_xlim(budgets[0] / 1.25, budgets[-1] * 1.25)
-        ys = np.concatenate([(mine["acc"] - mine["sd"].fillna(0)).to_numpy(),
-                             (mine["acc"] + mine["sd"].fillna(0)).to_numpy()])
-        ax.set_ylim(*F._ylim(list(ys)))
-        ax.set_xlabel("training budget (epochs, log-spaced)")
+        ys = np.concatenate([(shown["acc"] - shown["sd"].fillna(0)).to_numpy(),
+                             (shown["acc"] + shown["sd"].fillna(0)).to_numpy()])
+        ax.set_ylim(*(F._ylim(list(ys)) if len(ys) else (0.0, 100.0)))
+        lo, hi = ax.get_ylim()
+        gone = mine[mine["acc"].isna()]
+        for _, r in gone.iterrows():   # the level missed: its own marker, hollow, on the lower edge
+            kw = look[(r["method"], r["entry"])]
+            # side by side where several miss it at one budget (a step of 7% in log-x)
+            same = list(gone[gone["epochs"] == r["epochs"]]["entry"])
+            k = same.index(r["entry"]) - (len(same) - 1) / 2
+            ax.plot([r["epochs"] * 1.07 ** k], [lo + 0.03 * (hi - lo)], marker=kw["marker"], ms=4, mfc="white",
+                    mec=kw["color"], mew=1.0, ls="none", clip_on=False, zorder=5)
+            missed.append((F.pct(lv), style.label(r["method"], r["entry"]), int(r["epochs"])))
+        ax.set_xlabel("training epochs")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{F.pct(lv)} sparse")
+    if missed:
+        handles.update(F._mark_handles(plt, ["missed"]))
     F._legend(fig, handles, width)
     stem = f"{name}_{width}"
     paths = F._save(fig, folder, stem)
-    F._record(stem, fig, entries=[(style.label(*e), look[e]["color"], look[e]["marker"]) for e in entries])
+    F._record(stem, fig, entries=[(style.label(*e), look[e]["color"], look[e]["marker"]) for e in entries],
+              missed=missed)
     return paths

@@ -189,6 +189,8 @@ def _mark_handles(plt, marks):
         "band": ("± std over seeds", dict(color=g, lw=6, alpha=0.2)),
         "reached": ("round that reached its target", dict(marker="o", ms=4, color=g, ls="none")),
         "target": ("target sparsity", dict(color=g, ls=":", lw=0.8)),
+        "missed": ("level missed (lower edge)",
+                   dict(marker="o", ms=4, mfc="white", mec=g, ls="none")),
     }
     out = {spec[m][0]: Line2D([], [], **spec[m][1]) for m in marks if m in spec}
     if "edge_collapsed" in marks:     # a ▶ with a white × on it

@@ -338,3 +338,23 @@ def test_export_rounds_keeps_every_search_round_and_an_earlier_export_reads_back
         export.main(["--rounds", os.path.join(results, "runs", names[0])])
     assert e.value.code == 2
     assert "--rounds goes with --profile" in capsys.readouterr().err
+
+
+def test_the_budget_figure_marks_a_missed_level_instead_of_a_line_through_it(tmp_path):
+    """xRDA's points end at 98% at 2 epochs (the pair above): at 99% the figure has its value
+    at 8 epochs and, at 2, its marker hollow on the lower edge with a legend entry; no line
+    joins the two budgets. GMP reaches 99% at both: no mark."""
+    prof, results = make_pair(tmp_path)
+    sides, _ = sides_of(prof, results)
+    lvls = B.levels(sides)
+    fr = B.frame(sides, lvls)
+    miss = fr[fr["acc"].isna()]
+    assert list(zip(miss["entry"], miss["epochs"], miss["level"])) == [("xrda", 2, 0.99)]
+    assert miss["why"].iloc[0] == "its points end at 98.00%"
+    from sparsecs.reporting import budget_figure
+    out = str(tmp_path / "figs")
+    assert budget_figure.figure(fr, out)
+    d = F.DRAWN["budget_col"]
+    assert d["missed"] == [("99%", "xRDA", 2)]
+    assert "level missed (lower edge)" in d["legend"]
+    assert d["xlabels"] == ["training epochs"] * 4
