@@ -227,18 +227,22 @@ def test_fashion32_export_matches_its_checksum_and_rebuilds_its_run(file):
     assert all(torch.equal(model.state_dict()[k], sd[k]) for k in sd)
 
 
-@pytest.mark.parametrize("file", FILES32, ids=run_of)
-def test_fashion32_export_gives_the_runs_own_predictions(file, tmp_path_factory):
-    from sparsecs.exporting import accuracy as A
-
+@pytest.fixture(scope="module")
+def fashion_data(tmp_path_factory):
     root = _fashion_dir(tmp_path_factory)
     if root is None:
         pytest.skip("Fashion-MNIST is not on this machine (apt-get install dataset-fashion-mnist)")
+    return data.load("fashion_mnist", root, device="cpu", download=False)
+
+
+@pytest.mark.parametrize("file", FILES32, ids=run_of)
+def test_fashion32_export_gives_the_runs_own_predictions(file, fashion_data):
+    from sparsecs.exporting import accuracy as A
+
     run_dir = os.path.join(REPO, "results", "runs", run_of(file))
     cfg = A.run_config(run_dir, {})
     assert (cfg["precision"], cfg["channels_last"]) == ("bf16", True)
-    logits, y = A.test_logits(export.load_csr(file), data.load("fashion_mnist", root, device="cpu",
-                                                              download=False), cfg)
+    logits, y = A.test_logits(export.load_csr(file), fashion_data, cfg)
     recorded = A.recorded_predictions(run_dir, len(y))
     assert recorded is not None
     assert 100.0 * int((recorded == y).sum()) / len(y) == pytest.approx(summary_of(file)["test_acc"], abs=1e-9)
