@@ -39,9 +39,11 @@ def run_config(run_dir, saved):
 
 
 @torch.no_grad()
-def test_logits(model, data, cfg):
+def test_logits(model, data, cfg, most=None):
     """(float logits [N, classes], labels [N]) of `model` on the whole test set, evaluated as
-    train.evaluate does (the run's precision, memory format and eval batch size)."""
+    train.evaluate does (the run's precision, memory format and eval batch size); `most`: stop
+    after the batch that reaches that many images (the same batches as the run's, so the same
+    numbers, on fewer of them)."""
     model = model.eval()
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
@@ -50,6 +52,8 @@ def test_logits(model, data, cfg):
         for x, y in data.test_batches(cfg["eval_batch_size"], channels_last=cfg["channels_last"]):
             outs.append(model(x).float())
             labels.append(y)
+            if most is not None and sum(len(t) for t in labels) >= most:
+                break
     return torch.cat(outs), torch.cat(labels)
 
 
