@@ -1,9 +1,9 @@
 """Accuracy at each sparsity level against the training budget: a panel per level, the
 budgets (epochs, log-spaced) on x, one line per method with its seed spread (mean ± std over
 seeds), the dense model of each budget in black. A budget at which a method has no value at
-the level (its search missed it, a seed stops short) is its marker, hollow, on the lower edge. Reads the frame reporting/budget.frame
-builds (never run folders); looks from reporting/style.py, sizes and saving from
-reporting/figures.py."""
+the level (its search missed it, a seed stops short) is its marker, hollow, on the lower
+edge. Reads the frame reporting/budget.frame builds (never run folders); looks from
+reporting/style.py, sizes and saving from reporting/figures.py."""
 import numpy as np
 
 from . import figures as F

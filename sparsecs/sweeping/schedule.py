@@ -55,7 +55,7 @@ class _Scheduler:
 
     def __init__(self, specs, results, launcher, state, until=None):
         self.specs, self.results, self.launcher, self.state = specs, results, launcher, state
-        self.until, self.past_until = until, []   # the runs --until kept from starting
+        self.until = until
         self.claimed, self.running, self.queue = {}, {}, []
         # progress: [k/N] start|done lines; N is the runs this sweep expects to train as known now
         # (started, ready and waiting; a search's next round adds one, a skip or block takes one)
@@ -201,8 +201,7 @@ class _Scheduler:
     def stop_at_until(self):
         """Settle what is left as `not run` and say so in one line."""
         ready, waiting = len(self.queue), len(self.pending)
-        self.past_until = self.queue + self.pending
-        for s in self.past_until:
+        for s in self.queue + self.pending:
             self.state[id(s)] = ("not run", "its estimate ends after --until")
         self.queue, self.pending = [], []
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.until))
