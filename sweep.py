@@ -270,7 +270,7 @@ def _check_flags(args, results):
         print(f"error: --results {args.results} is a file, not a results folder; nothing was run",
               file=sys.stderr)
         return 2
-    if getattr(args, "until", None) is not None and args.launcher != "local":
+    if args.until is not None and args.launcher != "local":
         print("error: --until is for the local launcher (a SLURM job has --time)", file=sys.stderr)
         return 2
     if args.retrain and args.reuse_complete:
@@ -373,7 +373,7 @@ def _launch(args, specs, notes, results):
             return 2
         os.makedirs(os.path.join(results, "logs"), exist_ok=True)
         t0 = time.time()
-        run_all(specs, results, launcher, state, until=getattr(args, "until", None))
+        run_all(specs, results, launcher, state, until=args.until)
     except KeyboardInterrupt:   # Ctrl-C: what was settled, then one line
         print_table(specs, state, time.time() - t0)
         print("interrupted: running runs stopped at their last finished epoch's checkpoint; "

@@ -223,7 +223,7 @@ def test_fashion32_export_matches_its_checksum_and_rebuilds_its_run(file):
     weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     nnz = sum(int(torch.count_nonzero(w)) for w in weights)
     assert (nnz, sum(w.numel() for w in weights)) == (s["nnz"], s["n_weights"])
-    saved, sd = decode_independently(file)
+    _, sd = decode_independently(file)
     assert all(torch.equal(model.state_dict()[k], sd[k]) for k in sd)
 
 
