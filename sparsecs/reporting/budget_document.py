@@ -132,7 +132,10 @@ def gap_lines(sides, gaps, note):
     L = ["### Does the dense model overfit? (claim A4)", "",
          f"Claim A4 is testable only where the full-budget dense model's training accuracy is at least "
          f"{need:g} pp above its test accuracy. " + "; ".join(parts) + "." + (f" ({note}.)" if note else ""), ""]
-    if have[-1][1]["gap"] < need:
+    if len(have) < 2:   # one budget's gap is no trend; say which side still lacks a dense model
+        missing = [_ep(s) for s, g in zip(sides, gaps) if not g]
+        L += [f"No budget can be estimated yet: {', '.join(missing)} has no complete dense run.", ""]
+    elif have[-1][1]["gap"] < need:
         est = B.budget_needed([(s["epochs"], g["gap"]) for s, g in have], need)
         rule = ("the gap extrapolated linearly in log(epochs) through the two measured budgets, "
                 "gap(E) = g₁ + (g₂ − g₁)·ln(E/E₁)/ln(E₂/E₁), solved for gap = "

@@ -165,6 +165,9 @@ def test_the_budget_a4_needs_is_extrapolated_linearly_in_log_epochs():
     text = "\n".join(BD.gap_lines(sides, gaps, ""))
     assert "8 ep: train_acc_final 92.59% − test 92.11% = **0.48 pp**" in text and "not testable" in text
     assert "**Estimate**" in text and "about 212 epochs" in text and "linearly in log(epochs)" in text
+    # one side without a dense model: no trend to extrapolate, and the message names that side
+    text = "\n".join(BD.gap_lines(sides, [gaps[0], None], ""))
+    assert "32 ep has no complete dense run" in text and "did not grow" not in text
 
 
 def test_the_searchs_reason_word_says_why_a_level_is_not_reached():
