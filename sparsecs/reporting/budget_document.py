@@ -9,6 +9,16 @@ def _v(v):
     return "—" if not v else f"{sum(v) / len(v):.2f}" + (f" ± {_sd(v):.2f}" if len(v) > 1 else "")
 
 
+def _miss(why, at=""):
+    """A level without a value: work left (B.NOT_YET, which must not read as a miss), or not
+    reached and why."""
+    if why == "no run":
+        return f"not run yet{at}"
+    if why in B.NOT_YET:
+        return f"not yet{at} ({'its search has not ended' if why == 'search not ended' else why})"
+    return f"not reached{at} ({why})"
+
+
 def _sd(v):
     m = sum(v) / len(v)
     return (sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5
@@ -86,7 +96,7 @@ def section(sides, papers, rows, reach, gaps, diff, figure_md=()):
           + (f" Every cell: {note}." if note else ""), ""]
     L += [T.md(["method", "level", *heads],
                [[style.label(r["method"], r["entry"]), _lv(r["level"], "nnz"),
-                 *[_v(v) if v else f"not reached ({why})" for v, why in r["sides"]]] for r in reach],
+                 *[_v(v) if v else _miss(why) for v, why in r["sides"]]] for r in reach],
                ["l", "r"] + ["r"] * len(sides)) if reach else "No sparse entry.", ""]
     L += gap_lines(sides, gaps, note)
     L += list(figure_md)
@@ -181,7 +191,7 @@ def readme_block(sides, rows, reach, gaps, diff):
     top = max((r["level"] for r in reach), default=None)
     if top is not None:
         got = [f"{style.label(r['method'], r['entry'])}: " + ", ".join(
-            f"{_v(v)} at {h}" if v else f"not reached at {h} ({why})" for h, (v, why) in zip(heads, r["sides"]))
+            f"{_v(v)} at {h}" if v else _miss(why, f" at {h}") for h, (v, why) in zip(heads, r["sides"]))
             for r in reach if r["level"] == top]
         L += [f"- {_lv(top, 'nnz')} sparse: " + "; ".join(got) + "."]
     gp = [f"{g['gap']:.2f} pp at {h}" for h, g in zip(heads, gaps) if g]

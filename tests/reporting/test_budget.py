@@ -170,6 +170,16 @@ def test_the_budget_a4_needs_is_extrapolated_linearly_in_log_epochs():
     assert "32 ep has no complete dense run" in text and "did not grow" not in text
 
 
+def test_work_left_at_a_level_does_not_read_as_a_miss():
+    # reach()'s reasons for work left (budget.NOT_YET) against a fact about the method
+    assert set(B.NOT_YET) == {"no run", "search not ended"}
+    assert BD._miss("no run") == "not run yet"
+    assert BD._miss("search not ended", " at 32 ep") == "not yet at 32 ep (its search has not ended)"
+    assert BD._miss("plateau") == "not reached (plateau)"
+    assert BD._miss("seed 2 collapses at 99% sparse", " at 8 ep") == \
+        "not reached at 8 ep (seed 2 collapses at 99% sparse)"
+
+
 def test_the_searchs_reason_word_says_why_a_level_is_not_reached():
     import pandas as pd
 
