@@ -10,3 +10,8 @@ MATCH_TOL = 0.1          # |log(nnz_a / nnz_b)| at most this for two points to b
 # 90.16%, 1.6%); under 1% such a seed lost the level. 5% in nonzeros is 0.05 pp at 99%, 0.1 pp
 # at 98%: below what seeds or the test set resolve in accuracy.
 COVER_TOL = MATCH_TOL / 2
+
+# calibration_status of a fill-in run: a follower seed that stopped short of its entry's end
+# level, run again past it (sweeping's Search.fill_value); the report reads it as a point of
+# that seed's own curve, like the points every seed ran
+FILL_IN = "fill-in"

@@ -145,7 +145,7 @@ IDENTITY = (
         nan=True),
     Key("calibration_round", "int", 0, "round of that search (0 if none)", ">= 0"),
     Key("calibration_status", "text", "", "'not reached': a follower run at a missed search's "
-        "closest round"),
+        "closest round; 'fill-in': a follower seed's own run past an end level it stopped short of"),
 )
 
 # ------------------------------------------------------------------ the methods' optim.* keys

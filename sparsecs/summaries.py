@@ -48,7 +48,8 @@ SUMMARY_FIELDS = {
     "calibration_target": "target of a λ search in its entry's target_metric: a sparsity, or a "
                           "fraction of the dense structural MACs (NaN if none; null in the file)",
     "calibration_round": "round of that search (0 if none)",
-    "calibration_status": "'not reached': run at the closest round of a search that missed",
+    "calibration_status": ("'not reached': run at the closest round of a search that missed; "
+                           "'fill-in': a follower seed's own run past an end level it stopped short of"),
     # where and with what it ran
     "torch": "torch version", "torchvision": "torchvision version", "numpy": "numpy version",
     "device_name": "CPU or GPU it trained on", "threads": "torch CPU threads",

@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from sparsecs.evidence import FILL_IN
 from sparsecs.optim.base import STRUCTURED_MODES as STRUCTURED
 
 from . import across as AC
@@ -32,6 +33,8 @@ POINT_KEY = ["row", "entry", "mode", "swept_value"]   # a point: one swept value
 
 def points(df):
     """One row per point: seeds, mean and std of accuracy and sparsity, budget, identity."""
+    if "calibration_status" not in df.columns:
+        df = df.assign(calibration_status="")
     g = df.groupby(POINT_KEY, sort=False, dropna=False)
     out = g.agg(method=("method", "first"), role=("role", "first"), model=("model", "first"),
                 width=("width", "first"), swept_key=("swept_key", "first"),
@@ -44,6 +47,7 @@ def points(df):
                 train_acc=("train_acc", "mean"), collapsed=("collapsed", "sum"),
                 calibration_target=("calibration_target", "first"),
                 calibration_round=("calibration_round", "max"), init=("init_from", "first"),
+                fill_in=("calibration_status", lambda v: bool((v == FILL_IN).any())),
                 runs=("run", list)).reset_index()
     out["from_trained"] = out["init"] != ""
     return out

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sparsecs import criteria
 from sparsecs import fileio
+from sparsecs.evidence import FILL_IN
 from sparsecs.sweeping.search import FALLING
 
 from . import across as AC
@@ -185,11 +186,19 @@ def starts_line(df):
     return [f"{len(f)} runs start from another run's weights (`init_from`): " + "; ".join(parts) + ".", ""]
 
 
+def _fills(r):
+    """Whether any point of the report is a fill-in (the words about them appear only then)."""
+    return bool(len(r.pts)) and bool(r.pts["fill_in"].any())
+
+
 def seeds_line(df):
     """How many seeds the runs have, and what one seed means for the verdicts."""
     seeds = sorted({int(v) for v in df["seed"] if v == v})
     n = len(seeds)
-    line = f"Seeds: {n} ({', '.join(map(str, seeds))}); every point runs each of them (a λ search's other rounds: seed 0 only)."
+    fills = ("; a fill-in: the one seed it fills" if "calibration_status" in df
+             and (df["calibration_status"] == FILL_IN).any() else "")
+    line = (f"Seeds: {n} ({', '.join(map(str, seeds))}); every point runs each of them (a λ search's other "
+            f"rounds: seed 0 only{fills}).")
     if n == 1:
         line += (f" **One seed**: no seed spread is measured, so a difference counts only beyond "
                  f"±{K.ONE_SEED_BAND} pp and any conclusion is suggestive only.")
@@ -301,9 +310,11 @@ def claims_section(r):
               "interpolated along its own sweep, per seed, at fixed levels (elementwise: "
               f"{', '.join(f'{100 * v:g}%' for v in K.SPARSITY_LEVELS)} sparse, along log nonzero weights; "
               f"structured: {', '.join(f'{100 * v:g}%' for v in K.MAC_LEVELS)} of the dense multiply-adds), "
-              "never outside the range the sweep covers, along the points every seed ran and never "
-              "through a collapsed run. Only curves of equal total budget are compared. At each level "
-              "the mean accuracies are compared with a "
+              "never outside the range the sweep covers, along the points every seed ran"
+              + (" and each seed's own fill-ins (a seed whose run at the calibrated value stopped short "
+                 "of an entry's end level, run once more past it: docs/methods.md §7)" if _fills(r) else "")
+              + " and never through a collapsed run. Only curves of equal total budget are compared. "
+              "At each level the mean accuracies are compared with a "
               "variance that holds the seed spread and the test set's own sampling error: *paired* "
               "where every run on both sides saved its per-image predictions (both sides are scored "
               "on the same images, so that error is the variance of the mean per-image difference, "
@@ -369,7 +380,9 @@ def tables_section(r):
     L += ["### Every point", "",
           "Each entry's points (its swept value), mean ± std over seeds; `round` is a λ search's "
           "round (→ its target sparsity): every round is kept, the calibrated point is the one the "
-          "other seeds ran at. Also `tables/points.csv`.", "",
+          "other seeds ran at"
+          + ("; `fill-in`: one seed's own run past an end level that its run at the calibrated value "
+             "stopped short of" if _fills(r) else "") + ". Also `tables/points.csv`.", "",
           T.md(T.POINT_HEADER, T.point_rows(r.pts), ["l"] * 5 + ["r"] * 8 + ["l"])]
     if r.savings_md:
         L += ["### Measured savings", "", r.savings_md]
@@ -383,7 +396,8 @@ def figures_section(r, rel):
           "own), 8 pt text, PNG at 300 dpi and PDF with TrueType fonts. Page-width versions are "
           "shown; the column-width ones (`*_col*`) are beside them. Filled markers joined by a line: "
           "points every seed ran, error bars std over seeds; small open markers: λ-search rounds "
-          "(seed 0 only); ×: collapsed runs on the lower edge; ↓: healthy points more than "
+          "(seed 0 only)" + (" and fill-ins (one seed)" if _fills(r) else "")
+          + "; ×: collapsed runs on the lower edge; ↓: healthy points more than "
           f"{figures.BELOW_PP:g} pp below the best, on the lower edge; ▶: runs past the axis's right end "
           "(sparser than every healthy point: a collapse, an all-zero network), their sparsity beside them "
           "(with a white × if collapsed); edge marks at one place are stacked, never hidden. "

@@ -1,16 +1,18 @@
 """A curve read at fixed levels, from the tidy run table of reporting.load (the evidence rules of
 reporting/claims.py apply it).
 
-A curve is read along the points every one of its seeds ran (a λ search's other rounds, seed
-0 only, are shown but never used), per seed along its Pareto frontier of runs that did not
-collapse (criteria.collapsed) and only on the dense side of that seed's densest collapsed run
-among those *inside* its healthy range: a level beyond a collapse is "not reached", never
-interpolated through. A collapsed run past every healthy full point of its seed on the swept
+A curve is read along the points every one of its seeds ran and each seed's own fill-in runs
+(a λ search's other rounds, seed 0 only, are shown but never used), per seed along its Pareto
+frontier of runs that did not collapse (criteria.collapsed) and only on the dense side of that
+seed's densest collapsed run among those *inside* its healthy range: a level beyond a collapse
+is "not reached", never interpolated through. A collapsed run past every healthy full point of its seed on the swept
 value (a λ search's overshoot: a far larger λ, where the network broke and its sparsity means
 nothing) ends the curve there and bounds nothing before it. A level counts only where every
 seed's frontier covers it.
 """
 import math
+
+from sparsecs.evidence import FILL_IN
 
 from . import compare as K
 
@@ -22,9 +24,14 @@ def _xs(part, kind):
 
 
 def full_points(part):
-    """The runs of a curve at swept values that every seed of the curve ran."""
+    """The runs of a curve at swept values that every seed of the curve ran, and each seed's
+    own fill-in runs (calibration_status 'fill-in', sweeping's Search.fill_value: a seed
+    that stopped short of an end level, run again past it; a point of that seed's curve)."""
     n = part["seed"].nunique()
-    return part[part.groupby("swept_value")["seed"].transform("nunique") == n]
+    full = part.groupby("swept_value")["seed"].transform("nunique") == n
+    if "calibration_status" in part:
+        full |= part["calibration_status"] == FILL_IN
+    return part[full]
 
 
 def frontier(pts):

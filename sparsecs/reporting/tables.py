@@ -364,6 +364,8 @@ def point_rows(pts):
     for _, p in pts.iterrows():
         rnd = "" if not p["calibration_round"] else (
             f"{int(p['calibration_round'])} (→{100 * p['calibration_target']:g}%)")
+        if p.get("fill_in", False):      # a follower seed's own run past an end level
+            rnd = f"fill-in (→{100 * p['calibration_target']:g}%)"
         d = digits(p["acc"])
         acc = f"{p['acc']:.{d}f}" + (f" ± {p['acc_sd']:.{d}f}" if p["seeds"] > 1 else "")
         sp = f"{100 * p['sparsity']:.2f}" + (f" ± {100 * p['sparsity_sd']:.2f}" if p["seeds"] > 1 else "")

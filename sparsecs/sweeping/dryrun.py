@@ -57,12 +57,14 @@ def dry_run(specs, results):
     if committed_line(reused, retrain):
         print(committed_line(reused, retrain))
     extra = _search_epochs(ready + waiting)
+    fills = _fill_epochs(ready + waiting, results)
     hours = _hours(cost.left, results, cost.device, cost.others, cost.settings)
-    if not cost.left["epochs"] and not extra:
+    if not cost.left["epochs"] and not extra and not fills:
         print("cost: nothing left to train")
         return 0
     print(f"cost: {cost.left['epochs']} run-epochs to train{hours}"
           + (f"; the λ searches' later rounds may add up to {extra} run-epochs" if extra else "")
+          + (f"; fill-ins of seeds short of an end level up to {fills}" if fills else "")
           + " (one run at a time: divide by the runs that run at once)")
     return 0
 
@@ -151,6 +153,18 @@ def _search_epochs(specs):
     for x in _searches(specs):
         if not x.done and x.specs:
             extra += max(0, x.rounds - len(x.history) - 1) * int(spec_cfg(x.specs[0])["epochs"])
+    return extra
+
+
+def _fill_epochs(specs, results):
+    """The most run-epochs fill-ins (calibrate.fill) can add: for each follower seed of an end
+    target, or fill-in, not yet finished, the fill-ins still allowed after it."""
+    extra = 0
+    for s in specs:
+        x = s.after or s.fill
+        if (x is not None and x.fill and x.side and x.status != "not reached"
+                and not (s.cfg is not None and is_finished(s.cfg, results))):
+            extra += (x.fill - len(s.fill_chain()) + 1) * int(spec_cfg(s)["epochs"])
     return extra
 
 

@@ -332,6 +332,8 @@ def _calibration(entry, where):
         raise ProfileError(f"{where}: calibrate.tolerance must be in (0, 1)")
     if not (isinstance(c["rounds"], int) and not isinstance(c["rounds"], bool) and c["rounds"] >= 1):
         raise ProfileError(f"{where}: calibrate.rounds must be a positive integer")
+    if not (isinstance(c["fill"], int) and not isinstance(c["fill"], bool) and c["fill"] >= 0):
+        raise ProfileError(f"{where}: calibrate.fill must be a whole number >= 0 (fill-in runs per seed)")
     sf = c["start_from"]
     if sf is not None:
         if not (isinstance(sf, dict) and "profile" in sf and set(sf) <= set(START_FROM_KEYS)
@@ -356,7 +358,7 @@ def _searches(ename, where, config, static, point, seeds, deps, metric, ident, c
                         label=r1.label(), on_miss=calib["on_miss"],
                         chain=prev[n] if n < len(prev) else None, side=calib.get("side", 0),
                         targets=calib.get("targets", ()), start_from=calib.get("start_from"),
-                        metric=metric, scale=calib.get("scale", "log"))
+                        metric=metric, scale=calib.get("scale", "log"), fill=calib.get("fill", 0))
         r1.search = search
         if search.chain is None and search.start_from is None:
             # a chained round 1 gets its value once the previous search ends; one with

@@ -9,6 +9,7 @@ from sparsecs import criteria
 from sparsecs import paths
 from sparsecs import schema
 from sparsecs import summaries
+from sparsecs.evidence import FILL_IN
 from sparsecs.optim import get_method
 
 from .profile import ProfileError, Spec, _fmt, _rel
@@ -30,6 +31,30 @@ def next_round(spec, results):
                search=search)
     new.cfg = None
     search.specs.append(new)
+    return new
+
+
+def fill_in(spec, results):
+    """After a finished run of a seed at its search's calibrated value (a follower), or after
+    its last fill-in: the seed's next fill-in run (Search.fill_value), or None. At most
+    `calibrate.fill` per seed; none after a collapsed run (the report shows the collapse)."""
+    chain = spec.fill_chain()
+    search = chain[0].after
+    if search is None or len(chain) > search.fill:
+        return None
+    points = []
+    for s in chain:
+        if criteria.collapsed(summaries.read_summary(run_dir(results, s.name))):
+            return None
+        points.append((_override_value(s.overrides, search.key),
+                       internal(target_value(results, s, search.metric), search.metric)))
+    value = search.fill_value(points)
+    if value is None:
+        return None
+    ov = [o for o in spec.overrides if not o.startswith(search.key + "=")] + [f"{search.key}={value!r}"]
+    new = Spec(spec.entry, spec.config, ov, spec.point, spec.seed, spec.target_from, spec.init_from,
+               spec.target_metric, spec.identity)
+    new.fill, new.fill_of = search, spec
     return new
 
 
@@ -130,7 +155,7 @@ def dependency_overrides(spec, results):
     inside the repo)."""
     from .startfrom import resolve_start   # not at the top: startfrom imports this module (known)
     ov = []
-    search = spec.search or spec.after
+    search = spec.search or spec.after or spec.fill
     if spec.search is not None and (spec.search.chain is not None or spec.search.start_from) \
             and spec is spec.search.specs[0]:
         resolve_start(spec.search, results)
@@ -199,12 +224,14 @@ def materialize(spec, results):
     ident = dict(spec.identity)
     ident["role"] = ident.get("role") or get_method(cfg["method"]).role
     ident["row"] = row_label(spec.point, cfg)
-    search = spec.search or spec.after
+    search = spec.search or spec.after or spec.fill
     if search is not None:
         ident["calibration_target"] = search.level     # in the metric's units (a MACs level)
         ident["swept_value"] = _fmt(_override_value(ov, search.key))
         if spec.after is not None and spec.after.status == "not reached":
             ident["calibration_status"] = "not reached"
+        if spec.fill is not None:
+            ident["calibration_status"] = FILL_IN
     elif spec.target_from and not ident.get("swept_key"):
         key = schema.target_key(get_method(cfg["method"]))
         ident.update(swept_key=f"optim.{key}", swept_value=_fmt(cfg["optim"][key]))
@@ -266,6 +293,10 @@ def known(specs, results, done=None):
         out.append(s)
         if s.search is not None and not s.search.done and (done or is_finished)(s.cfg, results):
             nxt = next_round(s, results)
+            if nxt is not None:
+                specs.insert(i, nxt)
+        elif (s.after is not None or s.fill is not None) and (done or is_finished)(s.cfg, results):
+            nxt = fill_in(s, results)
             if nxt is not None:
                 specs.insert(i, nxt)
     return out, waiting

@@ -22,7 +22,7 @@ ENTRY_KEYS = {"name", "config", "at", "grid", "overrides", "seeds", "target_from
               "row_keys", "target_metric", "role", "epochs_scale", "target_sparsity", "targets",
               "calibrate"}
 CALIBRATE_KEYS = {"key": None, "start": None, "tolerance": 0.3, "rounds": 6, "on_miss": "skip",
-                  "chain": False, "start_from": None, "scale": "log"}
+                  "chain": False, "start_from": None, "scale": "log", "fill": 0}
 START_FROM_KEYS = ("profile", "entry")   # calibrate.start_from: {profile: NAME, entry: NAME}
 ON_MISS = ("skip", "closest")   # followers of a search that missed: not run, or run marked
 EVIDENCE = ("none", "small-scale", "paper-scale")
@@ -65,6 +65,9 @@ class Spec:
         self.rank = 0           # the sweep's order of profiles (sweep.py with several): earlier first
         self.search = search    # the Search this run is a round of
         self.after = after      # the Search whose calibrated value this run takes
+        # a fill-in run (Search.fill_value): the Search it fills toward, and the run before it
+        # (the seed's run at the calibrated value, or its previous fill-in)
+        self.fill = self.fill_of = None
         self.name = self.cfg = None
         self.dependents = 0
 
@@ -83,6 +86,13 @@ class Spec:
             self.search.specs[0] is self else None
         return ((self.after is not None and not self.after.done)
                 or (chain is not None and not chain.settled()))
+
+    def fill_chain(self):
+        """A fill-in's seed runs, the follower first and this run last ([self] for any other run)."""
+        chain = [self]
+        while chain[0].fill_of is not None:
+            chain.insert(0, chain[0].fill_of)
+        return chain
 
     def label(self):
         """Readable identity before the name is known: entry and grid point."""

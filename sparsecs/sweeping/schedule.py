@@ -8,7 +8,8 @@ from sparsecs import hardware
 from sparsecs import paths
 from sparsecs import summaries
 
-from .plan import is_finished, materialize, missed, next_round, spec_cfg, weight_users, weights_wanted
+from .plan import (fill_in, is_finished, materialize, missed, next_round, spec_cfg, weight_users,
+                   weights_wanted)
 from .profile import TERMINAL, ProfileError
 from .timing import epoch_seconds, epoch_time
 
@@ -96,8 +97,15 @@ class _Scheduler:
         return self.state
 
     def settle(self, s, status, note=""):
-        """Record a run's end; a finished round of a λ search adds the next round."""
+        """Record a run's end; a finished round of a λ search adds the next round, a finished
+        follower seed (or fill-in) its next fill-in run (plan.fill_in)."""
         self.state[id(s)] = (status, note)
+        if (s.after is not None or s.fill is not None) and status in ("finished", "skipped"):
+            try:
+                self.add(s, fill_in(s, self.results))
+            except (OSError, KeyError, ValueError, paths.RunFolderError) as e:
+                print(f"no fill-in after {s.name}: cannot read it: {e}", flush=True)
+            return
         if s.search is None or status not in ("finished", "skipped"):
             if s.search is not None:
                 s.search.done, s.search.failed = True, f"round {s.name or s.label()} {status}"
@@ -108,13 +116,19 @@ class _Scheduler:
             s.search.done, s.search.failed = True, f"cannot read round {s.name}: {e}"
             nxt = None
         if nxt is not None:
-            self.order[id(nxt)], nxt.rank = self.order[id(s)], s.rank
-            self.specs.insert(self.specs.index(s) + 1, nxt)
-            self.born.append(nxt)
+            self.add(s, nxt)
         elif s.search.failed or s.search.note:
             tail = ("" if s.search.failed else "; its followers do not run" if s.search.follower_value() is None
                     else "; its followers run at the closest round's value, marked 'not reached'")
             print(f"calibration {s.search.label}: {s.search.failed or s.search.note}{tail}", flush=True)
+
+    def add(self, s, nxt):
+        """A run born of run s (a search's next round, a fill-in) goes right after it."""
+        if nxt is None:
+            return
+        self.order[id(nxt)], nxt.rank = self.order[id(s)], s.rank
+        self.specs.insert(self.specs.index(s) + 1, nxt)
+        self.born.append(nxt)
 
     def place(self):
         """One pass over the pending runs (and the rounds born since): settle the blocked and

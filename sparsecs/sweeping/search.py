@@ -67,8 +67,9 @@ class Search:
     NARROW = 1.05     # a bracket narrower than this ratio of the key: the response jumps
 
     def __init__(self, key, start, tolerance, rounds, target=None, label="", on_miss="skip", chain=None,
-                 side=0, targets=(), start_from=None, metric="sparsity", scale="log"):
+                 side=0, targets=(), start_from=None, metric="sparsity", scale="log", fill=0):
         self.key, self.start, self.tolerance, self.rounds = key, float(start), tolerance, rounds
+        self.fill = fill           # calibrate.fill: the most fill-in runs per follower seed (fill_value)
         # target, targets and the rounds' second field are in the growing form (internal());
         # `level` gives the target in the metric's own units
         self.metric, self.scale = metric, scale
@@ -204,6 +205,42 @@ class Search:
             return hit[-1][0]
         v = guide.next_value()
         return v if v is not None else prev.best()[0]
+
+    def fill_value(self, points):
+        """The next fill-in run of one follower seed of a reached end target (side ±1), or None.
+        points: [(value, measured)] of that seed, its run at the calibrated value first, then
+        its fill-ins so far, all healthy. Seeds run at one value scatter (LATS at 99%, 8 epochs:
+        seed 0 at 99.20%, seeds 1 and 2 at 98.90 and 98.96%); the report reads each seed's
+        curve between its own points and never beyond, so a seed whose last point stops more
+        than COVER_TOL short of the level, on the inner side, loses the level for its whole
+        entry. Its fill-in aims COVER_TOL/2 past the level on the outer side, along the seed's
+        own slope of log nonzeros against the key (its last two points) or else that of the
+        search's two healthy rounds nearest the target (-1 where neither falls), a step of
+        x1.05 to x10. A seed past the level on the outer side, or within COVER_TOL of it, needs
+        none: its curve reaches the level from its points and the other targets' points."""
+        if not self.side or self.status != "reached":
+            return None
+        value, measured = points[-1]
+        yt = self._y(self.target)
+        if self.side * (self._y(measured) - yt) <= COVER_TOL + 1e-12:
+            return None
+        slope = self._slope([(self._x(v), self._y(m)) for v, m in points[-2:]])
+        if slope is None:
+            rounds = sorted(((self._x(v), self._y(m)) for v, m, c in self.history if not c),
+                            key=lambda p: abs(p[1] - yt))
+            pair = next(([a, b] for i, a in enumerate(rounds) for b in rounds[i + 1:] if b[0] != a[0]), [])
+            slope = self._slope(pair)
+        step = (yt - self.side * COVER_TOL / 2 - self._y(measured)) / (slope or -1.0)
+        step = math.copysign(min(max(abs(step), math.log(self.NARROW)), math.log(self.MAX_STEP)), step)
+        return self._v(self._x(value) + step)
+
+    @staticmethod
+    def _slope(pts):
+        """d(log nonzeros)/d(key) of two points [(x, y)] when it falls, else None."""
+        if len(pts) < 2 or pts[0][0] == pts[1][0]:
+            return None
+        slope = (pts[1][1] - pts[0][1]) / (pts[1][0] - pts[0][0])
+        return slope if slope < 0 else None
 
     def _end(self, why, detail=""):
         """End not reached: `why` one of WHY; the reason adds the highest healthy sparsity reached

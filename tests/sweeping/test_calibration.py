@@ -753,3 +753,165 @@ def test_start_from_saves_search_rounds(tmp_path, truth):
     chained = rounds(f", start_from: {{profile: {src}, entry: st}}", "from8")
     print(f"truth x{truth}: {plain} rounds from start, {chained} with start_from")
     assert chained < plain
+
+
+# ----------------------------------------------------------------------------- fill-ins
+
+def reached(target, rounds, side, fill=1):
+    """A search that reached `target` on its last round of `rounds` [(λ, sparsity)]."""
+    s = sweep.Search("optim.lam", rounds[0][0], 0.3, 5, target, side=side, fill=fill)
+    for lam, sp in rounds:
+        s.record(lam, sp)
+    assert s.status == "reached"
+    return s
+
+
+def test_a_seed_short_of_the_highest_level_gets_a_fill_in_past_it_by_hand():
+    s = reached(0.99, [(1e-3, 0.985), (2e-3, 0.9905)], side=1)
+    # seed 1 at the calibrated λ: 98.85% sparse, 1.15x the target's nonzeros (log 0.140 > 0.05).
+    # Slope of the search's two rounds: log(0.0095/0.015) / log 2 = -0.6590; aim 0.025 past the
+    # level: step = (log 0.01 - 0.025 - log 0.0115) / -0.6590 = 0.2500, λ = 2e-3 * e^0.25
+    assert s.fill_value([(2e-3, 0.9885)]) == pytest.approx(2.5681e-3, rel=1e-4)
+    # its fill-in still short (98.93%): the seed's own two points give the slope,
+    # log(0.0107/0.0115) / 0.2500 = -0.2884, step (log 0.01 - 0.025 - log 0.0107) / -0.2884 = 0.3213
+    assert s.fill_value([(2e-3, 0.9885), (2.5681e-3, 0.9893)]) == pytest.approx(3.5413e-3, rel=1e-3)
+    assert s.fill_value([(2e-3, 0.9896)]) is None        # 4% more nonzeros: stands at the level
+    assert s.fill_value([(2e-3, 0.9950)]) is None        # past the level: the outer side
+
+
+def test_a_seed_too_sparse_for_the_lowest_level_gets_a_fill_in_with_less_penalty():
+    s = reached(0.9, [(1e-3, 0.88)], side=-1)
+    # seed 2 at 93% (0.07 nonzeros against 0.1); one round, no slope: -1, so
+    # step = (log 0.1 + 0.025 - log 0.07) / -1 = -0.3817, λ = 1e-3 * e^-0.3817
+    assert s.fill_value([(1e-3, 0.93)]) == pytest.approx(6.8272e-4, rel=1e-4)
+    assert s.fill_value([(1e-3, 0.86)]) is None          # less sparse: the outer side of 90%
+
+
+def test_no_fill_in_for_a_middle_target_or_a_missed_search():
+    mid = reached(0.95, [(1e-3, 0.95)], side=0)
+    assert mid.fill_value([(1e-3, 0.90)]) is None        # the neighbouring targets' points cover it
+    miss = sweep.Search("optim.lam", 1e-3, 0.3, 1, 0.99, side=1, fill=1)
+    miss.record(1e-3, 0.95)
+    assert miss.status == "not reached" and miss.fill_value([(1e-3, 0.95)]) is None
+
+
+def seed_curve(lam, seed, mid=0.05):
+    """Seed 1 needs 1/0.8 times the λ of seeds 0 and 2 for the same sparsity."""
+    return logistic(lam * (0.8 if seed == 1 else 1.0), mid=mid)
+
+
+def SeedLauncher(results):
+    from sparsecs import fileio
+    from sparsecs import paths
+
+    def write(results, s):
+        sp = seed_curve(s.cfg["optim"]["lam"], s.cfg["seed"])
+        d = paths.run_dir(results, s.name)
+        fileio.save_json({"run": s.name, "sparsity": sp, "train_acc": 90.0, "dataset": s.cfg["dataset"],
+                          **s.cfg["identity"]}, paths.path(d, paths.SUMMARY))
+        open(paths.path(d, paths.MODEL), "wb").close()
+
+    return StandInLauncher(results, write)
+
+
+@pytest.mark.parametrize("fill", [0, 1])
+def test_a_seed_that_stops_short_of_99_percent_gets_its_own_point_past_it(tmp_path, fill):
+    """End to end: seed 1 lands at 98.7% where seed 0 calibrated 99% (1.3x its nonzeros).
+    With calibrate.fill it runs once more past 99%, and the report's rule then reads every
+    seed at 99%; without, the level is lost for the whole entry (the old behaviour)."""
+    import pandas as pd
+
+    from sparsecs.reporting import envelope
+    from sparsecs.sweeping import dryrun, plan
+
+    text = PROFILE.format(repo=sweep.REPO).replace("rounds: 6}", f"rounds: 6, chain: true, fill: {fill}}}")
+    prof = tmp_path / "p.yaml"
+    prof.write_text(text)
+    results = str(tmp_path / "results")
+    epochs = int(plan.spec_cfg(sweep.expand(str(prof))[0])["epochs"])
+    # before anything ran: each end target's two follower seeds may need one fill-in each
+    assert dryrun._fill_epochs(sweep.expand(str(prof)), results) == 4 * fill * epochs
+    specs = sweep.expand(str(prof))
+    state = sweep.run_all(specs, results, launcher := SeedLauncher(results))
+    assert all(st in ("finished", "skipped") for st, _ in state.values())
+    fills = [s for s in specs if s.fill is not None]
+    if not fill:
+        assert fills == []
+    else:
+        (f,) = fills                                   # seed 1 at 99% only (at 90% it is less sparse)
+        assert f.seed == 1 and f.fill.target == 0.99 and f.fill_of.after is f.fill
+        assert f.cfg["identity"]["calibration_status"] == "fill-in"
+        assert f.cfg["identity"]["calibration_target"] == 0.99
+        assert f.cfg["optim"]["lam"] > f.fill_of.cfg["optim"]["lam"]
+        assert f.name in launcher.started
+        assert seed_curve(f.cfg["optim"]["lam"], 1) > 0.99          # past 99%: seed 1 brackets it
+    rows = [{"seed": s.seed, "sparsity": seed_curve(s.cfg["optim"]["lam"], s.seed), "n_weights": 1e6,
+             "acc": 90.0 - 100 * seed_curve(s.cfg["optim"]["lam"], s.seed), "collapsed": False,
+             "swept_value": s.cfg["identity"]["swept_value"], "run": s.name,
+             "calibration_status": s.cfg["identity"].get("calibration_status", "")} for s in specs]
+    at = envelope.at_levels(pd.DataFrame(rows), "nnz")
+    assert len(at[0.99]) == (3 if fill else 0) and len(at[0.9]) == 3
+    # a rerun replays the fill-in from disk and trains nothing; the dry run lists it as done
+    again = SeedLauncher(results)
+    sweep.run_all(sweep.expand(str(prof)), results, again)
+    assert again.started == []
+    ready, waiting = sweep.known(sweep.expand(str(prof)), results)
+    assert sorted(s.name for s in ready) == sorted(s.name for s in specs) and not waiting
+    assert dryrun._fill_epochs(ready, results) == 0
+
+
+@pytest.mark.parametrize("bad", ["-1", "true", "1.5", "'2'"])
+def test_a_bad_fill_is_one_line(tmp_path, bad):
+    prof = tmp_path / "p.yaml"
+    prof.write_text(PROFILE.format(repo=sweep.REPO).replace("rounds: 6}", f"rounds: 6, fill: {bad}}}"))
+    with pytest.raises(sweep.ProfileError, match="calibrate.fill must be a whole number >= 0"):
+        sweep.expand(str(prof))
+
+
+FILL_REPORT = """
+evidence: small-scale
+seeds: [0, 1, 2]
+overrides: [epochs=2, dataset=fashion_mnist]
+runs:
+  - name: sgd
+    config: {repo}/configs/quick/sgd.yaml
+  - name: xrda
+    config: {repo}/configs/quick/xrda.yaml
+    target_sparsity: [0.9, 0.99]
+    calibrate: {{key: optim.lam, start: 2.0e-2, tolerance: 0.3, rounds: 6, chain: true, fill: {fill}}}
+  - name: gmp
+    config: {repo}/configs/quick/gmp.yaml
+    target_from: xrda
+"""
+
+
+@pytest.mark.parametrize("fill", [0, 1])
+def test_the_report_reads_a_fill_in_as_its_seeds_point_and_names_it(tmp_path, fill):
+    """REPORT.md end to end: without fill-ins, seed 1 (98.82% at seed 0's 99% λ) costs xRDA the
+    99% level; with one, every seed reaches it and the point table names the fill-in."""
+    import report
+    from tests.reporting.test_report import write_run
+
+    def numbers(cfg):
+        if cfg["method"] == "sgd":
+            return 92.0 + 0.1 * cfg["seed"], 0.0
+        sp = seed_curve(cfg["optim"]["lam"], cfg["seed"]) if "lam" in cfg["optim"] else cfg["optim"]["target"]
+        return 90.0 - 5.0 * (-math.log10(1 - sp) - 1.0) + 0.1 * cfg["seed"], sp
+
+    prof = tmp_path / "f.yaml"
+    prof.write_text(FILL_REPORT.format(repo=sweep.REPO, fill=fill))
+    results = str(tmp_path / "results")
+    launcher = StandInLauncher(results, lambda results, s: write_run(results, s.name, s.cfg, numbers),
+                               slots=2)
+    state = sweep.run_all(sweep.expand(str(prof)), results, launcher)
+    assert all(st == "finished" for st, _ in state.values())
+    out = tmp_path / "rep"
+    assert report.main([str(prof), "--results", results, "--out", str(out)]) == 0
+    text = (out / "REPORT.md").read_text()
+    row99 = next(line for line in text.splitlines() if line.startswith("| 99% |"))
+    if fill:
+        assert "fill-in (→99%)" in text and "each seed's own fill-ins" in text
+        assert "not reached" not in row99 and "±" in row99.split("|")[2]
+    else:
+        assert "fill-in" not in text
+        assert "not reached (seed 1 stops at 98.82% sparse)" in row99
