@@ -72,7 +72,7 @@ class _Scheduler:
         try:
             while self.pending or self.running or self.queue or self.born:
                 settled = len(self.state)
-                self.place()
+                self.settle_all()
                 self.start()
                 if not self.running and self.queue and self.until is not None and not self.born:
                     self.stop_at_until()   # none fits before --until: stop here
@@ -129,6 +129,17 @@ class _Scheduler:
         self.order[id(nxt)], nxt.rank = self.order[id(s)], s.rank
         self.specs.insert(self.specs.index(s) + 1, nxt)
         self.born.append(nxt)
+
+    def settle_all(self):
+        """place() until a pass settles, queues and bears nothing more: the rounds and fill-ins
+        replayed from disk, and the followers they free, are queued before any run starts, so a
+        resumed sweep keeps the queue's order (one pass started a later run while an earlier
+        fill-in was still being born)."""
+        while True:
+            before = (len(self.state), len(self.queue))
+            self.place()
+            if not self.born and (len(self.state), len(self.queue)) == before:
+                return
 
     def place(self):
         """One pass over the pending runs (and the rounds born since): settle the blocked and

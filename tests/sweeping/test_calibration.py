@@ -805,7 +805,8 @@ def SeedLauncher(results):
     from sparsecs import paths
 
     def write(results, s):
-        sp = seed_curve(s.cfg["optim"]["lam"], s.cfg["seed"])
+        o = s.cfg["optim"]
+        sp = seed_curve(o["lam"], s.cfg["seed"]) if "lam" in o else o["target"]
         d = paths.run_dir(results, s.name)
         fileio.save_json({"run": s.name, "sparsity": sp, "train_acc": 90.0, "dataset": s.cfg["dataset"],
                           **s.cfg["identity"]}, paths.path(d, paths.SUMMARY))
@@ -915,3 +916,28 @@ def test_the_report_reads_a_fill_in_as_its_seeds_point_and_names_it(tmp_path, fi
     else:
         assert "fill-in" not in text
         assert "not reached (seed 1 stops at 98.82% sparse)" in row99
+
+
+def test_a_resumed_sweep_queues_a_replayed_follower_s_fill_in_before_later_runs(tmp_path):
+    """On a resume, the fill-in born of a follower finished on disk goes before a run listed
+    after it (the first pass started the later run while the fill-in was still being born)."""
+    text = PROFILE.format(repo=sweep.REPO).replace("rounds: 6}", "rounds: 6, chain: true, fill: 1}") + f"""
+  - name: gmp
+    config: {sweep.REPO}/configs/quick/gmp.yaml
+    grid: {{optim.target: [0.5]}}
+"""
+    prof = tmp_path / "p.yaml"
+    prof.write_text(text)
+    results = str(tmp_path / "results")
+    specs = sweep.expand(str(prof))
+    sweep.run_all(specs, results, SeedLauncher(results))
+    from sparsecs import paths
+    import shutil
+    (fill,) = [s for s in specs if s.fill is not None]
+    gmp = [s for s in specs if s.entry == "gmp"]
+    for s in [fill] + gmp:
+        shutil.rmtree(paths.run_dir(results, s.name))
+    write = lambda results, s: SeedLauncher(results).write(results, s)
+    again = OneAtATime(results, write, slots=1)
+    sweep.run_all(sweep.expand(str(prof)), results, again)
+    assert again.started[0] == fill.name and sorted(again.started[1:]) == sorted(s.name for s in gmp)
