@@ -132,13 +132,15 @@ def collapse_note(part, kind):
 
 def _seed_reach(part, kind, level):
     """(the curve's full points, each seed's furthest healthy point among them, whether a
-    value covers `level`, the words for a value) on the axis `kind` reads."""
+    value covers `level`, the words for a value) on the axis `kind` reads. A value within
+    COVER_TOL of the level (in log MACs or log nonzeros) covers it, as envelope() reads it."""
     pts = full_points(part)
     healthy = pts[~pts["collapsed"]]
+    slack = math.exp(K.COVER_TOL) * (1 + 1e-9)
     if kind == "macs":
-        return (pts, healthy.groupby("seed")["mac_frac"].min(), lambda v: v <= level * (1 + 1e-9),
+        return (pts, healthy.groupby("seed")["mac_frac"].min(), lambda v: v <= level * slack,
                 lambda v: f"{100 * v:.3g}% of the MACs")
-    return (pts, healthy.groupby("seed")["sparsity"].max(), lambda v: v >= level * (1 - 1e-9),
+    return (pts, healthy.groupby("seed")["sparsity"].max(), lambda v: 1 - v <= (1 - level) * slack,
             lambda v: f"{100 * v:.4g}% sparse")
 
 
