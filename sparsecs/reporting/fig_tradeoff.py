@@ -41,7 +41,13 @@ def tradeoff(pts, folder, kind="nnz", width="col", name=None, roles=("reference"
         for ax, row in zip(axes, group):
             placed += _panel(ax, pts, sel[sel["row"] == row], row, axis, look, marks, handles, titles)
         marks += [m[2] for m in placed]
-        handles.update(_mark_handles(plt, [m for m in ("round", "collapsed", "below", "edge", "edge_collapsed")
+        if "fill" in marks:      # one legend entry for both open kinds
+            marks = [("round" if m == "fill" else m) for m in marks]
+            rounds = "round_fill"
+        else:
+            rounds = "round"
+        handles.update(_mark_handles(plt, [rounds if m == "round" else m
+                                           for m in ("round", "collapsed", "below", "edge", "edge_collapsed")
                                            if m in marks]))
         _legend(fig, handles, width)
         stem = f"{base}_{width}{suffix}"
@@ -134,7 +140,8 @@ def _entry(ax, part, axis, kw, lab, limits, marks, handles, lower, right):
     if rnd.any():
         h = ax.plot(x[rnd], acc[rnd], ls="none", marker=kw["marker"], ms=2.8, mfc="white",
                     mec=kw["color"], mew=0.7)[0]
-        marks.append("round")
+        fills = part["fill_in"].to_numpy(dtype=bool) if "fill_in" in part else np.zeros(len(part), bool)
+        marks.append("fill" if (rnd & fills).any() else "round")
         handles.setdefault(lab, h)
     for m, sym in (("collapsed", fell & ~edge), ("below", below & ~edge)):
         lower += [(xi, m, kw["color"]) for xi in x[sym]]

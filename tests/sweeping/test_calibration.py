@@ -891,6 +891,7 @@ def test_the_report_reads_a_fill_in_as_its_seeds_point_and_names_it(tmp_path, fi
     """REPORT.md end to end: without fill-ins, seed 1 (98.82% at seed 0's 99% λ) costs xRDA the
     99% level; with one, every seed reaches it and the point table names the fill-in."""
     import report
+    from sparsecs.reporting import figures as F
     from tests.reporting.test_report import write_run
 
     def numbers(cfg):
@@ -910,12 +911,15 @@ def test_the_report_reads_a_fill_in_as_its_seeds_point_and_names_it(tmp_path, fi
     assert report.main([str(prof), "--results", results, "--out", str(out)]) == 0
     text = (out / "REPORT.md").read_text()
     row99 = next(line for line in text.splitlines() if line.startswith("| 99% |"))
+    legend = F.DRAWN["tradeoff_col"]["legend"]
     if fill:
         assert "fill-in (→99%)" in text and "each seed's own fill-ins" in text
         assert "not reached" not in row99 and "±" in row99.split("|")[2]
+        assert "λ-search round (seed 0) or fill-in (one seed)" in legend
     else:
         assert "fill-in" not in text
         assert "not reached (seed 1 stops at 98.82% sparse)" in row99
+        assert "λ-search round (seed 0)" in legend
 
 
 def test_a_resumed_sweep_queues_a_replayed_follower_s_fill_in_before_later_runs(tmp_path):
