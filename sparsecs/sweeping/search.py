@@ -65,6 +65,9 @@ class Search:
     FLAT_ABS = 0.01   # below this (a slow start at low sparsity is not flat): a plateau
     SPAN = 2.5        # (LATS at 99%: 98.77-98.87% while λ grows ×2.7, Δ log nonzeros 0.086)
     NARROW = 1.05     # a bracket narrower than this ratio of the key: the response jumps
+    # at most x2 (or /2) per fill-in: seed 0's round already stands at the level, the seeds
+    # scatter around it, and a flat seed's slope would send a x10 step into a collapse
+    FILL_STEP = 2.0
 
     def __init__(self, key, start, tolerance, rounds, target=None, label="", on_miss="skip", chain=None,
                  side=0, targets=(), start_from=None, metric="sparsity", scale="log", fill=0):
@@ -216,7 +219,7 @@ class Search:
         entry. Its fill-in aims COVER_TOL/2 past the level on the outer side, along the seed's
         own slope of log nonzeros against the key (its last two points) or else that of the
         search's two healthy rounds nearest the target (-1 where neither falls), a step of
-        x1.05 to x10. A seed past the level on the outer side, or within COVER_TOL of it, needs
+        x1.05 to x2 (FILL_STEP). A seed past the level on the outer side, or within COVER_TOL of it, needs
         none: its curve reaches the level from its points and the other targets' points."""
         if not self.side or self.status != "reached":
             return None
@@ -231,7 +234,7 @@ class Search:
             pair = next(([a, b] for i, a in enumerate(rounds) for b in rounds[i + 1:] if b[0] != a[0]), [])
             slope = self._slope(pair)
         step = (yt - self.side * COVER_TOL / 2 - self._y(measured)) / (slope or -1.0)
-        step = math.copysign(min(max(abs(step), math.log(self.NARROW)), math.log(self.MAX_STEP)), step)
+        step = math.copysign(min(max(abs(step), math.log(self.NARROW)), math.log(self.FILL_STEP)), step)
         return self._v(self._x(value) + step)
 
     @staticmethod

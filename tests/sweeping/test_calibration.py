@@ -776,6 +776,8 @@ def test_a_seed_short_of_the_highest_level_gets_a_fill_in_past_it_by_hand():
     # log(0.0107/0.0115) / 0.2500 = -0.2884, step (log 0.01 - 0.025 - log 0.0107) / -0.2884 = 0.3213
     assert s.fill_value([(2e-3, 0.9885), (2.5681e-3, 0.9893)]) == pytest.approx(3.5413e-3, rel=1e-3)
     assert s.fill_value([(2e-3, 0.9896)]) is None        # 4% more nonzeros: stands at the level
+    # a seed whose own two points are nearly flat: the step stops at x2
+    assert s.fill_value([(2e-3, 0.9885), (2.2e-3, 0.98851)]) == pytest.approx(4.4e-3)
     assert s.fill_value([(2e-3, 0.9950)]) is None        # past the level: the outer side
 
 
