@@ -183,7 +183,7 @@ def _mark_handles(plt, marks):
     g = "0.35"
     spec = {
         "round": ("λ-search round (seed 0)", dict(marker="o", ms=3, mfc="white", mec=g, ls="none")),
-        "round_fill": ("λ-search round (seed 0) or fill-in (one seed)",
+        "round_fill": ("search round or fill-in",
                        dict(marker="o", ms=3, mfc="white", mec=g, ls="none")),
         "collapsed": ("collapsed run (lower edge)", dict(marker="x", ms=4, color=g, ls="none")),
         "below": ("below the axis (lower edge)", dict(marker=BELOW_MARK, ms=6, color=g, ls="none")),
