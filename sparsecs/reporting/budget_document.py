@@ -9,6 +9,10 @@ def _v(v):
     return "—" if not v else f"{sum(v) / len(v):.2f}" + (f" ± {_sd(v):.2f}" if len(v) > 1 else "")
 
 
+def _seeds(n):
+    return "one seed" if n == 1 else f"mean of {n} seeds"
+
+
 def _miss(why, at=""):
     """A level without a value: work left (B.NOT_YET, which must not read as a miss), or not
     reached and why."""
@@ -138,7 +142,7 @@ def gap_lines(sides, gaps, note):
         return ["### Does the dense model overfit? (claim A4)", "", "No dense model on either side.", ""]
     need = have[0][1]["min_gap"]
     parts = [f"{_ep(s)}: {g['field']} {g['train']:.2f}% − test {g['test']:.2f}% = **{g['gap']:.2f} pp** "
-             f"(mean of {g['n']} seeds; {'testable' if g['gap'] >= need else 'not testable'})" for s, g in have]
+             f"({_seeds(g['n'])}; {'testable' if g['gap'] >= need else 'not testable'})" for s, g in have]
     L = ["### Does the dense model overfit? (claim A4)", "",
          f"Claim A4 is testable only where the full-budget dense model's training accuracy is at least "
          f"{need:g} pp above its test accuracy. " + "; ".join(parts) + "." + (f" ({note}.)" if note else ""), ""]

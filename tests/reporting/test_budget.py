@@ -168,6 +168,8 @@ def test_the_budget_a4_needs_is_extrapolated_linearly_in_log_epochs():
     # one side without a dense model: no trend to extrapolate, and the message names that side
     text = "\n".join(BD.gap_lines(sides, [gaps[0], None], ""))
     assert "32 ep has no complete dense run" in text and "did not grow" not in text
+    text = "\n".join(BD.gap_lines(sides, [gaps[0], dict(gaps[1], n=1)], ""))
+    assert "= **0.70 pp** (one seed; not testable)" in text
 
 
 def test_work_left_at_a_level_does_not_read_as_a_miss():
