@@ -123,6 +123,8 @@ def reach(s, level):
             # some seeds span it, others stop short or collapse: say which (a mean over seeds
             # would read "its points start sparser" where one seed is 0.1 pp short)
             why = short_note(part, "nnz", level)
+        if not vals and entry in s["left"].get("pending", ()):
+            why = "runs still to come"   # its named runs not yet trained may reach the level
         if not vals and not why:
             full = full_points(part)
             ok = full[~full["collapsed"]]
@@ -189,7 +191,7 @@ def budget_needed(points, need):
 
 
 # reach()'s reasons that are work left, not a fact about the method: drawn as nothing
-NOT_YET = ("search not ended", "no run")
+NOT_YET = ("search not ended", "no run", "runs still to come")
 
 
 def frame(sides, lvls):

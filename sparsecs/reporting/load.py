@@ -165,7 +165,8 @@ def layer_fractions(folder):
 
 def load(profile, results):
     """The profile's complete runs as a DataFrame (one row a run), and what was left out:
-    {"missing": names expected but not complete, "waiting": count, "not_run": count of runs
+    {"missing": names expected but not complete, "pending": the entries of those names,
+    "waiting": count, "not_run": count of runs
     whose λ search missed its target (settled: they do not hold a verdict back), "other":
     runs.csv rows that are not the profile's}."""
     import pandas as pd
@@ -214,7 +215,10 @@ def load(profile, results):
     ours = P.profile_name(profile_path(profile))
     retired = [n for n in other if listed[n] == ours]
     other = [n for n in other if n not in retired]
-    return df, {"missing": missing, "waiting": waiting, "not_run": not_run, "other": other, "retired": retired,
+    # entries with named runs still to train: a level such an entry lacks may yet be reached
+    pending = sorted({configs[n].get("identity", {}).get("entry", "") for n in missing} - {""})
+    return df, {"missing": missing, "pending": pending, "waiting": waiting, "not_run": not_run,
+                "other": other, "retired": retired,
                 "searches": search_rows(searches), "incomplete": incomplete(results, missing)}
 
 

@@ -174,7 +174,8 @@ def test_the_budget_a4_needs_is_extrapolated_linearly_in_log_epochs():
 
 def test_work_left_at_a_level_does_not_read_as_a_miss():
     # reach()'s reasons for work left (budget.NOT_YET) against a fact about the method
-    assert set(B.NOT_YET) == {"no run", "search not ended"}
+    assert set(B.NOT_YET) == {"no run", "search not ended", "runs still to come"}
+    assert BD._miss("runs still to come", " at 32 ep") == "not yet at 32 ep (runs still to come)"
     assert BD._miss("no run") == "not run yet"
     assert BD._miss("search not ended", " at 32 ep") == "not yet at 32 ep (its search has not ended)"
     assert BD._miss("plateau") == "not reached (plateau)"
@@ -276,6 +277,9 @@ def test_reach_names_the_seed_short_of_a_level_the_others_span():
     # seed 2's 1.05% nonzeros are within COVER_TOL (log 1.05 = 0.0488 < 0.05) of 99%: it stands
     # at the level, as the interpolation reads it, so only seed 1 (1.11%, log 0.104) is named
     assert vals == [] and why == "seed 1 stops at 98.89% sparse"
+    # while named runs of the entry are still to train (a side in progress) it is work left
+    vals, why = B.reach({"df": df, "left": {"searches": [], "pending": ["lats"]}}, 0.99)["lats"]
+    assert vals == [] and why == "runs still to come" and why in B.NOT_YET
     # a level below the sweep, that every seed passes, keeps its own reason
     vals, why = B.reach({"df": df, "left": {"searches": []}}, 0.9)["lats"]
     assert vals == [] and why == "its points start sparser"
