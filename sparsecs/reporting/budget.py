@@ -122,9 +122,9 @@ def reach(s, level):
         if not vals:
             # some seeds span it, others stop short or collapse: say which (a mean over seeds
             # would read "its points start sparser" where one seed is 0.1 pp short)
-            why = short_note(part, "nnz", level)
-        if not vals and entry in s["left"].get("pending", ()):
-            why = "runs still to come"   # its named runs not yet trained may reach the level
+            # (while its named runs are still to train, they may yet reach it: work left)
+            pending = entry in s["left"].get("pending", ())
+            why = "runs still to come" if pending else short_note(part, "nnz", level)
         if not vals and not why:
             full = full_points(part)
             ok = full[~full["collapsed"]]
