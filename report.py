@@ -155,7 +155,15 @@ def build(profile, results, out, fdir=None):
 
     verdict = evidence != "none"
     titles = style.row_titles(df)
-    looks = style.Looks(zip(df["method"], df["entry"]), dict(zip(df["entry"], df["role"])))
+    # colours from every entry the profile (and its budget partner) declares, not from the runs
+    # complete so far: an entry keeps its colour in every figure and as the profile fills
+    declared, roles = load.entries(profile)
+    partner = load.budget_partner(profile) if verdict else None
+    if partner:
+        more, more_roles = load.entries(partner)
+        declared, roles = declared + more, {**more_roles, **roles}
+    looks = style.Looks(declared + list(zip(df["method"], df["entry"])),
+                        {**dict(zip(df["entry"], df["role"])), **roles})
     level_tables, pairs = write_tables(name, df, pts, comps, papers, verdict, titles, put)
     readme = RB.block(name, verdicts, complete=not (left["missing"] or left["waiting"])) if verdict else ""
     if readme:
@@ -163,7 +171,7 @@ def build(profile, results, out, fdir=None):
     figs = figures(df, pts, left, load.run_frames(df), load.inference(os.path.join(out, INFERENCE_CSV)),
                    fdir, titles, looks)
     budget_md = []
-    if verdict and load.budget_partner(profile):
+    if partner:
         budget_md = budget_section(profile, results, papers, df, left, tdir, fdir, looks, put, figs)
     figs = [(t, p) for t, p in figs if p]
     written += [p for _, ps in figs for p in ps]

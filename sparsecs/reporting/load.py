@@ -74,6 +74,24 @@ def expected(profile, results, searches=None, configs=None):
     return list(dict.fromkeys(s.name for s in ready)), len(waiting) - not_run, not_run
 
 
+def entries(profile):
+    """Every entry the profile declares, whether or not any of its runs has trained: [(method,
+    entry)] in profile order and {entry: role} (the entry's own role, else its method's), so
+    that a report's colours do not move as runs arrive (style.Looks)."""
+    from sparsecs.optim import get_method
+    try:
+        specs = expand(profile_path(profile))
+        out, roles = {}, {}
+        for s in specs:
+            raw = C._merge(C.load_yaml(s.config), C.parse_overrides(s.overrides))
+            meth = raw.get("method", "sgd")
+            out.setdefault((meth, s.entry), None)
+            roles.setdefault(s.entry, s.identity.get("role") or get_method(meth).role)
+    except (P.ProfileError, C.ConfigError, KeyError) as e:
+        raise ReportError(f"profile {profile}: {e}") from None
+    return list(out), roles
+
+
 def search_rows(searches):
     """One dict per λ search: entry, target, rounds, status, reason, the best round's value,
     sparsity and nonzeros relative to the target's."""

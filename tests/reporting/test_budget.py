@@ -20,6 +20,7 @@ import sweep
 from sparsecs.reporting import budget as B
 from sparsecs.reporting import budget_document as BD
 from sparsecs.reporting import figures as F
+from sparsecs.reporting import style
 from sparsecs.sweeping.profile import ProfileError, load_profile
 from tests.reporting.test_report import FakeLauncher
 
@@ -49,16 +50,18 @@ def numbers(cfg):
     return (acc - 2.0 if m == "gmp" else acc), sp
 
 
-def make_pair(tmp_path, short_setting="", partner="short"):
+def make_pair(tmp_path, short_setting="", partner="short", skip=(), extra=""):
     """short.yaml (2 epochs) and long.yaml (8 epochs, compare_budget: short), swept into one
-    results folder."""
+    results folder (`extra`: more entries for both; long's entries in `skip` left untrained)."""
     results = str(tmp_path / "results")
     for name, epochs, setting, part in (("short", 2, short_setting, ""),
                                         ("long", 8, "", f"compare_budget: {partner}\n")):
         prof = tmp_path / f"{name}.yaml"
-        prof.write_text(PAIR.format(epochs=epochs, setting=setting, partner=part, repo=sweep.REPO))
+        prof.write_text(PAIR.format(epochs=epochs, setting=setting, partner=part, repo=sweep.REPO)
+                        + extra.format(repo=sweep.REPO))
         if name == "short" or partner == "short":
-            state = sweep.run_all(sweep.expand(str(prof)), results, FakeLauncher(results, numbers))
+            specs = [s for s in sweep.expand(str(prof)) if name == "short" or s.entry not in skip]
+            state = sweep.run_all(specs, results, FakeLauncher(results, numbers))
             assert all(st == "finished" for st, _ in state.values())
     return str(tmp_path / "long.yaml"), results
 
@@ -379,3 +382,32 @@ def test_the_budget_figure_marks_a_missed_level_instead_of_a_line_through_it(tmp
     assert d["missed"] == [("99%", "xRDA", 2)]
     assert "level missed (lower edge)" in d["legend"]
     assert d["xlabels"] == ["training epochs"] * 4
+
+
+def test_an_entry_keeps_its_colour_while_the_profile_fills(tmp_path):
+    """Colours come from the entries the two profiles declare, not from the runs complete so far.
+    Two more xRDA entries take free colours (blue, then bluish green: GMP's own) when GMP has no
+    run; with the long profile's GMP runs not trained yet, the budget figure (which draws the
+    short side's GMP) and the trade-off figure give every entry the finished report's colour."""
+    more = "".join(f"""
+  - name: xrda_{x}
+    config: {{repo}}/configs/quick/xrda.yaml
+    overrides: [optim.momentum_ts={ts}]
+    grid: {{{{optim.lam: [1.0e-3, 1.0e-2]}}}}""" for x, ts in (("b", 9.0), ("c", 8.5)))
+    prof, results = make_pair(tmp_path, skip=("gmp",), extra=more)
+    colours = {}
+    for part in ("partial", "full"):
+        if part == "full":
+            state = sweep.run_all(sweep.expand(prof), results, FakeLauncher(results, numbers))
+            assert all(st in ("finished", "skipped") for st, _ in state.values())
+        F.DRAWN.clear()
+        assert report.main([prof, "--results", results, "--out", str(tmp_path / part)]) == 0
+        colours[part] = {stem: dict((label, c) for label, c, _ in d["entries"])
+                         for stem, d in F.DRAWN.items() if d.get("entries")}
+    budget, trade = colours["partial"]["budget_page"], colours["partial"]["tradeoff_page"]
+    assert "GMP" in budget and "GMP" not in trade and len(budget) == 5
+    assert budget == colours["full"]["budget_page"]
+    assert budget["GMP"] == colours["full"]["tradeoff_page"]["GMP"] == style.OKABE_ITO["bluish green"]
+    assert len(set(budget.values())) == 5
+    for label, c in trade.items():
+        assert budget[label] == c == colours["full"]["tradeoff_page"][label]
