@@ -382,6 +382,10 @@ def test_the_budget_figure_marks_a_missed_level_instead_of_a_line_through_it(tmp
     assert d["missed"] == [("99%", "xRDA", 2)]
     assert "level missed (lower edge)" in d["legend"]
     assert d["xlabels"] == ["training epochs"] * 4
+    # side by side around each tick, a step of 4% in log-x: two sparse entries at 1.04^∓0.5,
+    # dense on the tick (points that coincide stay visible)
+    assert d["dodge"] == {"dense SGD": 1.0, "xRDA": pytest.approx(1.04 ** -0.5),
+                          "GMP": pytest.approx(1.04 ** 0.5)}
 
 
 def test_an_entry_keeps_its_colour_while_the_profile_fills(tmp_path):
