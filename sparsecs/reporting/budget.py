@@ -80,7 +80,12 @@ def claim_rows(sides, papers):
                          "outcomes": [c["outcome"] if c else "" for c in per],
                          "levels": {lv: [_level(c, lv) for c in per] for lv in levels}})
         both = all(s["complete"] for s in sides)
-        out.append({"claim": claim, "verdicts": verdicts, "comparisons": rows,
+        # the levels each side's verdict rests on: those of its counted comparisons (a
+        # comparison outside the claim's regime, or unmatched, is no evidence at any level)
+        rest = [sorted({lv for r in rows if r["outcomes"][i] in CL.COUNTED
+                        for lv, cells in r["levels"].items() if cells[i] is not None})
+                for i in range(len(sides))]
+        out.append({"claim": claim, "verdicts": verdicts, "comparisons": rows, "rests_on": rest,
                     "moved": None if not both else len(set(verdicts)) > 1})
     return out
 

@@ -45,8 +45,13 @@ def _diff(cell):
     return "—" if cell is None else f"{cell[0]:+.2f} pp ({cell[1]})"
 
 
-def _verdict(s, v):
-    return v if s["complete"] else f"no verdict yet ({s['runs']} of {s['expected']} runs)"
+def _verdict(s, v, rests_on=(), axis="nnz"):
+    """The side's verdict and the levels it rests on: "refuted (at 98, 99% sparse)", or of the
+    dense multiply-adds for a claim on the MACs axis."""
+    if not s["complete"]:
+        return f"no verdict yet ({s['runs']} of {s['expected']} runs)"
+    at = ", ".join(f"{lv * 100:g}" for lv in rests_on)
+    return (f"{v} (at {at}% {'of the MACs' if axis == 'macs' else 'sparse'})") if at else v
 
 
 def _claim_name(claim):
@@ -77,7 +82,7 @@ def section(sides, papers, rows, reach, gaps, diff, figure_md=()):
     L += ["### Claims: the verdict at each budget", "",
           T.md(["claim", *[f"verdict at {h}" for h in heads], "held or moved"],
                [[f"{_claim_name(r['claim'])}. {r['claim'].title}",
-                 *[_verdict(s, v) for s, v in zip(sides, r["verdicts"])],
+                 *[_verdict(s, v, at, r["claim"].axis) for s, v, at in zip(sides, r["verdicts"], r["rests_on"])],
                  "—" if r["moved"] is None else ("**moved**" if r["moved"] else "held")] for r in rows],
                ["l"] * (len(sides) + 2)), ""]
     L += ["### Each comparison, level by level", "",
@@ -189,7 +194,7 @@ def readme_block(sides, rows, reach, gaps, diff):
          f"report: `results/{sides[-1]['profile']}/REPORT.md`"
          + (f"; {note}: {B.SETTING_CHECK}" if note else "; the sides differ in their budget only") + "):", "",
          T.md(["claim", *heads, ""],
-              [[f"{_claim_name(r['claim'])} {r['claim'].title}", *[_verdict(s, v) for s, v in zip(sides, r["verdicts"])],
+              [[f"{_claim_name(r['claim'])} {r['claim'].title}", *[_verdict(s, v, at, r["claim"].axis) for s, v, at in zip(sides, r["verdicts"], r["rests_on"])],
                 "—" if r["moved"] is None else ("moved" if r["moved"] else "held")] for r in rows],
               ["l"] * (len(sides) + 2))]
     top = max((r["level"] for r in reach), default=None)

@@ -235,11 +235,15 @@ def regime_check(regime, part):
                  f"{'at least' if met else 'under'} {regime.min_gap:g} pp")
 
 
+# the comparison outcomes a verdict counts (not: outside the regime, unmatched, unequal budget)
+COUNTED = (K.WIN, K.LOSS, K.INCONCLUSIVE, "mixed", K.UNMEASURABLE)
+
+
 def row_verdict(mine):
     """One row's verdict of a claim from that row's comparisons (`mine`). A row whose every
     comparison is outside the claim's regime (papers.Regime) is "not testable at this budget";
     comparisons outside it never count for or against it."""
-    counted = [c for c in mine if c["outcome"] in (K.WIN, K.LOSS, K.INCONCLUSIVE, "mixed", K.UNMEASURABLE)]
+    counted = [c for c in mine if c["outcome"] in COUNTED]
     # suggestive only when no counted comparison rests on seeds on both sides
     strength = "significant" if any(c["strength"] == "significant" for c in counted) else "suggestive"
     if not counted and any(c["outcome"] == K.NOT_TESTABLE for c in mine):

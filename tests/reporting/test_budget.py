@@ -103,8 +103,13 @@ def test_a_verdict_that_holds_one_that_flips_and_a_level_reached_only_at_the_lon
     assert [g["gap"] for g in gaps] == [pytest.approx(1.9), pytest.approx(1.9)]
 
     md = "\n".join(BD.section(sides, ["A"], rows, B.reach_rows(sides, lvls), gaps, B.setting_diff(sides)))
-    assert "| A4. A regularizing effect (sparse at least as accurate as dense) | refuted | supported | **moved** |" in md
-    assert "| A1. Sparser and more accurate than the baselines (unstructured) | supported | supported | held |" in md
+    # each verdict with the levels it rests on: xRDA's curve ends at 98% at 2 epochs
+    assert ("| A4. A regularizing effect (sparse at least as accurate as dense) | refuted (at 90, 95, 98% sparse) "
+            "| supported (at 90, 95, 98, 99% sparse) | **moved** |") in md
+    assert ("| A1. Sparser and more accurate than the baselines (unstructured) | supported (at 90, 95, 98% sparse) "
+            "| supported (at 90, 95, 98, 99% sparse) | held |") in md
+    assert "| A2. Structured sparsity | no evidence at this scale | no evidence at this scale | held |" in md
+    assert [r["rests_on"] for r in rows if r["claim"].id == "4"] == [[[0.9, 0.95, 0.98], [0.9, 0.95, 0.98, 0.99]]]
     assert "Held: A1, A2, A3." in md                 # A2, A3: no evidence at either budget
     assert "not reached (its points end at 98.00%)" in md
     assert "rests on the setting check" not in md and "differ in their budget only" in md
@@ -118,7 +123,8 @@ def test_the_report_writes_the_section_the_tables_and_the_figure(tmp_path):
     assert "## Verdicts against the budget" in text and "![Accuracy against the training budget" in text
     assert text.index("## Verdicts against the budget") < text.index("## Tables")
     readme = open(os.path.join(out, "tables", "budget_readme.md"), encoding="utf-8").read()
-    assert "| A4 A regularizing effect (sparse at least as accurate as dense) | refuted | supported | moved |" in readme
+    assert ("| A4 A regularizing effect (sparse at least as accurate as dense) | refuted (at 90, 95, 98% sparse) "
+            "| supported (at 90, 95, 98, 99% sparse) | moved |") in readme
     assert "xRDA: not reached at 2 ep (its points end at 98.00%), 98.10 ± 0.10 at 8 ep" in readme
     runs_csv = open(os.path.join(out, "tables", "budget_runs.csv")).read().splitlines()
     assert len(runs_csv) == 1 + 2 * (3 + 6 + 6)       # header, each side's 15 runs
