@@ -9,7 +9,10 @@ from sparsecs.evidence import COVER_TOL
 SIDE_TOL = 0.01
 assert SIDE_TOL < COVER_TOL, "a seed beside seed 0's round must still stand at the level"
 # the words a missed target's reason starts with (the report and the README quote them)
-WHY = ("ceiling", "plateau", "collapse", "jump", "rounds exhausted")
+# ("rounds exhausted in a turn-over": the rounds ran out while bisecting between the best round,
+# not sparse enough, and a larger value that gave less: the response peaks short of the target
+# there, so more rounds would narrow a ceiling, not step past it)
+WHY = ("ceiling", "plateau", "collapse", "jump", "rounds exhausted", "rounds exhausted in a turn-over")
 # What a search may be calibrated on (a profile entry's `target_metric`): a fraction that grows
 # with the key (the sparsity; of conv filters or kernels all zero) or one that falls with it
 # (FALLING: the structural multiply-adds kept, macs_structural / flops_dense). A search works
@@ -93,6 +96,7 @@ class Search:
         self.why = ""              # that word alone
         self.failed = ""           # a round failed or is unreadable: the search cannot go on
         self.specs = []            # the round runs made so far
+        self._turn = None          # (value, sparsity) of the larger round of a turn-over being bisected
 
     @property
     def level(self):
@@ -268,10 +272,15 @@ class Search:
         if self.within(sparsity) and not collapsed:
             self.done, self.status = True, "reached"
             return None
+        self._turn = None
         nxt = self.next_value()   # a collapsed round within tolerance bounds the bracket from above
         if nxt is not None and len(self.history) >= self.rounds:
             fell = [h[0] for h in self.history if h[2]]
             fell = f"; collapses at {self.key} >= {min(fell):g}" if fell else ""
+            if self._turn is not None:
+                v, sp = self._turn
+                return self._end("rounds exhausted in a turn-over", f"{self.rounds} rounds; a larger {self.key} "
+                                 f"gives less: {self.show(sp)} at {v:g}{fell}")
             return self._end("rounds exhausted", f"{self.rounds} rounds{fell}")
         return nxt
 
@@ -360,4 +369,5 @@ class Search:
         if nxt[0] - best[0] < math.log(self.NARROW):
             return self._end("ceiling", f"a larger {self.key} gives less: {self.show(1 - math.exp(nxt[1]))} at "
                              f"{self._v(nxt[0]):g}")
+        self._turn = (self._v(nxt[0]), 1 - math.exp(nxt[1]))   # record() names it if rounds run out
         return self._v((best[0] + nxt[0]) / 2)

@@ -528,7 +528,32 @@ def test_every_missed_reason_starts_with_its_word_and_the_highest_sparsity():
     from sparsecs.reporting import load
     (row,) = load.search_rows([("st", s)])
     assert row["reason"].split(":")[0] == "rounds exhausted"
-    assert set(WHY) == {"ceiling", "plateau", "collapse", "jump", "rounds exhausted"}
+    assert set(WHY) == {"ceiling", "plateau", "collapse", "jump", "rounds exhausted",
+                        "rounds exhausted in a turn-over"}
+
+
+def test_rounds_that_run_out_inside_a_turn_over_say_so():
+    """fashion8's xRDA 99% rounds, recorded in their order: 1.67e-4 -> 98.53%, 2.51e-4 -> 98.14%
+    (a larger λ, less sparse: a turn-over), bisected at 2.05e-4 -> 96.81%, 1.85e-4 -> 98.54%,
+    1.94e-4 -> 98.25%. After round 5 the search would bisect between the best round (1.85e-4)
+    and 1.94e-4, ×1.051 apart (just wider than NARROW, so not yet a ceiling): the reason names the
+    turn-over and its larger round. A search that runs out while still stepping does not."""
+    rounds = [(1.67049e-4, 0.985329), (2.50574e-4, 0.981386), (2.04592e-4, 0.968114),
+              (1.84870e-4, 0.985374), (1.94481e-4, 0.982517)]
+    s = sweep.Search("optim.lam", rounds[0][0], 0.3, 5, 0.99, side=1)
+    asked = [s.record(v, sp) for v, sp in rounds]
+    assert asked[:4] == [pytest.approx(r[0], rel=2e-3) for r in rounds[1:]]
+    assert asked[4] is None and s.status == "not reached" and s.why == "rounds exhausted in a turn-over"
+    assert s.reason == ("rounds exhausted in a turn-over: highest 0.9854 at optim.lam=0.00018487; 5 rounds; "
+                        "a larger optim.lam gives less: 0.9825 at 0.000194481")
+    # the same first two rounds with a budget of 2: the turn-over is being bisected when they run out
+    s = sweep.Search("optim.lam", rounds[0][0], 0.3, 2, 0.99, side=1)
+    s.record(*rounds[0])
+    assert s.record(*rounds[1]) is None and s.why == "rounds exhausted in a turn-over"
+    # rounds that only step up (no larger round gave less): plain "rounds exhausted"
+    s = sweep.Search("optim.lam", 1e-4, 0.3, 2, 0.99, side=1)
+    s.record(1e-4, 0.95)
+    assert s.record(2e-4, 0.97) is None and s.why == "rounds exhausted"
 
 
 def test_a_missed_search_past_the_neighbouring_target_runs_its_followers_at_its_best_round():
