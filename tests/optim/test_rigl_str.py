@@ -15,6 +15,7 @@ from sparsecs import data
 import eval as E
 import train
 from sparsecs.optim import get_method
+from tests.optim.nets import layers, one_step, tiny_model
 from sparsecs.optim.rigl import RigL, erk_densities, update_fraction
 from sparsecs.optim.str_method import STR, str_weight
 
@@ -27,25 +28,6 @@ def make(cls, model, steps=4, epochs=2, **hp):
     hp = {**cls.defaults, **hp}
     cls.validate(hp)
     return get_method(cls.name)(model, hp, steps, epochs)
-
-
-def tiny_model():
-    torch.manual_seed(0)
-    m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                      nn.Flatten(), nn.Linear(8, 5))
-    return m.to(memory_format=torch.channels_last)
-
-
-def layers(model):
-    return [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
-def one_step(model, method, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(6, 3, 8, 8, generator=g).to(memory_format=torch.channels_last)
-    method.zero_grad()
-    model(x).square().sum().backward()
-    method.step()
 
 
 # ---- RigL: densities and update fraction ---------------------------------------------------

@@ -13,6 +13,7 @@ from sparsecs import config as C
 import eval as E
 import train
 from sparsecs.optim import get_method
+from tests.optim.nets import layers, one_step, tiny_model
 from sparsecs.optim.soft_threshold import SoftThreshold
 
 FAMILIES = {"vgg16": 0.125, "resnet20": 0.25, "resnet56": 0.125, "densenet40": 0.125}
@@ -23,13 +24,6 @@ def S(theta, d):
     return torch.sign(theta) * torch.clamp(theta.abs() - d, min=0)
 
 
-def tiny_model():
-    torch.manual_seed(0)
-    m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                      nn.Flatten(), nn.Linear(8, 5))
-    return m.to(memory_format=torch.channels_last)
-
-
 def make(model, steps=3, epochs=2, **hp):
     hp = {**SoftThreshold.defaults, **hp}
     SoftThreshold.validate(hp)
@@ -38,18 +32,6 @@ def make(model, steps=3, epochs=2, **hp):
 
 def thetas(model):
     return [m.parametrizations.weight.original for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
-def layers(model):
-    return [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
-def one_step(model, method, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(6, 3, 8, 8, generator=g).to(memory_format=torch.channels_last)
-    method.zero_grad()
-    model(x).square().sum().backward()
-    method.step()
 
 
 def test_forward_weight_is_exactly_S_of_theta_and_theta_starts_at_w0():
