@@ -15,9 +15,9 @@ from sparsecs import data
 import eval as E
 import train
 from sparsecs.optim import get_method
-from tests.optim.nets import layers, one_step, tiny_model
 from sparsecs.optim.rigl import RigL, erk_densities, update_fraction
 from sparsecs.optim.str_method import STR, str_weight
+from tests.optim.nets import layers, one_step, tiny_model
 
 
 def make(cls, model, steps=4, epochs=2, **hp):

@@ -13,8 +13,8 @@ from sparsecs import config as C
 import eval as E
 import train
 from sparsecs.optim import get_method
-from tests.optim.nets import layers, one_step, tiny_model
 from sparsecs.optim.soft_threshold import SoftThreshold
+from tests.optim.nets import layers, one_step, tiny_model
 
 FAMILIES = {"vgg16": 0.125, "resnet20": 0.25, "resnet56": 0.125, "densenet40": 0.125}
 
@@ -31,7 +31,7 @@ def make(model, steps=3, epochs=2, **hp):
 
 
 def thetas(model):
-    return [m.parametrizations.weight.original for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return [m.parametrizations.weight.original for m in layers(model)]
 
 
 def test_forward_weight_is_exactly_S_of_theta_and_theta_starts_at_w0():
